@@ -1,0 +1,15 @@
+"""neonsign: traffic-sign recognition (GTSRB) MLOps on Arm CPUs.
+
+The package imports no PyTorch: preprocessing (:mod:`neonsign.data`) and the native inference
+engine (:mod:`neonsign.engine`) run on NumPy and the C extension alone. Training and the PyTorch
+backends need the ``torch`` extra.
+"""
+
+from __future__ import annotations
+
+from . import errors
+from ._native import cpu_count, get_threads, set_threads
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "errors", "cpu_count", "get_threads", "set_threads"]

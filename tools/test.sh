@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Set up .venv and run the test suite (C core tests + pytest). Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/setup.sh
+exec .venv/bin/python -m pytest "$@"
