@@ -1,12 +1,14 @@
 """Builds and runs the C-level tests in tests/c/ against the C core sources (no Python.h).
 
-Each tests/c/test_*.c is compiled with the host C compiler together with csrc/core/*.c and run;
-it prints "<name>: ok" and exits 0 on success.
+Each tests/c/test_*.c names the core files it needs in a comment line ``sources: a.c b.c``
+(paths relative to csrc/core); it is compiled with them by the host C compiler under ASan and
+UBSan, run, and must print "<name>: ok" and exit 0.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -23,7 +25,9 @@ CC = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
 @pytest.mark.skipif(CC is None, reason="no C compiler on PATH")
 @pytest.mark.parametrize("source", C_TESTS, ids=[p.stem for p in C_TESTS])
 def test_c_program(source: Path, tmp_path: Path) -> None:
-    core = sorted(str(p) for p in (REPO / "csrc" / "core").glob("*.c"))
+    match = re.search(r"^\s*\*?\s*sources:(.*)$", source.read_text(), re.MULTILINE)
+    assert match, f"{source.name} must name its core sources in a 'sources:' comment line"
+    core = [str(REPO / "csrc" / "core" / name) for name in match.group(1).split()]
     exe = tmp_path / source.stem
     cmd = [CC, "-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-Wno-unused-parameter",
            "-fsanitize=address,undefined", "-fno-omit-frame-pointer",

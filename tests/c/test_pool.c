@@ -1,6 +1,9 @@
 /* C-level tests of the shared thread pool (csrc/core/pool.c): every task runs exactly once,
  * worker ids stay in range and are never shared by two running tasks, resizing works, and
- * concurrent runs from several threads are serialised safely. */
+ * concurrent runs from several threads are serialised safely.
+ *
+ * sources: common.c pool.c
+ */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
