@@ -158,3 +158,11 @@ def test_preprocess_image_array_and_bytes():
         pp.preprocess_image(img, dtype="float64")
     with pytest.raises(errors.DecodeError):
         pp.preprocess_image(b"not a ppm")
+
+
+def test_large_downscale_matches_pillow_and_extreme_is_refused():
+    img = rng.integers(0, 256, (3, 5000, 3), dtype=np.uint8)
+    assert check(img, 1, 1) == 0
+    assert check(img, 2, 3) == 0
+    with pytest.raises(errors.ResourceLimitError, match="downscale"):
+        pp.resize(np.zeros((1, 20000, 3), np.uint8), (1, 1))

@@ -1,6 +1,7 @@
 #include "resize.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Pillow: PRECISION_BITS = 32 - 8 - 2 */
@@ -34,6 +35,10 @@ static ns_status compute_coeffs(size_t in_size, size_t out_size, ns_buf *buf, si
     double filterscale = scale < 1.0 ? 1.0 : scale;
     double support = support_base * filterscale;
     size_t ksize = taps_for(in_size, out_size);
+    if (ksize > NS_RESIZE_MAX_TAPS)
+        return ns_set_error(err, NS_ERR_LIMIT,
+                            "resize %zu -> %zu: downscale factor above the supported %d", in_size,
+                            out_size, (NS_RESIZE_MAX_TAPS - 1) / 2);
     size_t nk, nb, bytes;
     if (ns_mul_overflow(out_size, ksize, &nk) || ns_mul_overflow(out_size, 2, &nb) ||
         nk > SIZE_MAX - nb || ns_mul_overflow(nk + nb, sizeof(int32_t), &bytes) ||
@@ -90,58 +95,163 @@ static ns_status compute_coeffs(size_t in_size, size_t out_size, ns_buf *buf, si
     return NS_OK;
 }
 
+/* Coefficients for in_size -> out_size on one axis (0 = x, 1 = y), from the scratch's cache
+ * when the same pair was computed before (images of a split share a few sizes). */
+static ns_status get_coeffs(ns_resize_scratch *s, int axis, size_t in_size, size_t out_size,
+                            size_t *ksize, int32_t **k, int32_t **bounds, ns_error *err) {
+    if (!s->cache) {
+        s->cache = calloc(NS_RESIZE_CACHE_SLOTS, sizeof *s->cache);
+        if (!s->cache) /* no cache: compute into the per-axis buffer */
+            return compute_coeffs(in_size, out_size, axis ? &s->coeffs_y : &s->coeffs_x, ksize, k,
+                                  bounds, err);
+    }
+    /* x and y use disjoint halves, so the two tables of one image never share a slot */
+    size_t half_slots = NS_RESIZE_CACHE_SLOTS / 2;
+    ns_coeff_entry *e = &s->cache[(size_t)axis * half_slots + in_size % half_slots];
+    if (e->buf.data && e->in_size == in_size && e->out_size == out_size) {
+        *ksize = e->ksize;
+        *k = (int32_t *)e->buf.data;
+        *bounds = *k + out_size * e->ksize;
+        return NS_OK;
+    }
+    e->in_size = e->out_size = 0; /* invalid until the computation succeeds */
+    ns_status st = compute_coeffs(in_size, out_size, &e->buf, ksize, k, bounds, err);
+    if (st != NS_OK) return st;
+    e->in_size = in_size;
+    e->out_size = out_size;
+    e->ksize = *ksize;
+    return NS_OK;
+}
+
 void ns_resize_scratch_free(ns_resize_scratch *s) {
+    if (s->cache) {
+        for (size_t i = 0; i < NS_RESIZE_CACHE_SLOTS; i++) ns_buf_free(&s->cache[i].buf);
+        free(s->cache);
+        s->cache = NULL;
+    }
     ns_buf_free(&s->coeffs_x);
     ns_buf_free(&s->coeffs_y);
     ns_buf_free(&s->tmp);
-    ns_buf_free(&s->acc);
+    ns_buf_free(&s->tr_in);
+    ns_buf_free(&s->tr_out);
 }
 
-/* Horizontal pass: nrows rows of src (rows src_stride bytes apart) -> nrows rows of dst_w RGB
- * pixels in dst (rows dst_w*3 bytes apart). */
-static void horizontal_pass(const uint8_t *src, size_t src_stride, size_t nrows, uint8_t *dst,
-                            size_t dst_w, size_t ksize, const int32_t *kk, const int32_t *bounds) {
-    const int32_t half = 1 << (NS_PRECISION_BITS - 1);
-    for (size_t r = 0; r < nrows; r++) {
-        const uint8_t *row = src + r * src_stride;
-        uint8_t *out = dst + r * dst_w * 3;
-        for (size_t xx = 0; xx < dst_w; xx++) {
-            const int32_t *k = kk + xx * ksize;
-            const uint8_t *p = row + (size_t)bounds[2 * xx] * 3;
-            const int32_t n = bounds[2 * xx + 1];
-            int32_t s0 = half, s1 = half, s2 = half;
-            for (int32_t x = 0; x < n; x++) {
-                s0 += p[3 * x + 0] * k[x];
-                s1 += p[3 * x + 1] * k[x];
-                s2 += p[3 * x + 2] * k[x];
+/* On x86-64 the accumulation loop is also compiled for AVX2 (8 int32 lanes with a native
+ * 32-bit multiply) and picked at load time; AArch64's baseline NEON already has both. */
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__has_attribute)
+#if __has_attribute(target_clones) && defined(__gnu_linux__)
+#define NS_CLONES __attribute__((target_clones("avx2", "default")))
+#endif
+#endif
+#ifndef NS_CLONES
+#define NS_CLONES
+#endif
+
+/* The core of both passes. src holds lines y0, y0+1, ... (src_stride bytes apart, rowlen bytes
+ * used); output line j is the weighted sum of lines bounds[2j] .. bounds[2j] + bounds[2j+1] - 1
+ * with Pillow's rounding and clipping, written to dst (rowlen bytes per line, packed). Every
+ * output element uses the same weights, so the inner loops vectorise. */
+NS_CLONES
+static void resample_lines(const uint8_t *src, size_t src_stride, size_t y0, size_t rowlen,
+                           uint8_t *dst, size_t dst_lines, size_t ksize, const int32_t *kk,
+                           const int32_t *bounds) {
+    /* BILINEAR weights are >= 0 and sum to (1 << 22) + at most taps/2, so the sums are
+     * non-negative and below 256 << 22 + 2^21: the shift needs no lower clip, and the min()
+     * keeps Pillow's upper clip for safety. Blocks keep their accumulators in registers. */
+    enum { BLOCK = 32, SMALL = 8 };
+    const uint32_t half = 1u << (NS_PRECISION_BITS - 1);
+    for (size_t j = 0; j < dst_lines; j++) {
+        const int32_t *k = kk + j * ksize;
+        const uint8_t *base = src + ((size_t)bounds[2 * j] - y0) * src_stride;
+        const int32_t n = bounds[2 * j + 1];
+        uint8_t *out = dst + j * rowlen;
+        size_t i = 0;
+        for (; i + BLOCK <= rowlen; i += BLOCK) {
+            uint32_t acc[BLOCK];
+            for (int e = 0; e < BLOCK; e++) acc[e] = half;
+            for (int32_t t = 0; t < n; t++) {
+                const uint8_t *r = base + (size_t)t * src_stride + i;
+                const uint32_t kt = (uint32_t)k[t];
+                for (int e = 0; e < BLOCK; e++) acc[e] += r[e] * kt;
             }
-            out[3 * xx + 0] = clip8(s0);
-            out[3 * xx + 1] = clip8(s1);
-            out[3 * xx + 2] = clip8(s2);
+            for (int e = 0; e < BLOCK; e++) {
+                uint32_t v = acc[e] >> NS_PRECISION_BITS;
+                out[i + e] = (uint8_t)(v < 255 ? v : 255);
+            }
+        }
+        for (; i + SMALL <= rowlen; i += SMALL) {
+            uint32_t acc[SMALL];
+            for (int e = 0; e < SMALL; e++) acc[e] = half;
+            for (int32_t t = 0; t < n; t++) {
+                const uint8_t *r = base + (size_t)t * src_stride + i;
+                const uint32_t kt = (uint32_t)k[t];
+                for (int e = 0; e < SMALL; e++) acc[e] += r[e] * kt;
+            }
+            for (int e = 0; e < SMALL; e++) {
+                uint32_t v = acc[e] >> NS_PRECISION_BITS;
+                out[i + e] = (uint8_t)(v < 255 ? v : 255);
+            }
+        }
+        for (; i < rowlen; i++) {
+            int32_t a = (int32_t)half;
+            for (int32_t t = 0; t < n; t++) a += base[(size_t)t * src_stride + i] * k[t];
+            out[i] = clip8(a);
         }
     }
 }
 
-/* Vertical pass: src holds source rows y0, y0+1, ... (src_stride bytes apart, rowlen bytes
- * used); output row yy reads rows bounds[2*yy] .. + bounds[2*yy+1] into dst (rowlen bytes per
- * row, tightly packed). */
-static void vertical_pass(const uint8_t *src, size_t src_stride, size_t y0, size_t rowlen,
-                          uint8_t *dst, size_t dst_h, size_t ksize, const int32_t *kk,
-                          const int32_t *bounds, int32_t *acc) {
-    const int32_t half = 1 << (NS_PRECISION_BITS - 1);
-    for (size_t yy = 0; yy < dst_h; yy++) {
-        const int32_t *k = kk + yy * ksize;
-        const uint8_t *base = src + ((size_t)bounds[2 * yy] - y0) * src_stride;
-        const int32_t n = bounds[2 * yy + 1];
-        for (size_t i = 0; i < rowlen; i++) acc[i] = half;
-        for (int32_t y = 0; y < n; y++) {
-            const uint8_t *row = base + (size_t)y * src_stride;
-            const int32_t ky = k[y];
-            for (size_t i = 0; i < rowlen; i++) acc[i] += row[i] * ky;
+/* dst[x][y] = src[y][x] for RGB pixels: src has h rows of w pixels (src_stride bytes apart),
+ * dst has w rows of h pixels (h*3 bytes each). Pixels move as 4-byte words (the 4th byte is
+ * rewritten by the next pixel) except in the last column/row, so nothing outside either image
+ * is read or written. Blocked for cache locality. */
+static void transpose_rgb(const uint8_t *src, size_t src_stride, size_t h, size_t w, uint8_t *dst) {
+    const size_t B = 16;
+    const size_t dst_stride = h * 3;
+    for (size_t y0 = 0; y0 < h; y0 += B) {
+        const size_t y1 = y0 + B < h ? y0 + B : h;
+        /* rows whose 4-byte store stays inside the dst line: y < h - 1 */
+        const size_t y1w = y1 < h ? y1 : h - 1;
+        for (size_t x0 = 0; x0 < w; x0 += B) {
+            const size_t x1 = x0 + B < w ? x0 + B : w;
+            for (size_t x = x0; x < x1; x++) {
+                uint8_t *d = dst + x * dst_stride;
+                const uint8_t *s = src + x * 3;
+                size_t y = y0;
+                if (x + 1 < w) { /* a 4-byte load stays inside the source row */
+                    for (; y < y1w; y++) {
+                        uint32_t v;
+                        memcpy(&v, s + y * src_stride, 4);
+                        memcpy(d + 3 * y, &v, 4);
+                    }
+                }
+                for (; y < y1; y++) {
+                    d[3 * y + 0] = s[y * src_stride + 0];
+                    d[3 * y + 1] = s[y * src_stride + 1];
+                    d[3 * y + 2] = s[y * src_stride + 2];
+                }
+            }
         }
-        uint8_t *out = dst + yy * rowlen;
-        for (size_t i = 0; i < rowlen; i++) out[i] = clip8(acc[i]);
     }
+}
+
+/* Horizontal pass: nrows rows of src_w pixels (src_stride bytes apart) -> nrows rows of dst_w
+ * pixels in dst (packed). Done as transpose, resample along lines, transpose back, so that the
+ * arithmetic runs in the vectorised resample_lines (integer sums: identical results). */
+static ns_status horizontal_pass(const uint8_t *src, size_t src_stride, size_t nrows, size_t src_w,
+                                 uint8_t *dst, size_t dst_w, size_t ksize, const int32_t *kk,
+                                 const int32_t *bounds, ns_resize_scratch *s, ns_error *err) {
+    size_t line, t_bytes, u_bytes;
+    if (ns_mul_overflow(nrows, 3, &line) || ns_mul_overflow(line, src_w, &t_bytes) ||
+        ns_mul_overflow(line, dst_w, &u_bytes))
+        return ns_set_error(err, NS_ERR_LIMIT, "resize: intermediate image too large");
+    ns_status st;
+    if ((st = ns_buf_reserve(&s->tr_in, t_bytes, "the resize transpose", err)) != NS_OK) return st;
+    if ((st = ns_buf_reserve(&s->tr_out, u_bytes, "the resize transpose", err)) != NS_OK) return st;
+    uint8_t *t = s->tr_in.data, *u = s->tr_out.data;
+    transpose_rgb(src, src_stride, nrows, src_w, t);
+    resample_lines(t, line, 0, line, u, dst_w, ksize, kk, bounds);
+    transpose_rgb(u, line, dst_w, nrows, dst);
+    return NS_OK;
 }
 
 ns_status ns_resize_u8c3(const uint8_t *src, size_t src_w, size_t src_h, size_t src_stride,
@@ -171,22 +281,13 @@ ns_status ns_resize_u8c3(const uint8_t *src, size_t src_w, size_t src_h, size_t 
     size_t kx = 0, ky = 0;
     int32_t *kkx = NULL, *bx = NULL, *kky = NULL, *by = NULL;
     ns_status st;
-    if (need_h && (st = compute_coeffs(src_w, dst_w, &s->coeffs_x, &kx, &kkx, &bx, err)) != NS_OK)
+    if (need_h && (st = get_coeffs(s, 0, src_w, dst_w, &kx, &kkx, &bx, err)) != NS_OK)
         return st;
-    if (need_v && (st = compute_coeffs(src_h, dst_h, &s->coeffs_y, &ky, &kky, &by, err)) != NS_OK)
+    if (need_v && (st = get_coeffs(s, 1, src_h, dst_h, &ky, &kky, &by, err)) != NS_OK)
         return st;
-    size_t acc_bytes;
-    const size_t widest = (need_v && !horizontal_first) ? src_w : dst_w; /* rows of the vertical pass */
-    if (ns_mul_overflow(widest, 3 * sizeof(int32_t), &acc_bytes))
-        return ns_set_error(err, NS_ERR_LIMIT, "resize: rows too long");
-    if (need_v && (st = ns_buf_reserve(&s->acc, acc_bytes, "the resize accumulators", err)) != NS_OK)
-        return st;
-    if (!need_v) {
-        horizontal_pass(src, src_stride, dst_h, dst, dst_w, kx, kkx, bx);
-        return NS_OK;
-    }
+    if (!need_v) return horizontal_pass(src, src_stride, dst_h, src_w, dst, dst_w, kx, kkx, bx, s, err);
     if (!need_h) {
-        vertical_pass(src, src_stride, 0, dst_rowlen, dst, dst_h, ky, kky, by, (int32_t *)s->acc.data);
+        resample_lines(src, src_stride, 0, dst_rowlen, dst, dst_h, ky, kky, by);
         return NS_OK;
     }
     size_t tmp_bytes;
@@ -202,9 +303,10 @@ ns_status ns_resize_u8c3(const uint8_t *src, size_t src_w, size_t src_h, size_t 
         if ((st = ns_buf_reserve(&s->tmp, tmp_bytes, "the resize intermediate", err)) != NS_OK)
             return st;
         uint8_t *tmp = (uint8_t *)s->tmp.data;
-        horizontal_pass(src + y_first * src_stride, src_stride, nrows, tmp, dst_w, kx, kkx, bx);
-        vertical_pass(tmp, dst_rowlen, y_first, dst_rowlen, dst, dst_h, ky, kky, by,
-                      (int32_t *)s->acc.data);
+        st = horizontal_pass(src + y_first * src_stride, src_stride, nrows, src_w, tmp, dst_w, kx,
+                             kkx, bx, s, err);
+        if (st != NS_OK) return st;
+        resample_lines(tmp, dst_rowlen, y_first, dst_rowlen, dst, dst_h, ky, kky, by);
     } else {
         const size_t src_rowlen = src_w * 3;
         if (ns_mul_overflow(src_rowlen, dst_h, &tmp_bytes))
@@ -212,8 +314,8 @@ ns_status ns_resize_u8c3(const uint8_t *src, size_t src_w, size_t src_h, size_t 
         if ((st = ns_buf_reserve(&s->tmp, tmp_bytes, "the resize intermediate", err)) != NS_OK)
             return st;
         uint8_t *tmp = (uint8_t *)s->tmp.data;
-        vertical_pass(src, src_stride, 0, src_rowlen, tmp, dst_h, ky, kky, by, (int32_t *)s->acc.data);
-        horizontal_pass(tmp, src_rowlen, dst_h, dst, dst_w, kx, kkx, bx);
+        resample_lines(src, src_stride, 0, src_rowlen, tmp, dst_h, ky, kky, by);
+        return horizontal_pass(tmp, src_rowlen, dst_h, src_w, dst, dst_w, kx, kkx, bx, s, err);
     }
     return NS_OK;
 }

@@ -19,12 +19,23 @@
 #include "buf.h"
 #include "common.h"
 
+typedef struct ns_coeff_entry {
+    size_t in_size, out_size, ksize;
+    ns_buf buf;
+} ns_coeff_entry;
+
+#define NS_RESIZE_CACHE_SLOTS 512
+/* Largest filter (taps per output); bounds the downscale factor to (taps - 1) / 2 = 8191 and
+ * keeps the 32-bit sums exact. */
+#define NS_RESIZE_MAX_TAPS 16383
+
 /* Reused memory for ns_resize_u8c3 (one per thread). Zero-initialise; free with
  * ns_resize_scratch_free. */
 typedef struct ns_resize_scratch {
     ns_buf coeffs_x, coeffs_y; /* int32 weights then int32 (first, count) bounds */
     ns_buf tmp;                /* horizontally resampled rows, uint8 */
-    ns_buf acc;                /* one output row of int32 accumulators */
+    ns_buf tr_in, tr_out;      /* transposed lines for the horizontal pass */
+    ns_coeff_entry *cache;     /* NS_RESIZE_CACHE_SLOTS coefficient tables, allocated lazily */
 } ns_resize_scratch;
 
 void ns_resize_scratch_free(ns_resize_scratch *s);
