@@ -188,6 +188,15 @@ def test_empty_list_and_bad_arguments(split):
         pp.load_images(str(paths[0]))
     with pytest.raises(ValueError, match="null"):
         pp.load_images(["a\0b.ppm"])
+    with pytest.raises(TypeError):
+        pp.load_images([paths[0], 42])  # type: ignore[list-item]
+
+
+def test_str_bytes_and_pathlike_paths(split):
+    paths, _, _ = split
+    mixed = [str(paths[0]), bytes(paths[1]), paths[2]]
+    res = pp.load_images(mixed, dtype="uint8")
+    np.testing.assert_array_equal(res.images, pp.load_images(paths[:3], dtype="uint8").images)
 
 
 def test_gil_released_during_load(tmp_path):
