@@ -438,3 +438,16 @@ def test_real_training_split(real_root: Path) -> None:
     train_idx, val_idx = data.track_split(meta, 0.2, seed=0)
     _check_track_split(meta, train_idx, val_idx)
     assert 0.15 < len(val_idx) / len(meta) < 0.25
+
+
+def test_unreadable_file_without_csv_is_named_even_with_roi(synth_root: Path, tmp_path: Path) -> None:
+    root = tmp_path / "fixed"
+    _copy_train(synth_root, root / "GTSRB" / "Training", with_csv=False)
+    bad = root / "GTSRB" / "Training" / "00002" / "00000_00001.ppm"
+    bad.write_bytes(b"not an image at all")
+    with pytest.raises(DecodeError, match="00000_00001.ppm"):
+        data.load_split(root, "train", roi=True, dtype="uint8")
+    _, _, meta = data.load_split(root, "train", roi=True, dtype="uint8", skip_bad=True)
+    assert [Path(p) for _, p, _ in meta.errors] == [bad]
+    row = meta.errors[0][0]
+    assert meta.widths[row] == 0 and meta.rois[row].tolist() == [0, 0, 0, 0]

@@ -163,7 +163,7 @@ class SplitMeta:
         track_ids: train: the track (physical sign) of each row from its ``TTTTT_IIIII.ppm`` name,
             or None when the name does not follow that pattern; test: all None.
         widths, heights: int64 (N,) the original image sizes (from the CSV, or the PPM header
-            when a class folder has no CSV).
+            when a class folder has no CSV; 0 when that header is unreadable).
         rois: int64 (N, 4) inclusive ROI corners (x1, y1, x2, y2) in original pixels; the whole
             image for files that have no annotation.
         size: the side length the images were resized to.
@@ -321,7 +321,10 @@ class _Listing:
         self.tracks.append(track)
         self.widths.append(int(w))
         self.heights.append(int(h))
-        self.rois.append(tuple(int(v) for v in roi) if roi is not None else (0, 0, w - 1, h - 1))
+        # No annotation: the whole image (1 px when even the header was unreadable: the loader
+        # then reports the file itself).
+        whole = (0, 0, max(int(w) - 1, 0), max(int(h) - 1, 0))
+        self.rois.append(tuple(int(v) for v in roi) if roi is not None else whole)
 
 
 def _plain_name(name: str, csv_path: Path) -> str:
@@ -331,15 +334,14 @@ def _plain_name(name: str, csv_path: Path) -> str:
 
 
 def _header_size(path: Path) -> tuple[int, int]:
-    """(width, height) from an image file's header, without decoding its pixels."""
+    """(width, height) from an image file's header, without decoding its pixels; (0, 0) when
+    the header is unreadable (the loader names the file when it tries to decode it)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
             return im.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        # Size unknown: the loader reports the file properly when it decodes it.
-        del exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         return (0, 0)
 
 
