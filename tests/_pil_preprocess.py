@@ -82,7 +82,7 @@ def load_images(paths: Sequence[str | Path], *, rois=None, size=32, dtype="float
         try:
             a = read_ppm(p)
             im = Image.fromarray(a)
-            if rois is not None:
+            if rois is not None and int(rois[i][0]) != -1:
                 x1, y1, x2, y2 = (int(v) for v in rois[i])
                 im = im.crop((x1, y1, x2 + 1, y2 + 1))
             u8[i] = np.asarray(im.resize((size, size), Image.BILINEAR))
@@ -93,6 +93,11 @@ def load_images(paths: Sequence[str | Path], *, rois=None, size=32, dtype="float
             errors.append((i, str(p), str(exc)))
     if dtype == "uint8":
         return LoadResult(u8, ok, errors)
-    f = (u8.astype(np.float32) / 255.0 - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    f = normalize(u8, mean, std)
     f[~ok] = 0
-    return LoadResult(np.ascontiguousarray(f.transpose(0, 3, 1, 2)), ok, errors)
+    return LoadResult(f, ok, errors)
+
+
+def normalize(images, mean=(0.5,) * 3, std=(0.5,) * 3) -> np.ndarray:
+    f = (images.astype(np.float32) / np.float32(255.0) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(f.transpose(0, 3, 1, 2))

@@ -212,13 +212,15 @@ def test_meta_describes_every_row(synth_root: Path) -> None:
     assert summary["images"] == N_TRAIN and summary["tracks"] == 43 * 2
 
 
-def test_without_csv_sizes_come_from_headers_and_roi_is_whole_image(layouts) -> None:
+def test_without_csv_sizes_come_from_headers_and_roi_is_the_whole_image(layouts) -> None:
     _, _, with_csv = data.load_split(layouts["entered"], "train", dtype="uint8")
     _, _, no_csv = data.load_split(layouts["fixed"], "train", dtype="uint8")
     np.testing.assert_array_equal(no_csv.widths, with_csv.widths)
     np.testing.assert_array_equal(no_csv.heights, with_csv.heights)
-    np.testing.assert_array_equal(no_csv.rois[:, 2], no_csv.widths - 1)
-    np.testing.assert_array_equal(no_csv.rois[:, :2], 0)
+    np.testing.assert_array_equal(no_csv.rois, -1)  # the loader's "whole image"
+    full, _, _ = data.load_split(layouts["fixed"], "train", dtype="uint8", size=20)
+    roi, _, _ = data.load_split(layouts["fixed"], "train", dtype="uint8", size=20, roi=True)
+    np.testing.assert_array_equal(full, roi)
 
 
 def test_float32_is_normalised_uint8_in_nchw(synth_root: Path) -> None:
@@ -450,4 +452,4 @@ def test_unreadable_file_without_csv_is_named_even_with_roi(synth_root: Path, tm
     _, _, meta = data.load_split(root, "train", roi=True, dtype="uint8", skip_bad=True)
     assert [Path(p) for _, p, _ in meta.errors] == [bad]
     row = meta.errors[0][0]
-    assert meta.widths[row] == 0 and meta.rois[row].tolist() == [0, 0, 0, 0]
+    assert meta.widths[row] == 0 and meta.rois[row].tolist() == [-1, -1, -1, -1]

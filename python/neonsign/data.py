@@ -97,6 +97,7 @@ NUM_CLASSES = len(CLASS_NAMES)
 SPLITS = ("train", "test")
 TEST_LABELS_CSV = "GT-final_test.csv"
 
+_NO_ROI = (-1, -1, -1, -1)  # the loader's "whole image" row
 _CLASS_DIR_RE = re.compile(r"^\d{5}$")
 _TRAIN_FILE_RE = re.compile(r"^(\d{5})_(\d{5})\.ppm$", re.IGNORECASE)
 
@@ -164,15 +165,16 @@ class SplitMeta:
             or None when the name does not follow that pattern; test: all None.
         widths, heights: int64 (N,) the original image sizes (from the CSV, or the PPM header
             when a class folder has no CSV; 0 when that header is unreadable).
-        rois: int64 (N, 4) inclusive ROI corners (x1, y1, x2, y2) in original pixels; the whole
-            image for files that have no annotation.
+        rois: int64 (N, 4) inclusive ROI corners (x1, y1, x2, y2) in original pixels;
+            ``(-1, -1, -1, -1)`` for files without an annotation (the whole image is used, the
+            loader's convention).
         size: the side length the images were resized to.
         roi: whether images were cropped to their ROI before resizing.
         checksum: sha256 hex digest identifying the data version (see :func:`load_split`).
         class_counts: int64 (43,) images per class.
         errors: ``(row, path, message)`` of each file that failed to load (only with
             ``skip_bad=True``; those rows are all zeros).
-        seconds: wall time of decoding (the C loader calls), for throughput reports.
+        seconds: wall time of the C loader call (read, decode, crop, resize), for throughput.
     """
 
     split: str
@@ -321,10 +323,7 @@ class _Listing:
         self.tracks.append(track)
         self.widths.append(int(w))
         self.heights.append(int(h))
-        # No annotation: the whole image (1 px when even the header was unreadable: the loader
-        # then reports the file itself).
-        whole = (0, 0, max(int(w) - 1, 0), max(int(h) - 1, 0))
-        self.rois.append(tuple(int(v) for v in roi) if roi is not None else whole)
+        self.rois.append(tuple(int(v) for v in roi) if roi is not None else _NO_ROI)
 
 
 def _plain_name(name: str, csv_path: Path) -> str:
@@ -460,8 +459,8 @@ def load_split(
         ``(images, labels, meta)``: the array described above, int64 (N,) labels and a
         :class:`SplitMeta`. ``meta.checksum`` (see :func:`split_checksum`) is computed from the
         uint8 decode at ``size``/``roi`` and the labels, so it does not depend on ``dtype``,
-        ``mean``/``std`` or the thread count; with ``dtype="float32"`` this costs a second,
-        uint8 pass of the loader.
+        ``mean``/``std`` or the thread count. (float32 is produced by decoding to uint8 once and
+        :func:`neonsign.preprocess.normalize`, the same values the loader's float32 mode gives.)
 
     Raises:
         DatasetNotFoundError: no such split under ``root``.
@@ -500,10 +499,11 @@ def load_split(
     )
     t0 = time.perf_counter()
     result = preprocess.load_images(paths, dtype="uint8", **kwargs)
-    checksum = split_checksum(result.images, labels, size=size, roi=roi)
-    if dtype == "float32":
-        result = preprocess.load_images(paths, dtype="float32", mean=mean, std=std, **kwargs)
     seconds = time.perf_counter() - t0
+    images = result.images
+    checksum = split_checksum(images, labels, size=size, roi=roi)
+    if dtype == "float32":  # the loader's float32 output is exactly normalize(its uint8 output)
+        images = preprocess.normalize(images, mean, std)
 
     meta = SplitMeta(
         split=split,
@@ -522,7 +522,7 @@ def load_split(
         errors=[(int(i), str(p), str(m)) for i, p, m in result.errors],
         seconds=seconds,
     )
-    return result.images, labels, meta
+    return images, labels, meta
 
 
 # --------------------------------------------------------------------------------------------
