@@ -305,6 +305,9 @@ def test_skip_bad_reports_the_file_and_zeroes_its_row(damaged_root) -> None:
     row = meta.errors[0][0]
     assert meta.paths[row] == bad and labels[row] == 7
     assert not images[row].any() and images[row - 1].any()
+    f32, _, fmeta = data.load_split(root, "train", dtype="float32", skip_bad=True)
+    assert fmeta.checksum == meta.checksum
+    assert not f32[row].any() and f32[row - 1].any()
 
 
 def test_missing_file_listed_in_csv(synth_root: Path, tmp_path: Path) -> None:

@@ -42,6 +42,7 @@ __all__ = [
     "class_name",
     "find_split",
     "load_split",
+    "split_checksum",
     "track_split",
     "register_cli",
 ]
@@ -504,6 +505,7 @@ def load_split(
     checksum = split_checksum(images, labels, size=size, roi=roi)
     if dtype == "float32":  # the loader's float32 output is exactly normalize(its uint8 output)
         images = preprocess.normalize(images, mean, std)
+        images[~np.asarray(result.ok, dtype=bool)] = 0  # failed rows stay zero, as documented
 
     meta = SplitMeta(
         split=split,
