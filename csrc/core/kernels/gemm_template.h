@@ -7,7 +7,10 @@
  *   NS_BCAST(p)         broadcast *p to all lanes   NS_FMA(acc, a, b)  acc + a * b
  *   NS_ZERO()           zero vector                 NS_MAX(a, b), NS_ADD(a, b)
  *   NS_STORE_PART(p, v, n)  store the first n (< NS_VLEN) lanes of v
- *   NS_GEMM_NAME        the exported function name  NS_ISA_NAME  its name string
+ *   NS_GEMM_NAME        the exported function name
+ * and optionally NS_FMA_LANE(acc, b, a, lane) = acc + b * a[lane] (lane a literal 0..3): then
+ * the K loop runs 4 steps at a time with one vector load of 4 consecutive A values per row and
+ * lane-indexed FMAs (AArch64's FMLA by element) instead of a broadcast per row and step.
  *
  * A register tile holds NS_MR x NS_NV accumulators; the compiler keeps them in registers
  * because every loop over them has a compile-time trip count and is fully unrolled.
@@ -36,7 +39,29 @@ NS_INLINE void ns_tile(const size_t MR, size_t nc, size_t nseg, size_t kc, const
     }
     for (size_t s = 0; s < nseg; s++) {
         const float *ap = a + s * ss;
-        for (size_t k = 0; k < kc; k++) {
+        size_t k = 0;
+#if defined(NS_FMA_LANE)
+        for (; k + 4 <= kc; k += 4) {
+            NS_VEC av[NS_MR];
+            NS_UNROLL for (size_t m = 0; m < MR; m++) av[m] = NS_LOAD(ap + m * as + k);
+#define NS_LANE_STEP(L)                                                                          \
+    do {                                                                                         \
+        NS_VEC wv[NS_NV];                                                                        \
+        NS_UNROLL for (size_t v = 0; v < NS_NV; v++) wv[v] = NS_LOAD(w + v * NS_VLEN);          \
+        w += NS_NR;                                                                              \
+        NS_UNROLL for (size_t m = 0; m < MR; m++) {                                              \
+            NS_UNROLL for (size_t v = 0; v < NS_NV; v++)                                         \
+                acc[m][v] = NS_FMA_LANE(acc[m][v], wv[v], av[m], L);                             \
+        }                                                                                        \
+    } while (0)
+            NS_LANE_STEP(0);
+            NS_LANE_STEP(1);
+            NS_LANE_STEP(2);
+            NS_LANE_STEP(3);
+#undef NS_LANE_STEP
+        }
+#endif
+        for (; k < kc; k++) {
             NS_VEC wv[NS_NV];
             NS_UNROLL for (size_t v = 0; v < NS_NV; v++) wv[v] = NS_LOAD(w + v * NS_VLEN);
             w += NS_NR;
