@@ -416,6 +416,16 @@ static PyObject *py_resolve_kernel(PyObject *self, PyObject *args) {
     return PyUnicode_FromString(ns_kernel_name(k));
 }
 
+static PyObject *py_cpu_ghz(PyObject *self, PyObject *noargs) {
+    (void)self;
+    (void)noargs;
+    double ghz;
+    Py_BEGIN_ALLOW_THREADS
+    ghz = ns_cpu_ghz_estimate();
+    Py_END_ALLOW_THREADS
+    return PyFloat_FromDouble(ghz);
+}
+
 /* Resolve an explicit kernel name (tests' per-layer entry points). */
 static int parse_explicit_kernel(PyObject *obj, ns_kernel *k) {
     const char *kname;
@@ -525,6 +535,8 @@ static PyObject *py_kernel_linear(PyObject *self, PyObject *args, PyObject *kwds
      "available_kernels() -> list[str]\n\nKernels compiled in and supported by this CPU."},     \
     {"resolve_kernel", py_resolve_kernel, METH_VARARGS,                                         \
      "resolve_kernel(name=None) -> str\n\nThe kernel a net created with `name` would use."},    \
+    {"cpu_ghz", py_cpu_ghz, METH_NOARGS,                                                        \
+     "cpu_ghz() -> float\n\nEstimated core clock (GHz) from a dependent add chain (benchmarks)."}, \
     {"kernel_conv3x3", (PyCFunction)(void (*)(void))py_kernel_conv3x3,                          \
      METH_VARARGS | METH_KEYWORDS,                                                              \
      "kernel_conv3x3(kernel, x, weight, bias, relu=True, pool=False) -> NCHW float32\n\n"       \

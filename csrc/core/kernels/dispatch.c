@@ -129,3 +129,37 @@ ns_status ns_kernel_resolve(const char *name, ns_kernel *out, ns_error *err) {
                         "available here: %s",
                         source, name, avail);
 }
+
+/* Core clock estimate: a chain of dependent register-register adds runs at one add per cycle on every
+ * x86-64 and AArch64 core we target, so adds / seconds ~ Hz (turbo included). The best of
+ * 200 short runs is taken so that preemption on a shared machine only lowers a sample. */
+double ns_cpu_ghz_estimate(void) {
+    double best = 0.0;
+    for (int run = 0; run < 200; run++) {
+        uint64_t x = (uint64_t)run, one = 1; /* register operands: adds of immediates can be
+                                                 folded at rename on recent cores */
+        const uint64_t iters = 100000; /* x 8 adds: ~0.3 ms, short enough to dodge preemption */
+        uint64_t t0 = ns_now_ns();
+        for (uint64_t i = 0; i < iters; i++) {
+#if defined(__x86_64__) && defined(__GNUC__)
+            __asm__ volatile("add %1, %0\n\tadd %1, %0\n\tadd %1, %0\n\tadd %1, %0\n\t"
+                             "add %1, %0\n\tadd %1, %0\n\tadd %1, %0\n\tadd %1, %0"
+                             : "+r"(x) : "r"(one));
+#elif defined(__aarch64__) && defined(__GNUC__)
+            __asm__ volatile("add %0, %0, %1\n\tadd %0, %0, %1\n\tadd %0, %0, %1\n\t"
+                             "add %0, %0, %1\n\tadd %0, %0, %1\n\tadd %0, %0, %1\n\t"
+                             "add %0, %0, %1\n\tadd %0, %0, %1"
+                             : "+r"(x) : "r"(one));
+#else
+            x += 8;
+#endif
+        }
+        uint64_t dt = ns_now_ns() - t0;
+        if (x == 42) best += 0.0; /* keep x live */
+        if (dt > 0) {
+            double ghz = (double)(iters * 8) / (double)dt;
+            if (ghz > best) best = ghz;
+        }
+    }
+    return best;
+}

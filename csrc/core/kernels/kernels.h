@@ -58,6 +58,8 @@ ns_status ns_kernel_resolve(const char *name, ns_kernel *out, ns_error *err);
 void ns_kernel_list(char *buf, size_t size);
 /* The SIMD micro-kernel table of k, or NULL for NS_KERNEL_REF / unavailable kernels. */
 const ns_isa *ns_kernel_isa(ns_kernel k);
+/* Estimated core clock in GHz (turbo included), from timing a dependent add chain (~0.1 s). */
+double ns_cpu_ghz_estimate(void);
 
 /* ---- ref.c: the scalar reference (NCHW, one image) --------------------------------------- */
 /* out[co][y][x] = bias[co] + sum_{ci,ky,kx} in[ci][y+ky][x+kx] * w[co][ci][ky][kx], then
