@@ -16,6 +16,7 @@
 #include <numpy/arrayobject.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -614,7 +615,378 @@ static int preprocess_init(PyObject *m) {
 /* Engine: native TrafficSignNet inference                                                     */
 /* ------------------------------------------------------------------------------------------ */
 
-#define ENGINE_METHODS
+#include "core/net.h"
+
+#define NET_CAPSULE "neonsign._native.Net"
+
+/* A float32, C-contiguous, aligned ndarray of exactly `ndim` dims with the given shape
+ * (-1: any size >= 1). Raises `cls_name` (neonsign.errors) naming `what` otherwise. */
+static PyArrayObject *check_f32(PyObject *obj, const char *what, int ndim, const npy_intp *shape,
+                                const char *cls_name) {
+    PyObject *cls = error_class(cls_name, PyExc_ValueError);
+    PyArrayObject *a = NULL;
+    if (!PyArray_Check(obj)) {
+        PyErr_Format(cls, "%s must be a numpy.ndarray, got %s", what, Py_TYPE(obj)->tp_name);
+        goto done;
+    }
+    a = (PyArrayObject *)obj;
+    if (PyArray_TYPE(a) != NPY_FLOAT32) {
+        PyErr_Format(cls, "%s must have dtype float32, got %S", what,
+                     (PyObject *)PyArray_DESCR(a));
+        a = NULL;
+        goto done;
+    }
+    int bad = PyArray_NDIM(a) != ndim;
+    for (int i = 0; !bad && i < ndim; i++)
+        bad = shape[i] < 0 ? PyArray_DIM(a, i) < 1 : PyArray_DIM(a, i) != shape[i];
+    if (bad) {
+        char want[128] = "(", got[128] = "(";
+        for (int i = 0; i < ndim; i++) {
+            size_t l = strlen(want);
+            if (shape[i] < 0) snprintf(want + l, sizeof want - l, "%sN", i ? ", " : "");
+            else snprintf(want + l, sizeof want - l, "%s%ld", i ? ", " : "", (long)shape[i]);
+        }
+        for (int i = 0; i < PyArray_NDIM(a); i++) {
+            size_t l = strlen(got);
+            snprintf(got + l, sizeof got - l, "%s%ld", i ? ", " : "", (long)PyArray_DIM(a, i));
+        }
+        PyErr_Format(cls, "%s must have shape %s), got %s)", what, want, got);
+        a = NULL;
+        goto done;
+    }
+    if (!PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a)) {
+        PyErr_Format(cls, "%s must be C-contiguous and aligned", what);
+        a = NULL;
+    }
+done:
+    Py_DECREF(cls);
+    return a;
+}
+
+static ns_net *net_from_capsule(PyObject *cap) {
+    return (ns_net *)PyCapsule_GetPointer(cap, NET_CAPSULE);
+}
+
+static void net_capsule_free(PyObject *cap) {
+    ns_net *net = (ns_net *)PyCapsule_GetPointer(cap, NET_CAPSULE);
+    if (net) ns_net_destroy(net);
+}
+
+/* Kernel argument: None -> NULL (env var / best), else a str. */
+static int parse_kernel_name(PyObject *obj, const char **out) {
+    if (obj == NULL || obj == Py_None) {
+        *out = NULL;
+        return 1;
+    }
+    if (!PyUnicode_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "kernel must be a str or None, got %s", Py_TYPE(obj)->tp_name);
+        return 0;
+    }
+    *out = PyUnicode_AsUTF8(obj);
+    return *out != NULL;
+}
+
+static const char *const weight_names[8] = {"conv1.weight", "conv1.bias", "conv2.weight",
+                                            "conv2.bias",   "fc1.weight", "fc1.bias",
+                                            "fc2.weight",   "fc2.bias"};
+
+static PyObject *py_net_create(PyObject *self, PyObject *args, PyObject *kwds) {
+    (void)self;
+    static char *kwlist[] = {"conv1_w", "conv1_b", "conv2_w", "conv2_b", "fc1_w", "fc1_b",
+                             "fc2_w", "fc2_b", "kernel", NULL};
+    PyObject *o[8], *kobj = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOO|O:net_create", kwlist, &o[0], &o[1],
+                                     &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &kobj))
+        return NULL;
+    static const npy_intp shapes[8][4] = {
+        {NS_NET_C1, NS_NET_IN_C, 3, 3}, {NS_NET_C1}, {NS_NET_C2, NS_NET_C1, 3, 3}, {NS_NET_C2},
+        {NS_NET_HIDDEN, NS_NET_FEATURES}, {NS_NET_HIDDEN}, {NS_NET_CLASSES, NS_NET_HIDDEN},
+        {NS_NET_CLASSES}};
+    static const int ndims[8] = {4, 1, 4, 1, 2, 1, 2, 1};
+    const float *p[8];
+    for (int i = 0; i < 8; i++) {
+        PyArrayObject *a = check_f32(o[i], weight_names[i], ndims[i], shapes[i], "ModelError");
+        if (!a) return NULL;
+        p[i] = (const float *)PyArray_DATA(a);
+    }
+    const char *kname;
+    if (!parse_kernel_name(kobj, &kname)) return NULL;
+    ns_net_weights w = {p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]};
+    ns_net *net = NULL;
+    ns_error err;
+    ns_error_clear(&err);
+    ns_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = ns_net_create(&w, kname, &net, &err);
+    Py_END_ALLOW_THREADS
+    if (st != NS_OK) return raise_ns_error(&err);
+    PyObject *cap = PyCapsule_New(net, NET_CAPSULE, net_capsule_free);
+    if (!cap) ns_net_destroy(net);
+    return cap;
+}
+
+static PyObject *py_net_forward(PyObject *self, PyObject *args, PyObject *kwds) {
+    (void)self;
+    static char *kwlist[] = {"net", "x", "threads", NULL};
+    PyObject *cap, *xobj, *tobj = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O:net_forward", kwlist, &cap, &xobj, &tobj))
+        return NULL;
+    ns_net *net = net_from_capsule(cap);
+    if (!net) return NULL;
+    int threads;
+    if (!parse_threads(tobj, &threads)) return NULL;
+    static const npy_intp xshape[4] = {-1, NS_NET_IN_C, NS_NET_IN_H, NS_NET_IN_W};
+    PyArrayObject *x = check_f32(xobj, "input x", 4, xshape, "NeonsignValueError");
+    if (!x) return NULL;
+    npy_intp n = PyArray_DIM(x, 0);
+    npy_intp oshape[2] = {n, NS_NET_CLASSES};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(2, oshape, NPY_FLOAT32);
+    if (!out) return NULL;
+    ns_error err;
+    ns_error_clear(&err);
+    ns_status st;
+    const float *xp = (const float *)PyArray_DATA(x);
+    float *op = (float *)PyArray_DATA(out);
+    Py_INCREF(x); /* keep the input alive while the GIL is released */
+    Py_BEGIN_ALLOW_THREADS
+    st = ns_net_forward(net, module_pool(), threads, xp, (size_t)n, op, &err);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(x);
+    if (st != NS_OK) {
+        Py_DECREF(out);
+        return raise_ns_error(&err);
+    }
+    return (PyObject *)out;
+}
+
+static PyObject *py_net_set_kernel(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap, *kobj;
+    if (!PyArg_ParseTuple(args, "OO:net_set_kernel", &cap, &kobj)) return NULL;
+    ns_net *net = net_from_capsule(cap);
+    if (!net) return NULL;
+    const char *kname;
+    if (!parse_kernel_name(kobj, &kname)) return NULL;
+    ns_error err;
+    ns_error_clear(&err);
+    ns_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = ns_net_set_kernel(net, kname, &err);
+    Py_END_ALLOW_THREADS
+    if (st != NS_OK) return raise_ns_error(&err);
+    return PyUnicode_FromString(ns_kernel_name(ns_net_kernel(net)));
+}
+
+static PyObject *py_net_kernel(PyObject *self, PyObject *cap) {
+    (void)self;
+    ns_net *net = net_from_capsule(cap);
+    if (!net) return NULL;
+    return PyUnicode_FromString(ns_kernel_name(ns_net_kernel(net)));
+}
+
+static PyObject *py_net_enable_timers(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap;
+    int on;
+    if (!PyArg_ParseTuple(args, "Op:net_enable_timers", &cap, &on)) return NULL;
+    ns_net *net = net_from_capsule(cap);
+    if (!net) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    ns_net_enable_timers(net, on);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_net_timers(PyObject *self, PyObject *cap) {
+    (void)self;
+    ns_net *net = net_from_capsule(cap);
+    if (!net) return NULL;
+    uint64_t t[NS_NET_LAYERS], c[NS_NET_LAYERS];
+    Py_BEGIN_ALLOW_THREADS
+    ns_net_read_timers(net, t, c);
+    Py_END_ALLOW_THREADS
+    PyObject *d = PyDict_New();
+    if (!d) return NULL;
+    for (int l = 0; l < NS_NET_LAYERS; l++) {
+        PyObject *v = Py_BuildValue("(KK)", (unsigned long long)t[l], (unsigned long long)c[l]);
+        if (!v || PyDict_SetItemString(d, ns_net_layer_names[l], v) < 0) {
+            Py_XDECREF(v);
+            Py_DECREF(d);
+            return NULL;
+        }
+        Py_DECREF(v);
+    }
+    return d;
+}
+
+static PyObject *py_net_reset_timers(PyObject *self, PyObject *cap) {
+    (void)self;
+    ns_net *net = net_from_capsule(cap);
+    if (!net) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    ns_net_reset_timers(net);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_available_kernels(PyObject *self, PyObject *noargs) {
+    (void)self;
+    (void)noargs;
+    PyObject *l = PyList_New(0);
+    if (!l) return NULL;
+    for (int k = 0; k < NS_KERNEL_COUNT; k++) {
+        if (!ns_kernel_available((ns_kernel)k)) continue;
+        PyObject *s = PyUnicode_FromString(ns_kernel_name((ns_kernel)k));
+        if (!s || PyList_Append(l, s) < 0) {
+            Py_XDECREF(s);
+            Py_DECREF(l);
+            return NULL;
+        }
+        Py_DECREF(s);
+    }
+    return l;
+}
+
+static PyObject *py_resolve_kernel(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *kobj = Py_None;
+    if (!PyArg_ParseTuple(args, "|O:resolve_kernel", &kobj)) return NULL;
+    const char *kname;
+    if (!parse_kernel_name(kobj, &kname)) return NULL;
+    ns_kernel k;
+    ns_error err;
+    ns_error_clear(&err);
+    if (ns_kernel_resolve(kname, &k, &err) != NS_OK) return raise_ns_error(&err);
+    return PyUnicode_FromString(ns_kernel_name(k));
+}
+
+static PyObject *py_cpu_ghz(PyObject *self, PyObject *noargs) {
+    (void)self;
+    (void)noargs;
+    double ghz;
+    Py_BEGIN_ALLOW_THREADS
+    ghz = ns_cpu_ghz_estimate();
+    Py_END_ALLOW_THREADS
+    return PyFloat_FromDouble(ghz);
+}
+
+/* Resolve an explicit kernel name (tests' per-layer entry points). */
+static int parse_explicit_kernel(PyObject *obj, ns_kernel *k) {
+    const char *kname;
+    if (!parse_kernel_name(obj, &kname)) return 0;
+    ns_error err;
+    ns_error_clear(&err);
+    if (ns_kernel_resolve(kname, k, &err) != NS_OK) {
+        raise_ns_error(&err);
+        return 0;
+    }
+    return 1;
+}
+
+static PyObject *py_kernel_conv3x3(PyObject *self, PyObject *args, PyObject *kwds) {
+    (void)self;
+    static char *kwlist[] = {"kernel", "x", "weight", "bias", "relu", "pool", NULL};
+    PyObject *kobj, *xo, *wo, *bo;
+    int relu = 1, pool = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO|pp:kernel_conv3x3", kwlist, &kobj, &xo,
+                                     &wo, &bo, &relu, &pool))
+        return NULL;
+    ns_kernel k;
+    if (!parse_explicit_kernel(kobj, &k)) return NULL;
+    static const npy_intp any4[4] = {-1, -1, -1, -1};
+    PyArrayObject *x = check_f32(xo, "x", 4, any4, "NeonsignValueError");
+    if (!x) return NULL;
+    const npy_intp n = PyArray_DIM(x, 0), cin = PyArray_DIM(x, 1), h = PyArray_DIM(x, 2),
+                   w = PyArray_DIM(x, 3);
+    PyArrayObject *wa = check_f32(wo, "weight", 4, (npy_intp[4]){-1, cin, 3, 3}, "NeonsignValueError");
+    if (!wa) return NULL;
+    const npy_intp cout = PyArray_DIM(wa, 0);
+    PyArrayObject *ba = check_f32(bo, "bias", 1, (npy_intp[1]){cout}, "NeonsignValueError");
+    if (!ba) return NULL;
+    const npy_intp minhw = pool ? 4 : 3;
+    if (h < minhw || w < minhw) {
+        PyErr_Format(PyExc_ValueError, "x must be at least %ldx%ld, got %ldx%ld", (long)minhw,
+                     (long)minhw, (long)h, (long)w);
+        return NULL;
+    }
+    npy_intp oshape[4] = {n, cout, pool ? (h - 2) / 2 : h - 2, pool ? (w - 2) / 2 : w - 2};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(4, oshape, NPY_FLOAT32);
+    if (!out) return NULL;
+    ns_error err;
+    ns_error_clear(&err);
+    ns_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = ns_op_conv3x3(k, PyArray_DATA(x), (size_t)n, (size_t)cin, (size_t)h, (size_t)w,
+                       PyArray_DATA(wa), PyArray_DATA(ba), (size_t)cout, relu, pool,
+                       PyArray_DATA(out), &err);
+    Py_END_ALLOW_THREADS
+    if (st != NS_OK) {
+        Py_DECREF(out);
+        return raise_ns_error(&err);
+    }
+    return (PyObject *)out;
+}
+
+static PyObject *py_kernel_linear(PyObject *self, PyObject *args, PyObject *kwds) {
+    (void)self;
+    static char *kwlist[] = {"kernel", "x", "weight", "bias", "relu", NULL};
+    PyObject *kobj, *xo, *wo, *bo;
+    int relu = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO|p:kernel_linear", kwlist, &kobj, &xo, &wo,
+                                     &bo, &relu))
+        return NULL;
+    ns_kernel k;
+    if (!parse_explicit_kernel(kobj, &k)) return NULL;
+    static const npy_intp any2[2] = {-1, -1};
+    PyArrayObject *x = check_f32(xo, "x", 2, any2, "NeonsignValueError");
+    if (!x) return NULL;
+    const npy_intp rows = PyArray_DIM(x, 0), kd = PyArray_DIM(x, 1);
+    PyArrayObject *wa = check_f32(wo, "weight", 2, (npy_intp[2]){-1, kd}, "NeonsignValueError");
+    if (!wa) return NULL;
+    const npy_intp nout = PyArray_DIM(wa, 0);
+    PyArrayObject *ba = check_f32(bo, "bias", 1, (npy_intp[1]){nout}, "NeonsignValueError");
+    if (!ba) return NULL;
+    npy_intp oshape[2] = {rows, nout};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(2, oshape, NPY_FLOAT32);
+    if (!out) return NULL;
+    ns_error err;
+    ns_error_clear(&err);
+    ns_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = ns_op_linear(k, PyArray_DATA(x), (size_t)rows, (size_t)kd, PyArray_DATA(wa),
+                      PyArray_DATA(ba), (size_t)nout, relu, PyArray_DATA(out), &err);
+    Py_END_ALLOW_THREADS
+    if (st != NS_OK) {
+        Py_DECREF(out);
+        return raise_ns_error(&err);
+    }
+    return (PyObject *)out;
+}
+
+#define ENGINE_METHODS                                                                          \
+    {"net_create", (PyCFunction)(void (*)(void))py_net_create, METH_VARARGS | METH_KEYWORDS,    \
+     "net_create(conv1_w, conv1_b, conv2_w, conv2_b, fc1_w, fc1_b, fc2_w, fc2_b, kernel=None)"  \
+     " -> capsule\n\nCopy and pack TrafficSignNet weights (float32, PyTorch layouts)."},        \
+    {"net_forward", (PyCFunction)(void (*)(void))py_net_forward, METH_VARARGS | METH_KEYWORDS,  \
+     "net_forward(net, x, threads=None) -> (N,43) float32\n\nx: (N,3,32,32) float32 C-order."}, \
+    {"net_set_kernel", py_net_set_kernel, METH_VARARGS,                                         \
+     "net_set_kernel(net, name) -> str\n\nRepack the weights for another kernel."},             \
+    {"net_kernel", py_net_kernel, METH_O, "net_kernel(net) -> str"},                            \
+    {"net_enable_timers", py_net_enable_timers, METH_VARARGS, "net_enable_timers(net, on)"},    \
+    {"net_timers", py_net_timers, METH_O, "net_timers(net) -> {layer: (ns, calls)}"},           \
+    {"net_reset_timers", py_net_reset_timers, METH_O, "net_reset_timers(net)"},                 \
+    {"available_kernels", py_available_kernels, METH_NOARGS,                                    \
+     "available_kernels() -> list[str]\n\nKernels compiled in and supported by this CPU."},     \
+    {"resolve_kernel", py_resolve_kernel, METH_VARARGS,                                         \
+     "resolve_kernel(name=None) -> str\n\nThe kernel a net created with `name` would use."},    \
+    {"cpu_ghz", py_cpu_ghz, METH_NOARGS,                                                        \
+     "cpu_ghz() -> float\n\nEstimated core clock (GHz) from a dependent add chain (benchmarks)."}, \
+    {"kernel_conv3x3", (PyCFunction)(void (*)(void))py_kernel_conv3x3,                          \
+     METH_VARARGS | METH_KEYWORDS,                                                              \
+     "kernel_conv3x3(kernel, x, weight, bias, relu=True, pool=False) -> NCHW float32\n\n"       \
+     "One conv layer (test entry point)."},                                                     \
+    {"kernel_linear", (PyCFunction)(void (*)(void))py_kernel_linear, METH_VARARGS | METH_KEYWORDS, \
+     "kernel_linear(kernel, x, weight, bias, relu=False) -> float32\n\nOne linear layer."},
 
 static int engine_init(PyObject *m) {
     (void)m;
