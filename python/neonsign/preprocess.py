@@ -28,7 +28,7 @@ from typing import NamedTuple, Union
 import numpy as np
 
 from . import _native
-from .errors import AnnotationError, NeonsignValueError
+from .errors import AnnotationError, NeonsignValueError, ResourceLimitError
 
 __all__ = [
     "Annotation",
@@ -181,6 +181,14 @@ def _size_hw(size: Size) -> tuple[int, int]:
     return h, w
 
 
+def _check_output_pixels(h: int, w: int) -> None:
+    """Refuse output images above the pixel limit before anything is allocated."""
+    if h * w > _limits["max_pixels"]:
+        raise ResourceLimitError(
+            f"output size {h}x{w} exceeds the limit of {_limits['max_pixels']} pixels (set_limits)"
+        )
+
+
 def _as_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
     if not isinstance(image, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(image).__name__}")
@@ -218,6 +226,7 @@ def resize(image: np.ndarray, size: Size, *, roi: Sequence[int] | None = None) -
         height), Image.BILINEAR)``.
     """
     h, w = _size_hw(size)
+    _check_output_pixels(h, w)
     image = _as_rgb(image)
     return _native.resize(image, h, w, _roi_tuple(roi))
 
@@ -335,6 +344,7 @@ def load_images(
         ResourceLimitError: a file exceeds :func:`get_limits`.
     """
     h, w = _size_hw(size)
+    _check_output_pixels(h, w)
     layout = _layout(dtype)
     m, s = _check_stats(mean, std)
     if isinstance(paths, (str, bytes, os.PathLike)):
