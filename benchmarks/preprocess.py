@@ -220,6 +220,7 @@ def versions() -> dict:
     except ImportError:
         v["torch"] = None
     v["native"] = neonsign._native.build_info()
+    v["resize_simd"] = neonsign._native.resize_simd()
     return v
 
 

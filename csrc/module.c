@@ -590,7 +590,15 @@ done:
     return result;
 }
 
+static PyObject *py_resize_simd(PyObject *self, PyObject *noargs) {
+    (void)self;
+    (void)noargs;
+    return PyUnicode_FromString(ns_resize_simd_name());
+}
+
 #define PREPROCESS_METHODS                                                                       \
+    {"resize_simd", py_resize_simd, METH_NOARGS,                                                 \
+     "resize_simd() -> str\n\nSIMD used by the resizer's transposes (neon, ssse3 or none)."},   \
     {"ppm_decode", py_ppm_decode, METH_VARARGS,                                                  \
      "ppm_decode(data, max_pixels) -> uint8 (H, W, 3)"},                                         \
     {"ppm_read", py_ppm_read, METH_VARARGS,                                                      \

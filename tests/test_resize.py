@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from neonsign import errors, preprocess as pp
 from pillow_ref import PILLOW_EXACT, assert_matches_pillow
+from support import needs_subprocess
 
 rng = np.random.default_rng(42)
 
@@ -170,3 +175,24 @@ def test_large_downscale_matches_pillow_and_extreme_is_refused():
     assert check(img, 2, 3) == 0 or not PILLOW_EXACT
     with pytest.raises(errors.ResourceLimitError, match="downscale"):
         pp.resize(np.zeros((1, 20000, 3), np.uint8), (1, 1))
+
+
+@needs_subprocess
+def test_portable_transpose_gives_identical_results():
+    """NEONSIGN_KERNEL=ref switches the SIMD transposes off: the output must not change."""
+    code = (
+        "import numpy as np, hashlib, neonsign._native as n\n"
+        "from neonsign import preprocess as pp\n"
+        "rng = np.random.default_rng(5); h = hashlib.sha256()\n"
+        "for _ in range(200):\n"
+        "    a = rng.integers(0, 256, tuple(rng.integers(1, 90, 2)) + (3,), dtype=np.uint8)\n"
+        "    h.update(pp.resize(a, tuple(int(v) for v in rng.integers(1, 90, 2))).tobytes())\n"
+        "print(n.resize_simd(), h.hexdigest())\n"
+    )
+    env = dict(os.environ)
+    env.pop("NEONSIGN_KERNEL", None)
+    fast = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    env["NEONSIGN_KERNEL"] = "ref"
+    ref = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert ref.stdout.split()[0] == "none"
+    assert fast.stdout.split()[1] == ref.stdout.split()[1]

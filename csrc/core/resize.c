@@ -1,6 +1,7 @@
 #include "resize.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -200,11 +201,27 @@ static void resample_lines(const uint8_t *src, size_t src_stride, size_t y0, siz
     }
 }
 
-/* dst[x][y] = src[y][x] for RGB pixels: src has h rows of w pixels (src_stride bytes apart),
- * dst has w rows of h pixels (h*3 bytes each). Pixels move as 4-byte words (the 4th byte is
+/* Transposing RGB images: dst[x][y] = src[y][x] for pixels, where src has h rows of w pixels
+ * (src_stride bytes apart) and dst has w rows of h pixels (h*3 bytes each). */
+
+/* Plain copies of the pixels in rows [y0, y1) x columns [x0, x1): edges of the SIMD versions. */
+static void transpose_rgb_region(const uint8_t *src, size_t src_stride, size_t h, uint8_t *dst,
+                                 size_t y0, size_t y1, size_t x0, size_t x1) {
+    for (size_t y = y0; y < y1; y++) {
+        const uint8_t *s = src + y * src_stride;
+        for (size_t x = x0; x < x1; x++) {
+            uint8_t *d = dst + x * h * 3 + 3 * y;
+            d[0] = s[3 * x];
+            d[1] = s[3 * x + 1];
+            d[2] = s[3 * x + 2];
+        }
+    }
+}
+
+/* Portable version: pixels move as 4-byte words (the 4th byte is
  * rewritten by the next pixel) except in the last column/row, so nothing outside either image
  * is read or written. Blocked for cache locality. */
-static void transpose_rgb(const uint8_t *src, size_t src_stride, size_t h, size_t w, uint8_t *dst) {
+static void transpose_rgb_generic(const uint8_t *src, size_t src_stride, size_t h, size_t w, uint8_t *dst) {
     const size_t B = 16;
     const size_t dst_stride = h * 3;
     for (size_t y0 = 0; y0 < h; y0 += B) {
@@ -232,6 +249,137 @@ static void transpose_rgb(const uint8_t *src, size_t src_stride, size_t h, size_
             }
         }
     }
+}
+
+#if defined(__aarch64__) && defined(__ARM_NEON)
+#include <arm_neon.h>
+#define NS_TRANSPOSE_SIMD "neon"
+
+/* 8x8 byte matrix transpose in registers (rows in, columns out). */
+static inline void transpose8x8(uint8x8_t r[8]) {
+    uint8x8x2_t a0 = vtrn_u8(r[0], r[1]), a1 = vtrn_u8(r[2], r[3]);
+    uint8x8x2_t a2 = vtrn_u8(r[4], r[5]), a3 = vtrn_u8(r[6], r[7]);
+    uint16x4x2_t b0 = vtrn_u16(vreinterpret_u16_u8(a0.val[0]), vreinterpret_u16_u8(a1.val[0]));
+    uint16x4x2_t b1 = vtrn_u16(vreinterpret_u16_u8(a0.val[1]), vreinterpret_u16_u8(a1.val[1]));
+    uint16x4x2_t b2 = vtrn_u16(vreinterpret_u16_u8(a2.val[0]), vreinterpret_u16_u8(a3.val[0]));
+    uint16x4x2_t b3 = vtrn_u16(vreinterpret_u16_u8(a2.val[1]), vreinterpret_u16_u8(a3.val[1]));
+    uint32x2x2_t c0 = vtrn_u32(vreinterpret_u32_u16(b0.val[0]), vreinterpret_u32_u16(b2.val[0]));
+    uint32x2x2_t c1 = vtrn_u32(vreinterpret_u32_u16(b1.val[0]), vreinterpret_u32_u16(b3.val[0]));
+    uint32x2x2_t c2 = vtrn_u32(vreinterpret_u32_u16(b0.val[1]), vreinterpret_u32_u16(b2.val[1]));
+    uint32x2x2_t c3 = vtrn_u32(vreinterpret_u32_u16(b1.val[1]), vreinterpret_u32_u16(b3.val[1]));
+    r[0] = vreinterpret_u8_u32(c0.val[0]);
+    r[1] = vreinterpret_u8_u32(c1.val[0]);
+    r[2] = vreinterpret_u8_u32(c2.val[0]);
+    r[3] = vreinterpret_u8_u32(c3.val[0]);
+    r[4] = vreinterpret_u8_u32(c0.val[1]);
+    r[5] = vreinterpret_u8_u32(c1.val[1]);
+    r[6] = vreinterpret_u8_u32(c2.val[1]);
+    r[7] = vreinterpret_u8_u32(c3.val[1]);
+}
+
+/* 8x8-pixel blocks: vld3 splits 8 pixels of a row into R, G, B; each plane is transposed;
+ * vst3 writes 8 pixels of a column. Loads and stores cover exactly the block. */
+static void transpose_rgb_neon(const uint8_t *src, size_t src_stride, size_t h, size_t w,
+                               uint8_t *dst) {
+    const size_t ds = h * 3;
+    size_t y = 0;
+    for (; y + 8 <= h; y += 8) {
+        size_t x = 0;
+        for (; x + 8 <= w; x += 8) {
+            uint8x8_t r[8], g[8], b[8];
+            for (int i = 0; i < 8; i++) {
+                uint8x8x3_t p = vld3_u8(src + (y + (size_t)i) * src_stride + 3 * x);
+                r[i] = p.val[0];
+                g[i] = p.val[1];
+                b[i] = p.val[2];
+            }
+            transpose8x8(r);
+            transpose8x8(g);
+            transpose8x8(b);
+            for (int j = 0; j < 8; j++) {
+                uint8x8x3_t q = {{r[j], g[j], b[j]}};
+                vst3_u8(dst + (x + (size_t)j) * ds + 3 * y, q);
+            }
+        }
+        transpose_rgb_region(src, src_stride, h, dst, y, y + 8, x, w);
+    }
+    transpose_rgb_region(src, src_stride, h, dst, y, h, 0, w);
+}
+
+static int simd_available(void) { return 1; }
+#define transpose_rgb_simd transpose_rgb_neon
+
+#elif defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define NS_TRANSPOSE_SIMD "ssse3"
+
+/* 4x4-pixel blocks: pshufb widens 4 pixels of a row to 4 dwords, a 4x4 dword transpose makes
+ * columns, pshufb packs each back to 12 bytes, stored as 8 + 4 bytes. The 16-byte loads need
+ * x + 6 <= w so that they stay inside the row. */
+__attribute__((target("ssse3"))) static void transpose_rgb_ssse3(const uint8_t *src,
+                                                                 size_t src_stride, size_t h,
+                                                                 size_t w, uint8_t *dst) {
+    const size_t ds = h * 3;
+    const __m128i expand = _mm_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1);
+    const __m128i pack = _mm_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1);
+    size_t y = 0;
+    for (; y + 4 <= h; y += 4) {
+        const uint8_t *s = src + y * src_stride;
+        size_t x = 0;
+        for (; x + 6 <= w; x += 4) {
+            __m128i r0 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(s + 3 * x)), expand);
+            __m128i r1 = _mm_shuffle_epi8(
+                _mm_loadu_si128((const __m128i *)(s + src_stride + 3 * x)), expand);
+            __m128i r2 = _mm_shuffle_epi8(
+                _mm_loadu_si128((const __m128i *)(s + 2 * src_stride + 3 * x)), expand);
+            __m128i r3 = _mm_shuffle_epi8(
+                _mm_loadu_si128((const __m128i *)(s + 3 * src_stride + 3 * x)), expand);
+            __m128i t0 = _mm_unpacklo_epi32(r0, r1), t1 = _mm_unpackhi_epi32(r0, r1);
+            __m128i t2 = _mm_unpacklo_epi32(r2, r3), t3 = _mm_unpackhi_epi32(r2, r3);
+            __m128i col[4] = {_mm_unpacklo_epi64(t0, t2), _mm_unpackhi_epi64(t0, t2),
+                              _mm_unpacklo_epi64(t1, t3), _mm_unpackhi_epi64(t1, t3)};
+            for (int j = 0; j < 4; j++) {
+                __m128i v = _mm_shuffle_epi8(col[j], pack);
+                uint8_t *d = dst + (x + (size_t)j) * ds + 3 * y;
+                _mm_storel_epi64((__m128i *)d, v);
+                uint32_t tail = (uint32_t)_mm_cvtsi128_si32(_mm_srli_si128(v, 8));
+                memcpy(d + 8, &tail, 4);
+            }
+        }
+        transpose_rgb_region(src, src_stride, h, dst, y, y + 4, x, w);
+    }
+    transpose_rgb_region(src, src_stride, h, dst, y, h, 0, w);
+}
+
+static int simd_available(void) { return __builtin_cpu_supports("ssse3"); }
+#define transpose_rgb_simd transpose_rgb_ssse3
+
+#else
+#define NS_TRANSPOSE_SIMD "none"
+static int simd_available(void) { return 0; }
+#define transpose_rgb_simd transpose_rgb_generic
+#endif
+
+/* The SIMD transpose unless the CPU lacks it or NEONSIGN_KERNEL=ref asks for the portable code
+ * (as for the engine's kernels); decided once per process. */
+static int use_simd_transpose(void) {
+    static atomic_int use_simd = -1;
+    int v = atomic_load_explicit(&use_simd, memory_order_relaxed);
+    if (v < 0) {
+        const char *k = getenv("NEONSIGN_KERNEL");
+        v = simd_available() && !(k && strcmp(k, "ref") == 0);
+        atomic_store_explicit(&use_simd, v, memory_order_relaxed);
+    }
+    return v;
+}
+
+const char *ns_resize_simd_name(void) { return use_simd_transpose() ? NS_TRANSPOSE_SIMD : "none"; }
+
+static void transpose_rgb(const uint8_t *src, size_t src_stride, size_t h, size_t w, uint8_t *dst) {
+    if (use_simd_transpose())
+        transpose_rgb_simd(src, src_stride, h, w, dst);
+    else
+        transpose_rgb_generic(src, src_stride, h, w, dst);
 }
 
 /* Horizontal pass: nrows rows of src_w pixels (src_stride bytes apart) -> nrows rows of dst_w

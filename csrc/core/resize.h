@@ -49,4 +49,8 @@ ns_status ns_resize_u8c3(const uint8_t *src, size_t src_w, size_t src_h, size_t 
                          uint8_t *dst, size_t dst_w, size_t dst_h, ns_resize_scratch *s,
                          ns_error *err);
 
+/* The SIMD used for transposing ("neon", "ssse3", or "none" when absent or NEONSIGN_KERNEL=ref);
+ * the arithmetic is plain C, auto-vectorised (plus an AVX2 clone on x86-64). */
+const char *ns_resize_simd_name(void);
+
 #endif /* NS_RESIZE_H */
