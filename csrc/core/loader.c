@@ -127,7 +127,10 @@ static void load_task(void *vctx, size_t i, int worker) {
     worker_scratch *ws = NULL;
     if (worker >= 0 && worker < NS_POOL_MAX_THREADS) {
         ws = ctx->scratch[worker];
-        if (!ws) ws = ctx->scratch[worker] = calloc(1, sizeof *ws);
+        if (!ws) {
+            ws = ctx->scratch[worker] = calloc(1, sizeof *ws);
+            if (ws) ws->rs.use_cache = 1; /* a split has few distinct sizes */
+        }
     }
     if (!ws)
         st = ns_set_error(&err, NS_ERR_NOMEM, "%s: cannot allocate loader scratch", req->paths[i]);

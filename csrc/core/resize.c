@@ -100,12 +100,10 @@ static ns_status compute_coeffs(size_t in_size, size_t out_size, ns_buf *buf, si
  * when the same pair was computed before (images of a split share a few sizes). */
 static ns_status get_coeffs(ns_resize_scratch *s, int axis, size_t in_size, size_t out_size,
                             size_t *ksize, int32_t **k, int32_t **bounds, ns_error *err) {
-    if (!s->cache) {
-        s->cache = calloc(NS_RESIZE_CACHE_SLOTS, sizeof *s->cache);
-        if (!s->cache) /* no cache: compute into the per-axis buffer */
-            return compute_coeffs(in_size, out_size, axis ? &s->coeffs_y : &s->coeffs_x, ksize, k,
-                                  bounds, err);
-    }
+    if (s->use_cache && !s->cache) s->cache = calloc(NS_RESIZE_CACHE_SLOTS, sizeof *s->cache);
+    if (!s->cache) /* one-off resize (or no memory for a cache): compute per axis */
+        return compute_coeffs(in_size, out_size, axis ? &s->coeffs_y : &s->coeffs_x, ksize, k,
+                              bounds, err);
     /* x and y use disjoint halves, so the two tables of one image never share a slot */
     size_t half_slots = NS_RESIZE_CACHE_SLOTS / 2;
     ns_coeff_entry *e = &s->cache[(size_t)axis * half_slots + in_size % half_slots];

@@ -35,7 +35,8 @@ typedef struct ns_resize_scratch {
     ns_buf coeffs_x, coeffs_y; /* int32 weights then int32 (first, count) bounds */
     ns_buf tmp;                /* horizontally resampled rows, uint8 */
     ns_buf tr_in, tr_out;      /* transposed lines for the horizontal pass */
-    ns_coeff_entry *cache;     /* NS_RESIZE_CACHE_SLOTS coefficient tables, allocated lazily */
+    int use_cache;             /* set to 1 to keep coefficient tables across calls (loaders) */
+    ns_coeff_entry *cache;     /* NS_RESIZE_CACHE_SLOTS tables, allocated on first use */
 } ns_resize_scratch;
 
 void ns_resize_scratch_free(ns_resize_scratch *s);

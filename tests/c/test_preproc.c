@@ -138,11 +138,13 @@ static void test_csv(void) {
 }
 
 static void test_resize(void) {
-    ns_resize_scratch s;
+    ns_resize_scratch s, cached;
     memset(&s, 0, sizeof s);
+    memset(&cached, 0, sizeof cached);
+    cached.use_cache = 1;
     ns_error err;
-    for (int trial = 0; trial < 400; trial++) {
-        size_t w = 1 + rnd() % 70, h = 1 + rnd() % 70, ow = 1 + rnd() % 70, oh = 1 + rnd() % 70;
+    for (int trial = 0; trial < 1500; trial++) {
+        size_t w = 1 + rnd() % 300, h = 1 + rnd() % 70, ow = 1 + rnd() % 70, oh = 1 + rnd() % 70;
         size_t stride = w * 3 + rnd() % 5;
         size_t bytes = stride * (h - 1) + w * 3; /* exactly what the image spans */
         uint8_t *src = malloc(bytes), *dst = malloc(ow * oh * 3);
@@ -154,6 +156,12 @@ static void test_resize(void) {
         for (size_t i = 0; i < ow * oh; i++) CHECK(memcmp(dst + 3 * i, c, 3) == 0); /* constant */
         for (size_t i = 0; i < bytes; i++) src[i] = (uint8_t)rnd();
         CHECK(ns_resize_u8c3(src, w, h, stride, dst, ow, oh, &s, &err) == NS_OK);
+        /* the coefficient cache (shared across sizes, slots reused) changes nothing */
+        uint8_t *again = malloc(ow * oh * 3);
+        CHECK(again);
+        CHECK(ns_resize_u8c3(src, w, h, stride, again, ow, oh, &cached, &err) == NS_OK);
+        CHECK(memcmp(dst, again, ow * oh * 3) == 0);
+        free(again);
         free(dst);
         dst = malloc(w * h * 3);
         CHECK(dst);
@@ -166,6 +174,7 @@ static void test_resize(void) {
     CHECK(ns_resize_u8c3(px, 0, 1, 3, out, 1, 1, &s, &err) == NS_ERR_INVALID);
     CHECK(ns_resize_u8c3(px, 1, 1, 2, out, 1, 1, &s, &err) == NS_ERR_INVALID);
     ns_resize_scratch_free(&s);
+    ns_resize_scratch_free(&cached);
 }
 
 static void write_file(const char *path, const uint8_t *data, size_t len) {
