@@ -171,14 +171,16 @@ def run_read_bytes(paths: Sequence[Path]) -> None:
             f.read()
 
 
-def timed(fn: Callable[[], object], repeats: int) -> tuple[float, list[float], object]:
+def timed(fn: Callable[[], object], repeats: int) -> tuple[float, list[float], float, object]:
+    """(median wall seconds, all wall times, median CPU seconds of this process, result)."""
     result = fn()  # warm-up (page cache, imports, pool threads)
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), times, result
+        cpu.append(time.process_time() - c0)
+    return statistics.median(times), times, statistics.median(cpu), result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,6 +195,7 @@ def machine_info() -> dict:
         "python": sys.version.split()[0],
         "cpu_count": os.cpu_count(),
         "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }
     try:
         text = Path("/proc/cpuinfo").read_text()
@@ -267,9 +270,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             figures: dict[str, dict] = {}
 
             def record(name: str, fn: Callable[[], object], repeats: int) -> object:
-                med, times, out = timed(fn, repeats)
-                figures[name] = {"median_s": med, "times_s": times, "images_per_s": n / med}
-                print(f"  {set_name:9s} {name:22s} {n / med:12,.0f} img/s   (median {med * 1e3:8.1f} ms)")
+                med, times, cpu, out = timed(fn, repeats)
+                # CPU time of this process only: DataLoader workers are not included
+                cpu_us = None if name == "reference-2workers" else cpu / n * 1e6
+                figures[name] = {"median_s": med, "times_s": times, "images_per_s": n / med,
+                                 "cpu_us_per_image": cpu_us}
+                cpu_txt = f"{cpu_us:7.1f} CPU us/img" if cpu_us is not None else "   (workers' CPU not counted)"
+                print(f"  {set_name:9s} {name:22s} {n / med:12,.0f} img/s   (median {med * 1e3:8.1f} ms, {cpu_txt})")
                 sys.stdout.flush()
                 return out
 
@@ -300,6 +307,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             diff = max(r["check"].values())
             print(f"{set_name:10s} {cells[0]:>20s} {cells[1]:>22s} {cells[2]:>14s}   {diff:.5f}")
         print("targets at real sizes: >= 30x reference-1proc, >= 15x reference-2workers, >= 10x lean-loop")
+        for set_name, r in results.items():
+            f = r["figures"]
+            base = f["neonsign-1thread"]["cpu_us_per_image"]
+            parts = [f"{k} {f[k]['cpu_us_per_image'] / base:.1f}x" for k in ("reference-1proc", "lean-loop")
+                     if k in f and f[k]["cpu_us_per_image"]]
+            r["cpu_ratios_vs_neonsign_1thread"] = {k: f[k]["cpu_us_per_image"] / base for k in
+                                                   ("reference-1proc", "lean-loop") if k in f}
+            print(f"CPU per image, {set_name}: neonsign (1 thread) {base:.1f} us; others cost " + ", ".join(parts))
+        if hasattr(os, "getloadavg"):
+            print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
         report = {
             "benchmark": "preprocess",
