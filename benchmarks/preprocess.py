@@ -44,7 +44,18 @@ from PIL import Image
 import neonsign
 from neonsign import preprocess as pp
 
-SHARED = Path(os.environ.get("GTSRB_ROOT", "/work/shared/gtsrb"))
+def _shared_root() -> Path:
+    """$GTSRB_ROOT, else the first shared/gtsrb beside the repository or one of its parents."""
+    env = os.environ.get("GTSRB_ROOT")
+    if env:
+        return Path(env)
+    for parent in Path(__file__).resolve().parents[1:]:
+        if (parent / "shared" / "gtsrb").is_dir():
+            return parent / "shared" / "gtsrb"
+    return Path("shared") / "gtsrb"
+
+
+SHARED = _shared_root()
 SIZE = 32
 
 
