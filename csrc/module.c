@@ -452,7 +452,7 @@ static PyObject *py_normalize(PyObject *self, PyObject *args) {
     return (PyObject *)out;
 }
 
-/* load_images(paths: list[bytes], rois: int64 (N,4) array | None, out_h, out_w, layout,
+/* load_images(paths: list[str | bytes | os.PathLike], rois: int64 (N,4) array | None, out_h, out_w, layout,
  *             mean, std, max_pixels, max_file_bytes, skip_bad, threads)
  *   -> (images, ok: bool (N,), errors: list[(index, message)]) */
 static PyObject *py_load_images(PyObject *self, PyObject *args) {
@@ -527,23 +527,24 @@ static PyObject *py_load_images(PyObject *self, PyObject *args) {
     PyArrayObject *ok = images ? (PyArrayObject *)PyArray_SimpleNew(1, &okdim, NPY_BOOL) : NULL;
     const char **paths = PyMem_Calloc((size_t)n + 1, sizeof(char *));
     char **messages = skip_bad ? PyMem_Calloc((size_t)n + 1, sizeof(char *)) : NULL;
-    PyObject *result = NULL, *errors = NULL;
+    PyObject *result = NULL, *errors = NULL, **encoded = NULL;
     if (!images || !ok || !paths || (skip_bad && !messages)) {
         if (!PyErr_Occurred()) PyErr_NoMemory();
         goto done;
     }
+    /* str / bytes / os.PathLike -> file-system bytes (PyUnicode_FSConverter also refuses
+     * embedded NUL bytes); the converted objects live until `done`. */
+    encoded = PyMem_Calloc((size_t)n + 1, sizeof(PyObject *));
+    if (!encoded) {
+        PyErr_NoMemory();
+        goto done;
+    }
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *p = PyList_GET_ITEM(paths_obj, i);
-        if (!PyBytes_Check(p)) {
-            PyErr_Format(PyExc_TypeError, "paths[%zd] must be bytes (os.fsencode), got %s", i,
-                         Py_TYPE(p)->tp_name);
+        if (!PyUnicode_FSConverter(PyList_GET_ITEM(paths_obj, i), &encoded[i])) {
+            encoded[i] = NULL;
             goto done;
         }
-        if ((size_t)PyBytes_GET_SIZE(p) != strlen(PyBytes_AS_STRING(p))) {
-            PyErr_Format(PyExc_ValueError, "paths[%zd] contains an embedded null byte", i);
-            goto done;
-        }
-        paths[i] = PyBytes_AS_STRING(p);
+        paths[i] = PyBytes_AS_STRING(encoded[i]);
     }
     req.paths = paths;
     req.out = PyArray_DATA(images);
@@ -579,13 +580,25 @@ done:
         PyMem_Free(messages);
     }
     PyMem_Free(paths);
+    if (encoded) {
+        for (Py_ssize_t i = 0; i < n; i++) Py_XDECREF(encoded[i]);
+        PyMem_Free(encoded);
+    }
     Py_XDECREF(errors);
     Py_XDECREF(images);
     Py_XDECREF(ok);
     return result;
 }
 
+static PyObject *py_resize_simd(PyObject *self, PyObject *noargs) {
+    (void)self;
+    (void)noargs;
+    return PyUnicode_FromString(ns_resize_simd_name());
+}
+
 #define PREPROCESS_METHODS                                                                       \
+    {"resize_simd", py_resize_simd, METH_NOARGS,                                                 \
+     "resize_simd() -> str\n\nSIMD used by the resizer's transposes (neon, ssse3 or none)."},   \
     {"ppm_decode", py_ppm_decode, METH_VARARGS,                                                  \
      "ppm_decode(data, max_pixels) -> uint8 (H, W, 3)"},                                         \
     {"ppm_read", py_ppm_read, METH_VARARGS,                                                      \
