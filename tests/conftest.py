@@ -6,39 +6,11 @@ test) written once per test session; reuse it in any test that needs data on dis
 
 from __future__ import annotations
 
-import importlib
-import sys
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def _ensure_preprocess() -> bool:
-    """Use the real C loader when it is there; otherwise the Pillow stand-in (tests only)."""
-    try:
-        importlib.import_module("neonsign.preprocess")
-        return False
-    except ModuleNotFoundError as exc:
-        if exc.name != "neonsign.preprocess":
-            raise
-    import neonsign
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    standin = importlib.import_module("_pil_preprocess")
-    sys.modules["neonsign.preprocess"] = standin
-    neonsign.preprocess = standin  # type: ignore[attr-defined]
-    return True
-
-
-PREPROCESS_STANDIN = _ensure_preprocess()
-
-
-def pytest_report_header(config: pytest.Config) -> str | None:
-    if PREPROCESS_STANDIN:
-        return "neonsign.preprocess not built on this branch: data tests use tests/_pil_preprocess.py"
-    return None
 
 
 # Kept small so that the whole session pays about a second for it: 43 classes x 2 tracks x 5.
