@@ -128,16 +128,7 @@ static void conv_rows(const ns_isa *isa, const packed *L, size_t cin, size_t h, 
             for (size_t dy = 0; dy < 2; dy++)
                 isa->gemm(cw, nc, 3, kc, in + (2 * py + dy) * rs, cin, rs, L->w + b * L->k * nr,
                           L->b + b * nr, rowbuf + dy * cw * cout + b * nr, cout, relu);
-            const size_t c0 = b * nr, c1 = c0 + nc;
-            for (size_t px = 0; px < pw; px++) {
-                const float *t = rowbuf + 2 * px * cout, *u = t + cw * cout;
-                float *o = out + (py * pw + px) * cout;
-                for (size_t c = c0; c < c1; c++) {
-                    float m0 = t[c] > t[cout + c] ? t[c] : t[cout + c];
-                    float m1 = u[c] > u[cout + c] ? u[c] : u[cout + c];
-                    o[c] = m0 > m1 ? m0 : m1;
-                }
-            }
+            isa->pool2x2(rowbuf, cw, cout, b * nr, b * nr + nc, out + py * pw * cout);
         }
     }
 }

@@ -7,7 +7,7 @@
  *   NS_BCAST(p)         broadcast *p to all lanes   NS_FMA(acc, a, b)  acc + a * b
  *   NS_ZERO()           zero vector                 NS_MAX(a, b), NS_ADD(a, b)
  *   NS_STORE_PART(p, v, n)  store the first n (< NS_VLEN) lanes of v
- *   NS_GEMM_NAME        the exported function name
+ *   NS_GEMM_NAME, NS_POOL_NAME  names of the GEMM and the 2x2 max-pool functions
  * and optionally NS_FMA_LANE(acc, b, a, lane) = acc + b * a[lane] (lane a literal 0..3): then
  * the K loop runs 4 steps at a time with one vector load of 4 consecutive A values per row and
  * lane-indexed FMAs (AArch64's FMLA by element) instead of a broadcast per row and step.
@@ -95,6 +95,44 @@ NS_INLINE void ns_tile(const size_t MR, size_t nc, size_t nseg, size_t kc, const
     }
 }
 
+/* One row (batch-1 GEMV, remainders): with a single row the MR x NV accumulator chains of a
+ * full tile shrink to NV, too few to hide the FMA latency, so K is split 4 ways into independent
+ * partial sums that are added at the end ((p0 + p1) + (p2 + p3)). */
+NS_INLINE void ns_tile_row1(size_t nc, size_t nseg, size_t kc, const float *a, size_t ss,
+                            const float *w, const float *bias, float *c, int relu) {
+    NS_VEC acc[4][NS_NV];
+    NS_UNROLL for (size_t j = 0; j < 4; j++) {
+        NS_UNROLL for (size_t v = 0; v < NS_NV; v++) acc[j][v] = NS_ZERO();
+    }
+    for (size_t s = 0; s < nseg; s++) {
+        const float *ap = a + s * ss;
+        size_t k = 0;
+        for (; k + 4 <= kc; k += 4) {
+            NS_UNROLL for (size_t j = 0; j < 4; j++) {
+                const NS_VEC x = NS_BCAST(ap + k + j);
+                NS_UNROLL for (size_t v = 0; v < NS_NV; v++)
+                    acc[j][v] = NS_FMA(acc[j][v], x, NS_LOAD(w + v * NS_VLEN));
+                w += NS_NR;
+            }
+        }
+        for (; k < kc; k++) {
+            const NS_VEC x = NS_BCAST(ap + k);
+            NS_UNROLL for (size_t v = 0; v < NS_NV; v++)
+                acc[0][v] = NS_FMA(acc[0][v], x, NS_LOAD(w + v * NS_VLEN));
+            w += NS_NR;
+        }
+    }
+    const NS_VEC zero = NS_ZERO();
+    NS_UNROLL for (size_t v = 0; v < NS_NV; v++) {
+        NS_VEC r = NS_ADD(NS_ADD(acc[0][v], acc[1][v]), NS_ADD(acc[2][v], acc[3][v]));
+        r = NS_ADD(r, NS_LOAD(bias + v * NS_VLEN));
+        if (relu) r = NS_MAX(r, zero);
+        const size_t lo = v * NS_VLEN;
+        if (nc >= lo + NS_VLEN) NS_STORE(c + lo, r);
+        else if (nc > lo) NS_STORE_PART(c + lo, r, nc - lo);
+    }
+}
+
 /* All M rows with a row stride known at compile time where possible (AS != 0): then every
  * A access in the tile is [pointer + constant] and no per-row pointers are needed. */
 NS_INLINE void ns_gemm_rows(const size_t AS, size_t M, size_t nc, size_t nseg, size_t kc,
@@ -121,7 +159,23 @@ NS_INLINE void ns_gemm_rows(const size_t AS, size_t M, size_t nc, size_t nseg, s
         ns_tile(2, nc, nseg, kc, a + m * st, st, ss, w, bias, c + m * cs, cs, relu);
         m += 2;
     }
-    if (m < M) ns_tile(1, nc, nseg, kc, a + m * st, st, ss, w, bias, c + m * cs, cs, relu);
+    if (m < M) ns_tile_row1(nc, nseg, kc, a + m * st, ss, w, bias, c + m * cs, relu);
+}
+
+/* 2x2 max pool of a pair of NHWC conv rows: rows (2, cw, cs) -> out (cw/2, cs), channels
+ * [c0,c1). Plain C: the compiler vectorises the channel loop with this file's ISA. */
+static void NS_POOL_NAME(const float *restrict rows, size_t cw, size_t cs, size_t c0, size_t c1,
+                         float *restrict out) {
+    const size_t pw = cw / 2;
+    for (size_t px = 0; px < pw; px++) {
+        const float *t = rows + 2 * px * cs, *u = t + cw * cs;
+        float *o = out + px * cs;
+        for (size_t c = c0; c < c1; c++) {
+            float m0 = t[c] > t[cs + c] ? t[c] : t[cs + c];
+            float m1 = u[c] > u[cs + c] ? u[c] : u[cs + c];
+            o[c] = m0 > m1 ? m0 : m1;
+        }
+    }
 }
 
 static void NS_GEMM_NAME(size_t M, size_t nc, size_t nseg, size_t kc, const float *a, size_t as,

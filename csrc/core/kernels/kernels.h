@@ -27,11 +27,16 @@ typedef void (*ns_gemm_fn)(size_t M, size_t nc, size_t nseg, size_t kc, const fl
                            size_t as, size_t ss, const float *w, const float *bias, float *c,
                            size_t cs, int relu);
 
+/* 2x2 max pool of two NHWC rows (2, cw, cs) -> (cw/2, cs), channels [c0, c1). */
+typedef void (*ns_pool2x2_fn)(const float *rows, size_t cw, size_t cs, size_t c0, size_t c1,
+                              float *out);
+
 typedef struct ns_isa {
     const char *name; /* "avx2", "avx512", "neon" */
     size_t nr;        /* output channels per packed weight block */
     size_t mr;        /* rows per register tile (informational) */
     ns_gemm_fn gemm;
+    ns_pool2x2_fn pool2x2;
 } ns_isa;
 
 /* Kernel identifiers, in order of preference (best last). */
