@@ -91,12 +91,7 @@ static ns_status pack_conv(packed *p, size_t nr, size_t cout, size_t cin, const 
 /* ------------------------------------------------------------------------------------------ */
 /* Layer building blocks shared by the net and the layer-level entry points                    */
 
-/* NCHW (c,h,w) -> NHWC (h,w,c). */
-static void to_nhwc(const float *src, size_t c, size_t h, size_t w, float *dst) {
-    for (size_t ch = 0; ch < c; ch++)
-        for (size_t i = 0; i < h * w; i++) dst[i * c + ch] = src[ch * h * w + i];
-}
-
+/* NHWC (h,w,c) -> NCHW (c,h,w) (layer-level entry point only). */
 static void to_nchw(const float *src, size_t c, size_t h, size_t w, float *dst) {
     for (size_t ch = 0; ch < c; ch++)
         for (size_t i = 0; i < h * w; i++) dst[ch * h * w + i] = src[i * c + ch];
@@ -372,7 +367,7 @@ static void task_image(void *vctx, size_t i, int worker) {
     const ns_isa *isa = net->isa;
     float *xin = worker_work(net, worker), *p1 = xin + RUP16(IN_SIZE), *rb = p1 + RUP16(P1_SIZE);
     uint64_t t0 = tnow(f->timers);
-    to_nhwc(f->x + i * IN_SIZE, NS_NET_IN_C, NS_NET_IN_H, NS_NET_IN_W, xin);
+    isa->to_nhwc(f->x + i * IN_SIZE, NS_NET_IN_C, IN_PIX, xin);
     conv_rows(isa, &net->c1, NS_NET_IN_C, NS_NET_IN_H, NS_NET_IN_W, xin, 1, 1, 0, P1_H, 0,
               net->c1.nb, p1, rb);
     uint64_t t1 = tnow(f->timers);
@@ -518,7 +513,7 @@ static void forward_chunk(ns_net *net, ns_pool *pool, int threads, const float *
     if (threads > 1 && m < (size_t)threads) {
         /* few images: split each image's conv layers between the threads */
         for (size_t i = 0; i < m; i++)
-            to_nhwc(x + i * IN_SIZE, NS_NET_IN_C, NS_NET_IN_H, NS_NET_IN_W, f.xin + i * IN_SIZE);
+            net->isa->to_nhwc(x + i * IN_SIZE, NS_NET_IN_C, IN_PIX, f.xin + i * IN_SIZE);
         ns_pool_run(pool, task_conv1_rows, &f, m * C1_TASKS, threads);
         uint64_t t1 = tnow(on);
         ns_pool_run(pool, task_conv2_rows, &f, m * P2_H * net->c2.nb, threads);
@@ -605,7 +600,7 @@ ns_status ns_op_conv3x3(ns_kernel k, const float *x, size_t n, size_t cin, size_
     float *rb = malloc(2 * w * cout * sizeof(float));
     if (!xin || !o || !rb) st = ns_set_error(err, NS_ERR_NOMEM, "conv3x3: out of memory");
     for (size_t i = 0; st == NS_OK && i < n; i++) {
-        to_nhwc(x + i * in_sz, cin, h, w, xin);
+        isa->to_nhwc(x + i * in_sz, cin, h * w, xin);
         conv_rows(isa, &L, cin, h, w, xin, relu, pool, 0, oh, 0, L.nb, o, rb);
         to_nchw(o, cout, oh, ow, out + i * out_sz);
     }

@@ -17,9 +17,10 @@
 #define NS_ADD(a, b) _mm512_add_ps((a), (b))
 #define NS_GEMM_NAME gemm_avx512
 #define NS_POOL_NAME pool_avx512
+#define NS_NHWC_NAME nhwc_avx512
 
 #include "gemm_template.h"
 
-static const ns_isa isa = {"avx512", NS_NR, NS_MR, gemm_avx512, pool_avx512};
+static const ns_isa isa = {"avx512", NS_NR, NS_MR, gemm_avx512, pool_avx512, nhwc_avx512};
 
 const ns_isa *ns_isa_avx512(void) { return &isa; }

@@ -7,16 +7,17 @@
  *   NS_BCAST(p)         broadcast *p to all lanes   NS_FMA(acc, a, b)  acc + a * b
  *   NS_ZERO()           zero vector                 NS_MAX(a, b), NS_ADD(a, b)
  *   NS_STORE_PART(p, v, n)  store the first n (< NS_VLEN) lanes of v
- *   NS_GEMM_NAME, NS_POOL_NAME  names of the GEMM and the 2x2 max-pool functions
+ *   NS_GEMM_NAME, NS_POOL_NAME, NS_NHWC_NAME  names of the GEMM, 2x2 max-pool and
+ *                       NCHW->NHWC functions
  * and optionally NS_FMA_LANE(acc, b, a, lane) = acc + b * a[lane] (lane a literal 0..3): then
  * the K loop runs 4 steps at a time with one vector load of 4 consecutive A values per row and
  * lane-indexed FMAs (AArch64's FMLA by element) instead of a broadcast per row and step.
  *
  * A register tile holds NS_MR x NS_NV accumulators; the compiler keeps them in registers
  * because every loop over them has a compile-time trip count and is fully unrolled.
- * Rows past the last full tile are done by smaller tiles (8, 4, 2, 1 rows), so every row is
- * computed by the same sequence of FMAs whatever M is: results per row do not depend on how
- * the rows were split between tasks.
+ * Rows past the last full tile are done by smaller tiles (NS_MR/2, 8, 4, 2 rows: the same
+ * FMA sequence per row) and a last single row by a K-split tile (ns_tile_row1). The split of
+ * rows into tiles depends only on M, so results never depend on the thread count.
  */
 #include <stddef.h>
 
@@ -142,6 +143,12 @@ NS_INLINE void ns_gemm_rows(const size_t AS, size_t M, size_t nc, size_t nseg, s
     size_t m = 0;
     for (; m + NS_MR <= M; m += NS_MR)
         ns_tile(NS_MR, nc, nseg, kc, a + m * st, st, ss, w, bias, c + m * cs, cs, relu);
+#if NS_MR >= 6
+    if (M - m >= NS_MR / 2) { /* e.g. a 30-pixel conv row with 12-row tiles: 12 + 12 + 6 */
+        ns_tile(NS_MR / 2, nc, nseg, kc, a + m * st, st, ss, w, bias, c + m * cs, cs, relu);
+        m += NS_MR / 2;
+    }
+#endif
 #if NS_MR > 8
     if (M - m >= 8) {
         ns_tile(8, nc, nseg, kc, a + m * st, st, ss, w, bias, c + m * cs, cs, relu);
@@ -176,6 +183,22 @@ static void NS_POOL_NAME(const float *restrict rows, size_t cw, size_t cs, size_
             o[c] = m0 > m1 ? m0 : m1;
         }
     }
+}
+
+/* NCHW (c, hw) -> NHWC (hw, c) for one image. Plain C with the 3-channel case (the net's
+ * input) spelled out so that the compiler vectorises it with interleaving permutes. */
+static void NS_NHWC_NAME(const float *restrict src, size_t c, size_t hw, float *restrict dst) {
+    if (c == 3) {
+        const float *s0 = src, *s1 = src + hw, *s2 = src + 2 * hw;
+        for (size_t i = 0; i < hw; i++) {
+            dst[3 * i] = s0[i];
+            dst[3 * i + 1] = s1[i];
+            dst[3 * i + 2] = s2[i];
+        }
+        return;
+    }
+    for (size_t ch = 0; ch < c; ch++)
+        for (size_t i = 0; i < hw; i++) dst[i * c + ch] = src[ch * hw + i];
 }
 
 static void NS_GEMM_NAME(size_t M, size_t nc, size_t nseg, size_t kc, const float *a, size_t as,

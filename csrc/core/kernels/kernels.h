@@ -31,12 +31,16 @@ typedef void (*ns_gemm_fn)(size_t M, size_t nc, size_t nseg, size_t kc, const fl
 typedef void (*ns_pool2x2_fn)(const float *rows, size_t cw, size_t cs, size_t c0, size_t c1,
                               float *out);
 
+/* One image NCHW (c, hw) -> NHWC (hw, c). */
+typedef void (*ns_nhwc_fn)(const float *src, size_t c, size_t hw, float *dst);
+
 typedef struct ns_isa {
     const char *name; /* "avx2", "avx512", "neon" */
     size_t nr;        /* output channels per packed weight block */
     size_t mr;        /* rows per register tile (informational) */
     ns_gemm_fn gemm;
     ns_pool2x2_fn pool2x2;
+    ns_nhwc_fn to_nhwc;
 } ns_isa;
 
 /* Kernel identifiers, in order of preference (best last). */

@@ -28,9 +28,10 @@ static inline void store_part_neon(float *p, float32x4_t v, size_t n) {
 #define NS_ADD(a, b) vaddq_f32((a), (b))
 #define NS_GEMM_NAME gemm_neon
 #define NS_POOL_NAME pool_neon
+#define NS_NHWC_NAME nhwc_neon
 
 #include "gemm_template.h"
 
-static const ns_isa isa = {"neon", NS_NR, NS_MR, gemm_neon, pool_neon};
+static const ns_isa isa = {"neon", NS_NR, NS_MR, gemm_neon, pool_neon, nhwc_neon};
 
 const ns_isa *ns_isa_neon(void) { return &isa; }
