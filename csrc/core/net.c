@@ -117,6 +117,15 @@ static void conv_rows(const ns_isa *isa, const packed *L, size_t cin, size_t h, 
         return;
     }
     const size_t pw = (w - 2) / 2, cw = 2 * pw;
+    if (isa->conv_pool) { /* pooled in the micro-kernel's registers */
+        for (size_t py = r0; py < r1; py++)
+            for (size_t b = b0; b < b1; b++) {
+                const size_t nc = cout - b * nr < nr ? cout - b * nr : nr;
+                isa->conv_pool(pw, nc, kc, in + 2 * py * rs, cin, rs, L->w + b * L->k * nr,
+                               L->b + b * nr, out + py * pw * cout + b * nr, cout, relu);
+            }
+        return;
+    }
     for (size_t py = r0; py < r1; py++) {
         for (size_t b = b0; b < b1; b++) {
             const size_t nc = cout - b * nr < nr ? cout - b * nr : nr;

@@ -27,6 +27,6 @@ static inline void store_part_avx2(float *p, __m256 v, size_t n) {
 
 #include "gemm_template.h"
 
-static const ns_isa isa = {"avx2", NS_NR, NS_MR, gemm_avx2, pool_avx2, nhwc_avx2};
+static const ns_isa isa = {"avx2", NS_NR, NS_MR, gemm_avx2, pool_avx2, nhwc_avx2, NS_CONV_POOL_PTR};
 
 const ns_isa *ns_isa_avx2(void) { return &isa; }

@@ -34,6 +34,13 @@ typedef void (*ns_pool2x2_fn)(const float *rows, size_t cw, size_t cs, size_t c0
 /* One image NCHW (c, hw) -> NHWC (hw, c). */
 typedef void (*ns_nhwc_fn)(const float *src, size_t c, size_t hw, float *dst);
 
+/* One pooled row of conv3x3 + bias (+ ReLU) + 2x2 max pool, pooled columns [0, pw), one NR
+ * block: a = input at (2*py, 0) of an NHWC image with pixel stride as (= Cin) and row stride
+ * rs; kc = 3 * Cin; c = output at (py, 0, block), pooled pixel stride cs (= Cout). */
+typedef void (*ns_conv_pool_fn)(size_t pw, size_t nc, size_t kc, const float *a, size_t as,
+                                size_t rs, const float *w, const float *bias, float *c, size_t cs,
+                                int relu);
+
 typedef struct ns_isa {
     const char *name; /* "avx2", "avx512", "neon" */
     size_t nr;        /* output channels per packed weight block */
@@ -41,6 +48,7 @@ typedef struct ns_isa {
     ns_gemm_fn gemm;
     ns_pool2x2_fn pool2x2;
     ns_nhwc_fn to_nhwc;
+    ns_conv_pool_fn conv_pool; /* NULL: net.c computes conv rows into a buffer, then pools */
 } ns_isa;
 
 /* Kernel identifiers, in order of preference (best last). */
