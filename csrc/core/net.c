@@ -510,7 +510,7 @@ static void forward_chunk(ns_net *net, ns_pool *pool, int threads, const float *
         uint64_t t2 = tnow(on);
         ns_ref_relu(f.hid, m * NS_NET_HIDDEN);
         uint64_t t3 = tnow(on);
-        run_fc(&f, pool, threads, &net->f2, f.hid, logits, 0, 1);
+        run_fc(&f, pool, 1, &net->f2, f.hid, logits, 0, 1);
         if (on) {
             uint64_t t4 = ns_now_ns();
             net->t_ns[NS_LAYER_FC1] += t2 - t1;
@@ -538,7 +538,9 @@ static void forward_chunk(ns_net *net, ns_pool *pool, int threads, const float *
     uint64_t t2 = tnow(on);
     run_fc(&f, pool, threads, &net->f1, f.feat, f.hid, 1, 0);
     uint64_t t3 = tnow(on);
-    run_fc(&f, pool, threads, &net->f2, f.hid, logits, 0, 0);
+    /* fc2 (5.5 K multiply-adds per image) runs on the calling thread: cheaper than waking
+     * the pool for it */
+    run_fc(&f, pool, 1, &net->f2, f.hid, logits, 0, 0);
     if (on) {
         uint64_t t4 = ns_now_ns();
         net->t_ns[NS_LAYER_FC1] += t3 - t2;
