@@ -2,7 +2,8 @@
 Runtime on the same TrafficSignNet weights, batch 1 and 64, 1 and 2 threads.
 
 Method (see /work/shared/docs/performance.md section 2): for each (batch, threads) all backends
-are timed side by side, interleaved round by round (so machine noise hits them alike), after a
+are timed side by side, interleaved round by round (so machine noise hits them alike; in each
+round every backend makes one untimed call to re-warm its caches, then one timed call), after a
 warm-up; figures are medians of the rounds (the minimum of the rounds is reported too: on a
 loaded shared machine it is the less noisy estimate of what the code can do). PyTorch runs under ``torch.no_grad()`` with
 ``torch.set_num_threads(t)`` in three variants (default, oneDNN off, channels_last input) and the
@@ -126,6 +127,7 @@ def bench(
     samples: dict[str, list[float]] = {k: [] for k in backends}
     for _ in range(rounds):
         for name, fn in backends.items():
+            fn()  # re-warm this backend's caches after the others ran; time the next call
             t0 = time.perf_counter()
             fn()
             samples[name].append(time.perf_counter() - t0)
