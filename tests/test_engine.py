@@ -399,3 +399,7 @@ def test_from_file_pth(sd, images, tmp_path):
     np.testing.assert_array_equal(Engine.from_file(p).predict(images[:3]), Engine(sd).predict(images[:3]))
     e = Engine.from_state_dict(net.state_dict())
     np.testing.assert_array_equal(e.predict(images[:3]), Engine(sd).predict(images[:3]))
+    # half-precision tensors are widened to float32
+    half = {k: v.to(torch.bfloat16) for k, v in net.state_dict().items()}
+    want = {k: v.float().numpy() for k, v in half.items()}
+    np.testing.assert_array_equal(Engine(half).predict(images[:3]), Engine(want).predict(images[:3]))
