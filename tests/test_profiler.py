@@ -144,3 +144,425 @@ def test_cycle_counter_and_clock_are_monotonic():
         assert c1 >= c0 and 1e6 < hz < 1e11
     else:
         assert c0 == c1 == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Python Recorder
+
+
+def test_python_recorder_span_context_manager_and_spans():
+    from neonsign.profiler import Recorder
+
+    rec = Recorder()
+    with rec.span("forward"):
+        with rec.span("conv1"):
+            pass
+        with rec.span(rec.intern("fc1")):
+            pass
+    rec.disable()
+    with rec.span("ignored"):
+        pass
+    rec.enable()
+    spans = rec.spans()
+    assert [(s["name"], s["depth"]) for s in spans] == [("forward", 0), ("conv1", 1), ("fc1", 1)]
+    assert spans[0]["self_ns"] == spans[0]["duration_ns"] - spans[1]["duration_ns"] - spans[2]["duration_ns"]
+    assert all(s["self_ns"] >= 0 for s in spans)
+
+
+def test_recorder_span_closes_on_exception():
+    from neonsign.profiler import Recorder
+
+    rec = Recorder()
+    with pytest.raises(KeyError):
+        with rec.span("boom"):
+            raise KeyError("x")
+    assert rec.open_spans == 0 and rec.records()["complete"].all()
+
+
+def test_recorder_kernel_needs_an_engine():
+    from neonsign.errors import NeonsignValueError
+    from neonsign.profiler import Recorder
+
+    with pytest.raises(NeonsignValueError, match="no native engine"):
+        Recorder().kernel = "ref"
+
+
+# ---------------------------------------------------------------------------------------------
+# profile(): libtorch backends (and native ones when the engine is built)
+
+TORCH_BACKENDS = ["torch", "torch-onednn-off", "torch-channels-last"]
+SMALL = dict(batch=8, threads=1, repeats=3, warmup=1)
+
+
+def _bf16_available() -> bool:
+    from neonsign.profiler import list_backends
+
+    return any(b.name == "torch-bf16" and b.available for b in list_backends())
+
+
+def _native_available() -> bool:
+    from neonsign.profiler import list_backends
+
+    return any(b.name == "native" and b.available for b in list_backends())
+
+
+@pytest.fixture(scope="module")
+def torch_report():
+    pytest.importorskip("torch")
+    from neonsign.profiler import profile
+
+    names = list(TORCH_BACKENDS) + (["torch-bf16"] if _bf16_available() else [])
+    return profile(backends=names, **SMALL)
+
+
+@pytest.mark.torch
+def test_toggles_change_the_aten_kernels(torch_report):
+    import torch
+
+    conv = {b: torch_report.backend(b)["layer_kernels"]["conv1"] for b in TORCH_BACKENDS}
+    # oneDNN on vs off run different convolution kernels
+    assert conv["torch"] != conv["torch-onednn-off"]
+    if torch.backends.mkldnn.is_available():
+        assert "aten::mkldnn_convolution" in conv["torch"]
+        assert "aten::mkldnn_convolution" not in conv["torch-onednn-off"]
+    # channels_last changes how flatten runs (a copy out of NHWC instead of a view)
+    cl = torch_report.backend("torch-channels-last")
+    assert cl["settings"]["memory_format"] == "channels_last"
+    assert cl["layer_kernels"]["flatten"] != torch_report.backend("torch")["layer_kernels"]["flatten"]
+    for b in torch_report.data["backends"]:
+        assert any(k["name"].startswith("aten::") for k in b["aten_kernels"])
+
+
+@pytest.mark.torch
+def test_per_layer_times_add_up_to_the_total(torch_report):
+    from neonsign.profiler import LAYERS
+
+    for b in torch_report.data["backends"]:
+        rows = {r["name"]: r for r in b["layers"]}
+        assert set(rows) == {"forward", *LAYERS}
+        assert all(r["calls"] == SMALL["repeats"] for r in rows.values())
+        # self times partition the forward time exactly; the forward span's self time is the
+        # profiler's (and Python's) overhead between layers
+        assert sum(r["self_ns_total"] for r in rows.values()) == rows["forward"]["total_ns_total"]
+        assert sum(b["total"]["per_repeat_ns"]) == rows["forward"]["total_ns_total"]
+        layer_sum = sum(rows[n]["self_ns_total"] for n in LAYERS)
+        assert 0 < layer_sum <= rows["forward"]["total_ns_total"]
+        assert rows["forward"]["self_ns_per_forward"]["median"] < b["total"]["median_ns"] / 2
+        assert abs(sum(r["self_pct"] for r in rows.values()) - 100.0) < 1e-6
+
+
+@pytest.mark.torch
+def test_every_backend_gives_the_same_top1(torch_report):
+    for b in torch_report.data["backends"]:
+        acc = b["accuracy_check"]
+        if b["name"] == "torch-bf16":
+            # bfloat16 keeps 8 bits of mantissa: allow a rare flip between near-tied classes
+            assert acc["top1_agreement"] >= 0.75
+            assert acc["max_abs_logit_diff"] > 0  # the toggle did change the arithmetic
+        else:
+            assert acc["top1_agreement"] == 1.0
+            assert acc["max_abs_logit_diff"] < 1e-3
+
+
+@pytest.mark.torch
+def test_logits_match_a_plain_torch_module(torch_report):
+    import torch
+    import torch.nn.functional as F
+
+    from neonsign.profiler import _load_inputs, random_state_dict
+
+    # an independent forward with nn modules on the same weights and inputs
+    sd = random_state_dict(0)
+    x, _ = _load_inputs(None, SMALL["batch"], "test", 0)
+    conv1, conv2 = torch.nn.Conv2d(3, 32, 3), torch.nn.Conv2d(32, 64, 3)
+    fc1, fc2 = torch.nn.Linear(2304, 128), torch.nn.Linear(128, 43)
+    mods = {"conv1": conv1, "conv2": conv2, "fc1": fc1, "fc2": fc2}
+    with torch.no_grad():
+        for k, v in sd.items():
+            layer, what = k.split(".")
+            getattr(mods[layer], what).copy_(torch.from_numpy(v))
+        t = F.max_pool2d(F.relu(conv1(torch.from_numpy(x))), 2)
+        t = F.max_pool2d(F.relu(conv2(t)), 2)
+        ref = fc2(F.relu(fc1(torch.flatten(t, 1)))).argmax(1).numpy()
+    from neonsign.profiler import _TorchRunner, Recorder, list_backends
+
+    backend = next(b for b in list_backends() if b.name == "torch")
+    got = _TorchRunner(backend, sd, 1, Recorder()).run(x).argmax(1)
+    np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.torch
+def test_report_json_validates_against_the_shipped_schema(torch_report, tmp_path):
+    import json
+
+    jsonschema = pytest.importorskip("jsonschema")
+    from neonsign.profile_report import ProfileReport, schema_path
+
+    schema = json.loads(schema_path().read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    path = tmp_path / "r.json"
+    torch_report.save_json(path)
+    data = json.loads(path.read_text())
+    jsonschema.validate(data, schema)
+    assert data["schema_version"] == 1
+    assert data["settings"]["random_weights"] and data["settings"]["random_input"]
+    assert "random weights: no model was given" in data["notes"]
+    back = ProfileReport.load(path)
+    assert back.backends == torch_report.backends
+    # and a broken report fails the schema
+    del data["backends"][0]["total"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, schema)
+
+
+@pytest.mark.torch
+def test_report_renders_table_markdown_and_html(torch_report):
+    text = torch_report.table("torch")
+    for col in ("Name", "Self CPU %", "Self CPU", "CPU total %", "CPU total", "CPU time avg",
+                "# of Calls"):
+        assert col in text
+    assert "Self CPU time total:" in text and "conv2" in text
+    assert "Speedup" in torch_report.summary()
+    md = torch_report.markdown()
+    assert md.startswith("## neonsign profile") and "| conv1 |" in md.replace("  ", " ")
+    html = torch_report._repr_html_()
+    assert "<table>" in html and "torch-onednn-off" in html
+
+
+# ---------------------------------------------------------------------------------------------
+# compare and the gate
+
+
+def _slowed_report(conv2_sleep_s: float):
+    """A real profile of the torch backend with a sleep injected into conv2."""
+    import time
+
+    from neonsign import profiler
+
+    orig = profiler._TorchRunner.__init__
+
+    def init(self, *a, **k):
+        orig(self, *a, **k)
+        span_id, op = self.ops[3]
+        self.ops[3] = (span_id, lambda t: (time.sleep(conv2_sleep_s), op(t))[1])
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(profiler._TorchRunner, "__init__", init)
+    try:
+        return profiler.profile(backends=["torch"], aten=False, **SMALL)
+    finally:
+        mp.undo()
+
+
+@pytest.mark.torch
+def test_compare_catches_an_injected_slowdown_and_passes_an_equal_run(tmp_path):
+    pytest.importorskip("torch")
+    from neonsign.profile_report import compare
+
+    base = _slowed_report(0.0)
+    slow = _slowed_report(0.05)
+    cmp = compare(base, slow, fail_if_slower=10, layers=["conv2"])
+    assert cmp.failed
+    assert any("conv2" in r for r in cmp.regressions) and any("total" in r for r in cmp.regressions)
+    assert any("Self CPU time total (median per forward) went from" in h for h in cmp.headline())
+    conv2 = next(r for r in cmp.rows if r["layer"] == "conv2")
+    assert conv2["change_pct"] > 100
+    same = compare(base, base, fail_if_slower=0, layers=["conv2", "fc1"])
+    assert not same.failed and not same.mismatches
+    assert "passed" in same.verdict()
+
+
+def _fake_report(**settings):
+    """A minimal valid report for compare's bookkeeping tests (numbers are arbitrary inputs)."""
+    from neonsign.profile_report import ProfileReport
+
+    def backend(name, total, conv2):
+        layer = lambda n, v: {"name": n, "calls": 1, "self_ns_total": v, "total_ns_total": v,  # noqa: E731
+                              "self_ns_avg": v, "total_ns_avg": v, "self_pct": 0, "total_pct": 0,
+                              "self_ns_per_forward": {k: v for k in ("median", "mean", "min", "max", "q1", "q3")}}
+        t = {k: total for k in ("median_ns", "mean_ns", "min_ns", "max_ns", "q1_ns", "q3_ns")}
+        return {"name": name, "family": "torch", "layers": [layer("forward", total - conv2), layer("conv2", conv2)],
+                "total": {"per_repeat_ns": [total], "self_cpu_time_total_ns": total, **t}}
+
+    s = {"batch": 64, "threads": 2, "repeats": 1, "warmup": 0, "input": "x", "torch": "2"}
+    s.update(settings)
+    return ProfileReport({"schema_version": 1, "machine": {"arch": "x", "cpu_model": "y", "cpu_count": 2},
+                          "settings": s, "baseline": "torch",
+                          "backends": [backend("torch", 6_600_000, 3_000_000),
+                                       backend("torch-onednn-off", 14_100_000, 9_000_000)]})
+
+
+def test_compare_reports_mismatched_settings_instead_of_comparing_silently():
+    from neonsign.profile_report import compare
+
+    cmp = compare(_fake_report(), _fake_report(threads=4, batch=1))
+    assert any("threads" in m for m in cmp.mismatches) and any("batch" in m for m in cmp.mismatches)
+    assert not cmp.failed
+    assert compare(_fake_report(), _fake_report(threads=4), strict=True).failed
+    assert "WARNING" in cmp.text()
+
+
+def test_compare_two_backends_of_one_report_gives_the_learning_path_line():
+    from neonsign.profile_report import compare_backends
+
+    cmp = compare_backends(_fake_report(), "torch-onednn-off", "torch", fail_if_slower=5)
+    assert cmp.headline() == [
+        "[torch-onednn-off -> torch] Self CPU time total (median per forward) went from 14.100 ms "
+        "to 6.600 ms: -53.2% (2.14x faster)"]
+    assert not cmp.failed
+    assert compare_backends(_fake_report(), "torch", "torch-onednn-off", fail_if_slower=5).failed
+
+
+def test_compare_rejects_bad_arguments():
+    from neonsign.errors import NeonsignValueError
+    from neonsign.profile_report import compare, compare_backends
+
+    with pytest.raises(NeonsignValueError, match="nope"):
+        compare_backends(_fake_report(), "torch", "nope")
+    with pytest.raises(NeonsignValueError, match="layer 'fc9'"):
+        compare(_fake_report(), _fake_report(), fail_if_slower=1, layers=["fc9"])
+    with pytest.raises(NeonsignValueError, match="fail_if_slower"):
+        compare(_fake_report(), _fake_report(), fail_if_slower=-1)
+
+
+def test_loading_bad_reports_names_the_file_and_field(tmp_path):
+    import json
+
+    from neonsign.errors import NeonsignValueError, UnsupportedError
+    from neonsign.profile_report import ProfileReport
+
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        ProfileReport.load(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(NeonsignValueError, match="bad.json: not valid JSON"):
+        ProfileReport.load(bad)
+    good = _fake_report().data
+    newer = dict(good, schema_version=99)
+    bad.write_text(json.dumps(newer))
+    with pytest.raises(UnsupportedError, match="schema_version 99"):
+        ProfileReport.load(bad)
+    broken = json.loads(json.dumps(good))
+    del broken["backends"][1]["total"]["median_ns"]
+    bad.write_text(json.dumps(broken))
+    with pytest.raises(NeonsignValueError, match=r"backends\[1\].total: missing field 'median_ns'"):
+        ProfileReport.load(bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input to profile()
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(backends="torch,nope"), "NeonsignValueError", "unknown backend 'nope'"),
+        (dict(batch=0), "NeonsignValueError", "batch"),
+        (dict(repeats=0), "NeonsignValueError", "repeats"),
+        (dict(threads=0), "NeonsignValueError", "threads"),
+        (dict(baseline="native-zzz"), "NeonsignValueError", "baseline"),
+        (dict(model={"conv1.weight": np.zeros((1,))}), "ModelError", "conv1.weight"),
+        (dict(model="/nonexistent/model"), "ModelError", "does not exist"),
+        (dict(data=np.zeros((8, 3, 28, 28), np.float32)), "NeonsignValueError", r"\(N, 3, 32, 32\)"),
+        (dict(data=np.zeros((2, 3, 32, 32), np.float32)), "NeonsignValueError", "fewer than batch"),
+    ],
+)
+def test_profile_rejects_bad_input(kwargs, exc, match):
+    pytest.importorskip("torch")
+    from neonsign import errors
+    from neonsign.profiler import profile
+
+    args = dict(backends="torch", batch=4, threads=1, repeats=1, warmup=0, aten=False)
+    args.update(kwargs)
+    with pytest.raises(getattr(errors, exc), match=match):
+        profile(**args)
+
+
+def test_model_file_with_wrong_shapes_is_a_model_error(tmp_path):
+    from safetensors.numpy import save_file
+
+    from neonsign.errors import ModelError
+    from neonsign.profiler import load_state_dict, random_state_dict
+
+    sd = random_state_dict(0)
+    sd["fc1.weight"] = np.zeros((128, 100), np.float32)
+    path = tmp_path / "m.safetensors"
+    save_file(sd, str(path))
+    with pytest.raises(ModelError, match="fc1.weight.*expected"):
+        load_state_dict(path)
+    good = random_state_dict(1)
+    save_file(good, str(path))
+    loaded, source = load_state_dict(path)
+    np.testing.assert_array_equal(loaded["conv2.weight"], good["conv2.weight"])
+
+
+# ---------------------------------------------------------------------------------------------
+# native engine backends (when the engine is built)
+
+
+@pytest.mark.skipif(not _native_available(), reason="neonsign.engine is not built on this branch yet")
+def test_native_backends_match_torch_and_switch_kernels_through_the_recorder():
+    pytest.importorskip("torch")
+    from neonsign.engine import Engine
+    from neonsign.profiler import profile
+
+    kernels = [f"native-{k}" for k in Engine.available_kernels()]
+    rep = profile(backends=["torch", "native", *kernels], **SMALL)
+    for name in ["native", *kernels]:
+        b = rep.backend(name)
+        assert b["accuracy_check"]["top1_agreement"] == 1.0
+        assert b["accuracy_check"]["max_abs_logit_diff"] < 1e-3
+        assert len(b["layers"]) > 1  # engine timers attached under `forward`
+        if name != "native":
+            assert b["settings"]["kernel"] == name.removeprefix("native-")
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+
+
+def test_cli_lists_backends(capsys):
+    from neonsign.cli import main
+
+    assert main(["backends"]) == 0
+    out = capsys.readouterr().out
+    assert "torch-onednn-off" in out and "native" in out
+    assert main(["profile", "--list-backends"]) == 0
+
+
+@pytest.mark.torch
+def test_cli_profile_then_compare_and_gate(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("torch")
+    from neonsign.cli import main
+
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    out_json, out_md = tmp_path / "r.json", tmp_path / "r.md"
+    argv = ["profile", "--backends", "torch,torch-onednn-off", "--batch", "4", "--threads", "1",
+            "--repeats", "2", "--warmup", "1", "--quiet", "--json", str(out_json),
+            "--markdown", str(out_md)]
+    assert main(argv) == 0
+    assert out_json.is_file() and out_md.read_text().startswith("## neonsign profile")
+    assert "## neonsign profile" in summary.read_text()
+    assert main(["compare", str(out_json), str(out_json), "--fail-if-slower", "5",
+                 "--layers", "conv2,fc1"]) == 0
+    assert "passed" in capsys.readouterr().out
+    rc = main(["compare", str(out_json), "--base-backend", "torch-onednn-off",
+               "--new-backend", "torch"])
+    assert rc == 0 and "went from" in capsys.readouterr().out
+    assert main(["compare", str(out_json)]) == 2  # one report needs the two backends
+    assert "## neonsign compare" in summary.read_text()
+
+
+def test_cli_compare_exit_code_on_regression(tmp_path, capsys):
+    from neonsign.cli import main
+
+    base, new = tmp_path / "base.json", tmp_path / "new.json"
+    _fake_report().save_json(base)
+    slow = _fake_report()
+    for b in slow.data["backends"]:
+        b["layers"][1]["self_ns_per_forward"]["median"] *= 1.3
+    slow.save_json(new)
+    assert main(["compare", str(base), str(new), "--fail-if-slower", "10"]) == 0  # total same
+    assert main(["compare", str(base), str(new), "--fail-if-slower", "10", "--layers", "conv2"]) == 1
+    assert "FAILED" in capsys.readouterr().out
