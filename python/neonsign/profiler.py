@@ -753,6 +753,11 @@ def profile(
         notes.append("random weights: no model was given")
     if data is None:
         notes.append("random inputs: no data was given")
+    for e in entries:
+        zero = [r["name"] for r in e["layers"] if r["name"] != FORWARD and r["self_ns_total"] == 0]
+        if e["family"] == "native" and zero:
+            notes.append(f"{e['name']}: {', '.join(zero)} report 0 ns: the engine fuses them into "
+                         "the neighbouring conv/fc layer, whose time includes them")
     if "torch-bf16" in names:
         notes.append("torch-bf16 computes in bfloat16: its top-1 may differ from fp32 backends "
                      "on a few inputs")
