@@ -94,27 +94,11 @@ _TORCH_BACKENDS = {
 # Recorder
 
 
-class _Span:
-    """Context manager of one span (see :meth:`Recorder.span`)."""
-
-    __slots__ = ("_rec", "_id")
-
-    def __init__(self, rec: _native.Recorder, name_id: int) -> None:
-        self._rec = rec
-        self._id = name_id
-
-    def __enter__(self) -> _Span:
-        self._rec.begin(self._id)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._rec.end(self._id)
-
-
 class Recorder(_native.Recorder):
     """Nested named spans timed in C (monotonic ns clock and CPU cycle counter).
 
-    ``with rec.span("conv1"): ...`` or ``rec.begin("conv1") ... rec.end("conv1")``; spans nest
+    ``with rec.span("conv1"): ...`` or ``rec.begin("conv1") ... rec.end("conv1")`` (names are
+    str or :meth:`intern` ids; ``span``, ``begin`` and ``end`` are implemented in C); spans nest
     (each record knows its parent and depth). ``enable()`` / ``disable()`` switch recording (a
     disabled span costs one C call and an integer update), ``reset()`` drops the records and
     ``records()`` returns them as NumPy arrays (see :meth:`neonsign._native.Recorder.records`).
@@ -131,10 +115,6 @@ class Recorder(_native.Recorder):
     def __init__(self, capacity: int = 0, enabled: bool = True, engine: Any = None) -> None:
         super().__init__(capacity=capacity, enabled=enabled)
         self.engine = engine
-
-    def span(self, name: str | int) -> _Span:
-        """A context manager timing its body as the span ``name`` (str or :meth:`intern` id)."""
-        return _Span(self, name if isinstance(name, int) else self.intern(name))
 
     def enable(self) -> None:
         """Start recording spans."""
@@ -409,14 +389,17 @@ def _load_inputs(data: str | os.PathLike[str] | np.ndarray | None, batch: int, s
     else:
         from .data import load_split  # noqa: PLC0415
 
-        images, _labels, _meta = load_split(data, split)
-        source = f"{data} ({split} split)"
+        # `limit` spreads the images evenly over the split, so every class is represented
+        images, _labels, _meta = load_split(data, split, limit=batch)
+        source = f"{data} ({split} split, {batch} images spread over it)"
     if images.ndim != 4 or images.shape[1:] != INPUT_SHAPE or images.dtype != np.float32:
         raise NeonsignValueError(
             f"inputs from {source} must be float32 (N, 3, 32, 32), got {images.dtype} {images.shape}")
     if images.shape[0] < batch:
         raise NeonsignValueError(f"{source} has {images.shape[0]} images, fewer than batch {batch}")
-    return np.ascontiguousarray(images[:batch]), f"first {batch} images of {source}"
+    if isinstance(data, np.ndarray):
+        source = f"first {batch} images of the given array"
+    return np.ascontiguousarray(images[:batch]), source
 
 
 # ---------------------------------------------------------------------------------------------
@@ -490,20 +473,15 @@ class _TorchRunner:
     def _mode(self) -> Iterator[None]:
         """The backend's toggles, entered around every forward pass."""
         torch = self.torch
-        prev_threads = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        try:
-            with contextlib.ExitStack() as stack:
-                stack.enter_context(torch.inference_mode())
-                if self.name == "torch-onednn-off":
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")  # a TF32 notice irrelevant on CPU
-                        stack.enter_context(torch.backends.mkldnn.flags(enabled=False))
-                elif self.name == "torch-bf16":
-                    stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16))
-                yield
-        finally:
-            torch.set_num_threads(prev_threads)
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.inference_mode())
+            if self.name == "torch-onednn-off":
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # a TF32 notice irrelevant on CPU
+                    stack.enter_context(torch.backends.mkldnn.flags(enabled=False))
+            elif self.name == "torch-bf16":
+                stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16))
+            yield
 
     def settings(self) -> dict[str, Any]:
         torch = self.torch
@@ -657,9 +635,9 @@ def profile(
     Args:
         model: weights (see :func:`load_state_dict`); None means random weights (the report
             says so).
-        data: a GTSRB root (its ``split`` is loaded with :func:`neonsign.data.load_split`), or a
-            float32 (N, 3, 32, 32) array; the first ``batch`` images are used. None means random
-            inputs in [-1, 1].
+        data: a GTSRB root (``batch`` images spread evenly over its ``split``, loaded with
+            :func:`neonsign.data.load_split`), or a float32 (N, 3, 32, 32) array (its first
+            ``batch`` images). None means random inputs in [-1, 1].
         backends: names (or a comma-separated string); None means every available backend.
         batch: images per forward pass.
         threads: threads for every backend (default: one per CPU).
@@ -696,6 +674,12 @@ def profile(
     state, model_source = load_state_dict(model, seed)
     x, input_source = _load_inputs(data, batch, split, seed)
 
+    torch = None
+    if any(b.family == "torch" for b in chosen):
+        import torch  # noqa: PLC0415
+
+        prev_torch_threads = torch.get_num_threads()
+        torch.set_num_threads(threads)
     prev_threads = _native.get_threads()
     _native.set_threads(threads)
     try:
@@ -728,6 +712,8 @@ def profile(
                    for name, r in runners.items()}
     finally:
         _native.set_threads(prev_threads)
+        if torch is not None:
+            torch.set_num_threads(prev_torch_threads)
 
     ref_name = next((n for n in names if n != "torch-bf16"), names[0])
     ref_top1 = logits[ref_name].argmax(axis=1)
