@@ -566,3 +566,38 @@ def test_cli_compare_exit_code_on_regression(tmp_path, capsys):
     assert main(["compare", str(base), str(new), "--fail-if-slower", "10"]) == 0  # total same
     assert main(["compare", str(base), str(new), "--fail-if-slower", "10", "--layers", "conv2"]) == 1
     assert "FAILED" in capsys.readouterr().out
+
+
+def test_report_plot_stacks_layers_per_backend():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    ax = _fake_report().plot()
+    heights = sorted(round(p.get_height(), 3) for p in ax.patches)
+    assert heights == [3.0, 3.6, 5.1, 9.0]  # conv2 and the rest of forward, in ms, per backend
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["torch", "torch-onednn-off"]
+
+
+def test_model_loads_from_a_directory_and_a_pth_file(tmp_path):
+    from safetensors.numpy import save_file
+
+    from neonsign.profiler import load_state_dict, random_state_dict
+
+    sd = random_state_dict(3)
+    (tmp_path / "m").mkdir()
+    save_file(sd, str(tmp_path / "m" / "model.safetensors"))
+    (tmp_path / "m" / "model_card.json").write_text("{}")
+    try:
+        import neonsign.artifacts  # noqa: F401
+    except ImportError:
+        loaded, _ = load_state_dict(tmp_path / "m")
+        np.testing.assert_array_equal(loaded["fc2.bias"], sd["fc2.bias"])
+    torch = pytest.importorskip("torch")
+    torch.save({k: torch.from_numpy(v) for k, v in sd.items()}, tmp_path / "m.pth")
+    loaded, source = load_state_dict(tmp_path / "m.pth")
+    assert source.endswith("m.pth")
+    np.testing.assert_array_equal(loaded["conv1.weight"], sd["conv1.weight"])
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    from neonsign.errors import ModelError
+
+    with pytest.raises(ModelError, match="junk.pth"):
+        load_state_dict(tmp_path / "junk.pth")

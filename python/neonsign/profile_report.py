@@ -266,6 +266,31 @@ class ProfileReport:
                 parts.append(f"- `{layer}`: {', '.join(f'`{k}`' for k in ks)}")
         return "\n".join(parts) + "\n"
 
+    def plot(self, ax: Any = None, layers: Sequence[str] | None = None) -> Any:
+        """A stacked bar chart: median self time per forward (ms) of each layer, per backend.
+
+        Needs matplotlib (the ``notebooks`` extra). Returns the matplotlib Axes.
+        """
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(1.2 * len(self.backends) + 3, 4))
+        if layers is None:
+            layers = []
+            for b in self.data["backends"]:
+                layers += [r["name"] for r in b["layers"] if r["name"] not in layers]
+        bottoms = [0.0] * len(self.backends)
+        for layer in layers:
+            values = [_layer_medians(b).get(layer, 0.0) / 1e6 for b in self.data["backends"]]
+            ax.bar(self.backends, values, bottom=bottoms, label=layer)
+            bottoms = [x + v for x, v in zip(bottoms, values, strict=True)]
+        s = self.data["settings"]
+        ax.set_ylabel("median ms per forward")
+        ax.set_title(f"batch {s['batch']}, {s['threads']} threads")
+        ax.tick_params(axis="x", labelrotation=30)
+        ax.legend(fontsize="small", ncols=2)
+        return ax
+
     def _repr_html_(self) -> str:
         parts = [f"<h4>neonsign profile</h4><p>{html.escape(self._settings_line())}</p>",
                  _html_table(self._SUMMARY_HEADERS, self._summary_rows())]
