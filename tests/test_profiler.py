@@ -605,3 +605,23 @@ def test_model_loads_from_a_directory_and_a_pth_file(tmp_path):
 
     with pytest.raises(ModelError, match="junk.pth"):
         load_state_dict(tmp_path / "junk.pth")
+
+
+def test_profile_reads_inputs_from_a_gtsrb_root(tmp_path):
+    synth = pytest.importorskip("neonsign.synth")
+    pytest.importorskip("neonsign.data")
+    from neonsign.profiler import list_backends, profile
+
+    available = [b.name for b in list_backends(include_unavailable=False)]
+    if not available:
+        pytest.skip("no profiler backend here (neither torch nor the native engine)")
+    root = synth.synthesize(tmp_path / "gtsrb", n_per_class=2, images_per_track=2, n_test=50,
+                            size_range=(15, 40))
+    rep = profile(data=root, backends=available[:1], batch=16, threads=1, repeats=1, warmup=0,
+                  aten=False)
+    s = rep.data["settings"]
+    assert not s["random_input"] and "test split" in s["input"]
+    assert "random inputs: no data was given" not in rep.data["notes"]
+    with pytest.raises(ValueError, match="fewer than batch"):
+        profile(data=root, backends=available[:1], batch=64, threads=1, repeats=1, warmup=0,
+                aten=False)
