@@ -349,7 +349,7 @@ def _slowed_report(conv2_sleep_s: float):
     mp = pytest.MonkeyPatch()
     mp.setattr(profiler._TorchRunner, "__init__", init)
     try:
-        return profiler.profile(backends=["torch"], aten=False, **SMALL)
+        return profiler.profile(backends=["torch"], aten=False, order="sequential", **SMALL)
     finally:
         mp.undo()
 
@@ -461,6 +461,7 @@ def test_loading_bad_reports_names_the_file_and_field(tmp_path):
         (dict(repeats=0), "NeonsignValueError", "repeats"),
         (dict(threads=0), "NeonsignValueError", "threads"),
         (dict(baseline="native-zzz"), "NeonsignValueError", "baseline"),
+        (dict(order="random"), "NeonsignValueError", "order"),
         (dict(model={"conv1.weight": np.zeros((1,))}), "ModelError", "conv1.weight"),
         (dict(model="/nonexistent/model"), "ModelError", "does not exist"),
         (dict(data=np.zeros((8, 3, 28, 28), np.float32)), "NeonsignValueError", r"\(N, 3, 32, 32\)"),

@@ -431,7 +431,7 @@ def _settings_mismatches(base: ProfileReport, new: ProfileReport) -> list[str]:
         if bm.get(key) != nm.get(key):
             out.append(f"machine {key} differs: {bm.get(key)!r} vs {nm.get(key)!r}")
     bs, ns = base.data["settings"], new.data["settings"]
-    for key in ("threads", "batch", "repeats", "warmup", "input", "torch"):
+    for key in ("threads", "batch", "repeats", "warmup", "order", "input", "torch"):
         if bs.get(key) != ns.get(key):
             out.append(f"setting {key} differs: {bs.get(key)!r} vs {ns.get(key)!r}")
     if set(base.backends) != set(new.backends):

@@ -628,6 +628,7 @@ def profile(
     split: str = "test",
     seed: int = 0,
     aten: bool = True,
+    order: str = "interleaved",
     progress: bool = False,
 ) -> ProfileReport:
     """Profile TrafficSignNet per layer on several backends, in this process, with one clock.
@@ -648,6 +649,10 @@ def profile(
         split: the split read from ``data``.
         seed: seeds random weights and inputs.
         aten: also run one pass per libtorch backend under torch.profiler to name aten kernels.
+        order: ``"interleaved"`` (one pass of each backend in turn, so load drift on a shared
+            machine hits all alike) or ``"sequential"`` (all passes of one backend, then the next:
+            no backend runs right after another one's threads, e.g. OpenMP workers still
+            spinning).
         progress: show a tqdm progress bar.
 
     Returns:
@@ -665,6 +670,8 @@ def profile(
         threads = int(_native.cpu_count())
     if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= 256:
         raise NeonsignValueError(f"threads must be an integer in [1, 256], got {threads!r}")
+    if order not in ("interleaved", "sequential"):
+        raise NeonsignValueError(f"order must be 'interleaved' or 'sequential', got {order!r}")
     names = [b.name for b in chosen]
     if baseline is None:
         baseline = "torch" if "torch" in names else names[0]
@@ -689,23 +696,22 @@ def profile(
             cls = _NativeRunner if b.family == "native" else _TorchRunner
             runners[b.name] = cls(b, state, threads, rec)
         # warm-up, then timed repeats interleaved across backends
-        steps = warmup + repeats
-        bar = None
+        steps = range(warmup + repeats)
+        if order == "interleaved":
+            schedule = [(step, name) for step in steps for name in runners]
+        else:
+            schedule = [(step, name) for name in runners for step in steps]
         if progress:
             from tqdm import tqdm  # noqa: PLC0415
 
-            bar = tqdm(total=steps * len(runners), desc="profile", unit="pass")
+            schedule = tqdm(schedule, desc="profile", unit="pass")
         logits: dict[str, np.ndarray] = {}
-        for step in range(steps):
-            for name, runner in runners.items():
-                if step == warmup:
-                    runner.rec.reset()
-                    runner.rec.enable()
-                logits[name] = runner.run(x)
-                if bar is not None:
-                    bar.update()
-        if bar is not None:
-            bar.close()
+        for step, name in schedule:
+            runner = runners[name]
+            if step == warmup:
+                runner.rec.reset()
+                runner.rec.enable()
+            logits[name] = runner.run(x)
         for runner in runners.values():
             runner.rec.disable()
         kernels = {name: (r.aten_pass(x) if aten else {"aten_kernels": [], "layer_kernels": {}})
@@ -758,6 +764,7 @@ def profile(
             "threads": threads,
             "repeats": repeats,
             "warmup": warmup,
+            "order": order,
             "seed": seed,
             "model": model_source,
             "random_weights": model is None,
@@ -791,7 +798,8 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     report = profile(
         model=args.model, data=args.data, backends=args.backends, batch=args.batch,
         threads=args.threads, repeats=args.repeats, warmup=args.warmup, baseline=args.baseline,
-        split=args.split, seed=args.seed, aten=not args.no_aten, progress=not args.quiet,
+        split=args.split, seed=args.seed, aten=not args.no_aten, order=args.order,
+        progress=not args.quiet,
     )
     if not args.quiet:
         print(report.text())
@@ -834,6 +842,8 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=_positive_int, default=None, help="threads (default: CPUs)")
     p.add_argument("--repeats", type=_positive_int, default=10, help="timed passes (default 10)")
     p.add_argument("--warmup", type=int, default=3, help="untimed passes first (default 3)")
+    p.add_argument("--order", choices=("interleaved", "sequential"), default="interleaved",
+                   help="run backends pass by pass in turn (default) or one after another")
     p.add_argument("--seed", type=int, default=0, help="seed of random weights/inputs")
     p.add_argument("--no-aten", action="store_true", help="skip the torch.profiler kernel pass")
     p.add_argument("--json", help="write the report as JSON here")
