@@ -727,13 +727,24 @@ static PyObject *recorder_end(RecorderObject *self, PyObject *const *args, Py_ss
 
 static PyObject *recorder_add(RecorderObject *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"name", "duration_ns", "calls", "parent", "start_ns", NULL};
-    PyObject *name;
+    PyObject *name, *duration_obj, *calls_obj = NULL, *start_obj = NULL;
     unsigned long long duration = 0, calls = 1, start = 0;
     long long parent = NS_PROF_NO_PARENT;
     if (!recorder_ready(self)) return NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OK|KLK:add", kwlist, &name, &duration, &calls,
-                                     &parent, &start))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|OLO:add", kwlist, &name, &duration_obj,
+                                     &calls_obj, &parent, &start_obj))
         return NULL;
+    /* PyLong_AsUnsignedLongLong rejects negative values and non-integers (unlike "K") */
+    duration = PyLong_AsUnsignedLongLong(duration_obj);
+    if (duration == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
+    if (calls_obj) {
+        calls = PyLong_AsUnsignedLongLong(calls_obj);
+        if (calls == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
+    }
+    if (start_obj) {
+        start = PyLong_AsUnsignedLongLong(start_obj);
+        if (start == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
+    }
     uint32_t id;
     if (!recorder_name_id(self, name, &id)) return NULL;
     ns_error err;

@@ -121,6 +121,10 @@ def test_recorder_grows_past_its_initial_capacity():
         (lambda r: r.begin(99), ValueError),                             # unknown id
         (lambda r: r.add("a", 10, parent=5), ValueError),                # no such parent
         (lambda r: r.add("a", 2**64 - 1, start_ns=10), ValueError),      # clock overflow
+        (lambda r: r.add("a", -5), OverflowError),                       # negative duration
+        (lambda r: r.add("a", 5, calls=0), ValueError),                  # no calls
+        (lambda r: r.add("a", 5, start_ns=-1), OverflowError),           # negative start
+        (lambda r: r.add("a", 1.5), TypeError),                          # not an integer
         (lambda r: [r.begin("d") for _ in range(100)], Exception),       # too deep
     ],
 )

@@ -240,6 +240,7 @@ ns_status ns_prof_add(ns_prof *p, uint32_t name, int64_t parent, uint64_t start_
     if (parent != NS_PROF_NO_PARENT && (parent < 0 || (uint64_t)parent >= p->count))
         return ns_set_error(err, NS_ERR_INVALID, "parent record %lld does not exist (%zu records)",
                             (long long)parent, p->count);
+    if (calls == 0) return ns_set_error(err, NS_ERR_INVALID, "an attached span needs calls >= 1");
     if (duration_ns > UINT64_MAX - start_ns)
         return ns_set_error(err, NS_ERR_INVALID, "span start + duration overflows the clock");
     uint32_t depth = 0;

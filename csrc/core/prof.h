@@ -69,7 +69,7 @@ ns_status ns_prof_begin(ns_prof *p, uint32_t name, ns_error *err);
 /* Close the innermost open span. `name` must be its name (or NS_PROF_ANY_NAME). */
 ns_status ns_prof_end(ns_prof *p, uint32_t name, ns_error *err);
 
-/* Attach a completed span measured elsewhere: `calls` calls that took `duration_ns` in total,
+/* Attach a completed span measured elsewhere: `calls` (>= 1) calls that took `duration_ns` in total,
  * starting at `start_ns`, as a child of record `parent` (or top-level with NS_PROF_NO_PARENT).
  * Ignored (NS_OK) while disabled. */
 ns_status ns_prof_add(ns_prof *p, uint32_t name, int64_t parent, uint64_t start_ns,

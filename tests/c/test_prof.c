@@ -114,6 +114,7 @@ static void test_bad_use(void) {
     CHECK(ns_prof_add(p, a, 5, 0, 1, 1, &err) == NS_ERR_INVALID);  /* no such parent */
     CHECK(ns_prof_add(p, a, -7, 0, 1, 1, &err) == NS_ERR_INVALID);
     CHECK(ns_prof_add(p, a, NS_PROF_NO_PARENT, 10, UINT64_MAX, 1, &err) == NS_ERR_INVALID);
+    CHECK(ns_prof_add(p, a, NS_PROF_NO_PARENT, 10, 1, 0, &err) == NS_ERR_INVALID);
     for (int d = 0; d < NS_PROF_MAX_DEPTH; d++) CHECK(ns_prof_begin(p, a, &err) == NS_OK);
     CHECK(ns_prof_begin(p, a, &err) == NS_ERR_LIMIT);
     for (int i = 0; i < NS_PROF_MAX_NAMES; i++) {
