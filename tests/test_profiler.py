@@ -414,6 +414,7 @@ def test_compare_two_backends_of_one_report_gives_the_learning_path_line():
         "[torch-onednn-off -> torch] Self CPU time total (median per forward) went from 14.100 ms "
         "to 6.600 ms: -53.2% (2.14x faster)"]
     assert not cmp.failed
+    assert "went from 14.100 ms" in cmp._repr_html_() and "| conv2 |" in cmp.markdown()
     assert compare_backends(_fake_report(), "torch", "torch-onednn-off", fail_if_slower=5).failed
 
 
@@ -573,8 +574,14 @@ def test_cli_compare_exit_code_on_regression(tmp_path, capsys):
         b["layers"][1]["self_ns_per_forward"]["median"] *= 1.3
     slow.save_json(new)
     assert main(["compare", str(base), str(new), "--fail-if-slower", "10"]) == 0  # total same
-    assert main(["compare", str(base), str(new), "--fail-if-slower", "10", "--layers", "conv2"]) == 1
+    out_json = tmp_path / "cmp.json"
+    assert main(["compare", str(base), str(new), "--fail-if-slower", "10", "--layers", "conv2",
+                 "--json", str(out_json)]) == 1
     assert "FAILED" in capsys.readouterr().out
+    import json
+
+    verdict = json.loads(out_json.read_text())
+    assert verdict["failed"] and any("conv2" in r for r in verdict["regressions"])
 
 
 def test_report_plot_stacks_layers_per_backend():

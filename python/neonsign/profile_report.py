@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -378,9 +379,20 @@ class Comparison:
         parts += ["", f"**{self.verdict()}**"]
         return "\n".join(parts) + "\n"
 
+    def _repr_html_(self) -> str:
+        parts = [f"<h4>neonsign compare</h4><p>base: {html.escape(self.base_label)}<br>"
+                 f"new: {html.escape(self.new_label)}</p>"]
+        parts += [f"<p><b>warning</b>: {html.escape(m)}</p>" for m in self.mismatches]
+        parts += [_html_table(self._HEADERS, self._rows_cells())]
+        parts += [f"<p>{html.escape(h)}</p>" for h in self.headline()]
+        parts += [f"<p><b>{html.escape(self.verdict())}</b></p>"]
+        return "\n".join(parts)
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {"base": self.base_label, "new": self.new_label, "rows": self.rows,
+        """JSON-ready form (a change from a zero baseline is null rather than infinity)."""
+        rows = [dict(r, change_pct=r["change_pct"] if math.isfinite(r["change_pct"]) else None)
+                for r in self.rows]
+        return {"base": self.base_label, "new": self.new_label, "rows": rows,
                 "mismatches": self.mismatches, "regressions": self.regressions,
                 "fail_if_slower": self.fail_if_slower, "failed": self.failed}
 
