@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__, _native
+from .engine import INPUT_SHAPE, LAYERS, WEIGHT_SHAPES, Engine
 from .errors import ModelError, NeonsignValueError, UnsupportedError
 from .profile_report import SCHEMA_VERSION, ProfileReport, register_compare_cli
 
@@ -61,26 +62,8 @@ __all__ = [
     "register_cli",
 ]
 
-#: TrafficSignNet's layers in execution order, as spans are named.
-LAYERS: tuple[str, ...] = (
-    "conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "flatten", "fc1", "relu3", "fc2",
-)
 #: The span enclosing one forward pass of a batch.
 FORWARD = "forward"
-
-#: state_dict keys and shapes of TrafficSignNet (learning-path compatible names).
-STATE_SHAPES: dict[str, tuple[int, ...]] = {
-    "conv1.weight": (32, 3, 3, 3),
-    "conv1.bias": (32,),
-    "conv2.weight": (64, 32, 3, 3),
-    "conv2.bias": (64,),
-    "fc1.weight": (128, 2304),
-    "fc1.bias": (128,),
-    "fc2.weight": (43, 128),
-    "fc2.bias": (43,),
-}
-NUM_CLASSES = 43
-INPUT_SHAPE = (3, 32, 32)
 
 _TORCH_BACKENDS = {
     "torch": "libtorch default (oneDNN; Arm Compute Library on AArch64 builds)",
@@ -222,18 +205,8 @@ class Backend:
     reason: str = ""
 
 
-def _engine_class() -> Any:
-    from .engine import Engine  # noqa: PLC0415  (optional until the engine is built)
-
-    return Engine
-
-
 def _native_backends() -> list[Backend]:
-    try:
-        kernels = list(_engine_class().available_kernels())
-    except ImportError as exc:
-        why = f"the native engine is not available ({exc})"
-        return [Backend("native", "native", "native C engine", False, why)]
+    kernels = list(Engine.available_kernels())
     out = [Backend("native", "native", "native C engine, kernel chosen for this CPU", True)]
     for k in ("ref", "neon", "avx2", "avx512"):
         ok = k in kernels
@@ -306,9 +279,9 @@ def random_state_dict(seed: int = 0) -> dict[str, np.ndarray]:
     float32, seeded."""
     rng = np.random.default_rng(seed)
     out = {}
-    for key, shape in STATE_SHAPES.items():
+    for key, shape in WEIGHT_SHAPES.items():
         layer = key.split(".")[0]
-        fan_in = int(np.prod(STATE_SHAPES[f"{layer}.weight"][1:]))
+        fan_in = int(np.prod(WEIGHT_SHAPES[f"{layer}.weight"][1:]))
         bound = 1.0 / np.sqrt(fan_in)
         out[key] = rng.uniform(-bound, bound, size=shape).astype(np.float32)
     return out
@@ -316,7 +289,7 @@ def random_state_dict(seed: int = 0) -> dict[str, np.ndarray]:
 
 def _check_state(state: Mapping[str, Any], source: str) -> dict[str, np.ndarray]:
     out = {}
-    for key, shape in STATE_SHAPES.items():
+    for key, shape in WEIGHT_SHAPES.items():
         if key not in state:
             raise ModelError(f"{source}: missing weight '{key}' (has {sorted(state)})")
         arr = np.ascontiguousarray(np.asarray(state[key], dtype=np.float32))
@@ -409,19 +382,18 @@ def _load_inputs(data: str | os.PathLike[str] | np.ndarray | None, batch: int, s
 class _NativeRunner:
     def __init__(self, backend: Backend, state: Mapping[str, np.ndarray], threads: int,
                  rec: Recorder) -> None:
-        engine = _engine_class().from_state_dict(state)
+        engine = Engine.from_state_dict(state)
         rec.engine = engine
         if backend.name != "native":
             rec.kernel = backend.name.removeprefix("native-")  # switched through the recorder
-        if hasattr(engine, "threads"):
-            engine.threads = threads
+        engine.threads = threads
         engine.enable_timers(True)
         self.engine, self.rec = engine, rec
         self.forward_id = rec.intern(FORWARD)
         self.kernel = str(engine.kernel)
 
     def settings(self) -> dict[str, Any]:
-        return {"kernel": self.kernel, "threads": int(getattr(self.engine, "threads", 0) or 0)}
+        return {"kernel": self.kernel, "threads": int(self.engine.threads or _native.get_threads())}
 
     def run(self, x: np.ndarray) -> np.ndarray:
         rec, engine = self.rec, self.engine
@@ -430,8 +402,8 @@ class _NativeRunner:
         rec.begin(self.forward_id)
         logits = engine.predict(x)
         rec.end(self.forward_id)
-        if rec.enabled and rec.count > index:
-            start = int(rec.records()["start_ns"][index]) if index < rec.count else 0
+        if rec.count > index:  # the forward span was recorded: attach the layers under it
+            start = int(rec.records()["start_ns"][index])
             for layer, (ns, calls) in engine.timers().items():
                 if calls:
                     rec.add(layer, int(ns), calls=int(calls), parent=index, start_ns=start)
