@@ -637,3 +637,10 @@ def test_profile_reads_inputs_from_a_gtsrb_root(tmp_path):
     with pytest.raises(ValueError, match="fewer than batch"):
         profile(data=root, backends=available[:1], batch=64, threads=1, repeats=1, warmup=0,
                 aten=False)
+
+
+def test_flop_count_matches_the_model_arithmetic():
+    from neonsign.profiler import _flop_per_image
+
+    macs = 30 * 30 * 32 * 3 * 9 + 13 * 13 * 64 * 32 * 9 + 2304 * 128 + 128 * 43
+    assert _flop_per_image() == 2 * macs  # about 8.4 MFLOP per image

@@ -199,6 +199,7 @@ class ProfileReport:
         base = self.data.get("baseline")
         base_ms = self.total_ms(base) if base in self.backends else None
         batch = self.data["settings"]["batch"]
+        flop = self.data["settings"].get("flop_per_image")
         rows = []
         for b in self.data["backends"]:
             t = b["total"]
@@ -211,12 +212,13 @@ class ProfileReport:
                 f"{t['q1_ns'] / 1e6:.3f}..{t['q3_ns'] / 1e6:.3f}",
                 f"{t['min_ns'] / 1e6:.3f}..{t['max_ns'] / 1e6:.3f}",
                 f"{batch / (ms / 1e3):.0f}" if ms > 0 else "-",
+                f"{flop * batch / (ms * 1e6):.1f}" if flop and ms > 0 else "-",
                 speed, "-" if agree is None else f"{100 * agree:.2f}%",
             ])
         return rows
 
     _SUMMARY_HEADERS = ("Backend", "Conv kernel", "Median ms/batch", "IQR ms", "Min..max ms",
-                        "Images/s", "Speedup", "Top-1 agree")
+                        "Images/s", "GFLOP/s", "Speedup", "Top-1 agree")
 
     def _settings_line(self) -> str:
         s, m = self.data["settings"], self.data["machine"]

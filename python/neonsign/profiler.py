@@ -65,6 +65,17 @@ __all__ = [
 #: The span enclosing one forward pass of a batch.
 FORWARD = "forward"
 
+
+def _flop_per_image() -> int:
+    """Floating-point operations (2 per multiply-add) of one TrafficSignNet forward pass."""
+    c1o, c1i, k1, _ = WEIGHT_SHAPES["conv1.weight"]
+    c2o, c2i, k2, _ = WEIGHT_SHAPES["conv2.weight"]
+    side1 = INPUT_SHAPE[1] - k1 + 1             # 30
+    side2 = side1 // 2 - k2 + 1                 # 13
+    macs = side1 * side1 * c1o * c1i * k1 * k1 + side2 * side2 * c2o * c2i * k2 * k2
+    macs += int(np.prod(WEIGHT_SHAPES["fc1.weight"])) + int(np.prod(WEIGHT_SHAPES["fc2.weight"]))
+    return 2 * macs
+
 _TORCH_BACKENDS = {
     "torch": "libtorch default (oneDNN; Arm Compute Library on AArch64 builds)",
     "torch-onednn-off": "libtorch with oneDNN disabled (OpenBLAS / NNPACK / native aten kernels)",
@@ -737,6 +748,7 @@ def profile(
             "repeats": repeats,
             "warmup": warmup,
             "order": order,
+            "flop_per_image": _flop_per_image(),
             "seed": seed,
             "model": model_source,
             "random_weights": model is None,
