@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from neonsign import _native
+from support import needs_subprocess
 
 
 # ---------------------------------------------------------------------------------------------
@@ -644,3 +645,29 @@ def test_flop_count_matches_the_model_arithmetic():
 
     macs = 30 * 30 * 32 * 3 * 9 + 13 * 13 * 64 * 32 * 9 + 2304 * 128 + 128 * 43
     assert _flop_per_image() == 2 * macs  # about 8.4 MFLOP per image
+
+
+@needs_subprocess
+def test_profiler_and_lazy_profile_do_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, neonsign, neonsign.profiler, neonsign.profile_report; neonsign.profile; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_without_torch_only_native_backends_run(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ImportError
+    from neonsign.profiler import list_backends, profile
+
+    torch_backends = [b for b in list_backends() if b.family == "torch"]
+    assert torch_backends and not any(b.available for b in torch_backends)
+    assert all("PyTorch is not installed" in b.reason for b in torch_backends)
+    rep = profile(batch=2, threads=1, repeats=1, warmup=0)
+    assert rep.backends and all(n.startswith("native") for n in rep.backends)
+    assert rep.data["machine"]["torch"] is None
+    assert rep.data["backends"][0]["aten_kernels"] == []

@@ -196,11 +196,10 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "neonsign": __version__,
-        "torch": None,
+        # only if already imported (a libtorch backend ran): asking would import torch
+        "torch": getattr(sys.modules.get("torch"), "__version__", None),
         "cycle_counter_hz": float(_native.prof_cycles_hz()),
     }
-    if "torch" in sys.modules:
-        info["torch"] = sys.modules["torch"].__version__
     return info
 
 
