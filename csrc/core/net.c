@@ -536,7 +536,9 @@ static void forward_chunk(ns_net *net, ns_pool *pool, int threads, const float *
         if (on) apportion(net, threads, ns_now_ns() - t0, NS_LAYER_CONV1, NS_LAYER_FLATTEN);
     }
     uint64_t t2 = tnow(on);
-    run_fc(&f, pool, threads, &net->f1, f.feat, f.hid, 1, 0);
+    /* with fewer images than threads fc1 is a small GEMV: one pool wake-up costs about what
+     * splitting it saves, so it runs on the calling thread */
+    run_fc(&f, pool, m < (size_t)threads ? 1 : threads, &net->f1, f.feat, f.hid, 1, 0);
     uint64_t t3 = tnow(on);
     /* fc2 (5.5 K multiply-adds per image) runs on the calling thread: cheaper than waking
      * the pool for it */
