@@ -100,7 +100,7 @@ def test_bad_inputs_are_rejected():
 
 
 def test_import_train_and_cli_do_not_import_torch():
-    code = ("import sys, neonsign.cli, neonsign.train, neonsign.artifacts; "
+    code = ("import sys, neonsign.cli, neonsign.train, neonsign.artifacts, neonsign.evaluate; "
             "neonsign.cli.build_parser(); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
