@@ -28,7 +28,7 @@ import numpy as np
 
 from .errors import ModelError, NeonsignValueError
 
-__all__ = ["TrainConfig", "TrainResult", "fit", "train", "register_cli", "main"]
+__all__ = ["TrainConfig", "TrainResult", "fit", "train", "train_loaded", "register_cli", "main"]
 
 
 @dataclass
@@ -90,6 +90,7 @@ class TrainResult:
     val_accuracy: float | None
     best_epoch: int
     seconds: float
+    val_idx: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0, np.int64))
 
 
 def fit(
@@ -177,6 +178,86 @@ def _init_distributed() -> tuple[int, int, bool]:
     return dist.get_rank(), dist.get_world_size(), False
 
 
+def _check_out(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite and (not path.is_dir() or any(path.iterdir())):
+        raise ModelError(
+            f"output directory {path} already exists and is not empty; refusing to overwrite "
+            "it (pass overwrite=True, or --force)"
+        )
+
+
+def train_loaded(
+    images: np.ndarray,
+    labels: np.ndarray,
+    meta: Any,
+    out: str | os.PathLike[str] | None,
+    *,
+    config: TrainConfig | None = None,
+    quiet: bool = False,
+    overwrite: bool = False,
+    track: bool = True,
+    data_name: str = "",
+) -> TrainResult:
+    """Train on a split already loaded by :func:`neonsign.data.load_split` (uint8 NHWC, labels,
+    meta) and write the model directory ``out`` (rank 0; None: write nothing).
+
+    Validation takes whole tracks (:func:`neonsign.data.track_split`) unless
+    ``config.val_fraction`` is 0.
+    """
+    from . import artifacts
+    from ._trainer import fit as _fit
+    from .data import track_split
+
+    cfg = config or TrainConfig()
+    cfg.validate()
+    out_path = None if out is None else Path(out)
+    if out_path is not None:
+        _check_out(out_path, overwrite)
+    rank, world, joined = _init_distributed()
+    tracker = _MlflowTracker(track and rank == 0)
+    model_dir: Path | None = None
+    ok = False
+    try:
+        if cfg.val_fraction > 0:
+            train_idx, val_idx = track_split(meta, val_fraction=cfg.val_fraction, seed=cfg.seed)
+        else:
+            train_idx, val_idx = np.arange(len(labels)), np.empty(0, np.int64)
+        checksum = getattr(meta, "checksum", None)
+        tracker.params({**dataclasses.asdict(cfg), "world_size": world, "data": data_name,
+                        "data_checksum": checksum, "n_train": len(train_idx), "n_val": len(val_idx)})
+        res = _fit(images, labels, train_idx, val_idx, cfg, progress=not quiet, on_epoch=tracker.epoch)
+        card = artifacts.make_card(
+            metrics={
+                "val_accuracy": res.val_accuracy,
+                "per_class_accuracy": res.per_class_accuracy,
+                "best_epoch": res.best_epoch,
+                "history": res.history,
+                "n_train": int(len(train_idx)),
+                "n_val": int(len(val_idx)),
+                "validation": "by track" if len(val_idx) else "none",
+            },
+            preprocessing={"size": cfg.size, "roi": cfg.roi, "mean": list(cfg.mean),
+                           "std": list(cfg.std), "dtype": "float32"},
+            data_checksum=checksum,
+            seed=cfg.seed,
+            epochs=cfg.epochs,
+            hyperparameters=cfg.hyperparameters(),
+            training={"world_size": world, "threads": cfg.threads, "seconds": res.seconds,
+                      "data": data_name},
+        )
+        if rank == 0 and out_path is not None:
+            model_dir = artifacts.save_model(out_path, res.state_dict, card, overwrite=overwrite)
+        ok = True
+        return TrainResult(model_dir, card, res.history, res.val_accuracy, res.best_epoch,
+                           res.seconds, np.asarray(val_idx))
+    finally:
+        tracker.finish(model_dir, ok)
+        if joined:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
 def train(
     data: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -196,61 +277,17 @@ def train(
     runs). Under torchrun the run is distributed; rank 0 writes the model. MLflow tracking is
     used when ``track`` and mlflow is importable.
     """
-    from . import artifacts
-    from .data import load_split, track_split
+    from .data import load_split
 
     cfg = dataclasses.replace(config or TrainConfig(), **overrides)
     cfg.validate()
     out_path = Path(out)
-    if out_path.exists() and (not out_path.is_dir() or any(out_path.iterdir())) and not overwrite:
-        raise ModelError(
-            f"output directory {out_path} already exists and is not empty; refusing to overwrite "
-            "it (pass overwrite=True, or --force)"
-        )
-    rank, world, joined = _init_distributed()
-    tracker = _MlflowTracker(track and rank == 0)
-    model_dir: Path | None = None
-    ok = False
-    try:
-        images, labels, meta = load_split(
-            data, "train", size=cfg.size, roi=cfg.roi, dtype="uint8", threads=cfg.threads, limit=limit
-        )
-        train_idx, val_idx = track_split(meta, val_fraction=cfg.val_fraction, seed=cfg.seed) \
-            if cfg.val_fraction > 0 else (np.arange(len(labels)), np.empty(0, np.int64))
-        tracker.params({**dataclasses.asdict(cfg), "world_size": world, "data": os.fspath(data),
-                        "data_checksum": meta.checksum, "n_train": len(train_idx), "n_val": len(val_idx)})
-        from ._trainer import fit as _fit
-
-        res = _fit(images, labels, train_idx, val_idx, cfg, progress=not quiet, on_epoch=tracker.epoch)
-        card = artifacts.make_card(
-            metrics={
-                "val_accuracy": res.val_accuracy,
-                "per_class_accuracy": res.per_class_accuracy,
-                "best_epoch": res.best_epoch,
-                "history": res.history,
-                "n_train": int(len(train_idx)),
-                "n_val": int(len(val_idx)),
-                "validation": "by track" if len(val_idx) else "none",
-            },
-            preprocessing={"size": cfg.size, "roi": cfg.roi, "mean": list(cfg.mean),
-                           "std": list(cfg.std), "dtype": "float32"},
-            data_checksum=meta.checksum,
-            seed=cfg.seed,
-            epochs=cfg.epochs,
-            hyperparameters=cfg.hyperparameters(),
-            training={"world_size": world, "threads": cfg.threads, "seconds": res.seconds,
-                      "data": os.fspath(Path(data).resolve())},
-        )
-        if rank == 0:
-            model_dir = artifacts.save_model(out_path, res.state_dict, card, overwrite=overwrite)
-        ok = True
-        return TrainResult(model_dir, card, res.history, res.val_accuracy, res.best_epoch, res.seconds)
-    finally:
-        tracker.finish(model_dir, ok)
-        if joined:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
+    _check_out(out_path, overwrite)  # fail before spending time on loading
+    images, labels, meta = load_split(
+        data, "train", size=cfg.size, roi=cfg.roi, dtype="uint8", threads=cfg.threads, limit=limit
+    )
+    return train_loaded(images, labels, meta, out_path, config=cfg, quiet=quiet, overwrite=overwrite,
+                        track=track, data_name=os.fspath(Path(data).resolve()))
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
