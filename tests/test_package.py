@@ -2,8 +2,10 @@ import subprocess
 import sys
 
 import neonsign
+from support import needs_subprocess
 
 
+@needs_subprocess
 def test_import_does_not_import_torch():
     code = "import sys, neonsign, neonsign.errors; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

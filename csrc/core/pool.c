@@ -29,6 +29,8 @@ struct ns_pool {
 typedef struct {
     ns_pool *pool;
     int id;
+    unsigned long seen; /* generation at creation: a run started before the thread first
+                           locks the mutex must still be seen as new work */
 } worker_arg;
 
 int ns_cpu_count(void) {
@@ -48,9 +50,8 @@ static void *worker_main(void *argp) {
     worker_arg arg = *(worker_arg *)argp;
     free(argp);
     ns_pool *p = arg.pool;
-    unsigned long seen = 0;
+    unsigned long seen = arg.seen;
     pthread_mutex_lock(&p->mu);
-    seen = p->generation;
     for (;;) {
         while (!p->shutdown && p->generation == seen) pthread_cond_wait(&p->cv_work, &p->mu);
         if (p->shutdown) break;
@@ -99,6 +100,7 @@ static ns_status start_workers(ns_pool *p, int nthreads, ns_error *err) {
         }
         a->pool = p;
         a->id = i + 1;
+        a->seen = p->generation; /* no run is in progress: callers hold run_lock or own p */
         if (pthread_create(&p->threads[i], NULL, worker_main, a) != 0) {
             free(a);
             p->nthreads = 1 + i;
