@@ -25,6 +25,8 @@ from typing import Any
 __all__ = ["STAGES", "run", "register_cli"]
 
 SYNTH_PER_CLASS = 60     # synthetic images per class in the training split
+SYNTH_PER_TRACK = 6      # short tracks: 10 per class, so validation by track has tracks to spare
+SYNTH_SIZES = (15, 120)  # image sides in pixels
 SYNTH_EPOCHS = 10        # default epochs on synthetic data (a few minutes on 2 cores)
 
 Stage = Callable[[dict[str, Any]], None]
@@ -51,7 +53,8 @@ def stage_data(ctx: dict[str, Any]) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.parent.mkdir(parents=True, exist_ok=True)
             _log(ctx, f"synthesising GTSRB-format data into {root} ({SYNTH_PER_CLASS} per class)")
-            synthesize(tmp, n_per_class=SYNTH_PER_CLASS, seed=0)
+            synthesize(tmp, n_per_class=SYNTH_PER_CLASS, images_per_track=SYNTH_PER_TRACK, seed=0,
+                       size_range=SYNTH_SIZES)
             os.replace(tmp, root)  # atomic: a half-written data set is never picked up
         ctx["data_root"], ctx["synthetic"] = root, True
     _log(ctx, f"data: {ctx['data_root']}{' (synthetic)' if ctx['synthetic'] else ''}")
