@@ -1,0 +1,282 @@
+"""Inference benchmark: the native engine (every available kernel) vs PyTorch eager and ONNX
+Runtime on the same TrafficSignNet weights, batch 1 and 64, 1 and 2 threads.
+
+Method (see /work/shared/docs/performance.md section 2): for each (batch, threads) all backends
+are timed side by side, interleaved round by round (so machine noise hits them alike; in each
+round every backend makes one untimed call to re-warm its caches, then one timed call), after a
+warm-up; figures are medians of the rounds (the minimum of the rounds is reported too: on a
+loaded shared machine it is the less noisy estimate of what the code can do). PyTorch runs under ``torch.no_grad()`` with
+``torch.set_num_threads(t)`` in three variants (default, oneDNN off, channels_last input) and the
+fastest is the reference; ONNX Runtime runs the model exported with ``torch.onnx.export`` with
+``intra_op_num_threads = t``. Correctness is reported beside speed (max |logit difference| and
+top-1 agreement against PyTorch).
+
+Peak: FP32 FMA peak = FMA units x lanes x 2 flops x clock; the clock is measured (a dependent
+add chain, turbo included; /proc/cpuinfo's nominal MHz is reported too). Assumed FMA units:
+2 for AVX-512 and AVX2 (Sapphire Rapids-class Xeon), 2 x 128-bit for NEON (Neoverse N1).
+
+Usage: python benchmarks/inference.py [--rounds N] [--out FILE] [--kernels avx512,avx2]
+Writes JSON (default benchmarks/results/inference.json) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+import neonsign
+from neonsign import _native
+from neonsign.engine import Engine, available_kernels
+
+FLOP_PER_IMAGE = 8.4e6  # 4.2 M multiply-adds
+FMA_FLOPS_PER_CYCLE = {"avx512": 2 * 16 * 2, "avx2": 2 * 8 * 2, "neon": 2 * 4 * 2, "ref": None}
+
+
+def torch_model(state_dict: dict[str, np.ndarray]):
+    """TrafficSignNet (the learning path's model) with the given weights, eval mode."""
+    import torch
+
+    try:
+        from neonsign.model import TrafficSignNet  # the training code's definition, if present
+    except ImportError:
+        import torch.nn as nn
+        import torch.nn.functional as F
+
+        class TrafficSignNet(nn.Module):  # type: ignore[no-redef]
+            def __init__(self) -> None:
+                super().__init__()
+                self.conv1 = nn.Conv2d(3, 32, 3)
+                self.conv2 = nn.Conv2d(32, 64, 3)
+                self.fc1 = nn.Linear(64 * 6 * 6, 128)
+                self.fc2 = nn.Linear(128, 43)
+
+            def forward(self, x):
+                x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+                x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+                x = torch.flatten(x, 1)
+                return self.fc2(F.relu(self.fc1(x)))
+
+    net = TrafficSignNet().eval()
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in state_dict.items()})
+    return net
+
+
+def random_state_dict(seed: int = 0) -> dict[str, np.ndarray]:
+    from neonsign.engine import WEIGHT_SHAPES
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, shape in WEIGHT_SHAPES.items():
+        fan_in = int(np.prod(WEIGHT_SHAPES[name.split(".")[0] + ".weight"][1:]))
+        out[name] = rng.uniform(-1, 1, size=shape).astype(np.float32) / np.sqrt(fan_in)
+    return out
+
+
+def cpu_info() -> dict:
+    info: dict = {"machine": platform.machine(), "processor": platform.processor()}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        for line in text.splitlines():
+            key, _, val = line.partition(":")
+            key = key.strip()
+            if key in ("model name", "cpu MHz", "CPU part", "CPU implementer") and key not in info:
+                info[key] = val.strip()
+            if key in ("flags", "Features") and "flags" not in info:
+                info["flags"] = val.split()
+    except OSError:
+        pass
+    info["cpus"] = os.cpu_count()
+    info["measured_ghz"] = round(_native.cpu_ghz(), 3)
+    return info
+
+
+def export_onnx(net, path: Path) -> str | None:
+    """Export to ONNX; returns None on success or the reason it failed."""
+    import torch
+
+    dummy = torch.zeros(1, 3, 32, 32)
+    kwargs = dict(input_names=["x"], output_names=["logits"], dynamic_axes={"x": {0: "n"}},
+                  opset_version=17)
+    errors = []
+    for dynamo in (False, True):
+        try:
+            torch.onnx.export(net, (dummy,), str(path), dynamo=dynamo, **kwargs)
+            return None
+        except Exception as exc:  # noqa: BLE001 - try the other exporter
+            errors.append(f"dynamo={dynamo}: {type(exc).__name__}: {exc}")
+    return "; ".join(errors)
+
+
+def bench(
+    backends: dict[str, Callable[[], object]], rounds: int, warmup: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """(median, minimum) seconds per call of each backend, timed interleaved round by round."""
+    for fn in backends.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {k: [] for k in backends}
+    for _ in range(rounds):
+        for name, fn in backends.items():
+            fn()  # re-warm this backend's caches after the others ran; time the next call
+            t0 = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - t0)
+    return ({k: statistics.median(v) for k, v in samples.items()},
+            {k: min(v) for k, v in samples.items()})
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=0, help="timed rounds (default: 200 at batch 1, 30 at 64)")
+    ap.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    ap.add_argument("--batches", default="1,64", help="comma-separated batch sizes")
+    ap.add_argument("--kernels", default="", help="native kernels (default: all but ref)")
+    ap.add_argument("--out", default="benchmarks/results/inference.json")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    threads_list = [int(t) for t in args.threads.split(",")]
+    batches = [int(b) for b in args.batches.split(",")]
+    kernels = args.kernels.split(",") if args.kernels else [k for k in available_kernels() if k != "ref"] or ["ref"]
+    neonsign.set_threads(max(threads_list))
+
+    sd = random_state_dict(0)
+    net = torch_model(sd)
+    rng = np.random.default_rng(1)
+    inputs = {b: rng.uniform(-1, 1, size=(b, 3, 32, 32)).astype(np.float32) for b in batches}
+    engines = {k: Engine(sd, kernel=k) for k in kernels}
+
+    ort = None
+    ort_note = None
+    tmp = tempfile.TemporaryDirectory()
+    try:
+        import onnxruntime as ort  # noqa: F811
+
+        onnx_path = Path(tmp.name) / "trafficsignnet.onnx"
+        ort_note = export_onnx(net, onnx_path)
+        if ort_note:
+            ort = None
+    except ImportError as exc:
+        ort_note = f"onnxruntime not installed: {exc}"
+
+    info = cpu_info()
+    results = []
+    print(f"CPU: {info.get('model name', info['machine'])}, {info['cpus']} CPUs, "
+          f"measured clock {info['measured_ghz']} GHz (nominal {info.get('cpu MHz', '?')} MHz)")
+    header = (f"{'batch':>5} {'thr':>3} {'backend':<22} {'ms/call':>9} {'img/s':>10} {'GFLOP/s':>8} "
+              f"{'%peak':>6} {'vs torch':>8} {'vs ORT':>7} {'min ms':>8} {'min vs torch':>12}")
+    print(header)
+    print("-" * len(header))
+    for b in batches:
+        x = inputs[b]
+        xt = torch.from_numpy(x)
+        xt_cl = xt.contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            want = net(xt).numpy()
+        for t in threads_list:
+            torch.set_num_threads(t)
+            backends: dict[str, Callable[[], object]] = {}
+            for k, eng in engines.items():
+                eng.threads = t
+                backends[f"native-{k}"] = lambda eng=eng: eng.predict(x)
+
+            def torch_default():
+                with torch.no_grad():
+                    return net(xt)
+
+            def torch_no_onednn():
+                with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False):
+                    return net(xt)
+
+            def torch_channels_last():
+                with torch.no_grad():
+                    return net(xt_cl)
+
+            backends["torch-default"] = torch_default
+            backends["torch-onednn-off"] = torch_no_onednn
+            backends["torch-channels-last"] = torch_channels_last
+            if ort is not None:
+                so = ort.SessionOptions()
+                so.intra_op_num_threads = t
+                so.inter_op_num_threads = 1
+                sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+                backends["onnxruntime"] = lambda sess=sess: sess.run(None, {"x": x})
+            rounds = args.rounds or (200 if b == 1 else 30)
+            med, best = bench(backends, rounds=rounds, warmup=max(3, rounds // 10))
+            torch_min = min(v for k, v in best.items() if k.startswith("torch-"))
+            torch_best = min(v for k, v in med.items() if k.startswith("torch-"))
+            torch_best_name = min((v, k) for k, v in med.items() if k.startswith("torch-"))[1]
+            ort_t = med.get("onnxruntime")
+            for name, sec in med.items():
+                kern = name.split("-", 1)[1] if name.startswith("native-") else None
+                gflops = FLOP_PER_IMAGE * b / sec / 1e9
+                fpc = FMA_FLOPS_PER_CYCLE.get(kern) if kern else None
+                peak = fpc * info["measured_ghz"] * t if fpc else None
+                row = {
+                    "batch": b, "threads": t, "backend": name, "seconds_per_call": sec,
+                    "images_per_s": b / sec, "gflops": gflops,
+                    "peak_gflops": peak, "percent_of_peak": 100 * gflops / peak if peak else None,
+                    "speedup_vs_torch_best": torch_best / sec, "torch_best": torch_best_name,
+                    "speedup_vs_onnxruntime": (ort_t / sec) if ort_t else None,
+                    "min_seconds_per_call": best[name],
+                    "min_speedup_vs_torch_best": torch_min / best[name],
+                    "min_speedup_vs_onnxruntime": (best["onnxruntime"] / best[name]) if ort_t else None,
+                }
+                if kern:
+                    got = engines[kern].predict(x)
+                    row["max_abs_logit_diff_vs_torch"] = float(np.abs(got - want).max())
+                    row["top1_agreement_vs_torch"] = float((got.argmax(1) == want.argmax(1)).mean())
+                results.append(row)
+                pk = f"{row['percent_of_peak']:.0f}" if peak else "-"
+                vo = f"{row['speedup_vs_onnxruntime']:.2f}x" if ort_t else "-"
+                print(f"{b:>5} {t:>3} {name:<22} {sec * 1e3:>9.3f} {b / sec:>10.0f} {gflops:>8.1f} "
+                      f"{pk:>6} {torch_best / sec:>7.2f}x {vo:>7} {best[name] * 1e3:>8.3f} "
+                      f"{torch_min / best[name]:>11.2f}x")
+    # thread scaling of the native engine
+    scaling = {}
+    for b in batches:
+        for k in kernels:
+            r = {row["threads"]: row["seconds_per_call"] for row in results
+                 if row["batch"] == b and row["backend"] == f"native-{k}"}
+            if 1 in r and 2 in r:
+                scaling[f"native-{k} batch {b}"] = r[1] / r[2]
+    for k, v in scaling.items():
+        print(f"2 threads vs 1, {k}: {v:.2f}x")
+    doc = {
+        "benchmark": "inference",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cpu": info,
+        "default_kernel": _native.resolve_kernel(None),
+        "kernels": kernels,
+        "flop_per_image": FLOP_PER_IMAGE,
+        "fma_flops_per_cycle_assumed": FMA_FLOPS_PER_CYCLE,
+        "versions": {
+            "python": sys.version.split()[0], "numpy": np.__version__, "torch": torch.__version__,
+            "onnxruntime": getattr(ort, "__version__", None), "neonsign": neonsign.__version__,
+            "compiler": _native.build_info().get("compiler"),
+        },
+        "onnx_note": ort_note,
+        "results": results,
+        "thread_scaling_2_vs_1": scaling,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2))
+    print(f"wrote {out}")
+    tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,285 @@
+"""The native TrafficSignNet inference engine (C, NEON / AVX2 / AVX-512 / scalar reference).
+
+The model (the learning path's ``TrafficSignNet``)::
+
+    conv1 3->32 3x3 -> ReLU -> max_pool2d(2)     (N,3,32,32) -> (N,32,15,15)
+    conv2 32->64 3x3 -> ReLU -> max_pool2d(2)    -> (N,64,6,6)
+    flatten (2304) -> fc1 2304->128 -> ReLU -> fc2 128->43 logits
+
+Weights are PyTorch state_dict arrays (float32); they are copied and packed once for the
+chosen kernel. Inputs are float32 NCHW batches as :mod:`neonsign.data` produces them
+(normalised with mean 0.5 / std 0.5). Importing this module does not import PyTorch.
+
+Example::
+
+    from neonsign.engine import Engine
+    eng = Engine.from_file("runs/model")          # dir with model.safetensors, or a .pth
+    logits = eng.predict(images)                  # (N,43) float32
+    classes, probs = eng.classify(images)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from . import _native
+from .errors import ModelError, NeonsignValueError
+
+__all__ = ["Engine", "LAYERS", "WEIGHT_SHAPES", "available_kernels"]
+
+#: Expected state_dict entries and their shapes.
+WEIGHT_SHAPES: dict[str, tuple[int, ...]] = {
+    "conv1.weight": (32, 3, 3, 3),
+    "conv1.bias": (32,),
+    "conv2.weight": (64, 32, 3, 3),
+    "conv2.bias": (64,),
+    "fc1.weight": (128, 2304),
+    "fc1.bias": (128,),
+    "fc2.weight": (43, 128),
+    "fc2.bias": (43,),
+}
+
+#: Layer names of the per-layer timers, in execution order. With the SIMD kernels, relu1 and
+#: pool1 are fused into conv1, relu2 and pool2 into conv2, relu3 into fc1, and flatten is free
+#: (fc1's weights are permuted at load): those report 0 ns and only count calls.
+LAYERS: tuple[str, ...] = (
+    "conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "flatten", "fc1", "relu3", "fc2",
+)
+
+NUM_CLASSES = 43
+INPUT_SHAPE = (3, 32, 32)
+
+
+def available_kernels() -> list[str]:
+    """Kernels compiled into this build and supported by this CPU, e.g. ``['ref', 'avx2',
+    'avx512']`` on x86-64 or ``['ref', 'neon']`` on AArch64."""
+    return list(_native.available_kernels())
+
+
+def _to_float32_array(name: str, value: Any) -> np.ndarray:
+    """A tensor or array-like -> C-contiguous float32 ndarray (no torch import needed)."""
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch.Tensor (any float dtype)
+        value = value.detach().cpu().float().numpy()
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # noqa: BLE001 - anything unconvertible is a model error
+        raise ModelError(f"weight {name!r} cannot be converted to an array: {exc}") from exc
+    if arr.dtype.kind not in "fiu":
+        raise ModelError(f"weight {name!r} must be numeric, got dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.all(np.isfinite(arr)):
+        raise ModelError(f"weight {name!r} contains NaN or infinite values")
+    return arr
+
+
+class Engine:
+    """TrafficSignNet inference on the native C engine.
+
+    Build one with :meth:`from_file`, :meth:`from_state_dict` or :meth:`from_torch`.
+    Thread-safe: calls from several Python threads run one after another on the shared pool
+    (the GIL is released while they run).
+
+    Args:
+        state_dict: mapping of the eight TrafficSignNet tensors (see :data:`WEIGHT_SHAPES`).
+        kernel: ``"ref"``, ``"neon"``, ``"avx2"``, ``"avx512"``, ``"auto"`` or None (the
+            ``NEONSIGN_KERNEL`` environment variable if set, else the best available).
+        threads: maximum threads per call (None: the whole shared pool, see
+            :func:`neonsign.set_threads`).
+    """
+
+    def __init__(
+        self,
+        state_dict: Mapping[str, Any],
+        kernel: str | None = None,
+        threads: int | None = None,
+    ) -> None:
+        if not isinstance(state_dict, Mapping):
+            raise ModelError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
+        # PyTorch state dicts saved from DataParallel/compiled modules carry prefixes
+        prefixes = ("module.", "_orig_mod.")
+        sd = {}
+        for key, val in state_dict.items():
+            k = str(key)
+            for p in prefixes:
+                if k.startswith(p):
+                    k = k[len(p):]
+            sd[k] = val
+        missing = [k for k in WEIGHT_SHAPES if k not in sd]
+        if missing:
+            raise ModelError(
+                f"state_dict is missing {', '.join(missing)} (TrafficSignNet needs "
+                f"{', '.join(WEIGHT_SHAPES)}); got keys: {', '.join(sorted(sd)) or 'none'}"
+            )
+        arrays = []
+        for name, shape in WEIGHT_SHAPES.items():
+            arr = _to_float32_array(name, sd[name])
+            if arr.shape != shape:
+                raise ModelError(f"weight {name!r} must have shape {shape}, got {arr.shape}")
+            arrays.append(arr)
+        self._weights = dict(zip(WEIGHT_SHAPES, arrays))
+        self._net = _native.net_create(*arrays, kernel=kernel)
+        self._threads: int | None = None
+        self.threads = threads
+
+    # ---- constructors -----------------------------------------------------------------------
+    @classmethod
+    def from_state_dict(
+        cls, state_dict: Mapping[str, Any], kernel: str | None = None, threads: int | None = None
+    ) -> "Engine":
+        """From a mapping of NumPy arrays or torch tensors with the TrafficSignNet keys."""
+        return cls(state_dict, kernel=kernel, threads=threads)
+
+    @classmethod
+    def from_torch(
+        cls, module: Any, kernel: str | None = None, threads: int | None = None
+    ) -> "Engine":
+        """From a ``torch.nn.Module`` with TrafficSignNet's parameters (uses its state_dict)."""
+        if not hasattr(module, "state_dict"):
+            raise ModelError(f"expected a torch.nn.Module, got {type(module).__name__}")
+        return cls(module.state_dict(), kernel=kernel, threads=threads)
+
+    @classmethod
+    def from_file(
+        cls, path: str | os.PathLike[str], kernel: str | None = None, threads: int | None = None
+    ) -> "Engine":
+        """From a ``.safetensors`` file, a model directory holding ``model.safetensors``, or a
+        learning-path ``.pth`` state_dict (needs PyTorch; loaded with ``weights_only=True``)."""
+        p = Path(path)
+        if p.is_dir():
+            cand = p / "model.safetensors"
+            if not cand.is_file():
+                raise ModelError(f"model directory {p} has no model.safetensors")
+            p = cand
+        if not p.exists():
+            raise FileNotFoundError(f"model file not found: {p}")
+        suffix = p.suffix.lower()
+        if suffix == ".safetensors":
+            from safetensors.numpy import load_file
+
+            try:
+                sd = load_file(str(p))
+            except Exception as exc:  # noqa: BLE001 - safetensors raises several types
+                raise ModelError(f"cannot read safetensors file {p}: {exc}") from exc
+        elif suffix in (".pth", ".pt"):
+            try:
+                import torch
+            except ImportError as exc:
+                raise ModelError(
+                    f"loading {p} needs PyTorch (pip install 'neonsign[torch]'); "
+                    "or convert it to .safetensors"
+                ) from exc
+            try:
+                sd = torch.load(str(p), map_location="cpu", weights_only=True)
+            except Exception as exc:  # noqa: BLE001
+                raise ModelError(f"cannot read PyTorch file {p}: {exc}") from exc
+            if isinstance(sd, Mapping) and "state_dict" in sd and isinstance(sd["state_dict"], Mapping):
+                sd = sd["state_dict"]
+        else:
+            raise ModelError(f"unknown model file type {p.suffix!r} for {p} (.safetensors or .pth)")
+        try:
+            return cls(sd, kernel=kernel, threads=threads)
+        except ModelError as exc:
+            raise ModelError(f"{p}: {exc}") from exc
+
+    # ---- properties -------------------------------------------------------------------------
+    @staticmethod
+    def available_kernels() -> list[str]:
+        """Kernels usable on this machine (see :func:`available_kernels`)."""
+        return available_kernels()
+
+    @property
+    def kernel(self) -> str:
+        """The kernel in use (``"ref"``, ``"neon"``, ``"avx2"`` or ``"avx512"``). Setting it
+        repacks the weights; an unavailable kernel raises :class:`~neonsign.errors.UnsupportedError`."""
+        return str(_native.net_kernel(self._net))
+
+    @kernel.setter
+    def kernel(self, name: str | None) -> None:
+        _native.net_set_kernel(self._net, name)
+
+    @property
+    def threads(self) -> int | None:
+        """Maximum threads a call uses (None: the whole shared pool)."""
+        return self._threads
+
+    @threads.setter
+    def threads(self, n: int | None) -> None:
+        if n is not None:
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+                raise NeonsignValueError(f"threads must be a positive int or None, got {n!r}")
+            n = int(n)
+        self._threads = n
+
+    @property
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The float32 weights this engine was built from (copies)."""
+        return {k: v.copy() for k, v in self._weights.items()}
+
+    # ---- inference --------------------------------------------------------------------------
+    def _batch(self, x: Any) -> tuple[np.ndarray, bool]:
+        arr = np.asarray(x)
+        if arr.dtype != np.float32:
+            if arr.dtype.kind != "f":
+                raise NeonsignValueError(
+                    f"input must be a float32 array (normalised images), got dtype {arr.dtype}"
+                )
+            arr = arr.astype(np.float32)
+        single = arr.ndim == 3
+        if single:
+            arr = arr[None]
+        if arr.ndim != 4 or arr.shape[1:] != INPUT_SHAPE or arr.shape[0] < 1:
+            raise NeonsignValueError(
+                f"input must have shape (N, 3, 32, 32) with N >= 1 or (3, 32, 32), got {np.shape(x)}"
+            )
+        return np.ascontiguousarray(arr), single
+
+    def predict(self, x: Any) -> np.ndarray:
+        """Logits for a batch.
+
+        Args:
+            x: float32 (N, 3, 32, 32) NCHW images (or one (3, 32, 32) image), normalised like
+               the training data. Other float dtypes are converted.
+        Returns:
+            float32 (N, 43) logits ((43,) for a single image).
+        """
+        arr, single = self._batch(x)
+        out = _native.net_forward(self._net, arr, self._threads)
+        return out[0] if single else out
+
+    def classify(self, x: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Top-1 class and its softmax probability.
+
+        Returns:
+            (classes int64 (N,), probabilities float32 (N,)); 0-d arrays for a single image.
+        """
+        logits = np.atleast_2d(self.predict(x))
+        classes = np.argmax(logits, axis=1).astype(np.int64)
+        z = logits - logits.max(axis=1, keepdims=True)
+        e = np.exp(z, dtype=np.float32)
+        probs = (1.0 / e.sum(axis=1)).astype(np.float32)  # exp(max - max) = 1
+        if np.ndim(x) == 3:
+            return classes[0], probs[0]
+        return classes, probs
+
+    __call__ = predict
+
+    # ---- timers -----------------------------------------------------------------------------
+    def enable_timers(self, on: bool = True) -> None:
+        """Turn the per-layer timers on or off (off by default; off costs one branch)."""
+        _native.net_enable_timers(self._net, bool(on))
+
+    def timers(self) -> dict[str, tuple[int, int]]:
+        """Accumulated ``{layer: (nanoseconds, calls)}`` for the layers in :data:`LAYERS`."""
+        raw = _native.net_timers(self._net)
+        return {name: (int(raw[name][0]), int(raw[name][1])) for name in LAYERS}
+
+    def reset_timers(self) -> None:
+        """Zero the timers."""
+        _native.net_reset_timers(self._net)
+
+    def __repr__(self) -> str:
+        return f"Engine(kernel={self.kernel!r}, threads={self._threads!r})"
