@@ -105,18 +105,19 @@ def _torch_predictor(state_dict: dict[str, np.ndarray], backend: str) -> Predict
     return predict
 
 
-def make_predictor(model_dir: str | os.PathLike[str], backend: str) -> Predictor:
-    """A function float32 (N, 3, 32, 32) -> logits float32 (N, 43) for ``backend``."""
+def make_predictor(model_dir: str | os.PathLike[str], backend: str, threads: int | None = None) -> Predictor:
+    """A function float32 (N, 3, 32, 32) -> logits float32 (N, 43) for ``backend``, from a
+    model directory whose sha256 is verified (:func:`neonsign.artifacts.load_model`)."""
     if backend not in BACKENDS:
         raise NeonsignValueError(f"backend {backend!r} is not one of {list(BACKENDS)}")
     if backend not in available_backends():
         raise UnsupportedError(f"backend {backend!r} is not available here (available: {available_backends()})")
+    state_dict, _ = load_model(model_dir)
     if backend == "native":
         from .engine import Engine
 
-        engine = Engine.from_file(model_dir)
+        engine = Engine.from_state_dict(state_dict, threads=threads)
         return lambda x: np.asarray(engine.predict(x))
-    state_dict, _ = load_model(model_dir)
     return _torch_predictor(state_dict, backend)
 
 
@@ -251,15 +252,11 @@ def evaluate_arrays(
     n = images.shape[0]
     if n == 0:
         raise NeonsignValueError(f"split {split!r} holds no images")
-    if threads is not None:
-        from . import set_threads
+    if threads is not None and backend.startswith("torch"):
+        import torch
 
-        set_threads(threads)
-        if backend.startswith("torch"):
-            import torch
-
-            torch.set_num_threads(threads)
-    predict = make_predictor(model, backend)
+        torch.set_num_threads(threads)
+    predict = make_predictor(model, backend, threads=threads)
     x = _normalize(images, prep["mean"], prep["std"])
 
     predict(x[:min(n, batch_size)])  # warm-up
