@@ -22,6 +22,7 @@
 
 #include "core/common.h"
 #include "core/pool.h"
+#include "core/prof.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* Shared helpers                                                                               */
@@ -160,10 +161,896 @@ static PyObject *py_build_info(PyObject *self, PyObject *noargs) {
 /* Preprocessing: PPM, CSV, resize, normalise, whole-split loader                               */
 /* ------------------------------------------------------------------------------------------ */
 
-#define PREPROCESS_METHODS
+#include <stdatomic.h>
+
+#include "core/csv.h"
+#include "core/fileio.h"
+#include "core/loader.h"
+#include "core/ppm.h"
+#include "core/resize.h"
+
+/* A size_t from a Python int, >= minimum. */
+static int pp_size_arg(PyObject *obj, const char *name, size_t minimum, size_t *out) {
+    size_t v = PyLong_AsSize_t(obj);
+    if (v == (size_t)-1 && PyErr_Occurred()) {
+        if (PyErr_ExceptionMatches(PyExc_OverflowError) || PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_ValueError, "%s must be an integer >= %zu", name, minimum);
+        }
+        return 0;
+    }
+    if (v < minimum) {
+        PyErr_Format(PyExc_ValueError, "%s must be >= %zu, got %zu", name, minimum, v);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+/* Three floats from a sequence. */
+static int pp_triple(PyObject *obj, const char *name, float out[3]) {
+    PyObject *seq = PySequence_Fast(obj, "must be a sequence of 3 numbers");
+    if (!seq) {
+        PyErr_Format(PyExc_TypeError, "%s must be a sequence of 3 numbers", name);
+        return 0;
+    }
+    if (PySequence_Fast_GET_SIZE(seq) != 3) {
+        PyErr_Format(PyExc_ValueError, "%s must have 3 values (one per channel), got %zd", name,
+                     PySequence_Fast_GET_SIZE(seq));
+        Py_DECREF(seq);
+        return 0;
+    }
+    for (int i = 0; i < 3; i++) {
+        double v = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(seq, i));
+        if (v == -1.0 && PyErr_Occurred()) {
+            Py_DECREF(seq);
+            return 0;
+        }
+        out[i] = (float)v;
+    }
+    Py_DECREF(seq);
+    return 1;
+}
+
+/* A C-contiguous uint8 array of shape (..., H, W, 3) with `ndim` dimensions. Sets an error
+ * naming `name` and returns NULL otherwise. Borrowed check only: no conversion. */
+static PyArrayObject *pp_rgb_array(PyObject *obj, const char *name, int ndim) {
+    if (!PyArray_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a numpy.ndarray, got %s", name, Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    PyArrayObject *a = (PyArrayObject *)obj;
+    if (PyArray_TYPE(a) != NPY_UINT8 || PyArray_NDIM(a) != ndim || PyArray_DIM(a, ndim - 1) != 3 ||
+        !PyArray_IS_C_CONTIGUOUS(a)) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s must be a C-contiguous uint8 array with %d dimensions, the last of size 3",
+                     name, ndim);
+        return NULL;
+    }
+    for (int d = 0; d < ndim; d++)
+        if (PyArray_DIM(a, d) < 1 && d != 0) {
+            PyErr_Format(PyExc_ValueError, "%s has an empty dimension", name);
+            return NULL;
+        }
+    return a;
+}
+
+/* Decode a PPM held in memory; returns a new (H, W, 3) uint8 array or NULL. */
+static PyObject *pp_decode_buffer(const uint8_t *data, size_t len, size_t max_pixels, int release_gil) {
+    ns_error err;
+    ns_error_clear(&err);
+    ns_ppm_info info;
+    ns_status st = ns_ppm_parse_header(data, len, max_pixels, &info, &err);
+    if (st != NS_OK) return raise_ns_error(&err);
+    npy_intp dims[3] = {(npy_intp)info.height, (npy_intp)info.width, 3};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(3, dims, NPY_UINT8);
+    if (!out) return NULL;
+    uint8_t *dst = PyArray_DATA(out);
+    if (release_gil) {
+        Py_BEGIN_ALLOW_THREADS
+        st = ns_ppm_decode_pixels(data, len, &info, dst, &err);
+        Py_END_ALLOW_THREADS
+    } else {
+        st = ns_ppm_decode_pixels(data, len, &info, dst, &err);
+    }
+    if (st != NS_OK) {
+        Py_DECREF(out);
+        return raise_ns_error(&err);
+    }
+    return (PyObject *)out;
+}
+
+static PyObject *py_ppm_decode(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer view;
+    PyObject *maxpx_obj;
+    if (!PyArg_ParseTuple(args, "y*O:ppm_decode", &view, &maxpx_obj)) return NULL;
+    size_t max_pixels;
+    PyObject *res = NULL;
+    if (pp_size_arg(maxpx_obj, "max_pixels", 1, &max_pixels))
+        /* the buffer stays exported (and so unchanged in size) while the GIL is released */
+        res = pp_decode_buffer(view.buf, (size_t)view.len, max_pixels, view.len > 65536);
+    PyBuffer_Release(&view);
+    return res;
+}
+
+static PyObject *py_ppm_read(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *path_bytes = NULL, *maxpx_obj, *maxb_obj;
+    if (!PyArg_ParseTuple(args, "O&OO:ppm_read", PyUnicode_FSConverter, &path_bytes, &maxpx_obj,
+                          &maxb_obj))
+        return NULL;
+    size_t max_pixels, max_bytes;
+    PyObject *res = NULL;
+    if (!pp_size_arg(maxpx_obj, "max_pixels", 1, &max_pixels) ||
+        !pp_size_arg(maxb_obj, "max_file_bytes", 1, &max_bytes)) {
+        Py_DECREF(path_bytes);
+        return NULL;
+    }
+    const char *path = PyBytes_AS_STRING(path_bytes);
+    ns_buf buf = {NULL, 0};
+    size_t len = 0;
+    ns_error err;
+    ns_error_clear(&err);
+    ns_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = ns_read_file(path, max_bytes, &buf, &len, &err);
+    Py_END_ALLOW_THREADS
+    if (st != NS_OK) {
+        raise_ns_error(&err);
+    } else {
+        res = pp_decode_buffer(buf.data, len, max_pixels, 1);
+        if (!res && PyErr_Occurred()) {
+            /* name the file in decoder errors */
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            PyErr_NormalizeException(&type, &value, &tb);
+            PyObject *s = value ? PyObject_Str(value) : NULL;
+            if (s && PyObject_IsSubclass(type, PyExc_ValueError) == 1) {
+                PyErr_Format(type, "%s: %U", path, s);
+                Py_XDECREF(type);
+                Py_XDECREF(value);
+                Py_XDECREF(tb);
+            } else {
+                PyErr_Restore(type, value, tb);
+            }
+            Py_XDECREF(s);
+        }
+    }
+    ns_buf_free(&buf);
+    Py_DECREF(path_bytes);
+    return res;
+}
+
+static PyObject *py_csv_parse(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer view;
+    const char *source;
+    if (!PyArg_ParseTuple(args, "y*s:csv_parse", &view, &source)) return NULL;
+    ns_annotations ann;
+    ns_error err;
+    ns_error_clear(&err);
+    ns_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = ns_csv_parse(view.buf, (size_t)view.len, source, &ann, &err);
+    Py_END_ALLOW_THREADS
+    if (st != NS_OK) {
+        PyBuffer_Release(&view);
+        return raise_ns_error_as(&err, "AnnotationError");
+    }
+    PyObject *list = PyList_New((Py_ssize_t)ann.count);
+    for (size_t i = 0; list && i < ann.count; i++) {
+        const ns_annotation *a = &ann.rows[i];
+        PyObject *name = PyUnicode_DecodeUTF8((const char *)view.buf + a->name_offset,
+                                              (Py_ssize_t)a->name_len, "surrogateescape");
+        PyObject *cls = a->class_id < 0 ? (Py_INCREF(Py_None), Py_None) : PyLong_FromLongLong(a->class_id);
+        PyObject *row = (name && cls)
+                            ? Py_BuildValue("(NLL(LLLL)N)", name, (long long)a->width,
+                                            (long long)a->height, (long long)a->x1, (long long)a->y1,
+                                            (long long)a->x2, (long long)a->y2, cls)
+                            : NULL;
+        if (!row) {
+            if (!(name && cls)) {
+                Py_XDECREF(name);
+                Py_XDECREF(cls);
+            }
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, row);
+    }
+    int has_class = ann.has_class;
+    ns_annotations_free(&ann);
+    PyBuffer_Release(&view);
+    if (!list) return NULL;
+    return Py_BuildValue("(NO)", list, has_class ? Py_True : Py_False);
+}
+
+/* Parse an optional ROI tuple (x1, y1, x2, y2) inclusive, checked against a w x h image. */
+static int pp_roi(PyObject *obj, size_t w, size_t h, size_t box[4]) {
+    box[0] = 0, box[1] = 0, box[2] = w - 1, box[3] = h - 1;
+    if (obj == Py_None) return 1;
+    long long r[4];
+    if (!PyArg_ParseTuple(obj, "LLLL;roi must be a tuple (x1, y1, x2, y2) of ints", &r[0], &r[1],
+                          &r[2], &r[3]))
+        return 0;
+    if (r[0] < 0 || r[1] < 0 || r[0] > r[2] || r[1] > r[3] || (unsigned long long)r[2] >= w ||
+        (unsigned long long)r[3] >= h) {
+        PyErr_Format(PyExc_ValueError,
+                     "roi (%lld, %lld, %lld, %lld) does not fit the %zux%zu image (need 0 <= x1 <= "
+                     "x2 < width, 0 <= y1 <= y2 < height; corners inclusive)",
+                     r[0], r[1], r[2], r[3], w, h);
+        return 0;
+    }
+    for (int i = 0; i < 4; i++) box[i] = (size_t)r[i];
+    return 1;
+}
+
+/* One warm resize scratch (buffers and coefficient cache) for single-image resizes, so that a
+ * server resizing request after request neither allocates nor recomputes coefficients each time.
+ * Taken with a try-lock (the GIL is released while resizing): a call that finds it busy uses a
+ * fresh local scratch. Emptied after a call that grew it beyond PP_SCRATCH_KEEP bytes. */
+static ns_resize_scratch g_resize_scratch;
+static atomic_flag g_resize_busy = ATOMIC_FLAG_INIT;
+#define PP_SCRATCH_KEEP ((size_t)16 << 20)
+
+static ns_resize_scratch *pp_scratch_acquire(ns_resize_scratch *local) {
+    memset(local, 0, sizeof *local);
+    if (atomic_flag_test_and_set_explicit(&g_resize_busy, memory_order_acquire)) return local;
+    g_resize_scratch.use_cache = 1;
+    return &g_resize_scratch;
+}
+
+static void pp_scratch_release(ns_resize_scratch *s, ns_resize_scratch *local) {
+    if (s == local) {
+        ns_resize_scratch_free(local);
+        return;
+    }
+    size_t bytes = s->coeffs_x.cap + s->coeffs_y.cap + s->tmp.cap + s->tr_in.cap + s->tr_out.cap;
+    for (size_t i = 0; s->cache && i < NS_RESIZE_CACHE_SLOTS; i++) bytes += s->cache[i].buf.cap;
+    if (bytes > PP_SCRATCH_KEEP) ns_resize_scratch_free(s);
+    atomic_flag_clear_explicit(&g_resize_busy, memory_order_release);
+}
+
+static PyObject *py_resize(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *img_obj, *oh_obj, *ow_obj, *roi_obj;
+    if (!PyArg_ParseTuple(args, "OOOO:resize", &img_obj, &oh_obj, &ow_obj, &roi_obj)) return NULL;
+    PyArrayObject *img = pp_rgb_array(img_obj, "image", 3);
+    if (!img) return NULL;
+    size_t oh, ow, box[4];
+    if (!pp_size_arg(oh_obj, "height", 1, &oh) || !pp_size_arg(ow_obj, "width", 1, &ow)) return NULL;
+    size_t h = (size_t)PyArray_DIM(img, 0), w = (size_t)PyArray_DIM(img, 1);
+    if (h == 0 || w == 0) {
+        PyErr_SetString(PyExc_ValueError, "image must not be empty");
+        return NULL;
+    }
+    if (!pp_roi(roi_obj, w, h, box)) return NULL;
+    if (oh > NS_RESIZE_MAX_SIDE || ow > NS_RESIZE_MAX_SIDE) {
+        PyErr_Format(PyExc_ValueError, "output size %zux%zu is too large", oh, ow);
+        return NULL;
+    }
+    npy_intp dims[3] = {(npy_intp)oh, (npy_intp)ow, 3};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(3, dims, NPY_UINT8);
+    if (!out) return NULL;
+    ns_error err;
+    ns_error_clear(&err);
+    ns_status st;
+    const uint8_t *src = (const uint8_t *)PyArray_DATA(img) + box[1] * w * 3 + box[0] * 3;
+    Py_BEGIN_ALLOW_THREADS
+    ns_resize_scratch local, *scratch = pp_scratch_acquire(&local);
+    st = ns_resize_u8c3(src, box[2] - box[0] + 1, box[3] - box[1] + 1, w * 3, PyArray_DATA(out), ow,
+                        oh, scratch, &err);
+    pp_scratch_release(scratch, &local);
+    Py_END_ALLOW_THREADS
+    if (st != NS_OK) {
+        Py_DECREF(out);
+        return raise_ns_error(&err);
+    }
+    return (PyObject *)out;
+}
+
+static PyObject *py_normalize(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *img_obj, *mean_obj, *std_obj;
+    if (!PyArg_ParseTuple(args, "OOO:normalize", &img_obj, &mean_obj, &std_obj)) return NULL;
+    PyArrayObject *img = pp_rgb_array(img_obj, "images", 4);
+    if (!img) return NULL;
+    float mean[3], stdv[3];
+    if (!pp_triple(mean_obj, "mean", mean) || !pp_triple(std_obj, "std", stdv)) return NULL;
+    for (int c = 0; c < 3; c++)
+        if (!(stdv[c] != 0.0f) || stdv[c] != stdv[c]) {
+            PyErr_Format(PyExc_ValueError, "std[%d] must be a non-zero number", c);
+            return NULL;
+        }
+    npy_intp n = PyArray_DIM(img, 0), h = PyArray_DIM(img, 1), w = PyArray_DIM(img, 2);
+    npy_intp dims[4] = {n, 3, h, w};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(4, dims, NPY_FLOAT32);
+    if (!out) return NULL;
+    const uint8_t *src = PyArray_DATA(img);
+    float *dst = PyArray_DATA(out);
+    Py_BEGIN_ALLOW_THREADS
+    float lut[3 * 256];
+    ns_normalize_lut(mean, stdv, lut);
+    size_t plane = (size_t)h * (size_t)w;
+    for (npy_intp i = 0; i < n; i++)
+        ns_normalize_hwc_to_chw(src + (size_t)i * plane * 3, (size_t)h, (size_t)w, lut,
+                                dst + (size_t)i * plane * 3);
+    Py_END_ALLOW_THREADS
+    return (PyObject *)out;
+}
+
+/* load_images(paths: list[str | bytes | os.PathLike], rois: int64 (N,4) array | None, out_h, out_w, layout,
+ *             mean, std, max_pixels, max_file_bytes, skip_bad, threads)
+ *   -> (images, ok: bool (N,), errors: list[(index, message)]) */
+static PyObject *py_load_images(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *paths_obj, *rois_obj, *oh_obj, *ow_obj, *mean_obj, *std_obj, *maxpx_obj, *maxb_obj,
+        *threads_obj;
+    int layout, skip_bad;
+    if (!PyArg_ParseTuple(args, "O!OOOiOOOOpO:load_images", &PyList_Type, &paths_obj, &rois_obj,
+                          &oh_obj, &ow_obj, &layout, &mean_obj, &std_obj, &maxpx_obj, &maxb_obj,
+                          &skip_bad, &threads_obj))
+        return NULL;
+    ns_load_request req;
+    memset(&req, 0, sizeof req);
+    int threads;
+    if (!pp_size_arg(oh_obj, "height", 1, &req.out_h) || !pp_size_arg(ow_obj, "width", 1, &req.out_w) ||
+        !pp_triple(mean_obj, "mean", req.mean) || !pp_triple(std_obj, "std", req.std) ||
+        !pp_size_arg(maxpx_obj, "max_pixels", 1, &req.max_pixels) ||
+        !pp_size_arg(maxb_obj, "max_file_bytes", 1, &req.max_file_bytes) ||
+        !parse_threads(threads_obj, &threads))
+        return NULL;
+    if (layout != NS_LAYOUT_U8_NHWC && layout != NS_LAYOUT_F32_NCHW) {
+        PyErr_Format(PyExc_ValueError, "unknown layout %d", layout);
+        return NULL;
+    }
+    if (req.out_h > NS_RESIZE_MAX_SIDE || req.out_w > NS_RESIZE_MAX_SIDE) {
+        PyErr_Format(PyExc_ValueError, "output size %zux%zu is too large", req.out_h, req.out_w);
+        return NULL;
+    }
+    for (int c = 0; layout == NS_LAYOUT_F32_NCHW && c < 3; c++)
+        if (!(req.std[c] != 0.0f) || req.std[c] != req.std[c]) {
+            PyErr_Format(PyExc_ValueError, "std[%d] must be a non-zero number", c);
+            return NULL;
+        }
+    req.layout = (ns_layout)layout;
+    req.skip_bad = skip_bad;
+    req.max_threads = threads;
+    Py_ssize_t n = PyList_GET_SIZE(paths_obj);
+    req.count = (size_t)n;
+
+    PyArrayObject *rois = NULL;
+    if (rois_obj != Py_None) {
+        if (!PyArray_Check(rois_obj) || PyArray_TYPE((PyArrayObject *)rois_obj) != NPY_INT64 ||
+            PyArray_NDIM((PyArrayObject *)rois_obj) != 2 ||
+            PyArray_DIM((PyArrayObject *)rois_obj, 0) != n ||
+            PyArray_DIM((PyArrayObject *)rois_obj, 1) != 4 ||
+            !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)rois_obj)) {
+            PyErr_Format(PyExc_ValueError,
+                         "rois must be a C-contiguous int64 array of shape (%zd, 4)", n);
+            return NULL;
+        }
+        rois = (PyArrayObject *)rois_obj;
+        req.rois = PyArray_DATA(rois);
+    }
+
+    /* output arrays (checked sizes: numpy raises on overflow / out of memory) */
+    size_t plane, total;
+    if (ns_mul_overflow(req.out_h, req.out_w, &plane) || ns_mul_overflow(plane, 3, &plane) ||
+        ns_mul_overflow(plane, req.count, &total) || total > (size_t)NPY_MAX_INTP / sizeof(float)) {
+        PyErr_SetString(PyExc_ValueError, "output array would be too large");
+        return NULL;
+    }
+    npy_intp dims[4];
+    dims[0] = n;
+    if (layout == NS_LAYOUT_F32_NCHW) {
+        dims[1] = 3, dims[2] = (npy_intp)req.out_h, dims[3] = (npy_intp)req.out_w;
+    } else {
+        dims[1] = (npy_intp)req.out_h, dims[2] = (npy_intp)req.out_w, dims[3] = 3;
+    }
+    PyArrayObject *images = (PyArrayObject *)PyArray_SimpleNew(
+        4, dims, layout == NS_LAYOUT_F32_NCHW ? NPY_FLOAT32 : NPY_UINT8);
+    npy_intp okdim = n;
+    PyArrayObject *ok = images ? (PyArrayObject *)PyArray_SimpleNew(1, &okdim, NPY_BOOL) : NULL;
+    const char **paths = PyMem_Calloc((size_t)n + 1, sizeof(char *));
+    char **messages = skip_bad ? PyMem_Calloc((size_t)n + 1, sizeof(char *)) : NULL;
+    PyObject *result = NULL, *errors = NULL, **encoded = NULL;
+    if (!images || !ok || !paths || (skip_bad && !messages)) {
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        goto done;
+    }
+    /* str / bytes / os.PathLike -> file-system bytes (PyUnicode_FSConverter also refuses
+     * embedded NUL bytes); the converted objects live until `done`. */
+    encoded = PyMem_Calloc((size_t)n + 1, sizeof(PyObject *));
+    if (!encoded) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyUnicode_FSConverter(PyList_GET_ITEM(paths_obj, i), &encoded[i])) {
+            encoded[i] = NULL;
+            goto done;
+        }
+        paths[i] = PyBytes_AS_STRING(encoded[i]);
+    }
+    req.paths = paths;
+    req.out = PyArray_DATA(images);
+    req.ok = PyArray_DATA(ok);
+    req.messages = messages;
+    ns_error err;
+    ns_error_clear(&err);
+    ns_status st;
+    /* The list and arrays stay alive (we hold references through the arguments); the pool is
+     * used with the GIL released. */
+    Py_BEGIN_ALLOW_THREADS
+    st = ns_load_images(module_pool(), &req, &err);
+    Py_END_ALLOW_THREADS
+    if (st != NS_OK) {
+        raise_ns_error(&err);
+        goto done;
+    }
+    errors = PyList_New(0);
+    if (!errors) goto done;
+    for (Py_ssize_t i = 0; skip_bad && i < n; i++) {
+        if (req.ok[i]) continue;
+        PyObject *item = Py_BuildValue("(ns)", i, messages[i] ? messages[i] : "out of memory");
+        if (!item || PyList_Append(errors, item) < 0) {
+            Py_XDECREF(item);
+            goto done;
+        }
+        Py_DECREF(item);
+    }
+    result = Py_BuildValue("(OOO)", images, ok, errors);
+done:
+    if (messages) {
+        for (Py_ssize_t i = 0; i < n; i++) free(messages[i]);
+        PyMem_Free(messages);
+    }
+    PyMem_Free(paths);
+    if (encoded) {
+        for (Py_ssize_t i = 0; i < n; i++) Py_XDECREF(encoded[i]);
+        PyMem_Free(encoded);
+    }
+    Py_XDECREF(errors);
+    Py_XDECREF(images);
+    Py_XDECREF(ok);
+    return result;
+}
+
+static PyObject *py_resize_simd(PyObject *self, PyObject *noargs) {
+    (void)self;
+    (void)noargs;
+    return PyUnicode_FromString(ns_resize_simd_name());
+}
+
+#define PREPROCESS_METHODS                                                                       \
+    {"resize_simd", py_resize_simd, METH_NOARGS,                                                 \
+     "resize_simd() -> str\n\nSIMD used by the resizer's transposes (neon, ssse3 or none)."},   \
+    {"ppm_decode", py_ppm_decode, METH_VARARGS,                                                  \
+     "ppm_decode(data, max_pixels) -> uint8 (H, W, 3)"},                                         \
+    {"ppm_read", py_ppm_read, METH_VARARGS,                                                      \
+     "ppm_read(path, max_pixels, max_file_bytes) -> uint8 (H, W, 3)"},                           \
+    {"csv_parse", py_csv_parse, METH_VARARGS,                                                    \
+     "csv_parse(data, source) -> (rows, has_class); rows: (name, w, h, (x1, y1, x2, y2), cls)"}, \
+    {"resize", py_resize, METH_VARARGS,                                                          \
+     "resize(image uint8 (H, W, 3), out_h, out_w, roi | None) -> uint8 (out_h, out_w, 3)"},     \
+    {"normalize", py_normalize, METH_VARARGS,                                                    \
+     "normalize(images uint8 (N, H, W, 3), mean, std) -> float32 (N, 3, H, W)"},                \
+    {"load_images", py_load_images, METH_VARARGS,                                                \
+     "load_images(paths, rois, out_h, out_w, layout, mean, std, max_pixels, max_file_bytes, "   \
+     "skip_bad, threads) -> (images, ok, errors)"},
 
 static int preprocess_init(PyObject *m) {
-    (void)m;
+    if (PyModule_AddIntConstant(m, "LAYOUT_U8_NHWC", NS_LAYOUT_U8_NHWC) < 0) return -1;
+    if (PyModule_AddIntConstant(m, "LAYOUT_F32_NCHW", NS_LAYOUT_F32_NCHW) < 0) return -1;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Profiler: span recorder (csrc/core/prof.c) and the cycle counter                            */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Spans are microsecond-scale calls made with the GIL held (a recorder is single-threaded); the
+ * GIL is not released here because each call does a few hundred nanoseconds of work. */
+typedef struct {
+    PyObject_HEAD
+    ns_prof *prof;
+} RecorderObject;
+
+/* Name argument: a str (interned on the fly) or an int id from intern(). */
+static int recorder_name_id(RecorderObject *self, PyObject *obj, uint32_t *id) {
+    ns_error err;
+    ns_error_clear(&err);
+    if (PyLong_Check(obj)) {
+        long long v = PyLong_AsLongLong(obj);
+        if (v == -1 && PyErr_Occurred()) return 0;
+        if (v < 0 || (unsigned long long)v >= ns_prof_name_count(self->prof)) {
+            PyErr_Format(PyExc_ValueError, "unknown span name id %lld (the recorder has %zu names)",
+                         v, ns_prof_name_count(self->prof));
+            return 0;
+        }
+        *id = (uint32_t)v;
+        return 1;
+    }
+    if (!PyUnicode_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "span name must be str or int, not %.100s",
+                     Py_TYPE(obj)->tp_name);
+        return 0;
+    }
+    Py_ssize_t len;
+    const char *s = PyUnicode_AsUTF8AndSize(obj, &len);
+    if (!s) return 0;
+    if ((size_t)len != strlen(s)) {
+        PyErr_SetString(PyExc_ValueError, "span name must not contain NUL characters");
+        return 0;
+    }
+    if (ns_prof_intern(self->prof, s, id, &err) != NS_OK) {
+        raise_ns_error(&err);
+        return 0;
+    }
+    return 1;
+}
+
+static PyObject *recorder_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    (void)args;
+    (void)kwds;
+    RecorderObject *self = (RecorderObject *)type->tp_alloc(type, 0);
+    if (self) self->prof = NULL;
+    return (PyObject *)self;
+}
+
+static int recorder_init(RecorderObject *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"capacity", "enabled", NULL};
+    Py_ssize_t capacity = 0;
+    int enabled = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|np:Recorder", kwlist, &capacity, &enabled))
+        return -1;
+    if (capacity < 0) {
+        PyErr_Format(PyExc_ValueError, "capacity must be >= 0, got %zd", capacity);
+        return -1;
+    }
+    ns_error err;
+    ns_error_clear(&err);
+    ns_prof *p = NULL;
+    if (ns_prof_create(&p, (size_t)capacity, &err) != NS_OK) {
+        raise_ns_error(&err);
+        return -1;
+    }
+    ns_prof_set_enabled(p, enabled);
+    ns_prof_destroy(self->prof);
+    self->prof = p;
+    return 0;
+}
+
+static void recorder_dealloc(RecorderObject *self) {
+    ns_prof_destroy(self->prof);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int recorder_ready(RecorderObject *self) {
+    if (!self->prof) {
+        PyErr_SetString(PyExc_RuntimeError, "Recorder.__init__ was not called");
+        return 0;
+    }
+    return 1;
+}
+
+static PyObject *recorder_intern(RecorderObject *self, PyObject *name) {
+    uint32_t id;
+    if (!recorder_ready(self) || !recorder_name_id(self, name, &id)) return NULL;
+    return PyLong_FromUnsignedLong(id);
+}
+
+static PyObject *recorder_begin(RecorderObject *self, PyObject *name) {
+    uint32_t id;
+    if (!recorder_ready(self) || !recorder_name_id(self, name, &id)) return NULL;
+    ns_error err;
+    ns_error_clear(&err);
+    if (ns_prof_begin(self->prof, id, &err) != NS_OK) return raise_ns_error(&err);
+    Py_RETURN_NONE;
+}
+
+static PyObject *recorder_end(RecorderObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (!recorder_ready(self)) return NULL;
+    if (nargs > 1) {
+        PyErr_Format(PyExc_TypeError, "end() takes at most 1 argument (%zd given)", nargs);
+        return NULL;
+    }
+    uint32_t id = NS_PROF_ANY_NAME;
+    if (nargs == 1 && args[0] != Py_None && !recorder_name_id(self, args[0], &id)) return NULL;
+    ns_error err;
+    ns_error_clear(&err);
+    if (ns_prof_end(self->prof, id, &err) != NS_OK) return raise_ns_error(&err);
+    Py_RETURN_NONE;
+}
+
+static PyObject *recorder_add(RecorderObject *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"name", "duration_ns", "calls", "parent", "start_ns", NULL};
+    PyObject *name, *duration_obj, *calls_obj = NULL, *start_obj = NULL;
+    unsigned long long duration = 0, calls = 1, start = 0;
+    long long parent = NS_PROF_NO_PARENT;
+    if (!recorder_ready(self)) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|OLO:add", kwlist, &name, &duration_obj,
+                                     &calls_obj, &parent, &start_obj))
+        return NULL;
+    /* PyLong_AsUnsignedLongLong rejects negative values and non-integers (unlike "K") */
+    duration = PyLong_AsUnsignedLongLong(duration_obj);
+    if (duration == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
+    if (calls_obj) {
+        calls = PyLong_AsUnsignedLongLong(calls_obj);
+        if (calls == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
+    }
+    if (start_obj) {
+        start = PyLong_AsUnsignedLongLong(start_obj);
+        if (start == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
+    }
+    uint32_t id;
+    if (!recorder_name_id(self, name, &id)) return NULL;
+    ns_error err;
+    ns_error_clear(&err);
+    if (ns_prof_add(self->prof, id, (int64_t)parent, start, duration, calls, &err) != NS_OK)
+        return raise_ns_error(&err);
+    Py_RETURN_NONE;
+}
+
+static PyObject *recorder_reset(RecorderObject *self, PyObject *noargs) {
+    (void)noargs;
+    if (!recorder_ready(self)) return NULL;
+    ns_prof_reset(self->prof);
+    Py_RETURN_NONE;
+}
+
+static PyObject *recorder_names(RecorderObject *self, PyObject *noargs) {
+    (void)noargs;
+    if (!recorder_ready(self)) return NULL;
+    size_t n = ns_prof_name_count(self->prof);
+    PyObject *list = PyList_New((Py_ssize_t)n);
+    if (!list) return NULL;
+    for (size_t i = 0; i < n; i++) {
+        PyObject *s = PyUnicode_FromString(ns_prof_name(self->prof, (uint32_t)i));
+        if (!s) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, s);
+    }
+    return list;
+}
+
+/* records() -> dict of 1-D arrays, one entry per record, in begin order. */
+static PyObject *recorder_records(RecorderObject *self, PyObject *noargs) {
+    (void)noargs;
+    if (!recorder_ready(self)) return NULL;
+    size_t n = ns_prof_count(self->prof);
+    const ns_prof_record *rec = ns_prof_records(self->prof);
+    static const char *keys[] = {"name", "parent", "depth", "calls", "start_ns", "end_ns",
+                                 "duration_ns", "cycles", "complete"};
+    static const int types[] = {NPY_INT32, NPY_INT64, NPY_INT32, NPY_UINT64, NPY_UINT64,
+                                NPY_UINT64, NPY_UINT64, NPY_UINT64, NPY_BOOL};
+    enum { NKEYS = sizeof keys / sizeof keys[0] };
+    PyArrayObject *arr[NKEYS] = {NULL};
+    PyObject *out = NULL;
+    npy_intp dims[1] = {(npy_intp)n};
+    for (int k = 0; k < NKEYS; k++) {
+        arr[k] = (PyArrayObject *)PyArray_SimpleNew(1, dims, types[k]);
+        if (!arr[k]) goto done;
+    }
+    {
+        int32_t *name = PyArray_DATA(arr[0]);
+        int64_t *parent = PyArray_DATA(arr[1]);
+        int32_t *depth = PyArray_DATA(arr[2]);
+        uint64_t *calls = PyArray_DATA(arr[3]);
+        uint64_t *start = PyArray_DATA(arr[4]);
+        uint64_t *end = PyArray_DATA(arr[5]);
+        uint64_t *dur = PyArray_DATA(arr[6]);
+        uint64_t *cyc = PyArray_DATA(arr[7]);
+        npy_bool *complete = PyArray_DATA(arr[8]);
+        for (size_t i = 0; i < n; i++) {
+            const ns_prof_record *r = &rec[i];
+            int done_ = r->end_ns != 0;
+            name[i] = (int32_t)r->name;
+            parent[i] = r->parent;
+            depth[i] = (int32_t)r->depth;
+            calls[i] = r->calls;
+            start[i] = r->start_ns;
+            end[i] = r->end_ns;
+            dur[i] = (done_ && r->end_ns >= r->start_ns) ? r->end_ns - r->start_ns : 0;
+            cyc[i] = (done_ && r->end_cycles >= r->start_cycles) ? r->end_cycles - r->start_cycles : 0;
+            complete[i] = (npy_bool)done_;
+        }
+    }
+    out = PyDict_New();
+    if (!out) goto done;
+    for (int k = 0; k < NKEYS; k++) {
+        if (PyDict_SetItemString(out, keys[k], (PyObject *)arr[k]) < 0) {
+            Py_CLEAR(out);
+            goto done;
+        }
+    }
+done:
+    for (int k = 0; k < NKEYS; k++) Py_XDECREF(arr[k]);
+    return out;
+}
+
+static PyObject *recorder_get_enabled(RecorderObject *self, void *closure) {
+    (void)closure;
+    if (!recorder_ready(self)) return NULL;
+    return PyBool_FromLong(ns_prof_enabled(self->prof));
+}
+
+static int recorder_set_enabled(RecorderObject *self, PyObject *value, void *closure) {
+    (void)closure;
+    if (!recorder_ready(self)) return -1;
+    if (!value) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete 'enabled'");
+        return -1;
+    }
+    int on = PyObject_IsTrue(value);
+    if (on < 0) return -1;
+    ns_prof_set_enabled(self->prof, on);
+    return 0;
+}
+
+static PyObject *recorder_get_count(RecorderObject *self, void *closure) {
+    (void)closure;
+    if (!recorder_ready(self)) return NULL;
+    return PyLong_FromSize_t(ns_prof_count(self->prof));
+}
+
+static PyObject *recorder_get_open(RecorderObject *self, void *closure) {
+    (void)closure;
+    if (!recorder_ready(self)) return NULL;
+    return PyLong_FromSize_t(ns_prof_open_spans(self->prof));
+}
+
+static PyObject *recorder_get_dropped(RecorderObject *self, void *closure) {
+    (void)closure;
+    if (!recorder_ready(self)) return NULL;
+    return PyLong_FromUnsignedLongLong(ns_prof_dropped(self->prof));
+}
+
+/* Span: the context manager Recorder.span(name) returns; __enter__/__exit__ call begin/end in C
+ * so that a `with` block costs about as little as a begin/end pair. */
+typedef struct {
+    PyObject_HEAD
+    RecorderObject *rec;
+    uint32_t id;
+} SpanObject;
+
+static void span_dealloc(SpanObject *self) {
+    Py_XDECREF(self->rec);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *span_enter(SpanObject *self, PyObject *noargs) {
+    (void)noargs;
+    ns_error err;
+    ns_error_clear(&err);
+    if (ns_prof_begin(self->rec->prof, self->id, &err) != NS_OK) return raise_ns_error(&err);
+    Py_INCREF(self);
+    return (PyObject *)self;
+}
+
+static PyObject *span_exit(SpanObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)args;
+    (void)nargs;
+    ns_error err;
+    ns_error_clear(&err);
+    if (ns_prof_end(self->rec->prof, self->id, &err) != NS_OK) return raise_ns_error(&err);
+    Py_RETURN_FALSE; /* never swallow the body's exception */
+}
+
+static PyMethodDef span_methods[] = {
+    {"__enter__", (PyCFunction)span_enter, METH_NOARGS, "Open the span."},
+    {"__exit__", (PyCFunction)(void (*)(void))span_exit, METH_FASTCALL, "Close the span."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject SpanType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "neonsign._native.Span",
+    .tp_basicsize = sizeof(SpanObject),
+    .tp_dealloc = (destructor)span_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A span of a Recorder, as a context manager (made by Recorder.span).",
+    .tp_methods = span_methods,
+};
+
+static PyObject *recorder_span(RecorderObject *self, PyObject *name) {
+    uint32_t id;
+    if (!recorder_ready(self) || !recorder_name_id(self, name, &id)) return NULL;
+    SpanObject *span = PyObject_New(SpanObject, &SpanType);
+    if (!span) return NULL;
+    Py_INCREF(self);
+    span->rec = self;
+    span->id = id;
+    return (PyObject *)span;
+}
+
+static PyMethodDef recorder_methods[] = {
+    {"intern", (PyCFunction)recorder_intern, METH_O,
+     "intern(name) -> int\n\nId of a span name (added if new); begin/end accept it instead of the str."},
+    {"begin", (PyCFunction)recorder_begin, METH_O, "begin(name)\n\nOpen a span (str or id)."},
+    {"span", (PyCFunction)recorder_span, METH_O,
+     "span(name) -> Span\n\nA context manager: `with rec.span(\"conv1\"): ...` times its body."},
+    {"end", (PyCFunction)(void (*)(void))recorder_end, METH_FASTCALL,
+     "end(name=None)\n\nClose the innermost open span; if given, name must match it."},
+    {"add", (PyCFunction)(void (*)(void))recorder_add, METH_VARARGS | METH_KEYWORDS,
+     "add(name, duration_ns, calls=1, parent=-1, start_ns=0)\n\n"
+     "Attach a span timed elsewhere (same monotonic clock) under record `parent`."},
+    {"reset", (PyCFunction)recorder_reset, METH_NOARGS, "reset()\n\nDrop all records and open spans."},
+    {"names", (PyCFunction)recorder_names, METH_NOARGS, "names() -> list[str]\n\nNames by id."},
+    {"records", (PyCFunction)recorder_records, METH_NOARGS,
+     "records() -> dict[str, ndarray]\n\nOne entry per record in begin order: name (int32 id), "
+     "parent (int64 record index, -1 at top level), depth (int32), calls (uint64), start_ns, "
+     "end_ns, duration_ns, cycles (uint64; cycles is 0 when no cycle counter), complete (bool)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef recorder_getset[] = {
+    {"enabled", (getter)recorder_get_enabled, (setter)recorder_set_enabled,
+     "Whether spans are recorded (while off, begin/end cost one integer update).", NULL},
+    {"count", (getter)recorder_get_count, NULL, "Records held.", NULL},
+    {"open_spans", (getter)recorder_get_open, NULL, "Recorded spans begun and not yet ended.", NULL},
+    {"dropped", (getter)recorder_get_dropped, NULL, "Spans not stored because the buffer was full.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject RecorderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "neonsign._native.Recorder",
+    .tp_basicsize = sizeof(RecorderObject),
+    .tp_dealloc = (destructor)recorder_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "Recorder(capacity=0, enabled=True)\n\nNested named spans timed in C with the "
+              "monotonic ns clock and the CPU cycle counter. Not thread-safe.",
+    .tp_methods = recorder_methods,
+    .tp_getset = recorder_getset,
+    .tp_init = (initproc)recorder_init,
+    .tp_new = recorder_new,
+};
+
+static PyObject *py_prof_now_ns(PyObject *self, PyObject *noargs) {
+    (void)self;
+    (void)noargs;
+    return PyLong_FromUnsignedLongLong(ns_now_ns());
+}
+
+static PyObject *py_prof_cycles(PyObject *self, PyObject *noargs) {
+    (void)self;
+    (void)noargs;
+    return PyLong_FromUnsignedLongLong(ns_cycles_now());
+}
+
+static PyObject *py_prof_cycles_hz(PyObject *self, PyObject *noargs) {
+    (void)self;
+    (void)noargs;
+    if (!ns_cycles_available()) return PyFloat_FromDouble(0.0);
+    double hz;
+    Py_BEGIN_ALLOW_THREADS
+    hz = ns_cycles_hz(0);
+    Py_END_ALLOW_THREADS
+    return PyFloat_FromDouble(hz);
+}
+
+#define PROFILER_METHODS                                                                        \
+    {"prof_now_ns", py_prof_now_ns, METH_NOARGS,                                                \
+     "prof_now_ns() -> int\n\nThe profiler's monotonic clock in nanoseconds."},                 \
+    {"prof_cycles", py_prof_cycles, METH_NOARGS,                                                \
+     "prof_cycles() -> int\n\nThe CPU cycle counter (0 if user code cannot read one)."},        \
+    {"prof_cycles_hz", py_prof_cycles_hz, METH_NOARGS,                                          \
+     "prof_cycles_hz() -> float\n\nCycle counter frequency in Hz (x86: measured over ~2 ms; "   \
+     "AArch64: cntfrq_el0; 0.0 if unavailable)."},
+
+static int profiler_init(PyObject *m) {
+    if (PyType_Ready(&SpanType) < 0) return -1;
+    if (PyType_Ready(&RecorderType) < 0) return -1;
+    Py_INCREF(&RecorderType);
+    if (PyModule_AddObject(m, "Recorder", (PyObject *)&RecorderType) < 0) {
+        Py_DECREF(&RecorderType);
+        return -1;
+    }
     return 0;
 }
 
@@ -556,6 +1443,7 @@ static int engine_init(PyObject *m) {
 static PyMethodDef module_methods[] = {
     CORE_METHODS
     PREPROCESS_METHODS
+    PROFILER_METHODS
     ENGINE_METHODS
     {NULL, NULL, 0, NULL},
 };
@@ -598,6 +1486,7 @@ PyMODINIT_FUNC PyInit__native(void) {
         }
     }
     if (preprocess_init(m) < 0) goto fail;
+    if (profiler_init(m) < 0) goto fail;
     if (engine_init(m) < 0) goto fail;
     return m;
 fail:

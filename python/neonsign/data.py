@@ -1,0 +1,687 @@
+"""GTSRB data sets: class names, layout detection, whole-split loading, track-wise validation.
+
+The folder a user points at is searched for every layout GTSRB is found in (see
+:func:`find_split`); decoding, ROI cropping, resizing and normalising happen in the C loader
+(:func:`neonsign.preprocess.load_images`), one call per split.
+
+Order and labels follow torchvision's ``GTSRB`` data set, so indices are interchangeable with it:
+
+* ``train``: class folders ``000NN`` in sorted order, the ``.ppm`` files of each folder sorted by
+  name, the label taken from the folder name;
+* ``test``: the rows of ``GT-final_test.csv`` in file order, the label from its ``ClassId``.
+
+Example::
+
+    images, labels, meta = load_split("/data/gtsrb", "train", size=32, roi=True)
+    train_idx, val_idx = track_split(meta, val_fraction=0.2, seed=0)
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import AnnotationError, DatasetNotFoundError, NeonsignValueError
+
+__all__ = [
+    "CLASS_NAMES",
+    "NUM_CLASSES",
+    "SPLITS",
+    "SplitSpec",
+    "SplitMeta",
+    "class_name",
+    "find_split",
+    "load_split",
+    "split_checksum",
+    "track_split",
+    "register_cli",
+]
+
+CLASS_NAMES: tuple[str, ...] = (
+    "Speed limit (20km/h)",
+    "Speed limit (30km/h)",
+    "Speed limit (50km/h)",
+    "Speed limit (60km/h)",
+    "Speed limit (70km/h)",
+    "Speed limit (80km/h)",
+    "End of speed limit (80km/h)",
+    "Speed limit (100km/h)",
+    "Speed limit (120km/h)",
+    "No passing",
+    "No passing for vehicles over 3.5 metric tons",
+    "Right-of-way at the next intersection",
+    "Priority road",
+    "Yield",
+    "Stop",
+    "No vehicles",
+    "Vehicles over 3.5 metric tons prohibited",
+    "No entry",
+    "General caution",
+    "Dangerous curve to the left",
+    "Dangerous curve to the right",
+    "Double curve",
+    "Bumpy road",
+    "Slippery road",
+    "Road narrows on the right",
+    "Road work",
+    "Traffic signals",
+    "Pedestrians",
+    "Children crossing",
+    "Bicycles crossing",
+    "Beware of ice/snow",
+    "Wild animals crossing",
+    "End of all speed and passing limits",
+    "Turn right ahead",
+    "Turn left ahead",
+    "Ahead only",
+    "Go straight or right",
+    "Go straight or left",
+    "Keep right",
+    "Keep left",
+    "Roundabout mandatory",
+    "End of no passing",
+    "End of no passing by vehicles over 3.5 metric tons",
+)
+"""The 43 GTSRB class names; ``CLASS_NAMES[class_id]``."""
+
+NUM_CLASSES = len(CLASS_NAMES)
+SPLITS = ("train", "test")
+TEST_LABELS_CSV = "GT-final_test.csv"
+
+_NO_ROI = (-1, -1, -1, -1)  # the loader's "whole image" row
+_CLASS_DIR_RE = re.compile(r"^\d{5}$")
+_TRAIN_FILE_RE = re.compile(r"^(\d{5})_(\d{5})\.ppm$", re.IGNORECASE)
+
+# Where each split may live, relative to the folder the user points at, in search order:
+# (relative path, layout name).
+_TRAIN_CANDIDATES: tuple[tuple[str, str], ...] = (
+    ("GTSRB/Final_Training/Images", "official"),
+    ("GTSRB/Training", "official-fixed"),
+    ("Final_Training/Images", "official-entered"),
+    ("Training", "official-fixed-entered"),
+    ("gtsrb/GTSRB/Training", "torchvision"),
+    ("gtsrb/GTSRB/Final_Training/Images", "torchvision-official"),
+    ("Images", "class-folders"),  # the user pointed at Final_Training/
+    (".", "class-folders"),  # the user pointed at the folder of 000NN class folders
+)
+_TEST_CANDIDATES: tuple[tuple[str, str], ...] = (
+    ("GTSRB/Final_Test/Images", "official"),
+    ("Final_Test/Images", "official-entered"),
+    ("gtsrb/GTSRB/Final_Test/Images", "torchvision"),
+    ("Images", "test-folder"),  # the user pointed at Final_Test/
+)
+
+
+def class_name(class_id: int) -> str:
+    """Return the GTSRB name of ``class_id`` (0..42); raises NeonsignValueError otherwise."""
+    if isinstance(class_id, bool) or not isinstance(class_id, (int, np.integer)):
+        raise NeonsignValueError(f"class_id must be an int, got {type(class_id).__name__}")
+    if not 0 <= int(class_id) < NUM_CLASSES:
+        raise NeonsignValueError(f"class_id {class_id} is outside 0..{NUM_CLASSES - 1}")
+    return CLASS_NAMES[int(class_id)]
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """Where one split of a GTSRB data set lives on disk.
+
+    Attributes:
+        split: ``"train"`` or ``"test"``.
+        layout: which layout matched, e.g. ``"official"``, ``"official-fixed"`` (from
+            ``GTSRB-Training_fixed.zip``), ``"official-entered"`` (the ``GTSRB/`` level already
+            entered) or ``"torchvision"``.
+        images_dir: train: the folder holding the ``000NN`` class folders; test: the folder of
+            ``NNNNN.ppm`` test images.
+        class_dirs: train only: the class folders, sorted by name.
+        labels_csv: test only: the ``GT-final_test.csv`` that labels the test images.
+    """
+
+    split: str
+    layout: str
+    images_dir: Path
+    class_dirs: tuple[Path, ...] = ()
+    labels_csv: Path | None = None
+
+
+@dataclass
+class SplitMeta:
+    """Everything :func:`load_split` knows about the images it returned, row for row.
+
+    Attributes:
+        split, layout: as in :class:`SplitSpec`.
+        root: the folder the user pointed at.
+        paths: the image file of each row.
+        labels: int64 (N,) class ids.
+        track_ids: train: the track (physical sign) of each row from its ``TTTTT_IIIII.ppm`` name,
+            or None when the name does not follow that pattern; test: all None.
+        widths, heights: int64 (N,) the original image sizes (from the CSV, or the PPM header
+            when a class folder has no CSV; 0 when that header is unreadable).
+        rois: int64 (N, 4) inclusive ROI corners (x1, y1, x2, y2) in original pixels;
+            ``(-1, -1, -1, -1)`` for files without an annotation (the whole image is used, the
+            loader's convention).
+        size: the side length the images were resized to.
+        roi: whether images were cropped to their ROI before resizing.
+        checksum: sha256 hex digest identifying the data version (see :func:`load_split`).
+        class_counts: int64 (43,) images per class.
+        errors: ``(row, path, message)`` of each file that failed to load (only with
+            ``skip_bad=True``; those rows are all zeros).
+        seconds: wall time of the C loader call (read, decode, crop, resize), for throughput.
+    """
+
+    split: str
+    layout: str
+    root: Path
+    paths: tuple[Path, ...]
+    labels: np.ndarray
+    track_ids: tuple[int | None, ...]
+    widths: np.ndarray
+    heights: np.ndarray
+    rois: np.ndarray
+    size: int
+    roi: bool
+    checksum: str
+    class_counts: np.ndarray
+    errors: list[tuple[int, str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable summary (no per-image arrays)."""
+        return {
+            "split": self.split,
+            "layout": self.layout,
+            "root": str(self.root),
+            "images": len(self),
+            "size": self.size,
+            "roi": self.roi,
+            "checksum": self.checksum,
+            "class_counts": [int(c) for c in self.class_counts],
+            "tracks": len({(int(lab), t) for lab, t in zip(self.labels, self.track_ids) if t is not None}),
+            "width": _stats(self.widths),
+            "height": _stats(self.heights),
+            "errors": [{"row": i, "path": p, "message": m} for i, p, m in self.errors],
+            "seconds": self.seconds,
+        }
+
+
+def _stats(values: np.ndarray) -> dict[str, float]:
+    if values.size == 0:
+        return {"min": 0, "median": 0, "mean": 0, "max": 0}
+    return {
+        "min": int(values.min()),
+        "median": float(np.median(values)),
+        "mean": round(float(values.mean()), 2),
+        "max": int(values.max()),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Layout detection
+
+
+def _class_dirs(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_dir() and _CLASS_DIR_RE.match(p.name))
+
+
+def _find_test_labels(images_dir: Path, root: Path) -> tuple[Path | None, list[Path]]:
+    """Look for GT-final_test.csv from the images folder up to (and including) ``root``."""
+    looked: list[Path] = []
+    folder = images_dir
+    root = root.resolve()
+    while True:
+        candidate = folder / TEST_LABELS_CSV
+        looked.append(candidate)
+        if candidate.is_file():
+            return candidate, looked
+        if folder.resolve() == root or folder.parent == folder:
+            return None, looked
+        folder = folder.parent
+
+
+def find_split(root: str | Path, split: str = "train") -> SplitSpec:
+    """Find ``split`` (``"train"`` or ``"test"``) of a GTSRB data set under ``root``.
+
+    Accepted layouts (``root`` is the folder the user points at):
+
+    * the official archives extracted into ``root``: ``GTSRB/Final_Training/Images/000NN/`` or
+      ``GTSRB/Training/000NN/`` (``GTSRB-Training_fixed.zip``), ``GTSRB/Final_Test/Images/*.ppm``,
+      ``GT-final_test.csv`` beside ``GTSRB/``;
+    * the same with ``GTSRB/`` already entered: ``Final_Training/Images/000NN/`` or
+      ``Training/000NN/``, ``Final_Test/Images/*.ppm``;
+    * torchvision's: ``gtsrb/GTSRB/Training/000NN/``, ``gtsrb/GTSRB/Final_Test/Images/*.ppm``,
+      ``gtsrb/GT-final_test.csv``;
+    * ``root`` being the ``Final_Training`` / ``Images`` / ``Final_Test`` folder itself.
+
+    ``GT-final_test.csv`` is looked for in the test images folder and each parent up to ``root``.
+
+    Raises:
+        NeonsignValueError: ``split`` is not ``"train"`` or ``"test"``.
+        DatasetNotFoundError: nothing matched; the message lists every place looked.
+    """
+    if split not in SPLITS:
+        raise NeonsignValueError(f"split must be one of {SPLITS}, got {split!r}")
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DatasetNotFoundError(f"GTSRB root {str(root)!r} is not a directory")
+    looked: list[str] = []
+    if split == "train":
+        for rel, layout in _TRAIN_CANDIDATES:
+            folder = root / rel if rel != "." else root
+            looked.append(f"{folder}/000NN/")
+            dirs = _class_dirs(folder)
+            if dirs:
+                return SplitSpec("train", layout, folder, class_dirs=tuple(dirs))
+    else:
+        for rel, layout in _TEST_CANDIDATES:
+            folder = root / rel
+            looked.append(f"{folder}/*.ppm")
+            if folder.is_dir() and any(p.suffix.lower() == ".ppm" for p in folder.iterdir()):
+                csv_path, csv_looked = _find_test_labels(folder, root)
+                if csv_path is None:
+                    places = ", ".join(str(p) for p in csv_looked)
+                    raise DatasetNotFoundError(
+                        f"GTSRB test images found in {folder} but no labels file "
+                        f"{TEST_LABELS_CSV} (looked at: {places}); it comes from "
+                        "GTSRB_Final_Test_GT.zip (neonsign download ROOT --split test)"
+                    )
+                return SplitSpec("test", layout, folder, labels_csv=csv_path)
+    raise DatasetNotFoundError(
+        f"no GTSRB {split} split under {root}; looked for: " + "; ".join(looked)
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Listing the images of a split
+
+
+@dataclass
+class _Listing:
+    paths: list[Path] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    tracks: list[int | None] = field(default_factory=list)
+    widths: list[int] = field(default_factory=list)
+    heights: list[int] = field(default_factory=list)
+    rois: list[tuple[int, int, int, int]] = field(default_factory=list)
+
+    def add(self, path: Path, label: int, track: int | None, w: int, h: int,
+            roi: Sequence[int] | None) -> None:
+        self.paths.append(path)
+        self.labels.append(label)
+        self.tracks.append(track)
+        self.widths.append(int(w))
+        self.heights.append(int(h))
+        self.rois.append(tuple(int(v) for v in roi) if roi is not None else _NO_ROI)
+
+
+def _plain_name(name: str, csv_path: Path) -> str:
+    if not name or Path(name).name != name or name in (".", ".."):
+        raise AnnotationError(f"{csv_path}: Filename {name!r} is not a plain file name")
+    return name
+
+
+def _header_size(path: Path) -> tuple[int, int]:
+    """(width, height) from an image file's header, without decoding its pixels; (0, 0) when
+    the header is unreadable (the loader names the file when it tries to decode it)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return (0, 0)
+
+
+def _list_train(spec: SplitSpec) -> _Listing:
+    from . import preprocess
+
+    out = _Listing()
+    for class_dir in spec.class_dirs:
+        label = int(class_dir.name)
+        if label >= NUM_CLASSES:
+            raise DatasetNotFoundError(
+                f"{class_dir}: class folder {class_dir.name} is outside 00000..{NUM_CLASSES - 1:05d}"
+            )
+        csv_path = class_dir / f"GT-{class_dir.name}.csv"
+        annotations: dict[str, Any] = {}
+        if csv_path.is_file():
+            for ann in preprocess.read_annotations(csv_path):
+                name = _plain_name(ann.filename, csv_path)
+                if ann.class_id is not None and int(ann.class_id) != label:
+                    raise AnnotationError(
+                        f"{csv_path}: {name} has ClassId {ann.class_id} but lies in class folder "
+                        f"{class_dir.name}"
+                    )
+                annotations[name] = ann
+        names = {p.name for p in class_dir.iterdir() if p.suffix.lower() == ".ppm"}
+        names.update(annotations)  # listed files that are missing are reported by the loader
+        for name in sorted(names):
+            m = _TRAIN_FILE_RE.match(name)
+            track = int(m.group(1)) if m else None
+            path = class_dir / name
+            ann = annotations.get(name)
+            if ann is not None:
+                out.add(path, label, track, ann.width, ann.height, ann.roi)
+            else:
+                w, h = _header_size(path)
+                out.add(path, label, track, w, h, None)
+    return out
+
+
+def _list_test(spec: SplitSpec) -> _Listing:
+    from . import preprocess
+
+    assert spec.labels_csv is not None  # find_split guarantees it for the test split
+    out = _Listing()
+    for row, ann in enumerate(preprocess.read_annotations(spec.labels_csv)):
+        name = _plain_name(ann.filename, spec.labels_csv)
+        if ann.class_id is None:
+            raise AnnotationError(f"{spec.labels_csv}: has no ClassId column (an unlabelled test list?)")
+        if not 0 <= int(ann.class_id) < NUM_CLASSES:
+            raise AnnotationError(
+                f"{spec.labels_csv}: row {row + 1} ({name}) ClassId {ann.class_id} is outside "
+                f"0..{NUM_CLASSES - 1}"
+            )
+        out.add(spec.images_dir / name, int(ann.class_id), None, ann.width, ann.height, ann.roi)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+def _subset(n: int, limit: int | None) -> np.ndarray | None:
+    if limit is None or limit >= n:
+        return None
+    return np.unique(np.linspace(0, n - 1, num=limit).round().astype(np.int64))
+
+
+def split_checksum(images_u8: np.ndarray, labels: np.ndarray, *, size: int, roi: bool) -> str:
+    """sha256 hex digest of a decoded split: the data version later stages record.
+
+    Covers, in this order: a version tag with the image size and the roi flag, the number of
+    images, the uint8 (N, H, W, 3) pixels in C order after decoding/cropping/resizing, and the
+    int64 little-endian labels. It does not cover file names, the original files' bytes, or the
+    float normalisation (mean/std), and it changes with row order.
+    """
+    if images_u8.dtype != np.uint8 or images_u8.ndim != 4:
+        raise NeonsignValueError(f"checksum needs uint8 (N,H,W,3) images, got {images_u8.dtype} {images_u8.shape}")
+    h = hashlib.sha256()
+    h.update(f"neonsign-split-v1;size={size};roi={int(roi)};n={images_u8.shape[0]};".encode())
+    h.update(np.ascontiguousarray(images_u8).data)
+    h.update(np.ascontiguousarray(labels, dtype="<i8").data)
+    return h.hexdigest()
+
+
+def load_split(
+    root: str | Path,
+    split: str = "train",
+    *,
+    size: int = 32,
+    roi: bool = False,
+    dtype: str = "float32",
+    mean: Sequence[float] = (0.5, 0.5, 0.5),
+    std: Sequence[float] = (0.5, 0.5, 0.5),
+    threads: int | None = None,
+    skip_bad: bool = False,
+    limit: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, SplitMeta]:
+    """Load a whole GTSRB split found under ``root`` (any layout :func:`find_split` accepts).
+
+    Args:
+        root: the folder the data set is in.
+        split: ``"train"`` or ``"test"``.
+        size: side of the square output images (Pillow-compatible antialiased bilinear resize).
+        roi: crop each image to its annotated ROI before resizing (whole image otherwise, as
+            torchvision's ``Resize((32, 32))`` does).
+        dtype: ``"float32"`` -> (N, 3, size, size) normalised ``(x/255 - mean) / std``;
+            ``"uint8"`` -> (N, size, size, 3) RGB.
+        mean, std: per-channel normalisation for float32.
+        threads: loader threads (None: the pool's size; 1: no threads).
+        skip_bad: keep going past unreadable files (their rows are zero, listed in
+            ``meta.errors``) instead of raising on the first one.
+        limit: load at most this many images, evenly spaced over the sorted list so that every
+            class stays represented (for quick runs).
+
+    Returns:
+        ``(images, labels, meta)``: the array described above, int64 (N,) labels and a
+        :class:`SplitMeta`. ``meta.checksum`` (see :func:`split_checksum`) is computed from the
+        uint8 decode at ``size``/``roi`` and the labels, so it does not depend on ``dtype``,
+        ``mean``/``std`` or the thread count. (float32 is produced by decoding to uint8 once and
+        :func:`neonsign.preprocess.normalize`, the same values the loader's float32 mode gives.)
+
+    Raises:
+        DatasetNotFoundError: no such split under ``root``.
+        AnnotationError: a CSV is malformed.
+        DecodeError / FileNotFoundError: a bad or missing image (without ``skip_bad``), naming it.
+        NeonsignValueError: a bad argument.
+    """
+    from . import preprocess
+
+    if dtype not in ("float32", "uint8"):
+        raise NeonsignValueError(f"dtype must be 'float32' or 'uint8', got {dtype!r}")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise NeonsignValueError(f"size must be a positive int, got {size!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise NeonsignValueError(f"limit must be a positive int or None, got {limit!r}")
+
+    spec = find_split(root, split)
+    listing = _list_train(spec) if split == "train" else _list_test(spec)
+    if not listing.paths:
+        raise DatasetNotFoundError(f"the GTSRB {split} split at {spec.images_dir} holds no images")
+
+    paths = listing.paths
+    labels = np.asarray(listing.labels, dtype=np.int64)
+    tracks = listing.tracks
+    widths = np.asarray(listing.widths, dtype=np.int64)
+    heights = np.asarray(listing.heights, dtype=np.int64)
+    rois = np.asarray(listing.rois, dtype=np.int64).reshape(-1, 4)
+    keep = _subset(len(paths), limit)
+    if keep is not None:
+        paths = [paths[i] for i in keep]
+        tracks = [tracks[i] for i in keep]
+        labels, widths, heights, rois = labels[keep], widths[keep], heights[keep], rois[keep]
+
+    kwargs: dict[str, Any] = dict(
+        rois=rois if roi else None, size=size, threads=threads, skip_bad=skip_bad
+    )
+    t0 = time.perf_counter()
+    result = preprocess.load_images(paths, dtype="uint8", **kwargs)
+    seconds = time.perf_counter() - t0
+    images = result.images
+    checksum = split_checksum(images, labels, size=size, roi=roi)
+    if dtype == "float32":  # the loader's float32 output is exactly normalize(its uint8 output)
+        images = preprocess.normalize(images, mean, std)
+        images[~np.asarray(result.ok, dtype=bool)] = 0  # failed rows stay zero, as documented
+
+    meta = SplitMeta(
+        split=split,
+        layout=spec.layout,
+        root=Path(root),
+        paths=tuple(paths),
+        labels=labels,
+        track_ids=tuple(tracks),
+        widths=widths,
+        heights=heights,
+        rois=rois,
+        size=size,
+        roi=roi,
+        checksum=checksum,
+        class_counts=np.bincount(labels, minlength=NUM_CLASSES).astype(np.int64),
+        errors=[(int(i), str(p), str(m)) for i, p, m in result.errors],
+        seconds=seconds,
+    )
+    return images, labels, meta
+
+
+# --------------------------------------------------------------------------------------------
+# Validation split by track
+
+
+def track_split(
+    meta: SplitMeta, val_fraction: float = 0.2, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split rows into training and validation by whole tracks, stratified per class.
+
+    A track (``TTTTT`` in ``TTTTT_IIIII.ppm``) is one physical sign seen ~30 times; splitting
+    images at random would put the same sign on both sides. For each class, ``round(val_fraction
+    * tracks)`` of its tracks (at least one when the class has two or more tracks and
+    ``val_fraction > 0``) are drawn with ``numpy.random.default_rng(seed)`` and all their images
+    go to validation. Rows without a track id (file names not following the pattern) each count
+    as a track of their own.
+
+    Returns:
+        ``(train_idx, val_idx)``: sorted int64 row indices, disjoint, together covering every row.
+
+    Raises:
+        NeonsignValueError: ``val_fraction`` outside [0, 1), or ``meta`` has no track ids (the
+            test split).
+    """
+    if not isinstance(val_fraction, (int, float)) or not 0.0 <= float(val_fraction) < 1.0:
+        raise NeonsignValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
+    n = len(meta.labels)
+    if n and all(t is None for t in meta.track_ids):
+        raise NeonsignValueError(
+            f"the {meta.split} split has no track ids (only training files named TTTTT_IIIII.ppm do)"
+        )
+    rng = np.random.default_rng(seed)
+    # Key each row by (class, track); rows without a track get a unique negative key.
+    groups: dict[int, dict[int, list[int]]] = {}
+    for row, (label, track) in enumerate(zip(meta.labels.tolist(), meta.track_ids)):
+        key = track if track is not None else -1 - row
+        groups.setdefault(label, {}).setdefault(key, []).append(row)
+    val_rows: list[int] = []
+    for label in sorted(groups):
+        keys = sorted(groups[label])
+        n_val = int(round(val_fraction * len(keys)))
+        if n_val == 0 and val_fraction > 0 and len(keys) >= 2:
+            n_val = 1
+        n_val = min(n_val, len(keys) - 1) if len(keys) >= 2 else 0
+        chosen = rng.permutation(len(keys))[:n_val]
+        for k in chosen:
+            val_rows.extend(groups[label][keys[k]])
+    is_val = np.zeros(n, dtype=bool)
+    is_val[np.asarray(val_rows, dtype=np.int64)] = True
+    return np.flatnonzero(~is_val).astype(np.int64), np.flatnonzero(is_val).astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    root = Path(args.root)
+    splits = SPLITS if args.split == "all" else (args.split,)
+    reports: dict[str, Any] = {}
+    bad = 0
+    for split in splits:
+        try:
+            find_split(root, split)
+        except DatasetNotFoundError as exc:
+            if args.split != "all":
+                raise
+            if not args.quiet:
+                print(f"[{split}] not found: {exc}")
+            continue
+        _, _, meta = load_split(
+            root, split, size=args.size, roi=args.roi, dtype="uint8", threads=args.threads,
+            skip_bad=True,
+        )
+        info = meta.to_dict()
+        info["images_per_second"] = round(len(meta) / meta.seconds, 1) if meta.seconds > 0 else None
+        reports[split] = info
+        bad += len(meta.errors)
+        if not args.quiet:
+            _print_info(meta, info)
+        for row, path, message in meta.errors:
+            print(f"[{split}] bad file (row {row}): {path}: {message}", file=sys.stderr)
+    if not reports:
+        raise DatasetNotFoundError(f"no GTSRB split under {root} (see the places listed above)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(reports, indent=2) + "\n")
+    return 2 if bad else 0
+
+
+def _print_info(meta: SplitMeta, info: dict[str, Any]) -> None:
+    print(f"[{meta.split}] layout {meta.layout}: {len(meta)} images, "
+          f"{int((meta.class_counts > 0).sum())} classes, {info['tracks']} tracks")
+    print(f"  width  min/median/max {info['width']['min']}/{info['width']['median']:g}/{info['width']['max']}")
+    print(f"  height min/median/max {info['height']['min']}/{info['height']['median']:g}/{info['height']['max']}")
+    print(f"  decoded at {meta.size}x{meta.size}{' (ROI crop)' if meta.roi else ''} in "
+          f"{meta.seconds:.2f} s ({info['images_per_second']} images/s)")
+    print(f"  checksum sha256:{meta.checksum}")
+    print(f"  {'id':>3}  {'images':>6}  name")
+    for cid, count in enumerate(meta.class_counts.tolist()):
+        print(f"  {cid:>3}  {count:>6}  {CLASS_NAMES[cid]}")
+    if meta.errors:
+        print(f"  {len(meta.errors)} bad file(s)")
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from .synth import synthesize
+
+    root = synthesize(
+        args.root, n_per_class=args.per_class, seed=args.seed, with_test=args.test > 0,
+        n_test=args.test, images_per_track=args.per_track, progress=not args.quiet,
+    )
+    if not args.quiet:
+        print(f"synthetic GTSRB written to {root}")
+    return 0
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from .download import DEFAULT_BASE_URL, download
+
+    root = download(
+        args.root, args.split, base_url=args.base_url or DEFAULT_BASE_URL,
+        progress=not args.quiet, force=args.force,
+    )
+    if not args.quiet:
+        print(f"GTSRB {args.split} ready in {root}")
+    return 0
+
+
+def register_cli(subparsers: Any) -> None:
+    """Add ``synth``, ``download`` and ``data info`` to the ``neonsign`` command line."""
+    p = subparsers.add_parser("synth", help="write a synthetic GTSRB-format data set")
+    p.add_argument("root", help="folder to write (official layout, GTSRB/ level entered)")
+    p.add_argument("--per-class", type=int, default=60, help="training images per class (60)")
+    p.add_argument("--per-track", type=int, default=10, help="images per track (10; GTSRB has 30)")
+    p.add_argument("--test", type=int, default=860, help="test images, 0 for none (860)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(handler=_cmd_synth)
+
+    p = subparsers.add_parser("download", help="download and extract the official GTSRB archives")
+    p.add_argument("root", help="folder to extract into")
+    p.add_argument("--split", choices=("train", "test", "all"), default="all")
+    p.add_argument("--base-url", default=None, help="mirror to download from")
+    p.add_argument("--force", action="store_true", help="replace an existing extracted data set")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(handler=_cmd_download)
+
+    p = subparsers.add_parser("data", help="inspect data sets")
+    sub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    sub.required = True
+    q = sub.add_parser("info", help="decode every image of a split; counts, sizes, checksum")
+    q.add_argument("root")
+    q.add_argument("--split", choices=("train", "test", "all"), default="all")
+    q.add_argument("--roi", action="store_true", help="crop to the ROI before resizing")
+    q.add_argument("--size", type=int, default=32)
+    q.add_argument("--threads", type=int, default=None)
+    q.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    q.add_argument("-q", "--quiet", action="store_true")
+    q.set_defaults(handler=_cmd_info)

@@ -1,0 +1,370 @@
+"""Image preprocessing on neonsign's C core: PPM decoding, GTSRB annotations, Pillow-exact
+bilinear resizing, normalisation and whole-split loading.
+
+Everything here runs on NumPy and ``neonsign._native`` alone (no PyTorch). The heavy calls
+release the GIL; :func:`load_images` spreads the work over the shared thread pool
+(:func:`neonsign.set_threads`).
+
+Conventions:
+
+* images are ``uint8`` arrays of shape ``(H, W, 3)`` (RGB, C-contiguous), as Pillow gives them;
+* a ROI is ``(x1, y1, x2, y2)`` with *inclusive* corners, as in GTSRB's CSV files; cropping to
+  it and resizing equals Pillow's ``img.crop((x1, y1, x2 + 1, y2 + 1)).resize(size, BILINEAR)``;
+* sizes are ``(height, width)`` (an int means a square);
+* ``float32`` output is ``(v / 255 - mean[c]) / std[c]`` in channel-first order, bit-identical to
+  torchvision's ``ToTensor()`` followed by ``Normalize(mean, std)``.
+
+Resource limits (:func:`set_limits`) cap the pixels of a decoded image and the bytes of a file
+read; inputs beyond them raise :class:`~neonsign.errors.ResourceLimitError` before anything
+large is allocated.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import NamedTuple, Union
+
+import numpy as np
+
+from . import _native
+from .errors import AnnotationError, NeonsignValueError, ResourceLimitError
+
+__all__ = [
+    "Annotation",
+    "LoadResult",
+    "decode_ppm",
+    "read_ppm",
+    "parse_annotations",
+    "read_annotations",
+    "resize",
+    "normalize",
+    "preprocess_image",
+    "load_images",
+    "get_limits",
+    "set_limits",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+Size = Union[int, tuple[int, int]]
+Roi = tuple[int, int, int, int]
+
+_DEFAULT_MAX_PIXELS = 1 << 26
+_DEFAULT_MAX_FILE_BYTES = 1 << 30
+# Annotation files are small (GTSRB's largest is ~150 kB); this only stops runaway reads.
+_MAX_CSV_BYTES = 1 << 28
+
+_limits = {"max_pixels": _DEFAULT_MAX_PIXELS, "max_file_bytes": _DEFAULT_MAX_FILE_BYTES}
+
+
+def get_limits() -> dict[str, int]:
+    """Return the current resource limits: ``{"max_pixels": int, "max_file_bytes": int}``."""
+    return dict(_limits)
+
+
+def set_limits(*, max_pixels: int | None = None, max_file_bytes: int | None = None) -> dict[str, int]:
+    """Set the resource limits used by every decode and load call; return the previous ones.
+
+    Args:
+        max_pixels: largest ``width * height`` of an image to decode (default ``2**26``).
+        max_file_bytes: largest image file to read (default ``2**30``).
+    """
+    previous = get_limits()
+    for name, value in (("max_pixels", max_pixels), ("max_file_bytes", max_file_bytes)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise NeonsignValueError(f"{name} must be a positive int, got {value!r}")
+        _limits[name] = value
+    return previous
+
+
+class Annotation(NamedTuple):
+    """One row of a GTSRB annotation CSV.
+
+    ``roi`` is ``(x1, y1, x2, y2)`` with inclusive corners, inside ``width x height``;
+    ``class_id`` is ``None`` for the unlabelled test CSV (``GT-final_test.test.csv``).
+    """
+
+    filename: str
+    width: int
+    height: int
+    roi: tuple[int, int, int, int]
+    class_id: int | None
+
+
+class LoadResult(NamedTuple):
+    """What :func:`load_images` returns.
+
+    * ``images``: ``float32 (N, 3, H, W)`` normalised, or ``uint8 (N, H, W, 3)``;
+    * ``ok``: ``bool (N,)``, False for images that failed (their rows are zero);
+    * ``errors``: ``(index, path, message)`` for every failed image (empty without skip_bad).
+    """
+
+    images: np.ndarray
+    ok: np.ndarray
+    errors: list[tuple[int, str, str]]
+
+
+# ---------------------------------------------------------------------------------------------
+# PPM
+
+
+def decode_ppm(data: bytes | bytearray | memoryview) -> np.ndarray:
+    """Decode a PPM image (P6 or P3, maxval 1..65535) held in memory.
+
+    Returns:
+        ``uint8`` array of shape ``(H, W, 3)``; samples of maxval != 255 are scaled to 8 bits
+        with rounding.
+
+    Raises:
+        DecodeError: malformed data (bad magic, dimensions, maxval, truncated, bad samples).
+        ResourceLimitError: more pixels than ``get_limits()["max_pixels"]``.
+    """
+    return _native.ppm_decode(data, _limits["max_pixels"])
+
+
+def read_ppm(path: PathLike) -> np.ndarray:
+    """Read and decode the PPM file at ``path``: ``uint8 (H, W, 3)``.
+
+    Errors name the path: FileNotFoundError / OSError for I/O, DecodeError for bad contents,
+    ResourceLimitError beyond :func:`get_limits`.
+    """
+    return _native.ppm_read(os.fspath(path), _limits["max_pixels"], _limits["max_file_bytes"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Annotations
+
+
+def parse_annotations(data: bytes, source: str = "<annotations>") -> list[Annotation]:
+    """Parse the bytes of a GTSRB annotation CSV.
+
+    Accepts the training header ``Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId``
+    and the test header without ``ClassId``; LF or CRLF; a UTF-8 BOM; trailing empty lines.
+
+    Raises:
+        AnnotationError: naming ``source``, the line number and the field.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be bytes, got {type(data).__name__}")
+    rows, _has_class = _native.csv_parse(data, str(source))
+    return [Annotation(*row) for row in rows]
+
+
+def read_annotations(path: PathLike) -> list[Annotation]:
+    """Read and parse the GTSRB annotation CSV at ``path`` (see :func:`parse_annotations`)."""
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        data = f.read(_MAX_CSV_BYTES + 1)
+    if len(data) > _MAX_CSV_BYTES:
+        raise AnnotationError(f"{path}: larger than {_MAX_CSV_BYTES} bytes; not an annotation file")
+    return parse_annotations(data, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Resize and normalise
+
+
+def _size_hw(size: Size) -> tuple[int, int]:
+    if isinstance(size, bool):
+        raise NeonsignValueError(f"size must be an int or (height, width), got {size!r}")
+    if isinstance(size, (int, np.integer)):
+        h = w = int(size)
+    else:
+        try:
+            h, w = (int(v) for v in size)
+        except (TypeError, ValueError):
+            raise NeonsignValueError(f"size must be an int or (height, width), got {size!r}") from None
+    if h < 1 or w < 1:
+        raise NeonsignValueError(f"size must be positive, got {size!r}")
+    return h, w
+
+
+def _check_output_pixels(h: int, w: int) -> None:
+    """Refuse output images above the pixel limit before anything is allocated."""
+    if h * w > _limits["max_pixels"]:
+        raise ResourceLimitError(
+            f"output size {h}x{w} exceeds the limit of {_limits['max_pixels']} pixels (set_limits)"
+        )
+
+
+def _as_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(image).__name__}")
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise NeonsignValueError(
+            f"{name} must be uint8 with shape (H, W, 3), got {image.dtype} {image.shape}"
+        )
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise NeonsignValueError(f"{name} is empty: shape {image.shape}")
+    return np.ascontiguousarray(image)
+
+
+def _roi_tuple(roi: Sequence[int] | None) -> Roi | None:
+    if roi is None:
+        return None
+    try:
+        values = tuple(int(v) for v in roi)
+    except (TypeError, ValueError):
+        raise NeonsignValueError(f"roi must be (x1, y1, x2, y2) ints, got {roi!r}") from None
+    if len(values) != 4:
+        raise NeonsignValueError(f"roi must be (x1, y1, x2, y2), got {roi!r}")
+    return values  # type: ignore[return-value]
+
+
+def resize(image: np.ndarray, size: Size, *, roi: Sequence[int] | None = None) -> np.ndarray:
+    """Resize ``image`` (``uint8 (H, W, 3)``) to ``size`` with Pillow's BILINEAR semantics.
+
+    Args:
+        image: RGB image, ``uint8 (H, W, 3)``.
+        size: output ``(height, width)``, or an int for a square.
+        roi: optional ``(x1, y1, x2, y2)`` inclusive crop applied first.
+
+    Returns:
+        ``uint8 (height, width, 3)``, equal to ``Image.fromarray(image).crop(...).resize((width,
+        height), Image.BILINEAR)``.
+    """
+    h, w = _size_hw(size)
+    _check_output_pixels(h, w)
+    image = _as_rgb(image)
+    return _native.resize(image, h, w, _roi_tuple(roi))
+
+
+def _check_stats(mean: Sequence[float], std: Sequence[float]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    m = tuple(float(v) for v in mean)
+    s = tuple(float(v) for v in std)
+    if len(m) != 3 or len(s) != 3:
+        raise NeonsignValueError(f"mean and std need 3 values each, got {mean!r} and {std!r}")
+    if any(v == 0.0 or v != v for v in s):
+        raise NeonsignValueError(f"std values must be non-zero numbers, got {std!r}")
+    return m, s
+
+
+def normalize(
+    images: np.ndarray,
+    mean: Sequence[float] = (0.5, 0.5, 0.5),
+    std: Sequence[float] = (0.5, 0.5, 0.5),
+) -> np.ndarray:
+    """Convert ``uint8 (N, H, W, 3)`` (or one ``(H, W, 3)`` image) to normalised float32.
+
+    Returns ``float32 (N, 3, H, W)`` (or ``(3, H, W)``) with ``(v / 255 - mean[c]) / std[c]``,
+    the same bits as torchvision's ``ToTensor`` + ``Normalize``.
+    """
+    if not isinstance(images, np.ndarray):
+        raise TypeError(f"images must be a numpy.ndarray, got {type(images).__name__}")
+    m, s = _check_stats(mean, std)
+    single = images.ndim == 3
+    batch = images[None] if single else images
+    if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[3] != 3:
+        raise NeonsignValueError(
+            f"images must be uint8 (N, H, W, 3) or (H, W, 3), got {images.dtype} {images.shape}"
+        )
+    out = _native.normalize(np.ascontiguousarray(batch), m, s)
+    return out[0] if single else out
+
+
+_DTYPES = {"float32": _native.LAYOUT_F32_NCHW, "uint8": _native.LAYOUT_U8_NHWC}
+
+
+def _layout(dtype: str | type | np.dtype) -> int:
+    try:
+        key = np.dtype(dtype).name
+    except TypeError:
+        key = str(dtype)
+    if key not in _DTYPES:
+        raise NeonsignValueError(f"dtype must be 'float32' or 'uint8', got {dtype!r}")
+    return _DTYPES[key]
+
+
+def preprocess_image(
+    image: np.ndarray | bytes,
+    *,
+    size: Size = 32,
+    roi: Sequence[int] | None = None,
+    dtype: str = "float32",
+    mean: Sequence[float] = (0.5, 0.5, 0.5),
+    std: Sequence[float] = (0.5, 0.5, 0.5),
+) -> np.ndarray:
+    """Preprocess one image: decode (if PPM bytes), crop to ``roi``, resize, normalise.
+
+    Args:
+        image: ``uint8 (H, W, 3)`` array (e.g. ``np.asarray(PIL.Image.open(f).convert("RGB"))``)
+            or the bytes of a PPM file.
+        size: output ``(height, width)`` or an int.
+        roi: optional inclusive ``(x1, y1, x2, y2)``.
+        dtype: ``"float32"`` -> ``(3, H, W)`` normalised; ``"uint8"`` -> ``(H, W, 3)``.
+
+    Returns:
+        The same values :func:`load_images` produces for the same pixels.
+    """
+    layout = _layout(dtype)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        image = decode_ppm(image)
+    small = resize(image, size, roi=roi)
+    if layout == _native.LAYOUT_U8_NHWC:
+        return small
+    return normalize(small, mean, std)
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole splits
+
+
+def load_images(
+    paths: Sequence[PathLike],
+    *,
+    rois: np.ndarray | None = None,
+    size: Size = 32,
+    dtype: str = "float32",
+    mean: Sequence[float] = (0.5, 0.5, 0.5),
+    std: Sequence[float] = (0.5, 0.5, 0.5),
+    threads: int | None = None,
+    skip_bad: bool = False,
+) -> LoadResult:
+    """Load PPM files into one array: read, decode, crop, resize and normalise in C.
+
+    The work runs on the shared thread pool with the GIL released; the result is identical for
+    any thread count.
+
+    Args:
+        paths: N PPM files.
+        rois: optional ``(N, 4)`` integer array of inclusive ``(x1, y1, x2, y2)`` per image; a
+            row of ``-1`` means the whole image.
+        size: output ``(height, width)`` or an int.
+        dtype: ``"float32"`` -> images ``(N, 3, H, W)`` normalised with ``mean``/``std``;
+            ``"uint8"`` -> ``(N, H, W, 3)``.
+        threads: threads to use, at most the pool's size (``None``: the whole pool, see
+            :func:`neonsign.set_threads`; 1: no threads, all work on the calling thread).
+        skip_bad: if False, the first bad file (lowest index) raises; if True, failed images are
+            zero rows, ``ok`` is False for them and ``errors`` lists them.
+
+    Raises:
+        FileNotFoundError / OSError: a file is missing or unreadable (message names it).
+        DecodeError: a file is not a valid PPM or its ROI does not fit (message names it).
+        ResourceLimitError: a file exceeds :func:`get_limits`.
+    """
+    h, w = _size_hw(size)
+    _check_output_pixels(h, w)
+    layout = _layout(dtype)
+    m, s = _check_stats(mean, std)
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        raise TypeError("paths must be a sequence of paths, not a single path")
+    path_list = list(paths)  # the binding converts each with os.fsencode semantics
+    roi_arr = None
+    if rois is not None:
+        roi_arr = np.asarray(rois)
+        if roi_arr.shape != (len(path_list), 4) or not np.issubdtype(roi_arr.dtype, np.integer):
+            raise NeonsignValueError(
+                f"rois must be an integer array of shape ({len(path_list)}, 4), "
+                f"got {roi_arr.dtype} {roi_arr.shape}"
+            )
+        roi_arr = np.ascontiguousarray(roi_arr, dtype=np.int64)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise NeonsignValueError(f"threads must be a positive int or None, got {threads!r}")
+    images, ok, errs = _native.load_images(
+        path_list, roi_arr, h, w, layout, m, s, _limits["max_pixels"], _limits["max_file_bytes"],
+        bool(skip_bad), threads,
+    )
+    errors = [(i, os.fsdecode(path_list[i]), msg) for i, msg in errs]
+    return LoadResult(images, ok, errors)
