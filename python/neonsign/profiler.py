@@ -632,9 +632,9 @@ def profile(
         seed: seeds random weights and inputs.
         aten: also run one pass per libtorch backend under torch.profiler to name aten kernels.
         order: ``"interleaved"`` (one pass of each backend in turn, so load drift on a shared
-            machine hits all alike) or ``"sequential"`` (all passes of one backend, then the next:
-            no backend runs right after another one's threads, e.g. OpenMP workers still
-            spinning).
+            machine hits all alike; each timed pass follows an untimed pass of the same backend,
+            so it does not inherit the previous backend's cache state or still-spinning OpenMP
+            workers) or ``"sequential"`` (all passes of one backend, then the next).
         progress: show a tqdm progress bar.
 
     Returns:
@@ -688,10 +688,17 @@ def profile(
 
             schedule = tqdm(schedule, desc="profile", unit="pass")
         logits: dict[str, np.ndarray] = {}
+        rewarm = order == "interleaved" and len(runners) > 1
         for step, name in schedule:
             runner = runners[name]
+            if step >= warmup and rewarm:
+                # an untimed pass first, so the timed one finds this backend's weights in cache
+                # and the previous backend's threads (e.g. spinning OpenMP workers) gone
+                runner.rec.disable()
+                runner.run(x)
             if step == warmup:
                 runner.rec.reset()
+            if step >= warmup:
                 runner.rec.enable()
             logits[name] = runner.run(x)
         for runner in runners.values():
