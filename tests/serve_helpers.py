@@ -1,0 +1,143 @@
+"""Helpers for the serving tests and benchmark: model directories from random weights, free
+ports, and real uvicorn server processes (importable as ``serve_helpers``)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def random_state_dict(seed: int) -> dict[str, np.ndarray]:
+    """TrafficSignNet weights with PyTorch's default-init scale (so logits are spread out)."""
+    from neonsign.engine import WEIGHT_SHAPES
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, shape in WEIGHT_SHAPES.items():
+        fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else shape[0]
+        bound = 1.0 / np.sqrt(fan_in)
+        out[name] = rng.uniform(-bound, bound, shape).astype(np.float32) * 4.0
+    return out
+
+
+def make_model_dir(path: str | os.PathLike[str], seed: int) -> Path:
+    """Write ``model.safetensors`` + ``model_card.json`` (the neonsign.artifacts format)."""
+    from safetensors.numpy import save_file
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    weights = path / "model.safetensors"
+    save_file(random_state_dict(seed), str(weights), metadata={"format": "pt"})
+    card = {
+        "schema_version": 1,
+        "architecture": "TrafficSignNet",
+        "num_classes": 43,
+        "metrics": {},
+        "seed": seed,
+        "preprocessing": {"size": 32, "roi": False, "mean": [0.5, 0.5, 0.5],
+                          "std": [0.5, 0.5, 0.5], "dtype": "float32", "layout": "NCHW"},
+        "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+    }
+    (path / "model_card.json").write_text(json.dumps(card, indent=2))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def encode(image: np.ndarray, fmt: str) -> bytes:
+    """uint8 (H, W, 3) -> PNG / JPEG / PPM bytes."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def sign_like_images(n: int, seed: int = 0) -> list[np.ndarray]:
+    """n RGB images of varied sizes with some structure (a disc on a background)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        h, w = (int(v) for v in rng.integers(20, 120, 2))
+        yy, xx = np.mgrid[0:h, 0:w]
+        disc = (yy - h / 2) ** 2 + (xx - w / 2) ** 2 < (min(h, w) / 2.5) ** 2
+        img = rng.integers(0, 256, (h, w, 3)).astype(np.uint8) // 2
+        img[disc] = rng.integers(0, 256, 3)
+        out.append(img)
+    return out
+
+
+def wait_ready(base_url: str, proc: subprocess.Popen | None, timeout: float = 60.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before it was ready")
+        try:
+            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{base_url} not ready after {timeout} s")
+
+
+@contextmanager
+def running_server(
+    argv: Sequence[str], port: int, env: dict[str, str] | None = None, log: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Start ``argv`` (a server listening on 127.0.0.1:port), wait for /readyz, yield
+    (base_url, process), then stop it (SIGTERM, then SIGKILL after 10 s)."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    out = open(log, "wb") if log else subprocess.DEVNULL
+    proc = subprocess.Popen(list(argv), env=full_env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, proc)
+        yield base, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if log:
+            out.close()  # type: ignore[union-attr]
+
+
+def serve_argv(model_dir: str | os.PathLike[str], port: int, *extra: str) -> list[str]:
+    """``neonsign serve`` through the current interpreter."""
+    return [sys.executable, "-m", "neonsign.cli", "serve", os.fspath(model_dir),
+            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *extra]
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels`` in Prometheus text."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                total += s.value
+    return total
