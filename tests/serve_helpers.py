@@ -141,3 +141,52 @@ def metric_value(text: str, name: str, **labels: str) -> float:
             if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
                 total += s.value
     return total
+
+
+def multipart(field: str, filename: str, data: bytes, boundary: str = "neonsignbench") -> tuple[bytes, str]:
+    """A prebuilt ``multipart/form-data`` body with one file and its content type (so a load
+    generator spends no time encoding)."""
+    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; '
+            f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n').encode()
+    return head + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+async def run_load(base: str, path: str, blobs: Sequence[bytes], total: int, concurrency: int,
+                   duration_cap: float) -> dict:
+    """POST ``blobs`` (cycled) as field ``file`` to ``base + path``: ``total`` requests from
+    ``concurrency`` concurrent clients, stopping early at ``duration_cap`` seconds.
+
+    Returns ``{"sent", "ok", "failures" (status codes, -1 for transport errors),
+    "latencies" (seconds, successful requests), "elapsed"}``.
+    """
+    import httpx
+
+    bodies = [multipart("file", f"{i}.png", b) for i, b in enumerate(blobs)]
+    state = {"sent": 0, "ok": 0}
+    failures: list[int] = []
+    latencies: list[float] = []
+    start = time.perf_counter()
+    deadline = time.monotonic() + duration_cap
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
+        async def worker() -> None:
+            while state["sent"] < total and time.monotonic() < deadline:
+                body, ctype = bodies[state["sent"] % len(bodies)]
+                state["sent"] += 1
+                t0 = time.perf_counter()
+                try:
+                    r = await client.post(path, content=body, headers={"content-type": ctype})
+                except httpx.HTTPError:
+                    failures.append(-1)
+                    continue
+                if r.status_code == 200:
+                    state["ok"] += 1
+                    latencies.append(time.perf_counter() - t0)
+                else:
+                    failures.append(r.status_code)
+
+        import asyncio
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return {"sent": state["sent"], "ok": state["ok"], "failures": failures,
+            "latencies": latencies, "elapsed": time.perf_counter() - start}

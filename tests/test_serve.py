@@ -29,6 +29,7 @@ from serve_helpers import (
     free_port,
     make_model_dir,
     metric_value,
+    run_load,
     running_server,
     serve_argv,
     sign_like_images,
@@ -292,27 +293,9 @@ def test_bad_inputs(server) -> None:
 
 async def _load(base: str, blobs: list[bytes], total: int, concurrency: int,
                 duration_cap: float) -> tuple[int, int, list[int]]:
-    """POST ``total`` images with ``concurrency`` clients; stop at ``duration_cap`` s.
-    Returns (sent, ok, statuses of failures)."""
-    sent = ok = 0
-    failures: list[int] = []
-    deadline = time.monotonic() + duration_cap
-    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-        async def worker(k: int) -> None:
-            nonlocal sent, ok
-            while sent < total and time.monotonic() < deadline:
-                i = sent
-                sent += 1
-                try:
-                    r = await client.post("/predict", files={"file": ("x.png", blobs[i % len(blobs)])})
-                    if r.status_code == 200:
-                        ok += 1
-                    else:
-                        failures.append(r.status_code)
-                except httpx.HTTPError:
-                    failures.append(-1)
-        await asyncio.gather(*(worker(k) for k in range(concurrency)))
-    return sent, ok, failures
+    """(sent, ok, failure statuses) of a bounded load on /predict."""
+    res = await run_load(base, "/predict", blobs, total, concurrency, duration_cap)
+    return res["sent"], res["ok"], res["failures"]
 
 
 @needs_subprocess
