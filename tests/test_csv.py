@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from neonsign import errors, preprocess as pp
 from neonsign.preprocess import Annotation
@@ -114,3 +116,27 @@ def test_read_annotations_file(tmp_path):
 def test_parse_rejects_str():
     with pytest.raises(TypeError):
         pp.parse_annotations(TRAIN, "x")  # type: ignore[arg-type]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_random_bytes_parse_or_raise(data):
+    try:
+        rows = pp.parse_annotations(data, "fuzz.csv")
+    except errors.AnnotationError as exc:
+        assert "fuzz.csv" in str(exc)
+        return
+    assert all(isinstance(r, Annotation) for r in rows)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="0123456789;-\r\n.ab", max_size=80))
+def test_random_rows_parse_or_raise(tail):
+    try:
+        rows = pp.parse_annotations((TRAIN + tail).encode(), "fuzz.csv")
+    except errors.AnnotationError as exc:
+        assert "fuzz.csv" in str(exc) and "line" in str(exc)
+        return
+    for r in rows:
+        x1, y1, x2, y2 = r.roi
+        assert 0 <= x1 <= x2 < r.width and 0 <= y1 <= y2 < r.height

@@ -12,6 +12,7 @@ from PIL import Image
 
 import neonsign
 from neonsign import errors, preprocess as pp
+from pillow_ref import assert_matches_pillow
 
 rng = np.random.default_rng(7)
 
@@ -63,15 +64,16 @@ def test_uint8_matches_pillow(split):
     res = pp.load_images(paths, dtype="uint8")
     assert res.images.shape == (60, 32, 32, 3) and res.images.dtype == np.uint8
     assert res.ok.dtype == np.bool_ and res.ok.all() and res.errors == []
-    np.testing.assert_array_equal(res.images, pillow_ref(images, None))
+    assert_matches_pillow(res.images, pillow_ref(images, None))
 
 
 def test_roi_and_float32_match_pillow_then_torchvision_arithmetic(split):
     paths, rois, images = split
     res = pp.load_images(paths, rois=rois, mean=(0.1, 0.2, 0.3), std=(0.3, 0.4, 0.5))
-    ref8 = pillow_ref(images, rois)
+    res8 = pp.load_images(paths, rois=rois, dtype="uint8")
+    assert_matches_pillow(res8.images, pillow_ref(images, rois))
     assert res.images.shape == (60, 3, 32, 32) and res.images.dtype == np.float32
-    np.testing.assert_array_equal(res.images, pp.normalize(ref8, (0.1, 0.2, 0.3), (0.3, 0.4, 0.5)))
+    np.testing.assert_array_equal(res.images, pp.normalize(res8.images, (0.1, 0.2, 0.3), (0.3, 0.4, 0.5)))
 
 
 def test_roi_minus_one_means_whole_image(split):
@@ -79,14 +81,12 @@ def test_roi_minus_one_means_whole_image(split):
     rois = rois.copy()
     rois[::2] = -1
     res = pp.load_images(paths, rois=rois, dtype="uint8", size=(20, 24))
-    ref = [pillow_ref([img], None if i % 2 == 0 else [roi], 1)[0] for i, (img, roi) in enumerate(zip(images, rois))]
     assert res.images.shape == (60, 20, 24, 3)
     for i, (img, roi) in enumerate(zip(images, rois)):
         im = Image.fromarray(img)
         if i % 2:
             im = im.crop((roi[0], roi[1], roi[2] + 1, roi[3] + 1))
-        np.testing.assert_array_equal(res.images[i], np.asarray(im.resize((24, 20), Image.BILINEAR)))
-    del ref
+        assert_matches_pillow(res.images[i], np.asarray(im.resize((24, 20), Image.BILINEAR)))
 
 
 def test_single_image_path_equals_load_images(split):
@@ -161,11 +161,11 @@ def test_roi_outside_actual_image_is_an_error(dir_with_corrupt):
 def test_limits_apply_per_file(dir_with_corrupt):
     previous = pp.set_limits(max_pixels=499)  # the smallest is 20x25
     try:
-        res = pp.load_images(dir_with_corrupt[:3], skip_bad=True)
+        res = pp.load_images(dir_with_corrupt[:3], size=16, skip_bad=True)
         assert not res.ok.any()
         assert all("limit" in e[2] for e in res.errors)
-        with pytest.raises(errors.ResourceLimitError):
-            pp.load_images(dir_with_corrupt[:3])
+        with pytest.raises(errors.ResourceLimitError, match="img00.ppm"):
+            pp.load_images(dir_with_corrupt[:3], size=16)
     finally:
         pp.set_limits(**previous)
 
@@ -188,6 +188,15 @@ def test_empty_list_and_bad_arguments(split):
         pp.load_images(str(paths[0]))
     with pytest.raises(ValueError, match="null"):
         pp.load_images(["a\0b.ppm"])
+    with pytest.raises(TypeError):
+        pp.load_images([paths[0], 42])  # type: ignore[list-item]
+
+
+def test_str_bytes_and_pathlike_paths(split):
+    paths, _, _ = split
+    mixed = [str(paths[0]), bytes(paths[1]), paths[2]]
+    res = pp.load_images(mixed, dtype="uint8")
+    np.testing.assert_array_equal(res.images, pp.load_images(paths[:3], dtype="uint8").images)
 
 
 def test_gil_released_during_load(tmp_path):
@@ -229,4 +238,4 @@ def test_shared_gtsrb_if_present():
     for p, (x1, y1, x2, y2) in zip(paths, rois):
         im = Image.open(p).crop((x1, y1, x2 + 1, y2 + 1))
         ref.append(np.asarray(im.resize((32, 32), Image.BILINEAR)))
-    np.testing.assert_array_equal(res.images, np.stack(ref))
+    assert_matches_pillow(res.images, np.stack(ref))

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -15,10 +16,15 @@ static ns_status io_error(ns_error *err, const char *path, const char *what, int
 }
 
 ns_status ns_read_file(const char *path, size_t max_bytes, ns_buf *buf, size_t *len, ns_error *err) {
+    return ns_read_file_at(AT_FDCWD, path, path, max_bytes, buf, len, err);
+}
+
+ns_status ns_read_file_at(int dirfd, const char *name, const char *path, size_t max_bytes,
+                          ns_buf *buf, size_t *len, ns_error *err) {
     *len = 0;
     int fd;
     do {
-        fd = open(path, O_RDONLY | O_CLOEXEC);
+        fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
     } while (fd < 0 && errno == EINTR);
     if (fd < 0) return io_error(err, path, "cannot open", errno);
 
@@ -94,4 +100,42 @@ ns_status ns_read_file(const char *path, size_t max_bytes, ns_buf *buf, size_t *
                             max_bytes);
     *len = used;
     return NS_OK;
+}
+
+void ns_dir_cache_init(ns_dir_cache *c) {
+    c->fd = -1;
+    c->dir = NULL;
+    c->len = 0;
+}
+
+void ns_dir_cache_close(ns_dir_cache *c) {
+    if (c->fd >= 0) close(c->fd);
+    free(c->dir);
+    ns_dir_cache_init(c);
+}
+
+ns_status ns_read_file_cached(ns_dir_cache *c, const char *path, size_t max_bytes, ns_buf *buf,
+                              size_t *len, ns_error *err) {
+    const char *slash = strrchr(path, '/');
+    if (!slash || slash[1] == '\0') return ns_read_file(path, max_bytes, buf, len, err);
+    size_t dlen = slash == path ? 1 : (size_t)(slash - path); /* "/name" -> directory "/" */
+    if (!(c->fd >= 0 && c->len == dlen && memcmp(c->dir, path, dlen) == 0)) {
+        ns_dir_cache_close(c);
+        char *dir = malloc(dlen + 1);
+        if (!dir) return ns_read_file(path, max_bytes, buf, len, err);
+        memcpy(dir, path, dlen);
+        dir[dlen] = '\0';
+        int fd;
+        do {
+            fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        } while (fd < 0 && errno == EINTR);
+        if (fd < 0) { /* let the full path produce the error (or succeed) */
+            free(dir);
+            return ns_read_file(path, max_bytes, buf, len, err);
+        }
+        c->fd = fd;
+        c->dir = dir;
+        c->len = dlen;
+    }
+    return ns_read_file_at(c->fd, slash + 1, path, max_bytes, buf, len, err);
 }

@@ -30,6 +30,7 @@ typedef struct {
     ns_buf file;     /* raw file bytes */
     ns_buf pixels;   /* decoded uint8 HxWx3 for files that are not 8-bit P6 */
     ns_buf small;    /* resized uint8 image before normalisation */
+    ns_dir_cache dir; /* directory of the previous file */
     ns_resize_scratch rs;
 } worker_scratch;
 
@@ -46,7 +47,7 @@ static ns_status load_one(load_ctx *ctx, worker_scratch *ws, size_t i, ns_error 
     const ns_load_request *req = ctx->req;
     const char *path = req->paths[i];
     size_t len;
-    ns_status st = ns_read_file(path, req->max_file_bytes, &ws->file, &len, err);
+    ns_status st = ns_read_file_cached(&ws->dir, path, req->max_file_bytes, &ws->file, &len, err);
     if (st != NS_OK) return st; /* message already names the path */
     const uint8_t *data = (const uint8_t *)ws->file.data;
     ns_ppm_info info;
@@ -127,7 +128,13 @@ static void load_task(void *vctx, size_t i, int worker) {
     worker_scratch *ws = NULL;
     if (worker >= 0 && worker < NS_POOL_MAX_THREADS) {
         ws = ctx->scratch[worker];
-        if (!ws) ws = ctx->scratch[worker] = calloc(1, sizeof *ws);
+        if (!ws) {
+            ws = ctx->scratch[worker] = calloc(1, sizeof *ws);
+            if (ws) {
+                ws->rs.use_cache = 1; /* a split has few distinct sizes */
+                ns_dir_cache_init(&ws->dir);
+            }
+        }
     }
     if (!ws)
         st = ns_set_error(&err, NS_ERR_NOMEM, "%s: cannot allocate loader scratch", req->paths[i]);
@@ -192,6 +199,7 @@ ns_status ns_load_images(ns_pool *pool, const ns_load_request *req, ns_error *er
         ns_buf_free(&ctx->scratch[t]->pixels);
         ns_buf_free(&ctx->scratch[t]->small);
         ns_resize_scratch_free(&ctx->scratch[t]->rs);
+        ns_dir_cache_close(&ctx->scratch[t]->dir);
         free(ctx->scratch[t]);
     }
     free(ctx);

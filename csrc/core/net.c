@@ -91,12 +91,7 @@ static ns_status pack_conv(packed *p, size_t nr, size_t cout, size_t cin, const 
 /* ------------------------------------------------------------------------------------------ */
 /* Layer building blocks shared by the net and the layer-level entry points                    */
 
-/* NCHW (c,h,w) -> NHWC (h,w,c). */
-static void to_nhwc(const float *src, size_t c, size_t h, size_t w, float *dst) {
-    for (size_t ch = 0; ch < c; ch++)
-        for (size_t i = 0; i < h * w; i++) dst[i * c + ch] = src[ch * h * w + i];
-}
-
+/* NHWC (h,w,c) -> NCHW (c,h,w) (layer-level entry point only). */
 static void to_nchw(const float *src, size_t c, size_t h, size_t w, float *dst) {
     for (size_t ch = 0; ch < c; ch++)
         for (size_t i = 0; i < h * w; i++) dst[ch * h * w + i] = src[i * c + ch];
@@ -122,22 +117,22 @@ static void conv_rows(const ns_isa *isa, const packed *L, size_t cin, size_t h, 
         return;
     }
     const size_t pw = (w - 2) / 2, cw = 2 * pw;
+    if (isa->conv_pool) { /* pooled in the micro-kernel's registers */
+        for (size_t py = r0; py < r1; py++)
+            for (size_t b = b0; b < b1; b++) {
+                const size_t nc = cout - b * nr < nr ? cout - b * nr : nr;
+                isa->conv_pool(pw, nc, kc, in + 2 * py * rs, cin, rs, L->w + b * L->k * nr,
+                               L->b + b * nr, out + py * pw * cout + b * nr, cout, relu);
+            }
+        return;
+    }
     for (size_t py = r0; py < r1; py++) {
         for (size_t b = b0; b < b1; b++) {
             const size_t nc = cout - b * nr < nr ? cout - b * nr : nr;
             for (size_t dy = 0; dy < 2; dy++)
                 isa->gemm(cw, nc, 3, kc, in + (2 * py + dy) * rs, cin, rs, L->w + b * L->k * nr,
                           L->b + b * nr, rowbuf + dy * cw * cout + b * nr, cout, relu);
-            const size_t c0 = b * nr, c1 = c0 + nc;
-            for (size_t px = 0; px < pw; px++) {
-                const float *t = rowbuf + 2 * px * cout, *u = t + cw * cout;
-                float *o = out + (py * pw + px) * cout;
-                for (size_t c = c0; c < c1; c++) {
-                    float m0 = t[c] > t[cout + c] ? t[c] : t[cout + c];
-                    float m1 = u[c] > u[cout + c] ? u[c] : u[cout + c];
-                    o[c] = m0 > m1 ? m0 : m1;
-                }
-            }
+            isa->pool2x2(rowbuf, cw, cout, b * nr, b * nr + nc, out + py * pw * cout);
         }
     }
 }
@@ -381,7 +376,7 @@ static void task_image(void *vctx, size_t i, int worker) {
     const ns_isa *isa = net->isa;
     float *xin = worker_work(net, worker), *p1 = xin + RUP16(IN_SIZE), *rb = p1 + RUP16(P1_SIZE);
     uint64_t t0 = tnow(f->timers);
-    to_nhwc(f->x + i * IN_SIZE, NS_NET_IN_C, NS_NET_IN_H, NS_NET_IN_W, xin);
+    isa->to_nhwc(f->x + i * IN_SIZE, NS_NET_IN_C, IN_PIX, xin);
     conv_rows(isa, &net->c1, NS_NET_IN_C, NS_NET_IN_H, NS_NET_IN_W, xin, 1, 1, 0, P1_H, 0,
               net->c1.nb, p1, rb);
     uint64_t t1 = tnow(f->timers);
@@ -515,7 +510,7 @@ static void forward_chunk(ns_net *net, ns_pool *pool, int threads, const float *
         uint64_t t2 = tnow(on);
         ns_ref_relu(f.hid, m * NS_NET_HIDDEN);
         uint64_t t3 = tnow(on);
-        run_fc(&f, pool, threads, &net->f2, f.hid, logits, 0, 1);
+        run_fc(&f, pool, 1, &net->f2, f.hid, logits, 0, 1);
         if (on) {
             uint64_t t4 = ns_now_ns();
             net->t_ns[NS_LAYER_FC1] += t2 - t1;
@@ -527,7 +522,7 @@ static void forward_chunk(ns_net *net, ns_pool *pool, int threads, const float *
     if (threads > 1 && m < (size_t)threads) {
         /* few images: split each image's conv layers between the threads */
         for (size_t i = 0; i < m; i++)
-            to_nhwc(x + i * IN_SIZE, NS_NET_IN_C, NS_NET_IN_H, NS_NET_IN_W, f.xin + i * IN_SIZE);
+            net->isa->to_nhwc(x + i * IN_SIZE, NS_NET_IN_C, IN_PIX, f.xin + i * IN_SIZE);
         ns_pool_run(pool, task_conv1_rows, &f, m * C1_TASKS, threads);
         uint64_t t1 = tnow(on);
         ns_pool_run(pool, task_conv2_rows, &f, m * P2_H * net->c2.nb, threads);
@@ -543,7 +538,9 @@ static void forward_chunk(ns_net *net, ns_pool *pool, int threads, const float *
     uint64_t t2 = tnow(on);
     run_fc(&f, pool, threads, &net->f1, f.feat, f.hid, 1, 0);
     uint64_t t3 = tnow(on);
-    run_fc(&f, pool, threads, &net->f2, f.hid, logits, 0, 0);
+    /* fc2 (5.5 K multiply-adds per image) runs on the calling thread: cheaper than waking
+     * the pool for it */
+    run_fc(&f, pool, 1, &net->f2, f.hid, logits, 0, 0);
     if (on) {
         uint64_t t4 = ns_now_ns();
         net->t_ns[NS_LAYER_FC1] += t3 - t2;
@@ -614,7 +611,7 @@ ns_status ns_op_conv3x3(ns_kernel k, const float *x, size_t n, size_t cin, size_
     float *rb = malloc(2 * w * cout * sizeof(float));
     if (!xin || !o || !rb) st = ns_set_error(err, NS_ERR_NOMEM, "conv3x3: out of memory");
     for (size_t i = 0; st == NS_OK && i < n; i++) {
-        to_nhwc(x + i * in_sz, cin, h, w, xin);
+        isa->to_nhwc(x + i * in_sz, cin, h * w, xin);
         conv_rows(isa, &L, cin, h, w, xin, relu, pool, 0, oh, 0, L.nb, o, rb);
         to_nchw(o, cout, oh, ow, out + i * out_sz);
     }

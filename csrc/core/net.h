@@ -12,10 +12,12 @@
  * columns are permuted at packing time so that the NHWC features need no flatten transpose.
  *
  * Threads: large batches run one task per image for the conv layers; small batches (fewer
- * images than threads) split the conv layers by rows and channel blocks. fc1/fc2 run as tasks
- * over fixed row chunks x output-channel blocks. Task boundaries never depend on the thread
+ * images than threads) split the conv layers by rows and channel blocks. fc1 runs as tasks
+ * over fixed row chunks x output-channel blocks; fc2 (tiny) on the calling thread. Task boundaries never depend on the thread
  * count and every output element is computed by the same sequence of operations, so results
- * are bit-identical for any thread count (and for any batch composition).
+ * are bit-identical for any thread count. (Across batch sizes an image's logits can differ in
+ * the last bits: a lone row left at the end of an fc row chunk, e.g. batch 1, uses a
+ * K-split GEMV tile that sums in another order.)
  *
  * Concurrency: a net has a mutex; concurrent ns_net_forward calls on one net run one after
  * the other (the shared pool serialises runs anyway). Scratch memory is per net, reused across

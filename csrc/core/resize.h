@@ -19,12 +19,24 @@
 #include "buf.h"
 #include "common.h"
 
+typedef struct ns_coeff_entry {
+    size_t in_size, out_size, ksize;
+    ns_buf buf;
+} ns_coeff_entry;
+
+#define NS_RESIZE_CACHE_SLOTS 512
+/* Largest filter (taps per output); bounds the downscale factor to (taps - 1) / 2 = 8191 and
+ * keeps the 32-bit sums exact. */
+#define NS_RESIZE_MAX_TAPS 16383
+
 /* Reused memory for ns_resize_u8c3 (one per thread). Zero-initialise; free with
  * ns_resize_scratch_free. */
 typedef struct ns_resize_scratch {
     ns_buf coeffs_x, coeffs_y; /* int32 weights then int32 (first, count) bounds */
     ns_buf tmp;                /* horizontally resampled rows, uint8 */
-    ns_buf acc;                /* one output row of int32 accumulators */
+    ns_buf tr_in, tr_out;      /* transposed lines for the horizontal pass */
+    int use_cache;             /* set to 1 to keep coefficient tables across calls (loaders) */
+    ns_coeff_entry *cache;     /* NS_RESIZE_CACHE_SLOTS tables, allocated on first use */
 } ns_resize_scratch;
 
 void ns_resize_scratch_free(ns_resize_scratch *s);
@@ -37,5 +49,9 @@ void ns_resize_scratch_free(ns_resize_scratch *s);
 ns_status ns_resize_u8c3(const uint8_t *src, size_t src_w, size_t src_h, size_t src_stride,
                          uint8_t *dst, size_t dst_w, size_t dst_h, ns_resize_scratch *s,
                          ns_error *err);
+
+/* The SIMD used for transposing ("neon", "ssse3", or "none" when absent or NEONSIGN_KERNEL=ref);
+ * the arithmetic is plain C, auto-vectorised (plus an AVX2 clone on x86-64). */
+const char *ns_resize_simd_name(void);
 
 #endif /* NS_RESIZE_H */

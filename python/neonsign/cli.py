@@ -21,6 +21,7 @@ _COMMAND_MODULES = (
     "neonsign.data",      # synth, download, data info
     "neonsign.train",     # train
     "neonsign.evaluate",  # test
+    "neonsign.profiler",  # profile, backends, compare
     "neonsign.serve",     # serve
 )
 

@@ -62,8 +62,8 @@ def available_kernels() -> list[str]:
 
 def _to_float32_array(name: str, value: Any) -> np.ndarray:
     """A tensor or array-like -> C-contiguous float32 ndarray (no torch import needed)."""
-    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch.Tensor
-        value = value.detach().cpu().numpy()
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch.Tensor (any float dtype)
+        value = value.detach().cpu().float().numpy()
     try:
         arr = np.asarray(value)
     except Exception as exc:  # noqa: BLE001 - anything unconvertible is a model error

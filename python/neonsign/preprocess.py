@@ -28,7 +28,7 @@ from typing import NamedTuple, Union
 import numpy as np
 
 from . import _native
-from .errors import AnnotationError, NeonsignValueError
+from .errors import AnnotationError, NeonsignValueError, ResourceLimitError
 
 __all__ = [
     "Annotation",
@@ -181,6 +181,14 @@ def _size_hw(size: Size) -> tuple[int, int]:
     return h, w
 
 
+def _check_output_pixels(h: int, w: int) -> None:
+    """Refuse output images above the pixel limit before anything is allocated."""
+    if h * w > _limits["max_pixels"]:
+        raise ResourceLimitError(
+            f"output size {h}x{w} exceeds the limit of {_limits['max_pixels']} pixels (set_limits)"
+        )
+
+
 def _as_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
     if not isinstance(image, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(image).__name__}")
@@ -218,6 +226,7 @@ def resize(image: np.ndarray, size: Size, *, roi: Sequence[int] | None = None) -
         height), Image.BILINEAR)``.
     """
     h, w = _size_hw(size)
+    _check_output_pixels(h, w)
     image = _as_rgb(image)
     return _native.resize(image, h, w, _roi_tuple(roi))
 
@@ -335,26 +344,26 @@ def load_images(
         ResourceLimitError: a file exceeds :func:`get_limits`.
     """
     h, w = _size_hw(size)
+    _check_output_pixels(h, w)
     layout = _layout(dtype)
     m, s = _check_stats(mean, std)
     if isinstance(paths, (str, bytes, os.PathLike)):
         raise TypeError("paths must be a sequence of paths, not a single path")
-    path_list = [os.fspath(p) for p in paths]
-    encoded = [os.fsencode(p) for p in path_list]
+    path_list = list(paths)  # the binding converts each with os.fsencode semantics
     roi_arr = None
     if rois is not None:
         roi_arr = np.asarray(rois)
-        if roi_arr.shape != (len(encoded), 4) or not np.issubdtype(roi_arr.dtype, np.integer):
+        if roi_arr.shape != (len(path_list), 4) or not np.issubdtype(roi_arr.dtype, np.integer):
             raise NeonsignValueError(
-                f"rois must be an integer array of shape ({len(encoded)}, 4), "
+                f"rois must be an integer array of shape ({len(path_list)}, 4), "
                 f"got {roi_arr.dtype} {roi_arr.shape}"
             )
         roi_arr = np.ascontiguousarray(roi_arr, dtype=np.int64)
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise NeonsignValueError(f"threads must be a positive int or None, got {threads!r}")
     images, ok, errs = _native.load_images(
-        encoded, roi_arr, h, w, layout, m, s, _limits["max_pixels"], _limits["max_file_bytes"],
+        path_list, roi_arr, h, w, layout, m, s, _limits["max_pixels"], _limits["max_file_bytes"],
         bool(skip_bad), threads,
     )
-    errors = [(i, str(path_list[i]), msg) for i, msg in errs]
+    errors = [(i, os.fsdecode(path_list[i]), msg) for i, msg in errs]
     return LoadResult(images, ok, errors)

@@ -272,12 +272,16 @@ def _background_spec(rng: np.random.Generator) -> dict:
     return {"top": top, "bottom": bottom, "shapes": shapes}
 
 
-def _background(spec: dict, w: int, h: int) -> Image.Image:
+def _background(spec: dict, w: int, h: int, zoom: float = 1.0,
+                shift: tuple[float, float] = (0.0, 0.0)) -> Image.Image:
+    """Draw a scene; ``zoom`` (about the centre) and ``shift`` (unit coordinates) move the
+    clutter as the camera approaches the sign."""
     t = np.linspace(0.0, 1.0, h)[:, None, None]
     grad = spec["top"] * (1 - t) + spec["bottom"] * t
     img = Image.fromarray(np.clip(np.broadcast_to(grad, (h, w, 3)), 0, 255).astype(np.uint8))
     d = ImageDraw.Draw(img)
-    for kind, (x0, y0, x1, y1), col in spec["shapes"]:
+    for kind, corners, col in spec["shapes"]:
+        x0, y0, x1, y1 = ((v - 0.5) * zoom + 0.5 + shift[i % 2] for i, v in enumerate(corners))
         box = [x0 * w, y0 * h, x1 * w, y1 * h]
         if kind == 0:
             d.rectangle(box, fill=col)
@@ -288,10 +292,10 @@ def _background(spec: dict, w: int, h: int) -> Image.Image:
     return img
 
 
-def _render_image(template: Image.Image, bg: dict, w: int, h: int, rng: np.random.Generator,
+def _render_image(template: Image.Image, bg: Image.Image, w: int, h: int, rng: np.random.Generator,
                   angle: float, gain: float, cast: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """One photo: the sign (ROI ~10% / >= 5 px margin) on a background, lit, blurred, noisy."""
-    img = _background(bg, w, h)
+    """One photo: the sign (ROI ~10% / >= 5 px margin) on ``bg``, lit, blurred, noisy."""
+    img = bg
     mx = max(5, int(round(0.1 * w))) if w >= 15 else max(1, w // 4)
     my = max(5, int(round(0.1 * h))) if h >= 15 else max(1, h // 4)
     sw, sh = max(2, w - 2 * mx), max(2, h - 2 * my)
@@ -335,13 +339,18 @@ def _make_track(class_id: int, n: int, rng: np.random.Generator,
                 size_range: tuple[int, int]) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
     template = render_sign(class_id, rng, fade=float(rng.uniform(0.0, 0.35)))
     bg = _background_spec(rng)
-    base_gain = rng.uniform(0.35, 1.35)
-    cast = rng.uniform(0.85, 1.15, 3).astype(np.float32)
+    base_gain = rng.uniform(0.4, 1.3)
+    cast = rng.uniform(0.88, 1.12, 3).astype(np.float32)
     angle = rng.uniform(-10, 10)
+    drift = rng.uniform(-0.6, 0.6, 2)  # how far the scene slides past during the track
     out = []
-    for w, h in _track_sizes(rng, n, size_range):
+    sizes = _track_sizes(rng, n, size_range)
+    for k, (w, h) in enumerate(sizes):
+        frac = k / (n - 1) if n > 1 else float(rng.uniform())
+        scene = _background(bg, w, h, zoom=1.0 + 1.5 * frac,
+                            shift=(float(drift[0] * frac), float(drift[1] * frac)))
         gain = np.float32(np.clip(base_gain * rng.uniform(0.9, 1.1), 0.2, 1.6))
-        out.append(_render_image(template, bg, w, h, rng, angle + rng.normal(0, 1.5), gain, cast))
+        out.append(_render_image(template, scene, w, h, rng, angle + rng.normal(0, 1.5), gain, cast))
     return out
 
 

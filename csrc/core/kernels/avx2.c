@@ -22,9 +22,11 @@ static inline void store_part_avx2(float *p, __m256 v, size_t n) {
 #define NS_MAX(a, b) _mm256_max_ps((a), (b))
 #define NS_ADD(a, b) _mm256_add_ps((a), (b))
 #define NS_GEMM_NAME gemm_avx2
+#define NS_POOL_NAME pool_avx2
+#define NS_NHWC_NAME nhwc_avx2
 
 #include "gemm_template.h"
 
-static const ns_isa isa = {"avx2", NS_NR, NS_MR, gemm_avx2};
+static const ns_isa isa = {"avx2", NS_NR, NS_MR, gemm_avx2, pool_avx2, nhwc_avx2, NS_CONV_POOL_PTR};
 
 const ns_isa *ns_isa_avx2(void) { return &isa; }

@@ -16,9 +16,13 @@
 #define NS_MAX(a, b) _mm512_max_ps((a), (b))
 #define NS_ADD(a, b) _mm512_add_ps((a), (b))
 #define NS_GEMM_NAME gemm_avx512
+#define NS_POOL_NAME pool_avx512
+#define NS_NHWC_NAME nhwc_avx512
+#define NS_POOL_MC 6
+#define NS_CONV_POOL_NAME conv_pool_avx512
 
 #include "gemm_template.h"
 
-static const ns_isa isa = {"avx512", NS_NR, NS_MR, gemm_avx512};
+static const ns_isa isa = {"avx512", NS_NR, NS_MR, gemm_avx512, pool_avx512, nhwc_avx512, NS_CONV_POOL_PTR};
 
 const ns_isa *ns_isa_avx512(void) { return &isa; }

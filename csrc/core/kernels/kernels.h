@@ -27,11 +27,28 @@ typedef void (*ns_gemm_fn)(size_t M, size_t nc, size_t nseg, size_t kc, const fl
                            size_t as, size_t ss, const float *w, const float *bias, float *c,
                            size_t cs, int relu);
 
+/* 2x2 max pool of two NHWC rows (2, cw, cs) -> (cw/2, cs), channels [c0, c1). */
+typedef void (*ns_pool2x2_fn)(const float *rows, size_t cw, size_t cs, size_t c0, size_t c1,
+                              float *out);
+
+/* One image NCHW (c, hw) -> NHWC (hw, c). */
+typedef void (*ns_nhwc_fn)(const float *src, size_t c, size_t hw, float *dst);
+
+/* One pooled row of conv3x3 + bias (+ ReLU) + 2x2 max pool, pooled columns [0, pw), one NR
+ * block: a = input at (2*py, 0) of an NHWC image with pixel stride as (= Cin) and row stride
+ * rs; kc = 3 * Cin; c = output at (py, 0, block), pooled pixel stride cs (= Cout). */
+typedef void (*ns_conv_pool_fn)(size_t pw, size_t nc, size_t kc, const float *a, size_t as,
+                                size_t rs, const float *w, const float *bias, float *c, size_t cs,
+                                int relu);
+
 typedef struct ns_isa {
     const char *name; /* "avx2", "avx512", "neon" */
     size_t nr;        /* output channels per packed weight block */
     size_t mr;        /* rows per register tile (informational) */
     ns_gemm_fn gemm;
+    ns_pool2x2_fn pool2x2;
+    ns_nhwc_fn to_nhwc;
+    ns_conv_pool_fn conv_pool; /* NULL: net.c computes conv rows into a buffer, then pools */
 } ns_isa;
 
 /* Kernel identifiers, in order of preference (best last). */

@@ -27,9 +27,13 @@ static inline void store_part_neon(float *p, float32x4_t v, size_t n) {
 #define NS_MAX(a, b) vmaxq_f32((a), (b))
 #define NS_ADD(a, b) vaddq_f32((a), (b))
 #define NS_GEMM_NAME gemm_neon
+#define NS_POOL_NAME pool_neon
+#define NS_NHWC_NAME nhwc_neon
+#define NS_POOL_MC 2
+#define NS_CONV_POOL_NAME conv_pool_neon
 
 #include "gemm_template.h"
 
-static const ns_isa isa = {"neon", NS_NR, NS_MR, gemm_neon};
+static const ns_isa isa = {"neon", NS_NR, NS_MR, gemm_neon, pool_neon, nhwc_neon, NS_CONV_POOL_PTR};
 
 const ns_isa *ns_isa_neon(void) { return &isa; }
