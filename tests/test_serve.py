@@ -488,3 +488,21 @@ def test_container_command_serves(tmp_path: Path, model_dir: Path) -> None:
             hc_exe = sys.executable
         r = subprocess.run([hc_exe, *health[1:]], env={**os.environ, **env}, timeout=30)
         assert r.returncode == 0
+
+
+@needs_subprocess
+def test_uvicorn_module_app_and_workers(model_dir: Path) -> None:
+    """``uvicorn neonsign.serve:app`` configured from NEONSIGN_* variables, and
+    ``neonsign serve --workers 2``, both answer predictions."""
+    png = encode(sign_like_images(1, seed=2)[0], "PNG")
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", "neonsign.serve:app", "--host", "127.0.0.1",
+            "--port", str(port), "--log-level", "warning"]
+    env = {"NEONSIGN_MODEL": str(model_dir), "NEONSIGN_MAX_BATCH": "2"}
+    with running_server(argv, port, env=env) as (base, _):
+        assert post_file(base, png).status_code == 200
+        files = [("files", (f"{i}.png", png, "image/png")) for i in range(3)]
+        assert httpx.post(base + "/predict/batch", files=files).status_code == 413
+    port = free_port()
+    with running_server(serve_argv(model_dir, port, "--workers", "2"), port) as (base, _):
+        assert all(post_file(base, png).status_code == 200 for _ in range(10))
