@@ -341,7 +341,9 @@ def decode_image(data: bytes, max_pixels: int) -> tuple[np.ndarray, str]:
                     f"{fmt} image of {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels}"
                 )
             rgb = im.convert("RGB")  # loads: truncated or corrupt data raises here
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise ResourceLimitError(f"image rejected by Pillow as a decompression bomb: {exc}") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         if isinstance(exc, NeonsignError):
             raise
         raise DecodeError(f"corrupt or truncated image: {exc}") from exc
