@@ -5,6 +5,8 @@ Like the learning path's ``app.py``: FastAPI, ``POST /predict/`` with an uploade
 arithmetic in torch, ``torch.no_grad()``, the model run inside the ``async`` endpoint, and
 ``{"predicted_class": N}`` back. Weights come from the model directory named by
 ``NEONSIGN_REFERENCE_MODEL`` (``model.safetensors``), so both servers run the same model.
+``NEONSIGN_REFERENCE_THREADS``, if set, calls ``torch.set_num_threads`` (the learning path
+leaves PyTorch's default, one thread per core).
 
 Run: ``uvicorn reference_server:app --app-dir benchmarks --workers 1``
 """
@@ -36,6 +38,9 @@ class TrafficSignNet(nn.Module):
         x = torch.flatten(x, 1)
         return self.fc2(F.relu(self.fc1(x)))
 
+
+if os.environ.get("NEONSIGN_REFERENCE_THREADS"):
+    torch.set_num_threads(int(os.environ["NEONSIGN_REFERENCE_THREADS"]))
 
 model = TrafficSignNet()
 model.load_state_dict(load_file(os.path.join(os.environ["NEONSIGN_REFERENCE_MODEL"], "model.safetensors")))

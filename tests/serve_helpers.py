@@ -151,42 +151,77 @@ def multipart(field: str, filename: str, data: bytes, boundary: str = "neonsignb
     return head + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
+async def _http_post(reader, writer, request: bytes) -> int:
+    """Send one prebuilt HTTP/1.1 request on a keep-alive connection; return the status
+    after reading the whole response (Content-Length framing, as uvicorn answers)."""
+    import asyncio
+
+    writer.write(request)
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    if length:
+        await reader.readexactly(length)
+    if b"connection: close" in head.lower():
+        raise asyncio.IncompleteReadError(b"", None)  # server closes: reconnect
+    return status
+
+
 async def run_load(base: str, path: str, blobs: Sequence[bytes], total: int, concurrency: int,
                    duration_cap: float) -> dict:
-    """POST ``blobs`` (cycled) as field ``file`` to ``base + path``: ``total`` requests from
-    ``concurrency`` concurrent clients, stopping early at ``duration_cap`` seconds.
+    """POST ``blobs`` (cycled) as multipart field ``file`` to ``base + path``: ``total``
+    requests from ``concurrency`` keep-alive connections, stopping early at ``duration_cap``
+    seconds. The client is plain asyncio streams with prebuilt requests, so it takes little
+    CPU from the server it measures.
 
     Returns ``{"sent", "ok", "failures" (status codes, -1 for transport errors),
     "latencies" (seconds, successful requests), "elapsed"}``.
     """
-    import httpx
+    import asyncio
+    from urllib.parse import urlsplit
 
-    bodies = [multipart("file", f"{i}.png", b) for i, b in enumerate(blobs)]
+    url = urlsplit(base)
+    host, port = url.hostname or "127.0.0.1", url.port or 80
+    requests = []
+    for i, b in enumerate(blobs):
+        body, ctype = multipart("file", f"{i}.png", b)
+        requests.append((f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {ctype}\r\n"
+                         f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
     state = {"sent": 0, "ok": 0}
     failures: list[int] = []
     latencies: list[float] = []
     start = time.perf_counter()
     deadline = time.monotonic() + duration_cap
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
-        async def worker() -> None:
-            while state["sent"] < total and time.monotonic() < deadline:
-                body, ctype = bodies[state["sent"] % len(bodies)]
-                state["sent"] += 1
-                t0 = time.perf_counter()
-                try:
-                    r = await client.post(path, content=body, headers={"content-type": ctype})
-                except httpx.HTTPError:
-                    failures.append(-1)
-                    continue
-                if r.status_code == 200:
-                    state["ok"] += 1
-                    latencies.append(time.perf_counter() - t0)
-                else:
-                    failures.append(r.status_code)
 
-        import asyncio
+    async def worker() -> None:
+        conn = None
+        while state["sent"] < total and time.monotonic() < deadline:
+            request = requests[state["sent"] % len(requests)]
+            state["sent"] += 1
+            t0 = time.perf_counter()
+            try:
+                if conn is None:
+                    conn = await asyncio.open_connection(host, port)
+                status = await asyncio.wait_for(_http_post(*conn, request), 60)
+            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError):
+                failures.append(-1)
+                if conn is not None:
+                    conn[1].close()
+                conn = None
+                continue
+            if status == 200:
+                state["ok"] += 1
+                latencies.append(time.perf_counter() - t0)
+            else:
+                failures.append(status)
+        if conn is not None:
+            conn[1].close()
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
     return {"sent": state["sent"], "ok": state["ok"], "failures": failures,
             "latencies": latencies, "elapsed": time.perf_counter() - start}
