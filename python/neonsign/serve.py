@@ -427,6 +427,9 @@ class _Metrics:
                                          ["route"], buckets=lat, registry=r)
         self.inference_latency = Histogram("neonsign_inference_duration_seconds",
                                            "Engine forward time per call", buckets=lat, registry=r)
+        self.batch_images = Histogram("neonsign_inference_batch_images",
+                                      "Images per engine call (requests coalesced under load)",
+                                      buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
         self.preprocess_latency = Histogram("neonsign_preprocess_duration_seconds",
                                             "Decode + resize + normalise time per image",
                                             buckets=lat, registry=r)
@@ -459,6 +462,51 @@ class _Metrics:
                 pass
         self.model_info.labels(new.version, new.source).set(1)
         self.ready.set(1)
+
+
+class _Coalescer:
+    """Micro-batching without a waiting window: a request starts work at once if fewer than
+    ``max_running`` jobs run; otherwise it queues, and the next job takes everything queued
+    (up to ``max_items``) in one executor call. Under load this turns many thread hand-offs
+    (each a GIL round trip for the event loop) and engine calls into one; when idle it adds
+    no latency. ``work(items) -> results`` runs in ``executor``; a result that is an
+    exception is raised to its own caller only."""
+
+    def __init__(self, executor: ThreadPoolExecutor, work: Callable[[list], list],
+                 max_items: int, max_running: int) -> None:
+        self.executor, self.work = executor, work
+        self.max_items, self.max_running = max_items, max_running
+        self.pending: list[tuple[Any, asyncio.Future]] = []
+        self.running = 0
+
+    async def submit(self, item: Any) -> Any:
+        fut = asyncio.get_running_loop().create_future()
+        self.pending.append((item, fut))
+        self._start()
+        result = await fut
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _start(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self.pending and self.running < self.max_running:
+            batch, self.pending = self.pending[: self.max_items], self.pending[self.max_items:]
+            self.running += 1
+            job = loop.run_in_executor(self.executor, self.work, [item for item, _ in batch])
+            job.add_done_callback(lambda j, batch=batch: self._finish(j, batch))
+
+    def _finish(self, job: asyncio.Future, batch: list[tuple[Any, asyncio.Future]]) -> None:
+        self.running -= 1
+        try:
+            results = job.result()
+        except BaseException as exc:  # noqa: BLE001 - handed to every caller of the batch
+            results = [exc] * len(batch)
+        for (_, fut), res in zip(batch, results):
+            if not fut.done():  # the caller may have gone (client disconnected)
+                fut.set_result(res)
+        if self.pending:
+            self._start()
 
 
 class _Guard:
@@ -622,25 +670,27 @@ def create_app(model: str | ServeConfig, **options: Any) -> "FastAPI":
             raise _ApiError(503, "not_ready", "no model loaded yet")
         return current
 
-    def run_batch(blobs: list[bytes], model: LoadedModel) -> list[dict[str, Any]]:
-        """Worker thread: decode + preprocess every image, one engine call, predictions."""
-        prepared = []
-        for data in blobs:
-            t0 = time.perf_counter()
-            metrics.image_bytes.observe(len(data))
-            try:
-                p = _prepare(data, model, config.max_pixels)
-            except Exception as exc:  # noqa: BLE001 - mapped to an HTTP error
-                raise _api_error(exc) from exc
-            metrics.preprocess_latency.observe(time.perf_counter() - t0)
-            metrics.formats.labels(p.fmt).inc()
-            metrics.image_pixels.observe(p.width * p.height)
-            metrics.brightness.observe(p.brightness)
-            prepared.append(p)
+    def prepare(data: bytes, model: LoadedModel) -> _Prepared:
+        """Worker thread: decode + preprocess one upload; errors become :class:`_ApiError`."""
+        t0 = time.perf_counter()
+        metrics.image_bytes.observe(len(data))
+        try:
+            p = _prepare(data, model, config.max_pixels)
+        except Exception as exc:  # noqa: BLE001 - mapped to an HTTP error
+            raise _api_error(exc) from exc
+        metrics.preprocess_latency.observe(time.perf_counter() - t0)
+        metrics.formats.labels(p.fmt).inc()
+        metrics.image_pixels.observe(p.width * p.height)
+        metrics.brightness.observe(p.brightness)
+        return p
+
+    def classify(prepared: list[_Prepared], model: LoadedModel) -> list[dict[str, Any]]:
+        """Worker thread: one engine call for the prepared images, then their predictions."""
         x = np.stack([p.x for p in prepared])
         t0 = time.perf_counter()
         logits = model.engine.predict(x)
         metrics.inference_latency.observe(time.perf_counter() - t0)
+        metrics.batch_images.observe(len(prepared))
         out = []
         for row in _softmax(logits):
             pred = _prediction(row, model.version)
@@ -649,8 +699,39 @@ def create_app(model: str | ServeConfig, **options: Any) -> "FastAPI":
             out.append(pred)
         return out
 
+    def run_batch(blobs: list[bytes], model: LoadedModel) -> list[dict[str, Any]]:
+        """Worker thread: a /predict/batch request (any bad image fails the request)."""
+        return classify([prepare(data, model) for data in blobs], model)
+
+    def run_coalesced(items: list[tuple[bytes, LoadedModel]]) -> list[Any]:
+        """Worker thread: independent single-image requests that queued up together. Each gets
+        its prediction or its own error; one engine call per model among them."""
+        results: list[Any] = [None] * len(items)
+        groups: dict[int, list[tuple[int, _Prepared]]] = {}
+        for i, (data, model) in enumerate(items):
+            try:
+                prepared = prepare(data, model)
+            except _ApiError as exc:
+                results[i] = exc
+                continue
+            groups.setdefault(id(model), []).append((i, prepared))
+        for group in groups.values():
+            model = items[group[0][0]][1]
+            try:
+                preds: list[Any] = classify([p for _, p in group], model)
+            except Exception as exc:  # noqa: BLE001 - every request of the group gets it
+                preds = [_api_error(exc)] * len(group)
+            for (i, _), pred in zip(group, preds):
+                results[i] = pred
+        return results
+
+    batcher = _Coalescer(executor, run_coalesced, max_items=config.max_batch,
+                         max_running=config.threads or os.cpu_count() or 1)
+
     async def infer(blobs: list[bytes]) -> list[dict[str, Any]]:
         model = serving()  # this request's model, whatever reloads happen meanwhile
+        if len(blobs) == 1:
+            return [await batcher.submit((blobs[0], model))]
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(executor, run_batch, blobs, model)
 
