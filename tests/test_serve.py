@@ -507,3 +507,30 @@ def test_uvicorn_module_app_and_workers(model_dir: Path) -> None:
     port = free_port()
     with running_server(serve_argv(model_dir, port, "--workers", "2"), port) as (base, _):
         assert all(post_file(base, png).status_code == 200 for _ in range(10))
+
+
+@needs_subprocess
+def test_coalesced_requests_fail_alone(server, model_dir: Path) -> None:
+    """Bad images sent concurrently with good ones (so they share worker jobs) fail alone,
+    and every good one gets its own image's prediction."""
+    base, _ = server
+    images = sign_like_images(12, seed=31)
+    blobs = [encode(img, "PNG") for img in images]
+    expected = np.argmax(reference_logits(model_dir, blobs), axis=1)
+
+    async def go() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=base, timeout=60) as c:
+            calls = []
+            for i, b in enumerate(blobs):
+                calls.append(c.post("/predict", files={"file": ("g.png", b)}))
+                if i % 3 == 0:
+                    calls.append(c.post("/predict", files={"file": ("b.png", b[:100])}))
+            return await asyncio.gather(*calls)
+
+    for _ in range(3):
+        responses = asyncio.run(go())
+        good = [r for r in responses if r.status_code == 200]
+        bad = [r for r in responses if r.status_code != 200]
+        assert len(good) == 12 and len(bad) == 4
+        assert all(r.status_code == 400 and r.json()["error"] == "decode_error" for r in bad)
+        assert [r.json()["predicted_class"] for r in good] == list(expected)
