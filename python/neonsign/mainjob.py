@@ -115,9 +115,9 @@ def stage_report(ctx: dict[str, Any]) -> None:
     """Write <run>/summary.json and say where everything is."""
     r = ctx["test_result"]
     summary = {
-        "data": os.fspath(ctx["data_root"]),
+        "data": os.fspath(Path(ctx["data_root"]).resolve()),
         "synthetic": ctx["synthetic"],
-        "model": os.fspath(ctx["model_dir"]),
+        "model": os.fspath(Path(ctx["model_dir"]).resolve()),
         "split": r["split"],
         "accuracy": r["accuracy"],
         "n_images": r["n_images"],
