@@ -4,15 +4,22 @@ Reference (Arm's learning path, ``train_model.py``): a Dataset that per item ope
 Pillow, ``Resize((32, 32))`` (bilinear), ``ToTensor`` and ``Normalize(0.5, 0.5)`` (torchvision's
 semantics, written out here because torchvision is not a neonsign dependency), a shuffling
 DataLoader of batch 64 (``--workers``, default 0 as in the learning path), Adam lr 1e-3,
-cross-entropy. neonsign: the split loaded once by the C loader (uint8, timed separately), then
-:func:`neonsign.train.fit` for one epoch (batch augmentation in torch, AdamW + one-cycle), no
-validation. Same files, same model, same batch size, same thread count.
+cross-entropy, float32. neonsign: the same files loaded once by the C loader (uint8, timed
+separately), then :func:`neonsign.train.fit` for one epoch (batch augmentation in torch, AdamW +
+one-cycle, bf16 autocast where the CPU has it), no validation. Same files, same model, same
+batch size, same thread count.
 
-Epochs of the two are interleaved (reference, neonsign, reference, ...) so machine noise hits
-both alike; the figures are medians over ``--rounds`` (and the minimum is reported too).
+Two file sets, built by ``benchmarks/preprocess.py``'s ``make_sets`` (the learning path reads the
+ORIGINAL GTSRB files, 15..250 px): ``real-size`` -- the shared 32x32 training files upsampled to
+their original Width x Height from ``original-annotations`` (a seeded subset across all classes),
+the default and headline figure; ``32x32`` -- the shared files themselves.
 
-Usage: python benchmarks/train.py [--data ROOT] [--limit N] [--rounds R] [--threads T] [--out FILE]
-Writes JSON (default benchmarks/results/train.json) and prints a table.
+Epochs are interleaved (reference, neonsign variants, reference, ...) so machine noise hits all
+alike; the figures are medians over ``--rounds`` (the minimum is reported too).
+
+Usage: python benchmarks/train.py [--n N] [--rounds R] [--threads T] [--sets real-size,32x32] [--out FILE]
+($GTSRB_ROOT selects the data, else ../shared/gtsrb). Writes JSON (default
+benchmarks/results/train.json) and prints a table.
 """
 
 from __future__ import annotations
@@ -21,8 +28,10 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,9 +41,13 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 import neonsign
-from neonsign.data import load_split
+from neonsign import preprocess as pp
 from neonsign.model import TrafficSignNet
+from neonsign._trainer import resolve_precision
 from neonsign.train import TrainConfig, fit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from preprocess import machine_info, make_sets  # noqa: E402  (shared benchmark helpers)
 
 BATCH = 64
 
@@ -80,73 +93,117 @@ def neonsign_epoch(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig) -> 
     return time.perf_counter() - t0
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    default_root = os.environ.get("GTSRB_ROOT") or str(Path(__file__).resolve().parents[1].parent / "shared" / "gtsrb")
-    ap.add_argument("--data", default=default_root)
-    ap.add_argument("--limit", type=int, default=8000, help="images (default 8000; 0 = all)")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--workers", type=int, default=0, help="reference DataLoader workers")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "train.json"))
-    args = ap.parse_args()
+def labels_of(small: list[Path], seed: int) -> np.ndarray:
+    """Class ids from the shared layout (``.../Images/000NN/file``); seeded ids for synthetic sets."""
+    try:
+        return np.array([int(p.parent.name) for p in small], dtype=np.int64)
+    except ValueError:
+        return np.random.default_rng(seed).integers(0, 43, len(small)).astype(np.int64)
 
-    torch.set_num_threads(args.threads)
+
+def stats(xs: list[float], n: int) -> dict:
+    return {"median_s": statistics.median(xs), "min_s": min(xs), "runs_s": xs,
+            "images_per_s": n / statistics.median(xs)}
+
+
+def bench_set(name: str, paths: list[Path], labels: np.ndarray, args: argparse.Namespace) -> dict:
+    """Interleaved epochs of the reference and neonsign's variants on one file set."""
+    n = len(paths)
     t0 = time.perf_counter()
-    images, labels, meta = load_split(args.data, "train", dtype="uint8", roi=False,
-                                      threads=args.threads, limit=args.limit or None)
+    images = pp.load_images(paths, size=32, dtype="uint8", threads=args.threads).images
     load_s = time.perf_counter() - t0
-    n = len(labels)
-    paths = [Path(p) for p in meta.paths]
+    sizes = [Image.open(p).size for p in paths[:2000]]
     gen = torch.Generator().manual_seed(0)
     loader = DataLoader(LearningPathDataset(paths, labels), batch_size=BATCH, shuffle=True,
                         num_workers=args.workers, generator=gen)
-    cfg = TrainConfig(epochs=1, batch_size=BATCH, threads=args.threads, val_fraction=0.0, roi=False)
-    cfg_noaug = TrainConfig(epochs=1, batch_size=BATCH, threads=args.threads, val_fraction=0.0,
-                            roi=False, augment=False)
-
+    common = dict(epochs=1, batch_size=BATCH, threads=args.threads, val_fraction=0.0, roi=False)
+    variants = {
+        "neonsign": TrainConfig(**common),  # the defaults: augmentation, bf16 where supported
+        "neonsign_float32": TrainConfig(**common, bf16=False),
+        "neonsign_no_augment": TrainConfig(**common, augment=False),
+    }
     # warm-up (page cache, allocator, oneDNN primitives) on a slice
     reference_epoch(DataLoader(LearningPathDataset(paths[:256], labels[:256]), batch_size=BATCH), 0)
-    neonsign_epoch(images[:256], labels[:256], cfg)
+    for cfg in variants.values():
+        neonsign_epoch(images[:256], labels[:256], cfg)
 
-    ref, neo, neo_noaug = [], [], []
+    times: dict[str, list[float]] = {"reference": [], **{k: [] for k in variants}}
     for r in range(args.rounds):
-        ref.append(reference_epoch(loader, r))
-        neo.append(neonsign_epoch(images, labels, cfg))
-        neo_noaug.append(neonsign_epoch(images, labels, cfg_noaug))
-        print(f"round {r + 1}/{args.rounds}: reference {ref[-1]:.2f} s, neonsign {neo[-1]:.2f} s "
-              f"(no augmentation {neo_noaug[-1]:.2f} s)", flush=True)
+        times["reference"].append(reference_epoch(loader, r))
+        for key, cfg in variants.items():
+            times[key].append(neonsign_epoch(images, labels, cfg))
+        print(f"  {name} round {r + 1}/{args.rounds}: " +
+              ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()), flush=True)
+    res = {"n_images": n, "mean_size_wh": [float(np.mean([w for w, _ in sizes])),
+                                           float(np.mean([h for _, h in sizes]))],
+           "neonsign_load_s": load_s, **{k: stats(v, n) for k, v in times.items()}}
+    ref = res["reference"]
+    for key in variants:
+        res[f"speedup_{key}_median"] = ref["median_s"] / res[key]["median_s"]
+        res[f"speedup_{key}_min"] = ref["min_s"] / res[key]["min_s"]
+    res["speedup_neonsign_incl_load"] = ref["median_s"] / (res["neonsign"]["median_s"] + load_s)
+    res["load_average_end"] = os.getloadavg()[0]
+    return res
 
-    def stats(xs: list[float]) -> dict[str, float]:
-        return {"median_s": statistics.median(xs), "min_s": min(xs), "runs_s": xs,
-                "images_per_s": n / statistics.median(xs)}
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=8000, help="images per set (default 8000)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=0, help="reference DataLoader workers")
+    ap.add_argument("--sets", default="real-size,32x32", help="comma list of real-size, 32x32")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workdir", type=Path, default=None, help="keep the generated files here")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "train.json"))
+    args = ap.parse_args()
+    wanted = [s.strip() for s in args.sets.split(",") if s.strip()]
+    for s in wanted:
+        if s not in ("real-size", "32x32"):
+            ap.error(f"--sets: unknown set {s!r} (choose from real-size, 32x32)")
+
+    torch.set_num_threads(args.threads)
+    tmp = None
+    workdir = args.workdir
+    if workdir is None:
+        tmp = tempfile.mkdtemp(prefix="neonsign-trainbench-")
+        workdir = Path(tmp)
+    try:
+        real, small, source = make_sets(args.n, args.seed, workdir)
+        labels = labels_of(small, args.seed)
+        print(f"data: {source}; {len(real)} files per set", flush=True)
+        files = {"real-size": real, "32x32": small}
+        sets = {s: bench_set(s, files[s], labels, args) for s in wanted}
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     res = {
         "benchmark": "train_epoch",
-        "machine": {"platform": platform.platform(), "machine": platform.machine(),
-                    "cpu_count": os.cpu_count(), "python": platform.python_version()},
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine_info(),
         "versions": {"neonsign": neonsign.__version__, "torch": torch.__version__, "numpy": np.__version__},
-        "data": args.data, "n_images": n, "batch_size": BATCH, "threads": args.threads,
+        "data": source, "batch_size": BATCH, "threads": args.threads,
         "reference_workers": args.workers, "rounds": args.rounds,
-        "neonsign_load_s": load_s,
-        "reference": stats(ref),
-        "neonsign": stats(neo),
-        "neonsign_no_augment": stats(neo_noaug),
+        "neonsign_precision_default": resolve_precision(None),
+        "sets": sets, "target_speedup": 3.0,
     }
-    res["speedup_median"] = res["reference"]["median_s"] / res["neonsign"]["median_s"]
-    res["speedup_min"] = res["reference"]["min_s"] / res["neonsign"]["min_s"]
-    res["speedup_incl_load"] = res["reference"]["median_s"] / (res["neonsign"]["median_s"] + load_s)
-    res["target_speedup"] = 3.0
-
-    rows = [("learning path (Pillow per item, DataLoader)", res["reference"]),
-            ("neonsign (preloaded arrays, augmentation)", res["neonsign"]),
-            ("neonsign (preloaded arrays, no augmentation)", res["neonsign_no_augment"])]
-    print(f"\nepoch time, {n} images, batch {BATCH}, {args.threads} thread(s), median of {args.rounds}")
-    print(f"{'pipeline':<46} {'median s':>9} {'min s':>8} {'img/s':>8}")
-    for name, s in rows:
-        print(f"{name:<46} {s['median_s']:>9.2f} {s['min_s']:>8.2f} {s['images_per_s']:>8.0f}")
-    print(f"speedup (median) {res['speedup_median']:.2f}x, (min) {res['speedup_min']:.2f}x, "
-          f"including neonsign's one-off load ({load_s:.2f} s) {res['speedup_incl_load']:.2f}x; target 3x")
+    rows = [("learning path (Pillow per item, DataLoader, fp32)", "reference"),
+            ("neonsign (defaults: augmentation, bf16 if CPU has it)", "neonsign"),
+            ("neonsign (augmentation, float32)", "neonsign_float32"),
+            ("neonsign (no augmentation, defaults)", "neonsign_no_augment")]
+    for name, r in sets.items():
+        w, h = r["mean_size_wh"]
+        print(f"\n{name} set: epoch time, {r['n_images']} images (mean {w:.0f}x{h:.0f} px), batch {BATCH}, "
+              f"{args.threads} thread(s), median of {args.rounds} interleaved rounds; "
+              f"neonsign precision default: {res['neonsign_precision_default']}")
+        print(f"{'pipeline':<54} {'median s':>9} {'min s':>8} {'img/s':>8} {'speedup':>8}")
+        for label, key in rows:
+            s = r[key]
+            sp = "" if key == "reference" else f"{r[f'speedup_{key}_median']:.2f}x"
+            print(f"{label:<54} {s['median_s']:>9.2f} {s['min_s']:>8.2f} {s['images_per_s']:>8.0f} {sp:>8}")
+        print(f"neonsign one-off C load of the files: {r['neonsign_load_s']:.2f} s; speedup including it "
+              f"{r['speedup_neonsign_incl_load']:.2f}x; target 3x")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n")

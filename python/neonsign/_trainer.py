@@ -25,7 +25,7 @@ from .artifacts import NUM_CLASSES
 from .errors import NeonsignValueError
 from .model import TrafficSignNet
 
-__all__ = ["FitResult", "augment_batch", "to_float", "fit", "predict_logits"]
+__all__ = ["FitResult", "bf16_supported", "resolve_precision", "augment_batch", "to_float", "fit", "predict_logits"]
 
 
 @dataclass
@@ -38,6 +38,22 @@ class FitResult:
     val_accuracy: float | None = None
     per_class_accuracy: list[float | None] = field(default_factory=list)
     seconds: float = 0.0
+    precision: str = "float32"
+
+
+def bf16_supported() -> bool:
+    """True when oneDNN has native bf16 on this CPU (AVX512_BF16/AMX on x86-64, BF16 on Arm)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(bf16: bool | None) -> str:
+    """"bfloat16" or "float32" for ``TrainConfig.bf16`` (None: bfloat16 where the CPU has it)."""
+    if bf16 is None:
+        return "bfloat16" if bf16_supported() else "float32"
+    return "bfloat16" if bf16 else "float32"
 
 
 def to_float(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -158,25 +174,37 @@ def fit(
     net: nn.Module = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = -(-_shard(tr, rank, world).numel() // cfg.batch_size)
+    total_steps = cfg.epochs * steps_per_epoch
+    # OneCycleLR divides by (pct_start * total_steps - 1): an exactly-one-step warm-up (e.g. 5
+    # steps at 0.2) would divide by zero, so nudge it by a negligible amount.
+    pct_start = cfg.warmup_fraction
+    if pct_start * total_steps == 1.0:
+        pct_start *= 1.0 + 1e-6
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
-        pct_start=cfg.warmup_fraction,
+        optimizer, max_lr=cfg.lr, total_steps=total_steps, pct_start=pct_start,
     )
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    # bf16 autocast: convolutions and linears run in bfloat16 (oneDNN's AVX512_BF16/AMX or Arm
+    # BF16 kernels), weights, optimizer state and the loss stay float32; about 2x per step here.
+    precision = resolve_precision(cfg.bf16)
+    use_bf16 = precision == "bfloat16"
 
     bar = None
     if progress and rank == 0:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.epochs * steps_per_epoch, unit="batch", desc="train", dynamic_ncols=True)
-    result = FitResult(state_dict={})
+    result = FitResult(state_dict={}, precision=precision)
     best_acc = -1.0
     start = time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         net.train()
         shard = _shard(tr[torch.randperm(tr.numel(), generator=shuffle_gen)], rank, world)
-        loss_sum, correct, seen = 0.0, 0, 0
+        # running sums stay tensors: no Python conversion per step
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        correct = torch.zeros((), dtype=torch.int64)
+        seen = 0
         for batch in shard.split(cfg.batch_size):
             x = data[batch].permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
             if cfg.augment:
@@ -184,23 +212,23 @@ def fit(
             x = x.sub_(mean.view(1, -1, 1, 1)).div_(std.view(1, -1, 1, 1))
             x = x.contiguous(memory_format=torch.channels_last)
             y = targets[batch]
-            logits = net(x)
-            loss = criterion(logits, y)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+                logits = net(x)
+                loss = criterion(logits, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
-            loss_sum += float(loss.detach()) * y.numel()
-            correct += int((logits.argmax(1) == y).sum())
+            loss_sum += loss.detach() * y.numel()
+            correct += (logits.detach().argmax(1) == y).sum()
             seen += y.numel()
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{loss_sum / seen:.3f}", refresh=False)
         val_acc, per_class = _validate(model, x_val, y_val, rank, world) if va.numel() else (None, [])
         record = {
             "epoch": epoch,
-            "train_loss": loss_sum / max(seen, 1),
-            "train_accuracy": correct / max(seen, 1),
+            "train_loss": float(loss_sum) / max(seen, 1),
+            "train_accuracy": int(correct) / max(seen, 1),
             "val_accuracy": val_acc,
             "lr": scheduler.get_last_lr()[0],
             "seconds": time.perf_counter() - t0,

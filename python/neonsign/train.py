@@ -54,6 +54,9 @@ class TrainConfig:
     roi: bool = True                 # crop to the annotated ROI (+1.5 points by track, see docs)
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    # bfloat16 autocast of the forward/backward pass (weights and optimizer stay float32):
+    # None = on where the CPU has native bf16 (x86-64 AVX512_BF16/AMX, Arm BF16), else float32.
+    bf16: bool | None = None
 
     def validate(self) -> None:
         """Raise NeonsignValueError naming the first field with an impossible value."""
@@ -69,6 +72,7 @@ class TrainConfig:
             ("threads", self.threads is None or self.threads >= 1),
             ("size", self.size == 32),
             ("std", all(s > 0 for s in self.std)),
+            ("bf16", self.bf16 is None or isinstance(self.bf16, bool)),
         ]
         for name, ok in checks:
             if not ok:
@@ -76,7 +80,7 @@ class TrainConfig:
 
     def hyperparameters(self) -> dict[str, Any]:
         """The fields that shape the optimisation (for the model card and MLflow)."""
-        skip = {"seed", "threads", "size", "roi", "mean", "std", "epochs"}
+        skip = {"seed", "threads", "size", "roi", "mean", "std", "epochs", "bf16"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
 
@@ -243,7 +247,8 @@ def train_loaded(
             epochs=cfg.epochs,
             hyperparameters=cfg.hyperparameters(),
             training={"world_size": world, "threads": cfg.threads, "seconds": res.seconds,
-                      "data": data_name},
+                      "data": data_name, "precision": res.precision,
+                      "bf16_option": "auto" if cfg.bf16 is None else cfg.bf16},
         )
         if rank == 0 and out_path is not None:
             model_dir = artifacts.save_model(out_path, res.state_dict, card, overwrite=overwrite)
@@ -306,6 +311,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--roi", action=argparse.BooleanOptionalAction, default=d.roi,
                    help="crop each image to its annotated ROI before resizing")
     p.add_argument("--no-augment", action="store_true", help="disable batch augmentation")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="bfloat16 autocast for forward/backward (default: on where the CPU has bf16)")
     p.add_argument("--limit", type=int, default=None, help="load at most this many images")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--force", action="store_true", help="overwrite an existing model directory")
@@ -316,7 +323,7 @@ def _run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(
         epochs=args.epochs, seed=args.seed, threads=args.threads, batch_size=args.batch_size,
         lr=args.lr, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
-        val_fraction=args.val_fraction, roi=args.roi, augment=not args.no_augment,
+        val_fraction=args.val_fraction, roi=args.roi, augment=not args.no_augment, bf16=args.bf16,
     )
     res = train(args.data, args.out, config=cfg, quiet=args.quiet, overwrite=args.force,
                 limit=args.limit, track=not args.no_mlflow)
