@@ -13,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from neonsign import artifacts  # noqa: E402
-from neonsign._trainer import _shard, augment_batch  # noqa: E402
+from neonsign._trainer import _shard, augment_batch, bf16_supported, resolve_precision  # noqa: E402
 from neonsign.errors import ModelError, NeonsignValueError  # noqa: E402
 from neonsign.train import TrainConfig, fit  # noqa: E402
 
@@ -54,6 +54,28 @@ def test_same_seed_same_threads_gives_identical_weights():
     c = fit(images, labels, tr, va, TrainConfig(**{**QUICK, "epochs": 2, "seed": 1}), progress=False).state_dict
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_both_precisions_learn_and_are_reproducible(bf16):
+    # bf16 autocast runs on any CPU (emulated without native support); it must still learn and
+    # give bit-identical weights for the same seed and thread count
+    images, labels = _templates(12)
+    tr, va = _split(labels)
+    cfg = TrainConfig(**{**QUICK, "bf16": bf16})
+    a = fit(images, labels, tr, va, cfg, progress=False)
+    b = fit(images, labels, tr, va, cfg, progress=False)
+    assert a.precision == ("bfloat16" if bf16 else "float32")
+    assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
+    assert all(v.dtype == torch.float32 for v in a.state_dict.values())
+    assert a.val_accuracy > 0.5  # chance is 1/43
+
+
+def test_precision_auto_follows_the_cpu():
+    assert resolve_precision(None) == ("bfloat16" if bf16_supported() else "float32")
+    assert resolve_precision(True) == "bfloat16" and resolve_precision(False) == "float32"
+    with pytest.raises(NeonsignValueError, match="bf16"):
+        TrainConfig(bf16="yes").validate()  # type: ignore[arg-type]
 
 
 def test_no_validation_keeps_last_epoch():
@@ -136,6 +158,8 @@ def test_train_cli_writes_model_and_refuses_existing_dir(synth, tmp_path):
     assert m["history"][-1]["train_accuracy"] > 0.5
     assert m["val_accuracy"] > 2.5 / 43
     assert card["preprocessing"]["roi"] == TrainConfig().roi
+    assert card["training"]["precision"] == resolve_precision(None)
+    assert card["training"]["bf16_option"] == "auto"
     assert len(card["data_checksum"]) == 64
     r = _cli("train", "--data", str(synth), "--out", str(out), "--epochs", "1", "--quiet")
     assert r.returncode == 2 and "refusing to overwrite" in r.stderr
