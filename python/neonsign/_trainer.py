@@ -2,8 +2,9 @@
 
 Data arrive once as uint8 NHWC arrays; every batch is gathered from them, augmented in torch
 (random affine via ``affine_grid``/``grid_sample``, brightness/contrast jitter) and normalised,
-so no per-item Python or Pillow work happens during an epoch. With ``torch.distributed``
-initialised, each rank trains on a disjoint shard of every epoch's permutation under
+so no per-item Python or Pillow work happens during an epoch. The forward/backward pass runs
+under bfloat16 autocast where the CPU has native bf16 (``TrainConfig.bf16``; weights stay
+float32). With ``torch.distributed`` initialised, each rank trains on a disjoint shard of every epoch's permutation under
 DistributedDataParallel and validation counts are summed over ranks.
 """
 
