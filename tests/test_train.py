@@ -78,6 +78,14 @@ def test_precision_auto_follows_the_cpu():
         TrainConfig(bf16="yes").validate()  # type: ignore[arg-type]
 
 
+def test_exactly_one_warmup_step_trains():
+    # 5 steps at warmup_fraction 0.2 made OneCycleLR divide by zero before the nudge
+    images, labels = _templates(4)
+    res = fit(images, labels, np.arange(160), np.empty(0, np.int64),
+              TrainConfig(epochs=1, batch_size=32, threads=1, warmup_fraction=0.2), progress=False)
+    assert res.best_epoch == 1 and np.isfinite(res.history[0]["train_loss"])
+
+
 def test_no_validation_keeps_last_epoch():
     images, labels = _templates(2)
     res = fit(images, labels, np.arange(labels.size), np.empty(0, np.int64),
