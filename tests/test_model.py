@@ -153,3 +153,25 @@ def test_not_a_state_dict_pth(tmp_path):
     pth.write_bytes(b"garbage")
     with pytest.raises(ModelError, match="could not be loaded"):
         artifacts.import_pth(pth, tmp_path / "m2")
+
+
+def test_pool_before_relu_matches_the_learning_path_order_bit_for_bit():
+    """forward() pools before the ReLU (faster); outputs and gradients equal relu-then-pool."""
+    import torch.nn.functional as F
+
+    from neonsign.model import TrafficSignNet
+
+    torch.manual_seed(0)
+    m = TrafficSignNet()
+    x = torch.randn(8, 3, 32, 32)
+
+    def learning_path(x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(m.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(m.conv2(x)), 2)
+        return m.fc2(F.relu(m.fc1(torch.flatten(x, 1))))
+
+    ours, ref = m(x), learning_path(x)
+    assert torch.equal(ours, ref)
+    g_ours = torch.autograd.grad(ours.square().sum(), list(m.parameters()))
+    g_ref = torch.autograd.grad(ref.square().sum(), list(m.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(g_ours, g_ref))

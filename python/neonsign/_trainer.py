@@ -173,7 +173,9 @@ def fit(
     # channels_last: oneDNN's convolutions train about 1.3x faster in NHWC on CPU
     model: nn.Module = TrafficSignNet().to(memory_format=torch.channels_last)
     net: nn.Module = nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # fused: one kernel for all parameters' AdamW update (CPU-fused since torch 2.4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                  fused=True)
     steps_per_epoch = -(-_shard(tr, rank, world).numel() // cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
     # OneCycleLR divides by (pct_start * total_steps - 1): an exactly-one-step warm-up (e.g. 5
