@@ -4,7 +4,7 @@ Reference (Arm's learning path, ``train_model.py``): a Dataset that per item ope
 Pillow, ``Resize((32, 32))`` (bilinear), ``ToTensor`` and ``Normalize(0.5, 0.5)`` (torchvision's
 semantics, written out here because torchvision is not a neonsign dependency), a shuffling
 DataLoader of batch 64 (``--workers``, default 0 as in the learning path), Adam lr 1e-3,
-cross-entropy, float32. neonsign: the same files loaded once by the C loader (uint8, timed
+cross-entropy, float32, ReLU before pooling as written there. neonsign: the same files loaded once by the C loader (uint8, timed
 separately), then :func:`neonsign.train.fit` for one epoch (batch augmentation in torch, AdamW +
 one-cycle, bf16 autocast where the CPU has it), no validation. Same files, same model, same
 batch size, same thread count.
@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
@@ -71,10 +72,24 @@ class LearningPathDataset(Dataset):
         return (t - mean) / std, int(self.labels[i])
 
 
+class LearningPathNet(TrafficSignNet):
+    """TrafficSignNet with the learning path's own forward order (ReLU, then pool).
+
+    neonsign's forward pools first (same outputs and gradients bit for bit, faster); the
+    reference runs the learning path's code as written.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = torch.flatten(x, 1)
+        return self.fc2(F.relu(self.fc1(x)))
+
+
 def reference_epoch(loader: DataLoader, seed: int) -> float:
     """One epoch of the learning path's loop; returns seconds."""
     torch.manual_seed(seed)
-    model = TrafficSignNet()
+    model = LearningPathNet()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     crit = torch.nn.CrossEntropyLoss()
     model.train()
