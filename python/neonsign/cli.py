@@ -23,6 +23,7 @@ _COMMAND_MODULES = (
     "neonsign.evaluate",  # test
     "neonsign.profiler",  # profile, backends, compare
     "neonsign.serve",     # serve
+    "neonsign.registry",  # registry
 )
 
 

@@ -229,6 +229,10 @@ def load_model_source(source: str) -> tuple[Mapping[str, np.ndarray], dict[str, 
     scheme, sep, rest = source.partition(":")
     if sep and scheme in _LOADERS:
         return _LOADERS[scheme](source)
+    if sep and scheme in ("models", "registry"):  # the model registry, resolved at each (re)load
+        from .registry import load_from_registry
+
+        return load_from_registry(source)
     if sep and scheme == "file":
         return _load_model_dir(rest[2:] if rest.startswith("//") else rest)
     return _load_model_dir(source)
