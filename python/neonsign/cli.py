@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "neonsign.profiler",  # profile, backends, compare
     "neonsign.serve",     # serve
     "neonsign.registry",  # registry
+    "neonsign.gate",      # gate
 )
 
 
