@@ -25,6 +25,7 @@ _COMMAND_MODULES = (
     "neonsign.serve",     # serve
     "neonsign.registry",  # registry
     "neonsign.gate",      # gate
+    "neonsign.pipeline",  # pipeline
 )
 
 

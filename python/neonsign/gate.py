@@ -78,13 +78,16 @@ def _latency(candidate: str, champion: str | None, fail_if_slower: float,
 
     if champion is None and champion_profile is None:
         return {"name": "latency", "passed": True, "detail": "no champion: nothing to compare with"}
-    if candidate_profile is None or champion_profile is None:
-        from .profiler import profile
+    from .profile_report import ProfileReport
+    from .profiler import profile
 
-        base = profile(champion_profile or champion, backends=["native"], repeats=repeats, aten=False)
-        new = profile(candidate_profile or candidate, backends=["native"], repeats=repeats, aten=False)
-    else:
-        base, new = champion_profile, candidate_profile
+    def report(path: str | None, model: str | None) -> ProfileReport:
+        if path is not None:
+            return ProfileReport.load(path)
+        return profile(model, backends=["native"], repeats=repeats, aten=False)
+
+    base = report(champion_profile, champion)
+    new = report(candidate_profile, candidate)
     cmp = compare(base, new, backends=["native"], fail_if_slower=fail_if_slower)
     return {"name": "latency", "passed": not cmp.failed, "fail_if_slower_pct": fail_if_slower,
             "regressions": cmp.regressions, "mismatches": cmp.mismatches,
