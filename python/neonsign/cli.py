@@ -26,6 +26,7 @@ _COMMAND_MODULES = (
     "neonsign.registry",  # registry
     "neonsign.gate",      # gate
     "neonsign.pipeline",  # pipeline
+    "neonsign.retrain",   # retrain-check
 )
 
 
