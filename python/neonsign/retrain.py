@@ -100,6 +100,10 @@ def _training_brightness(data: str, card: dict[str, Any], bounds: np.ndarray) ->
 
 
 def _load_card(baseline: str | os.PathLike[str]) -> dict[str, Any]:
+    if isinstance(baseline, str) and baseline.startswith(("models:", "registry:")):
+        from .registry import resolve
+
+        baseline = resolve(baseline)
     path = Path(baseline)
     if path.is_dir():
         path = path / "model_card.json"
@@ -127,7 +131,8 @@ def retrain_check(
     """The decision dict: ``retrain`` (bool), ``reasons`` (list of str) and ``checks`` with figures.
 
     ``metrics``: the server's ``/metrics`` URL or a saved copy (None: no drift check).
-    ``baseline``: the serving model's card (``model_card.json`` or its model directory).
+    ``baseline``: the serving model's card (``model_card.json``, its model directory, or a
+    registry spec such as ``registry:champion``).
     """
     card = _load_card(baseline)
     checks: dict[str, Any] = {}
@@ -210,7 +215,7 @@ def register_cli(subparsers: Any) -> None:
     p = subparsers.add_parser("retrain-check", help="decide whether to retrain (data change, drift, age)",
                               description=__doc__.split("\n\n")[0])
     p.add_argument("--metrics", default=None, help="the server's /metrics URL or a saved copy")
-    p.add_argument("--baseline", required=True, help="serving model's model_card.json or model directory")
+    p.add_argument("--baseline", required=True, help="serving model's model_card.json, model directory or registry spec (registry:champion)")
     p.add_argument("--data", default=None, help="GTSRB root: checksum the training split (and reference brightness)")
     p.add_argument("--reference-metrics", default=None, help="a /metrics snapshot taken when the model was healthy")
     p.add_argument("--max-age-days", type=float, default=30.0)
