@@ -43,3 +43,13 @@ def real_gtsrb_root() -> Path | None:
         if c.is_dir():
             return c
     return None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _registry_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """MLflow tracking/registry default (neonsign.registry.default_uri) in a temporary directory,
+    so no test writes ./registry (training tracks to MLflow whenever mlflow is installed)."""
+    import os
+
+    if "MLFLOW_TRACKING_URI" not in os.environ:
+        os.environ["NEONSIGN_REGISTRY"] = str(tmp_path_factory.mktemp("registry_default"))

@@ -29,7 +29,7 @@ SYNTH_PER_TRACK = 6      # short tracks: 10 per class, so validation by track ha
 SYNTH_SIZES = (15, 120)  # image sides in pixels
 SYNTH_EPOCHS = 10        # default epochs on synthetic data (a few minutes on 2 cores)
 
-Stage = Callable[[dict[str, Any]], None]
+Stage_ = Callable[[dict[str, Any]], None]
 
 
 def _log(ctx: dict[str, Any], msg: str) -> None:
@@ -131,7 +131,7 @@ def stage_report(ctx: dict[str, Any]) -> None:
           f"confusion.png, summary.json", flush=True)
 
 
-STAGES: list[tuple[str, Stage]] = [
+STAGES: list[tuple[str, Stage_]] = [
     ("data", stage_data),
     ("load", stage_load),
     ("train", stage_train),
@@ -168,19 +168,23 @@ def run(
     ``data`` overrides $GTSRB_ROOT; ``epochs`` defaults to the training default for real data
     and :data:`SYNTH_EPOCHS` for synthetic data.
     """
+    from .pipeline import Stage, run_stages
     from .train import TrainConfig
 
     ctx: dict[str, Any] = {"data": data, "synth_dir": synth_dir, "quiet": quiet, "backend": backend,
                            "stage_seconds": {}}
     ctx["run_dir"] = _new_run_dir(Path(runs_dir))
-    for name, fn in STAGES:
-        if name == "load":  # epochs depend on the data chosen by the first stage
-            default = SYNTH_EPOCHS if ctx["synthetic"] else TrainConfig().epochs
-            ctx["config"] = TrainConfig(epochs=epochs or default, seed=seed, threads=threads)
-        t0 = time.perf_counter()
-        _log(ctx, f"== stage {name}")
-        fn(ctx)
-        ctx["stage_seconds"][name] = time.perf_counter() - t0
+
+    def stage(name: str, fn: Stage_) -> Stage:
+        def go(c: dict[str, Any]) -> None:
+            if name == "load":  # epochs depend on the data chosen by the first stage
+                default = SYNTH_EPOCHS if c["synthetic"] else TrainConfig().epochs
+                c["config"] = TrainConfig(epochs=epochs or default, seed=seed, threads=threads)
+            fn(c)
+        return Stage(name, go, lambda c: {}, ())
+
+    # the pipeline's stage runner (a new run directory, so every stage runs; lineage.json)
+    run_stages([stage(n, f) for n, f in STAGES], ctx, log=lambda m: _log(ctx, m))
     return ctx
 
 

@@ -43,7 +43,8 @@ class Stage:
     """A resumable stage over a shared context dict.
 
     ``run(ctx)`` does the work, writes ``outputs`` (paths relative to the run directory) and
-    returns JSON-ready values that are merged into ``ctx`` and recorded (restored on a skip).
+    returns JSON-ready values (or None) that are merged into ``ctx`` and recorded (restored on a
+    skip). A stage without inputs or outputs runs whenever it is not recorded yet.
     ``inputs(ctx)`` names what the stage consumes, as ``name -> checksum``.
     """
 
@@ -73,8 +74,9 @@ def run_stages(stages: Sequence[Stage], ctx: dict[str, Any], *, from_stage: str 
                log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run ``stages`` in order in ``ctx["run_dir"]``, skipping finished ones (see module doc).
 
-    Records every stage in ``<run_dir>/lineage.json`` as it finishes; sets ``ctx["ran"]`` and
-    ``ctx["skipped"]`` (stage names). Returns the lineage dict.
+    Records every stage in ``<run_dir>/lineage.json`` as it finishes; sets ``ctx["ran"]``,
+    ``ctx["skipped"]`` (stage names) and ``ctx["stage_seconds"]``. Returns the lineage dict.
+    ``neonsign main`` (:mod:`neonsign.mainjob`) runs its stages through this too.
     """
     names = [s.name for s in stages]
     if from_stage is not None and from_stage not in names:
@@ -103,8 +105,9 @@ def run_stages(stages: Sequence[Stage], ctx: dict[str, Any], *, from_stage: str 
             continue
         log(f"== stage {st.name}")
         t0 = time.perf_counter()
-        values = st.run(ctx)
+        values = st.run(ctx) or {}
         ctx.update(values)
+        ctx.setdefault("stage_seconds", {})[st.name] = time.perf_counter() - t0
         lineage["stages"][st.name] = {
             "consumed": inputs,
             "produced": {o: _sha(run_dir / o) for o in st.outputs},

@@ -132,7 +132,8 @@ def fit(
 class _MlflowTracker:
     """Logs params, per-epoch metrics and the model directory to MLflow when it is importable.
 
-    Uses ``MLFLOW_TRACKING_URI`` when set, else a local ``./mlruns`` store. A no-op otherwise.
+    Uses ``MLFLOW_TRACKING_URI`` when set, else the registry's local SQLite store
+    (:func:`neonsign.registry.default_uri`). A no-op otherwise.
     """
 
     def __init__(self, enabled: bool) -> None:
@@ -145,7 +146,9 @@ class _MlflowTracker:
             return
         self.mlflow = mlflow
         if not os.environ.get("MLFLOW_TRACKING_URI"):
-            mlflow.set_tracking_uri(Path("mlruns").resolve().as_uri())
+            from .registry import default_uri  # SQLite beside the registry: MLflow 3 refuses ./mlruns
+
+            mlflow.set_tracking_uri(default_uri())
         mlflow.set_experiment("neonsign")
         mlflow.start_run()
 
