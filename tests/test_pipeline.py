@@ -34,6 +34,8 @@ def test_pipeline_runs_resumes_and_traces(synth_root: Path, tmp_path: Path) -> N
     assert lineage["stages"]["test"]["consumed"]["weights_sha256"] == card["weights_sha256"]
     assert set(lineage["stages"]["gate"]["produced"]) == {"gate.json"}
     mv = ctx["registry"].show(ctx["registry_version"])
+    assert mv.metrics["test_accuracy"] == pytest.approx(ctx["accuracy"])
+    assert sorted(mv.aliases) == ["challenger", "champion"]
     assert mv.tags["run_dir"] == str(rd.resolve()) and mv.tags["gate_accepted"] == "true"
 
     again = run(synth_root, rd, registry_uri=uri, **OPTS)

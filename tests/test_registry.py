@@ -47,7 +47,9 @@ def test_register_records_card(reg: Registry, two_versions: tuple[int, int]) -> 
     assert mv.tags["code_version"] == card["code_version"]
     assert mv.metrics["accuracy"] == pytest.approx(0.90)
     assert mv.aliases == ["challenger"]
-    assert [v.version for v in reg.list()][:2] == [v2, v1]
+    listed = reg.list()
+    assert [v.version for v in listed][:2] == [v2, v1]
+    assert [v.aliases for v in listed][:2] == [["challenger"], ["champion"]]
 
 
 def test_promote_and_rollback(reg: Registry, two_versions: tuple[int, int]) -> None:

@@ -208,7 +208,8 @@ def _register(ctx: dict[str, Any]) -> dict[str, Any]:
     reg = ctx["registry"]
     tags = {"run_dir": os.fspath(rd.resolve()), "gate_accepted": str(ctx["accepted"]).lower(),
             "lineage": os.fspath((rd / LINEAGE_FILE).resolve())}
-    mv = reg.register(rd / "model", alias="challenger", tags=tags)
+    mv = reg.register(rd / "model", alias="challenger", tags=tags,
+                      metrics={"test_accuracy": float(ctx["accuracy"])})
     promoted = bool(ctx["accepted"])
     if promoted:
         mv = reg.promote(mv.version, ctx["alias"])

@@ -132,14 +132,28 @@ class Registry:
             self.client.create_registered_model(
                 self.name, description="TrafficSignNet (GTSRB) model directories from neonsign")
 
-    def _version(self, mv: Any) -> ModelVersion:
+    def _aliases(self) -> dict[int, list[str]]:
+        """version -> aliases, from the registered model (search results may omit aliases)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            rm = self.client.get_registered_model(self.name)
+        except MlflowException:
+            return {}
+        out: dict[int, list[str]] = {}
+        for alias, version in (rm.aliases or {}).items():
+            out.setdefault(int(version), []).append(alias)
+        return out
+
+    def _version(self, mv: Any, aliases: dict[int, list[str]] | None = None) -> ModelVersion:
         metrics: dict[str, float] = {}
         if mv.run_id:
             try:
                 metrics = dict(self.client.get_run(mv.run_id).data.metrics)
             except Exception:  # noqa: BLE001 - a version whose run was deleted still lists
                 metrics = {}
-        return ModelVersion(self.name, int(mv.version), sorted(mv.aliases or []), mv.source,
+        names = (aliases if aliases is not None else self._aliases()).get(int(mv.version), [])
+        return ModelVersion(self.name, int(mv.version), sorted(names), mv.source,
                             mv.run_id, dict(mv.tags or {}), metrics, mv.creation_timestamp)
 
     def _history(self, alias: str) -> list[int]:
@@ -157,12 +171,14 @@ class Registry:
 
     # -- public API ----------------------------------------------------------------------------
     def register(self, model_dir: str | os.PathLike[str], *, alias: str | None = None,
-                 tags: dict[str, str] | None = None) -> ModelVersion:
+                 tags: dict[str, str] | None = None,
+                 metrics: dict[str, float] | None = None) -> ModelVersion:
         """Register a model directory as a new version (its sha256 is verified first).
 
         The card's metrics become run metrics; ``data_checksum``, ``code_version``,
         ``weights_sha256``, epochs and seed become params and version tags. ``alias`` (e.g.
-        ``challenger``) is set on the new version.
+        ``challenger``) is set on the new version; ``metrics`` (e.g. ``test_accuracy``) are
+        logged with the card's.
         """
         path = Path(model_dir)
         _, card = load_model(path)  # raises ModelError on a bad / tampered directory
@@ -184,7 +200,7 @@ class Registry:
             for k in ("epochs", "seed"):
                 if card.get(k) is not None:
                     self.client.log_param(rid, k, card[k])
-            for k, v in _flat_metrics(card).items():
+            for k, v in {**_flat_metrics(card), **(metrics or {})}.items():
                 self.client.log_metric(rid, k, v)
             self.client.log_artifacts(rid, os.fspath(path), "model")
             self.client.set_terminated(rid)
@@ -200,7 +216,8 @@ class Registry:
     def list(self) -> list[ModelVersion]:
         """Every version, newest first."""
         mvs = self.client.search_model_versions(f"name='{self.name}'")
-        return sorted((self._version(m) for m in mvs), key=lambda v: -v.version)
+        aliases = self._aliases()
+        return sorted((self._version(m, aliases) for m in mvs), key=lambda v: -v.version)
 
     def show(self, ref: int | str) -> ModelVersion:
         """A version by number or alias; raises :class:`ModelError` when there is none."""
@@ -293,7 +310,8 @@ def _print(obj: Any, as_json: bool) -> None:
         return
     rows = obj if isinstance(obj, list) else [obj]
     for v in rows:
-        acc = v["metrics"].get("accuracy")
+        m = v["metrics"]
+        acc = m.get("test_accuracy", m.get("accuracy", m.get("val_accuracy")))
         print(f"v{v['version']:<4} {','.join(v['aliases']) or '-':<22} "
               f"acc={'n/a' if acc is None else f'{acc:.4f}'}  "
               f"sha256={v['tags'].get('weights_sha256', '?')[:12]}  "
