@@ -81,12 +81,15 @@ for t in "${targets[@]}"; do
     if [[ " $core " == *" kernels/dispatch.c "* ]]; then extra=("${KERNEL_DEFS[@]}" "${KERNEL_OBJS[@]}"); fi
     log "building $t"
     "$CLANG" "${FLAGS[@]}" "$src" "${core_paths[@]}" "${extra[@]}" -o "$WORK/bin/$t" -pthread -lm
+    rm -rf "$WORK/crashes/$t"  # artifacts of earlier runs: commit them as regressions first
     mkdir -p "$WORK/corpus/$t" "$WORK/crashes/$t"
     log "running $t for ${SECS}s"
+    parallel=()
+    [ "$JOBS" -gt 1 ] && parallel=(-jobs="$JOBS" -workers="$JOBS")
     set +e
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ASAN_OPTIONS=detect_leaks=1 \
         "$WORK/bin/$t" "$WORK/corpus/$t" "$WORK/seeds/$t" -max_total_time="$SECS" -timeout=10 \
-        -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 -jobs="$JOBS" -workers="$JOBS" \
+        -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 "${parallel[@]}" \
         -artifact_prefix="$WORK/crashes/$t/" >"$WORK/logs/$t.log" 2>&1
     rc=$?
     set -e
@@ -96,7 +99,7 @@ for t in "${targets[@]}"; do
     crashes=$(find "$WORK/crashes/$t" -type f | wc -l)
     cov=$(grep -o 'cov: [0-9]*' "$WORK/logs/$t.log" | tail -1 | awk '{print $2}')
     log "$t: rc=$rc executions=$execs coverage=${cov:-?} crash files=$crashes"
-    if [ "$rc" != 0 ]; then
+    if [ "$rc" != 0 ] || [ "$crashes" != 0 ]; then
         status=1
         grep -m1 -A12 -E 'ERROR: (AddressSanitizer|libFuzzer)|runtime error' "$WORK/logs/$t.log" || tail -20 "$WORK/logs/$t.log"
     fi

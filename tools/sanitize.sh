@@ -77,16 +77,22 @@ log "pytest ${tests[*]} (timeout ${TIMEOUT}s)"
 # The instrumented module must be the one imported: check before running the tests.
 export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
 export LD_PRELOAD="$ASAN_RT"
-export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:alloc_dealloc_mismatch=0:allocator_may_return_null=1:handle_segv=1"
-export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+# Reports go to files: pytest captures fd 2 during a test and the capture is lost when the
+# process aborts.
+REPORTS="$BUILD/reports"
+rm -rf "$REPORTS"
+mkdir -p "$REPORTS"
+export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:alloc_dealloc_mismatch=0:allocator_may_return_null=1:handle_segv=1:log_path=$REPORTS/asan"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$REPORTS/ubsan"
 export NEONSIGN_SANITIZE=1
 "$PY" -c "import neonsign._native as m, sys; assert m.__file__.startswith('$SITE'), m.__file__; print('module:', m.__file__)"
 set +e
 timeout "$TIMEOUT" "$PY" -m pytest -q -p no:cacheprovider "${tests[@]}" 2>&1 | tee "$BUILD/pytest.log"
 rc=${PIPESTATUS[0]}
 set -e
-if grep -qE 'ERROR: AddressSanitizer|runtime error:|SUMMARY: (Address|UndefinedBehavior)Sanitizer' "$BUILD/pytest.log"; then
-    echo "sanitizer report found (see $BUILD/pytest.log)" >&2
+if [ -n "$(ls -A "$REPORTS")" ] || grep -qE 'ERROR: AddressSanitizer|runtime error:' "$BUILD/pytest.log"; then
+    echo "sanitizer reports found:" >&2
+    for f in "$REPORTS"/*; do [ -f "$f" ] && { echo "--- $f" >&2; head -40 "$f" >&2; }; done
     rc=1
 fi
 log "exit status $rc"
