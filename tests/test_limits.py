@@ -49,6 +49,17 @@ def test_huge_header_within_limit_is_truncated_not_allocated(data, no_pixel_limi
     assert time.perf_counter() - t0 < 0.5
 
 
+def test_per_call_pixel_cap_leaves_global_limits_alone():
+    before = pp.get_limits()
+    data = b"P6\n4 4\n255\n" + bytes(48)
+    with pytest.raises(errors.ResourceLimitError, match="limit of 15"):
+        pp.decode_ppm(data, max_pixels=15)
+    assert pp.decode_ppm(data, max_pixels=16).shape == (4, 4, 3)
+    assert pp.get_limits() == before
+    with pytest.raises(errors.NeonsignValueError):
+        pp.decode_ppm(data, max_pixels=0)
+
+
 def test_p3_needs_two_bytes_per_sample(no_pixel_limit):
     # "1 2 3" is 5 bytes for 3 samples: the least a 1x1 P3 can be; one byte less is truncated
     assert pp.decode_ppm(b"P3 1 1 255 1 2 3").tolist() == [[[1, 2, 3]]]

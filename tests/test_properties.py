@@ -97,6 +97,23 @@ def test_csv_any_bytes_parse_or_neonsign_error(data: bytes) -> None:
         assert r.filename and "/" not in r.filename
 
 
+@settings(max_examples=examples(300), deadline=None)
+@given(st.one_of(
+    st.binary(max_size=300),
+    st.sampled_from([b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"P6\n", b"P3 "]).flatmap(
+        lambda head: st.binary(max_size=300).map(lambda tail: head + tail)),
+))
+def test_upload_decoder_any_bytes(data: bytes) -> None:
+    """The server's upload decoder (PNG/JPEG via Pillow, PPM via the C core)."""
+    serve = pytest.importorskip("neonsign.serve")
+    try:
+        img, fmt = serve.decode_image(data, 1 << 16)
+    except (*NEONSIGN_ERRORS, errors.UnsupportedError) as e:
+        assert str(e)
+        return
+    assert fmt in ("PNG", "JPEG", "PPM") and img.dtype == np.uint8 and img.shape[2] == 3
+
+
 # ---------------------------------------------------------------------------------------------
 # Valid PPMs decode like Pillow
 
