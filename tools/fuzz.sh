@@ -94,10 +94,10 @@ for t in "${targets[@]}"; do
     rc=$?
     set -e
     # with -jobs the stats are in fuzz-N.log files
-    execs=$(cat "$WORK/logs/$t.log" fuzz-*.log 2>/dev/null | sed -n 's/^stat::number_of_executed_units: *//p' | awk '{s+=$1} END {print s+0}')
+    execs=$(cat "$WORK/logs/$t.log" fuzz-*.log 2>/dev/null | sed -n 's/^stat::number_of_executed_units: *//p' | awk '{s+=$1} END {print s+0}' || true)
     rm -f fuzz-*.log
     crashes=$(find "$WORK/crashes/$t" -type f | wc -l)
-    cov=$(grep -o 'cov: [0-9]*' "$WORK/logs/$t.log" | tail -1 | awk '{print $2}')
+    cov=$(grep -o 'cov: [0-9]*' "$WORK/logs/$t.log" fuzz-*.log 2>/dev/null | tail -1 | awk '{print $2}' || true)
     log "$t: rc=$rc executions=$execs coverage=${cov:-?} crash files=$crashes"
     if [ "$rc" != 0 ] || [ "$crashes" != 0 ]; then
         status=1
