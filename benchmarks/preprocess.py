@@ -44,7 +44,18 @@ from PIL import Image
 import neonsign
 from neonsign import preprocess as pp
 
-SHARED = Path(os.environ.get("GTSRB_ROOT", "/work/shared/gtsrb"))
+def _shared_root() -> Path:
+    """$GTSRB_ROOT, else the first shared/gtsrb beside the repository or one of its parents."""
+    env = os.environ.get("GTSRB_ROOT")
+    if env:
+        return Path(env)
+    for parent in Path(__file__).resolve().parents[1:]:
+        if (parent / "shared" / "gtsrb").is_dir():
+            return parent / "shared" / "gtsrb"
+    return Path("shared") / "gtsrb"
+
+
+SHARED = _shared_root()
 SIZE = 32
 
 
@@ -301,6 +312,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                     ratios[f"neonsign_vs_{other}"] = figures["neonsign"]["images_per_s"] / figures[other]["images_per_s"]
             results[set_name] = {"n": n, "figures": figures, "ratios": ratios, "check": check}
 
+        # The resampler alone, in memory: Pillow's resize against neonsign's (one call per image,
+        # Python overhead included on both sides), on the decoded real-size images.
+        arrays = [pp.read_ppm(p) for p in real[:2000]]
+        pil_images = [Image.fromarray(a) for a in arrays]
+        _, _, pil_cpu, _ = timed(lambda: [im.resize((SIZE, SIZE), Image.BILINEAR) for im in pil_images], args.repeats)
+        _, _, ns_cpu, _ = timed(lambda: [pp.resize(a, SIZE) for a in arrays], args.repeats)
+        resize_only = {"n": len(arrays), "pillow_cpu_us_per_image": pil_cpu / len(arrays) * 1e6,
+                       "neonsign_cpu_us_per_image": ns_cpu / len(arrays) * 1e6, "speedup": pil_cpu / ns_cpu}
+        print(f"  resize only (in memory, real sizes -> 32x32, CPU time): "
+              f"Pillow {resize_only['pillow_cpu_us_per_image']:.1f} us, "
+              f"neonsign {resize_only['neonsign_cpu_us_per_image']:.1f} us per image ({resize_only['speedup']:.1f}x)")
+
         print()
         print(f"{'set':10s} {'vs reference-1proc':>20s} {'vs reference-2workers':>22s} {'vs lean-loop':>14s}   max|diff|")
         for set_name, r in results.items():
@@ -330,6 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "data": {"source": source, "n": args.n, "seed": args.seed, "output": [3, SIZE, SIZE]},
             "repeats": {"fast": args.repeats, "reference": args.ref_repeats},
             "results": results,
+            "resize_only": resize_only,
             "targets": {"neonsign_vs_reference-1proc": 30, "neonsign_vs_reference-2workers": 15,
                         "neonsign_vs_lean-loop": 10},
         }

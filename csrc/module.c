@@ -161,6 +161,8 @@ static PyObject *py_build_info(PyObject *self, PyObject *noargs) {
 /* Preprocessing: PPM, CSV, resize, normalise, whole-split loader                               */
 /* ------------------------------------------------------------------------------------------ */
 
+#include <stdatomic.h>
+
 #include "core/csv.h"
 #include "core/fileio.h"
 #include "core/loader.h"
@@ -384,6 +386,32 @@ static int pp_roi(PyObject *obj, size_t w, size_t h, size_t box[4]) {
     return 1;
 }
 
+/* One warm resize scratch (buffers and coefficient cache) for single-image resizes, so that a
+ * server resizing request after request neither allocates nor recomputes coefficients each time.
+ * Taken with a try-lock (the GIL is released while resizing): a call that finds it busy uses a
+ * fresh local scratch. Emptied after a call that grew it beyond PP_SCRATCH_KEEP bytes. */
+static ns_resize_scratch g_resize_scratch;
+static atomic_flag g_resize_busy = ATOMIC_FLAG_INIT;
+#define PP_SCRATCH_KEEP ((size_t)16 << 20)
+
+static ns_resize_scratch *pp_scratch_acquire(ns_resize_scratch *local) {
+    memset(local, 0, sizeof *local);
+    if (atomic_flag_test_and_set_explicit(&g_resize_busy, memory_order_acquire)) return local;
+    g_resize_scratch.use_cache = 1;
+    return &g_resize_scratch;
+}
+
+static void pp_scratch_release(ns_resize_scratch *s, ns_resize_scratch *local) {
+    if (s == local) {
+        ns_resize_scratch_free(local);
+        return;
+    }
+    size_t bytes = s->coeffs_x.cap + s->coeffs_y.cap + s->tmp.cap + s->tr_in.cap + s->tr_out.cap;
+    for (size_t i = 0; s->cache && i < NS_RESIZE_CACHE_SLOTS; i++) bytes += s->cache[i].buf.cap;
+    if (bytes > PP_SCRATCH_KEEP) ns_resize_scratch_free(s);
+    atomic_flag_clear_explicit(&g_resize_busy, memory_order_release);
+}
+
 static PyObject *py_resize(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *img_obj, *oh_obj, *ow_obj, *roi_obj;
@@ -405,16 +433,15 @@ static PyObject *py_resize(PyObject *self, PyObject *args) {
     npy_intp dims[3] = {(npy_intp)oh, (npy_intp)ow, 3};
     PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(3, dims, NPY_UINT8);
     if (!out) return NULL;
-    ns_resize_scratch scratch;
-    memset(&scratch, 0, sizeof scratch);
     ns_error err;
     ns_error_clear(&err);
     ns_status st;
     const uint8_t *src = (const uint8_t *)PyArray_DATA(img) + box[1] * w * 3 + box[0] * 3;
     Py_BEGIN_ALLOW_THREADS
+    ns_resize_scratch local, *scratch = pp_scratch_acquire(&local);
     st = ns_resize_u8c3(src, box[2] - box[0] + 1, box[3] - box[1] + 1, w * 3, PyArray_DATA(out), ow,
-                        oh, &scratch, &err);
-    ns_resize_scratch_free(&scratch);
+                        oh, scratch, &err);
+    pp_scratch_release(scratch, &local);
     Py_END_ALLOW_THREADS
     if (st != NS_OK) {
         Py_DECREF(out);

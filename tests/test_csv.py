@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import real_gtsrb_root
 from neonsign import errors, preprocess as pp
 from neonsign.preprocess import Annotation
 
@@ -54,9 +53,10 @@ def test_header_only_gives_no_rows():
 
 
 def test_real_shared_csv_if_present():
-    path = Path("/work/shared/gtsrb/Final_Training/Images/00000/GT-00000.csv")
-    if not path.exists():
-        pytest.skip("shared GTSRB data not present")
+    base = real_gtsrb_root()
+    path = base / "Final_Training" / "Images" / "00000" / "GT-00000.csv" if base else None
+    if path is None or not path.exists():
+        pytest.skip("real GTSRB not found: set GTSRB_ROOT or provide ../shared/gtsrb beside the repository")
     rows = pp.read_annotations(path)
     assert len(rows) > 100 and all(r.class_id == 0 for r in rows)
     assert all(0 <= r.roi[0] <= r.roi[2] < r.width for r in rows)

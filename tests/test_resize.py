@@ -196,3 +196,20 @@ def test_portable_transpose_gives_identical_results():
     ref = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert ref.stdout.split()[0] == "none"
     assert fast.stdout.split()[1] == ref.stdout.split()[1]
+
+
+def test_concurrent_resizes_from_python_threads():
+    """Single-image resizes share one warm scratch behind a try-lock; results must not mix."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = []
+    for _ in range(64):
+        h, w = (int(v) for v in rng.integers(1, 200, 2))
+        size = tuple(int(v) for v in rng.integers(1, 64, 2))
+        jobs.append((rng.integers(0, 256, (h, w, 3), dtype=np.uint8), size))
+    expected = [pp.resize(img, size) for img, size in jobs]
+    with ThreadPoolExecutor(4) as ex:
+        for _ in range(3):
+            got = list(ex.map(lambda job: pp.resize(*job), jobs))
+            for e, g in zip(expected, got):
+                np.testing.assert_array_equal(e, g)

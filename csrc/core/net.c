@@ -162,7 +162,8 @@ struct ns_net {
     int work_workers;
     uint64_t *wtime;     /* per worker: NS_NET_LAYERS thread-time accumulators */
     float *arena;        /* per chunk: features, hidden, and split-mode buffers */
-    size_t arena_rows;
+    size_t arena_rows;   /* images the arena holds features + hidden for */
+    size_t arena_split;  /* images it holds split-mode buffers for */
     /* timers */
     int timers_on;
     uint64_t t_ns[NS_NET_LAYERS], t_calls[NS_NET_LAYERS];
@@ -320,8 +321,10 @@ void ns_net_reset_timers(ns_net *net) {
 /* per-worker floats: SIMD: NHWC input + pooled conv1 + conv row pair; ref: conv1, pool1, conv2 */
 #define WORK_SIMD (RUP16(IN_SIZE) + RUP16(P1_SIZE) + RUP16(2 * C1_H * NS_NET_C1 > 2 * 12 * NS_NET_C2 ? 2 * C1_H * NS_NET_C1 : 2 * 12 * NS_NET_C2))
 #define WORK_REF (RUP16(NS_NET_C1 * C1_H * C1_H) + RUP16(P1_SIZE) + RUP16(NS_NET_C2 * C2_H * C2_H))
-/* per-chunk-row floats: features, hidden, split-mode NHWC input and pooled conv1 */
-#define ARENA_ROW (NS_NET_FEATURES + NS_NET_HIDDEN + IN_SIZE + P1_SIZE)
+/* per-chunk-row floats: features and hidden; plus, for the images of a small batch whose
+ * conv layers are split between threads (fewer images than threads), NHWC input + pool1 */
+#define ARENA_ROW (NS_NET_FEATURES + NS_NET_HIDDEN)
+#define ARENA_SPLIT_ROW (IN_SIZE + P1_SIZE)
 
 static ns_status ensure_scratch(ns_net *net, int workers, size_t rows, ns_error *err) {
     if (workers > net->work_workers || !net->work) {
@@ -337,14 +340,19 @@ static ns_status ensure_scratch(ns_net *net, int workers, size_t rows, ns_error 
         net->work_stride = stride;
         net->work_workers = workers;
     }
-    if (rows > net->arena_rows) {
+    /* split mode only ever holds fewer images than threads */
+    const size_t split = workers > 1 ? (rows < (size_t)workers ? rows : (size_t)workers - 1) : 0;
+    if (rows > net->arena_rows || split > net->arena_split) {
+        const size_t r = rows > net->arena_rows ? rows : net->arena_rows;
+        const size_t sp = split > net->arena_split ? split : net->arena_split;
         ns_free_aligned(net->arena);
-        net->arena_rows = 0;
-        net->arena = ns_alloc_aligned(rows * ARENA_ROW * sizeof(float), NS_ALIGN);
+        net->arena_rows = net->arena_split = 0;
+        net->arena = ns_alloc_aligned((r * ARENA_ROW + sp * ARENA_SPLIT_ROW) * sizeof(float), NS_ALIGN);
         if (!net->arena)
             return ns_set_error(err, NS_ERR_NOMEM, "cannot allocate engine scratch for %zu images",
-                                rows);
-        net->arena_rows = rows;
+                                r);
+        net->arena_rows = r;
+        net->arena_split = sp;
     }
     return NS_OK;
 }
@@ -496,8 +504,8 @@ static void forward_chunk(ns_net *net, ns_pool *pool, int threads, const float *
     f.m = m;
     f.feat = net->arena;
     f.hid = f.feat + m * NS_NET_FEATURES;
-    f.xin = f.hid + m * NS_NET_HIDDEN;
-    f.p1 = f.xin + m * IN_SIZE;
+    f.xin = f.feat + net->arena_rows * ARENA_ROW; /* split mode: m <= arena_split images */
+    f.p1 = f.xin + net->arena_split * IN_SIZE;
     f.logits = logits;
     f.timers = net->timers_on;
     const int on = f.timers, ref = net->isa == NULL;
@@ -536,7 +544,9 @@ static void forward_chunk(ns_net *net, ns_pool *pool, int threads, const float *
         if (on) apportion(net, threads, ns_now_ns() - t0, NS_LAYER_CONV1, NS_LAYER_FLATTEN);
     }
     uint64_t t2 = tnow(on);
-    run_fc(&f, pool, threads, &net->f1, f.feat, f.hid, 1, 0);
+    /* with fewer images than threads fc1 is a small GEMV: one pool wake-up costs about what
+     * splitting it saves, so it runs on the calling thread */
+    run_fc(&f, pool, m < (size_t)threads ? 1 : threads, &net->f1, f.feat, f.hid, 1, 0);
     uint64_t t3 = tnow(on);
     /* fc2 (5.5 K multiply-adds per image) runs on the calling thread: cheaper than waking
      * the pool for it */

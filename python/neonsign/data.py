@@ -659,7 +659,7 @@ def register_cli(subparsers: Any) -> None:
     p = subparsers.add_parser("synth", help="write a synthetic GTSRB-format data set")
     p.add_argument("root", help="folder to write (official layout, GTSRB/ level entered)")
     p.add_argument("--per-class", type=int, default=60, help="training images per class (60)")
-    p.add_argument("--per-track", type=int, default=30, help="images per track (30)")
+    p.add_argument("--per-track", type=int, default=10, help="images per track (10; GTSRB has 30)")
     p.add_argument("--test", type=int, default=860, help="test images, 0 for none (860)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-q", "--quiet", action="store_true")

@@ -23,6 +23,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -156,6 +157,7 @@ def fetch(url: str, dest: Path, md5: str | None, *, progress: bool = True, retri
         except DownloadError:
             if attempt == retries or not part.exists() or part.stat().st_size == 0:
                 raise
+            time.sleep(min(float(attempt), 5.0))  # resume at once, then back off a little
     got = _md5(part)
     if md5 is not None and got != md5.lower():
         part.unlink()

@@ -253,8 +253,11 @@ class Engine:
     def classify(self, x: Any) -> tuple[np.ndarray, np.ndarray]:
         """Top-1 class and its softmax probability.
 
+        Args:
+            x: as for :meth:`predict`.
         Returns:
-            (classes int64 (N,), probabilities float32 (N,)); 0-d arrays for a single image.
+            (classes int64 (N,), probabilities float32 (N,)); NumPy scalars (np.int64,
+            np.float32) for a single (3, 32, 32) image.
         """
         logits = np.atleast_2d(self.predict(x))
         classes = np.argmax(logits, axis=1).astype(np.int64)

@@ -334,7 +334,8 @@ def load_images(
         size: output ``(height, width)`` or an int.
         dtype: ``"float32"`` -> images ``(N, 3, H, W)`` normalised with ``mean``/``std``;
             ``"uint8"`` -> ``(N, H, W, 3)``.
-        threads: threads to use (``None``: the pool's, :func:`neonsign.set_threads`; 1: none).
+        threads: threads to use, at most the pool's size (``None``: the whole pool, see
+            :func:`neonsign.set_threads`; 1: no threads, all work on the calling thread).
         skip_bad: if False, the first bad file (lowest index) raises; if True, failed images are
             zero rows, ``ok`` is False for them and ``errors`` lists them.
 

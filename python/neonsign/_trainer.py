@@ -1,0 +1,223 @@
+"""The PyTorch training loop behind :mod:`neonsign.train` (imports torch; private).
+
+Data arrive once as uint8 NHWC arrays; every batch is gathered from them, augmented in torch
+(random affine via ``affine_grid``/``grid_sample``, brightness/contrast jitter) and normalised,
+so no per-item Python or Pillow work happens during an epoch. With ``torch.distributed``
+initialised, each rank trains on a disjoint shard of every epoch's permutation under
+DistributedDataParallel and validation counts are summed over ranks.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from .artifacts import NUM_CLASSES
+from .errors import NeonsignValueError
+from .model import TrafficSignNet
+
+__all__ = ["FitResult", "augment_batch", "to_float", "fit", "predict_logits"]
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: the best state_dict (by validation accuracy) and the history."""
+
+    state_dict: dict[str, torch.Tensor]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = 0
+    val_accuracy: float | None = None
+    per_class_accuracy: list[float | None] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def to_float(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> normalised float32 (B, 3, H, W): (x / 255 - mean) / std."""
+    x = images.permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
+    return x.sub_(mean.view(1, -1, 1, 1)).div_(std.view(1, -1, 1, 1))
+
+
+def augment_batch(x: torch.Tensor, gen: torch.Generator, cfg: Any) -> torch.Tensor:
+    """Random affine + brightness/contrast jitter on float32 (B, 3, H, W) images in [0, 1].
+
+    Rotation uniform in +-``cfg.rotation`` degrees, scale in ``cfg.scale``, translation
+    +-``cfg.translate`` of the image size, brightness factor 1 +- ``cfg.brightness``, contrast
+    factor 1 +- ``cfg.contrast`` around each image's mean. Draws only from ``gen``.
+    """
+    b = x.shape[0]
+
+    def uniform(lo: float, hi: float) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(b, generator=gen)
+
+    angle = uniform(-cfg.rotation, cfg.rotation) * (math.pi / 180.0)
+    scale = uniform(cfg.scale[0], cfg.scale[1])
+    # affine_grid maps output to input coordinates in [-1, 1]: translation t of the image is 2t.
+    tx = uniform(-cfg.translate, cfg.translate) * 2.0
+    ty = uniform(-cfg.translate, cfg.translate) * 2.0
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack(
+        [torch.stack([cos, -sin, tx], dim=1), torch.stack([sin, cos, ty], dim=1)], dim=1
+    )
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    bright = uniform(1.0 - cfg.brightness, 1.0 + cfg.brightness).view(b, 1, 1, 1)
+    contrast = uniform(1.0 - cfg.contrast, 1.0 + cfg.contrast).view(b, 1, 1, 1)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * contrast + mean * bright
+    return x.clamp_(0.0, 1.0)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Logits float32 (N, 43) for normalised float32 (N, 3, H, W), in eval mode, batched."""
+    model.eval()
+    outs = [model(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)]
+    return torch.cat(outs) if outs else torch.empty(0, NUM_CLASSES)
+
+
+def _rank_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _shard(perm: torch.Tensor, rank: int, world: int) -> torch.Tensor:
+    """DistributedSampler-style shard: pad to a multiple of world by wrapping, take every world-th."""
+    if world == 1:
+        return perm
+    per_rank = -(-perm.numel() // world)
+    total = per_rank * world
+    if total > perm.numel():
+        reps = -(-total // perm.numel())
+        perm = perm.repeat(reps)[:total]
+    return perm[rank:total:world]
+
+
+def _validate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, rank: int, world: int) -> tuple[float, list[float | None]]:
+    """Top-1 accuracy and per-class accuracy on (x, y), sharded over ranks and summed."""
+    xs, ys = x[rank::world], y[rank::world]
+    pred = predict_logits(model, xs).argmax(dim=1) if xs.shape[0] else torch.empty(0, dtype=torch.int64)
+    counts = torch.zeros(2, NUM_CLASSES, dtype=torch.float64)
+    counts[0].index_add_(0, ys, (pred == ys).to(torch.float64))
+    counts[1].index_add_(0, ys, torch.ones_like(ys, dtype=torch.float64))
+    if world > 1:
+        dist.all_reduce(counts)
+    correct, total = counts[0], counts[1]
+    acc = float(correct.sum() / total.sum()) if total.sum() > 0 else 0.0
+    per_class = [float(c / t) if t > 0 else None for c, t in zip(correct.tolist(), total.tolist())]
+    return acc, per_class
+
+
+def fit(
+    images: np.ndarray,
+    labels: np.ndarray,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    cfg: Any,
+    *,
+    progress: bool = True,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> FitResult:
+    """Train TrafficSignNet on ``images[train_idx]``, validating on ``images[val_idx]`` per epoch.
+
+    images: uint8 (N, H, W, 3); labels: int64 (N,) in [0, 43). ``cfg`` is a
+    :class:`neonsign.train.TrainConfig`. Returns the weights of the epoch with the best
+    validation accuracy (the last epoch when there is no validation set). Same seed, same data
+    and same thread count give identical weights.
+    """
+    rank, world = _rank_world()
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.manual_seed(cfg.seed)
+    shuffle_gen = torch.Generator().manual_seed(cfg.seed)           # same on every rank
+    aug_gen = torch.Generator().manual_seed(cfg.seed * 1009 + 17 + rank)  # per rank
+
+    data = torch.from_numpy(np.ascontiguousarray(images))
+    targets = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
+    tr = torch.from_numpy(np.asarray(train_idx, dtype=np.int64))
+    va = torch.from_numpy(np.asarray(val_idx, dtype=np.int64))
+    if tr.numel() == 0:
+        raise NeonsignValueError("training set is empty (no indices in train_idx)")
+    mean = torch.tensor(cfg.mean, dtype=torch.float32)
+    std = torch.tensor(cfg.std, dtype=torch.float32)
+    x_val = to_float(data[va], mean, std)
+    y_val = targets[va]
+
+    model: nn.Module = TrafficSignNet()
+    net: nn.Module = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = -(-_shard(tr, rank, world).numel() // cfg.batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
+        pct_start=cfg.warmup_fraction,
+    )
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+    bar = None
+    if progress and rank == 0:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.epochs * steps_per_epoch, unit="batch", desc="train", dynamic_ncols=True)
+    result = FitResult(state_dict={})
+    best_acc = -1.0
+    start = time.perf_counter()
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        net.train()
+        shard = _shard(tr[torch.randperm(tr.numel(), generator=shuffle_gen)], rank, world)
+        loss_sum, correct, seen = 0.0, 0, 0
+        for batch in shard.split(cfg.batch_size):
+            x = data[batch].permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
+            if cfg.augment:
+                x = augment_batch(x, aug_gen, cfg)
+            x = x.sub_(mean.view(1, -1, 1, 1)).div_(std.view(1, -1, 1, 1))
+            y = targets[batch]
+            logits = net(x)
+            loss = criterion(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            loss_sum += float(loss.detach()) * y.numel()
+            correct += int((logits.argmax(1) == y).sum())
+            seen += y.numel()
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(epoch=epoch, loss=f"{loss_sum / seen:.3f}", refresh=False)
+        val_acc, per_class = _validate(model, x_val, y_val, rank, world) if va.numel() else (None, [])
+        record = {
+            "epoch": epoch,
+            "train_loss": loss_sum / max(seen, 1),
+            "train_accuracy": correct / max(seen, 1),
+            "val_accuracy": val_acc,
+            "lr": scheduler.get_last_lr()[0],
+            "seconds": time.perf_counter() - t0,
+        }
+        result.history.append(record)
+        if bar is not None:
+            bar.set_postfix(epoch=epoch, loss=f"{record['train_loss']:.3f}",
+                            val_acc="-" if val_acc is None else f"{val_acc:.4f}")
+        score = val_acc if val_acc is not None else float(epoch)
+        if score > best_acc:
+            best_acc = score
+            result.state_dict = copy.deepcopy(model.state_dict())
+            result.best_epoch = epoch
+            result.val_accuracy = val_acc
+            result.per_class_accuracy = per_class
+        if on_epoch is not None and rank == 0:
+            on_epoch(record)
+    if bar is not None:
+        bar.close()
+    result.seconds = time.perf_counter() - start
+    return result

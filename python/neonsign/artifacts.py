@@ -1,0 +1,361 @@
+"""Model directories: safetensors weights + a JSON model card (torch-free).
+
+A model directory holds::
+
+    model.safetensors   TrafficSignNet's state_dict tensors (float32) under their PyTorch names
+    model_card.json     metrics, preprocessing, data checksum, seed, epochs, hyperparameters,
+                        library and code versions, timestamp, sha256 of model.safetensors,
+                        schema version
+
+:func:`save_model` never silently replaces an existing model (``overwrite=True`` to allow it);
+:func:`load_model` verifies the weights' sha256 against the card and the tensor names and shapes
+against TrafficSignNet. The engine, the server and the registry read models through this module
+without PyTorch. :func:`import_pth` / :func:`export_pth` convert from and to the learning path's
+``.pth`` state_dicts (those two need torch, imported when called).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "WEIGHTS_FILE",
+    "CARD_FILE",
+    "NUM_CLASSES",
+    "STATE_DICT_SHAPES",
+    "DEFAULT_PREPROCESSING",
+    "validate_state_dict",
+    "sha256_file",
+    "code_version",
+    "library_versions",
+    "make_card",
+    "save_model",
+    "load_model",
+    "import_pth",
+    "export_pth",
+]
+
+SCHEMA_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "model_card.json"
+NUM_CLASSES = 43
+
+#: TrafficSignNet's state_dict: PyTorch name -> shape.
+STATE_DICT_SHAPES: dict[str, tuple[int, ...]] = {
+    "conv1.weight": (32, 3, 3, 3),
+    "conv1.bias": (32,),
+    "conv2.weight": (64, 32, 3, 3),
+    "conv2.bias": (64,),
+    "fc1.weight": (128, 64 * 6 * 6),
+    "fc1.bias": (128,),
+    "fc2.weight": (NUM_CLASSES, 128),
+    "fc2.bias": (NUM_CLASSES,),
+}
+
+#: The learning path's preprocessing: whole image resized to 32x32, Normalize(0.5, 0.5).
+DEFAULT_PREPROCESSING: dict[str, Any] = {
+    "size": 32,
+    "roi": False,
+    "mean": [0.5, 0.5, 0.5],
+    "std": [0.5, 0.5, 0.5],
+    "dtype": "float32",
+    "layout": "NCHW",
+}
+
+_CARD_REQUIRED = ("schema_version", "weights_sha256", "preprocessing")
+_PREPROCESSING_REQUIRED = ("size", "roi", "mean", "std", "dtype")
+_PACKAGES = ("neonsign", "numpy", "torch", "safetensors", "pillow")
+
+
+def _to_numpy(value: Any, name: str, source: str) -> np.ndarray:
+    """A float32 C-contiguous copy of a NumPy array or a torch tensor (duck-typed, no import)."""
+    if hasattr(value, "detach"):  # torch.Tensor without importing torch
+        value = value.detach().cpu().numpy()
+    arr = np.asarray(value)
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ModelError(f"{source}: tensor {name!r} has dtype {arr.dtype}, expected floating point")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def validate_state_dict(state_dict: Mapping[str, Any], source: str = "state_dict") -> dict[str, np.ndarray]:
+    """Check a TrafficSignNet state_dict and return it as float32 NumPy arrays.
+
+    Accepts NumPy arrays or torch tensors. Keys saved from a DistributedDataParallel wrapper
+    (``module.`` prefix) are accepted. Raises :class:`ModelError` naming ``source`` and the
+    offending tensor for missing/unexpected names, wrong shapes, non-float or non-finite values.
+    """
+    if not isinstance(state_dict, Mapping):
+        raise ModelError(f"{source}: expected a mapping of tensor names to tensors, got {type(state_dict).__name__}")
+    items = {(k[len("module."):] if isinstance(k, str) and k.startswith("module.") else k): v
+             for k, v in state_dict.items()}
+    missing = sorted(set(STATE_DICT_SHAPES) - set(items))
+    unexpected = sorted(str(k) for k in set(items) - set(STATE_DICT_SHAPES))
+    if missing or unexpected:
+        raise ModelError(
+            f"{source}: not a TrafficSignNet state_dict (missing {missing or 'none'}, "
+            f"unexpected {unexpected or 'none'})"
+        )
+    out: dict[str, np.ndarray] = {}
+    for name, shape in STATE_DICT_SHAPES.items():
+        arr = _to_numpy(items[name], name, source)
+        if arr.shape != shape:
+            raise ModelError(f"{source}: tensor {name!r} has shape {arr.shape}, expected {shape}")
+        if not np.isfinite(arr).all():
+            raise ModelError(f"{source}: tensor {name!r} contains NaN or infinite values")
+        out[name] = arr
+    return out
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def code_version() -> str:
+    """``git describe --always --dirty`` of the source checkout, else the package version."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"], cwd=here, capture_output=True,
+            text=True, timeout=10, check=True,
+        )
+        if out.stdout.strip():
+            return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    from . import __version__
+
+    return __version__
+
+
+def library_versions() -> dict[str, str | None]:
+    """Versions of Python and of the packages that shape a model (None when not installed)."""
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for pkg in _PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return versions
+
+
+def make_card(
+    *,
+    metrics: Mapping[str, Any] | None = None,
+    preprocessing: Mapping[str, Any] | None = None,
+    data_checksum: str | None = None,
+    seed: int | None = None,
+    epochs: int | None = None,
+    hyperparameters: Mapping[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A model card with provenance filled in (versions, code version, timestamp, schema).
+
+    ``weights_sha256`` is added by :func:`save_model`. ``preprocessing`` defaults to the learning
+    path's (:data:`DEFAULT_PREPROCESSING`); given keys override the defaults.
+    """
+    prep = dict(DEFAULT_PREPROCESSING)
+    prep.update(preprocessing or {})
+    card: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "architecture": "TrafficSignNet",
+        "num_classes": NUM_CLASSES,
+        "metrics": dict(metrics or {}),
+        "preprocessing": prep,
+        "data_checksum": data_checksum,
+        "seed": seed,
+        "epochs": epochs,
+        "hyperparameters": dict(hyperparameters or {}),
+        "library_versions": library_versions(),
+        "code_version": code_version(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    card.update(extra)
+    return card
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"model card value of type {type(obj).__name__} is not JSON serialisable")
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write through ``write(tmp_path)`` into a temporary file beside ``path``, then rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_model(
+    directory: str | os.PathLike[str],
+    state_dict: Mapping[str, Any],
+    card: Mapping[str, Any],
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``model.safetensors`` + ``model_card.json`` into ``directory`` and return its path.
+
+    ``state_dict``: TrafficSignNet tensors (NumPy float arrays or torch tensors), stored as
+    float32. ``card``: typically from :func:`make_card`; ``weights_sha256`` and
+    ``schema_version`` are set here. An existing non-empty directory raises :class:`ModelError`
+    unless ``overwrite=True`` (then the two files are replaced, each atomically).
+    """
+    from safetensors.numpy import save_file
+
+    path = Path(directory)
+    if path.exists() and not path.is_dir():
+        raise ModelError(f"model directory {path} exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise ModelError(
+            f"model directory {path} already exists and is not empty; refusing to overwrite it "
+            "(pass overwrite=True, or --force on the command line)"
+        )
+    tensors = validate_state_dict(state_dict)
+    card_out = dict(card)
+    card_out["schema_version"] = SCHEMA_VERSION
+    card_out.setdefault("preprocessing", dict(DEFAULT_PREPROCESSING))
+    path.mkdir(parents=True, exist_ok=True)
+    weights = path / WEIGHTS_FILE
+    _atomic_write(weights, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    card_out["weights_sha256"] = sha256_file(weights)
+    text = json.dumps(card_out, indent=2, sort_keys=True, default=_json_default, allow_nan=False)
+    _atomic_write(path / CARD_FILE, lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
+    return path
+
+
+def _read_card(card_path: Path) -> dict[str, Any]:
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"model card {card_path} not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"model card {card_path} is unreadable: {exc}") from None
+    if not isinstance(card, dict):
+        raise ModelError(f"model card {card_path}: expected a JSON object")
+    missing = [k for k in _CARD_REQUIRED if k not in card]
+    if missing:
+        raise ModelError(f"model card {card_path}: missing field(s) {missing}")
+    if card["schema_version"] != SCHEMA_VERSION:
+        raise ModelError(
+            f"model card {card_path}: schema_version {card['schema_version']!r} is not supported "
+            f"(this neonsign reads {SCHEMA_VERSION})"
+        )
+    prep = card["preprocessing"]
+    if not isinstance(prep, dict) or any(k not in prep for k in _PREPROCESSING_REQUIRED):
+        raise ModelError(f"model card {card_path}: 'preprocessing' must hold {list(_PREPROCESSING_REQUIRED)}")
+    return card
+
+
+def load_model(directory: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read a model directory: (state_dict as float32 NumPy arrays, model card).
+
+    Verifies the sha256 of ``model.safetensors`` against the card and the tensors against
+    TrafficSignNet; raises :class:`ModelError` (naming the file) when anything is missing,
+    malformed or tampered with.
+    """
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    path = Path(directory)
+    if not path.is_dir():
+        raise ModelError(f"model directory {path} not found (expected {WEIGHTS_FILE} + {CARD_FILE} in it)")
+    card = _read_card(path / CARD_FILE)
+    weights = path / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ModelError(f"weights file {weights} not found")
+    digest = sha256_file(weights)
+    if digest != card["weights_sha256"]:
+        raise ModelError(
+            f"weights file {weights} has sha256 {digest}, but {CARD_FILE} records "
+            f"{card['weights_sha256']}: the weights were modified or belong to another model"
+        )
+    try:
+        tensors = load_file(weights)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelError(f"weights file {weights} is not valid safetensors: {exc}") from None
+    return validate_state_dict(tensors, source=str(weights)), card
+
+
+# ----------------------------------------------------------------------------------------------
+# The learning path's .pth files (PyTorch pickles of a state_dict; need torch)
+
+
+def _load_pth(pth_path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    import torch
+
+    try:
+        obj = torch.load(os.fspath(pth_path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModelError(f".pth file {pth_path} not found") from None
+    except Exception as exc:  # torch raises many types for corrupt or unsafe pickles
+        raise ModelError(f".pth file {pth_path} could not be loaded as a state_dict: {exc}") from None
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model_state_dict"):
+            if key in obj and isinstance(obj[key], Mapping):
+                obj = obj[key]
+                break
+    return validate_state_dict(obj, source=os.fspath(pth_path))
+
+
+def import_pth(
+    pth_path: str | os.PathLike[str],
+    directory: str | os.PathLike[str],
+    *,
+    card: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Convert a learning-path ``.pth`` state_dict into a model directory (safetensors + card).
+
+    The card defaults to :func:`make_card` with the learning path's preprocessing and a
+    ``source`` field naming the ``.pth`` file.
+    """
+    tensors = _load_pth(pth_path)
+    if card is None:
+        card = make_card(source=os.fspath(pth_path))
+    return save_model(directory, tensors, card, overwrite=overwrite)
+
+
+def export_pth(
+    directory: str | os.PathLike[str], pth_path: str | os.PathLike[str], *, overwrite: bool = False
+) -> Path:
+    """Write a model directory's weights as a learning-path ``.pth`` (``torch.save`` of the
+    state_dict), loadable with ``TrafficSignNet().load_state_dict(torch.load(p, weights_only=True))``."""
+    import torch
+
+    out = Path(pth_path)
+    if out.exists() and not overwrite:
+        raise ModelError(f"{out} already exists; refusing to overwrite it (pass overwrite=True)")
+    tensors, _ = load_model(directory)
+    state = {name: torch.from_numpy(arr.copy()) for name, arr in tensors.items()}
+    _atomic_write(out, lambda tmp: torch.save(state, tmp))
+    return out

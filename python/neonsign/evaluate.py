@@ -1,0 +1,396 @@
+"""Testing a model: ``neonsign test`` and :func:`evaluate`.
+
+Runs a model directory over a GTSRB split through one backend and reports accuracy, per-class
+accuracy, the confusion matrix (JSON and a PNG plot), inference timing and the torch.profiler
+table of one batch of inference, printed as the learning path's ``test_model.py`` prints it
+(``prof.key_averages().table(sort_by="cpu_time_total")``).
+
+Backends (:data:`BACKENDS`): ``native`` (neonsign's C engine), ``torch`` (PyTorch CPU defaults),
+``torch-onednn-off`` (``torch.backends.mkldnn`` disabled), ``torch-channels-last``. The default
+is the fastest available: ``native`` when the engine is built, else ``torch``.
+
+Importing this module does not import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .artifacts import NUM_CLASSES, load_model
+from .errors import NeonsignValueError, UnsupportedError
+
+__all__ = [
+    "BACKENDS",
+    "available_backends",
+    "default_backend",
+    "make_predictor",
+    "confusion_matrix",
+    "classification_metrics",
+    "evaluate",
+    "evaluate_arrays",
+    "format_summary",
+    "plot_confusion",
+    "register_cli",
+]
+
+BACKENDS = ("native", "torch", "torch-onednn-off", "torch-channels-last")
+PROFILE_BATCH = 64  # the learning path's batch size
+
+
+def _has(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def available_backends() -> list[str]:
+    """The backends usable in this environment, fastest first."""
+    out = []
+    if _has("neonsign.engine"):
+        out.append("native")
+    if _has("torch"):
+        out += [b for b in BACKENDS if b.startswith("torch")]
+    return out
+
+
+def default_backend() -> str:
+    """``native`` when neonsign's engine is available, else ``torch``."""
+    avail = available_backends()
+    if not avail:
+        raise UnsupportedError("no inference backend available: neither neonsign.engine nor torch is importable")
+    return avail[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# Backends: a predictor maps float32 (N, 3, 32, 32) to logits float32 (N, 43).
+
+Predictor = Callable[[np.ndarray], np.ndarray]
+
+
+def _torch_predictor(state_dict: dict[str, np.ndarray], backend: str) -> Predictor:
+    import torch
+
+    from .model import TrafficSignNet
+
+    model = TrafficSignNet().eval()
+    model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state_dict.items()})
+    channels_last = backend == "torch-channels-last"
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    def context() -> Any:
+        if backend == "torch-onednn-off":
+            return torch.backends.mkldnn.flags(enabled=False)
+        return contextlib.nullcontext()
+
+    @torch.no_grad()
+    def predict(x: np.ndarray) -> np.ndarray:
+        t = torch.from_numpy(x)
+        if channels_last:
+            t = t.contiguous(memory_format=torch.channels_last)
+        with context():
+            return model(t).numpy()
+
+    return predict
+
+
+def make_predictor(model_dir: str | os.PathLike[str], backend: str, threads: int | None = None) -> Predictor:
+    """A function float32 (N, 3, 32, 32) -> logits float32 (N, 43) for ``backend``, from a
+    model directory whose sha256 is verified (:func:`neonsign.artifacts.load_model`)."""
+    if backend not in BACKENDS:
+        raise NeonsignValueError(f"backend {backend!r} is not one of {list(BACKENDS)}")
+    if backend not in available_backends():
+        raise UnsupportedError(f"backend {backend!r} is not available here (available: {available_backends()})")
+    state_dict, _ = load_model(model_dir)
+    if backend == "native":
+        from .engine import Engine
+
+        engine = Engine.from_state_dict(state_dict, threads=threads)
+        return lambda x: np.asarray(engine.predict(x))
+    return _torch_predictor(state_dict, backend)
+
+
+# ----------------------------------------------------------------------------------------------
+# Metrics
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
+    """int64 (C, C) counts: row = true class, column = predicted class."""
+    labels = np.asarray(labels, dtype=np.int64)
+    predictions = np.asarray(predictions, dtype=np.int64)
+    if labels.shape != predictions.shape or labels.ndim != 1:
+        raise NeonsignValueError(f"labels {labels.shape} and predictions {predictions.shape} must be equal 1-D shapes")
+    for name, a in (("labels", labels), ("predictions", predictions)):
+        if a.size and (a.min() < 0 or a.max() >= num_classes):
+            raise NeonsignValueError(f"{name} must lie in [0, {num_classes})")
+    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(cm, (labels, predictions), 1)
+    return cm
+
+
+def classification_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict[str, Any]:
+    """accuracy (fraction), n_images, n_correct, per_class_accuracy (None for absent classes),
+    per_class_count and confusion_matrix (nested lists) for int labels/predictions (N,)."""
+    cm = confusion_matrix(labels, predictions)
+    counts = cm.sum(axis=1)
+    correct = np.diag(cm)
+    n = int(counts.sum())
+    return {
+        "accuracy": float(correct.sum() / n) if n else 0.0,
+        "n_images": n,
+        "n_correct": int(correct.sum()),
+        "per_class_accuracy": [float(c / t) if t else None for c, t in zip(correct, counts)],
+        "per_class_count": counts.tolist(),
+        "confusion_matrix": cm.tolist(),
+    }
+
+
+def plot_confusion(cm: Sequence[Sequence[int]] | np.ndarray, path: str | os.PathLike[str], title: str = "") -> Path:
+    """Write a row-normalised confusion matrix heat map (PNG, matplotlib Agg) to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = np.asarray(cm, dtype=np.float64)
+    rows = m.sum(axis=1, keepdims=True)
+    norm = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
+    fig, ax = plt.subplots(figsize=(9, 8), dpi=100)
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title or "confusion matrix (row-normalised)")
+    ticks = np.arange(0, m.shape[0], 2)
+    ax.set_xticks(ticks)
+    ax.set_yticks(ticks)
+    ax.tick_params(labelsize=7)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation
+
+
+def _normalize(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """uint8 (N, H, W, 3) -> float32 (N, 3, H, W) with (x / 255 - mean) / std."""
+    try:
+        from .preprocess import normalize
+    except ImportError:  # preprocessing subsystem not built: the same arithmetic in NumPy
+        x = images.astype(np.float32).transpose(0, 3, 1, 2) / np.float32(255.0)
+        m = np.asarray(mean, np.float32).reshape(1, 3, 1, 1)
+        s = np.asarray(std, np.float32).reshape(1, 3, 1, 1)
+        return np.ascontiguousarray((x - m) / s, dtype=np.float32)
+    return normalize(images, mean, std)
+
+
+def _batches(n: int, size: int) -> Iterator[slice]:
+    for i in range(0, n, size):
+        yield slice(i, min(i + size, n))
+
+
+def _profile_table(predict: Predictor, x: np.ndarray) -> str | None:
+    """torch.profiler table of one inference batch, as the learning path prints it."""
+    if not _has("torch"):
+        return None
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    predict(x)  # warm-up outside the profile
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        with record_function("model_inference"):
+            predict(x)
+    return prof.key_averages().table(sort_by="cpu_time_total", row_limit=10)
+
+
+def evaluate_arrays(
+    model: str | os.PathLike[str],
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    backend: str | None = None,
+    batch_size: int = 256,
+    threads: int | None = None,
+    profile: bool = True,
+    plot: str | os.PathLike[str] | None = None,
+    quiet: bool = True,
+    split: str = "arrays",
+) -> dict[str, Any]:
+    """Test the model directory ``model`` on uint8 RGB images (N, H, W, 3) with int labels (N,).
+
+    Images are normalised as the model card says (mean, std); they must already have the card's
+    size. Returns the JSON-ready dict described in :func:`evaluate` (without the data fields).
+    """
+    backend = backend or default_backend()
+    if backend not in BACKENDS:
+        raise NeonsignValueError(f"backend {backend!r} is not one of {list(BACKENDS)}")
+    if batch_size < 1:
+        raise NeonsignValueError(f"batch_size must be >= 1, got {batch_size}")
+    _, card = load_model(model)
+    prep = card["preprocessing"]
+    size = int(prep["size"])
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (size, size, 3):
+        raise NeonsignValueError(f"images: expected uint8 (N, {size}, {size}, 3), got {images.dtype} {images.shape}")
+    labels = np.asarray(labels)
+    if labels.shape != (images.shape[0],):
+        raise NeonsignValueError(f"labels: expected shape ({images.shape[0]},), got {labels.shape}")
+    n = images.shape[0]
+    if n == 0:
+        raise NeonsignValueError(f"split {split!r} holds no images")
+    if threads is not None and backend.startswith("torch"):
+        import torch
+
+        torch.set_num_threads(threads)
+    predict = make_predictor(model, backend, threads=threads)
+    x = _normalize(images, prep["mean"], prep["std"])
+
+    predict(x[:min(n, batch_size)])  # warm-up
+    bar = None
+    if not quiet:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n, unit="img", desc=f"test ({backend})", dynamic_ncols=True)
+    preds = np.empty(n, dtype=np.int64)
+    t0 = time.perf_counter()
+    for sl in _batches(n, batch_size):
+        preds[sl] = predict(x[sl]).argmax(axis=1)
+        if bar is not None:
+            bar.update(sl.stop - sl.start)
+    infer_seconds = time.perf_counter() - t0
+    if bar is not None:
+        bar.close()
+
+    result: dict[str, Any] = classification_metrics(labels, preds)
+    result.update({
+        "backend": backend,
+        "split": split,
+        "model": os.fspath(Path(model).resolve()),
+        "model_code_version": card.get("code_version"),
+        "model_data_checksum": card.get("data_checksum"),
+        "preprocessing": prep,
+        "threads": threads,
+        "timing": {
+            "inference_seconds": infer_seconds,
+            "images_per_second": n / infer_seconds if infer_seconds > 0 else None,
+            "batch_size": batch_size,
+        },
+        "profile_table": _profile_table(predict, x[:PROFILE_BATCH]) if profile else None,
+    })
+    if plot is not None:
+        result["confusion_plot"] = os.fspath(
+            plot_confusion(result["confusion_matrix"], plot,
+                           f"{split}: accuracy {result['accuracy']:.4f} ({backend})"))
+    return result
+
+
+def evaluate(
+    model: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    *,
+    split: str = "test",
+    backend: str | None = None,
+    batch_size: int = 256,
+    threads: int | None = None,
+    limit: int | None = None,
+    profile: bool = True,
+    plot: str | os.PathLike[str] | None = None,
+    quiet: bool = True,
+) -> dict[str, Any]:
+    """Test the model directory ``model`` on ``split`` of the GTSRB data under ``data``.
+
+    Images are loaded by neonsign's loader as the model card says (size, roi) and normalised with
+    its mean/std. Returns a JSON-ready dict with ``accuracy`` (fraction), ``n_images``,
+    ``n_correct``, ``per_class_accuracy`` (43 entries, None for classes absent from the split),
+    ``per_class_count``, ``confusion_matrix`` (43x43, rows = true class), ``backend``, ``split``,
+    ``data_checksum``, ``timing`` and ``profile_table`` (torch.profiler table of one batch of
+    64, None without torch); writes the confusion matrix PNG to ``plot`` if given.
+    """
+    from .data import load_split
+
+    _, card = load_model(model)
+    prep = card["preprocessing"]
+    t0 = time.perf_counter()
+    images, labels, meta = load_split(data, split, size=int(prep["size"]), roi=bool(prep["roi"]),
+                                      dtype="uint8", threads=threads, limit=limit)
+    load_seconds = time.perf_counter() - t0
+    result = evaluate_arrays(model, images, labels, backend=backend, batch_size=batch_size,
+                             threads=threads, profile=profile, plot=plot, quiet=quiet, split=split)
+    result["data"] = os.fspath(Path(data).resolve())
+    result["data_checksum"] = getattr(meta, "checksum", None)
+    result["timing"]["load_seconds"] = load_seconds
+    return result
+
+
+def _class_name(c: int) -> str:
+    try:
+        from .data import CLASS_NAMES
+
+        return f"{c:2d} {CLASS_NAMES[c]}"
+    except (ImportError, IndexError):
+        return f"{c:2d}"
+
+
+def format_summary(result: dict[str, Any], worst: int = 5) -> str:
+    """Human-readable summary: accuracy, throughput and the ``worst`` classes."""
+    lines = [
+        f"{result['split']}: accuracy {result['accuracy'] * 100:.2f}% "
+        f"({result['n_correct']}/{result['n_images']}) backend {result['backend']}",
+    ]
+    ips = result["timing"]["images_per_second"]
+    if ips:
+        lines.append(f"inference: {result['timing']['inference_seconds']:.3f} s, {ips:,.0f} images/s")
+    present = [(a, c) for c, a in enumerate(result["per_class_accuracy"]) if a is not None]
+    lines.append(f"worst classes ({len(present)} present):")
+    for acc, c in sorted(present)[:worst]:
+        lines.append(f"  {_class_name(c)}: {acc * 100:.1f}% of {result['per_class_count'][c]}")
+    return "\n".join(lines)
+
+
+def _run(args: argparse.Namespace) -> int:
+    plot = args.plot
+    if plot is None and args.json is not None:
+        plot = Path(args.json).with_suffix(".png")
+    result = evaluate(args.model, args.data, split=args.split, backend=args.backend,
+                      batch_size=args.batch_size, threads=args.threads, limit=args.limit,
+                      profile=not args.no_profile, plot=plot, quiet=args.quiet)
+    if result["profile_table"] and not args.quiet:
+        print(result["profile_table"])
+    print(format_summary(result))
+    if args.json is not None:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(f"results written to {args.json}" + (f", confusion matrix plot {plot}" if plot else ""))
+    return 0
+
+
+def register_cli(subparsers: Any) -> None:
+    """Add ``neonsign test`` to the CLI (import-light)."""
+    p = subparsers.add_parser("test", help="test a model on a split: accuracy, per-class, confusion, profile",
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="model directory (model.safetensors + model_card.json)")
+    p.add_argument("--data", required=True, help="GTSRB root (any supported layout)")
+    p.add_argument("--split", default="test", choices=("train", "test"), help="split to test (default test)")
+    p.add_argument("--backend", default=None, choices=BACKENDS,
+                   help="inference backend (default: the fastest available, native if built)")
+    p.add_argument("--json", default=None, help="write the results as JSON to this file")
+    p.add_argument("--plot", default=None, help="confusion matrix PNG (default: the JSON path with .png)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--limit", type=int, default=None, help="test at most this many images")
+    p.add_argument("--no-profile", action="store_true", help="skip the torch.profiler table")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or profiler table")
+    p.set_defaults(handler=_run)

@@ -1,0 +1,204 @@
+"""The main job: ``neonsign main``, data -> load -> train -> test -> report, as named stages.
+
+Data come from ``GTSRB_ROOT`` when it is set, else a synthetic GTSRB-format data set generated
+once into ``./data/synth``. The model is tested on the held-out split: the test split when the
+data have one (synthetic data do), else the by-track validation split of the training data.
+Artifacts (model directory, results JSON, confusion matrix PNG, summary) go to a new
+``./runs/<UTC timestamp>/``; an existing run directory is never overwritten.
+
+Stages are plain functions over a shared context dict, so later stages (profile, compare) are
+appended to :data:`STAGES` without touching the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["STAGES", "run", "register_cli"]
+
+SYNTH_PER_CLASS = 60     # synthetic images per class in the training split
+SYNTH_PER_TRACK = 6      # short tracks: 10 per class, so validation by track has tracks to spare
+SYNTH_SIZES = (15, 120)  # image sides in pixels
+SYNTH_EPOCHS = 10        # default epochs on synthetic data (a few minutes on 2 cores)
+
+Stage = Callable[[dict[str, Any]], None]
+
+
+def _log(ctx: dict[str, Any], msg: str) -> None:
+    if not ctx["quiet"]:
+        print(msg, flush=True)
+
+
+def stage_data(ctx: dict[str, Any]) -> None:
+    """Pick the data root: $GTSRB_ROOT, or synthesise ./data/synth once."""
+    env = os.environ.get("GTSRB_ROOT")
+    if ctx.get("data"):
+        ctx["data_root"], ctx["synthetic"] = Path(ctx["data"]), False
+    elif env:
+        ctx["data_root"], ctx["synthetic"] = Path(env), False
+    else:
+        root = Path(ctx["synth_dir"])
+        if not root.is_dir():
+            from .synth import synthesize
+
+            tmp = root.with_name(f"{root.name}.tmp-{os.getpid()}")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            _log(ctx, f"synthesising GTSRB-format data into {root} ({SYNTH_PER_CLASS} per class)")
+            synthesize(tmp, n_per_class=SYNTH_PER_CLASS, images_per_track=SYNTH_PER_TRACK, seed=0,
+                       size_range=SYNTH_SIZES)
+            os.replace(tmp, root)  # atomic: a half-written data set is never picked up
+        ctx["data_root"], ctx["synthetic"] = root, True
+    _log(ctx, f"data: {ctx['data_root']}{' (synthetic)' if ctx['synthetic'] else ''}")
+
+
+def stage_load(ctx: dict[str, Any]) -> None:
+    """Load the training split (uint8) and, when present, the test split."""
+    from .data import load_split
+    from .errors import DatasetNotFoundError
+
+    cfg = ctx["config"]
+    opts = dict(size=cfg.size, roi=cfg.roi, dtype="uint8", threads=cfg.threads)
+    t0 = time.perf_counter()
+    ctx["train"] = load_split(ctx["data_root"], "train", **opts)
+    try:
+        ctx["test"] = load_split(ctx["data_root"], "test", **opts)
+    except DatasetNotFoundError:
+        ctx["test"] = None
+    n_test = 0 if ctx["test"] is None else len(ctx["test"][1])
+    _log(ctx, f"loaded {len(ctx['train'][1])} training and {n_test} test images "
+              f"in {time.perf_counter() - t0:.1f} s")
+
+
+def stage_train(ctx: dict[str, Any]) -> None:
+    """Train with by-track validation; the model goes to <run>/model."""
+    from .train import train_loaded
+
+    images, labels, meta = ctx["train"]
+    ctx["model_dir"] = ctx["run_dir"] / "model"
+    ctx["train_result"] = train_loaded(images, labels, meta, ctx["model_dir"], config=ctx["config"],
+                                       quiet=ctx["quiet"], data_name=os.fspath(ctx["data_root"]))
+    r = ctx["train_result"]
+    acc = "n/a" if r.val_accuracy is None else f"{r.val_accuracy:.4f}"
+    _log(ctx, f"trained {ctx['config'].epochs} epochs in {r.seconds:.1f} s; "
+              f"best by-track validation accuracy {acc} (epoch {r.best_epoch})")
+
+
+def stage_test(ctx: dict[str, Any]) -> None:
+    """Test on the test split, or on the by-track validation split when there is none."""
+    from .evaluate import evaluate_arrays, format_summary
+
+    if ctx["test"] is not None:
+        images, labels, _ = ctx["test"]
+        split = "test"
+    else:
+        images, labels, _ = ctx["train"]
+        idx = ctx["train_result"].val_idx
+        images, labels, split = images[idx], labels[idx], "validation (by track)"
+    result = evaluate_arrays(ctx["model_dir"], images, labels, backend=ctx["backend"],
+                             threads=ctx["config"].threads, plot=ctx["run_dir"] / "confusion.png",
+                             quiet=ctx["quiet"], split=split)
+    (ctx["run_dir"] / "test.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    ctx["test_result"] = result
+    print(format_summary(result), flush=True)
+
+
+def stage_report(ctx: dict[str, Any]) -> None:
+    """Write <run>/summary.json and say where everything is."""
+    r = ctx["test_result"]
+    summary = {
+        "data": os.fspath(ctx["data_root"]),
+        "synthetic": ctx["synthetic"],
+        "model": os.fspath(ctx["model_dir"]),
+        "split": r["split"],
+        "accuracy": r["accuracy"],
+        "n_images": r["n_images"],
+        "backend": r["backend"],
+        "val_accuracy": ctx["train_result"].val_accuracy,
+        "epochs": ctx["config"].epochs,
+        "stage_seconds": ctx["stage_seconds"],
+    }
+    (ctx["run_dir"] / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    print(f"artifacts in {ctx['run_dir']}: model/ (safetensors + model_card.json), test.json, "
+          f"confusion.png, summary.json", flush=True)
+
+
+STAGES: list[tuple[str, Stage]] = [
+    ("data", stage_data),
+    ("load", stage_load),
+    ("train", stage_train),
+    ("test", stage_test),
+    ("report", stage_report),
+]
+
+
+def _new_run_dir(runs: Path) -> Path:
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    for i in range(1000):
+        path = runs / (stamp if i == 0 else f"{stamp}-{i}")
+        try:
+            path.mkdir(parents=True, exist_ok=False)
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a new run directory under {runs}")
+
+
+def run(
+    *,
+    data: str | os.PathLike[str] | None = None,
+    runs_dir: str | os.PathLike[str] = "runs",
+    synth_dir: str | os.PathLike[str] = "data/synth",
+    epochs: int | None = None,
+    seed: int = 0,
+    threads: int | None = None,
+    backend: str | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Run every stage of :data:`STAGES`; returns the context (``run_dir``, ``test_result``, ...).
+
+    ``data`` overrides $GTSRB_ROOT; ``epochs`` defaults to the training default for real data
+    and :data:`SYNTH_EPOCHS` for synthetic data.
+    """
+    from .train import TrainConfig
+
+    ctx: dict[str, Any] = {"data": data, "synth_dir": synth_dir, "quiet": quiet, "backend": backend,
+                           "stage_seconds": {}}
+    ctx["run_dir"] = _new_run_dir(Path(runs_dir))
+    for name, fn in STAGES:
+        if name == "load":  # epochs depend on the data chosen by the first stage
+            default = SYNTH_EPOCHS if ctx["synthetic"] else TrainConfig().epochs
+            ctx["config"] = TrainConfig(epochs=epochs or default, seed=seed, threads=threads)
+        t0 = time.perf_counter()
+        _log(ctx, f"== stage {name}")
+        fn(ctx)
+        ctx["stage_seconds"][name] = time.perf_counter() - t0
+    return ctx
+
+
+def _run(args: argparse.Namespace) -> int:
+    run(data=args.data, runs_dir=args.runs, epochs=args.epochs, seed=args.seed, threads=args.threads,
+        backend=args.backend, quiet=args.quiet)
+    return 0
+
+
+def register_cli(subparsers: Any) -> None:
+    """Add ``neonsign main`` to the CLI (import-light)."""
+    p = subparsers.add_parser("main", help="the main job: data -> train -> test -> report",
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default=None, help="GTSRB root (default: $GTSRB_ROOT, else synthetic data)")
+    p.add_argument("--runs", default="runs", help="parent of the new run directory (default ./runs)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--backend", default=None, help="test backend (default: fastest available)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(handler=_run)

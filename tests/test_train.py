@@ -1,0 +1,168 @@
+"""Training: learning on class-distinct data, reproducibility, augmentation, CLI, DDP."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from neonsign import artifacts  # noqa: E402
+from neonsign._trainer import _shard, augment_batch  # noqa: E402
+from neonsign.errors import ModelError, NeonsignValueError  # noqa: E402
+from neonsign.train import TrainConfig, fit  # noqa: E402
+
+QUICK = dict(epochs=3, batch_size=32, lr=3e-3, threads=1)
+
+
+def _templates(n_per_class: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Noisy copies of one random 32x32 template per class: learnable, far from trivial."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, size=(43, 8, 8, 3)).repeat(4, axis=1).repeat(4, axis=2)
+    labels = np.repeat(np.arange(43), n_per_class)
+    noise = rng.normal(0, 40, size=(labels.size, 32, 32, 3))
+    images = np.clip(base[labels] + noise, 0, 255).astype(np.uint8)
+    return images, labels.astype(np.int64)
+
+
+def _split(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    idx = np.arange(labels.size)
+    return idx[idx % 4 != 0], idx[idx % 4 == 0]
+
+
+def test_fit_learns_far_above_chance():
+    images, labels = _templates(12)
+    tr, va = _split(labels)
+    res = fit(images, labels, tr, va, TrainConfig(**QUICK), progress=False)
+    assert res.val_accuracy > 0.5  # chance is 1/43
+    assert len(res.history) == 3 and 1 <= res.best_epoch <= 3
+    assert res.val_accuracy == max(h["val_accuracy"] for h in res.history)
+    assert len(res.per_class_accuracy) == 43
+
+
+def test_same_seed_same_threads_gives_identical_weights():
+    images, labels = _templates(4)
+    tr, va = _split(labels)
+    cfg = TrainConfig(**{**QUICK, "epochs": 2})
+    a = fit(images, labels, tr, va, cfg, progress=False).state_dict
+    b = fit(images, labels, tr, va, cfg, progress=False).state_dict
+    c = fit(images, labels, tr, va, TrainConfig(**{**QUICK, "epochs": 2, "seed": 1}), progress=False).state_dict
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_no_validation_keeps_last_epoch():
+    images, labels = _templates(2)
+    res = fit(images, labels, np.arange(labels.size), np.empty(0, np.int64),
+              TrainConfig(**{**QUICK, "epochs": 2}), progress=False)
+    assert res.best_epoch == 2 and res.val_accuracy is None
+
+
+def test_augment_identity_and_determinism():
+    x = torch.rand(5, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    none = TrainConfig(rotation=0.0, scale=(1.0, 1.0), translate=0.0, brightness=0.0, contrast=0.0)
+    torch.testing.assert_close(augment_batch(x.clone(), torch.Generator().manual_seed(1), none), x,
+                               atol=1e-5, rtol=0)
+    cfg = TrainConfig()
+    a = augment_batch(x.clone(), torch.Generator().manual_seed(2), cfg)
+    b = augment_batch(x.clone(), torch.Generator().manual_seed(2), cfg)
+    assert torch.equal(a, b) and not torch.allclose(a, x)
+    assert a.min() >= 0 and a.max() <= 1
+
+
+@pytest.mark.parametrize("n, world", [(10, 1), (10, 2), (11, 2), (7, 3)])
+def test_shards_cover_every_index_equally(n, world):
+    perm = torch.randperm(n)
+    shards = [_shard(perm, r, world) for r in range(world)]
+    assert len({s.numel() for s in shards}) == 1
+    assert set(torch.cat(shards).tolist()) == set(range(n))
+
+
+def test_bad_inputs_are_rejected():
+    images, labels = _templates(1)
+    tr, va = _split(labels)
+    with pytest.raises(NeonsignValueError, match="images"):
+        fit(images.astype(np.float32), labels, tr, va, progress=False)
+    with pytest.raises(NeonsignValueError, match="labels"):
+        fit(images, labels + 1, tr, va, progress=False)
+    with pytest.raises(NeonsignValueError, match="train_idx"):
+        fit(images, labels, np.array([0, 10_000]), va, progress=False)
+    with pytest.raises(NeonsignValueError, match="epochs"):
+        fit(images, labels, tr, va, TrainConfig(epochs=0), progress=False)
+    with pytest.raises(NeonsignValueError, match="lr"):
+        TrainConfig(lr=-1).validate()
+
+
+def test_import_train_and_cli_do_not_import_torch():
+    code = ("import sys, neonsign.cli, neonsign.train, neonsign.artifacts, neonsign.evaluate; "
+            "neonsign.cli.build_parser(); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# ------------------------------------------------------------------------------------------------
+# End to end on files: needs the C loader and the synthetic data generator (synth_root fixture).
+
+
+@pytest.fixture
+def synth(request) -> Path:
+    try:
+        return Path(request.getfixturevalue("synth_root"))
+    except pytest.FixtureLookupError:
+        pytest.skip("synth_root fixture (neonsign.synth) not available on this branch yet")
+
+
+def _cli(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "neonsign.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, **kw)
+
+
+def test_train_cli_writes_model_and_refuses_existing_dir(synth, tmp_path):
+    out = tmp_path / "model"
+    r = _cli("train", "--data", str(synth), "--out", str(out), "--epochs", "8", "--batch-size", "16",
+             "--seed", "0", "--threads", "1", "--quiet", "--no-mlflow")
+    assert r.returncode == 0, r.stderr
+    tensors, card = artifacts.load_model(out)
+    assert card["epochs"] == 8 and card["seed"] == 0
+    m = card["metrics"]
+    assert m["validation"] == "by track" and m["n_train"] + m["n_val"] == 430
+    # the session fixture is tiny (2 tracks per class, one of them held out): it learns its
+    # training tracks and stays clearly above chance (1/43) on the unseen ones
+    assert m["history"][-1]["train_accuracy"] > 0.5
+    assert m["val_accuracy"] > 2.5 / 43
+    assert card["preprocessing"]["roi"] == TrainConfig().roi
+    assert len(card["data_checksum"]) == 64
+    r = _cli("train", "--data", str(synth), "--out", str(out), "--epochs", "1", "--quiet")
+    assert r.returncode == 2 and "refusing to overwrite" in r.stderr
+
+
+def test_train_api_is_reproducible(synth, tmp_path):
+    from neonsign.train import train
+
+    a = train(synth, tmp_path / "a", epochs=1, seed=3, threads=1, quiet=True, track=False)
+    b = train(synth, tmp_path / "b", epochs=1, seed=3, threads=1, quiet=True, track=False)
+    ta, _ = artifacts.load_model(a.model_dir)
+    tb, _ = artifacts.load_model(b.model_dir)
+    assert all(np.array_equal(ta[k], tb[k]) for k in ta)
+    with pytest.raises(ModelError):
+        train(synth, a.model_dir, epochs=1, quiet=True, track=False)
+
+
+def test_torchrun_ddp_two_processes(synth, tmp_path):
+    # torchrun as a module of this interpreter (a torchrun script on PATH may be another Python)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "neonsign.train", "--data", str(synth),
+        "--out", str(tmp_path / "ddp"), "--epochs", "2", "--threads", "1", "--quiet", "--no-mlflow",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    _, card = artifacts.load_model(tmp_path / "ddp")
+    assert card["training"]["world_size"] == 2
+    assert len(card["metrics"]["history"]) == 2
+    assert not (tmp_path / "ddp.tmp").exists()
