@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 import neonsign
-from neonsign.data import class_name, load_split
+from neonsign.data import class_name, find_split, load_split
+from neonsign.errors import DatasetNotFoundError
 
 def env_int(name: str, default: int) -> int:
     """An integer knob from the environment (the notebooks run small in CI)."""
@@ -49,6 +50,14 @@ else:
     synthesize(DATA, n_per_class=env_int("NEONSIGN_NB_PER_CLASS", 40), images_per_track=10,
                n_test=env_int("NEONSIGN_NB_TEST", 430), seed=0)
     print(f"synthetic GTSRB-format data in {DATA} (set GTSRB_ROOT to use the real data)")
+# The shared real-data copy has only the training split: then the notebooks test on held-out data
+# taken from it (validation tracks) instead of the test split.
+try:
+    find_split(DATA, "test")
+    TEST_SPLIT = "test"
+except DatasetNotFoundError:
+    TEST_SPLIT = "train"
+    print(f"no test split under {DATA}: held-out training data stands in for it")
 print("neonsign", neonsign.__version__, "| work directory", WORKDIR)
 '''
 
@@ -111,12 +120,19 @@ print(json.dumps({k: result.card[k] for k in ("data_checksum", "seed", "epochs")
         "## Test\n\n"
         "`evaluate` loads the test split as the model card says and reports accuracy, per-class "
         "accuracy and the confusion matrix, on the fastest backend available (the native "
-        "engine when built)."
+        "engine when built). Where there is no test split (the real-data copy beside the "
+        "project holds only training images), `evaluate_arrays` tests the held-out validation "
+        "tracks instead."
     ),
     new_code_cell('''\
-from neonsign.evaluate import evaluate, format_summary
+from neonsign.evaluate import evaluate, evaluate_arrays, format_summary
 
-report = evaluate(model_dir, DATA, split="test", limit=LIMIT, profile=False)
+if TEST_SPLIT == "test":
+    report = evaluate(model_dir, DATA, split="test", limit=LIMIT, profile=False)
+    test_u8, test_labels, _ = load_split(DATA, "test", dtype="uint8", limit=LIMIT)
+else:  # no test split here: the validation tracks held out from training
+    test_u8, test_labels = images[result.val_idx], labels[result.val_idx]
+    report = evaluate_arrays(model_dir, test_u8, test_labels, profile=False, split="validation tracks")
 print(format_summary(report))
 
 cm = np.asarray(report["confusion_matrix"], dtype=float)
@@ -136,9 +152,9 @@ plt.show()'''),
     ),
     new_code_cell('''\
 from neonsign.engine import Engine
+from neonsign.preprocess import normalize
 
-test_u8, test_labels, _ = load_split(DATA, "test", dtype="uint8", limit=LIMIT)
-test_x, _, _ = load_split(DATA, "test", limit=LIMIT)   # float32 (N, 3, 32, 32), Normalize(0.5, 0.5)
+test_x = normalize(test_u8, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))   # float32 (N, 3, 32, 32)
 engine = Engine.from_file(model_dir)
 print(engine)
 pick = np.random.default_rng(0).choice(len(test_labels), size=min(8, len(test_labels)), replace=False)
@@ -183,7 +199,7 @@ available = [b.name for b in list_backends() if b.available]'''),
     new_code_cell('''\
 model = os.environ.get("NEONSIGN_NB_MODEL") or None
 threads = env_int("NEONSIGN_NB_THREADS", 0) or None
-rep = neonsign.profile(model=model, data=DATA, backends=available,
+rep = neonsign.profile(model=model, data=DATA, split=TEST_SPLIT, backends=available,
                        batch=env_int("NEONSIGN_NB_BATCH", 32), threads=threads,
                        repeats=env_int("NEONSIGN_NB_REPEATS", 5), warmup=2)
 print(rep.summary())
