@@ -468,7 +468,7 @@ def test_loading_bad_reports_names_the_file_and_field(tmp_path):
         (dict(threads=0), "NeonsignValueError", "threads"),
         (dict(baseline="native-zzz"), "NeonsignValueError", "baseline"),
         (dict(order="random"), "NeonsignValueError", "order"),
-        (dict(model={"conv1.weight": np.zeros((1,))}), "ModelError", "conv1.weight"),
+        (dict(model={"conv1.weight": np.zeros((1,))}), "ModelError", "missing"),
         (dict(model="/nonexistent/model"), "ModelError", "does not exist"),
         (dict(data=np.zeros((8, 3, 28, 28), np.float32)), "NeonsignValueError", r"\(N, 3, 32, 32\)"),
         (dict(data=np.zeros((2, 3, 32, 32), np.float32)), "NeonsignValueError", "fewer than batch"),
@@ -594,28 +594,17 @@ def test_report_plot_stacks_layers_per_backend():
     assert [t.get_text() for t in ax.get_xticklabels()] == ["torch", "torch-onednn-off"]
 
 
-def test_model_loads_from_a_directory_and_a_pth_file(tmp_path):
-    from safetensors.numpy import save_file
-
+def test_model_loads_from_a_pth_file(tmp_path):
+    torch = pytest.importorskip("torch")
+    from neonsign.errors import ModelError
     from neonsign.profiler import load_state_dict, random_state_dict
 
     sd = random_state_dict(3)
-    (tmp_path / "m").mkdir()
-    save_file(sd, str(tmp_path / "m" / "model.safetensors"))
-    (tmp_path / "m" / "model_card.json").write_text("{}")
-    try:
-        import neonsign.artifacts  # noqa: F401
-    except ImportError:
-        loaded, _ = load_state_dict(tmp_path / "m")
-        np.testing.assert_array_equal(loaded["fc2.bias"], sd["fc2.bias"])
-    torch = pytest.importorskip("torch")
     torch.save({k: torch.from_numpy(v) for k, v in sd.items()}, tmp_path / "m.pth")
     loaded, source = load_state_dict(tmp_path / "m.pth")
     assert source.endswith("m.pth")
     np.testing.assert_array_equal(loaded["conv1.weight"], sd["conv1.weight"])
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    from neonsign.errors import ModelError
-
     with pytest.raises(ModelError, match="junk.pth"):
         load_state_dict(tmp_path / "junk.pth")
 
@@ -628,6 +617,9 @@ def test_profile_reads_inputs_from_a_gtsrb_root(tmp_path):
     available = [b.name for b in list_backends(include_unavailable=False)]
     if not available:
         pytest.skip("no profiler backend here (neither torch nor the native engine)")
+    from neonsign.artifacts import make_card, save_model
+    from neonsign.profiler import random_state_dict
+
     root = synth.synthesize(tmp_path / "gtsrb", n_per_class=2, images_per_track=2, n_test=50,
                             size_range=(15, 40))
     rep = profile(data=root, backends=available[:1], batch=16, threads=1, repeats=1, warmup=0,
@@ -635,6 +627,15 @@ def test_profile_reads_inputs_from_a_gtsrb_root(tmp_path):
     s = rep.data["settings"]
     assert not s["random_input"] and "test split" in s["input"]
     assert "random inputs: no data was given" not in rep.data["notes"]
+    # a model directory: its weights are used and its card's preprocessing applies to the data
+    sd = random_state_dict(5)
+    model = save_model(tmp_path / "model", sd, make_card(preprocessing={"roi": True}))
+    rep = profile(model=model, data=root, backends=available[:1], batch=16, threads=1,
+                  repeats=1, warmup=0, aten=False)
+    s = rep.data["settings"]
+    assert s["model"] == str(model) and not s["random_weights"]
+    assert "'roi': True" in s["input"]
+    assert "random weights: no model was given" not in rep.data["notes"]
     with pytest.raises(ValueError, match="fewer than batch"):
         profile(data=root, backends=available[:1], batch=64, threads=1, repeats=1, warmup=0,
                 aten=False)

@@ -9,7 +9,6 @@ DistributedDataParallel and validation counts are summed over ranks.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable
@@ -154,7 +153,8 @@ def fit(
     x_val = to_float(data[va], mean, std)
     y_val = targets[va]
 
-    model: nn.Module = TrafficSignNet()
+    # channels_last: oneDNN's convolutions train about 1.3x faster in NHWC on CPU
+    model: nn.Module = TrafficSignNet().to(memory_format=torch.channels_last)
     net: nn.Module = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = -(-_shard(tr, rank, world).numel() // cfg.batch_size)
@@ -182,6 +182,7 @@ def fit(
             if cfg.augment:
                 x = augment_batch(x, aug_gen, cfg)
             x = x.sub_(mean.view(1, -1, 1, 1)).div_(std.view(1, -1, 1, 1))
+            x = x.contiguous(memory_format=torch.channels_last)
             y = targets[batch]
             logits = net(x)
             loss = criterion(logits, y)
@@ -211,7 +212,8 @@ def fit(
         score = val_acc if val_acc is not None else float(epoch)
         if score > best_acc:
             best_acc = score
-            result.state_dict = copy.deepcopy(model.state_dict())
+            result.state_dict = {k: v.detach().clone(memory_format=torch.contiguous_format)
+                                 for k, v in model.state_dict().items()}
             result.best_epoch = epoch
             result.val_accuracy = val_acc
             result.per_class_accuracy = per_class

@@ -22,6 +22,7 @@ _COMMAND_MODULES = (
     "neonsign.train",     # train
     "neonsign.evaluate",  # test
     "neonsign.profiler",  # profile, backends, compare
+    "neonsign.serve",     # serve
 )
 
 

@@ -297,47 +297,21 @@ def random_state_dict(seed: int = 0) -> dict[str, np.ndarray]:
     return out
 
 
-def _check_state(state: Mapping[str, Any], source: str) -> dict[str, np.ndarray]:
-    out = {}
-    for key, shape in WEIGHT_SHAPES.items():
-        if key not in state:
-            raise ModelError(f"{source}: missing weight '{key}' (has {sorted(state)})")
-        arr = np.ascontiguousarray(np.asarray(state[key], dtype=np.float32))
-        if arr.shape != shape:
-            raise ModelError(f"{source}: '{key}' has shape {arr.shape}, expected {shape}")
-        if not np.isfinite(arr).all():
-            raise ModelError(f"{source}: '{key}' contains NaN or infinite values")
-        out[key] = arr
-    return out
+def _load_model(model: str | os.PathLike[str] | Mapping[str, Any] | None,
+                seed: int) -> tuple[dict[str, np.ndarray], str, dict[str, Any] | None]:
+    """(weights, where they came from, model card or None); see :func:`load_state_dict`."""
+    from .artifacts import load_model, validate_state_dict  # noqa: PLC0415
 
-
-def load_state_dict(model: str | os.PathLike[str] | Mapping[str, Any] | None,
-                    seed: int = 0) -> tuple[dict[str, np.ndarray], str]:
-    """TrafficSignNet weights as float32 NumPy arrays, and where they came from.
-
-    ``model`` may be None (random weights, seeded), a mapping (a state_dict of arrays or
-    tensors), a model directory (``model.safetensors`` + ``model_card.json``), a
-    ``.safetensors`` file or a learning-path ``.pth`` state_dict (needs PyTorch).
-    """
     if model is None:
-        return random_state_dict(seed), f"random weights (seed {seed})"
+        return random_state_dict(seed), f"random weights (seed {seed})", None
     if isinstance(model, Mapping):
-        state = {k: (v.detach().cpu().numpy() if hasattr(v, "detach") else v) for k, v in model.items()}
-        return _check_state(state, "state_dict"), "state_dict"
+        return validate_state_dict(model, "state_dict"), "state_dict", None
     path = Path(model)
     if not path.exists():
         raise ModelError(f"model '{path}' does not exist")
     if path.is_dir():
-        try:
-            from .artifacts import load_model  # noqa: PLC0415
-        except ImportError:
-            load_model = None
-        if load_model is not None:
-            state, _card = load_model(path)
-            return _check_state(state, str(path)), str(path)
-        path = path / "model.safetensors"
-        if not path.is_file():
-            raise ModelError(f"model directory '{path.parent}' has no model.safetensors")
+        state, card = load_model(path)
+        return state, str(path), card
     if path.suffix == ".safetensors":
         from safetensors.numpy import load_file  # noqa: PLC0415
 
@@ -345,7 +319,7 @@ def load_state_dict(model: str | os.PathLike[str] | Mapping[str, Any] | None,
             state = load_file(str(path))
         except Exception as exc:  # safetensors raises its own error types
             raise ModelError(f"{path}: not a readable safetensors file ({exc})") from exc
-        return _check_state(state, str(path)), str(path)
+        return validate_state_dict(state, str(path)), str(path), None
     if path.suffix in (".pth", ".pt"):
         import torch  # noqa: PLC0415
 
@@ -353,16 +327,28 @@ def load_state_dict(model: str | os.PathLike[str] | Mapping[str, Any] | None,
             state = torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception as exc:  # pickle / zip errors
             raise ModelError(f"{path}: not a readable PyTorch state_dict ({exc})") from exc
-        if not isinstance(state, Mapping):
-            raise ModelError(f"{path}: holds a {type(state).__name__}, not a state_dict")
-        state = {k: v.detach().cpu().numpy() for k, v in state.items() if hasattr(v, "detach")}
-        return _check_state(state, str(path)), str(path)
+        return validate_state_dict(state, str(path)), str(path), None
     raise ModelError(f"model '{path}': expected a model directory, .safetensors or .pth file")
 
 
+def load_state_dict(model: str | os.PathLike[str] | Mapping[str, Any] | None,
+                    seed: int = 0) -> tuple[dict[str, np.ndarray], str]:
+    """TrafficSignNet weights as float32 NumPy arrays, and where they came from.
+
+    ``model`` may be None (random weights, seeded), a mapping (a state_dict of arrays or
+    tensors), a model directory (``model.safetensors`` + ``model_card.json``, read with
+    :func:`neonsign.artifacts.load_model`), a ``.safetensors`` file or a learning-path ``.pth``
+    state_dict (needs PyTorch). Raises :class:`~neonsign.errors.ModelError` naming the file and
+    tensor when something is missing or malformed.
+    """
+    state, source, _card = _load_model(model, seed)
+    return state, source
+
+
 def _load_inputs(data: str | os.PathLike[str] | np.ndarray | None, batch: int, split: str,
-                 seed: int) -> tuple[np.ndarray, str]:
-    """A float32 (batch, 3, 32, 32) C-contiguous input batch, and where it came from."""
+                 seed: int, card: Mapping[str, Any] | None = None) -> tuple[np.ndarray, str]:
+    """A float32 (batch, 3, 32, 32) C-contiguous input batch, and where it came from. A GTSRB
+    root is preprocessed as the model card says (ROI crop, mean, std), if there is a card."""
     if data is None:
         rng = np.random.default_rng(seed + 1)
         x = rng.uniform(-1.0, 1.0, size=(batch, *INPUT_SHAPE)).astype(np.float32)
@@ -372,9 +358,12 @@ def _load_inputs(data: str | os.PathLike[str] | np.ndarray | None, batch: int, s
     else:
         from .data import load_split  # noqa: PLC0415
 
+        prep = dict((card or {}).get("preprocessing") or {})
+        options = {k: prep[k] for k in ("roi", "mean", "std") if k in prep}
         # `limit` spreads the images evenly over the split, so every class is represented
-        images, _labels, _meta = load_split(data, split, limit=batch)
-        source = f"{data} ({split} split, {batch} images spread over it)"
+        images, _labels, _meta = load_split(data, split, limit=batch, **options)
+        source = f"{data} ({split} split, {batch} images spread over it"
+        source += f", preprocessed per the model card: {options})" if options else ")"
     if images.ndim != 4 or images.shape[1:] != INPUT_SHAPE or images.dtype != np.float32:
         raise NeonsignValueError(
             f"inputs from {source} must be float32 (N, 3, 32, 32), got {images.dtype} {images.shape}")
@@ -632,9 +621,9 @@ def profile(
         seed: seeds random weights and inputs.
         aten: also run one pass per libtorch backend under torch.profiler to name aten kernels.
         order: ``"interleaved"`` (one pass of each backend in turn, so load drift on a shared
-            machine hits all alike) or ``"sequential"`` (all passes of one backend, then the next:
-            no backend runs right after another one's threads, e.g. OpenMP workers still
-            spinning).
+            machine hits all alike; each timed pass follows an untimed pass of the same backend,
+            so it does not inherit the previous backend's cache state or still-spinning OpenMP
+            workers) or ``"sequential"`` (all passes of one backend, then the next).
         progress: show a tqdm progress bar.
 
     Returns:
@@ -660,8 +649,8 @@ def profile(
     elif baseline not in names:
         raise NeonsignValueError(f"baseline '{baseline}' is not among the profiled backends {names}")
 
-    state, model_source = load_state_dict(model, seed)
-    x, input_source = _load_inputs(data, batch, split, seed)
+    state, model_source, card = _load_model(model, seed)
+    x, input_source = _load_inputs(data, batch, split, seed, card)
 
     torch = None
     if any(b.family == "torch" for b in chosen):
@@ -688,10 +677,17 @@ def profile(
 
             schedule = tqdm(schedule, desc="profile", unit="pass")
         logits: dict[str, np.ndarray] = {}
+        rewarm = order == "interleaved" and len(runners) > 1
         for step, name in schedule:
             runner = runners[name]
+            if step >= warmup and rewarm:
+                # an untimed pass first, so the timed one finds this backend's weights in cache
+                # and the previous backend's threads (e.g. spinning OpenMP workers) gone
+                runner.rec.disable()
+                runner.run(x)
             if step == warmup:
                 runner.rec.reset()
+            if step >= warmup:
                 runner.rec.enable()
             logits[name] = runner.run(x)
         for runner in runners.values():
