@@ -444,12 +444,12 @@ class _TorchRunner:
     def _mode(self) -> Iterator[None]:
         """The backend's toggles, entered around every forward pass."""
         torch = self.torch
-        with contextlib.ExitStack() as stack:
+        with warnings.catch_warnings(), contextlib.ExitStack() as stack:
+            # mkldnn.flags() warns about TF32 on Intel GPUs on entry and exit: irrelevant on CPU
+            warnings.filterwarnings("ignore", message=".*TF32.*", category=UserWarning)
             stack.enter_context(torch.inference_mode())
             if self.name == "torch-onednn-off":
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # a TF32 notice irrelevant on CPU
-                    stack.enter_context(torch.backends.mkldnn.flags(enabled=False))
+                stack.enter_context(torch.backends.mkldnn.flags(enabled=False))
             elif self.name == "torch-bf16":
                 stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16))
             yield
