@@ -18,12 +18,15 @@
 
 static char path[64];
 
+static void remove_file(void) { unlink(path); }
+
 static int16_t le16(const uint8_t *p) { return (int16_t)(uint16_t)(p[0] | (p[1] << 8)); }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 11) return 0;
     if (!path[0]) {
         snprintf(path, sizeof path, "/tmp/ns_fuzz_loader_%ld.ppm", (long)getpid());
+        atexit(remove_file);
     }
     FILE *f = fopen(path, "wb");
     if (!f) abort();
