@@ -3,9 +3,7 @@ ports, and real uvicorn server processes (importable as ``serve_helpers``)."""
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import os
 import socket
 import subprocess
@@ -34,25 +32,11 @@ def random_state_dict(seed: int) -> dict[str, np.ndarray]:
 
 
 def make_model_dir(path: str | os.PathLike[str], seed: int) -> Path:
-    """Write ``model.safetensors`` + ``model_card.json`` (the neonsign.artifacts format)."""
-    from safetensors.numpy import save_file
+    """A model directory (``neonsign.artifacts.save_model``) with :func:`random_state_dict`
+    weights; ``seed`` is recorded in the card. An existing one is replaced."""
+    from neonsign.artifacts import make_card, save_model
 
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    weights = path / "model.safetensors"
-    save_file(random_state_dict(seed), str(weights), metadata={"format": "pt"})
-    card = {
-        "schema_version": 1,
-        "architecture": "TrafficSignNet",
-        "num_classes": 43,
-        "metrics": {},
-        "seed": seed,
-        "preprocessing": {"size": 32, "roi": False, "mean": [0.5, 0.5, 0.5],
-                          "std": [0.5, 0.5, 0.5], "dtype": "float32", "layout": "NCHW"},
-        "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
-    }
-    (path / "model_card.json").write_text(json.dumps(card, indent=2))
-    return path
+    return save_model(path, random_state_dict(seed), make_card(seed=seed), overwrite=True)
 
 
 def free_port() -> int:

@@ -153,6 +153,7 @@ def test_train_api_is_reproducible(synth, tmp_path):
         train(synth, a.model_dir, epochs=1, quiet=True, track=False)
 
 
+@pytest.mark.slow
 def test_torchrun_ddp_two_processes(synth, tmp_path):
     # torchrun as a module of this interpreter (a torchrun script on PATH may be another Python)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",

@@ -28,7 +28,6 @@ when an app is created (``pip install 'neonsign[serve]'``).
 
 # No "from __future__ import annotations": FastAPI evaluates the endpoints' annotations.
 import asyncio
-import hashlib
 import io
 import json
 import logging
@@ -186,41 +185,11 @@ def register_model_loader(scheme: str, loader: ModelLoader) -> None:
 
 
 def _load_model_dir(source: str) -> tuple[Mapping[str, np.ndarray], dict[str, Any]]:
-    """A model directory: the card's sha256 is checked against ``model.safetensors``."""
-    try:
-        from .artifacts import load_model  # the training side's format, once merged
-    except ImportError:
-        load_model = None
-    if load_model is not None:
-        return load_model(source)
-    # Until neonsign.artifacts is on this branch: the same format, read the same way.
-    from safetensors.numpy import load_file
+    """A model directory, read by :func:`neonsign.artifacts.load_model` (which checks the
+    weights' sha256 against the card and the tensors against TrafficSignNet)."""
+    from .artifacts import load_model
 
-    path = Path(source)
-    card_path, weights = path / "model_card.json", path / "model.safetensors"
-    if not path.is_dir():
-        raise FileNotFoundError(f"model directory not found: {path}")
-    for p in (card_path, weights):
-        if not p.is_file():
-            raise ModelError(f"model directory {path} has no {p.name}")
-    try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{card_path}: not a readable JSON model card: {exc}") from exc
-    if not isinstance(card, dict) or "weights_sha256" not in card:
-        raise ModelError(f"{card_path}: the model card has no weights_sha256")
-    h = hashlib.sha256()
-    with open(weights, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    if h.hexdigest() != card["weights_sha256"]:
-        raise ModelError(
-            f"{weights}: sha256 {h.hexdigest()} does not match the model card's {card['weights_sha256']}"
-        )
-    try:
-        return load_file(str(weights)), card
-    except Exception as exc:  # noqa: BLE001 - safetensors raises several types
-        raise ModelError(f"cannot read safetensors file {weights}: {exc}") from exc
+    return load_model(source)
 
 
 def load_model_source(source: str) -> tuple[Mapping[str, np.ndarray], dict[str, Any]]:
