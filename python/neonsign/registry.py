@@ -117,7 +117,8 @@ class Registry:
         self.client = client_cls(tracking_uri=self.uri, registry_uri=self.uri)
 
     # -- helpers -------------------------------------------------------------------------------
-    def _experiment_id(self) -> str:
+    def experiment_id(self) -> str:
+        """The MLflow experiment of this model name (created with artifacts beside a SQLite db)."""
         exp = self.client.get_experiment_by_name(self.name)
         if exp is not None:
             return str(exp.experiment_id)
@@ -191,7 +192,7 @@ class Registry:
         }
         info.update(tags or {})
         self._ensure_model()
-        run = self.client.create_run(self._experiment_id(), run_name=f"register-{path.name}",
+        run = self.client.create_run(self.experiment_id(), run_name=f"register-{path.name}",
                                      tags={"neonsign.kind": "register"})
         rid = run.info.run_id
         try:

@@ -146,9 +146,11 @@ class _MlflowTracker:
             return
         self.mlflow = mlflow
         if not os.environ.get("MLFLOW_TRACKING_URI"):
-            from .registry import default_uri  # SQLite beside the registry: MLflow 3 refuses ./mlruns
+            from .registry import Registry  # SQLite beside the registry: MLflow 3 refuses ./mlruns
 
-            mlflow.set_tracking_uri(default_uri())
+            reg = Registry()
+            mlflow.set_tracking_uri(reg.uri)
+            reg.experiment_id()  # created with its artifacts beside the database, not ./mlruns
         mlflow.set_experiment("neonsign")
         mlflow.start_run()
 
