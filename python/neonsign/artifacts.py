@@ -46,6 +46,7 @@ __all__ = [
     "make_card",
     "save_model",
     "load_model",
+    "load_weights_file",
     "import_pth",
     "export_pth",
 ]
@@ -283,9 +284,6 @@ def load_model(directory: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray]
     TrafficSignNet; raises :class:`ModelError` (naming the file) when anything is missing,
     malformed or tampered with.
     """
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
     path = Path(directory)
     if not path.is_dir():
         raise ModelError(f"model directory {path} not found (expected {WEIGHTS_FILE} + {CARD_FILE} in it)")
@@ -299,11 +297,7 @@ def load_model(directory: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray]
             f"weights file {weights} has sha256 {digest}, but {CARD_FILE} records "
             f"{card['weights_sha256']}: the weights were modified or belong to another model"
         )
-    try:
-        tensors = load_file(weights)
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelError(f"weights file {weights} is not valid safetensors: {exc}") from None
-    return validate_state_dict(tensors, source=str(weights)), card
+    return load_weights_file(weights), card
 
 
 # ----------------------------------------------------------------------------------------------
@@ -325,6 +319,28 @@ def _load_pth(pth_path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
                 obj = obj[key]
                 break
     return validate_state_dict(obj, source=os.fspath(pth_path))
+
+
+def load_weights_file(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """TrafficSignNet weights (float32 NumPy arrays, validated) from a bare ``.safetensors`` file
+    or a learning-path ``.pth``/``.pt`` state_dict (needs PyTorch). No model card, no checksum:
+    use :func:`load_model` for model directories. Raises :class:`ModelError` naming the file."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix in (".pth", ".pt"):
+        return _load_pth(p)
+    if suffix != ".safetensors":
+        raise ModelError(f"{p}: unknown weights file type {p.suffix!r} (.safetensors, .pth or .pt)")
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        tensors = load_file(p)
+    except FileNotFoundError:
+        raise ModelError(f"weights file {p} not found") from None
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelError(f"weights file {p} is not valid safetensors: {exc}") from None
+    return validate_state_dict(tensors, source=str(p))
 
 
 def import_pth(
