@@ -42,6 +42,7 @@ __all__ = [
     "evaluate",
     "evaluate_arrays",
     "format_summary",
+    "normalize_images",
     "plot_confusion",
     "register_cli",
 ]
@@ -176,7 +177,7 @@ def plot_confusion(cm: Sequence[Sequence[int]] | np.ndarray, path: str | os.Path
 # Evaluation
 
 
-def _normalize(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+def normalize_images(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """uint8 (N, H, W, 3) -> float32 (N, 3, H, W) with (x / 255 - mean) / std."""
     try:
         from .preprocess import normalize
@@ -245,7 +246,7 @@ def evaluate_arrays(
 
         torch.set_num_threads(threads)
     predict = make_predictor(model, backend, threads=threads)
-    x = _normalize(images, prep["mean"], prep["std"])
+    x = normalize_images(images, prep["mean"], prep["std"])
 
     predict(x[:min(n, batch_size)])  # warm-up
     bar = None

@@ -47,7 +47,7 @@ from .engine import INPUT_SHAPE, LAYERS, WEIGHT_SHAPES, Engine
 from .backends import Backend, TorchToggles, cpuinfo, list_backends
 from .backends import resolve as resolve_backend
 from .errors import ModelError, NeonsignValueError, UnsupportedError
-from .profile_report import SCHEMA_VERSION, ProfileReport, register_compare_cli
+from .profile_report import SCHEMA_VERSION, ProfileReport, append_step_summary, register_compare_cli
 
 __all__ = [
     "LAYERS",
@@ -653,10 +653,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     if args.markdown:
         Path(args.markdown).write_text(md, encoding="utf-8")
         print(f"wrote {args.markdown}", file=sys.stderr)
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        with open(summary, "a", encoding="utf-8") as fh:
-            fh.write(md + "\n")
+    append_step_summary(md)
     return 0
 
 
