@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("torch")
 
 from neonsign import artifacts, mainjob  # noqa: E402
-
-
-@pytest.fixture
-def synth(request) -> Path:
-    try:
-        return Path(request.getfixturevalue("synth_root"))
-    except pytest.FixtureLookupError:
-        pytest.skip("synth_root fixture (neonsign.synth) not available on this branch yet")
 
 
 def test_main_job_runs_every_stage_and_never_overwrites(synth, tmp_path, capsys, monkeypatch):
