@@ -47,6 +47,7 @@ __all__ = [
     "save_model",
     "load_model",
     "load_weights_file",
+    "read_weights_file",
     "import_pth",
     "export_pth",
 ]
@@ -304,9 +305,12 @@ def load_model(directory: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray]
 # The learning path's .pth files (PyTorch pickles of a state_dict; need torch)
 
 
-def _load_pth(pth_path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    import torch
-
+def _read_pth(pth_path: str | os.PathLike[str]) -> Mapping[str, Any]:
+    try:
+        import torch
+    except ImportError:
+        raise ModelError(f"loading {pth_path} needs PyTorch (pip install 'neonsign[torch]'); "
+                         "or convert it to .safetensors") from None
     try:
         obj = torch.load(os.fspath(pth_path), map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -318,29 +322,37 @@ def _load_pth(pth_path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
             if key in obj and isinstance(obj[key], Mapping):
                 obj = obj[key]
                 break
-    return validate_state_dict(obj, source=os.fspath(pth_path))
+    if not isinstance(obj, Mapping):
+        raise ModelError(f".pth file {pth_path} holds a {type(obj).__name__}, not a state_dict")
+    return obj
 
 
-def load_weights_file(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """TrafficSignNet weights (float32 NumPy arrays, validated) from a bare ``.safetensors`` file
-    or a learning-path ``.pth``/``.pt`` state_dict (needs PyTorch). No model card, no checksum:
-    use :func:`load_model` for model directories. Raises :class:`ModelError` naming the file."""
+def read_weights_file(path: str | os.PathLike[str]) -> Mapping[str, Any]:
+    """The tensors of a bare ``.safetensors`` file (NumPy arrays) or a learning-path ``.pth``/``.pt``
+    state_dict (torch tensors; needs PyTorch, loaded with ``weights_only=True``), as stored: not
+    yet validated (see :func:`load_weights_file`). Raises :class:`ModelError` naming the file."""
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix in (".pth", ".pt"):
-        return _load_pth(p)
+        return _read_pth(p)
     if suffix != ".safetensors":
-        raise ModelError(f"{p}: unknown weights file type {p.suffix!r} (.safetensors, .pth or .pt)")
+        raise ModelError(f"{p}: unknown model file type {p.suffix!r} (.safetensors, .pth or .pt)")
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
     try:
-        tensors = load_file(p)
+        return load_file(p)
     except FileNotFoundError:
         raise ModelError(f"weights file {p} not found") from None
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelError(f"weights file {p} is not valid safetensors: {exc}") from None
-    return validate_state_dict(tensors, source=str(p))
+
+
+def load_weights_file(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """TrafficSignNet weights (float32 NumPy arrays, validated by :func:`validate_state_dict`)
+    from a bare ``.safetensors``, ``.pth`` or ``.pt`` file (see :func:`read_weights_file`). No
+    model card, no checksum: use :func:`load_model` for model directories."""
+    return validate_state_dict(read_weights_file(path), source=os.fspath(path))
 
 
 def import_pth(
@@ -355,7 +367,7 @@ def import_pth(
     The card defaults to :func:`make_card` with the learning path's preprocessing and a
     ``source`` field naming the ``.pth`` file.
     """
-    tensors = _load_pth(pth_path)
+    tensors = validate_state_dict(_read_pth(pth_path), source=os.fspath(pth_path))
     if card is None:
         card = make_card(source=os.fspath(pth_path))
     return save_model(directory, tensors, card, overwrite=overwrite)

@@ -156,30 +156,9 @@ class Engine:
             p = cand
         if not p.exists():
             raise FileNotFoundError(f"model file not found: {p}")
-        suffix = p.suffix.lower()
-        if suffix == ".safetensors":
-            from safetensors.numpy import load_file
+        from .artifacts import read_weights_file
 
-            try:
-                sd = load_file(str(p))
-            except Exception as exc:  # noqa: BLE001 - safetensors raises several types
-                raise ModelError(f"cannot read safetensors file {p}: {exc}") from exc
-        elif suffix in (".pth", ".pt"):
-            try:
-                import torch
-            except ImportError as exc:
-                raise ModelError(
-                    f"loading {p} needs PyTorch (pip install 'neonsign[torch]'); "
-                    "or convert it to .safetensors"
-                ) from exc
-            try:
-                sd = torch.load(str(p), map_location="cpu", weights_only=True)
-            except Exception as exc:  # noqa: BLE001
-                raise ModelError(f"cannot read PyTorch file {p}: {exc}") from exc
-            if isinstance(sd, Mapping) and "state_dict" in sd and isinstance(sd["state_dict"], Mapping):
-                sd = sd["state_dict"]
-        else:
-            raise ModelError(f"unknown model file type {p.suffix!r} for {p} (.safetensors or .pth)")
+        sd = read_weights_file(p)  # raises ModelError naming the file for unknown or bad files
         try:
             return cls(sd, kernel=kernel, threads=threads)
         except ModelError as exc:
