@@ -20,6 +20,7 @@ import argparse
 import importlib.util
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -147,8 +148,14 @@ def classification_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict[
 
 
 def plot_confusion(cm: Sequence[Sequence[int]] | np.ndarray, path: str | os.PathLike[str], title: str = "") -> Path:
-    """Write a row-normalised confusion matrix heat map (PNG, matplotlib Agg) to ``path``."""
-    import matplotlib
+    """Write a row-normalised confusion matrix heat map (PNG, matplotlib Agg) to ``path``.
+
+    Raises :class:`~neonsign.errors.UnsupportedError` when matplotlib is not installed."""
+    try:
+        import matplotlib
+    except ModuleNotFoundError as exc:
+        raise UnsupportedError(f"writing the confusion matrix plot {os.fspath(path)!r} needs "
+                               "matplotlib: pip install 'neonsign[notebooks]'") from exc
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -353,7 +360,11 @@ def format_summary(result: dict[str, Any], worst: int = 5) -> str:
 def _run(args: argparse.Namespace) -> int:
     plot = args.plot
     if plot is None and args.json is not None:
-        plot = Path(args.json).with_suffix(".png")
+        if importlib.util.find_spec("matplotlib") is None:
+            print("notice: matplotlib is not installed, so no confusion matrix PNG is written "
+                  "(pip install 'neonsign[notebooks]'); the JSON has the matrix", file=sys.stderr)
+        else:
+            plot = Path(args.json).with_suffix(".png")
     result = evaluate(args.model, args.data, split=args.split, backend=args.backend,
                       batch_size=args.batch_size, threads=args.threads, limit=args.limit,
                       profile=not args.no_profile, plot=plot, quiet=args.quiet)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import importlib.util
 import json
 import os
 import shutil
@@ -110,8 +111,10 @@ def stage_test(ctx: dict[str, Any]) -> None:
         images, labels, _ = ctx["train"]
         idx = ctx["train_result"].val_idx
         images, labels, split = images[idx], labels[idx], "validation (by track)"
+    # The PNG needs matplotlib (the notebooks/dev extras); the JSON always has the matrix.
+    plot = ctx["run_dir"] / "confusion.png" if importlib.util.find_spec("matplotlib") else None
     result = evaluate_arrays(ctx["model_dir"], images, labels, backend=ctx["backend"],
-                             threads=ctx["config"].threads, plot=ctx["run_dir"] / "confusion.png",
+                             threads=ctx["config"].threads, plot=plot,
                              quiet=ctx["quiet"], split=split)
     (ctx["run_dir"] / "test.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     ctx["test_result"], ctx["heldout_images"] = result, images
