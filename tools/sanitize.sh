@@ -7,8 +7,8 @@
 # How: meson (the same meson.build as the real build) in build/sanitize with CC=clang,
 # -Db_sanitize=address,undefined and -fno-sanitize-recover=undefined (a UBSan report aborts
 # the process, so pytest fails). The module is copied next to a copy of python/neonsign in
-# build/sanitize-site, and pytest runs on the interpreter that meson built against (not the
-# .venv, whose editable-install finder would import the normal build) with the ASan runtime
+# build/sanitize-site, and pytest runs on the interpreter that meson built against (a venv of
+# its own, not .venv, whose editable-install finder would import the normal build) with the ASan runtime
 # LD_PRELOADed (CPython itself is not instrumented, so the runtime must be loaded first).
 #
 # Leaks: ASAN_OPTIONS=detect_leaks=0. LeakSanitizer at exit would report CPython's and NumPy's
@@ -20,7 +20,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD="$PWD/build/sanitize"
 SITE="$PWD/build/sanitize-site"
-PY="${PYTHON:-python3}"
+# The interpreter: $PYTHON if given, else a dedicated venv (build/sanitize-venv) with the pinned
+# test dependencies and no neonsign installed, so that only the instrumented copy can be imported.
+if [ -n "${PYTHON:-}" ]; then
+    PY="$PYTHON"
+else
+    VENV="$PWD/build/sanitize-venv"
+    if [ ! -x "$VENV/bin/python" ]; then
+        python3 -m venv "$VENV"
+    fi
+    "$VENV/bin/python" -m pip install -q -c constraints.txt numpy meson ninja pytest hypothesis \
+        pillow safetensors tqdm httpx fastapi uvicorn python-multipart prometheus-client
+    PY="$VENV/bin/python"
+fi
 TIMEOUT="${NEONSIGN_SANITIZE_TIMEOUT:-900}"
 
 log() { printf '== sanitize: %s\n' "$*"; }
@@ -73,7 +85,7 @@ if [ ${#tests[@]} -eq 0 ]; then
     existing=()
     for t in "${tests[@]}"; do [ -f "$t" ] && existing+=("$t"); done
     tests=("${existing[@]}")
-    # starts the `neonsign` console script, which the base interpreter does not have on PATH
+    # starts the `neonsign` console script, which the sanitizer venv does not install
     tests+=(--deselect tests/test_serve.py::test_container_command_serves)
 fi
 log "pytest ${tests[*]} (timeout ${TIMEOUT}s)"
