@@ -3,23 +3,18 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
 from neonsign import backends
 from neonsign.errors import NeonsignValueError, UnsupportedError
-from support import needs_subprocess
+from support import needs_subprocess, torch_imported_after
 
 
 @needs_subprocess
 def test_backends_evaluate_and_profiler_import_without_torch():
-    code = ("import sys, neonsign.backends, neonsign.evaluate, neonsign.profiler, neonsign.mainjob; "
-            "print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    code = "import neonsign.backends, neonsign.evaluate, neonsign.profiler, neonsign.mainjob"
+    assert not torch_imported_after(code)
 
 
 def test_one_list_of_names_everywhere():
