@@ -85,38 +85,55 @@ _PACKAGES = ("neonsign", "numpy", "torch", "safetensors", "pillow")
 
 
 def _to_numpy(value: Any, name: str, source: str) -> np.ndarray:
-    """A float32 C-contiguous copy of a NumPy array or a torch tensor (duck-typed, no import)."""
+    """A float32 C-contiguous copy of a NumPy array or a torch tensor (duck-typed, no import;
+    half and bfloat16 tensors are widened to float32)."""
     if hasattr(value, "detach"):  # torch.Tensor without importing torch
-        value = value.detach().cpu().numpy()
-    arr = np.asarray(value)
+        value = value.detach().cpu()
+        if value.is_floating_point():
+            value = value.float()
+        value = value.numpy()
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # anything unconvertible is a model error
+        raise ModelError(f"{source}: tensor {name!r} cannot be converted to an array: {exc}") from None
     if not np.issubdtype(arr.dtype, np.floating):
-        raise ModelError(f"{source}: tensor {name!r} has dtype {arr.dtype}, expected floating point")
+        raise ModelError(f"{source}: tensor {name!r} has dtype {arr.dtype}, expected floating-point numeric values")
     return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+_KEY_PREFIXES = ("module.", "_orig_mod.")  # DataParallel / DistributedDataParallel, torch.compile
+
+
+def _strip_prefixes(key: Any) -> Any:
+    while isinstance(key, str) and key.startswith(_KEY_PREFIXES):
+        key = key.split(".", 1)[1]
+    return key
 
 
 def validate_state_dict(state_dict: Mapping[str, Any], source: str = "state_dict") -> dict[str, np.ndarray]:
     """Check a TrafficSignNet state_dict and return it as float32 NumPy arrays.
 
-    Accepts NumPy arrays or torch tensors. Keys saved from a DistributedDataParallel wrapper
-    (``module.`` prefix) are accepted. Raises :class:`ModelError` naming ``source`` and the
+    The one validator of weights: used by :func:`save_model`, :func:`load_model`, the profiler
+    and :class:`neonsign.engine.Engine`. Accepts NumPy arrays or torch tensors (any float dtype).
+    Keys saved from a (Distributed)DataParallel wrapper (``module.``) or a ``torch.compile``d
+    module (``_orig_mod.``) are accepted. Raises :class:`ModelError` naming ``source`` and the
     offending tensor for missing/unexpected names, wrong shapes, non-float or non-finite values.
     """
     if not isinstance(state_dict, Mapping):
         raise ModelError(f"{source}: expected a mapping of tensor names to tensors, got {type(state_dict).__name__}")
-    items = {(k[len("module."):] if isinstance(k, str) and k.startswith("module.") else k): v
-             for k, v in state_dict.items()}
-    missing = sorted(set(STATE_DICT_SHAPES) - set(items))
+    items = {_strip_prefixes(k): v for k, v in state_dict.items()}
+    missing = [k for k in STATE_DICT_SHAPES if k not in items]
     unexpected = sorted(str(k) for k in set(items) - set(STATE_DICT_SHAPES))
     if missing or unexpected:
         raise ModelError(
-            f"{source}: not a TrafficSignNet state_dict (missing {missing or 'none'}, "
-            f"unexpected {unexpected or 'none'})"
+            f"{source}: not a TrafficSignNet state_dict (missing {', '.join(missing) or 'none'}; "
+            f"unexpected {', '.join(unexpected) or 'none'})"
         )
     out: dict[str, np.ndarray] = {}
     for name, shape in STATE_DICT_SHAPES.items():
         arr = _to_numpy(items[name], name, source)
         if arr.shape != shape:
-            raise ModelError(f"{source}: tensor {name!r} has shape {arr.shape}, expected {shape}")
+            raise ModelError(f"{source}: tensor {name!r} has the wrong shape: expected {shape}, got {arr.shape}")
         if not np.isfinite(arr).all():
             raise ModelError(f"{source}: tensor {name!r} contains NaN or infinite values")
         out[name] = arr
