@@ -32,6 +32,12 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
                       seed=1234, size_range=SYNTH_SIZES, n_test=SYNTH_TEST)
 
 
+@pytest.fixture
+def synth(synth_root: Path) -> Path:
+    """The session's synthetic GTSRB root (:func:`synth_root`) as a Path."""
+    return Path(synth_root)
+
+
 def real_gtsrb_root() -> Path | None:
     """The real training split: $GTSRB_ROOT, else ../shared/gtsrb beside the repository."""
     import os

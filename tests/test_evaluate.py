@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -115,14 +114,6 @@ def test_native_backend_agrees_with_torch(model_and_data):
 
 # ------------------------------------------------------------------------------------------------
 # On files through the CLI (needs the C loader and the synthetic data generator)
-
-
-@pytest.fixture
-def synth(request) -> Path:
-    try:
-        return Path(request.getfixturevalue("synth_root"))
-    except pytest.FixtureLookupError:
-        pytest.skip("synth_root fixture (neonsign.synth) not available on this branch yet")
 
 
 def test_cli_json_contract(synth, model_and_data, tmp_path):
