@@ -72,7 +72,8 @@ rm -rf "$SITE"
 mkdir -p "$SITE"
 cp -r python/neonsign "$SITE/neonsign"
 cp "$ext" "$SITE/neonsign/"
-if ! nm -D "$SITE/neonsign/$(basename "$ext")" | grep -q __asan_report; then
+# (grep -c, not grep -q: with pipefail, grep -q's early exit would fail nm with SIGPIPE)
+if [ "$(nm -D "$SITE/neonsign/$(basename "$ext")" | grep -c __asan_report)" = 0 ]; then
     echo "the built module is not instrumented" >&2
     exit 1
 fi

@@ -23,7 +23,7 @@ rm -f dist/neonsign-*.whl
 PIP_CONSTRAINT="$CONSTRAINTS" "$PY" -m pip wheel --no-deps -q -w dist .
 wheel="$(ls dist/neonsign-*.whl)"
 log "built $(basename "$wheel") ($(du -h "$wheel" | cut -f1))"
-if unzip -l "$wheel" | grep -q -E ' python/|\.c$'; then
+if [ "$(unzip -l "$wheel" | grep -c -E ' python/|\.c$')" != 0 ]; then
     echo "wheel-check: the wheel contains sources it should not" >&2
     exit 1
 fi
