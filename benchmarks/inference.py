@@ -142,7 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", default="1,64", help="comma-separated batch sizes")
     ap.add_argument("--kernels", default="", help="native kernels (default: all but ref)")
     ap.add_argument("--out", default="benchmarks/results/inference.json")
+    ap.add_argument("--quick", action="store_true", help="CI smoke run: 5 rounds, batches 1,16, 1 thread")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.rounds, args.batches, args.threads = 5, "1,16", "1"
 
     import torch
 

@@ -248,7 +248,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=None, help="keep the generated files here")
     ap.add_argument("--no-torch", action="store_true", help="skip the DataLoader references")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--quick", action="store_true", help="CI smoke run: 200 images, one timed run each")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.n, args.repeats, args.ref_repeats = 200, 1, 1
 
     if args.threads is not None:
         neonsign.set_threads(args.threads)

@@ -54,7 +54,10 @@ def main() -> int:
     ap.add_argument("--iters", type=int, default=200_000)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--json", default="profiler_overhead.json")
+    ap.add_argument("--quick", action="store_true", help="CI smoke run: 20,000 iterations, 2 repeats")
     args = ap.parse_args()
+    if args.quick:
+        args.iters, args.repeats = 20_000, 2
 
     rec = Recorder(capacity=args.iters + 16)
     span_id = rec.intern("span")

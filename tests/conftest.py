@@ -32,6 +32,12 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
                       seed=1234, size_range=SYNTH_SIZES, n_test=SYNTH_TEST)
 
 
+@pytest.fixture
+def synth(synth_root: Path) -> Path:
+    """The session's synthetic GTSRB root (:func:`synth_root`) as a Path."""
+    return Path(synth_root)
+
+
 def real_gtsrb_root() -> Path | None:
     """The real training split: $GTSRB_ROOT, else ../shared/gtsrb beside the repository."""
     import os
@@ -43,3 +49,13 @@ def real_gtsrb_root() -> Path | None:
         if c.is_dir():
             return c
     return None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _registry_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """MLflow tracking/registry default (neonsign.registry.default_uri) in a temporary directory,
+    so no test writes ./registry (training tracks to MLflow whenever mlflow is installed)."""
+    import os
+
+    if "MLFLOW_TRACKING_URI" not in os.environ:
+        os.environ["NEONSIGN_REGISTRY"] = str(tmp_path_factory.mktemp("registry_default"))

@@ -13,3 +13,13 @@ EMULATED = os.environ.get("NEONSIGN_EMULATED", "")
 needs_subprocess = pytest.mark.skipif(
     bool(EMULATED), reason=f"cannot start child processes under {EMULATED} user-mode emulation"
 )
+
+
+def torch_imported_after(code: str) -> bool:
+    """Whether running ``code`` in a fresh interpreter leaves torch in ``sys.modules``."""
+    import subprocess
+    import sys
+
+    script = f"import sys; {code}; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    return out.stdout.strip() == "True"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -117,14 +116,6 @@ def test_native_backend_agrees_with_torch(model_and_data):
 # On files through the CLI (needs the C loader and the synthetic data generator)
 
 
-@pytest.fixture
-def synth(request) -> Path:
-    try:
-        return Path(request.getfixturevalue("synth_root"))
-    except pytest.FixtureLookupError:
-        pytest.skip("synth_root fixture (neonsign.synth) not available on this branch yet")
-
-
 def test_cli_json_contract(synth, model_and_data, tmp_path):
     d = model_and_data[0]
     out = tmp_path / "result.json"
@@ -139,3 +130,21 @@ def test_cli_json_contract(synth, model_and_data, tmp_path):
     assert out.with_suffix(".png").exists()
     r = subprocess.run(cmd[:-5] + ["--backend", "nope"], capture_output=True, text=True, timeout=60)
     assert r.returncode != 0
+
+
+def test_plot_without_matplotlib_is_a_clear_error(tmp_path, monkeypatch):
+    import builtins
+
+    from neonsign.errors import UnsupportedError
+    from neonsign.evaluate import plot_confusion
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ModuleNotFoundError("No module named 'matplotlib'", name="matplotlib")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    with pytest.raises(UnsupportedError, match="matplotlib"):
+        plot_confusion([[1, 0], [0, 1]], tmp_path / "cm.png")

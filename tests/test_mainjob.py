@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -12,16 +11,10 @@ pytest.importorskip("torch")
 from neonsign import artifacts, mainjob  # noqa: E402
 
 
-@pytest.fixture
-def synth(request) -> Path:
-    try:
-        return Path(request.getfixturevalue("synth_root"))
-    except pytest.FixtureLookupError:
-        pytest.skip("synth_root fixture (neonsign.synth) not available on this branch yet")
-
-
-def test_main_job_runs_every_stage_and_never_overwrites(synth, tmp_path, capsys):
+def test_main_job_runs_every_stage_and_never_overwrites(synth, tmp_path, capsys, monkeypatch):
     runs = tmp_path / "runs"
+    step_summary = tmp_path / "step_summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
     ctx = mainjob.run(data=synth, runs_dir=runs, epochs=1, threads=1, backend="torch", quiet=True)
     run_dir = ctx["run_dir"]
     assert run_dir.parent == runs
@@ -35,5 +28,43 @@ def test_main_job_runs_every_stage_and_never_overwrites(synth, tmp_path, capsys)
     artifacts.load_model(run_dir / "model")
     out = capsys.readouterr().out
     assert "accuracy" in out and str(run_dir) in out
+    assert [n for n, _ in mainjob.STAGES][-4:] == ["test", "profile", "compare", "report"]
+    assert {"profile", "compare"} <= set(ctx["stage_seconds"])
+
+    # profile: the trained model on held-out images, every available backend, one report
+    from neonsign.backends import list_backends
+    from neonsign.profile_report import ProfileReport
+
+    report = ProfileReport.load(run_dir / "profile.json")
+    available = [b.name for b in list_backends(include_unavailable=False)]
+    assert report.backends == available
+    assert {"torch", "torch-onednn-off", "torch-channels-last"} <= set(report.backends)
+    settings = report.data["settings"]
+    assert settings["model"] == str(run_dir / "model") and not settings["random_weights"]
+    assert not settings["random_input"] and settings["batch"] == 64 and settings["threads"] == 1
+    for name in report.backends:  # fp32 backends classify the held-out batch alike
+        if name != "torch-bf16":
+            assert report.backend(name)["accuracy_check"]["top1_agreement"] == 1.0
+    assert summary["profile_median_ms"] == {b: report.total_ms(b) for b in report.backends}
+
+    # compare: torch-onednn-off -> torch, and the fastest libtorch backend -> native
+    comp = json.loads((run_dir / "compare.json").read_text())["comparisons"]
+    pairs = [{(r["base_backend"], r["new_backend"]) for r in c["rows"]} for c in comp]
+    assert pairs[0] == {("torch-onednn-off", "torch")}
+    torch_names = [b for b in report.backends if b.startswith("torch")]
+    if "native" in report.backends:
+        best = min(torch_names, key=report.total_ms)
+        assert pairs[1] == {(best, "native")} and len(comp) == 2
+    total = next(r for r in comp[0]["rows"] if r["layer"] == "total")
+    assert total["base_ns"] == report.backend("torch-onednn-off")["total"]["median_ns"]
+    assert "Self CPU time total (median per forward) went from" in comp[0]["headline"][0]
+    assert summary["compare"] == [h for c in comp for h in c["headline"]]
+
+    # the job ends with the tables; summary.md also went to $GITHUB_STEP_SUMMARY
+    assert out.index("== summary") < out.index("torch-onednn-off -> torch") < out.index("artifacts in")
+    assert comp[0]["headline"][0] in out
+    md = (run_dir / "summary.md").read_text()
+    assert "## neonsign profile" in md and "## neonsign compare" in md and "accuracy" in md
+    assert step_summary.read_text() == md + "\n"
     ctx2 = mainjob.run(data=synth, runs_dir=runs, epochs=1, threads=1, backend="torch", quiet=True)
     assert ctx2["run_dir"] != run_dir and (run_dir / "summary.json").exists()

@@ -1,15 +1,10 @@
-import subprocess
-import sys
-
 import neonsign
-from support import needs_subprocess
+from support import needs_subprocess, torch_imported_after
 
 
 @needs_subprocess
 def test_import_does_not_import_torch():
-    code = "import sys, neonsign, neonsign.errors; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert not torch_imported_after("import neonsign, neonsign.errors")
 
 
 def test_thread_pool_resize_roundtrip():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -137,14 +136,6 @@ def test_import_train_and_cli_do_not_import_torch():
 
 # ------------------------------------------------------------------------------------------------
 # End to end on files: needs the C loader and the synthetic data generator (synth_root fixture).
-
-
-@pytest.fixture
-def synth(request) -> Path:
-    try:
-        return Path(request.getfixturevalue("synth_root"))
-    except pytest.FixtureLookupError:
-        pytest.skip("synth_root fixture (neonsign.synth) not available on this branch yet")
 
 
 def _cli(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:

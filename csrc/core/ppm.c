@@ -116,13 +116,21 @@ ns_status ns_ppm_parse_header(const uint8_t *buf, size_t len, size_t max_pixels,
     info->height = (size_t)h;
     info->maxval = (unsigned)maxval;
     info->data_offset = pos;
-    if (!info->plain) {
-        size_t need = (size_t)(w * h * 3 * (maxval > 255 ? 2 : 1));
-        if (len - pos < need)
-            return ns_set_error(err, NS_ERR_FORMAT,
-                                "truncated PPM: %llux%llu pixels need %zu bytes of data, found %zu",
-                                (unsigned long long)w, (unsigned long long)h, need, len - pos);
-    }
+    /* The raster must be present before anyone allocates for it. P6: 3 samples per pixel of 1
+     * or 2 bytes. P3: at least one digit per sample and one whitespace byte between samples,
+     * so 2 * samples - 1 bytes (a tiny file cannot declare a huge plain image either). The
+     * products are checked: with a large max_pixels they can exceed 64 bits. */
+    size_t samples, need;
+    if (ns_mul_overflow((size_t)w, (size_t)h, &samples) || ns_mul_overflow(samples, 3, &samples) ||
+        ns_mul_overflow(samples, info->plain ? 2 : (maxval > 255 ? 2 : 1), &need))
+        return ns_set_error(err, NS_ERR_LIMIT, "PPM image of %llux%llu pixels is too large",
+                            (unsigned long long)w, (unsigned long long)h);
+    if (info->plain) need -= 1;
+    if (len - pos < need)
+        return ns_set_error(err, NS_ERR_FORMAT,
+                            "truncated PPM: %llux%llu pixels need %s%zu bytes of data, found %zu",
+                            (unsigned long long)w, (unsigned long long)h,
+                            info->plain ? "at least " : "", need, len - pos);
     return NS_OK;
 }
 

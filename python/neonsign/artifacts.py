@@ -46,6 +46,8 @@ __all__ = [
     "make_card",
     "save_model",
     "load_model",
+    "load_weights_file",
+    "read_weights_file",
     "import_pth",
     "export_pth",
 ]
@@ -83,38 +85,55 @@ _PACKAGES = ("neonsign", "numpy", "torch", "safetensors", "pillow")
 
 
 def _to_numpy(value: Any, name: str, source: str) -> np.ndarray:
-    """A float32 C-contiguous copy of a NumPy array or a torch tensor (duck-typed, no import)."""
+    """A float32 C-contiguous copy of a NumPy array or a torch tensor (duck-typed, no import;
+    half and bfloat16 tensors are widened to float32)."""
     if hasattr(value, "detach"):  # torch.Tensor without importing torch
-        value = value.detach().cpu().numpy()
-    arr = np.asarray(value)
+        value = value.detach().cpu()
+        if value.is_floating_point():
+            value = value.float()
+        value = value.numpy()
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # anything unconvertible is a model error
+        raise ModelError(f"{source}: tensor {name!r} cannot be converted to an array: {exc}") from None
     if not np.issubdtype(arr.dtype, np.floating):
-        raise ModelError(f"{source}: tensor {name!r} has dtype {arr.dtype}, expected floating point")
+        raise ModelError(f"{source}: tensor {name!r} has dtype {arr.dtype}, expected floating-point numeric values")
     return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+_KEY_PREFIXES = ("module.", "_orig_mod.")  # DataParallel / DistributedDataParallel, torch.compile
+
+
+def _strip_prefixes(key: Any) -> Any:
+    while isinstance(key, str) and key.startswith(_KEY_PREFIXES):
+        key = key.split(".", 1)[1]
+    return key
 
 
 def validate_state_dict(state_dict: Mapping[str, Any], source: str = "state_dict") -> dict[str, np.ndarray]:
     """Check a TrafficSignNet state_dict and return it as float32 NumPy arrays.
 
-    Accepts NumPy arrays or torch tensors. Keys saved from a DistributedDataParallel wrapper
-    (``module.`` prefix) are accepted. Raises :class:`ModelError` naming ``source`` and the
+    The one validator of weights: used by :func:`save_model`, :func:`load_model`, the profiler
+    and :class:`neonsign.engine.Engine`. Accepts NumPy arrays or torch tensors (any float dtype).
+    Keys saved from a (Distributed)DataParallel wrapper (``module.``) or a ``torch.compile``d
+    module (``_orig_mod.``) are accepted. Raises :class:`ModelError` naming ``source`` and the
     offending tensor for missing/unexpected names, wrong shapes, non-float or non-finite values.
     """
     if not isinstance(state_dict, Mapping):
         raise ModelError(f"{source}: expected a mapping of tensor names to tensors, got {type(state_dict).__name__}")
-    items = {(k[len("module."):] if isinstance(k, str) and k.startswith("module.") else k): v
-             for k, v in state_dict.items()}
-    missing = sorted(set(STATE_DICT_SHAPES) - set(items))
+    items = {_strip_prefixes(k): v for k, v in state_dict.items()}
+    missing = [k for k in STATE_DICT_SHAPES if k not in items]
     unexpected = sorted(str(k) for k in set(items) - set(STATE_DICT_SHAPES))
     if missing or unexpected:
         raise ModelError(
-            f"{source}: not a TrafficSignNet state_dict (missing {missing or 'none'}, "
-            f"unexpected {unexpected or 'none'})"
+            f"{source}: not a TrafficSignNet state_dict (missing {', '.join(missing) or 'none'}; "
+            f"unexpected {', '.join(unexpected) or 'none'})"
         )
     out: dict[str, np.ndarray] = {}
     for name, shape in STATE_DICT_SHAPES.items():
         arr = _to_numpy(items[name], name, source)
         if arr.shape != shape:
-            raise ModelError(f"{source}: tensor {name!r} has shape {arr.shape}, expected {shape}")
+            raise ModelError(f"{source}: tensor {name!r} has the wrong shape: expected {shape}, got {arr.shape}")
         if not np.isfinite(arr).all():
             raise ModelError(f"{source}: tensor {name!r} contains NaN or infinite values")
         out[name] = arr
@@ -283,9 +302,6 @@ def load_model(directory: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray]
     TrafficSignNet; raises :class:`ModelError` (naming the file) when anything is missing,
     malformed or tampered with.
     """
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
     path = Path(directory)
     if not path.is_dir():
         raise ModelError(f"model directory {path} not found (expected {WEIGHTS_FILE} + {CARD_FILE} in it)")
@@ -299,20 +315,19 @@ def load_model(directory: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray]
             f"weights file {weights} has sha256 {digest}, but {CARD_FILE} records "
             f"{card['weights_sha256']}: the weights were modified or belong to another model"
         )
-    try:
-        tensors = load_file(weights)
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelError(f"weights file {weights} is not valid safetensors: {exc}") from None
-    return validate_state_dict(tensors, source=str(weights)), card
+    return load_weights_file(weights), card
 
 
 # ----------------------------------------------------------------------------------------------
 # The learning path's .pth files (PyTorch pickles of a state_dict; need torch)
 
 
-def _load_pth(pth_path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    import torch
-
+def _read_pth(pth_path: str | os.PathLike[str]) -> Mapping[str, Any]:
+    try:
+        import torch
+    except ImportError:
+        raise ModelError(f"loading {pth_path} needs PyTorch (pip install 'neonsign[torch]'); "
+                         "or convert it to .safetensors") from None
     try:
         obj = torch.load(os.fspath(pth_path), map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -324,7 +339,37 @@ def _load_pth(pth_path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
             if key in obj and isinstance(obj[key], Mapping):
                 obj = obj[key]
                 break
-    return validate_state_dict(obj, source=os.fspath(pth_path))
+    if not isinstance(obj, Mapping):
+        raise ModelError(f".pth file {pth_path} holds a {type(obj).__name__}, not a state_dict")
+    return obj
+
+
+def read_weights_file(path: str | os.PathLike[str]) -> Mapping[str, Any]:
+    """The tensors of a bare ``.safetensors`` file (NumPy arrays) or a learning-path ``.pth``/``.pt``
+    state_dict (torch tensors; needs PyTorch, loaded with ``weights_only=True``), as stored: not
+    yet validated (see :func:`load_weights_file`). Raises :class:`ModelError` naming the file."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix in (".pth", ".pt"):
+        return _read_pth(p)
+    if suffix != ".safetensors":
+        raise ModelError(f"{p}: unknown model file type {p.suffix!r} (.safetensors, .pth or .pt)")
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(p)
+    except FileNotFoundError:
+        raise ModelError(f"weights file {p} not found") from None
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelError(f"weights file {p} is not valid safetensors: {exc}") from None
+
+
+def load_weights_file(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """TrafficSignNet weights (float32 NumPy arrays, validated by :func:`validate_state_dict`)
+    from a bare ``.safetensors``, ``.pth`` or ``.pt`` file (see :func:`read_weights_file`). No
+    model card, no checksum: use :func:`load_model` for model directories."""
+    return validate_state_dict(read_weights_file(path), source=os.fspath(path))
 
 
 def import_pth(
@@ -339,7 +384,7 @@ def import_pth(
     The card defaults to :func:`make_card` with the learning path's preprocessing and a
     ``source`` field naming the ``.pth`` file.
     """
-    tensors = _load_pth(pth_path)
+    tensors = validate_state_dict(_read_pth(pth_path), source=os.fspath(pth_path))
     if card is None:
         card = make_card(source=os.fspath(pth_path))
     return save_model(directory, tensors, card, overwrite=overwrite)

@@ -23,6 +23,10 @@ _COMMAND_MODULES = (
     "neonsign.evaluate",  # test
     "neonsign.profiler",  # profile, backends, compare
     "neonsign.serve",     # serve
+    "neonsign.registry",  # registry
+    "neonsign.gate",      # gate
+    "neonsign.pipeline",  # pipeline
+    "neonsign.retrain",   # retrain-check
 )
 
 

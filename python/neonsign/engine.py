@@ -27,21 +27,13 @@ from typing import Any, Mapping
 import numpy as np
 
 from . import _native
+from .artifacts import NUM_CLASSES, STATE_DICT_SHAPES, read_weights_file, validate_state_dict
 from .errors import ModelError, NeonsignValueError
 
 __all__ = ["Engine", "LAYERS", "WEIGHT_SHAPES", "available_kernels"]
 
 #: Expected state_dict entries and their shapes.
-WEIGHT_SHAPES: dict[str, tuple[int, ...]] = {
-    "conv1.weight": (32, 3, 3, 3),
-    "conv1.bias": (32,),
-    "conv2.weight": (64, 32, 3, 3),
-    "conv2.bias": (64,),
-    "fc1.weight": (128, 2304),
-    "fc1.bias": (128,),
-    "fc2.weight": (43, 128),
-    "fc2.bias": (43,),
-}
+WEIGHT_SHAPES: dict[str, tuple[int, ...]] = STATE_DICT_SHAPES
 
 #: Layer names of the per-layer timers, in execution order. With the SIMD kernels, relu1 and
 #: pool1 are fused into conv1, relu2 and pool2 into conv2, relu3 into fc1, and flatten is free
@@ -50,7 +42,6 @@ LAYERS: tuple[str, ...] = (
     "conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "flatten", "fc1", "relu3", "fc2",
 )
 
-NUM_CLASSES = 43
 INPUT_SHAPE = (3, 32, 32)
 
 
@@ -58,22 +49,6 @@ def available_kernels() -> list[str]:
     """Kernels compiled into this build and supported by this CPU, e.g. ``['ref', 'avx2',
     'avx512']`` on x86-64 or ``['ref', 'neon']`` on AArch64."""
     return list(_native.available_kernels())
-
-
-def _to_float32_array(name: str, value: Any) -> np.ndarray:
-    """A tensor or array-like -> C-contiguous float32 ndarray (no torch import needed)."""
-    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch.Tensor (any float dtype)
-        value = value.detach().cpu().float().numpy()
-    try:
-        arr = np.asarray(value)
-    except Exception as exc:  # noqa: BLE001 - anything unconvertible is a model error
-        raise ModelError(f"weight {name!r} cannot be converted to an array: {exc}") from exc
-    if arr.dtype.kind not in "fiu":
-        raise ModelError(f"weight {name!r} must be numeric, got dtype {arr.dtype}")
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
-    if not np.all(np.isfinite(arr)):
-        raise ModelError(f"weight {name!r} contains NaN or infinite values")
-    return arr
 
 
 class Engine:
@@ -97,29 +72,8 @@ class Engine:
         kernel: str | None = None,
         threads: int | None = None,
     ) -> None:
-        if not isinstance(state_dict, Mapping):
-            raise ModelError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
-        # PyTorch state dicts saved from DataParallel/compiled modules carry prefixes
-        prefixes = ("module.", "_orig_mod.")
-        sd = {}
-        for key, val in state_dict.items():
-            k = str(key)
-            for p in prefixes:
-                if k.startswith(p):
-                    k = k[len(p):]
-            sd[k] = val
-        missing = [k for k in WEIGHT_SHAPES if k not in sd]
-        if missing:
-            raise ModelError(
-                f"state_dict is missing {', '.join(missing)} (TrafficSignNet needs "
-                f"{', '.join(WEIGHT_SHAPES)}); got keys: {', '.join(sorted(sd)) or 'none'}"
-            )
-        arrays = []
-        for name, shape in WEIGHT_SHAPES.items():
-            arr = _to_float32_array(name, sd[name])
-            if arr.shape != shape:
-                raise ModelError(f"weight {name!r} must have shape {shape}, got {arr.shape}")
-            arrays.append(arr)
+        weights = validate_state_dict(state_dict, "state_dict")
+        arrays = [weights[name] for name in WEIGHT_SHAPES]
         self._weights = dict(zip(WEIGHT_SHAPES, arrays))
         self._net = _native.net_create(*arrays, kernel=kernel)
         self._threads: int | None = None
@@ -156,30 +110,7 @@ class Engine:
             p = cand
         if not p.exists():
             raise FileNotFoundError(f"model file not found: {p}")
-        suffix = p.suffix.lower()
-        if suffix == ".safetensors":
-            from safetensors.numpy import load_file
-
-            try:
-                sd = load_file(str(p))
-            except Exception as exc:  # noqa: BLE001 - safetensors raises several types
-                raise ModelError(f"cannot read safetensors file {p}: {exc}") from exc
-        elif suffix in (".pth", ".pt"):
-            try:
-                import torch
-            except ImportError as exc:
-                raise ModelError(
-                    f"loading {p} needs PyTorch (pip install 'neonsign[torch]'); "
-                    "or convert it to .safetensors"
-                ) from exc
-            try:
-                sd = torch.load(str(p), map_location="cpu", weights_only=True)
-            except Exception as exc:  # noqa: BLE001
-                raise ModelError(f"cannot read PyTorch file {p}: {exc}") from exc
-            if isinstance(sd, Mapping) and "state_dict" in sd and isinstance(sd["state_dict"], Mapping):
-                sd = sd["state_dict"]
-        else:
-            raise ModelError(f"unknown model file type {p.suffix!r} for {p} (.safetensors or .pth)")
+        sd = read_weights_file(p)  # raises ModelError naming the file for unknown or bad files
         try:
             return cls(sd, kernel=kernel, threads=threads)
         except ModelError as exc:

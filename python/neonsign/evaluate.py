@@ -5,9 +5,11 @@ accuracy, the confusion matrix (JSON and a PNG plot), inference timing and the t
 table of one batch of inference, printed as the learning path's ``test_model.py`` prints it
 (``prof.key_averages().table(sort_by="cpu_time_total")``).
 
-Backends (:data:`BACKENDS`): ``native`` (neonsign's C engine), ``torch`` (PyTorch CPU defaults),
-``torch-onednn-off`` (``torch.backends.mkldnn`` disabled), ``torch-channels-last``. The default
-is the fastest available: ``native`` when the engine is built, else ``torch``.
+Backends (:data:`BACKENDS`, defined in :mod:`neonsign.backends` and shared with the profiler):
+``native`` (neonsign's C engine) and ``native-<kernel>``, ``torch`` (PyTorch CPU defaults),
+``torch-onednn-off`` (``torch.backends.mkldnn`` disabled), ``torch-channels-last`` and
+``torch-bf16``. The default is the fastest available: ``native`` when the engine is built,
+else ``torch``.
 
 Importing this module does not import torch.
 """
@@ -15,10 +17,10 @@ Importing this module does not import torch.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -27,6 +29,8 @@ from typing import Any
 import numpy as np
 
 from .artifacts import NUM_CLASSES, load_model
+from .backends import BACKEND_NAMES, TorchToggles, list_backends
+from .backends import resolve as resolve_backend
 from .errors import NeonsignValueError, UnsupportedError
 
 __all__ = [
@@ -39,11 +43,13 @@ __all__ = [
     "evaluate",
     "evaluate_arrays",
     "format_summary",
+    "normalize_images",
     "plot_confusion",
     "register_cli",
 ]
 
-BACKENDS = ("native", "torch", "torch-onednn-off", "torch-channels-last")
+#: Backend names accepted by ``--backend`` (defined once, in :mod:`neonsign.backends`).
+BACKENDS = BACKEND_NAMES
 PROFILE_BATCH = 64  # the learning path's batch size
 
 
@@ -55,13 +61,8 @@ def _has(module: str) -> bool:
 
 
 def available_backends() -> list[str]:
-    """The backends usable in this environment, fastest first."""
-    out = []
-    if _has("neonsign.engine"):
-        out.append("native")
-    if _has("torch"):
-        out += [b for b in BACKENDS if b.startswith("torch")]
-    return out
+    """The backends usable in this environment, fastest first (imports torch if installed)."""
+    return [b.name for b in list_backends(include_unavailable=False)]
 
 
 def default_backend() -> str:
@@ -79,44 +80,34 @@ Predictor = Callable[[np.ndarray], np.ndarray]
 
 
 def _torch_predictor(state_dict: dict[str, np.ndarray], backend: str) -> Predictor:
+    """TrafficSignNet (nn.Module) run with the toggles of the libtorch ``backend``."""
     import torch
 
     from .model import TrafficSignNet
 
+    toggles = TorchToggles(backend)
     model = TrafficSignNet().eval()
     model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state_dict.items()})
-    channels_last = backend == "torch-channels-last"
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = toggles.module(model)
 
-    def context() -> Any:
-        if backend == "torch-onednn-off":
-            return torch.backends.mkldnn.flags(enabled=False)
-        return contextlib.nullcontext()
-
-    @torch.no_grad()
     def predict(x: np.ndarray) -> np.ndarray:
-        t = torch.from_numpy(x)
-        if channels_last:
-            t = t.contiguous(memory_format=torch.channels_last)
-        with context():
-            return model(t).numpy()
+        with toggles.mode():
+            return model(toggles.input(x)).float().numpy()
 
     return predict
 
 
 def make_predictor(model_dir: str | os.PathLike[str], backend: str, threads: int | None = None) -> Predictor:
-    """A function float32 (N, 3, 32, 32) -> logits float32 (N, 43) for ``backend``, from a
-    model directory whose sha256 is verified (:func:`neonsign.artifacts.load_model`)."""
-    if backend not in BACKENDS:
-        raise NeonsignValueError(f"backend {backend!r} is not one of {list(BACKENDS)}")
-    if backend not in available_backends():
-        raise UnsupportedError(f"backend {backend!r} is not available here (available: {available_backends()})")
+    """A function float32 (N, 3, 32, 32) -> logits float32 (N, 43) for ``backend`` (a name of
+    :data:`BACKENDS`), from a model directory whose sha256 is verified
+    (:func:`neonsign.artifacts.load_model`)."""
+    b = resolve_backend(backend)
     state_dict, _ = load_model(model_dir)
-    if backend == "native":
+    if b.family == "native":
         from .engine import Engine
 
-        engine = Engine.from_state_dict(state_dict, threads=threads)
+        kernel = None if backend == "native" else backend.removeprefix("native-")
+        engine = Engine.from_state_dict(state_dict, kernel=kernel, threads=threads)
         return lambda x: np.asarray(engine.predict(x))
     return _torch_predictor(state_dict, backend)
 
@@ -157,8 +148,14 @@ def classification_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict[
 
 
 def plot_confusion(cm: Sequence[Sequence[int]] | np.ndarray, path: str | os.PathLike[str], title: str = "") -> Path:
-    """Write a row-normalised confusion matrix heat map (PNG, matplotlib Agg) to ``path``."""
-    import matplotlib
+    """Write a row-normalised confusion matrix heat map (PNG, matplotlib Agg) to ``path``.
+
+    Raises :class:`~neonsign.errors.UnsupportedError` when matplotlib is not installed."""
+    try:
+        import matplotlib
+    except ModuleNotFoundError as exc:
+        raise UnsupportedError(f"writing the confusion matrix plot {os.fspath(path)!r} needs "
+                               "matplotlib: pip install 'neonsign[notebooks]'") from exc
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -187,7 +184,7 @@ def plot_confusion(cm: Sequence[Sequence[int]] | np.ndarray, path: str | os.Path
 # Evaluation
 
 
-def _normalize(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+def normalize_images(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """uint8 (N, H, W, 3) -> float32 (N, 3, H, W) with (x / 255 - mean) / std."""
     try:
         from .preprocess import normalize
@@ -236,8 +233,7 @@ def evaluate_arrays(
     size. Returns the JSON-ready dict described in :func:`evaluate` (without the data fields).
     """
     backend = backend or default_backend()
-    if backend not in BACKENDS:
-        raise NeonsignValueError(f"backend {backend!r} is not one of {list(BACKENDS)}")
+    resolve_backend(backend)
     if batch_size < 1:
         raise NeonsignValueError(f"batch_size must be >= 1, got {batch_size}")
     _, card = load_model(model)
@@ -257,7 +253,7 @@ def evaluate_arrays(
 
         torch.set_num_threads(threads)
     predict = make_predictor(model, backend, threads=threads)
-    x = _normalize(images, prep["mean"], prep["std"])
+    x = normalize_images(images, prep["mean"], prep["std"])
 
     predict(x[:min(n, batch_size)])  # warm-up
     bar = None
@@ -364,7 +360,11 @@ def format_summary(result: dict[str, Any], worst: int = 5) -> str:
 def _run(args: argparse.Namespace) -> int:
     plot = args.plot
     if plot is None and args.json is not None:
-        plot = Path(args.json).with_suffix(".png")
+        if importlib.util.find_spec("matplotlib") is None:
+            print("notice: matplotlib is not installed, so no confusion matrix PNG is written "
+                  "(pip install 'neonsign[notebooks]'); the JSON has the matrix", file=sys.stderr)
+        else:
+            plot = Path(args.json).with_suffix(".png")
     result = evaluate(args.model, args.data, split=args.split, backend=args.backend,
                       batch_size=args.batch_size, threads=args.threads, limit=args.limit,
                       profile=not args.no_profile, plot=plot, quiet=args.quiet)

@@ -110,8 +110,13 @@ class LoadResult(NamedTuple):
 # PPM
 
 
-def decode_ppm(data: bytes | bytearray | memoryview) -> np.ndarray:
+def decode_ppm(data: bytes | bytearray | memoryview, *, max_pixels: int | None = None) -> np.ndarray:
     """Decode a PPM image (P6 or P3, maxval 1..65535) held in memory.
+
+    Args:
+        data: the file's bytes.
+        max_pixels: pixel cap for this call (None: ``get_limits()["max_pixels"]``); lets a
+            server apply its own cap without changing the process-wide limits.
 
     Returns:
         ``uint8`` array of shape ``(H, W, 3)``; samples of maxval != 255 are scaled to 8 bits
@@ -119,9 +124,13 @@ def decode_ppm(data: bytes | bytearray | memoryview) -> np.ndarray:
 
     Raises:
         DecodeError: malformed data (bad magic, dimensions, maxval, truncated, bad samples).
-        ResourceLimitError: more pixels than ``get_limits()["max_pixels"]``.
+        ResourceLimitError: more pixels than the cap.
     """
-    return _native.ppm_decode(data, _limits["max_pixels"])
+    if max_pixels is None:
+        max_pixels = _limits["max_pixels"]
+    elif isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise NeonsignValueError(f"max_pixels must be a positive int, got {max_pixels!r}")
+    return _native.ppm_decode(data, max_pixels)
 
 
 def read_ppm(path: PathLike) -> np.ndarray:

@@ -34,6 +34,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Comparison",
     "ProfileReport",
+    "append_step_summary",
     "compare",
     "compare_backends",
     "schema_path",
@@ -499,6 +500,16 @@ def compare_backends(report: ProfileReport | str | os.PathLike[str], base_backen
 # CLI
 
 
+def append_step_summary(markdown: str) -> bool:
+    """Append ``markdown`` to the file named by $GITHUB_STEP_SUMMARY, if set; True if written."""
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not summary:
+        return False
+    with open(summary, "a", encoding="utf-8") as fh:
+        fh.write(markdown + "\n")
+    return True
+
+
 def _split(text: str | None) -> list[str] | None:
     return [s.strip() for s in text.split(",") if s.strip()] if text else None
 
@@ -533,10 +544,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     md = cmp.markdown()
     if args.markdown:
         Path(args.markdown).write_text(md, encoding="utf-8")
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        with open(summary, "a", encoding="utf-8") as fh:
-            fh.write(md + "\n")
+    append_step_summary(md)
     if cmp.failed:
         print("neonsign compare: gate failed", file=sys.stderr)
         return 1

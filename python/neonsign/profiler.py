@@ -32,14 +32,11 @@ PyTorch is imported only when a libtorch backend runs.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as _dt
 import os
 import platform
 import sys
-import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +44,10 @@ import numpy as np
 
 from . import __version__, _native
 from .engine import INPUT_SHAPE, LAYERS, WEIGHT_SHAPES, Engine
+from .backends import Backend, TorchToggles, cpuinfo, list_backends
+from .backends import resolve as resolve_backend
 from .errors import ModelError, NeonsignValueError, UnsupportedError
-from .profile_report import SCHEMA_VERSION, ProfileReport, register_compare_cli
+from .profile_report import SCHEMA_VERSION, ProfileReport, append_step_summary, register_compare_cli
 
 __all__ = [
     "LAYERS",
@@ -76,12 +75,6 @@ def _flop_per_image() -> int:
     macs += int(np.prod(WEIGHT_SHAPES["fc1.weight"])) + int(np.prod(WEIGHT_SHAPES["fc2.weight"]))
     return 2 * macs
 
-_TORCH_BACKENDS = {
-    "torch": "libtorch default (oneDNN; Arm Compute Library on AArch64 builds)",
-    "torch-onednn-off": "libtorch with oneDNN disabled (OpenBLAS / NNPACK / native aten kernels)",
-    "torch-channels-last": "libtorch default with channels_last (NHWC) input and weights",
-    "torch-bf16": "libtorch with CPU autocast to bfloat16",
-}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,33 +153,9 @@ class Recorder(_native.Recorder):
 # Machine and backends
 
 
-def _cpuinfo() -> tuple[str, list[str]]:
-    """(CPU model, sorted feature flags) from /proc/cpuinfo, or from platform as a fallback."""
-    model, flags = "", set()
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        text = ""
-    implementer = part = ""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key, value = key.strip().lower(), value.strip()
-        if key in ("model name", "cpu model") and not model:
-            model = value
-        elif key in ("flags", "features") and not flags:
-            flags = set(value.split())
-        elif key == "cpu implementer" and not implementer:
-            implementer = value
-        elif key == "cpu part" and not part:
-            part = value
-    if not model and (implementer or part):
-        model = f"Arm implementer {implementer} part {part}"
-    return model or platform.processor() or platform.machine(), sorted(flags)
-
-
 def machine_info() -> dict[str, Any]:
     """The machine and software a report was measured on (no PyTorch import)."""
-    model, flags = _cpuinfo()
+    model, flags = cpuinfo()
     info: dict[str, Any] = {
         "arch": platform.machine(),
         "cpu_model": model,
@@ -203,78 +172,12 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-@dataclass(frozen=True)
-class Backend:
-    """A backend: ``name`` (as on the command line), ``family`` ("native" or "torch"), what it is,
-    whether it can run here and, if not, why."""
-
-    name: str
-    family: str
-    description: str
-    available: bool
-    reason: str = ""
-
-
-def _native_backends() -> list[Backend]:
-    kernels = list(Engine.available_kernels())
-    out = [Backend("native", "native", "native C engine, kernel chosen for this CPU", True)]
-    for k in ("ref", "neon", "avx2", "avx512"):
-        ok = k in kernels
-        out.append(Backend(f"native-{k}", "native", f"native C engine, {k} kernel", ok,
-                           "" if ok else f"this CPU or build has no {k} kernel"))
-    return out
-
-
-def _torch_bf16_reason(torch: Any) -> str:
-    """'' if torch-bf16 can run here, else why not."""
-    _, flags = _cpuinfo()
-    if platform.machine().lower() in ("aarch64", "arm64"):
-        has = "bf16" in flags
-    else:
-        has = bool({"avx512_bf16", "amx_bf16"} & set(flags))
-        with contextlib.suppress(Exception):
-            has = has or bool(torch.cpu._is_avx512_bf16_supported())
-    if not has:
-        return "the CPU has no bfloat16 instructions (cpuinfo flags avx512_bf16/amx_bf16/bf16)"
-    if not torch.backends.mkldnn.is_available():
-        return "this PyTorch build has no oneDNN, which runs bfloat16 convolutions on CPU"
-    return ""
-
-
-def _torch_backends() -> list[Backend]:
-    try:
-        import torch  # noqa: PLC0415
-    except ImportError:
-        why = "PyTorch is not installed (pip install 'neonsign[torch]')"
-        return [Backend(n, "torch", d, False, why) for n, d in _TORCH_BACKENDS.items()]
-    mkldnn = torch.backends.mkldnn.is_available()
-    out = [Backend("torch", "torch", _TORCH_BACKENDS["torch"], True)]
-    out.append(Backend("torch-onednn-off", "torch", _TORCH_BACKENDS["torch-onednn-off"], mkldnn,
-                       "" if mkldnn else "this PyTorch build has no oneDNN to switch off"))
-    out.append(Backend("torch-channels-last", "torch", _TORCH_BACKENDS["torch-channels-last"], True))
-    why = _torch_bf16_reason(torch)
-    out.append(Backend("torch-bf16", "torch", _TORCH_BACKENDS["torch-bf16"], not why, why))
-    return out
-
-
-def list_backends(include_unavailable: bool = True) -> list[Backend]:
-    """Every backend the profiler knows, with whether it runs on this machine and build."""
-    out = _native_backends() + _torch_backends()
-    return out if include_unavailable else [b for b in out if b.available]
-
-
 def _resolve_backends(names: Sequence[str] | None) -> list[Backend]:
-    known = {b.name: b for b in list_backends()}
     if not names:
-        return [b for b in known.values() if b.available]
-    out = []
+        return list_backends(include_unavailable=False)
+    out: list[Backend] = []
     for name in names:
-        b = known.get(name)
-        if b is None:
-            raise NeonsignValueError(
-                f"unknown backend '{name}'; known: {', '.join(known)}")
-        if not b.available:
-            raise UnsupportedError(f"backend '{name}' is not available here: {b.reason}")
+        b = resolve_backend(name)
         if b not in out:
             out.append(b)
     return out
@@ -300,7 +203,7 @@ def random_state_dict(seed: int = 0) -> dict[str, np.ndarray]:
 def _load_model(model: str | os.PathLike[str] | Mapping[str, Any] | None,
                 seed: int) -> tuple[dict[str, np.ndarray], str, dict[str, Any] | None]:
     """(weights, where they came from, model card or None); see :func:`load_state_dict`."""
-    from .artifacts import load_model, validate_state_dict  # noqa: PLC0415
+    from .artifacts import load_model, load_weights_file, validate_state_dict  # noqa: PLC0415
 
     if model is None:
         return random_state_dict(seed), f"random weights (seed {seed})", None
@@ -312,22 +215,8 @@ def _load_model(model: str | os.PathLike[str] | Mapping[str, Any] | None,
     if path.is_dir():
         state, card = load_model(path)
         return state, str(path), card
-    if path.suffix == ".safetensors":
-        from safetensors.numpy import load_file  # noqa: PLC0415
-
-        try:
-            state = load_file(str(path))
-        except Exception as exc:  # safetensors raises its own error types
-            raise ModelError(f"{path}: not a readable safetensors file ({exc})") from exc
-        return validate_state_dict(state, str(path)), str(path), None
-    if path.suffix in (".pth", ".pt"):
-        import torch  # noqa: PLC0415
-
-        try:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as exc:  # pickle / zip errors
-            raise ModelError(f"{path}: not a readable PyTorch state_dict ({exc})") from exc
-        return validate_state_dict(state, str(path)), str(path), None
+    if path.suffix in (".safetensors", ".pth", ".pt"):
+        return load_weights_file(path), str(path), None
     raise ModelError(f"model '{path}': expected a model directory, .safetensors or .pth file")
 
 
@@ -420,11 +309,10 @@ class _TorchRunner:
 
         self.torch, self.rec, self.name = torch, rec, backend.name
         self.threads = threads
-        fmt = torch.channels_last if backend.name == "torch-channels-last" else torch.contiguous_format
+        self.toggles = TorchToggles(backend.name)
         w = {k: torch.from_numpy(np.array(v)) for k, v in state.items()}
         for k in ("conv1.weight", "conv2.weight"):
-            w[k] = w[k].contiguous(memory_format=fmt)
-        self.memory_format = fmt
+            w[k] = w[k].contiguous(memory_format=self.toggles.memory_format)
         self.ops: list[tuple[int, Callable[[Any], Any]]] = [
             (rec.intern("conv1"), lambda t: F.conv2d(t, w["conv1.weight"], w["conv1.bias"])),
             (rec.intern("relu1"), F.relu),
@@ -440,37 +328,13 @@ class _TorchRunner:
         self.layer_names = LAYERS
         self.forward_id = rec.intern(FORWARD)
 
-    @contextlib.contextmanager
-    def _mode(self) -> Iterator[None]:
-        """The backend's toggles, entered around every forward pass."""
-        torch = self.torch
-        with warnings.catch_warnings(), contextlib.ExitStack() as stack:
-            # mkldnn.flags() warns about TF32 on Intel GPUs on entry and exit: irrelevant on CPU
-            warnings.filterwarnings("ignore", message=".*TF32.*", category=UserWarning)
-            stack.enter_context(torch.inference_mode())
-            if self.name == "torch-onednn-off":
-                stack.enter_context(torch.backends.mkldnn.flags(enabled=False))
-            elif self.name == "torch-bf16":
-                stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16))
-            yield
-
     def settings(self) -> dict[str, Any]:
-        torch = self.torch
-        return {
-            "threads": self.threads,
-            "mkldnn_enabled": self.name != "torch-onednn-off",
-            "memory_format": "channels_last" if self.name == "torch-channels-last" else "contiguous",
-            "autocast": "bfloat16" if self.name == "torch-bf16" else None,
-            "cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
-        }
-
-    def _input(self, x: np.ndarray) -> Any:
-        return self.torch.from_numpy(x).contiguous(memory_format=self.memory_format)
+        return self.toggles.settings(self.threads)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         rec = self.rec
-        t = self._input(x)
-        with self._mode():
+        t = self.toggles.input(x)
+        with self.toggles.mode():
             rec.begin(self.forward_id)
             for span_id, op in self.ops:
                 rec.begin(span_id)
@@ -484,8 +348,8 @@ class _TorchRunner:
         torch = self.torch
         from torch.profiler import ProfilerActivity, profile, record_function  # noqa: PLC0415
 
-        t = self._input(x)
-        with self._mode():
+        t = self.toggles.input(x)
+        with self.toggles.mode():
             with profile(activities=[ProfilerActivity.CPU]) as prof:
                 for (_, op), layer in zip(self.ops, self.layer_names, strict=True):
                     with record_function(layer):
@@ -789,10 +653,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     if args.markdown:
         Path(args.markdown).write_text(md, encoding="utf-8")
         print(f"wrote {args.markdown}", file=sys.stderr)
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        with open(summary, "a", encoding="utf-8") as fh:
-            fh.write(md + "\n")
+    append_step_summary(md)
     return 0
 
 

@@ -198,6 +198,10 @@ def load_model_source(source: str) -> tuple[Mapping[str, np.ndarray], dict[str, 
     scheme, sep, rest = source.partition(":")
     if sep and scheme in _LOADERS:
         return _LOADERS[scheme](source)
+    if sep and scheme in ("models", "registry"):  # the model registry, resolved at each (re)load
+        from .registry import load_from_registry
+
+        return load_from_registry(source)
     if sep and scheme == "file":
         return _load_model_dir(rest[2:] if rest.startswith("//") else rest)
     return _load_model_dir(source)
@@ -292,9 +296,7 @@ def decode_image(data: bytes, max_pixels: int) -> tuple[np.ndarray, str]:
     from .errors import UnsupportedError
 
     if data[:2] in (b"P6", b"P3"):
-        if preprocess.get_limits()["max_pixels"] != max_pixels:
-            preprocess.set_limits(max_pixels=max_pixels)
-        return preprocess.decode_ppm(data), "PPM"
+        return preprocess.decode_ppm(data, max_pixels=max_pixels), "PPM"
     if not (data.startswith(_PNG_MAGIC) or data.startswith(_JPEG_MAGIC)):
         raise UnsupportedError(
             f"unsupported image format (first bytes {data[:8]!r}); send PNG, JPEG or PPM (P6/P3)"
@@ -545,7 +547,6 @@ def create_app(model: str | ServeConfig, **options: Any) -> "FastAPI":
     config = model if isinstance(model, ServeConfig) else ServeConfig(model=model, **options)
     if isinstance(model, ServeConfig) and options:
         raise NeonsignValueError("pass either a ServeConfig or keyword options, not both")
-    preprocess.set_limits(max_pixels=config.max_pixels)
     holder = ModelHolder(config)
     metrics = _Metrics()
     executor = ThreadPoolExecutor(max_workers=config.threads or os.cpu_count() or 1,

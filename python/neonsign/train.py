@@ -136,7 +136,8 @@ def fit(
 class _MlflowTracker:
     """Logs params, per-epoch metrics and the model directory to MLflow when it is importable.
 
-    Uses ``MLFLOW_TRACKING_URI`` when set, else a local ``./mlruns`` store. A no-op otherwise.
+    Uses ``MLFLOW_TRACKING_URI`` when set, else the registry's local SQLite store
+    (:func:`neonsign.registry.default_uri`). A no-op otherwise.
     """
 
     def __init__(self, enabled: bool) -> None:
@@ -149,7 +150,11 @@ class _MlflowTracker:
             return
         self.mlflow = mlflow
         if not os.environ.get("MLFLOW_TRACKING_URI"):
-            mlflow.set_tracking_uri(Path("mlruns").resolve().as_uri())
+            from .registry import Registry  # SQLite beside the registry: MLflow 3 refuses ./mlruns
+
+            reg = Registry()
+            mlflow.set_tracking_uri(reg.uri)
+            reg.experiment_id()  # created with its artifacts beside the database, not ./mlruns
         mlflow.set_experiment("neonsign")
         mlflow.start_run()
 

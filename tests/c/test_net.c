@@ -18,16 +18,7 @@
 
 #include "net.h"
 
-static int failures = 0;
-#define CHECK(cond, ...)                                                                        \
-    do {                                                                                        \
-        if (!(cond)) {                                                                          \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                         \
-            printf(__VA_ARGS__);                                                                \
-            printf("\n");                                                                       \
-            failures++;                                                                         \
-        }                                                                                       \
-    } while (0)
+#include "check.h"
 
 static unsigned long long rng_state = 12345;
 static float frand(void) { /* uniform in [-1, 1) */
@@ -71,10 +62,10 @@ static void test_conv(ns_kernel k) {
             ns_error err;
             ns_status a = ns_op_conv3x3(NS_KERNEL_REF, x, n, cin, h, w, wt, b, cout, relu, pool, o1, &err);
             ns_status c = ns_op_conv3x3(k, x, n, cin, h, w, wt, b, cout, relu, pool, o2, &err);
-            CHECK(a == NS_OK && c == NS_OK, "conv status %d %d", a, c);
+            EXPECT(a == NS_OK && c == NS_OK, "conv status %d %d", a, c);
             const size_t m = pool ? n * cout * ((h - 2) / 2) * ((w - 2) / 2) : osz;
             double d = max_diff(o1, o2, m);
-            CHECK(d <= 1e-4, "%s conv n%zu cin%zu %zux%zu cout%zu relu%d pool%d: max diff %g",
+            EXPECT(d <= 1e-4, "%s conv n%zu cin%zu %zux%zu cout%zu relu%d pool%d: max diff %g",
                   ns_kernel_name(k), n, cin, h, w, cout, relu, pool, d);
         }
         free(x), free(wt), free(b), free(o1), free(o2);
@@ -93,9 +84,9 @@ static void test_linear(ns_kernel k) {
             ns_error err;
             ns_status a = ns_op_linear(NS_KERNEL_REF, x, rows, kd, w, b, no, relu, o1, &err);
             ns_status c = ns_op_linear(k, x, rows, kd, w, b, no, relu, o2, &err);
-            CHECK(a == NS_OK && c == NS_OK, "linear status %d %d", a, c);
+            EXPECT(a == NS_OK && c == NS_OK, "linear status %d %d", a, c);
             double d = max_diff(o1, o2, rows * no);
-            CHECK(d <= 1e-4, "%s linear %zux%zu -> %zu relu%d: max diff %g", ns_kernel_name(k),
+            EXPECT(d <= 1e-4, "%s linear %zux%zu -> %zu relu%d: max diff %g", ns_kernel_name(k),
                   rows, kd, no, relu, d);
         }
         free(x), free(w), free(b), free(o1), free(o2);
@@ -110,39 +101,39 @@ static void test_net(ns_kernel k, ns_pool *pool, size_t nbatches) {
     ns_net_weights w = {wb[0], wb[1], wb[2], wb[3], wb[4], wb[5], wb[6], wb[7]};
     ns_net *ref = NULL, *net = NULL;
     ns_error err;
-    CHECK(ns_net_create(&w, "ref", &ref, &err) == NS_OK, "create ref: %s", err.msg);
-    CHECK(ns_net_create(&w, ns_kernel_name(k), &net, &err) == NS_OK, "create: %s", err.msg);
+    EXPECT(ns_net_create(&w, "ref", &ref, &err) == NS_OK, "create ref: %s", err.msg);
+    EXPECT(ns_net_create(&w, ns_kernel_name(k), &net, &err) == NS_OK, "create: %s", err.msg);
     if (!ref || !net) return;
-    CHECK(ns_net_kernel(net) == k, "kernel");
+    EXPECT(ns_net_kernel(net) == k, "kernel");
     static const size_t batches[] = {1, 3, 17, 29};
     float *x = rand_buf(64 * 3 * 32 * 32, 1.0f);
     float *a = malloc(64 * 43 * sizeof(float)), *b = malloc(64 * 43 * sizeof(float)),
           *c = malloc(64 * 43 * sizeof(float));
     for (size_t i = 0; i < nbatches; i++) {
         const size_t n = batches[i];
-        CHECK(ns_net_forward(ref, NULL, 1, x, n, a, &err) == NS_OK, "forward ref: %s", err.msg);
-        CHECK(ns_net_forward(net, NULL, 1, x, n, b, &err) == NS_OK, "forward: %s", err.msg);
-        CHECK(ns_net_forward(net, pool, 0, x, n, c, &err) == NS_OK, "forward pool: %s", err.msg);
+        EXPECT(ns_net_forward(ref, NULL, 1, x, n, a, &err) == NS_OK, "forward ref: %s", err.msg);
+        EXPECT(ns_net_forward(net, NULL, 1, x, n, b, &err) == NS_OK, "forward: %s", err.msg);
+        EXPECT(ns_net_forward(net, pool, 0, x, n, c, &err) == NS_OK, "forward pool: %s", err.msg);
         double d = max_diff(a, b, n * 43);
-        CHECK(d <= 1e-4, "%s net batch %zu: max diff vs ref %g", ns_kernel_name(k), n, d);
-        CHECK(memcmp(b, c, n * 43 * sizeof(float)) == 0, "%s batch %zu: 1 vs 3 threads differ",
+        EXPECT(d <= 1e-4, "%s net batch %zu: max diff vs ref %g", ns_kernel_name(k), n, d);
+        EXPECT(memcmp(b, c, n * 43 * sizeof(float)) == 0, "%s batch %zu: 1 vs 3 threads differ",
               ns_kernel_name(k), n);
     }
     /* repack to ref and back gives the same result */
-    CHECK(ns_net_forward(ref, NULL, 1, x, 17, a, &err) == NS_OK, "forward");
-    CHECK(ns_net_forward(net, NULL, 1, x, 17, b, &err) == NS_OK, "forward");
-    CHECK(ns_net_set_kernel(net, "ref", &err) == NS_OK, "set ref");
-    CHECK(ns_net_forward(net, pool, 0, x, 17, c, &err) == NS_OK, "forward");
-    CHECK(max_diff(a, c, 17 * 43) <= 1e-4, "after repack to ref");
-    CHECK(ns_net_set_kernel(net, ns_kernel_name(k), &err) == NS_OK, "set back");
-    CHECK(ns_net_forward(net, pool, 0, x, 17, c, &err) == NS_OK, "forward");
-    CHECK(memcmp(b, c, 17 * 43 * sizeof(float)) == 0, "after repack back");
+    EXPECT(ns_net_forward(ref, NULL, 1, x, 17, a, &err) == NS_OK, "forward");
+    EXPECT(ns_net_forward(net, NULL, 1, x, 17, b, &err) == NS_OK, "forward");
+    EXPECT(ns_net_set_kernel(net, "ref", &err) == NS_OK, "set ref");
+    EXPECT(ns_net_forward(net, pool, 0, x, 17, c, &err) == NS_OK, "forward");
+    EXPECT(max_diff(a, c, 17 * 43) <= 1e-4, "after repack to ref");
+    EXPECT(ns_net_set_kernel(net, ns_kernel_name(k), &err) == NS_OK, "set back");
+    EXPECT(ns_net_forward(net, pool, 0, x, 17, c, &err) == NS_OK, "forward");
+    EXPECT(memcmp(b, c, 17 * 43 * sizeof(float)) == 0, "after repack back");
     /* timers */
     ns_net_enable_timers(net, 1);
-    CHECK(ns_net_forward(net, pool, 0, x, 29, c, &err) == NS_OK, "forward");
+    EXPECT(ns_net_forward(net, pool, 0, x, 29, c, &err) == NS_OK, "forward");
     uint64_t t[NS_NET_LAYERS], calls[NS_NET_LAYERS];
     ns_net_read_timers(net, t, calls);
-    CHECK(calls[NS_LAYER_FC2] == 1 && t[NS_LAYER_CONV2] > 0, "timers");
+    EXPECT(calls[NS_LAYER_FC2] == 1 && t[NS_LAYER_CONV2] > 0, "timers");
     ns_net_destroy(ref);
     ns_net_destroy(net);
     for (int i = 0; i < 8; i++) free(wb[i]);
@@ -152,15 +143,15 @@ static void test_net(ns_kernel k, ns_pool *pool, size_t nbatches) {
 int main(void) {
     ns_error err;
     ns_kernel k;
-    CHECK(ns_kernel_resolve("bogus", &k, &err) == NS_ERR_INVALID, "bogus name");
-    CHECK(strstr(err.msg, "ref") != NULL, "message lists kernels: %s", err.msg);
+    EXPECT(ns_kernel_resolve("bogus", &k, &err) == NS_ERR_INVALID, "bogus name");
+    EXPECT(strstr(err.msg, "ref") != NULL, "message lists kernels: %s", err.msg);
 #if defined(__aarch64__)
-    CHECK(ns_kernel_resolve("avx512", &k, &err) == NS_ERR_UNSUPPORTED, "avx512 on arm");
+    EXPECT(ns_kernel_resolve("avx512", &k, &err) == NS_ERR_UNSUPPORTED, "avx512 on arm");
 #else
-    CHECK(ns_kernel_resolve("neon", &k, &err) == NS_ERR_UNSUPPORTED, "neon on x86");
+    EXPECT(ns_kernel_resolve("neon", &k, &err) == NS_ERR_UNSUPPORTED, "neon on x86");
 #endif
     ns_pool *pool = NULL;
-    CHECK(ns_pool_create(&pool, 3, &err) == NS_OK, "pool");
+    EXPECT(ns_pool_create(&pool, 3, &err) == NS_OK, "pool");
     int simd = 0;
     for (int i = NS_KERNEL_REF + 1; i < NS_KERNEL_COUNT; i++) {
         if (!ns_kernel_available((ns_kernel)i)) continue;

@@ -1,0 +1,225 @@
+"""Should we retrain? (``neonsign retrain-check``)
+
+Decides from three triggers, each reported with its figures:
+
+``data``
+    the training data changed: the checksum of the training split under ``--data`` differs
+    from the baseline model card's ``data_checksum``;
+``age``
+    the baseline model is older than ``--max-age-days``;
+``drift``
+    the server's input statistics (``/metrics``: the ``neonsign_input_brightness`` histogram)
+    moved away from a reference distribution by a population stability index (PSI) above
+    ``--max-psi``, or the share of low-confidence predictions (``neonsign_prediction_probability``
+    below 0.5) exceeds ``--max-low-confidence``. The reference is a metrics snapshot taken when
+    the model was healthy (``--reference-metrics``) or, failing that, the brightness of the
+    training images under ``--data``. Drift is judged only after ``--min-requests`` inputs.
+
+Prints a JSON decision; exit code 0 = no retraining needed, 1 = retrain, 2 = error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelError, NeonsignValueError
+
+__all__ = ["parse_histograms", "psi", "retrain_check", "register_cli"]
+
+BRIGHTNESS = "neonsign_input_brightness"
+CONFIDENCE = "neonsign_prediction_probability"
+
+
+def _read_metrics(source: str) -> str:
+    """Prometheus text from an http(s) URL or a file."""
+    if source.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(source, timeout=30) as resp:  # noqa: S310 - user-given URL
+                return resp.read().decode("utf-8")
+        except OSError as exc:
+            raise NeonsignValueError(f"metrics {source}: could not fetch: {exc}") from None
+    try:
+        return Path(source).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise NeonsignValueError(f"metrics {source}: could not read: {exc}") from None
+
+
+def parse_histograms(text: str, source: str = "metrics") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Prometheus histograms in ``text``: name -> (upper bounds float64 (B,), per-bucket counts
+    float64 (B,), not cumulative; the last bound is +inf). Label sets other than ``le`` are summed."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    try:
+        families = list(text_string_to_metric_families(text))
+    except ValueError as exc:
+        raise NeonsignValueError(f"{source}: not Prometheus text format: {exc}") from None
+    for fam in families:
+        if fam.type != "histogram":
+            continue
+        cum: dict[float, float] = {}
+        for s in fam.samples:
+            if s.name.endswith("_bucket") and "le" in s.labels:
+                le = float(s.labels["le"])
+                cum[le] = cum.get(le, 0.0) + float(s.value)
+        if cum:
+            bounds = np.array(sorted(cum), dtype=np.float64)
+            c = np.array([cum[b] for b in bounds], dtype=np.float64)
+            out[fam.name] = (bounds, np.diff(c, prepend=0.0))
+    return out
+
+
+def psi(reference: np.ndarray, current: np.ndarray, eps: float = 1e-4) -> float:
+    """Population stability index of two bucket-count vectors of one length (> 0.2: shifted)."""
+    p = np.asarray(reference, np.float64)
+    q = np.asarray(current, np.float64)
+    if p.shape != q.shape or p.sum() <= 0 or q.sum() <= 0:
+        raise NeonsignValueError(f"psi needs two non-empty count vectors of one shape, got {p.shape} and {q.shape}")
+    p = np.clip(p / p.sum(), eps, None)
+    q = np.clip(q / q.sum(), eps, None)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def _training_brightness(data: str, card: dict[str, Any], bounds: np.ndarray) -> np.ndarray:
+    """Bucket counts of the training images' mean brightness (0..1) on the server's buckets."""
+    from .data import load_split
+
+    prep = card.get("preprocessing") or {}
+    images, _, _ = load_split(data, "train", size=int(prep.get("size", 32)), roi=False, dtype="uint8")
+    b = images.reshape(len(images), -1).mean(axis=1) / 255.0
+    idx = np.searchsorted(bounds, b, side="left")
+    return np.bincount(idx, minlength=len(bounds)).astype(np.float64)[: len(bounds)]
+
+
+def _load_card(baseline: str | os.PathLike[str]) -> dict[str, Any]:
+    if isinstance(baseline, str) and baseline.startswith(("models:", "registry:")):
+        from .registry import resolve
+
+        baseline = resolve(baseline)
+    path = Path(baseline)
+    if path.is_dir():
+        path = path / "model_card.json"
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"baseline card {path}: unreadable: {exc}") from None
+    if not isinstance(card, dict):
+        raise ModelError(f"baseline card {path}: expected a JSON object")
+    return card
+
+
+def retrain_check(
+    metrics: str | None,
+    baseline: str | os.PathLike[str],
+    *,
+    data: str | os.PathLike[str] | None = None,
+    reference_metrics: str | None = None,
+    max_age_days: float = 30.0,
+    max_psi: float = 0.2,
+    max_low_confidence: float = 0.3,
+    min_requests: int = 100,
+    now: _dt.datetime | None = None,
+) -> dict[str, Any]:
+    """The decision dict: ``retrain`` (bool), ``reasons`` (list of str) and ``checks`` with figures.
+
+    ``metrics``: the server's ``/metrics`` URL or a saved copy (None: no drift check).
+    ``baseline``: the serving model's card (``model_card.json``, its model directory, or a
+    registry spec such as ``registry:champion``).
+    """
+    card = _load_card(baseline)
+    checks: dict[str, Any] = {}
+    reasons: list[str] = []
+
+    if data is not None:
+        from .data import load_split
+
+        prep = card.get("preprocessing") or {}
+        _, _, meta = load_split(data, "train", size=int(prep.get("size", 32)), roi=bool(prep.get("roi", False)),
+                                dtype="uint8")
+        changed = meta.checksum != card.get("data_checksum")
+        checks["data"] = {"changed": changed, "current": meta.checksum, "baseline": card.get("data_checksum")}
+        if changed:
+            reasons.append(f"data: training split checksum {meta.checksum[:12]} differs from the "
+                           f"model's {str(card.get('data_checksum'))[:12]}")
+
+    created = card.get("created")
+    if created:
+        try:
+            t = _dt.datetime.fromisoformat(str(created))
+        except ValueError:
+            raise ModelError(f"baseline card: 'created' is not an ISO timestamp: {created!r}") from None
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=_dt.timezone.utc)
+        age = ((now or _dt.datetime.now(_dt.timezone.utc)) - t).total_seconds() / 86400
+        checks["age"] = {"days": age, "max_days": max_age_days}
+        if age > max_age_days:
+            reasons.append(f"age: the model is {age:.1f} days old (max {max_age_days:g})")
+
+    if metrics is not None:
+        hist = parse_histograms(_read_metrics(metrics), metrics)
+        drift: dict[str, Any] = {}
+        if BRIGHTNESS in hist:
+            bounds, cur = hist[BRIGHTNESS]
+            n = float(cur.sum())
+            drift["requests"] = n
+            ref = None
+            if reference_metrics is not None:
+                rh = parse_histograms(_read_metrics(reference_metrics), reference_metrics)
+                if BRIGHTNESS in rh and np.array_equal(rh[BRIGHTNESS][0], bounds):
+                    ref, drift["reference"] = rh[BRIGHTNESS][1], reference_metrics
+            if ref is None and data is not None:
+                ref, drift["reference"] = _training_brightness(os.fspath(data), card, bounds), "training data"
+            if n < min_requests:
+                drift["note"] = f"only {n:.0f} inputs (< {min_requests}): drift not judged"
+            elif ref is not None and ref.sum() > 0:
+                value = psi(ref, cur)
+                drift.update({"brightness_psi": value, "max_psi": max_psi})
+                if value > max_psi:
+                    reasons.append(f"drift: input brightness PSI {value:.3f} > {max_psi:g}")
+            else:
+                drift["note"] = "no reference distribution (give --reference-metrics or --data)"
+        if CONFIDENCE in hist:
+            bounds, counts = hist[CONFIDENCE]
+            n = float(counts.sum())
+            if n >= min_requests:
+                low = float(counts[bounds <= 0.5].sum() / n)
+                drift.update({"low_confidence_share": low, "max_low_confidence": max_low_confidence})
+                if low > max_low_confidence:
+                    reasons.append(f"drift: {low:.1%} of predictions have top-1 probability <= 0.5 "
+                                   f"(max {max_low_confidence:.0%})")
+        checks["drift"] = drift
+    return {"retrain": bool(reasons), "reasons": reasons, "checks": checks,
+            "baseline": {"weights_sha256": card.get("weights_sha256"), "created": created,
+                         "data_checksum": card.get("data_checksum")}}
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    decision = retrain_check(args.metrics, args.baseline, data=args.data,
+                             reference_metrics=args.reference_metrics, max_age_days=args.max_age_days,
+                             max_psi=args.max_psi, max_low_confidence=args.max_low_confidence,
+                             min_requests=args.min_requests)
+    print(json.dumps(decision, indent=2, default=float))
+    return 1 if decision["retrain"] else 0
+
+
+def register_cli(subparsers: Any) -> None:
+    """Add ``neonsign retrain-check``."""
+    p = subparsers.add_parser("retrain-check", help="decide whether to retrain (data change, drift, age)",
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("--metrics", default=None, help="the server's /metrics URL or a saved copy")
+    p.add_argument("--baseline", required=True, help="serving model's model_card.json, model directory or registry spec (registry:champion)")
+    p.add_argument("--data", default=None, help="GTSRB root: checksum the training split (and reference brightness)")
+    p.add_argument("--reference-metrics", default=None, help="a /metrics snapshot taken when the model was healthy")
+    p.add_argument("--max-age-days", type=float, default=30.0)
+    p.add_argument("--max-psi", type=float, default=0.2)
+    p.add_argument("--max-low-confidence", type=float, default=0.3)
+    p.add_argument("--min-requests", type=int, default=100)
+    p.set_defaults(handler=_cmd)

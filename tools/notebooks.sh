@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Run every notebook in notebooks/ as a script: `jupyter nbconvert --to script` into a temporary
+# folder, then python with MPLBACKEND=Agg. A failing cell fails the run.
+#
+# Usage: bash tools/notebooks.sh [notebooks/NAME.ipynb ...]   (default: all of notebooks/*.ipynb)
+# Needs the `notebooks` extra (and `torch` for 01_quickstart's training):
+#     pip install -c constraints.txt -e '.[torch,notebooks]'
+# Size knobs (environment; the defaults below are CI-sized): NEONSIGN_NB_PER_CLASS, NEONSIGN_NB_TEST,
+# NEONSIGN_NB_EPOCHS, NEONSIGN_NB_THREADS, NEONSIGN_NB_BATCH, NEONSIGN_NB_REPEATS, NEONSIGN_NB_N,
+# NEONSIGN_NB_LIMIT; GTSRB_ROOT selects the real data set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-$PWD/.venv/bin/python}"
+[ -x "$PY" ] || PY=python3
+if [ $# -eq 0 ]; then
+    set -- notebooks/*.ipynb
+fi
+tmp="$(mktemp -d "${TMPDIR:-/tmp}/neonsign-notebooks.XXXXXX")"
+trap 'rm -rf "$tmp"' EXIT
+export MPLBACKEND=Agg PYTHONUNBUFFERED=1
+export NEONSIGN_NB_WORKDIR="${NEONSIGN_NB_WORKDIR:-$tmp/work}"
+# CI-sized defaults (each notebook well under a minute on 2 busy cores); override from outside.
+export NEONSIGN_NB_PER_CLASS="${NEONSIGN_NB_PER_CLASS:-20}" NEONSIGN_NB_TEST="${NEONSIGN_NB_TEST:-215}"
+export NEONSIGN_NB_EPOCHS="${NEONSIGN_NB_EPOCHS:-2}" NEONSIGN_NB_THREADS="${NEONSIGN_NB_THREADS:-1}"
+export NEONSIGN_NB_BATCH="${NEONSIGN_NB_BATCH:-16}" NEONSIGN_NB_REPEATS="${NEONSIGN_NB_REPEATS:-3}"
+export NEONSIGN_NB_N="${NEONSIGN_NB_N:-500}"
+status=0
+for nb in "$@"; do
+    name="$(basename "$nb" .ipynb)"
+    "$PY" -m jupyter nbconvert --log-level WARN --to script --output-dir "$tmp" "$nb"
+    start=$(date +%s%N)
+    echo "== notebook $name"
+    if (cd "$tmp" && "$PY" "$name.py"); then
+        ms=$(( ($(date +%s%N) - start) / 1000000 ))
+        printf '== notebook %s passed in %d.%01d s\n' "$name" $((ms / 1000)) $((ms % 1000 / 100))
+    else
+        echo "== notebook $name FAILED" >&2
+        status=1
+    fi
+    rm -rf "$NEONSIGN_NB_WORKDIR"  # each notebook starts from its own data
+done
+exit $status
