@@ -46,25 +46,7 @@ def torch_model(state_dict: dict[str, np.ndarray]):
     """TrafficSignNet (the learning path's model) with the given weights, eval mode."""
     import torch
 
-    try:
-        from neonsign.model import TrafficSignNet  # the training code's definition, if present
-    except ImportError:
-        import torch.nn as nn
-        import torch.nn.functional as F
-
-        class TrafficSignNet(nn.Module):  # type: ignore[no-redef]
-            def __init__(self) -> None:
-                super().__init__()
-                self.conv1 = nn.Conv2d(3, 32, 3)
-                self.conv2 = nn.Conv2d(32, 64, 3)
-                self.fc1 = nn.Linear(64 * 6 * 6, 128)
-                self.fc2 = nn.Linear(128, 43)
-
-            def forward(self, x):
-                x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-                x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-                x = torch.flatten(x, 1)
-                return self.fc2(F.relu(self.fc1(x)))
+    from neonsign.model import TrafficSignNet
 
     net = TrafficSignNet().eval()
     net.load_state_dict({k: torch.from_numpy(v) for k, v in state_dict.items()})
