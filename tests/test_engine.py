@@ -226,6 +226,20 @@ def test_thread_count_invariance(sd, images, kernel, n, two_threads):
     np.testing.assert_array_equal(one, two)
 
 
+@pytest.mark.parametrize("kernel", [k for k in KERNELS if k != "ref"])
+def test_small_batch_mode_choice_keeps_outputs(sd, images, kernel, two_threads):
+    # With fewer images than threads the engine times its two small-batch modes (conv layers
+    # split between threads, or whole images in parallel) over its first calls, then keeps the
+    # faster: every call, during and after that choice, must give the same bits.
+    eng = Engine(sd, kernel=kernel, threads=1)
+    one = eng.predict(images[:1])
+    eng.threads = 2
+    for _ in range(20):
+        np.testing.assert_array_equal(eng.predict(images[:1]), one)
+    eng.kernel = kernel  # repacking measures again
+    np.testing.assert_array_equal(eng.predict(images[:1]), one)
+
+
 def test_concurrent_predict_from_four_threads(sd, images, two_threads):
     eng = Engine(sd)
     want = [eng.predict(images[i : i + 16]) for i in range(4)]

@@ -165,6 +165,15 @@ struct ns_net {
     float *arena;        /* per chunk: features, hidden, and split-mode buffers */
     size_t arena_rows;   /* images the arena holds features + hidden for */
     size_t arena_split;  /* images it holds split-mode buffers for */
+    /* Small batches (fewer images than threads): split each image's conv layers between the
+     * threads, or run whole images in parallel? It depends on the machine (pool wake-up cost
+     * vs per-image work: on a 2-core AVX-512 VM a batch-1 split was 2.3x slower), so the first
+     * small-batch calls alternate between the two and keep the faster. The outputs are
+     * bit-identical either way. Reset when the thread count or the kernel changes. */
+    int small_threads;       /* thread count the choice was measured for (0: none yet) */
+    int small_split;         /* -1 measuring, 0 whole images, 1 split */
+    unsigned small_calls;    /* calls measured so far */
+    uint64_t small_best[2];  /* fastest conv phase seen per mode, ns */
     /* timers */
     int timers_on;
     uint64_t t_ns[NS_NET_LAYERS], t_calls[NS_NET_LAYERS];
@@ -283,6 +292,7 @@ ns_status ns_net_set_kernel(ns_net *net, const char *kernel, ns_error *err) {
             net->f1 = tmp.f1;
             net->f2 = tmp.f2;
             net->kernel = k;
+            net->small_threads = 0; /* measure the small-batch mode again for this kernel */
             net->isa = isa;
             /* per-worker scratch sizes differ between ref and SIMD: re-size on next call */
             ns_free_aligned(net->work);
@@ -496,6 +506,25 @@ static void run_fc(fwd *f, ns_pool *pool, int threads, const packed *L, const fl
     else ns_pool_run(pool, task_fc, f, chunks * L->nb, threads);
 }
 
+#define SMALL_TUNE_CALLS 8 /* measured calls per mode before choosing */
+
+/* The small-batch mode for this call: while measuring, alternate; then the faster one. */
+static int small_mode(ns_net *net, int threads) {
+    if (net->small_threads != threads) {
+        net->small_threads = threads;
+        net->small_split = -1;
+        net->small_calls = 0;
+        net->small_best[0] = net->small_best[1] = UINT64_MAX;
+    }
+    return net->small_split >= 0 ? net->small_split : (int)(net->small_calls & 1u);
+}
+
+static void small_record(ns_net *net, int split, uint64_t ns) {
+    if (ns < net->small_best[split]) net->small_best[split] = ns;
+    if (++net->small_calls >= 2 * SMALL_TUNE_CALLS)
+        net->small_split = net->small_best[1] < net->small_best[0];
+}
+
 static void forward_chunk(ns_net *net, ns_pool *pool, int threads, const float *x, size_t m,
                           float *logits) {
     fwd f;
@@ -528,7 +557,11 @@ static void forward_chunk(ns_net *net, ns_pool *pool, int threads, const float *
         }
         return;
     }
-    if (threads > 1 && m < (size_t)threads) {
+    const int small = threads > 1 && m < (size_t)threads;
+    const int split = small && small_mode(net, threads);
+    const int measuring = small && net->small_split < 0;
+    const uint64_t ts = measuring ? ns_now_ns() : 0;
+    if (split) {
         /* few images: split each image's conv layers between the threads */
         for (size_t i = 0; i < m; i++)
             net->isa->to_nhwc(x + i * IN_SIZE, NS_NET_IN_C, IN_PIX, f.xin + i * IN_SIZE);
@@ -544,6 +577,7 @@ static void forward_chunk(ns_net *net, ns_pool *pool, int threads, const float *
         ns_pool_run(pool, task_image, &f, m, threads);
         if (on) apportion(net, threads, ns_now_ns() - t0, NS_LAYER_CONV1, NS_LAYER_FLATTEN);
     }
+    if (measuring) small_record(net, split, ns_now_ns() - ts);
     uint64_t t2 = tnow(on);
     /* with fewer images than threads fc1 is a small GEMV: one pool wake-up costs about what
      * splitting it saves, so it runs on the calling thread */

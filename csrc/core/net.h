@@ -11,8 +11,10 @@
  * conv rows; only the 12x12 conv2 outputs that survive the pool are computed. fc1's weight
  * columns are permuted at packing time so that the NHWC features need no flatten transpose.
  *
- * Threads: large batches run one task per image for the conv layers; small batches (fewer
- * images than threads) split the conv layers by rows and channel blocks. fc1 runs as tasks
+ * Threads: large batches run one task per image for the conv layers; for small batches (fewer
+ * images than threads) the first calls time two modes, conv layers split by rows and channel
+ * blocks or whole images in parallel, and keep the faster (wake-up cost vs per-image work
+ * differs between machines). fc1 runs as tasks
  * over fixed row chunks x output-channel blocks; fc2 (tiny) on the calling thread. Task boundaries never depend on the thread
  * count and every output element is computed by the same sequence of operations, so results
  * are bit-identical for any thread count. (Across batch sizes an image's logits can differ in
