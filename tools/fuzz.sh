@@ -21,25 +21,12 @@ PY="${PYTHON:-python3}"
 log() { printf '== fuzz: %s\n' "$*"; }
 
 # clang with the libFuzzer and sanitizer runtimes (Debian: clang + libclang-rt-NN-dev).
-find_clang() {
-    for c in "${CC_FUZZ:-}" clang clang-16 clang-15 clang-14; do
-        [ -n "$c" ] && command -v "$c" >/dev/null 2>&1 || continue
-        echo 'int LLVMFuzzerTestOneInput(const char*d,unsigned long n){return 0;}' |
-            "$c" -x c - -fsanitize=fuzzer,address,undefined -o /dev/null >/dev/null 2>&1 && { echo "$c"; return; }
-    done
+can_fuzz() {
+    echo 'int LLVMFuzzerTestOneInput(const char*d,unsigned long n){return 0;}' |
+        "$1" -x c - -fsanitize=fuzzer,address,undefined -o /dev/null >/dev/null 2>&1
 }
-CLANG="$(find_clang)"
-if [ -z "$CLANG" ]; then
-    if [ "$(id -u)" != 0 ]; then
-        echo "fuzzing needs clang with libFuzzer (apt-get install clang libclang-rt-14-dev)" >&2
-        exit 1
-    fi
-    log "installing clang"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang libclang-rt-14-dev >/dev/null
-    CLANG="$(find_clang)"
-    [ -n "$CLANG" ] || { echo "clang cannot build libFuzzer targets" >&2; exit 1; }
-fi
+. tools/lib/clang.sh
+ensure_clang can_fuzz "fuzzing (libFuzzer)"
 
 mkdir -p "$WORK"/{bin,obj,corpus,crashes,logs}
 "$PY" tests/fuzz/make_seeds.py "$WORK/seeds"

@@ -37,25 +37,11 @@ TIMEOUT="${NEONSIGN_SANITIZE_TIMEOUT:-900}"
 
 log() { printf '== sanitize: %s\n' "$*"; }
 
-find_clang() {
-    for c in "${CC_SANITIZE:-}" clang clang-16 clang-15 clang-14; do
-        [ -n "$c" ] && command -v "$c" >/dev/null 2>&1 || continue
-        rt="$("$c" -print-file-name=libclang_rt.asan-"$(uname -m)".so)"
-        [ -f "$rt" ] && { echo "$c"; return; }
-    done
+has_asan_runtime() {
+    [ -f "$("$1" -print-file-name=libclang_rt.asan-"$(uname -m)".so)" ]
 }
-CLANG="$(find_clang)"
-if [ -z "$CLANG" ]; then
-    if [ "$(id -u)" != 0 ]; then
-        echo "sanitizer build needs clang and its runtimes (apt-get install clang libclang-rt-14-dev)" >&2
-        exit 1
-    fi
-    log "installing clang"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang libclang-rt-14-dev >/dev/null
-    CLANG="$(find_clang)"
-    [ -n "$CLANG" ] || { echo "clang has no ASan runtime" >&2; exit 1; }
-fi
+. tools/lib/clang.sh
+ensure_clang has_asan_runtime "the sanitizer build"
 ASAN_RT="$("$CLANG" -print-file-name=libclang_rt.asan-"$(uname -m)".so)"
 
 log "configuring with $CLANG in $BUILD"
