@@ -29,8 +29,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -87,8 +87,9 @@ def export_onnx(net, path: Path) -> str | None:
     import torch
 
     dummy = torch.zeros(1, 3, 32, 32)
-    kwargs = dict(input_names=["x"], output_names=["logits"], dynamic_axes={"x": {0: "n"}},
-                  opset_version=17)
+    kwargs = dict(
+        input_names=["x"], output_names=["logits"], dynamic_axes={"x": {0: "n"}}, opset_version=17
+    )
     errors = []
     for dynamo in (False, True):
         try:
@@ -113,18 +114,24 @@ def bench(
             t0 = time.perf_counter()
             fn()
             samples[name].append(time.perf_counter() - t0)
-    return ({k: statistics.median(v) for k, v in samples.items()},
-            {k: min(v) for k, v in samples.items()})
+    return (
+        {k: statistics.median(v) for k, v in samples.items()},
+        {k: min(v) for k, v in samples.items()},
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=0, help="timed rounds (default: 200 at batch 1, 30 at 64)")
+    ap.add_argument(
+        "--rounds", type=int, default=0, help="timed rounds (default: 200 at batch 1, 30 at 64)"
+    )
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     ap.add_argument("--batches", default="1,64", help="comma-separated batch sizes")
     ap.add_argument("--kernels", default="", help="native kernels (default: all but ref)")
     ap.add_argument("--out", default="benchmarks/results/inference.json")
-    ap.add_argument("--quick", action="store_true", help="CI smoke run: 5 rounds, batches 1,16, 1 thread")
+    ap.add_argument(
+        "--quick", action="store_true", help="CI smoke run: 5 rounds, batches 1,16, 1 thread"
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.rounds, args.batches, args.threads = 5, "1,16", "1"
@@ -133,7 +140,11 @@ def main(argv: list[str] | None = None) -> int:
 
     threads_list = [int(t) for t in args.threads.split(",")]
     batches = [int(b) for b in args.batches.split(",")]
-    kernels = args.kernels.split(",") if args.kernels else [k for k in available_kernels() if k != "ref"] or ["ref"]
+    kernels = (
+        args.kernels.split(",")
+        if args.kernels
+        else [k for k in available_kernels() if k != "ref"] or ["ref"]
+    )
     neonsign.set_threads(max(threads_list))
 
     sd = random_state_dict(0)
@@ -157,10 +168,14 @@ def main(argv: list[str] | None = None) -> int:
 
     info = cpu_info()
     results = []
-    print(f"CPU: {info.get('model name', info['machine'])}, {info['cpus']} CPUs, "
-          f"measured clock {info['measured_ghz']} GHz (nominal {info.get('cpu MHz', '?')} MHz)")
-    header = (f"{'batch':>5} {'thr':>3} {'backend':<22} {'ms/call':>9} {'img/s':>10} {'GFLOP/s':>8} "
-              f"{'%peak':>6} {'vs torch':>8} {'vs ORT':>7} {'min ms':>8} {'min vs torch':>12}")
+    print(
+        f"CPU: {info.get('model name', info['machine'])}, {info['cpus']} CPUs, "
+        f"measured clock {info['measured_ghz']} GHz (nominal {info.get('cpu MHz', '?')} MHz)"
+    )
+    header = (
+        f"{'batch':>5} {'thr':>3} {'backend':<22} {'ms/call':>9} {'img/s':>10} {'GFLOP/s':>8} "
+        f"{'%peak':>6} {'vs torch':>8} {'vs ORT':>7} {'min ms':>8} {'min vs torch':>12}"
+    )
     print(header)
     print("-" * len(header))
     for b in batches:
@@ -209,14 +224,22 @@ def main(argv: list[str] | None = None) -> int:
                 fpc = FMA_FLOPS_PER_CYCLE.get(kern) if kern else None
                 peak = fpc * info["measured_ghz"] * t if fpc else None
                 row = {
-                    "batch": b, "threads": t, "backend": name, "seconds_per_call": sec,
-                    "images_per_s": b / sec, "gflops": gflops,
-                    "peak_gflops": peak, "percent_of_peak": 100 * gflops / peak if peak else None,
-                    "speedup_vs_torch_best": torch_best / sec, "torch_best": torch_best_name,
+                    "batch": b,
+                    "threads": t,
+                    "backend": name,
+                    "seconds_per_call": sec,
+                    "images_per_s": b / sec,
+                    "gflops": gflops,
+                    "peak_gflops": peak,
+                    "percent_of_peak": 100 * gflops / peak if peak else None,
+                    "speedup_vs_torch_best": torch_best / sec,
+                    "torch_best": torch_best_name,
                     "speedup_vs_onnxruntime": (ort_t / sec) if ort_t else None,
                     "min_seconds_per_call": best[name],
                     "min_speedup_vs_torch_best": torch_min / best[name],
-                    "min_speedup_vs_onnxruntime": (best["onnxruntime"] / best[name]) if ort_t else None,
+                    "min_speedup_vs_onnxruntime": (best["onnxruntime"] / best[name])
+                    if ort_t
+                    else None,
                 }
                 if kern:
                     got = engines[kern].predict(x)
@@ -225,15 +248,20 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(row)
                 pk = f"{row['percent_of_peak']:.0f}" if peak else "-"
                 vo = f"{row['speedup_vs_onnxruntime']:.2f}x" if ort_t else "-"
-                print(f"{b:>5} {t:>3} {name:<22} {sec * 1e3:>9.3f} {b / sec:>10.0f} {gflops:>8.1f} "
-                      f"{pk:>6} {torch_best / sec:>7.2f}x {vo:>7} {best[name] * 1e3:>8.3f} "
-                      f"{torch_min / best[name]:>11.2f}x")
+                print(
+                    f"{b:>5} {t:>3} {name:<22} {sec * 1e3:>9.3f} {b / sec:>10.0f} {gflops:>8.1f} "
+                    f"{pk:>6} {torch_best / sec:>7.2f}x {vo:>7} {best[name] * 1e3:>8.3f} "
+                    f"{torch_min / best[name]:>11.2f}x"
+                )
     # thread scaling of the native engine
     scaling = {}
     for b in batches:
         for k in kernels:
-            r = {row["threads"]: row["seconds_per_call"] for row in results
-                 if row["batch"] == b and row["backend"] == f"native-{k}"}
+            r = {
+                row["threads"]: row["seconds_per_call"]
+                for row in results
+                if row["batch"] == b and row["backend"] == f"native-{k}"
+            }
             if 1 in r and 2 in r:
                 scaling[f"native-{k} batch {b}"] = r[1] / r[2]
     for k, v in scaling.items():
@@ -247,8 +275,11 @@ def main(argv: list[str] | None = None) -> int:
         "flop_per_image": FLOP_PER_IMAGE,
         "fma_flops_per_cycle_assumed": FMA_FLOPS_PER_CYCLE,
         "versions": {
-            "python": sys.version.split()[0], "numpy": np.__version__, "torch": torch.__version__,
-            "onnxruntime": getattr(ort, "__version__", None), "neonsign": neonsign.__version__,
+            "python": sys.version.split()[0],
+            "numpy": np.__version__,
+            "torch": torch.__version__,
+            "onnxruntime": getattr(ort, "__version__", None),
+            "neonsign": neonsign.__version__,
             "compiler": _native.build_info().get("compiler"),
         },
         "onnx_note": ort_note,

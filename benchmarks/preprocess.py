@@ -44,6 +44,7 @@ from PIL import Image
 import neonsign
 from neonsign import preprocess as pp
 
+
 def _shared_root() -> Path:
     """$GTSRB_ROOT, else the first shared/gtsrb beside the repository or one of its parents."""
     env = os.environ.get("GTSRB_ROOT")
@@ -162,7 +163,13 @@ def reference_loader(paths: Sequence[Path], workers: int):
             img = Image.open(self.files[i]).convert("RGB")
             img = img.resize((SIZE, SIZE), Image.BILINEAR)
             # ToTensor
-            t = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).contiguous().float().div(255)
+            t = (
+                torch.from_numpy(np.asarray(img).copy())
+                .permute(2, 0, 1)
+                .contiguous()
+                .float()
+                .div(255)
+            )
             # Normalize(0.5, 0.5) with its tensors made per call, as torchvision does
             mean = torch.as_tensor((0.5, 0.5, 0.5), dtype=t.dtype)
             std = torch.as_tensor((0.5, 0.5, 0.5), dtype=t.dtype)
@@ -170,7 +177,9 @@ def reference_loader(paths: Sequence[Path], workers: int):
             return t, 0
 
     def run() -> np.ndarray:
-        loader = DataLoader(ReferenceDataset(paths), batch_size=64, shuffle=False, num_workers=workers)
+        loader = DataLoader(
+            ReferenceDataset(paths), batch_size=64, shuffle=False, num_workers=workers
+        )
         return torch.cat([x for x, _ in loader]).numpy()
 
     return run
@@ -217,7 +226,11 @@ def machine_info() -> dict:
                 info[key] = value.strip()
             if key in ("flags", "Features") and "cpu_flags" not in info:
                 flags = value.split()
-                info["cpu_flags"] = [f for f in flags if f.startswith(("avx", "sse4", "fma", "asimd", "neon", "sve", "fp"))]
+                info["cpu_flags"] = [
+                    f
+                    for f in flags
+                    if f.startswith(("avx", "sse4", "fma", "asimd", "neon", "sve", "fp"))
+                ]
     except OSError:
         pass
     return info
@@ -242,13 +255,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=5000, help="images per set (default 5000)")
     ap.add_argument("--repeats", type=int, default=5, help="timed runs of the fast methods")
-    ap.add_argument("--ref-repeats", type=int, default=3, help="timed runs of the reference methods")
-    ap.add_argument("--threads", type=int, default=None, help="neonsign threads (default: the pool's)")
+    ap.add_argument(
+        "--ref-repeats", type=int, default=3, help="timed runs of the reference methods"
+    )
+    ap.add_argument(
+        "--threads", type=int, default=None, help="neonsign threads (default: the pool's)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", type=Path, default=None, help="keep the generated files here")
     ap.add_argument("--no-torch", action="store_true", help="skip the DataLoader references")
     ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--quick", action="store_true", help="CI smoke run: 200 images, one timed run each")
+    ap.add_argument(
+        "--quick", action="store_true", help="CI smoke run: 200 images, one timed run each"
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.n, args.repeats, args.ref_repeats = 200, 1, 1
@@ -267,8 +286,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_s = time.perf_counter() - t0
         sizes = [Image.open(p).size for p in real[:2000]]
         print(f"data: {source}; {len(real)} files per set (made in {setup_s:.1f} s)")
-        print(f"real sizes: mean {np.mean([w for w, _ in sizes]):.0f}x{np.mean([h for _, h in sizes]):.0f}, "
-              f"max {max(w for w, _ in sizes)}x{max(h for _, h in sizes)}")
+        print(
+            f"real sizes: mean {np.mean([w for w, _ in sizes]):.0f}x{np.mean([h for _, h in sizes]):.0f}, "
+            f"max {max(w for w, _ in sizes)}x{max(h for _, h in sizes)}"
+        )
         have_torch = not args.no_torch
         if have_torch:
             try:
@@ -287,10 +308,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 med, times, cpu, out = timed(fn, repeats)
                 # CPU time of this process only: DataLoader workers are not included
                 cpu_us = None if name == "reference-2workers" else cpu / n * 1e6
-                figures[name] = {"median_s": med, "times_s": times, "images_per_s": n / med,
-                                 "cpu_us_per_image": cpu_us}
-                cpu_txt = f"{cpu_us:7.1f} CPU us/img" if cpu_us is not None else "   (workers' CPU not counted)"
-                print(f"  {set_name:9s} {name:22s} {n / med:12,.0f} img/s   (median {med * 1e3:8.1f} ms, {cpu_txt})")
+                figures[name] = {
+                    "median_s": med,
+                    "times_s": times,
+                    "images_per_s": n / med,
+                    "cpu_us_per_image": cpu_us,
+                }
+                cpu_txt = (
+                    f"{cpu_us:7.1f} CPU us/img"
+                    if cpu_us is not None
+                    else "   (workers' CPU not counted)"
+                )
+                print(
+                    f"  {set_name:9s} {name:22s} {n / med:12,.0f} img/s   (median {med * 1e3:8.1f} ms, {cpu_txt})"
+                )
                 sys.stdout.flush()
                 return out
 
@@ -309,38 +340,67 @@ def main(argv: Sequence[str] | None = None) -> int:
             ratios = {}
             for other in ("reference-1proc", "reference-2workers", "lean-loop", "read-bytes"):
                 if other in figures:
-                    ratios[f"neonsign_vs_{other}"] = figures["neonsign"]["images_per_s"] / figures[other]["images_per_s"]
+                    ratios[f"neonsign_vs_{other}"] = (
+                        figures["neonsign"]["images_per_s"] / figures[other]["images_per_s"]
+                    )
             results[set_name] = {"n": n, "figures": figures, "ratios": ratios, "check": check}
 
         # The resampler alone, in memory: Pillow's resize against neonsign's (one call per image,
         # Python overhead included on both sides), on the decoded real-size images.
         arrays = [pp.read_ppm(p) for p in real[:2000]]
         pil_images = [Image.fromarray(a) for a in arrays]
-        _, _, pil_cpu, _ = timed(lambda: [im.resize((SIZE, SIZE), Image.BILINEAR) for im in pil_images], args.repeats)
+        _, _, pil_cpu, _ = timed(
+            lambda: [im.resize((SIZE, SIZE), Image.BILINEAR) for im in pil_images], args.repeats
+        )
         _, _, ns_cpu, _ = timed(lambda: [pp.resize(a, SIZE) for a in arrays], args.repeats)
-        resize_only = {"n": len(arrays), "pillow_cpu_us_per_image": pil_cpu / len(arrays) * 1e6,
-                       "neonsign_cpu_us_per_image": ns_cpu / len(arrays) * 1e6, "speedup": pil_cpu / ns_cpu}
-        print(f"  resize only (in memory, real sizes -> 32x32, CPU time): "
-              f"Pillow {resize_only['pillow_cpu_us_per_image']:.1f} us, "
-              f"neonsign {resize_only['neonsign_cpu_us_per_image']:.1f} us per image ({resize_only['speedup']:.1f}x)")
+        resize_only = {
+            "n": len(arrays),
+            "pillow_cpu_us_per_image": pil_cpu / len(arrays) * 1e6,
+            "neonsign_cpu_us_per_image": ns_cpu / len(arrays) * 1e6,
+            "speedup": pil_cpu / ns_cpu,
+        }
+        print(
+            f"  resize only (in memory, real sizes -> 32x32, CPU time): "
+            f"Pillow {resize_only['pillow_cpu_us_per_image']:.1f} us, "
+            f"neonsign {resize_only['neonsign_cpu_us_per_image']:.1f} us per image ({resize_only['speedup']:.1f}x)"
+        )
 
         print()
-        print(f"{'set':10s} {'vs reference-1proc':>20s} {'vs reference-2workers':>22s} {'vs lean-loop':>14s}   max|diff|")
+        print(
+            f"{'set':10s} {'vs reference-1proc':>20s} {'vs reference-2workers':>22s} {'vs lean-loop':>14s}   max|diff|"
+        )
         for set_name, r in results.items():
             ra = r["ratios"]
-            cells = [f"{ra.get(k, float('nan')):.1f}x" for k in
-                     ("neonsign_vs_reference-1proc", "neonsign_vs_reference-2workers", "neonsign_vs_lean-loop")]
+            cells = [
+                f"{ra.get(k, float('nan')):.1f}x"
+                for k in (
+                    "neonsign_vs_reference-1proc",
+                    "neonsign_vs_reference-2workers",
+                    "neonsign_vs_lean-loop",
+                )
+            ]
             diff = max(r["check"].values())
             print(f"{set_name:10s} {cells[0]:>20s} {cells[1]:>22s} {cells[2]:>14s}   {diff:.5f}")
-        print("targets at real sizes: >= 30x reference-1proc, >= 15x reference-2workers, >= 10x lean-loop")
+        print(
+            "targets at real sizes: >= 30x reference-1proc, >= 15x reference-2workers, >= 10x lean-loop"
+        )
         for set_name, r in results.items():
             f = r["figures"]
             base = f["neonsign-1thread"]["cpu_us_per_image"]
-            parts = [f"{k} {f[k]['cpu_us_per_image'] / base:.1f}x" for k in ("reference-1proc", "lean-loop")
-                     if k in f and f[k]["cpu_us_per_image"]]
-            r["cpu_ratios_vs_neonsign_1thread"] = {k: f[k]["cpu_us_per_image"] / base for k in
-                                                   ("reference-1proc", "lean-loop") if k in f}
-            print(f"CPU per image, {set_name}: neonsign (1 thread) {base:.1f} us; others cost " + ", ".join(parts))
+            parts = [
+                f"{k} {f[k]['cpu_us_per_image'] / base:.1f}x"
+                for k in ("reference-1proc", "lean-loop")
+                if k in f and f[k]["cpu_us_per_image"]
+            ]
+            r["cpu_ratios_vs_neonsign_1thread"] = {
+                k: f[k]["cpu_us_per_image"] / base
+                for k in ("reference-1proc", "lean-loop")
+                if k in f
+            }
+            print(
+                f"CPU per image, {set_name}: neonsign (1 thread) {base:.1f} us; others cost "
+                + ", ".join(parts)
+            )
         if hasattr(os, "getloadavg"):
             print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
@@ -354,10 +414,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             "repeats": {"fast": args.repeats, "reference": args.ref_repeats},
             "results": results,
             "resize_only": resize_only,
-            "targets": {"neonsign_vs_reference-1proc": 30, "neonsign_vs_reference-2workers": 15,
-                        "neonsign_vs_lean-loop": 10},
+            "targets": {
+                "neonsign_vs_reference-1proc": 30,
+                "neonsign_vs_reference-2workers": 15,
+                "neonsign_vs_lean-loop": 10,
+            },
         }
-        out = args.json or Path(__file__).resolve().parent / "results" / f"preprocess-{platform.node()}.json"
+        out = (
+            args.json
+            or Path(__file__).resolve().parent / "results" / f"preprocess-{platform.node()}.json"
+        )
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2))
         print(f"wrote {out}")

@@ -54,7 +54,9 @@ def main() -> int:
     ap.add_argument("--iters", type=int, default=200_000)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--json", default="profiler_overhead.json")
-    ap.add_argument("--quick", action="store_true", help="CI smoke run: 20,000 iterations, 2 repeats")
+    ap.add_argument(
+        "--quick", action="store_true", help="CI smoke run: 20,000 iterations, 2 repeats"
+    )
     args = ap.parse_args()
     if args.quick:
         args.iters, args.repeats = 20_000, 2
@@ -74,10 +76,19 @@ def main() -> int:
     print(f"{'case':<28} {'median ns/iter':>15} {'min':>8} {'max':>8} {'cost vs empty':>14}")
     for name, _, _ in CASES:
         med = statistics.median(times[name])
-        rows.append({"case": name, "median_ns": med, "min_ns": min(times[name]),
-                     "max_ns": max(times[name]), "cost_ns": med - base})
-        print(f"{name:<28} {med:15.1f} {min(times[name]):8.1f} {max(times[name]):8.1f} "
-              f"{med - base:14.1f}")
+        rows.append(
+            {
+                "case": name,
+                "median_ns": med,
+                "min_ns": min(times[name]),
+                "max_ns": max(times[name]),
+                "cost_ns": med - base,
+            }
+        )
+        print(
+            f"{name:<28} {med:15.1f} {min(times[name]):8.1f} {max(times[name]):8.1f} "
+            f"{med - base:14.1f}"
+        )
 
     # the C side alone: cycles of an empty span as recorded by the recorder itself
     rec.reset()
@@ -87,14 +98,25 @@ def main() -> int:
         rec.end(span_id)
     r = rec.records()
     hz = _native.prof_cycles_hz()
-    inner = {"median_ns": float(statistics.median(r["duration_ns"].tolist())),
-             "median_cycles": float(statistics.median(r["cycles"].tolist())) if hz else None,
-             "cycle_counter_hz": hz}
-    print(f"empty span as recorded (end - begin inside C, incl. one Python call): "
-          f"{inner['median_ns']:.0f} ns" + (f", {inner['median_cycles']:.0f} cycles" if hz else ""))
-    out = {"benchmark": "profiler_overhead", "neonsign": __version__, "python": platform.python_version(),
-           "machine": machine_info(), "iters": args.iters, "repeats": args.repeats,
-           "cases": rows, "empty_span": inner}
+    inner = {
+        "median_ns": float(statistics.median(r["duration_ns"].tolist())),
+        "median_cycles": float(statistics.median(r["cycles"].tolist())) if hz else None,
+        "cycle_counter_hz": hz,
+    }
+    print(
+        f"empty span as recorded (end - begin inside C, incl. one Python call): "
+        f"{inner['median_ns']:.0f} ns" + (f", {inner['median_cycles']:.0f} cycles" if hz else "")
+    )
+    out = {
+        "benchmark": "profiler_overhead",
+        "neonsign": __version__,
+        "python": platform.python_version(),
+        "machine": machine_info(),
+        "iters": args.iters,
+        "repeats": args.repeats,
+        "cases": rows,
+        "empty_span": inner,
+    }
     with open(args.json, "w", encoding="utf-8") as fh:
         json.dump(out, fh, indent=2)
     print(f"wrote {args.json}")

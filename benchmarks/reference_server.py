@@ -17,11 +17,11 @@ import io
 import os
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from fastapi import FastAPI, File, UploadFile
 from PIL import Image
 from safetensors.torch import load_file
+from torch import nn
 
 
 class TrafficSignNet(nn.Module):
@@ -43,7 +43,9 @@ if os.environ.get("NEONSIGN_REFERENCE_THREADS"):
     torch.set_num_threads(int(os.environ["NEONSIGN_REFERENCE_THREADS"]))
 
 model = TrafficSignNet()
-model.load_state_dict(load_file(os.path.join(os.environ["NEONSIGN_REFERENCE_MODEL"], "model.safetensors")))
+model.load_state_dict(
+    load_file(os.path.join(os.environ["NEONSIGN_REFERENCE_MODEL"], "model.safetensors"))
+)
 model.eval()
 
 app = FastAPI()
@@ -58,8 +60,8 @@ async def readyz() -> dict[str, str]:
 async def predict(file: UploadFile = File(...)) -> dict[str, int]:
     image = Image.open(io.BytesIO(await file.read())).convert("RGB").resize((32, 32))
     x = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).reshape(32, 32, 3)
-    x = x.permute(2, 0, 1).float().div(255.0)           # ToTensor
-    x = x.sub(0.5).div(0.5).unsqueeze(0)                # Normalize((0.5,)*3, (0.5,)*3)
+    x = x.permute(2, 0, 1).float().div(255.0)  # ToTensor
+    x = x.sub(0.5).div(0.5).unsqueeze(0)  # Normalize((0.5,)*3, (0.5,)*3)
     with torch.no_grad():
         out = model(x)
     return {"predicted_class": int(out.argmax(1).item())}

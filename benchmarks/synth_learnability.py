@@ -42,19 +42,32 @@ def run(per_class: int, per_track: int, epochs: int, seed: int, workdir: Path) -
         logits = model(torch.from_numpy(normalize(test_u8, cfg.mean, cfg.std)))
     test_acc = float((logits.argmax(1).numpy() == test_labels).mean())
     return {
-        "per_class": per_class, "per_track": per_track, "epochs": epochs, "seed": seed,
-        "n_train": int(len(train_idx)), "n_val": int(len(val_idx)), "n_test": int(len(test_labels)),
-        "synth_seconds_wall": round(synth_wall, 2), "synth_seconds_cpu": round(synth_cpu, 2),
+        "per_class": per_class,
+        "per_track": per_track,
+        "epochs": epochs,
+        "seed": seed,
+        "n_train": int(len(train_idx)),
+        "n_val": int(len(val_idx)),
+        "n_test": int(len(test_labels)),
+        "synth_seconds_wall": round(synth_wall, 2),
+        "synth_seconds_cpu": round(synth_cpu, 2),
         "train_seconds": round(result.seconds, 1),
-        "val_accuracy_by_track": result.val_accuracy, "test_accuracy": test_acc,
+        "val_accuracy_by_track": result.val_accuracy,
+        "test_accuracy": test_acc,
         "chance": 1 / 43,
     }
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--configs", nargs="+", default=["60x6", "120x10"],
-                    help="PERCLASSxPERTRACK, e.g. 60x6 (the main job's) 120x10")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--configs",
+        nargs="+",
+        default=["60x6", "120x10"],
+        help="PERCLASSxPERTRACK, e.g. 60x6 (the main job's) 120x10",
+    )
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="synth_learnability.json")
@@ -65,10 +78,13 @@ def main() -> None:
             per_class, per_track = (int(v) for v in spec.lower().split("x"))
             rows.append(run(per_class, per_track, args.epochs, args.seed, Path(tmp)))
             r = rows[-1]
-            print(f"{per_class:>4} x {per_track:<3} train {r['n_train']:>5}  val(by track) "
-                  f"{r['val_accuracy_by_track']:.3f}  test {r['test_accuracy']:.3f}  "
-                  f"(chance {r['chance']:.3f}; synth {r['synth_seconds_cpu']} s CPU, "
-                  f"train {r['train_seconds']} s)", flush=True)
+            print(
+                f"{per_class:>4} x {per_track:<3} train {r['n_train']:>5}  val(by track) "
+                f"{r['val_accuracy_by_track']:.3f}  test {r['test_accuracy']:.3f}  "
+                f"(chance {r['chance']:.3f}; synth {r['synth_seconds_cpu']} s CPU, "
+                f"train {r['train_seconds']} s)",
+                flush=True,
+            )
     Path(args.out).write_text(json.dumps({"results": rows}, indent=2) + "\n")
     print(f"wrote {args.out}")
 

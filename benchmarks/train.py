@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -44,8 +43,8 @@ from torch.utils.data import DataLoader, Dataset
 
 import neonsign
 from neonsign import preprocess as pp
-from neonsign.model import TrafficSignNet
 from neonsign._trainer import resolve_precision
+from neonsign.model import TrafficSignNet
 from neonsign.train import TrainConfig, fit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -66,7 +65,12 @@ class LearningPathDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         img = Image.open(self.paths[i]).convert("RGB").resize((32, 32), Image.BILINEAR)
-        t = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float().div(255)
+        t = (
+            torch.from_numpy(np.asarray(img, dtype=np.uint8).copy())
+            .permute(2, 0, 1)
+            .float()
+            .div(255)
+        )
         mean = torch.tensor([0.5, 0.5, 0.5]).view(3, 1, 1)  # Normalize makes these per call
         std = torch.tensor([0.5, 0.5, 0.5]).view(3, 1, 1)
         return (t - mean) / std, int(self.labels[i])
@@ -118,8 +122,12 @@ def labels_of(small: list[Path], seed: int) -> np.ndarray:
 
 
 def stats(xs: list[float], n: int) -> dict:
-    return {"median_s": statistics.median(xs), "min_s": min(xs), "runs_s": xs,
-            "images_per_s": n / statistics.median(xs)}
+    return {
+        "median_s": statistics.median(xs),
+        "min_s": min(xs),
+        "runs_s": xs,
+        "images_per_s": n / statistics.median(xs),
+    }
 
 
 def bench_set(name: str, paths: list[Path], labels: np.ndarray, args: argparse.Namespace) -> dict:
@@ -130,8 +138,13 @@ def bench_set(name: str, paths: list[Path], labels: np.ndarray, args: argparse.N
     load_s = time.perf_counter() - t0
     sizes = [Image.open(p).size for p in paths[:2000]]
     gen = torch.Generator().manual_seed(0)
-    loader = DataLoader(LearningPathDataset(paths, labels), batch_size=BATCH, shuffle=True,
-                        num_workers=args.workers, generator=gen)
+    loader = DataLoader(
+        LearningPathDataset(paths, labels),
+        batch_size=BATCH,
+        shuffle=True,
+        num_workers=args.workers,
+        generator=gen,
+    )
     common = dict(epochs=1, batch_size=BATCH, threads=args.threads, val_fraction=0.0, roi=False)
     variants = {
         "neonsign": TrainConfig(**common),  # the defaults: augmentation, bf16 where supported
@@ -148,18 +161,28 @@ def bench_set(name: str, paths: list[Path], labels: np.ndarray, args: argparse.N
         times["reference"].append(reference_epoch(loader, r))
         for key, cfg in variants.items():
             times[key].append(neonsign_epoch(images, labels, cfg))
-        print(f"  {name} round {r + 1}/{args.rounds}: " +
-              ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()), flush=True)
-    res = {"n_images": n, "mean_size_wh": [float(np.mean([w for w, _ in sizes])),
-                                           float(np.mean([h for _, h in sizes]))],
-           "neonsign_load_s": load_s, **{k: stats(v, n) for k, v in times.items()}}
+        print(
+            f"  {name} round {r + 1}/{args.rounds}: "
+            + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()),
+            flush=True,
+        )
+    res = {
+        "n_images": n,
+        "mean_size_wh": [
+            float(np.mean([w for w, _ in sizes])),
+            float(np.mean([h for _, h in sizes])),
+        ],
+        "neonsign_load_s": load_s,
+        **{k: stats(v, n) for k, v in times.items()},
+    }
     ref = res["reference"]
     for key in variants:
         res[f"speedup_{key}_median"] = ref["median_s"] / res[key]["median_s"]
         res[f"speedup_{key}_min"] = ref["min_s"] / res[key]["min_s"]
         # each round's reference epoch against the neighbouring neonsign epoch: robust to load drift
         res[f"speedup_{key}_paired_median"] = statistics.median(
-            a / b for a, b in zip(times["reference"], times[key]))
+            a / b for a, b in zip(times["reference"], times[key], strict=False)
+        )
     res["speedup_neonsign_incl_load"] = ref["median_s"] / (res["neonsign"]["median_s"] + load_s)
     res["load_average_end"] = os.getloadavg()[0]
     return res
@@ -174,7 +197,9 @@ def main() -> int:
     ap.add_argument("--sets", default="real-size,32x32", help="comma list of real-size, 32x32")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", type=Path, default=None, help="keep the generated files here")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "train.json"))
+    ap.add_argument(
+        "--out", default=str(Path(__file__).resolve().parent / "results" / "train.json")
+    )
     args = ap.parse_args()
     wanted = [s.strip() for s in args.sets.split(",") if s.strip()]
     for s in wanted:
@@ -201,29 +226,47 @@ def main() -> int:
         "benchmark": "train_epoch",
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": machine_info(),
-        "versions": {"neonsign": neonsign.__version__, "torch": torch.__version__, "numpy": np.__version__},
-        "data": source, "batch_size": BATCH, "threads": args.threads,
-        "reference_workers": args.workers, "rounds": args.rounds,
+        "versions": {
+            "neonsign": neonsign.__version__,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+        },
+        "data": source,
+        "batch_size": BATCH,
+        "threads": args.threads,
+        "reference_workers": args.workers,
+        "rounds": args.rounds,
         "neonsign_precision_default": resolve_precision(None),
-        "sets": sets, "target_speedup": 3.0,
+        "sets": sets,
+        "target_speedup": 3.0,
     }
-    rows = [("learning path (Pillow per item, DataLoader, fp32)", "reference"),
-            ("neonsign (defaults: augmentation, bf16 if CPU has it)", "neonsign"),
-            ("neonsign (augmentation, float32)", "neonsign_float32"),
-            ("neonsign (no augmentation, defaults)", "neonsign_no_augment")]
+    rows = [
+        ("learning path (Pillow per item, DataLoader, fp32)", "reference"),
+        ("neonsign (defaults: augmentation, bf16 if CPU has it)", "neonsign"),
+        ("neonsign (augmentation, float32)", "neonsign_float32"),
+        ("neonsign (no augmentation, defaults)", "neonsign_no_augment"),
+    ]
     for name, r in sets.items():
         w, h = r["mean_size_wh"]
-        print(f"\n{name} set: epoch time, {r['n_images']} images (mean {w:.0f}x{h:.0f} px), batch {BATCH}, "
-              f"{args.threads} thread(s), median of {args.rounds} interleaved rounds; "
-              f"neonsign precision default: {res['neonsign_precision_default']}")
-        print(f"{'pipeline':<54} {'median s':>9} {'min s':>8} {'img/s':>8} {'speedup':>8} {'paired':>7}")
+        print(
+            f"\n{name} set: epoch time, {r['n_images']} images (mean {w:.0f}x{h:.0f} px), batch {BATCH}, "
+            f"{args.threads} thread(s), median of {args.rounds} interleaved rounds; "
+            f"neonsign precision default: {res['neonsign_precision_default']}"
+        )
+        print(
+            f"{'pipeline':<54} {'median s':>9} {'min s':>8} {'img/s':>8} {'speedup':>8} {'paired':>7}"
+        )
         for label, key in rows:
             s = r[key]
             sp = "" if key == "reference" else f"{r[f'speedup_{key}_median']:.2f}x"
             pr = "" if key == "reference" else f"{r[f'speedup_{key}_paired_median']:.2f}x"
-            print(f"{label:<54} {s['median_s']:>9.2f} {s['min_s']:>8.2f} {s['images_per_s']:>8.0f} {sp:>8} {pr:>7}")
-        print(f"neonsign one-off C load of the files: {r['neonsign_load_s']:.2f} s; speedup including it "
-              f"{r['speedup_neonsign_incl_load']:.2f}x; target 3x")
+            print(
+                f"{label:<54} {s['median_s']:>9.2f} {s['min_s']:>8.2f} {s['images_per_s']:>8.0f} {sp:>8} {pr:>7}"
+            )
+        print(
+            f"neonsign one-off C load of the files: {r['neonsign_load_s']:.2f} s; speedup including it "
+            f"{r['speedup_neonsign_incl_load']:.2f}x; target 3x"
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n")

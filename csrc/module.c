@@ -12,7 +12,7 @@
 #include <Python.h>
 
 #define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
-#define NPY_TARGET_VERSION NPY_1_22_API_VERSION
+#define NPY_TARGET_VERSION    NPY_1_22_API_VERSION
 #include <numpy/arrayobject.h>
 
 #include <errno.h>
@@ -28,10 +28,12 @@
 /* Shared helpers                                                                               */
 /* ------------------------------------------------------------------------------------------ */
 
-static ns_pool *g_pool = NULL;      /* the process-wide thread pool */
-static PyObject *g_errors = NULL;   /* the neonsign.errors module */
+static ns_pool *g_pool = NULL;    /* the process-wide thread pool */
+static PyObject *g_errors = NULL; /* the neonsign.errors module */
 
-static ns_pool *module_pool(void) { return g_pool; }
+static ns_pool *module_pool(void) {
+    return g_pool;
+}
 
 /* Exception class neonsign.errors.<name>, or `fallback` if it cannot be found. Borrowed-like:
  * the returned reference is new and must be released by the caller. */
@@ -52,10 +54,18 @@ static PyObject *raise_ns_error_as(const ns_error *err, const char *cls_name) {
     ns_status st = err ? err->status : NS_ERR_INVALID;
     PyObject *cls = NULL;
     switch (st) {
-    case NS_ERR_FORMAT: cls = error_class(cls_name ? cls_name : "DecodeError", PyExc_ValueError); break;
-    case NS_ERR_LIMIT: cls = error_class("ResourceLimitError", PyExc_ValueError); break;
-    case NS_ERR_UNSUPPORTED: cls = error_class("UnsupportedError", PyExc_ValueError); break;
-    case NS_ERR_NOMEM: PyErr_SetString(PyExc_MemoryError, msg); return NULL;
+    case NS_ERR_FORMAT:
+        cls = error_class(cls_name ? cls_name : "DecodeError", PyExc_ValueError);
+        break;
+    case NS_ERR_LIMIT:
+        cls = error_class("ResourceLimitError", PyExc_ValueError);
+        break;
+    case NS_ERR_UNSUPPORTED:
+        cls = error_class("UnsupportedError", PyExc_ValueError);
+        break;
+    case NS_ERR_NOMEM:
+        PyErr_SetString(PyExc_MemoryError, msg);
+        return NULL;
     case NS_ERR_NOTFOUND:
     case NS_ERR_IO: {
         int e = err->sys_errno ? err->sys_errno : (st == NS_ERR_NOTFOUND ? ENOENT : EIO);
@@ -68,14 +78,18 @@ static PyObject *raise_ns_error_as(const ns_error *err, const char *cls_name) {
         return NULL;
     }
     case NS_ERR_INVALID:
-    default: cls = error_class(cls_name ? cls_name : "NeonsignValueError", PyExc_ValueError); break;
+    default:
+        cls = error_class(cls_name ? cls_name : "NeonsignValueError", PyExc_ValueError);
+        break;
     }
     PyErr_SetString(cls, msg);
     Py_DECREF(cls);
     return NULL;
 }
 
-static PyObject *raise_ns_error(const ns_error *err) { return raise_ns_error_as(err, NULL); }
+static PyObject *raise_ns_error(const ns_error *err) {
+    return raise_ns_error_as(err, NULL);
+}
 
 /* Threads argument: None -> 0 (the pool's size); otherwise a non-negative int. */
 static int parse_threads(PyObject *obj, int *out) {
@@ -110,10 +124,8 @@ static PyObject *py_set_threads(PyObject *self, PyObject *arg) {
     ns_error err;
     ns_error_clear(&err);
     ns_status st;
-    Py_BEGIN_ALLOW_THREADS
-    st = ns_pool_resize(g_pool, (int)n, &err);
-    Py_END_ALLOW_THREADS
-    if (st != NS_OK) return raise_ns_error(&err);
+    Py_BEGIN_ALLOW_THREADS st = ns_pool_resize(g_pool, (int)n, &err);
+    Py_END_ALLOW_THREADS if (st != NS_OK) return raise_ns_error(&err);
     return PyLong_FromLong(ns_pool_threads(g_pool));
 }
 
@@ -150,12 +162,14 @@ static PyObject *py_build_info(PyObject *self, PyObject *noargs) {
                          (unsigned int)NPY_ABI_VERSION);
 }
 
-#define CORE_METHODS                                                                            \
-    {"set_threads", py_set_threads, METH_O,                                                     \
+#define CORE_METHODS                                                                               \
+    {"set_threads", py_set_threads, METH_O,                                                        \
      "set_threads(n) -> int\n\nResize the shared thread pool (0 = one per CPU, 1 = no threads)."}, \
-    {"get_threads", py_get_threads, METH_NOARGS, "get_threads() -> int\n\nThreads in the pool."}, \
-    {"cpu_count", py_cpu_count, METH_NOARGS, "cpu_count() -> int\n\nOnline CPUs."},             \
-    {"build_info", py_build_info, METH_NOARGS, "build_info() -> dict\n\nHow this module was built."},
+        {"get_threads", py_get_threads, METH_NOARGS,                                               \
+         "get_threads() -> int\n\nThreads in the pool."},                                          \
+        {"cpu_count", py_cpu_count, METH_NOARGS, "cpu_count() -> int\n\nOnline CPUs."},            \
+        {"build_info", py_build_info, METH_NOARGS,                                                 \
+         "build_info() -> dict\n\nHow this module was built."},
 
 /* ------------------------------------------------------------------------------------------ */
 /* Preprocessing: PPM, CSV, resize, normalise, whole-split loader                               */
@@ -173,7 +187,8 @@ static PyObject *py_build_info(PyObject *self, PyObject *noargs) {
 static int pp_size_arg(PyObject *obj, const char *name, size_t minimum, size_t *out) {
     size_t v = PyLong_AsSize_t(obj);
     if (v == (size_t)-1 && PyErr_Occurred()) {
-        if (PyErr_ExceptionMatches(PyExc_OverflowError) || PyErr_ExceptionMatches(PyExc_TypeError)) {
+        if (PyErr_ExceptionMatches(PyExc_OverflowError) ||
+            PyErr_ExceptionMatches(PyExc_TypeError)) {
             PyErr_Clear();
             PyErr_Format(PyExc_ValueError, "%s must be an integer >= %zu", name, minimum);
         }
@@ -216,7 +231,8 @@ static int pp_triple(PyObject *obj, const char *name, float out[3]) {
  * naming `name` and returns NULL otherwise. Borrowed check only: no conversion. */
 static PyArrayObject *pp_rgb_array(PyObject *obj, const char *name, int ndim) {
     if (!PyArray_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "%s must be a numpy.ndarray, got %s", name, Py_TYPE(obj)->tp_name);
+        PyErr_Format(PyExc_TypeError, "%s must be a numpy.ndarray, got %s", name,
+                     Py_TYPE(obj)->tp_name);
         return NULL;
     }
     PyArrayObject *a = (PyArrayObject *)obj;
@@ -236,7 +252,8 @@ static PyArrayObject *pp_rgb_array(PyObject *obj, const char *name, int ndim) {
 }
 
 /* Decode a PPM held in memory; returns a new (H, W, 3) uint8 array or NULL. */
-static PyObject *pp_decode_buffer(const uint8_t *data, size_t len, size_t max_pixels, int release_gil) {
+static PyObject *pp_decode_buffer(const uint8_t *data, size_t len, size_t max_pixels,
+                                  int release_gil) {
     ns_error err;
     ns_error_clear(&err);
     ns_ppm_info info;
@@ -247,8 +264,7 @@ static PyObject *pp_decode_buffer(const uint8_t *data, size_t len, size_t max_pi
     if (!out) return NULL;
     uint8_t *dst = PyArray_DATA(out);
     if (release_gil) {
-        Py_BEGIN_ALLOW_THREADS
-        st = ns_ppm_decode_pixels(data, len, &info, dst, &err);
+        Py_BEGIN_ALLOW_THREADS st = ns_ppm_decode_pixels(data, len, &info, dst, &err);
         Py_END_ALLOW_THREADS
     } else {
         st = ns_ppm_decode_pixels(data, len, &info, dst, &err);
@@ -293,12 +309,11 @@ static PyObject *py_ppm_read(PyObject *self, PyObject *args) {
     ns_error err;
     ns_error_clear(&err);
     ns_status st;
-    Py_BEGIN_ALLOW_THREADS
-    st = ns_read_file(path, max_bytes, &buf, &len, &err);
-    Py_END_ALLOW_THREADS
-    if (st != NS_OK) {
+    Py_BEGIN_ALLOW_THREADS st = ns_read_file(path, max_bytes, &buf, &len, &err);
+    Py_END_ALLOW_THREADS if (st != NS_OK) {
         raise_ns_error(&err);
-    } else {
+    }
+    else {
         res = pp_decode_buffer(buf.data, len, max_pixels, 1);
         if (!res && PyErr_Occurred()) {
             /* name the file in decoder errors */
@@ -331,10 +346,8 @@ static PyObject *py_csv_parse(PyObject *self, PyObject *args) {
     ns_error err;
     ns_error_clear(&err);
     ns_status st;
-    Py_BEGIN_ALLOW_THREADS
-    st = ns_csv_parse(view.buf, (size_t)view.len, source, &ann, &err);
-    Py_END_ALLOW_THREADS
-    if (st != NS_OK) {
+    Py_BEGIN_ALLOW_THREADS st = ns_csv_parse(view.buf, (size_t)view.len, source, &ann, &err);
+    Py_END_ALLOW_THREADS if (st != NS_OK) {
         PyBuffer_Release(&view);
         return raise_ns_error_as(&err, "AnnotationError");
     }
@@ -343,12 +356,13 @@ static PyObject *py_csv_parse(PyObject *self, PyObject *args) {
         const ns_annotation *a = &ann.rows[i];
         PyObject *name = PyUnicode_DecodeUTF8((const char *)view.buf + a->name_offset,
                                               (Py_ssize_t)a->name_len, "surrogateescape");
-        PyObject *cls = a->class_id < 0 ? (Py_INCREF(Py_None), Py_None) : PyLong_FromLongLong(a->class_id);
-        PyObject *row = (name && cls)
-                            ? Py_BuildValue("(NLL(LLLL)N)", name, (long long)a->width,
-                                            (long long)a->height, (long long)a->x1, (long long)a->y1,
-                                            (long long)a->x2, (long long)a->y2, cls)
-                            : NULL;
+        PyObject *cls =
+            a->class_id < 0 ? (Py_INCREF(Py_None), Py_None) : PyLong_FromLongLong(a->class_id);
+        PyObject *row =
+            (name && cls) ? Py_BuildValue("(NLL(LLLL)N)", name, (long long)a->width,
+                                          (long long)a->height, (long long)a->x1, (long long)a->y1,
+                                          (long long)a->x2, (long long)a->y2, cls)
+                          : NULL;
         if (!row) {
             if (!(name && cls)) {
                 Py_XDECREF(name);
@@ -419,7 +433,8 @@ static PyObject *py_resize(PyObject *self, PyObject *args) {
     PyArrayObject *img = pp_rgb_array(img_obj, "image", 3);
     if (!img) return NULL;
     size_t oh, ow, box[4];
-    if (!pp_size_arg(oh_obj, "height", 1, &oh) || !pp_size_arg(ow_obj, "width", 1, &ow)) return NULL;
+    if (!pp_size_arg(oh_obj, "height", 1, &oh) || !pp_size_arg(ow_obj, "width", 1, &ow))
+        return NULL;
     size_t h = (size_t)PyArray_DIM(img, 0), w = (size_t)PyArray_DIM(img, 1);
     if (h == 0 || w == 0) {
         PyErr_SetString(PyExc_ValueError, "image must not be empty");
@@ -437,13 +452,11 @@ static PyObject *py_resize(PyObject *self, PyObject *args) {
     ns_error_clear(&err);
     ns_status st;
     const uint8_t *src = (const uint8_t *)PyArray_DATA(img) + box[1] * w * 3 + box[0] * 3;
-    Py_BEGIN_ALLOW_THREADS
-    ns_resize_scratch local, *scratch = pp_scratch_acquire(&local);
+    Py_BEGIN_ALLOW_THREADS ns_resize_scratch local, *scratch = pp_scratch_acquire(&local);
     st = ns_resize_u8c3(src, box[2] - box[0] + 1, box[3] - box[1] + 1, w * 3, PyArray_DATA(out), ow,
                         oh, scratch, &err);
     pp_scratch_release(scratch, &local);
-    Py_END_ALLOW_THREADS
-    if (st != NS_OK) {
+    Py_END_ALLOW_THREADS if (st != NS_OK) {
         Py_DECREF(out);
         return raise_ns_error(&err);
     }
@@ -469,15 +482,13 @@ static PyObject *py_normalize(PyObject *self, PyObject *args) {
     if (!out) return NULL;
     const uint8_t *src = PyArray_DATA(img);
     float *dst = PyArray_DATA(out);
-    Py_BEGIN_ALLOW_THREADS
-    float lut[3 * 256];
+    Py_BEGIN_ALLOW_THREADS float lut[3 * 256];
     ns_normalize_lut(mean, stdv, lut);
     size_t plane = (size_t)h * (size_t)w;
     for (npy_intp i = 0; i < n; i++)
         ns_normalize_hwc_to_chw(src + (size_t)i * plane * 3, (size_t)h, (size_t)w, lut,
                                 dst + (size_t)i * plane * 3);
-    Py_END_ALLOW_THREADS
-    return (PyObject *)out;
+    Py_END_ALLOW_THREADS return (PyObject *)out;
 }
 
 /* load_images(paths: list[str | bytes | os.PathLike], rois: int64 (N,4) array | None, out_h, out_w, layout,
@@ -495,8 +506,9 @@ static PyObject *py_load_images(PyObject *self, PyObject *args) {
     ns_load_request req;
     memset(&req, 0, sizeof req);
     int threads;
-    if (!pp_size_arg(oh_obj, "height", 1, &req.out_h) || !pp_size_arg(ow_obj, "width", 1, &req.out_w) ||
-        !pp_triple(mean_obj, "mean", req.mean) || !pp_triple(std_obj, "std", req.std) ||
+    if (!pp_size_arg(oh_obj, "height", 1, &req.out_h) ||
+        !pp_size_arg(ow_obj, "width", 1, &req.out_w) || !pp_triple(mean_obj, "mean", req.mean) ||
+        !pp_triple(std_obj, "std", req.std) ||
         !pp_size_arg(maxpx_obj, "max_pixels", 1, &req.max_pixels) ||
         !pp_size_arg(maxb_obj, "max_file_bytes", 1, &req.max_file_bytes) ||
         !parse_threads(threads_obj, &threads))
@@ -583,10 +595,8 @@ static PyObject *py_load_images(PyObject *self, PyObject *args) {
     ns_status st;
     /* The list and arrays stay alive (we hold references through the arguments); the pool is
      * used with the GIL released. */
-    Py_BEGIN_ALLOW_THREADS
-    st = ns_load_images(module_pool(), &req, &err);
-    Py_END_ALLOW_THREADS
-    if (st != NS_OK) {
+    Py_BEGIN_ALLOW_THREADS st = ns_load_images(module_pool(), &req, &err);
+    Py_END_ALLOW_THREADS if (st != NS_OK) {
         raise_ns_error(&err);
         goto done;
     }
@@ -624,22 +634,23 @@ static PyObject *py_resize_simd(PyObject *self, PyObject *noargs) {
     return PyUnicode_FromString(ns_resize_simd_name());
 }
 
-#define PREPROCESS_METHODS                                                                       \
-    {"resize_simd", py_resize_simd, METH_NOARGS,                                                 \
-     "resize_simd() -> str\n\nSIMD used by the resizer's transposes (neon, ssse3 or none)."},   \
-    {"ppm_decode", py_ppm_decode, METH_VARARGS,                                                  \
-     "ppm_decode(data, max_pixels) -> uint8 (H, W, 3)"},                                         \
-    {"ppm_read", py_ppm_read, METH_VARARGS,                                                      \
-     "ppm_read(path, max_pixels, max_file_bytes) -> uint8 (H, W, 3)"},                           \
-    {"csv_parse", py_csv_parse, METH_VARARGS,                                                    \
-     "csv_parse(data, source) -> (rows, has_class); rows: (name, w, h, (x1, y1, x2, y2), cls)"}, \
-    {"resize", py_resize, METH_VARARGS,                                                          \
-     "resize(image uint8 (H, W, 3), out_h, out_w, roi | None) -> uint8 (out_h, out_w, 3)"},     \
-    {"normalize", py_normalize, METH_VARARGS,                                                    \
-     "normalize(images uint8 (N, H, W, 3), mean, std) -> float32 (N, 3, H, W)"},                \
-    {"load_images", py_load_images, METH_VARARGS,                                                \
-     "load_images(paths, rois, out_h, out_w, layout, mean, std, max_pixels, max_file_bytes, "   \
-     "skip_bad, threads) -> (images, ok, errors)"},
+#define PREPROCESS_METHODS                                                                         \
+    {"resize_simd", py_resize_simd, METH_NOARGS,                                                   \
+     "resize_simd() -> str\n\nSIMD used by the resizer's transposes (neon, ssse3 or none)."},      \
+        {"ppm_decode", py_ppm_decode, METH_VARARGS,                                                \
+         "ppm_decode(data, max_pixels) -> uint8 (H, W, 3)"},                                       \
+        {"ppm_read", py_ppm_read, METH_VARARGS,                                                    \
+         "ppm_read(path, max_pixels, max_file_bytes) -> uint8 (H, W, 3)"},                         \
+        {"csv_parse", py_csv_parse, METH_VARARGS,                                                  \
+         "csv_parse(data, source) -> (rows, has_class); rows: (name, w, h, (x1, y1, x2, y2), "     \
+         "cls)"},                                                                                  \
+        {"resize", py_resize, METH_VARARGS,                                                        \
+         "resize(image uint8 (H, W, 3), out_h, out_w, roi | None) -> uint8 (out_h, out_w, 3)"},    \
+        {"normalize", py_normalize, METH_VARARGS,                                                  \
+         "normalize(images uint8 (N, H, W, 3), mean, std) -> float32 (N, 3, H, W)"},               \
+        {"load_images", py_load_images, METH_VARARGS,                                              \
+         "load_images(paths, rois, out_h, out_w, layout, mean, std, max_pixels, max_file_bytes, "  \
+         "skip_bad, threads) -> (images, ok, errors)"},
 
 static int preprocess_init(PyObject *m) {
     if (PyModule_AddIntConstant(m, "LAYOUT_U8_NHWC", NS_LAYOUT_U8_NHWC) < 0) return -1;
@@ -654,8 +665,7 @@ static int preprocess_init(PyObject *m) {
 /* Spans are microsecond-scale calls made with the GIL held (a recorder is single-threaded); the
  * GIL is not released here because each call does a few hundred nanoseconds of work. */
 typedef struct {
-    PyObject_HEAD
-    ns_prof *prof;
+    PyObject_HEAD ns_prof *prof;
 } RecorderObject;
 
 /* Name argument: a str (interned on the fly) or an int id from intern(). */
@@ -824,9 +834,9 @@ static PyObject *recorder_records(RecorderObject *self, PyObject *noargs) {
     if (!recorder_ready(self)) return NULL;
     size_t n = ns_prof_count(self->prof);
     const ns_prof_record *rec = ns_prof_records(self->prof);
-    static const char *keys[] = {"name", "parent", "depth", "calls", "start_ns", "end_ns",
-                                 "duration_ns", "cycles", "complete"};
-    static const int types[] = {NPY_INT32, NPY_INT64, NPY_INT32, NPY_UINT64, NPY_UINT64,
+    static const char *keys[] = {"name",   "parent",      "depth",  "calls",   "start_ns",
+                                 "end_ns", "duration_ns", "cycles", "complete"};
+    static const int types[] = {NPY_INT32,  NPY_INT64,  NPY_INT32,  NPY_UINT64, NPY_UINT64,
                                 NPY_UINT64, NPY_UINT64, NPY_UINT64, NPY_BOOL};
     enum { NKEYS = sizeof keys / sizeof keys[0] };
     PyArrayObject *arr[NKEYS] = {NULL};
@@ -856,7 +866,8 @@ static PyObject *recorder_records(RecorderObject *self, PyObject *noargs) {
             start[i] = r->start_ns;
             end[i] = r->end_ns;
             dur[i] = (done_ && r->end_ns >= r->start_ns) ? r->end_ns - r->start_ns : 0;
-            cyc[i] = (done_ && r->end_cycles >= r->start_cycles) ? r->end_cycles - r->start_cycles : 0;
+            cyc[i] =
+                (done_ && r->end_cycles >= r->start_cycles) ? r->end_cycles - r->start_cycles : 0;
             complete[i] = (npy_bool)done_;
         }
     }
@@ -913,8 +924,7 @@ static PyObject *recorder_get_dropped(RecorderObject *self, void *closure) {
 /* Span: the context manager Recorder.span(name) returns; __enter__/__exit__ call begin/end in C
  * so that a `with` block costs about as little as a begin/end pair. */
 typedef struct {
-    PyObject_HEAD
-    RecorderObject *rec;
+    PyObject_HEAD RecorderObject *rec;
     uint32_t id;
 } SpanObject;
 
@@ -948,8 +958,7 @@ static PyMethodDef span_methods[] = {
 };
 
 static PyTypeObject SpanType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "neonsign._native.Span",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "neonsign._native.Span",
     .tp_basicsize = sizeof(SpanObject),
     .tp_dealloc = (destructor)span_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
@@ -970,7 +979,8 @@ static PyObject *recorder_span(RecorderObject *self, PyObject *name) {
 
 static PyMethodDef recorder_methods[] = {
     {"intern", (PyCFunction)recorder_intern, METH_O,
-     "intern(name) -> int\n\nId of a span name (added if new); begin/end accept it instead of the str."},
+     "intern(name) -> int\n\nId of a span name (added if new); begin/end accept it instead of the "
+     "str."},
     {"begin", (PyCFunction)recorder_begin, METH_O, "begin(name)\n\nOpen a span (str or id)."},
     {"span", (PyCFunction)recorder_span, METH_O,
      "span(name) -> Span\n\nA context manager: `with rec.span(\"conv1\"): ...` times its body."},
@@ -979,7 +989,8 @@ static PyMethodDef recorder_methods[] = {
     {"add", (PyCFunction)(void (*)(void))recorder_add, METH_VARARGS | METH_KEYWORDS,
      "add(name, duration_ns, calls=1, parent=-1, start_ns=0)\n\n"
      "Attach a span timed elsewhere (same monotonic clock) under record `parent`."},
-    {"reset", (PyCFunction)recorder_reset, METH_NOARGS, "reset()\n\nDrop all records and open spans."},
+    {"reset", (PyCFunction)recorder_reset, METH_NOARGS,
+     "reset()\n\nDrop all records and open spans."},
     {"names", (PyCFunction)recorder_names, METH_NOARGS, "names() -> list[str]\n\nNames by id."},
     {"records", (PyCFunction)recorder_records, METH_NOARGS,
      "records() -> dict[str, ndarray]\n\nOne entry per record in begin order: name (int32 id), "
@@ -992,14 +1003,15 @@ static PyGetSetDef recorder_getset[] = {
     {"enabled", (getter)recorder_get_enabled, (setter)recorder_set_enabled,
      "Whether spans are recorded (while off, begin/end cost one integer update).", NULL},
     {"count", (getter)recorder_get_count, NULL, "Records held.", NULL},
-    {"open_spans", (getter)recorder_get_open, NULL, "Recorded spans begun and not yet ended.", NULL},
-    {"dropped", (getter)recorder_get_dropped, NULL, "Spans not stored because the buffer was full.", NULL},
+    {"open_spans", (getter)recorder_get_open, NULL, "Recorded spans begun and not yet ended.",
+     NULL},
+    {"dropped", (getter)recorder_get_dropped, NULL, "Spans not stored because the buffer was full.",
+     NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
 static PyTypeObject RecorderType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "neonsign._native.Recorder",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "neonsign._native.Recorder",
     .tp_basicsize = sizeof(RecorderObject),
     .tp_dealloc = (destructor)recorder_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
@@ -1028,20 +1040,18 @@ static PyObject *py_prof_cycles_hz(PyObject *self, PyObject *noargs) {
     (void)noargs;
     if (!ns_cycles_available()) return PyFloat_FromDouble(0.0);
     double hz;
-    Py_BEGIN_ALLOW_THREADS
-    hz = ns_cycles_hz(0);
-    Py_END_ALLOW_THREADS
-    return PyFloat_FromDouble(hz);
+    Py_BEGIN_ALLOW_THREADS hz = ns_cycles_hz(0);
+    Py_END_ALLOW_THREADS return PyFloat_FromDouble(hz);
 }
 
-#define PROFILER_METHODS                                                                        \
-    {"prof_now_ns", py_prof_now_ns, METH_NOARGS,                                                \
-     "prof_now_ns() -> int\n\nThe profiler's monotonic clock in nanoseconds."},                 \
-    {"prof_cycles", py_prof_cycles, METH_NOARGS,                                                \
-     "prof_cycles() -> int\n\nThe CPU cycle counter (0 if user code cannot read one)."},        \
-    {"prof_cycles_hz", py_prof_cycles_hz, METH_NOARGS,                                          \
-     "prof_cycles_hz() -> float\n\nCycle counter frequency in Hz (x86: measured over ~2 ms; "   \
-     "AArch64: cntfrq_el0; 0.0 if unavailable)."},
+#define PROFILER_METHODS                                                                           \
+    {"prof_now_ns", py_prof_now_ns, METH_NOARGS,                                                   \
+     "prof_now_ns() -> int\n\nThe profiler's monotonic clock in nanoseconds."},                    \
+        {"prof_cycles", py_prof_cycles, METH_NOARGS,                                               \
+         "prof_cycles() -> int\n\nThe CPU cycle counter (0 if user code cannot read one)."},       \
+        {"prof_cycles_hz", py_prof_cycles_hz, METH_NOARGS,                                         \
+         "prof_cycles_hz() -> float\n\nCycle counter frequency in Hz (x86: measured over ~2 ms; "  \
+         "AArch64: cntfrq_el0; 0.0 if unavailable)."},
 
 static int profiler_init(PyObject *m) {
     if (PyType_Ready(&SpanType) < 0) return -1;
@@ -1074,8 +1084,7 @@ static PyArrayObject *check_f32(PyObject *obj, const char *what, int ndim, const
     }
     a = (PyArrayObject *)obj;
     if (PyArray_TYPE(a) != NPY_FLOAT32) {
-        PyErr_Format(cls, "%s must have dtype float32, got %S", what,
-                     (PyObject *)PyArray_DESCR(a));
+        PyErr_Format(cls, "%s must have dtype float32, got %S", what, (PyObject *)PyArray_DESCR(a));
         a = NULL;
         goto done;
     }
@@ -1086,8 +1095,10 @@ static PyArrayObject *check_f32(PyObject *obj, const char *what, int ndim, const
         char want[128] = "(", got[128] = "(";
         for (int i = 0; i < ndim; i++) {
             size_t l = strlen(want);
-            if (shape[i] < 0) snprintf(want + l, sizeof want - l, "%sN", i ? ", " : "");
-            else snprintf(want + l, sizeof want - l, "%s%ld", i ? ", " : "", (long)shape[i]);
+            if (shape[i] < 0)
+                snprintf(want + l, sizeof want - l, "%sN", i ? ", " : "");
+            else
+                snprintf(want + l, sizeof want - l, "%s%ld", i ? ", " : "", (long)shape[i]);
         }
         for (int i = 0; i < PyArray_NDIM(a); i++) {
             size_t l = strlen(got);
@@ -1122,7 +1133,8 @@ static int parse_kernel_name(PyObject *obj, const char **out) {
         return 1;
     }
     if (!PyUnicode_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "kernel must be a str or None, got %s", Py_TYPE(obj)->tp_name);
+        PyErr_Format(PyExc_TypeError, "kernel must be a str or None, got %s",
+                     Py_TYPE(obj)->tp_name);
         return 0;
     }
     *out = PyUnicode_AsUTF8(obj);
@@ -1135,16 +1147,16 @@ static const char *const weight_names[8] = {"conv1.weight", "conv1.bias", "conv2
 
 static PyObject *py_net_create(PyObject *self, PyObject *args, PyObject *kwds) {
     (void)self;
-    static char *kwlist[] = {"conv1_w", "conv1_b", "conv2_w", "conv2_b", "fc1_w", "fc1_b",
-                             "fc2_w", "fc2_b", "kernel", NULL};
+    static char *kwlist[] = {"conv1_w", "conv1_b", "conv2_w", "conv2_b", "fc1_w",
+                             "fc1_b",   "fc2_w",   "fc2_b",   "kernel",  NULL};
     PyObject *o[8], *kobj = Py_None;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOO|O:net_create", kwlist, &o[0], &o[1],
                                      &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &kobj))
         return NULL;
-    static const npy_intp shapes[8][4] = {
-        {NS_NET_C1, NS_NET_IN_C, 3, 3}, {NS_NET_C1}, {NS_NET_C2, NS_NET_C1, 3, 3}, {NS_NET_C2},
-        {NS_NET_HIDDEN, NS_NET_FEATURES}, {NS_NET_HIDDEN}, {NS_NET_CLASSES, NS_NET_HIDDEN},
-        {NS_NET_CLASSES}};
+    static const npy_intp shapes[8][4] = {{NS_NET_C1, NS_NET_IN_C, 3, 3},   {NS_NET_C1},
+                                          {NS_NET_C2, NS_NET_C1, 3, 3},     {NS_NET_C2},
+                                          {NS_NET_HIDDEN, NS_NET_FEATURES}, {NS_NET_HIDDEN},
+                                          {NS_NET_CLASSES, NS_NET_HIDDEN},  {NS_NET_CLASSES}};
     static const int ndims[8] = {4, 1, 4, 1, 2, 1, 2, 1};
     const float *p[8];
     for (int i = 0; i < 8; i++) {
@@ -1159,10 +1171,8 @@ static PyObject *py_net_create(PyObject *self, PyObject *args, PyObject *kwds) {
     ns_error err;
     ns_error_clear(&err);
     ns_status st;
-    Py_BEGIN_ALLOW_THREADS
-    st = ns_net_create(&w, kname, &net, &err);
-    Py_END_ALLOW_THREADS
-    if (st != NS_OK) return raise_ns_error(&err);
+    Py_BEGIN_ALLOW_THREADS st = ns_net_create(&w, kname, &net, &err);
+    Py_END_ALLOW_THREADS if (st != NS_OK) return raise_ns_error(&err);
     PyObject *cap = PyCapsule_New(net, NET_CAPSULE, net_capsule_free);
     if (!cap) ns_net_destroy(net);
     return cap;
@@ -1191,10 +1201,9 @@ static PyObject *py_net_forward(PyObject *self, PyObject *args, PyObject *kwds) 
     const float *xp = (const float *)PyArray_DATA(x);
     float *op = (float *)PyArray_DATA(out);
     Py_INCREF(x); /* keep the input alive while the GIL is released */
-    Py_BEGIN_ALLOW_THREADS
-    st = ns_net_forward(net, module_pool(), threads, xp, (size_t)n, op, &err);
-    Py_END_ALLOW_THREADS
-    Py_DECREF(x);
+    Py_BEGIN_ALLOW_THREADS st =
+        ns_net_forward(net, module_pool(), threads, xp, (size_t)n, op, &err);
+    Py_END_ALLOW_THREADS Py_DECREF(x);
     if (st != NS_OK) {
         Py_DECREF(out);
         return raise_ns_error(&err);
@@ -1213,10 +1222,8 @@ static PyObject *py_net_set_kernel(PyObject *self, PyObject *args) {
     ns_error err;
     ns_error_clear(&err);
     ns_status st;
-    Py_BEGIN_ALLOW_THREADS
-    st = ns_net_set_kernel(net, kname, &err);
-    Py_END_ALLOW_THREADS
-    if (st != NS_OK) return raise_ns_error(&err);
+    Py_BEGIN_ALLOW_THREADS st = ns_net_set_kernel(net, kname, &err);
+    Py_END_ALLOW_THREADS if (st != NS_OK) return raise_ns_error(&err);
     return PyUnicode_FromString(ns_kernel_name(ns_net_kernel(net)));
 }
 
@@ -1234,10 +1241,8 @@ static PyObject *py_net_enable_timers(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "Op:net_enable_timers", &cap, &on)) return NULL;
     ns_net *net = net_from_capsule(cap);
     if (!net) return NULL;
-    Py_BEGIN_ALLOW_THREADS
-    ns_net_enable_timers(net, on);
-    Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
+    Py_BEGIN_ALLOW_THREADS ns_net_enable_timers(net, on);
+    Py_END_ALLOW_THREADS Py_RETURN_NONE;
 }
 
 static PyObject *py_net_timers(PyObject *self, PyObject *cap) {
@@ -1245,10 +1250,8 @@ static PyObject *py_net_timers(PyObject *self, PyObject *cap) {
     ns_net *net = net_from_capsule(cap);
     if (!net) return NULL;
     uint64_t t[NS_NET_LAYERS], c[NS_NET_LAYERS];
-    Py_BEGIN_ALLOW_THREADS
-    ns_net_read_timers(net, t, c);
-    Py_END_ALLOW_THREADS
-    PyObject *d = PyDict_New();
+    Py_BEGIN_ALLOW_THREADS ns_net_read_timers(net, t, c);
+    Py_END_ALLOW_THREADS PyObject *d = PyDict_New();
     if (!d) return NULL;
     for (int l = 0; l < NS_NET_LAYERS; l++) {
         PyObject *v = Py_BuildValue("(KK)", (unsigned long long)t[l], (unsigned long long)c[l]);
@@ -1266,10 +1269,8 @@ static PyObject *py_net_reset_timers(PyObject *self, PyObject *cap) {
     (void)self;
     ns_net *net = net_from_capsule(cap);
     if (!net) return NULL;
-    Py_BEGIN_ALLOW_THREADS
-    ns_net_reset_timers(net);
-    Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
+    Py_BEGIN_ALLOW_THREADS ns_net_reset_timers(net);
+    Py_END_ALLOW_THREADS Py_RETURN_NONE;
 }
 
 static PyObject *py_available_kernels(PyObject *self, PyObject *noargs) {
@@ -1307,10 +1308,8 @@ static PyObject *py_cpu_ghz(PyObject *self, PyObject *noargs) {
     (void)self;
     (void)noargs;
     double ghz;
-    Py_BEGIN_ALLOW_THREADS
-    ghz = ns_cpu_ghz_estimate();
-    Py_END_ALLOW_THREADS
-    return PyFloat_FromDouble(ghz);
+    Py_BEGIN_ALLOW_THREADS ghz = ns_cpu_ghz_estimate();
+    Py_END_ALLOW_THREADS return PyFloat_FromDouble(ghz);
 }
 
 /* Resolve an explicit kernel name (tests' per-layer entry points). */
@@ -1331,8 +1330,8 @@ static PyObject *py_kernel_conv3x3(PyObject *self, PyObject *args, PyObject *kwd
     static char *kwlist[] = {"kernel", "x", "weight", "bias", "relu", "pool", NULL};
     PyObject *kobj, *xo, *wo, *bo;
     int relu = 1, pool = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO|pp:kernel_conv3x3", kwlist, &kobj, &xo,
-                                     &wo, &bo, &relu, &pool))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO|pp:kernel_conv3x3", kwlist, &kobj, &xo, &wo,
+                                     &bo, &relu, &pool))
         return NULL;
     ns_kernel k;
     if (!parse_explicit_kernel(kobj, &k)) return NULL;
@@ -1341,7 +1340,8 @@ static PyObject *py_kernel_conv3x3(PyObject *self, PyObject *args, PyObject *kwd
     if (!x) return NULL;
     const npy_intp n = PyArray_DIM(x, 0), cin = PyArray_DIM(x, 1), h = PyArray_DIM(x, 2),
                    w = PyArray_DIM(x, 3);
-    PyArrayObject *wa = check_f32(wo, "weight", 4, (npy_intp[4]){-1, cin, 3, 3}, "NeonsignValueError");
+    PyArrayObject *wa =
+        check_f32(wo, "weight", 4, (npy_intp[4]){-1, cin, 3, 3}, "NeonsignValueError");
     if (!wa) return NULL;
     const npy_intp cout = PyArray_DIM(wa, 0);
     PyArrayObject *ba = check_f32(bo, "bias", 1, (npy_intp[1]){cout}, "NeonsignValueError");
@@ -1358,12 +1358,10 @@ static PyObject *py_kernel_conv3x3(PyObject *self, PyObject *args, PyObject *kwd
     ns_error err;
     ns_error_clear(&err);
     ns_status st;
-    Py_BEGIN_ALLOW_THREADS
-    st = ns_op_conv3x3(k, PyArray_DATA(x), (size_t)n, (size_t)cin, (size_t)h, (size_t)w,
-                       PyArray_DATA(wa), PyArray_DATA(ba), (size_t)cout, relu, pool,
-                       PyArray_DATA(out), &err);
-    Py_END_ALLOW_THREADS
-    if (st != NS_OK) {
+    Py_BEGIN_ALLOW_THREADS st = ns_op_conv3x3(k, PyArray_DATA(x), (size_t)n, (size_t)cin, (size_t)h,
+                                              (size_t)w, PyArray_DATA(wa), PyArray_DATA(ba),
+                                              (size_t)cout, relu, pool, PyArray_DATA(out), &err);
+    Py_END_ALLOW_THREADS if (st != NS_OK) {
         Py_DECREF(out);
         return raise_ns_error(&err);
     }
@@ -1395,41 +1393,43 @@ static PyObject *py_kernel_linear(PyObject *self, PyObject *args, PyObject *kwds
     ns_error err;
     ns_error_clear(&err);
     ns_status st;
-    Py_BEGIN_ALLOW_THREADS
-    st = ns_op_linear(k, PyArray_DATA(x), (size_t)rows, (size_t)kd, PyArray_DATA(wa),
-                      PyArray_DATA(ba), (size_t)nout, relu, PyArray_DATA(out), &err);
-    Py_END_ALLOW_THREADS
-    if (st != NS_OK) {
+    Py_BEGIN_ALLOW_THREADS st =
+        ns_op_linear(k, PyArray_DATA(x), (size_t)rows, (size_t)kd, PyArray_DATA(wa),
+                     PyArray_DATA(ba), (size_t)nout, relu, PyArray_DATA(out), &err);
+    Py_END_ALLOW_THREADS if (st != NS_OK) {
         Py_DECREF(out);
         return raise_ns_error(&err);
     }
     return (PyObject *)out;
 }
 
-#define ENGINE_METHODS                                                                          \
-    {"net_create", (PyCFunction)(void (*)(void))py_net_create, METH_VARARGS | METH_KEYWORDS,    \
-     "net_create(conv1_w, conv1_b, conv2_w, conv2_b, fc1_w, fc1_b, fc2_w, fc2_b, kernel=None)"  \
-     " -> capsule\n\nCopy and pack TrafficSignNet weights (float32, PyTorch layouts)."},        \
-    {"net_forward", (PyCFunction)(void (*)(void))py_net_forward, METH_VARARGS | METH_KEYWORDS,  \
-     "net_forward(net, x, threads=None) -> (N,43) float32\n\nx: (N,3,32,32) float32 C-order."}, \
-    {"net_set_kernel", py_net_set_kernel, METH_VARARGS,                                         \
-     "net_set_kernel(net, name) -> str\n\nRepack the weights for another kernel."},             \
-    {"net_kernel", py_net_kernel, METH_O, "net_kernel(net) -> str"},                            \
-    {"net_enable_timers", py_net_enable_timers, METH_VARARGS, "net_enable_timers(net, on)"},    \
-    {"net_timers", py_net_timers, METH_O, "net_timers(net) -> {layer: (ns, calls)}"},           \
-    {"net_reset_timers", py_net_reset_timers, METH_O, "net_reset_timers(net)"},                 \
-    {"available_kernels", py_available_kernels, METH_NOARGS,                                    \
-     "available_kernels() -> list[str]\n\nKernels compiled in and supported by this CPU."},     \
-    {"resolve_kernel", py_resolve_kernel, METH_VARARGS,                                         \
-     "resolve_kernel(name=None) -> str\n\nThe kernel a net created with `name` would use."},    \
-    {"cpu_ghz", py_cpu_ghz, METH_NOARGS,                                                        \
-     "cpu_ghz() -> float\n\nEstimated core clock (GHz) from a dependent add chain (benchmarks)."}, \
-    {"kernel_conv3x3", (PyCFunction)(void (*)(void))py_kernel_conv3x3,                          \
-     METH_VARARGS | METH_KEYWORDS,                                                              \
-     "kernel_conv3x3(kernel, x, weight, bias, relu=True, pool=False) -> NCHW float32\n\n"       \
-     "One conv layer (test entry point)."},                                                     \
-    {"kernel_linear", (PyCFunction)(void (*)(void))py_kernel_linear, METH_VARARGS | METH_KEYWORDS, \
-     "kernel_linear(kernel, x, weight, bias, relu=False) -> float32\n\nOne linear layer."},
+#define ENGINE_METHODS                                                                             \
+    {"net_create", (PyCFunction)(void (*)(void))py_net_create, METH_VARARGS | METH_KEYWORDS,       \
+     "net_create(conv1_w, conv1_b, conv2_w, conv2_b, fc1_w, fc1_b, fc2_w, fc2_b, kernel=None)"     \
+     " -> capsule\n\nCopy and pack TrafficSignNet weights (float32, PyTorch layouts)."},           \
+        {"net_forward", (PyCFunction)(void (*)(void))py_net_forward, METH_VARARGS | METH_KEYWORDS, \
+         "net_forward(net, x, threads=None) -> (N,43) float32\n\nx: (N,3,32,32) float32 "          \
+         "C-order."},                                                                              \
+        {"net_set_kernel", py_net_set_kernel, METH_VARARGS,                                        \
+         "net_set_kernel(net, name) -> str\n\nRepack the weights for another kernel."},            \
+        {"net_kernel", py_net_kernel, METH_O, "net_kernel(net) -> str"},                           \
+        {"net_enable_timers", py_net_enable_timers, METH_VARARGS, "net_enable_timers(net, on)"},   \
+        {"net_timers", py_net_timers, METH_O, "net_timers(net) -> {layer: (ns, calls)}"},          \
+        {"net_reset_timers", py_net_reset_timers, METH_O, "net_reset_timers(net)"},                \
+        {"available_kernels", py_available_kernels, METH_NOARGS,                                   \
+         "available_kernels() -> list[str]\n\nKernels compiled in and supported by this CPU."},    \
+        {"resolve_kernel", py_resolve_kernel, METH_VARARGS,                                        \
+         "resolve_kernel(name=None) -> str\n\nThe kernel a net created with `name` would use."},   \
+        {"cpu_ghz", py_cpu_ghz, METH_NOARGS,                                                       \
+         "cpu_ghz() -> float\n\nEstimated core clock (GHz) from a dependent add chain "            \
+         "(benchmarks)."},                                                                         \
+        {"kernel_conv3x3", (PyCFunction)(void (*)(void))py_kernel_conv3x3,                         \
+         METH_VARARGS | METH_KEYWORDS,                                                             \
+         "kernel_conv3x3(kernel, x, weight, bias, relu=True, pool=False) -> NCHW float32\n\n"      \
+         "One conv layer (test entry point)."},                                                    \
+        {"kernel_linear", (PyCFunction)(void (*)(void))py_kernel_linear,                           \
+         METH_VARARGS | METH_KEYWORDS,                                                             \
+         "kernel_linear(kernel, x, weight, bias, relu=False) -> float32\n\nOne linear layer."},
 
 static int engine_init(PyObject *m) {
     (void)m;
@@ -1441,11 +1441,7 @@ static int engine_init(PyObject *m) {
 /* ------------------------------------------------------------------------------------------ */
 
 static PyMethodDef module_methods[] = {
-    CORE_METHODS
-    PREPROCESS_METHODS
-    PROFILER_METHODS
-    ENGINE_METHODS
-    {NULL, NULL, 0, NULL},
+    CORE_METHODS PREPROCESS_METHODS PROFILER_METHODS ENGINE_METHODS{NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef native_module = {
@@ -1455,7 +1451,10 @@ static struct PyModuleDef native_module = {
     "Private: use the documented API in neonsign.data, neonsign.engine and friends.",
     -1,
     module_methods,
-    NULL, NULL, NULL, NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
 };
 
 PyMODINIT_FUNC PyInit__native(void) {

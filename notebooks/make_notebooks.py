@@ -79,9 +79,9 @@ QUICKSTART = [
         "## Load the training split\n\n"
         "`load_split` finds the layout (official, torchvision, ...), then decodes, resizes "
         "(Pillow-compatible antialiased bilinear) and returns NumPy arrays in one C call with the "
-        "GIL released. `dtype=\"uint8\"` gives `(N, 32, 32, 3)` RGB, what training augments."
+        'GIL released. `dtype="uint8"` gives `(N, 32, 32, 3)` RGB, what training augments.'
     ),
-    new_code_cell('''\
+    new_code_cell("""\
 import matplotlib.pyplot as plt
 
 LIMIT = env_int("NEONSIGN_NB_LIMIT", 0) or None
@@ -94,14 +94,14 @@ for ax, i in zip(axes.flat, np.linspace(0, len(labels) - 1, axes.size).astype(in
     ax.set_title(f"{labels[i]}", fontsize=8)
     ax.axis("off")
 fig.suptitle("training images (32x32) with their class ids")
-plt.show()'''),
+plt.show()"""),
     new_markdown_cell(
         "## Train briefly\n\n"
         "`train_loaded` trains on the arrays already in memory, holds out whole tracks for "
         "validation, and writes a model directory: `model.safetensors` + `model_card.json` "
         "(metrics, data checksum, code and library versions)."
     ),
-    new_code_cell('''\
+    new_code_cell("""\
 import json
 
 from neonsign.train import TrainConfig, train_loaded
@@ -115,7 +115,7 @@ print(f"validation accuracy by track: {result.val_accuracy}, best epoch {result.
       f"{result.seconds:.1f} s")
 for row in result.history:
     print(row)
-print(json.dumps({k: result.card[k] for k in ("data_checksum", "seed", "epochs") if k in result.card}, indent=1))'''),
+print(json.dumps({k: result.card[k] for k in ("data_checksum", "seed", "epochs") if k in result.card}, indent=1))"""),
     new_markdown_cell(
         "## Test\n\n"
         "`evaluate` loads the test split as the model card says and reports accuracy, per-class "
@@ -124,7 +124,7 @@ print(json.dumps({k: result.card[k] for k in ("data_checksum", "seed", "epochs")
         "project holds only training images), `evaluate_arrays` tests the held-out validation "
         "tracks instead."
     ),
-    new_code_cell('''\
+    new_code_cell("""\
 from neonsign.evaluate import evaluate, evaluate_arrays, format_summary
 
 if TEST_SPLIT == "test":
@@ -143,14 +143,14 @@ ax.set_xlabel("predicted class")
 ax.set_ylabel("true class")
 ax.set_title(f"confusion matrix, accuracy {report['accuracy']:.1%}")
 fig.colorbar(im, ax=ax, fraction=0.046)
-plt.show()'''),
+plt.show()"""),
     new_markdown_cell(
         "## Classify a few images with the native engine\n\n"
         "`Engine.from_file` packs the weights once for this CPU's kernels (NEON on AArch64, "
         "AVX2/AVX-512 on x86-64). `classify` takes float32 `(N, 3, 32, 32)` normalised images "
         "and returns the top-1 class and its probability."
     ),
-    new_code_cell('''\
+    new_code_cell("""\
 from neonsign.engine import Engine
 from neonsign.preprocess import normalize
 
@@ -167,7 +167,7 @@ for ax, i, c, p in zip(np.atleast_1d(axes), pick, classes, probs):
     ax.set_title(f"{class_name(int(c))[:18]}\\n{p:.0%} (true {int(test_labels[i])})",
                  fontsize=7, color="green" if ok else "red")
     ax.axis("off")
-plt.show()'''),
+plt.show()"""),
 ]
 
 BACKENDS = [
@@ -184,19 +184,19 @@ BACKENDS = [
     ),
     new_code_cell(SETUP),
     new_markdown_cell("## Which backends run here\n\nUnavailable ones say why."),
-    new_code_cell('''\
+    new_code_cell("""\
 from neonsign.profiler import list_backends
 
 for b in list_backends():
     print(f"{b.name:22s} {'yes' if b.available else 'no ':3s}  {b.description if b.available else b.reason}")
-available = [b.name for b in list_backends() if b.available]'''),
+available = [b.name for b in list_backends() if b.available]"""),
     new_markdown_cell(
         "## Profile\n\n"
         "The same batch of test images goes through each backend. The summary gives the median "
         "time per forward pass, the speedup against the baseline (`torch` when PyTorch is "
         "installed) and whether every backend agrees on the top-1 classes."
     ),
-    new_code_cell('''\
+    new_code_cell("""\
 model = os.environ.get("NEONSIGN_NB_MODEL") or None
 threads = env_int("NEONSIGN_NB_THREADS", 0) or None
 rep = neonsign.profile(model=model, data=DATA, split=TEST_SPLIT, backends=available,
@@ -205,7 +205,7 @@ rep = neonsign.profile(model=model, data=DATA, split=TEST_SPLIT, backends=availa
 print(rep.summary())
 for note in rep.data.get("notes", []):
     print("note:", note)
-rep.save_json(WORKDIR / "profile.json")'''),
+rep.save_json(WORKDIR / "profile.json")"""),
     new_markdown_cell(
         "## Per-layer times\n\n"
         "One bar chart per backend: median self time of each layer per forward pass. With the "
@@ -241,7 +241,7 @@ plt.show()'''),
         "The machine's load changes from run to run; ratios measured side by side in one run "
         "are what to compare."
     ),
-    new_code_cell('''\
+    new_code_cell("""\
 baseline = rep.data["baseline"]
 totals = {b["name"]: b["total"]["median_ns"] for b in backends}
 speedup = {name: totals[baseline] / t for name, t in totals.items()}
@@ -255,7 +255,7 @@ ax.tick_params(axis="x", labelrotation=30)
 ax.set_title(f"batch {rep.data['settings']['batch']}, {rep.data['settings']['threads']} threads")
 plt.show()
 for name, s in sorted(speedup.items(), key=lambda kv: -kv[1]):
-    print(f"{name:22s} {totals[name] / 1e6:8.3f} ms  {s:5.2f}x")'''),
+    print(f"{name:22s} {totals[name] / 1e6:8.3f} ms  {s:5.2f}x")"""),
 ]
 
 PREPROCESSING = [
@@ -340,7 +340,7 @@ plt.show()'''),
         "Original images at their own sizes, then the 32x32 results of neonsign and of Pillow "
         "(they match bit for bit with Pillow >= 13; older Pillow within one step)."
     ),
-    new_code_cell('''\
+    new_code_cell("""\
 show = np.linspace(0, len(paths) - 1, 6).astype(int)
 fig, axes = plt.subplots(3, len(show), figsize=(2 * len(show), 6.2))
 for col, i in enumerate(show):
@@ -354,7 +354,7 @@ for col, i in enumerate(show):
         axes[row, col].set_title(title, fontsize=8)
         axes[row, col].axis("off")
 fig.tight_layout()
-plt.show()'''),
+plt.show()"""),
 ]
 
 NOTEBOOKS = {
@@ -367,10 +367,17 @@ NOTEBOOKS = {
 def build(cells: list) -> nbformat.NotebookNode:
     """A notebook with the given cells, Python 3 kernel metadata and no outputs."""
     nb = new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nb.metadata["kernelspec"] = {
+        "display_name": "Python 3",
+        "language": "python",
+        "name": "python3",
+    }
     nb.metadata["language_info"] = {  # nbconvert --to script reads the extension from here
-        "name": "python", "file_extension": ".py", "mimetype": "text/x-python",
-        "nbconvert_exporter": "python", "pygments_lexer": "ipython3",
+        "name": "python",
+        "file_extension": ".py",
+        "mimetype": "text/x-python",
+        "nbconvert_exporter": "python",
+        "pygments_lexer": "ipython3",
     }
     for i, cell in enumerate(nb.cells):  # stable ids so regeneration gives identical files
         cell["id"] = f"cell-{i:02d}"

@@ -28,8 +28,14 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from neonsign.synth import synthesize
 
     root = tmp_path_factory.mktemp("synth_gtsrb")
-    return synthesize(root, n_per_class=SYNTH_PER_CLASS, images_per_track=SYNTH_PER_TRACK,
-                      seed=1234, size_range=SYNTH_SIZES, n_test=SYNTH_TEST)
+    return synthesize(
+        root,
+        n_per_class=SYNTH_PER_CLASS,
+        images_per_track=SYNTH_PER_TRACK,
+        seed=1234,
+        size_range=SYNTH_SIZES,
+        n_test=SYNTH_TEST,
+    )
 
 
 @pytest.fixture

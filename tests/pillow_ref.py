@@ -21,4 +21,6 @@ def max_diff(ours: np.ndarray, ref: np.ndarray) -> int:
 def assert_matches_pillow(ours: np.ndarray, ref: np.ndarray) -> None:
     """Equal to Pillow >= 13; within 1 (of 255) of older Pillow."""
     diff = max_diff(ours, ref)
-    assert diff <= (0 if PILLOW_EXACT else 1), f"max difference {diff} from Pillow {PIL.__version__}"
+    assert diff <= (0 if PILLOW_EXACT else 1), (
+        f"max difference {diff} from Pillow {PIL.__version__}"
+    )

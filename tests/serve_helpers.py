@@ -92,7 +92,7 @@ def running_server(
     (base_url, process), then stop it (SIGTERM, then SIGKILL after 10 s)."""
     full_env = dict(os.environ)
     full_env.update(env or {})
-    out = open(log, "wb") if log else subprocess.DEVNULL
+    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 (closed in finally)
     proc = subprocess.Popen(list(argv), env=full_env, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -111,8 +111,20 @@ def running_server(
 
 def serve_argv(model_dir: str | os.PathLike[str], port: int, *extra: str) -> list[str]:
     """``neonsign serve`` through the current interpreter."""
-    return [sys.executable, "-m", "neonsign.cli", "serve", os.fspath(model_dir),
-            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "neonsign.cli",
+        "serve",
+        os.fspath(model_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        *extra,
+    ]
 
 
 def metric_value(text: str, name: str, **labels: str) -> float:
@@ -127,12 +139,19 @@ def metric_value(text: str, name: str, **labels: str) -> float:
     return total
 
 
-def multipart(field: str, filename: str, data: bytes, boundary: str = "neonsignbench") -> tuple[bytes, str]:
+def multipart(
+    field: str, filename: str, data: bytes, boundary: str = "neonsignbench"
+) -> tuple[bytes, str]:
     """A prebuilt ``multipart/form-data`` body with one file and its content type (so a load
     generator spends no time encoding)."""
-    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; '
-            f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n').encode()
-    return head + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; '
+        f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+    ).encode()
+    return (
+        head + data + f"\r\n--{boundary}--\r\n".encode(),
+        f"multipart/form-data; boundary={boundary}",
+    )
 
 
 async def _http_post(reader, writer, request: bytes) -> int:
@@ -156,8 +175,9 @@ async def _http_post(reader, writer, request: bytes) -> int:
     return status
 
 
-async def run_load(base: str, path: str, blobs: Sequence[bytes], total: int, concurrency: int,
-                   duration_cap: float) -> dict:
+async def run_load(
+    base: str, path: str, blobs: Sequence[bytes], total: int, concurrency: int, duration_cap: float
+) -> dict:
     """POST ``blobs`` (cycled) as multipart field ``file`` to ``base + path``: ``total``
     requests from ``concurrency`` keep-alive connections, stopping early at ``duration_cap``
     seconds. The client is plain asyncio streams with prebuilt requests, so it takes little
@@ -174,8 +194,13 @@ async def run_load(base: str, path: str, blobs: Sequence[bytes], total: int, con
     requests = []
     for i, b in enumerate(blobs):
         body, ctype = multipart("file", f"{i}.png", b)
-        requests.append((f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {ctype}\r\n"
-                         f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+        requests.append(
+            (
+                f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {ctype}\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            + body
+        )
     state = {"sent": 0, "ok": 0}
     failures: list[int] = []
     latencies: list[float] = []
@@ -207,5 +232,10 @@ async def run_load(base: str, path: str, blobs: Sequence[bytes], total: int, con
             conn[1].close()
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return {"sent": state["sent"], "ok": state["ok"], "failures": failures,
-            "latencies": latencies, "elapsed": time.perf_counter() - start}
+    return {
+        "sent": state["sent"],
+        "ok": state["ok"],
+        "failures": failures,
+        "latencies": latencies,
+        "elapsed": time.perf_counter() - start,
+    }

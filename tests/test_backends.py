@@ -23,7 +23,12 @@ def test_one_list_of_names_everywhere():
     assert evaluate.BACKENDS == backends.BACKEND_NAMES
     assert [b.name for b in profiler.list_backends()] == list(backends.BACKEND_NAMES)
     assert profiler.Backend is backends.Backend
-    assert set(backends.TORCH_BACKENDS) == {"torch", "torch-onednn-off", "torch-channels-last", "torch-bf16"}
+    assert set(backends.TORCH_BACKENDS) == {
+        "torch",
+        "torch-onednn-off",
+        "torch-channels-last",
+        "torch-bf16",
+    }
     for b in backends.list_backends():
         assert b.available != bool(b.reason), b  # an unavailable backend says why
 
@@ -78,8 +83,9 @@ def model_dir(tmp_path_factory):
     from neonsign import artifacts
     from neonsign.profiler import random_state_dict
 
-    return artifacts.save_model(tmp_path_factory.mktemp("m") / "model", random_state_dict(5),
-                                artifacts.make_card())
+    return artifacts.save_model(
+        tmp_path_factory.mktemp("m") / "model", random_state_dict(5), artifacts.make_card()
+    )
 
 
 def test_every_available_backend_predicts_alike_through_evaluate(model_dir):

@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from support import needs_subprocess
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,10 +30,25 @@ def test_c_program(source: Path, tmp_path: Path) -> None:
     assert match, f"{source.name} must name its core sources in a 'sources:' comment line"
     core = [str(REPO / "csrc" / "core" / name) for name in match.group(1).split()]
     exe = tmp_path / source.stem
-    cmd = [CC, "-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-Wno-unused-parameter",
-           "-fsanitize=address,undefined", "-fno-omit-frame-pointer",
-           f"-I{REPO / 'csrc'}", f"-I{REPO / 'csrc' / 'core'}",
-           str(source), *core, "-o", str(exe), "-pthread", "-lm"]
+    cmd = [
+        CC,
+        "-std=c11",
+        "-O1",
+        "-g",
+        "-Wall",
+        "-Wextra",
+        "-Wno-unused-parameter",
+        "-fsanitize=address,undefined",
+        "-fno-omit-frame-pointer",
+        f"-I{REPO / 'csrc'}",
+        f"-I{REPO / 'csrc' / 'core'}",
+        str(source),
+        *core,
+        "-o",
+        str(exe),
+        "-pthread",
+        "-lm",
+    ]
     build = subprocess.run(cmd, capture_output=True, text=True)
     assert build.returncode == 0, build.stderr
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)

@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import real_gtsrb_root
-from neonsign import errors, preprocess as pp
+from neonsign import errors
+from neonsign import preprocess as pp
 from neonsign.preprocess import Annotation
 
 TRAIN = (
@@ -56,7 +57,9 @@ def test_real_shared_csv_if_present():
     base = real_gtsrb_root()
     path = base / "Final_Training" / "Images" / "00000" / "GT-00000.csv" if base else None
     if path is None or not path.exists():
-        pytest.skip("real GTSRB not found: set GTSRB_ROOT or provide ../shared/gtsrb beside the repository")
+        pytest.skip(
+            "real GTSRB not found: set GTSRB_ROOT or provide ../shared/gtsrb beside the repository"
+        )
     rows = pp.read_annotations(path)
     assert len(rows) > 100 and all(r.class_id == 0 for r in rows)
     assert all(0 <= r.roi[0] <= r.roi[2] < r.width for r in rows)

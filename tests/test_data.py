@@ -41,7 +41,9 @@ def layouts(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
     # the official archives extracted into one folder
     official = base / "official"
     _copy_train(synth_root, official / "GTSRB" / "Final_Training" / "Images")
-    _copy_test(synth_root, official / "GTSRB" / "Final_Test" / "Images", official / "GT-final_test.csv")
+    _copy_test(
+        synth_root, official / "GTSRB" / "Final_Test" / "Images", official / "GT-final_test.csv"
+    )
     out["official"] = official
     # GTSRB-Training_fixed.zip: GTSRB/Training/000NN/ without CSVs
     fixed = base / "fixed"
@@ -50,11 +52,19 @@ def layouts(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
     # torchvision's root/gtsrb/...
     tv = base / "tv"
     _copy_train(synth_root, tv / "gtsrb" / "GTSRB" / "Training", with_csv=False)
-    _copy_test(synth_root, tv / "gtsrb" / "GTSRB" / "Final_Test" / "Images", tv / "gtsrb" / "GT-final_test.csv")
+    _copy_test(
+        synth_root,
+        tv / "gtsrb" / "GTSRB" / "Final_Test" / "Images",
+        tv / "gtsrb" / "GT-final_test.csv",
+    )
     out["torchvision"] = tv
     # GTSRB/ entered, labels inside Final_Test/
     entered2 = base / "entered2"
-    _copy_test(synth_root, entered2 / "Final_Test" / "Images", entered2 / "Final_Test" / "GT-final_test.csv")
+    _copy_test(
+        synth_root,
+        entered2 / "Final_Test" / "Images",
+        entered2 / "Final_Test" / "GT-final_test.csv",
+    )
     out["entered-labels-in-final-test"] = entered2
     return out
 
@@ -77,8 +87,10 @@ def _torchvision_test_samples(base: Path, images: Path) -> list[tuple[str, int]]
     import csv
 
     with open(base / "GT-final_test.csv") as f:
-        return [(str(images / row["Filename"]), int(row["ClassId"]))
-                for row in csv.DictReader(f, delimiter=";", skipinitialspace=True)]
+        return [
+            (str(images / row["Filename"]), int(row["ClassId"]))
+            for row in csv.DictReader(f, delimiter=";", skipinitialspace=True)
+        ]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -133,15 +145,21 @@ def test_find_test_split_in_every_layout(layouts, name, rel_images, rel_csv) -> 
 
 def test_pointing_inside_the_data_set_works(synth_root: Path) -> None:
     assert data.find_split(synth_root / "Final_Training", "train").layout == "class-folders"
-    assert data.find_split(synth_root / "Final_Training" / "Images", "train").layout == "class-folders"
+    assert (
+        data.find_split(synth_root / "Final_Training" / "Images", "train").layout == "class-folders"
+    )
 
 
 def test_nothing_found_lists_every_place_looked(tmp_path: Path) -> None:
     with pytest.raises(DatasetNotFoundError) as exc:
         data.find_split(tmp_path, "train")
     msg = str(exc.value)
-    for rel in ("GTSRB/Final_Training/Images", "GTSRB/Training", "Final_Training/Images",
-                "gtsrb/GTSRB/Training"):
+    for rel in (
+        "GTSRB/Final_Training/Images",
+        "GTSRB/Training",
+        "Final_Training/Images",
+        "gtsrb/GTSRB/Training",
+    ):
         assert str(tmp_path / rel) in msg
     with pytest.raises(DatasetNotFoundError) as exc:
         data.find_split(tmp_path, "test")
@@ -179,7 +197,9 @@ def test_train_order_and_labels_match_torchvision(layouts) -> None:
 def test_test_order_and_labels_match_torchvision(layouts) -> None:
     root = layouts["torchvision"]
     _, labels, meta = data.load_split(root, "test", dtype="uint8")
-    expected = _torchvision_test_samples(root / "gtsrb", root / "gtsrb" / "GTSRB" / "Final_Test" / "Images")
+    expected = _torchvision_test_samples(
+        root / "gtsrb", root / "gtsrb" / "GTSRB" / "Final_Test" / "Images"
+    )
     assert [str(p) for p in meta.paths] == [p for p, _ in expected]
     assert labels.tolist() == [c for _, c in expected]
     assert len(labels) == SYNTH_TEST
@@ -187,11 +207,15 @@ def test_test_order_and_labels_match_torchvision(layouts) -> None:
 
 
 def test_every_layout_loads_the_same_data(layouts) -> None:
-    sums = {name: data.load_split(layouts[name], "train", dtype="uint8")[2].checksum
-            for name in ("entered", "official", "fixed", "torchvision")}
+    sums = {
+        name: data.load_split(layouts[name], "train", dtype="uint8")[2].checksum
+        for name in ("entered", "official", "fixed", "torchvision")
+    }
     assert len(set(sums.values())) == 1, sums
-    tests = {name: data.load_split(layouts[name], "test", dtype="uint8")[2].checksum
-             for name in ("entered", "official", "torchvision", "entered-labels-in-final-test")}
+    tests = {
+        name: data.load_split(layouts[name], "test", dtype="uint8")[2].checksum
+        for name in ("entered", "official", "torchvision", "entered-labels-in-final-test")
+    }
     assert len(set(tests.values())) == 1, tests
 
 
@@ -225,8 +249,9 @@ def test_without_csv_sizes_come_from_headers_and_roi_is_the_whole_image(layouts)
 
 def test_float32_is_normalised_uint8_in_nchw(synth_root: Path) -> None:
     u8, _, _ = data.load_split(synth_root, "train", dtype="uint8", limit=50)
-    f32, _, _ = data.load_split(synth_root, "train", dtype="float32", limit=50,
-                                mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+    f32, _, _ = data.load_split(
+        synth_root, "train", dtype="float32", limit=50, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3)
+    )
     assert f32.shape == (50, 3, 32, 32) and f32.dtype == np.float32 and f32.flags.c_contiguous
     mean = np.array([0.5, 0.4, 0.3], np.float32)[:, None, None]
     std = np.array([0.2, 0.25, 0.3], np.float32)[:, None, None]
@@ -241,7 +266,9 @@ def test_roi_crop_matches_pillow(synth_root: Path) -> None:
     for i in (0, 123, N_TRAIN - 1):
         x1, y1, x2, y2 = (int(v) for v in meta.rois[i])
         with Image.open(meta.paths[i]) as im:
-            ref = np.asarray(im.convert("RGB").crop((x1, y1, x2 + 1, y2 + 1)).resize((24, 24), Image.BILINEAR))
+            ref = np.asarray(
+                im.convert("RGB").crop((x1, y1, x2 + 1, y2 + 1)).resize((24, 24), Image.BILINEAR)
+            )
         diff = np.abs(cropped[i].astype(int) - ref.astype(int))
         assert diff.max() <= 1, (i, diff.max())
 
@@ -270,8 +297,9 @@ def test_limit_keeps_every_class(synth_root: Path) -> None:
     assert set(labels.tolist()) == set(range(43))
 
 
-@pytest.mark.parametrize("kwargs", [dict(dtype="float64"), dict(size=0), dict(size=True),
-                                    dict(limit=0), dict(limit=2.5)])
+@pytest.mark.parametrize(
+    "kwargs", [dict(dtype="float64"), dict(size=0), dict(size=True), dict(limit=0), dict(limit=2.5)]
+)
 def test_bad_arguments(synth_root: Path, kwargs) -> None:
     with pytest.raises(NeonsignValueError):
         data.load_split(synth_root, "train", **kwargs)
@@ -348,7 +376,10 @@ def test_csv_filename_escaping_its_folder(synth_root: Path, tmp_path: Path) -> N
 
 def test_unlabelled_test_csv_is_refused(synth_root: Path, tmp_path: Path) -> None:
     shutil.copytree(synth_root / "Final_Test", tmp_path / "Final_Test")
-    shutil.copy(synth_root / "Final_Test" / "Images" / "GT-final_test.test.csv", tmp_path / "GT-final_test.csv")
+    shutil.copy(
+        synth_root / "Final_Test" / "Images" / "GT-final_test.test.csv",
+        tmp_path / "GT-final_test.csv",
+    )
     with pytest.raises(AnnotationError, match="no ClassId"):
         data.load_split(tmp_path, "test")
 
@@ -361,7 +392,7 @@ def _check_track_split(meta: data.SplitMeta, train_idx: np.ndarray, val_idx: np.
     assert train_idx.dtype == val_idx.dtype == np.int64
     assert np.intersect1d(train_idx, val_idx).size == 0
     np.testing.assert_array_equal(np.union1d(train_idx, val_idx), np.arange(len(meta)))
-    key = [(int(lab), t) for lab, t in zip(meta.labels, meta.track_ids)]
+    key = [(int(lab), t) for lab, t in zip(meta.labels, meta.track_ids, strict=False)]
     train_tracks = {key[i] for i in train_idx}
     val_tracks = {key[i] for i in val_idx}
     assert not train_tracks & val_tracks
@@ -425,7 +456,9 @@ def test_cli_data_info_nothing_found(tmp_path: Path, capsys) -> None:
 def real_root() -> Path:
     root = real_gtsrb_root()
     if root is None:
-        pytest.skip("real GTSRB not found: set GTSRB_ROOT or provide ../shared/gtsrb beside the repository")
+        pytest.skip(
+            "real GTSRB not found: set GTSRB_ROOT or provide ../shared/gtsrb beside the repository"
+        )
     return root
 
 
@@ -445,7 +478,9 @@ def test_real_training_split(real_root: Path) -> None:
     assert 0.15 < len(val_idx) / len(meta) < 0.25
 
 
-def test_unreadable_file_without_csv_is_named_even_with_roi(synth_root: Path, tmp_path: Path) -> None:
+def test_unreadable_file_without_csv_is_named_even_with_roi(
+    synth_root: Path, tmp_path: Path
+) -> None:
     root = tmp_path / "fixed"
     _copy_train(synth_root, root / "GTSRB" / "Training", with_csv=False)
     bad = root / "GTSRB" / "Training" / "00002" / "00000_00001.ppm"

@@ -82,14 +82,20 @@ def _zip(entries: dict[str, Path | bytes]) -> bytes:
 @pytest.fixture(scope="module")
 def archives(synth_root: Path) -> dict[str, bytes]:
     """The three official archives, in their real internal layout, from the synthetic data."""
-    train = {f"GTSRB/Training/{p.parent.name}/{p.name}": p
-             for p in sorted((synth_root / "Final_Training" / "Images").glob("*/*"))}
-    test = {f"GTSRB/Final_Test/Images/{p.name}": p
-            for p in sorted((synth_root / "Final_Test" / "Images").iterdir())}
+    train = {
+        f"GTSRB/Training/{p.parent.name}/{p.name}": p
+        for p in sorted((synth_root / "Final_Training" / "Images").glob("*/*"))
+    }
+    test = {
+        f"GTSRB/Final_Test/Images/{p.name}": p
+        for p in sorted((synth_root / "Final_Test" / "Images").iterdir())
+    }
     return {
         ARCHIVES["train"].filename: _zip(train),
         ARCHIVES["test_images"].filename: _zip(test),
-        ARCHIVES["test_labels"].filename: _zip({"GT-final_test.csv": synth_root / "GT-final_test.csv"}),
+        ARCHIVES["test_labels"].filename: _zip(
+            {"GT-final_test.csv": synth_root / "GT-final_test.csv"}
+        ),
     }
 
 
@@ -105,12 +111,19 @@ def _sums(archives: dict[str, bytes]) -> dict[str, str]:
     return {name: hashlib.md5(body).hexdigest() for name, body in archives.items()}
 
 
-def test_download_extract_and_load(server: _Server, archives, synth_root: Path, tmp_path: Path) -> None:
-    root = download(tmp_path / "gtsrb", "all", base_url=server.url, progress=False,
-                    checksums=_sums(archives))
+def test_download_extract_and_load(
+    server: _Server, archives, synth_root: Path, tmp_path: Path
+) -> None:
+    root = download(
+        tmp_path / "gtsrb", "all", base_url=server.url, progress=False, checksums=_sums(archives)
+    )
     assert (root / "GTSRB" / "Training" / "00042").is_dir()
     assert (root / "GT-final_test.csv").is_file()
-    assert not list(root.glob("*.zip")) and not list(root.glob("*.part")) and not list(root.glob(".neonsign-*"))
+    assert (
+        not list(root.glob("*.zip"))
+        and not list(root.glob("*.part"))
+        and not list(root.glob(".neonsign-*"))
+    )
     spec = data.find_split(root, "train")
     assert spec.layout == "official-fixed"
     _, labels, meta = data.load_split(root, "train", dtype="uint8")
@@ -133,7 +146,9 @@ def test_force_replaces_existing_data(server: _Server, archives, tmp_path: Path)
     marker.write_text("old")
     download(root, "test", base_url=server.url, progress=False, checksums=_sums(archives))
     assert marker.exists()  # not overwritten without force
-    download(root, "test", base_url=server.url, progress=False, checksums=_sums(archives), force=True)
+    download(
+        root, "test", base_url=server.url, progress=False, checksums=_sums(archives), force=True
+    )
     assert not marker.exists() and (root / "GTSRB" / "Final_Test" / "Images" / "00000.ppm").exists()
 
 
@@ -141,8 +156,13 @@ def test_wrong_md5_raises_and_deletes_the_part(server: _Server, archives, tmp_pa
     name = ARCHIVES["test_labels"].filename
     real = hashlib.md5(archives[name]).hexdigest()
     with pytest.raises(ChecksumError) as exc:
-        download(tmp_path, "test", base_url=server.url, progress=False,
-                 checksums={**_sums(archives), name: "0" * 32})
+        download(
+            tmp_path,
+            "test",
+            base_url=server.url,
+            progress=False,
+            checksums={**_sums(archives), name: "0" * 32},
+        )
     assert "0" * 32 in str(exc.value) and real in str(exc.value)
     assert not (tmp_path / (name + ".part")).exists() and not (tmp_path / name).exists()
     assert not (tmp_path / "GT-final_test.csv").exists()
@@ -159,8 +179,14 @@ def test_interrupted_transfer_resumes_with_range(server: _Server, archives, tmp_
     size = len(archives[name])
     server.cut_next[name] = size // 3
     with pytest.raises(DownloadError, match="interrupted") as exc:
-        download(tmp_path, "train", base_url=server.url, progress=False,
-                 checksums=_sums(archives), retries=0)
+        download(
+            tmp_path,
+            "train",
+            base_url=server.url,
+            progress=False,
+            checksums=_sums(archives),
+            retries=0,
+        )
     assert not isinstance(exc.value, ChecksumError)
     part = tmp_path / (name + ".part")
     assert part.stat().st_size == size // 3
@@ -206,8 +232,13 @@ def test_zip_slip_is_refused(server: _Server, archives, tmp_path: Path) -> None:
     name = ARCHIVES["test_labels"].filename
     server.files[name] = _zip({"GT-final_test.csv": b"x", "../../evil.txt": b"owned"})
     with pytest.raises(DownloadError, match="unsafe member"):
-        download(tmp_path / "r", "test", base_url=server.url, progress=False,
-                 checksums={**_sums(archives), name: hashlib.md5(server.files[name]).hexdigest()})
+        download(
+            tmp_path / "r",
+            "test",
+            base_url=server.url,
+            progress=False,
+            checksums={**_sums(archives), name: hashlib.md5(server.files[name]).hexdigest()},
+        )
     assert not (tmp_path / "evil.txt").exists() and not (tmp_path.parent / "evil.txt").exists()
     assert not (tmp_path / "r" / "GT-final_test.csv").exists()
 
@@ -216,8 +247,13 @@ def test_corrupt_archive_is_a_download_error(server: _Server, archives, tmp_path
     name = ARCHIVES["test_labels"].filename
     server.files[name] = b"this is not a zip file"
     with pytest.raises(DownloadError, match="cannot extract"):
-        download(tmp_path, "test", base_url=server.url, progress=False,
-                 checksums={**_sums(archives), name: hashlib.md5(server.files[name]).hexdigest()})
+        download(
+            tmp_path,
+            "test",
+            base_url=server.url,
+            progress=False,
+            checksums={**_sums(archives), name: hashlib.md5(server.files[name]).hexdigest()},
+        )
     assert not list(tmp_path.glob(".neonsign-extract-*"))
 
 
@@ -228,5 +264,8 @@ def test_bad_split(tmp_path: Path) -> None:
 
 def test_cli_download_reports_http_errors(server: _Server, tmp_path: Path, capsys) -> None:
     server.files.clear()
-    assert cli.main(["download", str(tmp_path), "--split", "test", "--base-url", server.url, "-q"]) == 2
+    assert (
+        cli.main(["download", str(tmp_path), "--split", "test", "--base-url", server.url, "-q"])
+        == 2
+    )
     assert "HTTP 404" in capsys.readouterr().err

@@ -118,22 +118,32 @@ def test_layers_vs_pytorch(sd, images, kernel):
     t = {k: torch.from_numpy(v) for k, v in sd.items()}
     x = images[:5]
     with torch.no_grad():
-        p1 = F.max_pool2d(F.relu(F.conv2d(torch.from_numpy(x), t["conv1.weight"], t["conv1.bias"])), 2)
+        p1 = F.max_pool2d(
+            F.relu(F.conv2d(torch.from_numpy(x), t["conv1.weight"], t["conv1.bias"])), 2
+        )
         p2 = F.max_pool2d(F.relu(F.conv2d(p1, t["conv2.weight"], t["conv2.bias"])), 2)
         h = F.relu(F.linear(p2.flatten(1), t["fc1.weight"], t["fc1.bias"]))
         out = F.linear(h, t["fc2.weight"], t["fc2.bias"])
-    got1 = _native.kernel_conv3x3(kernel, x, sd["conv1.weight"], sd["conv1.bias"], relu=True, pool=True)
+    got1 = _native.kernel_conv3x3(
+        kernel, x, sd["conv1.weight"], sd["conv1.bias"], relu=True, pool=True
+    )
     np.testing.assert_allclose(got1, p1.numpy(), atol=1e-5, rtol=1e-5)
-    got2 = _native.kernel_conv3x3(kernel, p1.numpy(), sd["conv2.weight"], sd["conv2.bias"], relu=True, pool=True)
+    got2 = _native.kernel_conv3x3(
+        kernel, p1.numpy(), sd["conv2.weight"], sd["conv2.bias"], relu=True, pool=True
+    )
     np.testing.assert_allclose(got2, p2.numpy(), atol=1e-5, rtol=1e-5)
-    goth = _native.kernel_linear(kernel, p2.flatten(1).numpy(), sd["fc1.weight"], sd["fc1.bias"], relu=True)
+    goth = _native.kernel_linear(
+        kernel, p2.flatten(1).numpy(), sd["fc1.weight"], sd["fc1.bias"], relu=True
+    )
     np.testing.assert_allclose(goth, h.numpy(), atol=1e-5, rtol=1e-5)
     goto = _native.kernel_linear(kernel, h.numpy(), sd["fc2.weight"], sd["fc2.bias"])
     np.testing.assert_allclose(goto, out.numpy(), atol=1e-5, rtol=1e-5)
 
 
 def test_large_batch_spans_chunks(sd):
-    x = random_images(300, seed=5)  # default kernel: SIMD (neon under emulation)  # more than one internal chunk of 256 images
+    x = random_images(
+        300, seed=5
+    )  # default kernel: SIMD (neon under emulation)  # more than one internal chunk of 256 images
     eng = Engine(sd)
     got = eng.predict(x)
     np.testing.assert_array_equal(got[:64], eng.predict(x[:64]))
@@ -158,7 +168,9 @@ def test_single_image_and_classify(sd, images):
 
 def test_float64_input_is_converted(sd, images):
     eng = Engine(sd)
-    np.testing.assert_array_equal(eng.predict(images[:3].astype(np.float64)), eng.predict(images[:3]))
+    np.testing.assert_array_equal(
+        eng.predict(images[:3].astype(np.float64)), eng.predict(images[:3])
+    )
 
 
 # ---- kernels -------------------------------------------------------------------------------------
@@ -358,7 +370,9 @@ def test_native_create_names_the_tensor(sd):
 
     args = [sd[k] for k in WEIGHT_SHAPES]
     args[4] = np.zeros((128, 2300), np.float32)
-    with pytest.raises(ModelError, match=r"fc1.weight must have shape \(128, 2304\), got \(128, 2300\)"):
+    with pytest.raises(
+        ModelError, match=r"fc1.weight must have shape \(128, 2304\), got \(128, 2300\)"
+    ):
         _native.net_create(*args)
     args[4] = sd["fc1.weight"].astype(np.float64)
     with pytest.raises(ModelError, match="fc1.weight must have dtype float32"):
@@ -367,7 +381,9 @@ def test_native_create_names_the_tensor(sd):
 
 def test_prefixed_state_dict(sd, images):
     prefixed = {f"module.{k}": v for k, v in sd.items()}
-    np.testing.assert_array_equal(Engine(prefixed).predict(images[:2]), Engine(sd).predict(images[:2]))
+    np.testing.assert_array_equal(
+        Engine(prefixed).predict(images[:2]), Engine(sd).predict(images[:2])
+    )
 
 
 # ---- files --------------------------------------------------------------------------------------
@@ -411,10 +427,14 @@ def test_from_file_pth(sd, images, tmp_path):
     net = _torch_net(sd)
     p = tmp_path / "model.pth"
     torch.save(net.state_dict(), p)
-    np.testing.assert_array_equal(Engine.from_file(p).predict(images[:3]), Engine(sd).predict(images[:3]))
+    np.testing.assert_array_equal(
+        Engine.from_file(p).predict(images[:3]), Engine(sd).predict(images[:3])
+    )
     e = Engine.from_state_dict(net.state_dict())
     np.testing.assert_array_equal(e.predict(images[:3]), Engine(sd).predict(images[:3]))
     # half-precision tensors are widened to float32
     half = {k: v.to(torch.bfloat16) for k, v in net.state_dict().items()}
     want = {k: v.float().numpy() for k, v in half.items()}
-    np.testing.assert_array_equal(Engine(half).predict(images[:3]), Engine(want).predict(images[:3]))
+    np.testing.assert_array_equal(
+        Engine(half).predict(images[:3]), Engine(want).predict(images[:3])
+    )

@@ -22,7 +22,9 @@ TORCH_BACKENDS = [b for b in evaluate.BACKENDS if b.startswith("torch")]
 def model_and_data(tmp_path_factory):
     torch.manual_seed(0)
     m = TrafficSignNet().eval()
-    d = artifacts.save_model(tmp_path_factory.mktemp("m") / "model", m.state_dict(), artifacts.make_card())
+    d = artifacts.save_model(
+        tmp_path_factory.mktemp("m") / "model", m.state_dict(), artifacts.make_card()
+    )
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(150, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 43, size=150)
@@ -38,7 +40,7 @@ def test_confusion_matrix_and_metrics_match_a_loop():
     p = np.where(rng.random(500) < 0.7, y, rng.integers(0, 43, size=500))
     cm = evaluate.confusion_matrix(y, p)
     ref = np.zeros((43, 43), np.int64)
-    for a, b in zip(y, p):
+    for a, b in zip(y, p, strict=False):
         ref[a, b] += 1
     assert np.array_equal(cm, ref)
     m = evaluate.classification_metrics(y, p)
@@ -104,7 +106,9 @@ def test_default_backend_is_native_when_the_engine_exists():
     assert evaluate.default_backend() == expected
 
 
-@pytest.mark.skipif("native" not in evaluate.available_backends(), reason="neonsign.engine not built yet")
+@pytest.mark.skipif(
+    "native" not in evaluate.available_backends(), reason="neonsign.engine not built yet"
+)
 def test_native_backend_agrees_with_torch(model_and_data):
     d, images, labels, expected = model_and_data
     r = evaluate.evaluate_arrays(d, images, labels, backend="native", profile=False)
@@ -119,8 +123,23 @@ def test_native_backend_agrees_with_torch(model_and_data):
 def test_cli_json_contract(synth, model_and_data, tmp_path):
     d = model_and_data[0]
     out = tmp_path / "result.json"
-    cmd = [sys.executable, "-m", "neonsign.cli", "test", "--model", str(d), "--data", str(synth),
-           "--split", "test", "--backend", "torch", "--json", str(out), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "neonsign.cli",
+        "test",
+        "--model",
+        str(d),
+        "--data",
+        str(synth),
+        "--split",
+        "test",
+        "--backend",
+        "torch",
+        "--json",
+        str(out),
+        "--quiet",
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     res = json.loads(out.read_text())

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from support import needs_subprocess
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,10 +41,27 @@ def test_replay(source: Path, seeds: Path, tmp_path: Path) -> None:
     assert match, f"{source.name} must name its core sources in a 'sources:' comment line"
     core = [str(REPO / "csrc" / "core" / name) for name in match.group(1).split()]
     exe = tmp_path / source.stem
-    cmd = [CC, "-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-Wno-unused-parameter",
-           "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
-           "-fno-omit-frame-pointer", f"-I{REPO / 'csrc'}", f"-I{REPO / 'csrc' / 'core'}",
-           str(FUZZ / "driver.c"), str(source), *core, "-o", str(exe), "-pthread", "-lm"]
+    cmd = [
+        CC,
+        "-std=c11",
+        "-O1",
+        "-g",
+        "-Wall",
+        "-Wextra",
+        "-Wno-unused-parameter",
+        "-fsanitize=address,undefined",
+        "-fno-sanitize-recover=undefined",
+        "-fno-omit-frame-pointer",
+        f"-I{REPO / 'csrc'}",
+        f"-I{REPO / 'csrc' / 'core'}",
+        str(FUZZ / "driver.c"),
+        str(source),
+        *core,
+        "-o",
+        str(exe),
+        "-pthread",
+        "-lm",
+    ]
     build = subprocess.run(cmd, capture_output=True, text=True)
     assert build.returncode == 0, build.stderr
     inputs = sorted((seeds / source.stem).iterdir())
@@ -52,7 +70,8 @@ def test_replay(source: Path, seeds: Path, tmp_path: Path) -> None:
         inputs += sorted(p for p in regressions.iterdir() if p.is_file())
     assert inputs, f"no inputs for {source.stem}"
     env = dict(os.environ, UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
-    run = subprocess.run([str(exe), *map(str, inputs)], capture_output=True, text=True,
-                         timeout=300, env=env)
+    run = subprocess.run(
+        [str(exe), *map(str, inputs)], capture_output=True, text=True, timeout=300, env=env
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert f"replayed {len(inputs)} inputs: ok" in run.stdout

@@ -25,8 +25,16 @@ def models(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     from neonsign.train import train
 
     root = tmp_path_factory.mktemp("gate_models")
-    trained = train(synth_root, root / "trained", epochs=6, batch_size=32, seed=0, threads=1,
-                    quiet=True, track=False).model_dir
+    trained = train(
+        synth_root,
+        root / "trained",
+        epochs=6,
+        batch_size=32,
+        seed=0,
+        threads=1,
+        quiet=True,
+        track=False,
+    ).model_dir
     rnd = save_model(root / "random", random_state_dict(5), make_card(metrics={}))
     return Path(trained), rnd
 
@@ -67,13 +75,31 @@ def test_gate_bad_arguments(models: tuple[Path, Path], synth_root: Path, tmp_pat
 def test_gate_cli_exit_codes(models: tuple[Path, Path], synth_root: Path, tmp_path: Path) -> None:
     trained, rnd = models
     out = tmp_path / "verdict.json"
-    cmd = [sys.executable, "-m", "neonsign.cli", "gate", "--data", str(synth_root),
-           "--fail-if-slower", "400", "--out", str(out)]
-    r = subprocess.run(cmd + ["--candidate", str(rnd), "--champion", str(trained)],
-                       capture_output=True, text=True, timeout=300)
+    cmd = [
+        sys.executable,
+        "-m",
+        "neonsign.cli",
+        "gate",
+        "--data",
+        str(synth_root),
+        "--fail-if-slower",
+        "400",
+        "--out",
+        str(out),
+    ]
+    r = subprocess.run(
+        cmd + ["--candidate", str(rnd), "--champion", str(trained)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 1, r.stderr
     assert json.loads(out.read_text())["accepted"] is False
-    r = subprocess.run(cmd + ["--candidate", str(trained), "--champion", str(rnd)],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        cmd + ["--candidate", str(trained), "--champion", str(rnd)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert json.loads(out.read_text())["accepted"] is True

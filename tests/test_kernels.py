@@ -62,8 +62,17 @@ def test_conv3x3_relu_pool_vs_reference(kernel, shape):
 
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize(
-    "rows,k,n", [(1, 2304, 128), (64, 2304, 128), (17, 128, 43), (3, 128, 43), (1, 1, 1),
-                 (13, 5, 33), (100, 31, 70), (25, 64, 16)]
+    "rows,k,n",
+    [
+        (1, 2304, 128),
+        (64, 2304, 128),
+        (17, 128, 43),
+        (3, 128, 43),
+        (1, 1, 1),
+        (13, 5, 33),
+        (100, 31, 70),
+        (25, 64, 16),
+    ],
 )
 @pytest.mark.parametrize("relu_on", [False, True])
 def test_linear_vs_reference(kernel, rows, k, n, relu_on):

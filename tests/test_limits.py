@@ -18,7 +18,8 @@ import time
 import numpy as np
 import pytest
 
-from neonsign import errors, preprocess as pp
+from neonsign import errors
+from neonsign import preprocess as pp
 from support import needs_subprocess
 
 HUGE_P6 = b"P6\n60000 60000\n255\n0123456789"
@@ -139,11 +140,17 @@ CHILD = textwrap.dedent(
 
 @needs_subprocess
 @pytest.mark.skipif(sys.platform != "linux", reason="uses /proc and RLIMIT_AS")
-@pytest.mark.skipif("LD_PRELOAD" in os.environ and "asan" in os.environ["LD_PRELOAD"],
-                    reason="ASan reserves terabytes of shadow memory: RLIMIT_AS cannot apply")
+@pytest.mark.skipif(
+    "LD_PRELOAD" in os.environ and "asan" in os.environ["LD_PRELOAD"],
+    reason="ASan reserves terabytes of shadow memory: RLIMIT_AS cannot apply",
+)
 def test_huge_declared_sizes_never_allocated(tmp_path):
-    run = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path / "x.ppm")],
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-c", CHILD, str(tmp_path / "x.ppm")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     lines = run.stdout.split("\n")
     assert "MemoryError" not in run.stdout, run.stdout

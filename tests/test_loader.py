@@ -11,8 +11,9 @@ import pytest
 from PIL import Image
 
 import neonsign
-from neonsign import errors, preprocess as pp
 from conftest import real_gtsrb_root
+from neonsign import errors
+from neonsign import preprocess as pp
 from pillow_ref import assert_matches_pillow
 
 rng = np.random.default_rng(7)
@@ -32,7 +33,9 @@ def split(tmp_path_factory):
         h, w = (int(v) for v in rng.integers(15, 130, 2))
         img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         # smooth content so resampling differences would show
-        img = ((img.astype(np.uint16) + np.roll(img, 1, 0) + np.roll(img, 1, 1)) // 3).astype(np.uint8)
+        img = ((img.astype(np.uint16) + np.roll(img, 1, 0) + np.roll(img, 1, 1)) // 3).astype(
+            np.uint8
+        )
         p = d / f"{i:05d}.ppm"
         if i % 10 == 3:  # plain P3
             body = " ".join(str(int(v)) for v in img.ravel())
@@ -51,7 +54,7 @@ def split(tmp_path_factory):
 
 def pillow_ref(images, rois, size=32):
     out = []
-    for img, roi in zip(images, rois if rois is not None else [None] * len(images)):
+    for img, roi in zip(images, rois if rois is not None else [None] * len(images), strict=False):
         im = Image.fromarray(img)
         if roi is not None:
             x1, y1, x2, y2 = (int(v) for v in roi)
@@ -74,7 +77,9 @@ def test_roi_and_float32_match_pillow_then_torchvision_arithmetic(split):
     res8 = pp.load_images(paths, rois=rois, dtype="uint8")
     assert_matches_pillow(res8.images, pillow_ref(images, rois))
     assert res.images.shape == (60, 3, 32, 32) and res.images.dtype == np.float32
-    np.testing.assert_array_equal(res.images, pp.normalize(res8.images, (0.1, 0.2, 0.3), (0.3, 0.4, 0.5)))
+    np.testing.assert_array_equal(
+        res.images, pp.normalize(res8.images, (0.1, 0.2, 0.3), (0.3, 0.4, 0.5))
+    )
 
 
 def test_roi_minus_one_means_whole_image(split):
@@ -83,7 +88,7 @@ def test_roi_minus_one_means_whole_image(split):
     rois[::2] = -1
     res = pp.load_images(paths, rois=rois, dtype="uint8", size=(20, 24))
     assert res.images.shape == (60, 20, 24, 3)
-    for i, (img, roi) in enumerate(zip(images, rois)):
+    for i, (img, roi) in enumerate(zip(images, rois, strict=False)):
         im = Image.fromarray(img)
         if i % 2:
             im = im.crop((roi[0], roi[1], roi[2] + 1, roi[3] + 1))
@@ -94,8 +99,12 @@ def test_single_image_path_equals_load_images(split):
     paths, rois, _ = split
     res = pp.load_images(paths[:5], rois=rois[:5])
     for i in range(5):
-        np.testing.assert_array_equal(pp.preprocess_image(pp.read_ppm(paths[i]), roi=rois[i]), res.images[i])
-        np.testing.assert_array_equal(pp.preprocess_image(paths[i].read_bytes(), roi=rois[i]), res.images[i])
+        np.testing.assert_array_equal(
+            pp.preprocess_image(pp.read_ppm(paths[i]), roi=rois[i]), res.images[i]
+        )
+        np.testing.assert_array_equal(
+            pp.preprocess_image(paths[i].read_bytes(), roi=rois[i]), res.images[i]
+        )
 
 
 @pytest.mark.parametrize("dtype", ["float32", "uint8"])
@@ -231,13 +240,15 @@ def test_shared_gtsrb_if_present():
     base = real_gtsrb_root()
     root = base / "Final_Training" / "Images" / "00014" if base else None
     if root is None or not root.is_dir():
-        pytest.skip("real GTSRB not found: set GTSRB_ROOT or provide ../shared/gtsrb beside the repository")
+        pytest.skip(
+            "real GTSRB not found: set GTSRB_ROOT or provide ../shared/gtsrb beside the repository"
+        )
     ann = pp.read_annotations(root / "GT-00014.csv")[:100]
     paths = [root / a.filename for a in ann]
     rois = np.array([a.roi for a in ann])
     res = pp.load_images(paths, rois=rois, dtype="uint8")
     ref = []
-    for p, (x1, y1, x2, y2) in zip(paths, rois):
+    for p, (x1, y1, x2, y2) in zip(paths, rois, strict=False):
         im = Image.open(p).crop((x1, y1, x2 + 1, y2 + 1))
         ref.append(np.asarray(im.resize((32, 32), Image.BILINEAR)))
     assert_matches_pillow(res.images, np.stack(ref))

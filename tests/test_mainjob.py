@@ -61,7 +61,9 @@ def test_main_job_runs_every_stage_and_never_overwrites(synth, tmp_path, capsys,
     assert summary["compare"] == [h for c in comp for h in c["headline"]]
 
     # the job ends with the tables; summary.md also went to $GITHUB_STEP_SUMMARY
-    assert out.index("== summary") < out.index("torch-onednn-off -> torch") < out.index("artifacts in")
+    assert (
+        out.index("== summary") < out.index("torch-onednn-off -> torch") < out.index("artifacts in")
+    )
     assert comp[0]["headline"][0] in out
     md = (run_dir / "summary.md").read_text()
     assert "## neonsign profile" in md and "## neonsign compare" in md and "accuracy" in md

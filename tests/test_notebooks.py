@@ -27,7 +27,9 @@ def test_notebook_is_stripped(path: Path) -> None:
     for i, cell in enumerate(nb["cells"]):
         if cell["cell_type"] == "code":
             assert cell.get("outputs") == [], f"{path.name} cell {i} has outputs"
-            assert cell.get("execution_count") is None, f"{path.name} cell {i} has an execution count"
+            assert cell.get("execution_count") is None, (
+                f"{path.name} cell {i} has an execution count"
+            )
         assert "attachments" not in cell, f"{path.name} cell {i} has attachments"
     assert nb["metadata"]["language_info"]["file_extension"] == ".py"  # nbconvert --to script
 

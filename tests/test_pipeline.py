@@ -39,7 +39,13 @@ def test_pipeline_runs_resumes_and_traces(synth_root: Path, tmp_path: Path) -> N
     assert mv.tags["run_dir"] == str(rd.resolve()) and mv.tags["gate_accepted"] == "true"
 
     again = run(synth_root, rd, registry_uri=uri, **OPTS)
-    assert again["ran"] == [] and again["skipped"] == ["train", "test", "profile", "gate", "register"]
+    assert again["ran"] == [] and again["skipped"] == [
+        "train",
+        "test",
+        "profile",
+        "gate",
+        "register",
+    ]
     assert again["registry_version"] == ctx["registry_version"]
 
     (rd / "profile.json").unlink()  # a lost output: that stage and what consumed it rerun

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from neonsign import errors, preprocess as pp
+from neonsign import errors
+from neonsign import preprocess as pp
 
 
 def p6(img: np.ndarray, maxval: int = 255, header_extra: bytes = b"") -> bytes:

@@ -8,7 +8,6 @@ import pytest
 from neonsign import _native
 from support import needs_subprocess
 
-
 # ---------------------------------------------------------------------------------------------
 # The C span recorder
 
@@ -19,7 +18,9 @@ def _tree(rec: _native.Recorder) -> list[tuple[str, int, str | None]]:
     out = []
     for i in range(rec.count):
         p = int(r["parent"][i])
-        out.append((names[r["name"][i]], int(r["depth"][i]), names[r["name"][p]] if p >= 0 else None))
+        out.append(
+            (names[r["name"][i]], int(r["depth"][i]), names[r["name"][p]] if p >= 0 else None)
+        )
     return out
 
 
@@ -113,20 +114,20 @@ def test_recorder_grows_past_its_initial_capacity():
 @pytest.mark.parametrize(
     "action, exc",
     [
-        (lambda r: r.end(), ValueError),                                 # end without begin
-        (lambda r: (r.begin("a"), r.end("b")), ValueError),              # mismatched end
-        (lambda r: r.begin(""), ValueError),                             # empty name
-        (lambda r: r.begin("x" * 200), ValueError),                      # name too long
-        (lambda r: r.begin("a\0b"), ValueError),                         # embedded NUL
-        (lambda r: r.begin(3.5), TypeError),                             # not a name
-        (lambda r: r.begin(99), ValueError),                             # unknown id
-        (lambda r: r.add("a", 10, parent=5), ValueError),                # no such parent
-        (lambda r: r.add("a", 2**64 - 1, start_ns=10), ValueError),      # clock overflow
-        (lambda r: r.add("a", -5), OverflowError),                       # negative duration
-        (lambda r: r.add("a", 5, calls=0), ValueError),                  # no calls
-        (lambda r: r.add("a", 5, start_ns=-1), OverflowError),           # negative start
-        (lambda r: r.add("a", 1.5), TypeError),                          # not an integer
-        (lambda r: [r.begin("d") for _ in range(100)], Exception),       # too deep
+        (lambda r: r.end(), ValueError),  # end without begin
+        (lambda r: (r.begin("a"), r.end("b")), ValueError),  # mismatched end
+        (lambda r: r.begin(""), ValueError),  # empty name
+        (lambda r: r.begin("x" * 200), ValueError),  # name too long
+        (lambda r: r.begin("a\0b"), ValueError),  # embedded NUL
+        (lambda r: r.begin(3.5), TypeError),  # not a name
+        (lambda r: r.begin(99), ValueError),  # unknown id
+        (lambda r: r.add("a", 10, parent=5), ValueError),  # no such parent
+        (lambda r: r.add("a", 2**64 - 1, start_ns=10), ValueError),  # clock overflow
+        (lambda r: r.add("a", -5), OverflowError),  # negative duration
+        (lambda r: r.add("a", 5, calls=0), ValueError),  # no calls
+        (lambda r: r.add("a", 5, start_ns=-1), OverflowError),  # negative start
+        (lambda r: r.add("a", 1.5), TypeError),  # not an integer
+        (lambda r: [r.begin("d") for _ in range(100)], Exception),  # too deep
     ],
 )
 def test_recorder_rejects_bad_use(action, exc):
@@ -170,7 +171,10 @@ def test_python_recorder_span_context_manager_and_spans():
     rec.enable()
     spans = rec.spans()
     assert [(s["name"], s["depth"]) for s in spans] == [("forward", 0), ("conv1", 1), ("fc1", 1)]
-    assert spans[0]["self_ns"] == spans[0]["duration_ns"] - spans[1]["duration_ns"] - spans[2]["duration_ns"]
+    assert (
+        spans[0]["self_ns"]
+        == spans[0]["duration_ns"] - spans[1]["duration_ns"] - spans[2]["duration_ns"]
+    )
     assert all(s["self_ns"] >= 0 for s in spans)
 
 
@@ -178,9 +182,8 @@ def test_recorder_span_closes_on_exception():
     from neonsign.profiler import Recorder
 
     rec = Recorder()
-    with pytest.raises(KeyError):
-        with rec.span("boom"):
-            raise KeyError("x")
+    with pytest.raises(KeyError), rec.span("boom"):
+        raise KeyError("x")
     assert rec.open_spans == 0 and rec.records()["complete"].all()
 
 
@@ -233,7 +236,9 @@ def test_toggles_change_the_aten_kernels(torch_report):
     # channels_last changes how flatten runs (a copy out of NHWC instead of a view)
     cl = torch_report.backend("torch-channels-last")
     assert cl["settings"]["memory_format"] == "channels_last"
-    assert cl["layer_kernels"]["flatten"] != torch_report.backend("torch")["layer_kernels"]["flatten"]
+    assert (
+        cl["layer_kernels"]["flatten"] != torch_report.backend("torch")["layer_kernels"]["flatten"]
+    )
     for b in torch_report.data["backends"]:
         assert any(k["name"].startswith("aten::") for k in b["aten_kernels"])
 
@@ -289,7 +294,7 @@ def test_logits_match_a_plain_torch_module(torch_report):
         t = F.max_pool2d(F.relu(conv1(torch.from_numpy(x))), 2)
         t = F.max_pool2d(F.relu(conv2(t)), 2)
         ref = fc2(F.relu(fc1(torch.flatten(t, 1)))).argmax(1).numpy()
-    from neonsign.profiler import _TorchRunner, Recorder, list_backends
+    from neonsign.profiler import Recorder, _TorchRunner, list_backends
 
     backend = next(b for b in list_backends() if b.name == "torch")
     got = _TorchRunner(backend, sd, 1, Recorder()).run(x).argmax(1)
@@ -323,8 +328,15 @@ def test_report_json_validates_against_the_shipped_schema(torch_report, tmp_path
 @pytest.mark.torch
 def test_report_renders_table_markdown_and_html(torch_report):
     text = torch_report.table("torch")
-    for col in ("Name", "Self CPU %", "Self CPU", "CPU total %", "CPU total", "CPU time avg",
-                "# of Calls"):
+    for col in (
+        "Name",
+        "Self CPU %",
+        "Self CPU",
+        "CPU total %",
+        "CPU total",
+        "CPU time avg",
+        "# of Calls",
+    ):
         assert col in text
     assert "Self CPU time total:" in text and "conv2" in text
     assert "Speedup" in torch_report.summary()
@@ -384,19 +396,41 @@ def _fake_report(**settings):
     from neonsign.profile_report import ProfileReport
 
     def backend(name, total, conv2):
-        layer = lambda n, v: {"name": n, "calls": 1, "self_ns_total": v, "total_ns_total": v,  # noqa: E731
-                              "self_ns_avg": v, "total_ns_avg": v, "self_pct": 0, "total_pct": 0,
-                              "self_ns_per_forward": {k: v for k in ("median", "mean", "min", "max", "q1", "q3")}}
+        def layer(n, v):
+            return {
+                "name": n,
+                "calls": 1,
+                "self_ns_total": v,
+                "total_ns_total": v,
+                "self_ns_avg": v,
+                "total_ns_avg": v,
+                "self_pct": 0,
+                "total_pct": 0,
+                "self_ns_per_forward": {k: v for k in ("median", "mean", "min", "max", "q1", "q3")},
+            }
+
         t = {k: total for k in ("median_ns", "mean_ns", "min_ns", "max_ns", "q1_ns", "q3_ns")}
-        return {"name": name, "family": "torch", "layers": [layer("forward", total - conv2), layer("conv2", conv2)],
-                "total": {"per_repeat_ns": [total], "self_cpu_time_total_ns": total, **t}}
+        return {
+            "name": name,
+            "family": "torch",
+            "layers": [layer("forward", total - conv2), layer("conv2", conv2)],
+            "total": {"per_repeat_ns": [total], "self_cpu_time_total_ns": total, **t},
+        }
 
     s = {"batch": 64, "threads": 2, "repeats": 1, "warmup": 0, "input": "x", "torch": "2"}
     s.update(settings)
-    return ProfileReport({"schema_version": 1, "machine": {"arch": "x", "cpu_model": "y", "cpu_count": 2},
-                          "settings": s, "baseline": "torch",
-                          "backends": [backend("torch", 6_600_000, 3_000_000),
-                                       backend("torch-onednn-off", 14_100_000, 9_000_000)]})
+    return ProfileReport(
+        {
+            "schema_version": 1,
+            "machine": {"arch": "x", "cpu_model": "y", "cpu_count": 2},
+            "settings": s,
+            "baseline": "torch",
+            "backends": [
+                backend("torch", 6_600_000, 3_000_000),
+                backend("torch-onednn-off", 14_100_000, 9_000_000),
+            ],
+        }
+    )
 
 
 def test_compare_reports_mismatched_settings_instead_of_comparing_silently():
@@ -415,7 +449,8 @@ def test_compare_two_backends_of_one_report_gives_the_learning_path_line():
     cmp = compare_backends(_fake_report(), "torch-onednn-off", "torch", fail_if_slower=5)
     assert cmp.headline() == [
         "[torch-onednn-off -> torch] Self CPU time total (median per forward) went from 14.100 ms "
-        "to 6.600 ms: -53.2% (2.14x faster)"]
+        "to 6.600 ms: -53.2% (2.14x faster)"
+    ]
     assert not cmp.failed
     assert "went from 14.100 ms" in cmp._repr_html_() and "| conv2 |" in cmp.markdown()
     assert compare_backends(_fake_report(), "torch", "torch-onednn-off", fail_if_slower=5).failed
@@ -472,7 +507,11 @@ def test_loading_bad_reports_names_the_file_and_field(tmp_path):
         (dict(order="random"), "NeonsignValueError", "order"),
         (dict(model={"conv1.weight": np.zeros((1,))}), "ModelError", "missing"),
         (dict(model="/nonexistent/model"), "ModelError", "does not exist"),
-        (dict(data=np.zeros((8, 3, 28, 28), np.float32)), "NeonsignValueError", r"\(N, 3, 32, 32\)"),
+        (
+            dict(data=np.zeros((8, 3, 28, 28), np.float32)),
+            "NeonsignValueError",
+            r"\(N, 3, 32, 32\)",
+        ),
         (dict(data=np.zeros((2, 3, 32, 32), np.float32)), "NeonsignValueError", "fewer than batch"),
     ],
 )
@@ -513,7 +552,9 @@ def test_model_file_with_wrong_shapes_is_a_model_error(tmp_path):
 # native engine backends (when the engine is built)
 
 
-@pytest.mark.skipif(not _native_available(), reason="neonsign.engine is not built on this branch yet")
+@pytest.mark.skipif(
+    not _native_available(), reason="neonsign.engine is not built on this branch yet"
+)
 def test_native_backends_match_torch_and_switch_kernels_through_the_recorder():
     pytest.importorskip("torch")
     from neonsign.engine import Engine
@@ -551,17 +592,45 @@ def test_cli_profile_then_compare_and_gate(tmp_path, capsys, monkeypatch):
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     out_json, out_md = tmp_path / "r.json", tmp_path / "r.md"
-    argv = ["profile", "--backends", "torch,torch-onednn-off", "--batch", "4", "--threads", "1",
-            "--repeats", "2", "--warmup", "1", "--quiet", "--json", str(out_json),
-            "--markdown", str(out_md)]
+    argv = [
+        "profile",
+        "--backends",
+        "torch,torch-onednn-off",
+        "--batch",
+        "4",
+        "--threads",
+        "1",
+        "--repeats",
+        "2",
+        "--warmup",
+        "1",
+        "--quiet",
+        "--json",
+        str(out_json),
+        "--markdown",
+        str(out_md),
+    ]
     assert main(argv) == 0
     assert out_json.is_file() and out_md.read_text().startswith("## neonsign profile")
     assert "## neonsign profile" in summary.read_text()
-    assert main(["compare", str(out_json), str(out_json), "--fail-if-slower", "5",
-                 "--layers", "conv2,fc1"]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                str(out_json),
+                str(out_json),
+                "--fail-if-slower",
+                "5",
+                "--layers",
+                "conv2,fc1",
+            ]
+        )
+        == 0
+    )
     assert "passed" in capsys.readouterr().out
-    rc = main(["compare", str(out_json), "--base-backend", "torch-onednn-off",
-               "--new-backend", "torch"])
+    rc = main(
+        ["compare", str(out_json), "--base-backend", "torch-onednn-off", "--new-backend", "torch"]
+    )
     assert rc == 0 and "went from" in capsys.readouterr().out
     assert main(["compare", str(out_json)]) == 2  # one report needs the two backends
     assert "## neonsign compare" in summary.read_text()
@@ -578,8 +647,22 @@ def test_cli_compare_exit_code_on_regression(tmp_path, capsys):
     slow.save_json(new)
     assert main(["compare", str(base), str(new), "--fail-if-slower", "10"]) == 0  # total same
     out_json = tmp_path / "cmp.json"
-    assert main(["compare", str(base), str(new), "--fail-if-slower", "10", "--layers", "conv2",
-                 "--json", str(out_json)]) == 1
+    assert (
+        main(
+            [
+                "compare",
+                str(base),
+                str(new),
+                "--fail-if-slower",
+                "10",
+                "--layers",
+                "conv2",
+                "--json",
+                str(out_json),
+            ]
+        )
+        == 1
+    )
     assert "FAILED" in capsys.readouterr().out
     import json
 
@@ -622,25 +705,36 @@ def test_profile_reads_inputs_from_a_gtsrb_root(tmp_path):
     from neonsign.artifacts import make_card, save_model
     from neonsign.profiler import random_state_dict
 
-    root = synth.synthesize(tmp_path / "gtsrb", n_per_class=2, images_per_track=2, n_test=50,
-                            size_range=(15, 40))
-    rep = profile(data=root, backends=available[:1], batch=16, threads=1, repeats=1, warmup=0,
-                  aten=False)
+    root = synth.synthesize(
+        tmp_path / "gtsrb", n_per_class=2, images_per_track=2, n_test=50, size_range=(15, 40)
+    )
+    rep = profile(
+        data=root, backends=available[:1], batch=16, threads=1, repeats=1, warmup=0, aten=False
+    )
     s = rep.data["settings"]
     assert not s["random_input"] and "test split" in s["input"]
     assert "random inputs: no data was given" not in rep.data["notes"]
     # a model directory: its weights are used and its card's preprocessing applies to the data
     sd = random_state_dict(5)
     model = save_model(tmp_path / "model", sd, make_card(preprocessing={"roi": True}))
-    rep = profile(model=model, data=root, backends=available[:1], batch=16, threads=1,
-                  repeats=1, warmup=0, aten=False)
+    rep = profile(
+        model=model,
+        data=root,
+        backends=available[:1],
+        batch=16,
+        threads=1,
+        repeats=1,
+        warmup=0,
+        aten=False,
+    )
     s = rep.data["settings"]
     assert s["model"] == str(model) and not s["random_weights"]
     assert "'roi': True" in s["input"]
     assert "random weights: no model was given" not in rep.data["notes"]
     with pytest.raises(ValueError, match="fewer than batch"):
-        profile(data=root, backends=available[:1], batch=64, threads=1, repeats=1, warmup=0,
-                aten=False)
+        profile(
+            data=root, backends=available[:1], batch=64, threads=1, repeats=1, warmup=0, aten=False
+        )
 
 
 def test_flop_count_matches_the_model_arithmetic():

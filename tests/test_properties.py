@@ -24,7 +24,8 @@ from PIL import Image
 
 import neonsign
 from engine_reference import random_state_dict
-from neonsign import errors, preprocess as pp
+from neonsign import errors
+from neonsign import preprocess as pp
 from neonsign.engine import Engine, available_kernels
 from pillow_ref import assert_matches_pillow
 
@@ -47,9 +48,16 @@ def ppm_like(draw: st.DrawFn) -> bytes:
     """Bytes near the PPM grammar: a valid-looking header with random fields, then noise."""
     magic = draw(st.sampled_from([b"P6", b"P3", b"P5", b"P", b""]))
     sep = draw(st.sampled_from([b" ", b"\n", b"\r\n", b"\t", b" # c\n", b""]))
-    fields = draw(st.lists(st.one_of(st.integers(0, 70000).map(lambda v: str(v).encode()),
-                                     st.sampled_from([b"-1", b"99999999999999999999", b"0x10", b"+3"])),
-                           min_size=0, max_size=3))
+    fields = draw(
+        st.lists(
+            st.one_of(
+                st.integers(0, 70000).map(lambda v: str(v).encode()),
+                st.sampled_from([b"-1", b"99999999999999999999", b"0x10", b"+3"]),
+            ),
+            min_size=0,
+            max_size=3,
+        )
+    )
     tail = draw(st.binary(max_size=300))
     return magic + sep + sep.join(fields) + draw(st.sampled_from([b"\n", b" ", b""])) + tail
 
@@ -68,22 +76,29 @@ def test_ppm_any_bytes_decode_or_neonsign_error(data: bytes) -> None:
 
 @st.composite
 def csv_like(draw: st.DrawFn) -> bytes:
-    head = draw(st.sampled_from([
-        "Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId",
-        "Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2",
-        "\ufeffFilename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId",
-        "",
-    ]))
-    cell = st.one_of(st.integers(-3, 70).map(str), st.sampled_from(["a.ppm", "", "x/y.ppm", "1e3", " 5"]),
-                     st.text(max_size=5))
+    head = draw(
+        st.sampled_from(
+            [
+                "Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId",
+                "Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2",
+                "\ufeffFilename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId",
+                "",
+            ]
+        )
+    )
+    cell = st.one_of(
+        st.integers(-3, 70).map(str),
+        st.sampled_from(["a.ppm", "", "x/y.ppm", "1e3", " 5"]),
+        st.text(max_size=5),
+    )
     rows = draw(st.lists(st.lists(cell, min_size=0, max_size=9).map(";".join), max_size=5))
     eol = draw(st.sampled_from(["\n", "\r\n", "\r"]))
     return (eol.join([head, *rows]) + draw(st.sampled_from(["", eol, eol * 2]))).encode(
-        "utf-8", "surrogatepass")
+        "utf-8", "surrogatepass"
+    )
 
 
-@settings(max_examples=examples(500), deadline=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(500), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(st.binary(max_size=400), csv_like()))
 def test_csv_any_bytes_parse_or_neonsign_error(data: bytes) -> None:
     try:
@@ -98,11 +113,14 @@ def test_csv_any_bytes_parse_or_neonsign_error(data: bytes) -> None:
 
 
 @settings(max_examples=examples(300), deadline=None)
-@given(st.one_of(
-    st.binary(max_size=300),
-    st.sampled_from([b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"P6\n", b"P3 "]).flatmap(
-        lambda head: st.binary(max_size=300).map(lambda tail: head + tail)),
-))
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        st.sampled_from([b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"P6\n", b"P3 "]).flatmap(
+            lambda head: st.binary(max_size=300).map(lambda tail: head + tail)
+        ),
+    )
+)
 def test_upload_decoder_any_bytes(data: bytes) -> None:
     """The server's upload decoder (PNG/JPEG via Pillow, PPM via the C core)."""
     serve = pytest.importorskip("neonsign.serve")
@@ -139,9 +157,17 @@ def test_valid_ppm_matches_pillow(w: int, h: int, plain: bool, data: st.DataObje
 
 
 @settings(max_examples=examples(200), deadline=None)
-@given(st.integers(1, 120), st.integers(1, 120), st.integers(1, 120), st.integers(1, 120),
-       st.booleans(), st.data())
-def test_resize_matches_pillow(h: int, w: int, oh: int, ow: int, crop: bool, data: st.DataObject) -> None:
+@given(
+    st.integers(1, 120),
+    st.integers(1, 120),
+    st.integers(1, 120),
+    st.integers(1, 120),
+    st.booleans(),
+    st.data(),
+)
+def test_resize_matches_pillow(
+    h: int, w: int, oh: int, ow: int, crop: bool, data: st.DataObject
+) -> None:
     seed = data.draw(st.integers(0, 2**32 - 1))
     img = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
     roi = None
@@ -177,11 +203,15 @@ def engines() -> dict[str, Engine]:
     return {k: Engine(sd, kernel=k) for k in available_kernels()}
 
 
-@settings(max_examples=examples(25), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=examples(25),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(st.integers(1, 40), st.integers(0, 2**32 - 1), st.data())
-def test_engine_thread_count_and_batch_split(engines: dict[str, Engine], n: int, seed: int,
-                                             data: st.DataObject) -> None:
+def test_engine_thread_count_and_batch_split(
+    engines: dict[str, Engine], n: int, seed: int, data: st.DataObject
+) -> None:
     x = np.random.default_rng(seed).uniform(-1, 1, (n, 3, 32, 32)).astype(np.float32)
     k = data.draw(st.integers(1, n)) if n > 1 else 1
     for name, eng in engines.items():
@@ -191,22 +221,41 @@ def test_engine_thread_count_and_batch_split(engines: dict[str, Engine], n: int,
         many = eng.predict(x)
         eng.threads = None
         # bit-identical for any thread count (csrc/core/net.h)
-        np.testing.assert_array_equal(one, many, err_msg=f"kernel {name}: thread count changed bits")
-        split = np.concatenate([eng.predict(x[:k]), eng.predict(x[k:])]) if k < n else eng.predict(x)
-        np.testing.assert_allclose(split, one, rtol=0, atol=1e-5, err_msg=f"kernel {name}: split at {k}")
+        np.testing.assert_array_equal(
+            one, many, err_msg=f"kernel {name}: thread count changed bits"
+        )
+        split = (
+            np.concatenate([eng.predict(x[:k]), eng.predict(x[k:])]) if k < n else eng.predict(x)
+        )
+        np.testing.assert_allclose(
+            split, one, rtol=0, atol=1e-5, err_msg=f"kernel {name}: split at {k}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
 # load_images thread invariance
 
 
-@settings(max_examples=examples(15), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(st.integers(1, 60), st.integers(1, 60)), min_size=1, max_size=12),
-       st.integers(0, 2**32 - 1), st.sampled_from(["uint8", "float32"]), st.integers(2, 6),
-       st.booleans())
-def test_load_images_thread_invariant(tmp_path_factory: pytest.TempPathFactory, shapes: list,
-                                      seed: int, dtype: str, threads: int, corrupt: bool) -> None:
+@settings(
+    max_examples=examples(15),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    st.lists(st.tuples(st.integers(1, 60), st.integers(1, 60)), min_size=1, max_size=12),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from(["uint8", "float32"]),
+    st.integers(2, 6),
+    st.booleans(),
+)
+def test_load_images_thread_invariant(
+    tmp_path_factory: pytest.TempPathFactory,
+    shapes: list,
+    seed: int,
+    dtype: str,
+    threads: int,
+    corrupt: bool,
+) -> None:
     d = tmp_path_factory.mktemp("imgs")
     rng = np.random.default_rng(seed)
     paths, rois = [], []
@@ -222,7 +271,9 @@ def test_load_images_thread_invariant(tmp_path_factory: pytest.TempPathFactory, 
         rois.append([x1, y1, int(rng.integers(x1, w)), int(rng.integers(y1, h))])
     rois_arr = np.array(rois, dtype=np.int64)
     a = pp.load_images(paths, rois=rois_arr, size=(17, 23), dtype=dtype, threads=1, skip_bad=True)
-    b = pp.load_images(paths, rois=rois_arr, size=(17, 23), dtype=dtype, threads=threads, skip_bad=True)
+    b = pp.load_images(
+        paths, rois=rois_arr, size=(17, 23), dtype=dtype, threads=threads, skip_bad=True
+    )
     np.testing.assert_array_equal(a.images, b.images)
     np.testing.assert_array_equal(a.ok, b.ok)
     assert a.errors == b.errors

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 pytest.importorskip("mlflow", reason="mlflow not installed (pip install 'neonsign[mlflow]')")
@@ -20,7 +19,9 @@ from neonsign.registry import Registry, parse_spec  # noqa: E402
 
 
 def make_model(path: Path, seed: int, accuracy: float) -> Path:
-    card = make_card(metrics={"accuracy": accuracy}, data_checksum=f"data-{seed}", seed=seed, epochs=1)
+    card = make_card(
+        metrics={"accuracy": accuracy}, data_checksum=f"data-{seed}", seed=seed, epochs=1
+    )
     return save_model(path, random_state_dict(seed), card)
 
 
@@ -87,8 +88,9 @@ def test_bad_input(reg: Registry, two_versions: tuple[int, int], tmp_path: Path)
     assert parse_spec("registry:challenger") == ("neonsign", "challenger")
 
 
-def test_served_model_switches_on_promotion(reg: Registry, two_versions: tuple[int, int],
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_served_model_switches_on_promotion(
+    reg: Registry, two_versions: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from fastapi.testclient import TestClient
 
     from neonsign.serve import create_app
@@ -107,13 +109,39 @@ def test_served_model_switches_on_promotion(reg: Registry, two_versions: tuple[i
 
 
 def test_cli(reg: Registry, two_versions: tuple[int, int]) -> None:
-    out = subprocess.run([sys.executable, "-m", "neonsign.cli", "registry", "--registry-uri", reg.uri,
-                          "--json", "list"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "neonsign.cli",
+            "registry",
+            "--registry-uri",
+            reg.uri,
+            "--json",
+            "list",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     versions = json.loads(out.stdout)
     assert {v["version"] for v in versions} >= set(two_versions)
-    out = subprocess.run([sys.executable, "-m", "neonsign.cli", "registry", "--registry-uri", reg.uri,
-                          "show", "999"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "neonsign.cli",
+            "registry",
+            "--registry-uri",
+            reg.uri,
+            "show",
+            "999",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2 and "no version" in out.stderr
 
 

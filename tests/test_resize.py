@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from neonsign import errors, preprocess as pp
+from neonsign import errors
+from neonsign import preprocess as pp
 from pillow_ref import PILLOW_EXACT, assert_matches_pillow
 from support import needs_subprocess
 
@@ -57,7 +58,12 @@ def test_random_shapes_and_aspect_ratios():
 
 
 def test_extreme_aspect_ratios():
-    for shape, out in [((1, 300), (32, 32)), ((300, 1), (7, 90)), ((3, 250), (250, 3)), ((2, 2), (1, 300))]:
+    for shape, out in [
+        ((1, 300), (32, 32)),
+        ((300, 1), (7, 90)),
+        ((3, 250), (250, 3)),
+        ((2, 2), (1, 300)),
+    ]:
         img = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
         assert check(img, *out) == 0 or not PILLOW_EXACT
 
@@ -76,7 +82,10 @@ def test_roi_matches_crop_then_resize():
         x1, x2 = sorted(rng.integers(0, w, 2))
         y1, y2 = sorted(rng.integers(0, h, 2))
         oh, ow = rng.integers(1, 70, 2)
-        assert check(img, int(oh), int(ow), (int(x1), int(y1), int(x2), int(y2))) == 0 or not PILLOW_EXACT
+        assert (
+            check(img, int(oh), int(ow), (int(x1), int(y1), int(x2), int(y2))) == 0
+            or not PILLOW_EXACT
+        )
 
 
 def test_identity_and_int_size():
@@ -126,7 +135,9 @@ def test_normalize_matches_torchvision_arithmetic():
     out = pp.normalize(imgs, mean, std)
     # ToTensor: float32(v) / 255; Normalize: (x - mean) / std, all in float32
     x = imgs.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)
-    ref = (x - np.asarray(mean, np.float32)[:, None, None]) / np.asarray(std, np.float32)[:, None, None]
+    ref = (x - np.asarray(mean, np.float32)[:, None, None]) / np.asarray(std, np.float32)[
+        :, None, None
+    ]
     assert out.dtype == np.float32 and out.shape == (3, 3, 5, 7)
     np.testing.assert_array_equal(out, ref)
     np.testing.assert_array_equal(pp.normalize(imgs[0], mean, std), ref[0])
@@ -191,9 +202,13 @@ def test_portable_transpose_gives_identical_results():
     )
     env = dict(os.environ)
     env.pop("NEONSIGN_KERNEL", None)
-    fast = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    fast = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
     env["NEONSIGN_KERNEL"] = "ref"
-    ref = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    ref = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
     assert ref.stdout.split()[0] == "none"
     assert fast.stdout.split()[1] == ref.stdout.split()[1]
 
@@ -211,5 +226,5 @@ def test_concurrent_resizes_from_python_threads():
     with ThreadPoolExecutor(4) as ex:
         for _ in range(3):
             got = list(ex.map(lambda job: pp.resize(*job), jobs))
-            for e, g in zip(expected, got):
+            for e, g in zip(expected, got, strict=False):
                 np.testing.assert_array_equal(e, g)

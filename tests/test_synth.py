@@ -34,7 +34,16 @@ def test_official_layout_with_consistent_csvs(synth_root: Path) -> None:
     for class_id in (0, 14, 42):
         folder = images / f"{class_id:05d}"
         rows = _read_csv(folder / f"GT-{class_id:05d}.csv")
-        assert rows[0] == ["Filename", "Width", "Height", "Roi.X1", "Roi.Y1", "Roi.X2", "Roi.Y2", "ClassId"]
+        assert rows[0] == [
+            "Filename",
+            "Width",
+            "Height",
+            "Roi.X1",
+            "Roi.Y1",
+            "Roi.X2",
+            "Roi.Y2",
+            "ClassId",
+        ]
         assert len(rows) - 1 == SYNTH_PER_CLASS
         assert sorted(p.name for p in folder.glob("*.ppm")) == [r[0] for r in rows[1:]]
         for name, w, h, x1, y1, x2, y2, cid in rows[1:]:
@@ -81,8 +90,9 @@ def test_every_class_renders_distinctly() -> None:
 
 
 def test_size_range_and_partial_tracks(tmp_path: Path) -> None:
-    root = synthesize(tmp_path, n_per_class=7, images_per_track=3, size_range=(20, 24),
-                      with_test=False, seed=3)
+    root = synthesize(
+        tmp_path, n_per_class=7, images_per_track=3, size_range=(20, 24), with_test=False, seed=3
+    )
     images, labels, meta = data.load_split(root, "train", dtype="uint8")
     assert len(labels) == 43 * 7
     assert meta.widths.min() >= 20 and meta.widths.max() <= 24
@@ -96,17 +106,41 @@ def test_refuses_to_mix_with_foreign_data(tmp_path: Path) -> None:
         synthesize(tmp_path, n_per_class=1)
 
 
-@pytest.mark.parametrize("kwargs", [dict(n_per_class=0), dict(images_per_track=0),
-                                    dict(size_range=(1, 10)), dict(size_range=(30, 20)),
-                                    dict(n_test=-1), dict(n_per_class=2.5)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(n_per_class=0),
+        dict(images_per_track=0),
+        dict(size_range=(1, 10)),
+        dict(size_range=(30, 20)),
+        dict(n_test=-1),
+        dict(n_per_class=2.5),
+    ],
+)
 def test_bad_arguments(tmp_path: Path, kwargs) -> None:
     with pytest.raises(NeonsignValueError):
         synthesize(tmp_path, **kwargs)
 
 
 def test_cli_synth(tmp_path: Path) -> None:
-    assert cli.main(["synth", str(tmp_path), "--per-class", "2", "--per-track", "2",
-                     "--test", "5", "--seed", "1", "-q"]) == 0
+    assert (
+        cli.main(
+            [
+                "synth",
+                str(tmp_path),
+                "--per-class",
+                "2",
+                "--per-track",
+                "2",
+                "--test",
+                "5",
+                "--seed",
+                "1",
+                "-q",
+            ]
+        )
+        == 0
+    )
     _, labels, _ = data.load_split(tmp_path, "test", dtype="uint8")
     assert len(labels) == 5
 

@@ -50,7 +50,9 @@ def test_same_seed_same_threads_gives_identical_weights():
     cfg = TrainConfig(**{**QUICK, "epochs": 2})
     a = fit(images, labels, tr, va, cfg, progress=False).state_dict
     b = fit(images, labels, tr, va, cfg, progress=False).state_dict
-    c = fit(images, labels, tr, va, TrainConfig(**{**QUICK, "epochs": 2, "seed": 1}), progress=False).state_dict
+    c = fit(
+        images, labels, tr, va, TrainConfig(**{**QUICK, "epochs": 2, "seed": 1}), progress=False
+    ).state_dict
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
@@ -80,23 +82,36 @@ def test_precision_auto_follows_the_cpu():
 def test_exactly_one_warmup_step_trains():
     # 5 steps at warmup_fraction 0.2 made OneCycleLR divide by zero before the nudge
     images, labels = _templates(4)
-    res = fit(images, labels, np.arange(160), np.empty(0, np.int64),
-              TrainConfig(epochs=1, batch_size=32, threads=1, warmup_fraction=0.2), progress=False)
+    res = fit(
+        images,
+        labels,
+        np.arange(160),
+        np.empty(0, np.int64),
+        TrainConfig(epochs=1, batch_size=32, threads=1, warmup_fraction=0.2),
+        progress=False,
+    )
     assert res.best_epoch == 1 and np.isfinite(res.history[0]["train_loss"])
 
 
 def test_no_validation_keeps_last_epoch():
     images, labels = _templates(2)
-    res = fit(images, labels, np.arange(labels.size), np.empty(0, np.int64),
-              TrainConfig(**{**QUICK, "epochs": 2}), progress=False)
+    res = fit(
+        images,
+        labels,
+        np.arange(labels.size),
+        np.empty(0, np.int64),
+        TrainConfig(**{**QUICK, "epochs": 2}),
+        progress=False,
+    )
     assert res.best_epoch == 2 and res.val_accuracy is None
 
 
 def test_augment_identity_and_determinism():
     x = torch.rand(5, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     none = TrainConfig(rotation=0.0, scale=(1.0, 1.0), translate=0.0, brightness=0.0, contrast=0.0)
-    torch.testing.assert_close(augment_batch(x.clone(), torch.Generator().manual_seed(1), none), x,
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        augment_batch(x.clone(), torch.Generator().manual_seed(1), none), x, atol=1e-5, rtol=0
+    )
     cfg = TrainConfig()
     a = augment_batch(x.clone(), torch.Generator().manual_seed(2), cfg)
     b = augment_batch(x.clone(), torch.Generator().manual_seed(2), cfg)
@@ -128,8 +143,10 @@ def test_bad_inputs_are_rejected():
 
 
 def test_import_train_and_cli_do_not_import_torch():
-    code = ("import sys, neonsign.cli, neonsign.train, neonsign.artifacts, neonsign.evaluate; "
-            "neonsign.cli.build_parser(); print('torch' in sys.modules)")
+    code = (
+        "import sys, neonsign.cli, neonsign.train, neonsign.artifacts, neonsign.evaluate; "
+        "neonsign.cli.build_parser(); print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -139,14 +156,34 @@ def test_import_train_and_cli_do_not_import_torch():
 
 
 def _cli(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "neonsign.cli", *args], capture_output=True,
-                          text=True, timeout=timeout, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "neonsign.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kw,
+    )
 
 
 def test_train_cli_writes_model_and_refuses_existing_dir(synth, tmp_path):
     out = tmp_path / "model"
-    r = _cli("train", "--data", str(synth), "--out", str(out), "--epochs", "8", "--batch-size", "16",
-             "--seed", "0", "--threads", "1", "--quiet", "--no-mlflow")
+    r = _cli(
+        "train",
+        "--data",
+        str(synth),
+        "--out",
+        str(out),
+        "--epochs",
+        "8",
+        "--batch-size",
+        "16",
+        "--seed",
+        "0",
+        "--threads",
+        "1",
+        "--quiet",
+        "--no-mlflow",
+    )
     assert r.returncode == 0, r.stderr
     tensors, card = artifacts.load_model(out)
     assert card["epochs"] == 8 and card["seed"] == 0
@@ -179,9 +216,24 @@ def test_train_api_is_reproducible(synth, tmp_path):
 @pytest.mark.slow
 def test_torchrun_ddp_two_processes(synth, tmp_path):
     # torchrun as a module of this interpreter (a torchrun script on PATH may be another Python)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "neonsign.train", "--data", str(synth),
-        "--out", str(tmp_path / "ddp"), "--epochs", "2", "--threads", "1", "--quiet", "--no-mlflow",
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "neonsign.train",
+        "--data",
+        str(synth),
+        "--out",
+        str(tmp_path / "ddp"),
+        "--epochs",
+        "2",
+        "--threads",
+        "1",
+        "--quiet",
+        "--no-mlflow",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)

@@ -33,7 +33,9 @@ def test_actions_pinned_by_sha_with_version(path: Path) -> None:
     assert found, f"{path.name} uses no actions"
     for ref, rest in found:
         action, _, sha = ref.partition("@")
-        assert re.fullmatch(r"[0-9a-f]{40}", sha), f"{path.name}: {ref} is not pinned to a full commit SHA"
+        assert re.fullmatch(r"[0-9a-f]{40}", sha), (
+            f"{path.name}: {ref} is not pinned to a full commit SHA"
+        )
         assert re.search(r"#\s*v\d", rest), f"{path.name}: {ref} lacks a '# vX.Y.Z' version comment"
 
 
@@ -51,11 +53,15 @@ def test_least_privilege_and_no_untrusted_text_in_run(path: Path) -> None:
     yaml = pytest.importorskip("yaml")
     text = path.read_text(encoding="utf-8")
     wf = yaml.safe_load(text)
-    assert wf["permissions"] == {"contents": "read"}, f"{path.name}: top-level permissions must be contents: read"
+    assert wf["permissions"] == {"contents": "read"}, (
+        f"{path.name}: top-level permissions must be contents: read"
+    )
     for name, job in wf["jobs"].items():
         perms = job.get("permissions", {})
         if "id-token" in perms:
-            assert path.name == "wheels.yml" and name == "publish", f"{path.name}:{name} asks for id-token"
+            assert path.name == "wheels.yml" and name == "publish", (
+                f"{path.name}:{name} asks for id-token"
+            )
             assert perms == {"id-token": "write"}
         for step in job.get("steps", []):
             run = step.get("run", "")
@@ -63,7 +69,9 @@ def test_least_privilege_and_no_untrusted_text_in_run(path: Path) -> None:
                 f"{path.name}:{name}: untrusted event text in a run: line (pass it through env)"
             )
             if "actions/checkout@" in step.get("uses", ""):
-                assert step.get("with", {}).get("persist-credentials") is False, f"{path.name}:{name}"
+                assert step.get("with", {}).get("persist-credentials") is False, (
+                    f"{path.name}:{name}"
+                )
 
 
 def test_ci_matrix_covers_arm_and_x86_and_pythons() -> None:
@@ -72,8 +80,14 @@ def test_ci_matrix_covers_arm_and_x86_and_pythons() -> None:
     matrix = ci["jobs"]["test"]["strategy"]["matrix"]
     assert set(matrix["os"]) == {"ubuntu-24.04-arm", "ubuntu-24.04"}
     assert matrix["python"] == ["3.10", "3.11", "3.12", "3.13"]
-    mlops = yaml.safe_load((ROOT / ".github" / "workflows" / "mlops.yml").read_text(encoding="utf-8"))
-    assert mlops["jobs"]["test"]["strategy"]["matrix"]["backend"] == ["native", "torch", "torch-onednn-off"]
+    mlops = yaml.safe_load(
+        (ROOT / ".github" / "workflows" / "mlops.yml").read_text(encoding="utf-8")
+    )
+    assert mlops["jobs"]["test"]["strategy"]["matrix"]["backend"] == [
+        "native",
+        "torch",
+        "torch-onednn-off",
+    ]
 
 
 def test_py310_constraints_pin_the_same_packages() -> None:

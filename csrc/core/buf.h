@@ -8,8 +8,8 @@
 #include "common.h"
 
 typedef struct ns_buf {
-    void *data;  /* 64-byte aligned, or NULL */
-    size_t cap;  /* bytes available at data */
+    void *data; /* 64-byte aligned, or NULL */
+    size_t cap; /* bytes available at data */
 } ns_buf;
 
 /* Make sure b holds at least `size` bytes (contents are NOT preserved when it grows). */

@@ -31,4 +31,6 @@ void *ns_alloc_aligned(size_t size, size_t alignment) {
     return p;
 }
 
-void ns_free_aligned(void *p) { free(p); }
+void ns_free_aligned(void *p) {
+    free(p);
+}

@@ -16,12 +16,12 @@ extern "C" {
 
 typedef enum ns_status {
     NS_OK = 0,
-    NS_ERR_INVALID = -1,  /* bad argument (caller bug or bad user value) -> ValueError */
-    NS_ERR_FORMAT = -2,   /* malformed file contents (PPM, CSV, weights) -> DecodeError & co */
-    NS_ERR_IO = -3,       /* open/read failed -> OSError / FileNotFoundError */
-    NS_ERR_NOMEM = -4,    /* allocation failed -> MemoryError */
-    NS_ERR_LIMIT = -5,    /* input exceeds a configured resource limit -> ResourceLimitError */
-    NS_ERR_NOTFOUND = -6, /* file does not exist -> FileNotFoundError */
+    NS_ERR_INVALID = -1,    /* bad argument (caller bug or bad user value) -> ValueError */
+    NS_ERR_FORMAT = -2,     /* malformed file contents (PPM, CSV, weights) -> DecodeError & co */
+    NS_ERR_IO = -3,         /* open/read failed -> OSError / FileNotFoundError */
+    NS_ERR_NOMEM = -4,      /* allocation failed -> MemoryError */
+    NS_ERR_LIMIT = -5,      /* input exceeds a configured resource limit -> ResourceLimitError */
+    NS_ERR_NOTFOUND = -6,   /* file does not exist -> FileNotFoundError */
     NS_ERR_UNSUPPORTED = -7 /* e.g. a kernel the CPU lacks -> ValueError */
 } ns_status;
 

@@ -42,8 +42,8 @@ static void quote(span s, char *out, size_t cap) {
     out[n] = '\0';
 }
 
-static ns_status parse_int(span s, const char *source, size_t line, const char *field,
-                           int64_t *out, ns_error *err) {
+static ns_status parse_int(span s, const char *source, size_t line, const char *field, int64_t *out,
+                           ns_error *err) {
     char q[64];
     if (s.len == 0)
         return ns_set_error(err, NS_ERR_FORMAT, "%s: line %zu, field %s: empty value", source, line,
@@ -106,7 +106,8 @@ ns_status ns_csv_parse(const char *data, size_t len, const char *source, ns_anno
         const char *line = data + start;
         size_t llen = end - start;
         if (memchr(line, '\0', llen)) {
-            st = ns_set_error(err, NS_ERR_FORMAT, "%s: line %zu: contains a NUL byte", source, line_no);
+            st = ns_set_error(err, NS_ERR_FORMAT, "%s: line %zu: contains a NUL byte", source,
+                              line_no);
             goto fail;
         }
         if (line_no == 1) {
@@ -120,7 +121,8 @@ ns_status ns_csv_parse(const char *data, size_t len, const char *source, ns_anno
                 st = ns_set_error(err, NS_ERR_FORMAT,
                                   "%s: line 1: bad header '%s'; expected "
                                   "'Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId' "
-                                  "(ClassId optional)", source, q);
+                                  "(ClassId optional)",
+                                  source, q);
                 goto fail;
             }
             nfields = n;
@@ -132,20 +134,23 @@ ns_status ns_csv_parse(const char *data, size_t len, const char *source, ns_anno
             continue;
         }
         if (blank_line) {
-            st = ns_set_error(err, NS_ERR_FORMAT, "%s: line %zu: empty line inside the data", source,
-                              blank_line);
+            st = ns_set_error(err, NS_ERR_FORMAT, "%s: line %zu: empty line inside the data",
+                              source, blank_line);
             goto fail;
         }
         span f[9];
         size_t n = split(line, llen, f, 8);
         if (n != nfields) {
-            st = ns_set_error(err, NS_ERR_FORMAT, "%s: line %zu: expected %zu fields separated by ';', found %zu%s",
-                              source, line_no, nfields, n > 8 ? (size_t)9 : n, n > 8 ? " or more" : "");
+            st = ns_set_error(err, NS_ERR_FORMAT,
+                              "%s: line %zu: expected %zu fields separated by ';', found %zu%s",
+                              source, line_no, nfields, n > 8 ? (size_t)9 : n,
+                              n > 8 ? " or more" : "");
             goto fail;
         }
         ns_annotation *a = &out->rows[out->count];
         if (f[0].len == 0) {
-            st = ns_set_error(err, NS_ERR_FORMAT, "%s: line %zu, field Filename: empty", source, line_no);
+            st = ns_set_error(err, NS_ERR_FORMAT, "%s: line %zu, field Filename: empty", source,
+                              line_no);
             goto fail;
         }
         if (memchr(f[0].p, '/', f[0].len) || memchr(f[0].p, '\\', f[0].len) ||
@@ -161,7 +166,8 @@ ns_status ns_csv_parse(const char *data, size_t len, const char *source, ns_anno
         a->name_len = f[0].len;
         int64_t v[7];
         for (size_t i = 1; i < nfields; i++)
-            if ((st = parse_int(f[i], source, line_no, FIELDS[i], &v[i - 1], err)) != NS_OK) goto fail;
+            if ((st = parse_int(f[i], source, line_no, FIELDS[i], &v[i - 1], err)) != NS_OK)
+                goto fail;
         a->width = v[0];
         a->height = v[1];
         a->x1 = v[2];
@@ -175,8 +181,10 @@ ns_status ns_csv_parse(const char *data, size_t len, const char *source, ns_anno
             goto fail;
         }
         const char *bad = NULL;
-        if (a->x1 > a->x2) bad = "Roi.X1";
-        else if (a->y1 > a->y2) bad = "Roi.Y1";
+        if (a->x1 > a->x2)
+            bad = "Roi.X1";
+        else if (a->y1 > a->y2)
+            bad = "Roi.Y1";
         if (bad) {
             st = ns_set_error(err, NS_ERR_FORMAT,
                               "%s: line %zu, field %s: ROI corners out of order (x1=%lld, y1=%lld, "
@@ -185,15 +193,17 @@ ns_status ns_csv_parse(const char *data, size_t len, const char *source, ns_anno
                               (long long)a->x2, (long long)a->y2);
             goto fail;
         }
-        if (a->x2 >= a->width) bad = "Roi.X2";
-        else if (a->y2 >= a->height) bad = "Roi.Y2";
+        if (a->x2 >= a->width)
+            bad = "Roi.X2";
+        else if (a->y2 >= a->height)
+            bad = "Roi.Y2";
         if (bad) {
-            st = ns_set_error(err, NS_ERR_FORMAT,
-                              "%s: line %zu, field %s: ROI (%lld, %lld, %lld, %lld) lies outside the "
-                              "%lldx%lld image (corners are inclusive)",
-                              source, line_no, bad, (long long)a->x1, (long long)a->y1,
-                              (long long)a->x2, (long long)a->y2, (long long)a->width,
-                              (long long)a->height);
+            st = ns_set_error(
+                err, NS_ERR_FORMAT,
+                "%s: line %zu, field %s: ROI (%lld, %lld, %lld, %lld) lies outside the "
+                "%lldx%lld image (corners are inclusive)",
+                source, line_no, bad, (long long)a->x1, (long long)a->y1, (long long)a->x2,
+                (long long)a->y2, (long long)a->width, (long long)a->height);
             goto fail;
         }
         out->count++;

@@ -15,10 +15,10 @@
 #include "common.h"
 
 typedef struct ns_annotation {
-    size_t name_offset;  /* file name at data + name_offset (not NUL-terminated) */
+    size_t name_offset; /* file name at data + name_offset (not NUL-terminated) */
     size_t name_len;
     int64_t width, height, x1, y1, x2, y2;
-    int64_t class_id;    /* -1 when the file has no ClassId column */
+    int64_t class_id; /* -1 when the file has no ClassId column */
 } ns_annotation;
 
 typedef struct ns_annotations {

@@ -15,7 +15,8 @@ static ns_status io_error(ns_error *err, const char *path, const char *what, int
     return st;
 }
 
-ns_status ns_read_file(const char *path, size_t max_bytes, ns_buf *buf, size_t *len, ns_error *err) {
+ns_status ns_read_file(const char *path, size_t max_bytes, ns_buf *buf, size_t *len,
+                       ns_error *err) {
     return ns_read_file_at(AT_FDCWD, path, path, max_bytes, buf, len, err);
 }
 
@@ -66,8 +67,9 @@ ns_status ns_read_file_at(int dirfd, const char *name, const char *path, size_t 
             /* a file that is not regular, or grew since fstat: grow the buffer, keep contents */
             if (used >= max_bytes) {
                 close(fd);
-                return ns_set_error(err, NS_ERR_LIMIT, "%s: file is more than the limit of %zu bytes",
-                                    path, max_bytes);
+                return ns_set_error(err, NS_ERR_LIMIT,
+                                    "%s: file is more than the limit of %zu bytes", path,
+                                    max_bytes);
             }
             ns_buf bigger = {NULL, 0};
             size_t want = used > max_bytes / 2 ? max_bytes + 1 : used * 2;

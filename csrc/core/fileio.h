@@ -22,8 +22,8 @@ ns_status ns_read_file_at(int dirfd, const char *name, const char *path, size_t 
 /* An open descriptor of the directory of the last file read, so that files of one directory
  * are opened relative to it (one path component to look up instead of all). Per thread. */
 typedef struct ns_dir_cache {
-    int fd;     /* -1 when empty */
-    char *dir;  /* the directory part of the path, NUL-terminated */
+    int fd;    /* -1 when empty */
+    char *dir; /* the directory part of the path, NUL-terminated */
     size_t len;
 } ns_dir_cache;
 

@@ -27,9 +27,9 @@ void ns_normalize_hwc_to_chw(const uint8_t *src, size_t h, size_t w, const float
 }
 
 typedef struct {
-    ns_buf file;     /* raw file bytes */
-    ns_buf pixels;   /* decoded uint8 HxWx3 for files that are not 8-bit P6 */
-    ns_buf small;    /* resized uint8 image before normalisation */
+    ns_buf file;      /* raw file bytes */
+    ns_buf pixels;    /* decoded uint8 HxWx3 for files that are not 8-bit P6 */
+    ns_buf small;     /* resized uint8 image before normalisation */
     ns_dir_cache dir; /* directory of the previous file */
     ns_resize_scratch rs;
 } worker_scratch;
@@ -38,8 +38,8 @@ typedef struct {
     const ns_load_request *req;
     float lut[3 * 256];
     worker_scratch *scratch[NS_POOL_MAX_THREADS];
-    atomic_size_t first_bad;   /* lowest failing index so far (count if none) */
-    ns_error first_err;        /* error of first_bad; guarded by lock */
+    atomic_size_t first_bad; /* lowest failing index so far (count if none) */
+    ns_error first_err;      /* error of first_bad; guarded by lock */
     atomic_flag lock;
 } load_ctx;
 
@@ -86,7 +86,8 @@ static ns_status load_one(load_ctx *ctx, worker_scratch *ws, size_t i, ns_error 
                 const size_t plane = req->out_h * req->out_w * 3;
                 if (req->layout == NS_LAYOUT_U8_NHWC) {
                     uint8_t *dst = (uint8_t *)req->out + i * plane;
-                    st = ns_resize_u8c3(src, w, h, stride, dst, req->out_w, req->out_h, &ws->rs, err);
+                    st = ns_resize_u8c3(src, w, h, stride, dst, req->out_w, req->out_h, &ws->rs,
+                                        err);
                 } else {
                     st = ns_buf_reserve(&ws->small, plane, "the resized image", err);
                     if (st == NS_OK)
@@ -148,8 +149,7 @@ static void load_task(void *vctx, size_t i, int worker) {
     zero_slot(req, i);
     if (req->skip_bad && req->messages) req->messages[i] = strdup(err.msg); /* NULL if OOM */
     /* remember the lowest failing index and its error */
-    while (atomic_flag_test_and_set_explicit(&ctx->lock, memory_order_acquire)) {
-    }
+    while (atomic_flag_test_and_set_explicit(&ctx->lock, memory_order_acquire)) {}
     if (i < atomic_load_explicit(&ctx->first_bad, memory_order_relaxed)) {
         atomic_store_explicit(&ctx->first_bad, i, memory_order_relaxed);
         ctx->first_err = err;
@@ -165,11 +165,13 @@ ns_status ns_load_images(ns_pool *pool, const ns_load_request *req, ns_error *er
         return ns_set_error(err, NS_ERR_INVALID, "load_images: bad output size %zux%zu", req->out_h,
                             req->out_w);
     if (req->layout != NS_LAYOUT_U8_NHWC && req->layout != NS_LAYOUT_F32_NCHW)
-        return ns_set_error(err, NS_ERR_INVALID, "load_images: unknown layout %d", (int)req->layout);
+        return ns_set_error(err, NS_ERR_INVALID, "load_images: unknown layout %d",
+                            (int)req->layout);
     if (req->layout == NS_LAYOUT_F32_NCHW)
         for (int c = 0; c < 3; c++)
             if (!(req->std[c] != 0.0f))
-                return ns_set_error(err, NS_ERR_INVALID, "load_images: std[%d] must be non-zero", c);
+                return ns_set_error(err, NS_ERR_INVALID, "load_images: std[%d] must be non-zero",
+                                    c);
     size_t plane, total;
     if (ns_mul_overflow(req->out_h, req->out_w, &plane) || ns_mul_overflow(plane, 3, &plane) ||
         ns_mul_overflow(plane, req->count, &total) || ns_mul_overflow(total, sizeof(float), &total))

@@ -15,8 +15,8 @@
 #include "pool.h"
 
 typedef enum ns_layout {
-    NS_LAYOUT_U8_NHWC = 0,   /* uint8 (N, H, W, 3) */
-    NS_LAYOUT_F32_NCHW = 1,  /* float32 (N, 3, H, W), ((v / 255) - mean[c]) / std[c] */
+    NS_LAYOUT_U8_NHWC = 0,  /* uint8 (N, H, W, 3) */
+    NS_LAYOUT_F32_NCHW = 1, /* float32 (N, 3, H, W), ((v / 255) - mean[c]) / std[c] */
 } ns_layout;
 
 /* Per-channel lookup table: lut[c*256 + v] = ((float)v / 255 - mean[c]) / std[c] in float32,
@@ -28,18 +28,18 @@ void ns_normalize_hwc_to_chw(const uint8_t *src, size_t h, size_t w, const float
 
 typedef struct ns_load_request {
     size_t count;
-    const char *const *paths;   /* count NUL-terminated paths */
-    const int64_t *rois;        /* NULL or count*4: x1, y1, x2, y2 inclusive; x1 < 0 = whole image */
+    const char *const *paths; /* count NUL-terminated paths */
+    const int64_t *rois;      /* NULL or count*4: x1, y1, x2, y2 inclusive; x1 < 0 = whole image */
     size_t out_h, out_w;
     ns_layout layout;
-    float mean[3], std[3];      /* used for NS_LAYOUT_F32_NCHW; std must be non-zero */
-    size_t max_pixels;          /* per decoded image */
-    size_t max_file_bytes;      /* per file */
-    int skip_bad;               /* 0: stop at the first failure (lowest index) */
-    int max_threads;            /* <= 0: the whole pool */
-    void *out;                  /* count * out_h * out_w * 3 elements of the layout's type */
-    uint8_t *ok;                /* count flags, set to 1 for images that loaded */
-    char **messages;            /* NULL or count pointers set to NULL; failures get a malloc'd
+    float mean[3], std[3]; /* used for NS_LAYOUT_F32_NCHW; std must be non-zero */
+    size_t max_pixels;     /* per decoded image */
+    size_t max_file_bytes; /* per file */
+    int skip_bad;          /* 0: stop at the first failure (lowest index) */
+    int max_threads;       /* <= 0: the whole pool */
+    void *out;             /* count * out_h * out_w * 3 elements of the layout's type */
+    uint8_t *ok;           /* count flags, set to 1 for images that loaded */
+    char **messages;       /* NULL or count pointers set to NULL; failures get a malloc'd
                                  * message (free with free()) when skip_bad */
 } ns_load_request;
 

@@ -11,19 +11,19 @@ const char *const ns_net_layer_names[NS_NET_LAYERS] = {
     "conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "flatten", "fc1", "relu3", "fc2",
 };
 
-#define NS_ALIGN 64
-#define CHUNK_IMAGES 256 /* images per outer chunk: bounds the scratch memory */
-#define FC_ROWS 48       /* rows per fc task (fixed: results do not depend on threads) */
-#define C1_ROWS_PER_TASK 3 /* pooled conv1 rows per task when splitting one image */
+#define NS_ALIGN         64
+#define CHUNK_IMAGES     256 /* images per outer chunk: bounds the scratch memory */
+#define FC_ROWS          48  /* rows per fc task (fixed: results do not depend on threads) */
+#define C1_ROWS_PER_TASK 3   /* pooled conv1 rows per task when splitting one image */
 
 /* Geometry of the net (input 32x32). */
-#define IN_PIX (NS_NET_IN_H * NS_NET_IN_W)                 /* 1024 */
-#define IN_SIZE (NS_NET_IN_C * IN_PIX)                      /* 3072 */
-#define C1_H (NS_NET_IN_H - 2)                              /* 30 */
-#define P1_H (C1_H / 2)                                     /* 15 */
-#define P1_SIZE (P1_H * P1_H * NS_NET_C1)                   /* 7200 */
-#define C2_H (P1_H - 2)                                     /* 13 */
-#define P2_H (C2_H / 2)                                     /* 6 */
+#define IN_PIX  (NS_NET_IN_H * NS_NET_IN_W) /* 1024 */
+#define IN_SIZE (NS_NET_IN_C * IN_PIX)      /* 3072 */
+#define C1_H    (NS_NET_IN_H - 2)           /* 30 */
+#define P1_H    (C1_H / 2)                  /* 15 */
+#define P1_SIZE (P1_H * P1_H * NS_NET_C1)   /* 7200 */
+#define C2_H    (P1_H - 2)                  /* 13 */
+#define P2_H    (C2_H / 2)                  /* 6 */
 
 /* ------------------------------------------------------------------------------------------ */
 /* Packed weights                                                                               */
@@ -64,7 +64,8 @@ static ns_status pack(packed *p, size_t nr, size_t nout, size_t k, const float *
         for (size_t kk = 0; kk < k; kk++) {
             const size_t col = map ? map[kk] : kk;
             float *dst = p->w + (b * k + kk) * nr;
-            for (size_t j = 0; j < nr && b * nr + j < nout; j++) dst[j] = src[(b * nr + j) * k + col];
+            for (size_t j = 0; j < nr && b * nr + j < nout; j++)
+                dst[j] = src[(b * nr + j) * k + col];
         }
     }
     for (size_t o = 0; o < nout; o++) p->b[o] = bias[o];
@@ -82,7 +83,8 @@ static ns_status pack_conv(packed *p, size_t nr, size_t cout, size_t cin, const 
     if (!map) return ns_set_error(err, NS_ERR_NOMEM, "cannot allocate a packing map");
     for (size_t ky = 0; ky < 3; ky++)
         for (size_t kx = 0; kx < 3; kx++)
-            for (size_t ci = 0; ci < cin; ci++) map[(ky * 3 + kx) * cin + ci] = ci * 9 + ky * 3 + kx;
+            for (size_t ci = 0; ci < cin; ci++)
+                map[(ky * 3 + kx) * cin + ci] = ci * 9 + ky * 3 + kx;
     ns_status st = pack(p, nr, cout, k, w, map, bias, err);
     free(map);
     return st;
@@ -139,8 +141,8 @@ static void conv_rows(const ns_isa *isa, const packed *L, size_t cin, size_t h, 
 }
 
 /* Linear rows [m0,m1), block b: out (rows, nout) row-major. */
-static void linear_block(const ns_isa *isa, const packed *L, const float *x, size_t m0,
-                         size_t m1, size_t b, int relu, float *out) {
+static void linear_block(const ns_isa *isa, const packed *L, const float *x, size_t m0, size_t m1,
+                         size_t b, int relu, float *out) {
     const size_t nr = isa->nr;
     const size_t nc = L->nout - b * nr < nr ? L->nout - b * nr : nr;
     isa->gemm(m1 - m0, nc, 1, L->k, x + m0 * L->k, L->k, 0, L->w + b * L->k * nr, L->b + b * nr,
@@ -158,29 +160,29 @@ struct ns_net {
     ns_net_weights w;  /* pointers into orig */
     packed c1, c2, f1, f2;
     /* scratch, reused across calls */
-    float *work;         /* per worker: work_stride floats */
+    float *work; /* per worker: work_stride floats */
     size_t work_stride;
     int work_workers;
-    uint64_t *wtime;     /* per worker: NS_NET_LAYERS thread-time accumulators */
-    float *arena;        /* per chunk: features, hidden, and split-mode buffers */
-    size_t arena_rows;   /* images the arena holds features + hidden for */
-    size_t arena_split;  /* images it holds split-mode buffers for */
+    uint64_t *wtime;    /* per worker: NS_NET_LAYERS thread-time accumulators */
+    float *arena;       /* per chunk: features, hidden, and split-mode buffers */
+    size_t arena_rows;  /* images the arena holds features + hidden for */
+    size_t arena_split; /* images it holds split-mode buffers for */
     /* Small batches (fewer images than threads): split each image's conv layers between the
      * threads, or run whole images in parallel? It depends on the machine (pool wake-up cost
      * vs per-image work: on a 2-core AVX-512 VM a batch-1 split was 2.3x slower), so the first
      * small-batch calls alternate between the two and keep the faster. The outputs are
      * bit-identical either way. Reset when the thread count or the kernel changes. */
-    int small_threads;       /* thread count the choice was measured for (0: none yet) */
-    int small_split;         /* -1 measuring, 0 whole images, 1 split */
-    unsigned small_calls;    /* calls measured so far */
-    uint64_t small_best[2];  /* fastest conv phase seen per mode, ns */
+    int small_threads;      /* thread count the choice was measured for (0: none yet) */
+    int small_split;        /* -1 measuring, 0 whole images, 1 split */
+    unsigned small_calls;   /* calls measured so far */
+    uint64_t small_best[2]; /* fastest conv phase seen per mode, ns */
     /* timers */
     int timers_on;
     uint64_t t_ns[NS_NET_LAYERS], t_calls[NS_NET_LAYERS];
 };
 
 static const size_t weight_sizes[8] = {
-    NS_NET_C1 * NS_NET_IN_C * 9, NS_NET_C1, NS_NET_C2 * NS_NET_C1 * 9, NS_NET_C2,
+    NS_NET_C1 * NS_NET_IN_C * 9,     NS_NET_C1,     NS_NET_C2 * NS_NET_C1 * 9,      NS_NET_C2,
     NS_NET_HIDDEN * NS_NET_FEATURES, NS_NET_HIDDEN, NS_NET_CLASSES * NS_NET_HIDDEN, NS_NET_CLASSES,
 };
 
@@ -194,24 +196,28 @@ static void unpack_all(ns_net *net) {
 static ns_status pack_all(ns_net *net, const ns_isa *isa, ns_error *err) {
     if (!isa) return NS_OK;
     const size_t nr = isa->nr;
-    ns_status st = pack_conv(&net->c1, nr, NS_NET_C1, NS_NET_IN_C, net->w.conv1_w, net->w.conv1_b, err);
+    ns_status st =
+        pack_conv(&net->c1, nr, NS_NET_C1, NS_NET_IN_C, net->w.conv1_w, net->w.conv1_b, err);
     if (st == NS_OK)
         st = pack_conv(&net->c2, nr, NS_NET_C2, NS_NET_C1, net->w.conv2_w, net->w.conv2_b, err);
     if (st == NS_OK) {
         /* fc1 reads the NHWC features (y, x, c); PyTorch's flatten is c*36 + y*6 + x */
         size_t *map = malloc(NS_NET_FEATURES * sizeof *map);
-        if (!map) st = ns_set_error(err, NS_ERR_NOMEM, "cannot allocate a packing map");
+        if (!map)
+            st = ns_set_error(err, NS_ERR_NOMEM, "cannot allocate a packing map");
         else {
             for (size_t y = 0; y < P2_H; y++)
                 for (size_t x = 0; x < P2_H; x++)
                     for (size_t c = 0; c < NS_NET_C2; c++)
                         map[(y * P2_H + x) * NS_NET_C2 + c] = c * P2_H * P2_H + y * P2_H + x;
-            st = pack(&net->f1, nr, NS_NET_HIDDEN, NS_NET_FEATURES, net->w.fc1_w, map, net->w.fc1_b, err);
+            st = pack(&net->f1, nr, NS_NET_HIDDEN, NS_NET_FEATURES, net->w.fc1_w, map, net->w.fc1_b,
+                      err);
             free(map);
         }
     }
     if (st == NS_OK)
-        st = pack(&net->f2, nr, NS_NET_CLASSES, NS_NET_HIDDEN, net->w.fc2_w, NULL, net->w.fc2_b, err);
+        st = pack(&net->f2, nr, NS_NET_CLASSES, NS_NET_HIDDEN, net->w.fc2_w, NULL, net->w.fc2_b,
+                  err);
     if (st != NS_OK) unpack_all(net);
     return st;
 }
@@ -272,7 +278,9 @@ void ns_net_destroy(ns_net *net) {
     free(net);
 }
 
-ns_kernel ns_net_kernel(const ns_net *net) { return net->kernel; }
+ns_kernel ns_net_kernel(const ns_net *net) {
+    return net->kernel;
+}
 
 ns_status ns_net_set_kernel(ns_net *net, const char *kernel, ns_error *err) {
     ns_kernel k;
@@ -310,7 +318,9 @@ void ns_net_enable_timers(ns_net *net, int on) {
     pthread_mutex_unlock(&net->mu);
 }
 
-int ns_net_timers_enabled(const ns_net *net) { return net->timers_on; }
+int ns_net_timers_enabled(const ns_net *net) {
+    return net->timers_on;
+}
 
 void ns_net_read_timers(ns_net *net, uint64_t ns[NS_NET_LAYERS], uint64_t calls[NS_NET_LAYERS]) {
     pthread_mutex_lock(&net->mu);
@@ -330,11 +340,13 @@ void ns_net_reset_timers(ns_net *net) {
 
 #define RUP16(n) (((n) + 15u) & ~(size_t)15u)
 /* per-worker floats: SIMD: NHWC input + pooled conv1 + conv row pair; ref: conv1, pool1, conv2 */
-#define WORK_SIMD (RUP16(IN_SIZE) + RUP16(P1_SIZE) + RUP16(2 * C1_H * NS_NET_C1 > 2 * 12 * NS_NET_C2 ? 2 * C1_H * NS_NET_C1 : 2 * 12 * NS_NET_C2))
+#define WORK_SIMD                                                                                  \
+    (RUP16(IN_SIZE) + RUP16(P1_SIZE) +                                                             \
+     RUP16(2 * C1_H * NS_NET_C1 > 2 * 12 * NS_NET_C2 ? 2 * C1_H * NS_NET_C1 : 2 * 12 * NS_NET_C2))
 #define WORK_REF (RUP16(NS_NET_C1 * C1_H * C1_H) + RUP16(P1_SIZE) + RUP16(NS_NET_C2 * C2_H * C2_H))
 /* per-chunk-row floats: features and hidden; plus, for the images of a small batch whose
  * conv layers are split between threads (fewer images than threads), NHWC input + pool1 */
-#define ARENA_ROW (NS_NET_FEATURES + NS_NET_HIDDEN)
+#define ARENA_ROW       (NS_NET_FEATURES + NS_NET_HIDDEN)
 #define ARENA_SPLIT_ROW (IN_SIZE + P1_SIZE)
 
 static ns_status ensure_scratch(ns_net *net, int workers, size_t rows, ns_error *err) {
@@ -358,7 +370,8 @@ static ns_status ensure_scratch(ns_net *net, int workers, size_t rows, ns_error 
         const size_t sp = split > net->arena_split ? split : net->arena_split;
         ns_free_aligned(net->arena);
         net->arena_rows = net->arena_split = 0;
-        net->arena = ns_alloc_aligned((r * ARENA_ROW + sp * ARENA_SPLIT_ROW) * sizeof(float), NS_ALIGN);
+        net->arena =
+            ns_alloc_aligned((r * ARENA_ROW + sp * ARENA_SPLIT_ROW) * sizeof(float), NS_ALIGN);
         if (!net->arena)
             return ns_set_error(err, NS_ERR_NOMEM, "cannot allocate engine scratch for %zu images",
                                 r);
@@ -384,9 +397,13 @@ typedef struct fwd {
     int fc_relu;
 } fwd;
 
-static inline uint64_t tnow(int on) { return on ? ns_now_ns() : 0; }
+static inline uint64_t tnow(int on) {
+    return on ? ns_now_ns() : 0;
+}
 
-static float *worker_work(ns_net *net, int worker) { return net->work + (size_t)worker * net->work_stride; }
+static float *worker_work(ns_net *net, int worker) {
+    return net->work + (size_t)worker * net->work_stride;
+}
 
 /* SIMD, one whole image per task */
 static void task_image(void *vctx, size_t i, int worker) {
@@ -417,8 +434,8 @@ static void task_conv1_rows(void *vctx, size_t t, int worker) {
     size_t i = t / C1_TASKS, r0 = (t % C1_TASKS) * C1_ROWS_PER_TASK;
     size_t r1 = r0 + C1_ROWS_PER_TASK < P1_H ? r0 + C1_ROWS_PER_TASK : P1_H;
     float *rb = worker_work(net, worker) + RUP16(IN_SIZE) + RUP16(P1_SIZE);
-    conv_rows(net->isa, &net->c1, NS_NET_IN_C, NS_NET_IN_H, NS_NET_IN_W, f->xin + i * IN_SIZE, 1,
-              1, r0, r1, 0, net->c1.nb, f->p1 + i * P1_SIZE, rb);
+    conv_rows(net->isa, &net->c1, NS_NET_IN_C, NS_NET_IN_H, NS_NET_IN_W, f->xin + i * IN_SIZE, 1, 1,
+              r0, r1, 0, net->c1.nb, f->p1 + i * P1_SIZE, rb);
 }
 
 /* SIMD, small batches: conv2 split by pooled rows x channel blocks */
@@ -495,15 +512,17 @@ static void apportion(ns_net *net, int workers, uint64_t wall, int l0, int l1) {
         net->t_ns[l] += (uint64_t)((double)wall * (double)sum[l] / (double)total);
 }
 
-static void run_fc(fwd *f, ns_pool *pool, int threads, const packed *L, const float *in,
-                   float *out, int relu, int ref) {
+static void run_fc(fwd *f, ns_pool *pool, int threads, const packed *L, const float *in, float *out,
+                   int relu, int ref) {
     f->fc = L;
     f->fc_in = in;
     f->fc_out = out;
     f->fc_relu = relu;
     const size_t chunks = (f->m + FC_ROWS - 1) / FC_ROWS;
-    if (ref) ns_pool_run(pool, task_fc_ref, f, chunks, threads);
-    else ns_pool_run(pool, task_fc, f, chunks * L->nb, threads);
+    if (ref)
+        ns_pool_run(pool, task_fc_ref, f, chunks, threads);
+    else
+        ns_pool_run(pool, task_fc, f, chunks * L->nb, threads);
 }
 
 #define SMALL_TUNE_CALLS 8 /* measured calls per mode before choosing */
@@ -621,19 +640,21 @@ ns_status ns_net_forward(ns_net *net, ns_pool *pool, int max_threads, const floa
 ns_status ns_op_conv3x3(ns_kernel k, const float *x, size_t n, size_t cin, size_t h, size_t w,
                         const float *weight, const float *bias, size_t cout, int relu, int pool,
                         float *out, ns_error *err) {
-    if (!x || !weight || !bias || !out) return ns_set_error(err, NS_ERR_INVALID, "conv3x3: NULL argument");
+    if (!x || !weight || !bias || !out)
+        return ns_set_error(err, NS_ERR_INVALID, "conv3x3: NULL argument");
     if (cin == 0 || cout == 0 || h < (pool ? 4u : 3u) || w < (pool ? 4u : 3u))
         return ns_set_error(err, NS_ERR_INVALID,
                             "conv3x3: need cin, cout >= 1 and h, w >= %d, got cin=%zu cout=%zu "
-                            "h=%zu w=%zu", pool ? 4 : 3, cin, cout, h, w);
+                            "h=%zu w=%zu",
+                            pool ? 4 : 3, cin, cout, h, w);
     if (!ns_kernel_available(k))
         return ns_set_error(err, NS_ERR_UNSUPPORTED, "kernel '%s' is not available",
                             ns_kernel_name(k));
     size_t in_sz, out_sz, tmp;
     const size_t oh = pool ? (h - 2) / 2 : h - 2, ow = pool ? (w - 2) / 2 : w - 2;
     if (ns_mul_overflow(cin, h * w, &in_sz) || ns_mul_overflow(cout, oh * ow, &out_sz) ||
-        ns_mul_overflow(cout, (h - 2) * (w - 2), &tmp) || ns_mul_overflow(tmp, sizeof(float), &tmp) ||
-        ns_mul_overflow(in_sz, sizeof(float), &tmp))
+        ns_mul_overflow(cout, (h - 2) * (w - 2), &tmp) ||
+        ns_mul_overflow(tmp, sizeof(float), &tmp) || ns_mul_overflow(in_sz, sizeof(float), &tmp))
         return ns_set_error(err, NS_ERR_LIMIT, "conv3x3: sizes overflow");
     const ns_isa *isa = ns_kernel_isa(k);
     const size_t full = cout * (h - 2) * (w - 2);
@@ -642,8 +663,10 @@ ns_status ns_op_conv3x3(ns_kernel k, const float *x, size_t n, size_t cin, size_
         if (!c) return ns_set_error(err, NS_ERR_NOMEM, "conv3x3: out of memory");
         for (size_t i = 0; i < n; i++) {
             ns_ref_conv3x3(x + i * in_sz, cin, h, w, weight, bias, cout, relu, c);
-            if (pool) ns_ref_maxpool2x2(c, cout, h - 2, w - 2, out + i * out_sz);
-            else memcpy(out + i * out_sz, c, full * sizeof(float));
+            if (pool)
+                ns_ref_maxpool2x2(c, cout, h - 2, w - 2, out + i * out_sz);
+            else
+                memcpy(out + i * out_sz, c, full * sizeof(float));
         }
         free(c);
         return NS_OK;
@@ -667,12 +690,13 @@ ns_status ns_op_conv3x3(ns_kernel k, const float *x, size_t n, size_t cin, size_
     return st;
 }
 
-ns_status ns_op_linear(ns_kernel k, const float *x, size_t rows, size_t kdim,
-                       const float *weight, const float *bias, size_t nout, int relu,
-                       float *out, ns_error *err) {
-    if (!x || !weight || !bias || !out) return ns_set_error(err, NS_ERR_INVALID, "linear: NULL argument");
+ns_status ns_op_linear(ns_kernel k, const float *x, size_t rows, size_t kdim, const float *weight,
+                       const float *bias, size_t nout, int relu, float *out, ns_error *err) {
+    if (!x || !weight || !bias || !out)
+        return ns_set_error(err, NS_ERR_INVALID, "linear: NULL argument");
     if (kdim == 0 || nout == 0)
-        return ns_set_error(err, NS_ERR_INVALID, "linear: need k, n >= 1, got k=%zu n=%zu", kdim, nout);
+        return ns_set_error(err, NS_ERR_INVALID, "linear: need k, n >= 1, got k=%zu n=%zu", kdim,
+                            nout);
     if (!ns_kernel_available(k))
         return ns_set_error(err, NS_ERR_UNSUPPORTED, "kernel '%s' is not available",
                             ns_kernel_name(k));

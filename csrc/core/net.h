@@ -39,14 +39,14 @@
 extern "C" {
 #endif
 
-#define NS_NET_IN_C 3
-#define NS_NET_IN_H 32
-#define NS_NET_IN_W 32
-#define NS_NET_C1 32
-#define NS_NET_C2 64
+#define NS_NET_IN_C     3
+#define NS_NET_IN_H     32
+#define NS_NET_IN_W     32
+#define NS_NET_C1       32
+#define NS_NET_C2       64
 #define NS_NET_FEATURES 2304 /* 64 * 6 * 6 */
-#define NS_NET_HIDDEN 128
-#define NS_NET_CLASSES 43
+#define NS_NET_HIDDEN   128
+#define NS_NET_CLASSES  43
 
 /* Per-layer timers, in this order. Fused layers report their time under the op they are
  * fused into and only count calls: with the SIMD kernels relu1/pool1 (and the NCHW->NHWC
@@ -57,8 +57,16 @@ extern "C" {
  * to the threads' time in each. */
 #define NS_NET_LAYERS 10
 enum {
-    NS_LAYER_CONV1, NS_LAYER_RELU1, NS_LAYER_POOL1, NS_LAYER_CONV2, NS_LAYER_RELU2,
-    NS_LAYER_POOL2, NS_LAYER_FLATTEN, NS_LAYER_FC1, NS_LAYER_RELU3, NS_LAYER_FC2
+    NS_LAYER_CONV1,
+    NS_LAYER_RELU1,
+    NS_LAYER_POOL1,
+    NS_LAYER_CONV2,
+    NS_LAYER_RELU2,
+    NS_LAYER_POOL2,
+    NS_LAYER_FLATTEN,
+    NS_LAYER_FC1,
+    NS_LAYER_RELU3,
+    NS_LAYER_FC2
 };
 extern const char *const ns_net_layer_names[NS_NET_LAYERS];
 
@@ -99,9 +107,8 @@ ns_status ns_op_conv3x3(ns_kernel k, const float *x, size_t n, size_t cin, size_
                         const float *weight, const float *bias, size_t cout, int relu, int pool,
                         float *out, ns_error *err);
 /* Linear: x (rows,kdim), weight (nout,kdim), bias (nout,) -> out (rows,nout), ReLU if relu. */
-ns_status ns_op_linear(ns_kernel k, const float *x, size_t rows, size_t kdim,
-                       const float *weight, const float *bias, size_t nout, int relu,
-                       float *out, ns_error *err);
+ns_status ns_op_linear(ns_kernel k, const float *x, size_t rows, size_t kdim, const float *weight,
+                       const float *bias, size_t nout, int relu, float *out, ns_error *err);
 
 #ifdef __cplusplus
 }

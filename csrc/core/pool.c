@@ -9,9 +9,9 @@
 #include <unistd.h>
 
 struct ns_pool {
-    int nthreads;         /* total, including the calling thread */
-    pthread_t *threads;   /* nthreads - 1 workers */
-    pid_t pid;            /* process that owns the workers */
+    int nthreads;             /* total, including the calling thread */
+    pthread_t *threads;       /* nthreads - 1 workers */
+    pid_t pid;                /* process that owns the workers */
     pthread_mutex_t run_lock; /* serialises runs and resizes */
     pthread_mutex_t mu;
     pthread_cond_t cv_work, cv_done;
@@ -21,9 +21,9 @@ struct ns_pool {
     ns_task_fn fn;
     void *ctx;
     size_t ntasks;
-    int run_threads;      /* workers (ids 1..run_threads-1) that take part in this run */
+    int run_threads; /* workers (ids 1..run_threads-1) that take part in this run */
     atomic_size_t next;
-    int active;           /* workers that have not finished the current generation */
+    int active; /* workers that have not finished the current generation */
 };
 
 typedef struct {
@@ -141,7 +141,9 @@ void ns_pool_destroy(ns_pool *p) {
     free(p);
 }
 
-int ns_pool_threads(const ns_pool *p) { return p ? p->nthreads : 1; }
+int ns_pool_threads(const ns_pool *p) {
+    return p ? p->nthreads : 1;
+}
 
 ns_status ns_pool_resize(ns_pool *p, int nthreads, ns_error *err) {
     if (nthreads <= 0) nthreads = ns_cpu_count();

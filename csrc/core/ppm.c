@@ -6,7 +6,9 @@ static inline int is_ws(uint8_t c) {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
 }
 
-static inline int is_digit(uint8_t c) { return c >= '0' && c <= '9'; }
+static inline int is_digit(uint8_t c) {
+    return c >= '0' && c <= '9';
+}
 
 /* Skip whitespace and comments starting at *pos. */
 static void skip_ws(const uint8_t *buf, size_t len, size_t *pos) {
@@ -55,8 +57,9 @@ static ns_status header_uint(const uint8_t *buf, size_t len, size_t *pos, const 
     while (p < len && is_digit(buf[p])) {
         v = v * 10 + (uint64_t)(buf[p] - '0');
         if (v > limit)
-            return ns_set_error(err, NS_ERR_FORMAT, "bad PPM header: %s is too large (more than %llu)",
-                                field, (unsigned long long)limit);
+            return ns_set_error(err, NS_ERR_FORMAT,
+                                "bad PPM header: %s is too large (more than %llu)", field,
+                                (unsigned long long)limit);
         p++;
     }
     if (p < len && !is_ws(buf[p]) && buf[p] != '#') {
@@ -138,15 +141,16 @@ static inline uint8_t scale8(unsigned v, unsigned maxval) {
     return (uint8_t)(((uint32_t)v * 510u + maxval) / (2u * maxval));
 }
 
-static ns_status sample_too_large(ns_error *err, size_t i, unsigned v, unsigned maxval, size_t width) {
+static ns_status sample_too_large(ns_error *err, size_t i, unsigned v, unsigned maxval,
+                                  size_t width) {
     size_t px = i / 3;
     return ns_set_error(err, NS_ERR_FORMAT,
                         "bad PPM data: sample %u at pixel (x=%zu, y=%zu) exceeds maxval %u", v,
                         px % width, px / width, maxval);
 }
 
-ns_status ns_ppm_decode_pixels(const uint8_t *buf, size_t len, const ns_ppm_info *info, uint8_t *out,
-                               ns_error *err) {
+ns_status ns_ppm_decode_pixels(const uint8_t *buf, size_t len, const ns_ppm_info *info,
+                               uint8_t *out, ns_error *err) {
     const size_t n = info->width * info->height * 3; /* bounded by the header's pixel limit */
     const unsigned maxval = info->maxval;
     size_t pos = info->data_offset;
@@ -182,7 +186,8 @@ ns_status ns_ppm_decode_pixels(const uint8_t *buf, size_t len, const ns_ppm_info
             describe_byte(buf[pos], d);
             return ns_set_error(err, NS_ERR_FORMAT,
                                 "bad PPM data: sample %zu must be a decimal number, found %s at "
-                                "offset %zu", i, d, pos);
+                                "offset %zu",
+                                i, d, pos);
         }
         unsigned v = 0;
         while (pos < len && is_digit(buf[pos])) {
@@ -194,7 +199,8 @@ ns_status ns_ppm_decode_pixels(const uint8_t *buf, size_t len, const ns_ppm_info
             describe_byte(buf[pos], d);
             return ns_set_error(err, NS_ERR_FORMAT,
                                 "bad PPM data: sample %zu must be a decimal number, found %s at "
-                                "offset %zu", i, d, pos);
+                                "offset %zu",
+                                i, d, pos);
         }
         if (v > maxval) return sample_too_large(err, i, v, maxval, info->width);
         out[i] = maxval == 255 ? (uint8_t)v : scale8(v, maxval);

@@ -19,9 +19,9 @@
 
 typedef struct ns_ppm_info {
     size_t width, height;
-    unsigned maxval;     /* 1..65535 */
-    int plain;           /* 1 for P3, 0 for P6 */
-    size_t data_offset;  /* first raster byte */
+    unsigned maxval;    /* 1..65535 */
+    int plain;          /* 1 for P3, 0 for P6 */
+    size_t data_offset; /* first raster byte */
 } ns_ppm_info;
 
 /* Parse and validate the header of buf[0..len). width*height above max_pixels fails with
@@ -32,8 +32,8 @@ ns_status ns_ppm_parse_header(const uint8_t *buf, size_t len, size_t max_pixels,
 
 /* Decode the raster described by info (from ns_ppm_parse_header on the same buffer) into
  * out[height][width][3] (uint8, tightly packed). */
-ns_status ns_ppm_decode_pixels(const uint8_t *buf, size_t len, const ns_ppm_info *info, uint8_t *out,
-                               ns_error *err);
+ns_status ns_ppm_decode_pixels(const uint8_t *buf, size_t len, const ns_ppm_info *info,
+                               uint8_t *out, ns_error *err);
 
 /* 1 if the raster can be used in place: P6 with maxval 255 (pixels at buf + data_offset). */
 static inline int ns_ppm_is_raw8(const ns_ppm_info *info) {

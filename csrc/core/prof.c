@@ -13,9 +13,9 @@
 
 struct ns_prof {
     int enabled;
-    size_t skipped;                       /* spans begun while disabled and not yet ended */
-    size_t depth;                         /* open spans on the stack */
-    int64_t stack[NS_PROF_MAX_DEPTH];     /* record index of each open span, -1 if dropped */
+    size_t skipped;                   /* spans begun while disabled and not yet ended */
+    size_t depth;                     /* open spans on the stack */
+    int64_t stack[NS_PROF_MAX_DEPTH]; /* record index of each open span, -1 if dropped */
     uint32_t stack_name[NS_PROF_MAX_DEPTH];
     ns_prof_record *records;
     size_t count;
@@ -78,8 +78,9 @@ ns_status ns_prof_create(ns_prof **out, size_t capacity, ns_error *err) {
     *out = NULL;
     if (capacity == 0) capacity = NS_PROF_DEFAULT_CAPACITY;
     if (capacity > NS_PROF_MAX_RECORDS)
-        return ns_set_error(err, NS_ERR_LIMIT, "recorder capacity %zu exceeds the limit of %u records",
-                            capacity, (unsigned)NS_PROF_MAX_RECORDS);
+        return ns_set_error(err, NS_ERR_LIMIT,
+                            "recorder capacity %zu exceeds the limit of %u records", capacity,
+                            (unsigned)NS_PROF_MAX_RECORDS);
     size_t bytes;
     if (ns_mul_overflow(capacity, sizeof(ns_prof_record), &bytes))
         return ns_set_error(err, NS_ERR_LIMIT, "recorder capacity %zu is too large", capacity);
@@ -88,7 +89,8 @@ ns_status ns_prof_create(ns_prof **out, size_t capacity, ns_error *err) {
     p->records = malloc(bytes);
     if (!p->records) {
         free(p);
-        return ns_set_error(err, NS_ERR_NOMEM, "out of memory allocating %zu profiler records", capacity);
+        return ns_set_error(err, NS_ERR_NOMEM, "out of memory allocating %zu profiler records",
+                            capacity);
     }
     p->capacity = capacity;
     p->enabled = 1;
@@ -107,10 +109,13 @@ void ns_prof_set_enabled(ns_prof *p, int enabled) {
     if (p) p->enabled = enabled ? 1 : 0;
 }
 
-int ns_prof_enabled(const ns_prof *p) { return p ? p->enabled : 0; }
+int ns_prof_enabled(const ns_prof *p) {
+    return p ? p->enabled : 0;
+}
 
 ns_status ns_prof_intern(ns_prof *p, const char *name, uint32_t *id, ns_error *err) {
-    if (!p || !name || !id) return ns_set_error(err, NS_ERR_INVALID, "ns_prof_intern: NULL argument");
+    if (!p || !name || !id)
+        return ns_set_error(err, NS_ERR_INVALID, "ns_prof_intern: NULL argument");
     size_t len = strnlen(name, NS_PROF_NAME_MAX);
     if (len == 0) return ns_set_error(err, NS_ERR_INVALID, "span name must not be empty");
     if (len >= NS_PROF_NAME_MAX)
@@ -123,7 +128,8 @@ ns_status ns_prof_intern(ns_prof *p, const char *name, uint32_t *id, ns_error *e
         }
     }
     if (p->name_count >= NS_PROF_MAX_NAMES)
-        return ns_set_error(err, NS_ERR_LIMIT, "recorder already holds the maximum of %d span names",
+        return ns_set_error(err, NS_ERR_LIMIT,
+                            "recorder already holds the maximum of %d span names",
                             NS_PROF_MAX_NAMES);
     if (p->name_count == p->name_capacity) {
         size_t cap = p->name_capacity ? p->name_capacity * 2 : 16;
@@ -132,7 +138,8 @@ ns_status ns_prof_intern(ns_prof *p, const char *name, uint32_t *id, ns_error *e
         if (ns_mul_overflow(cap, sizeof *p->names, &bytes))
             return ns_set_error(err, NS_ERR_LIMIT, "name table too large");
         void *nn = realloc(p->names, bytes);
-        if (!nn) return ns_set_error(err, NS_ERR_NOMEM, "out of memory growing the span name table");
+        if (!nn)
+            return ns_set_error(err, NS_ERR_NOMEM, "out of memory growing the span name table");
         p->names = nn;
         p->name_capacity = cap;
     }
@@ -141,7 +148,9 @@ ns_status ns_prof_intern(ns_prof *p, const char *name, uint32_t *id, ns_error *e
     return NS_OK;
 }
 
-size_t ns_prof_name_count(const ns_prof *p) { return p ? p->name_count : 0; }
+size_t ns_prof_name_count(const ns_prof *p) {
+    return p ? p->name_count : 0;
+}
 
 const char *ns_prof_name(const ns_prof *p, uint32_t id) {
     if (!p || id >= p->name_count) return NULL;
@@ -274,9 +283,13 @@ void ns_prof_reset(ns_prof *p) {
     p->dropped = 0;
 }
 
-size_t ns_prof_count(const ns_prof *p) { return p ? p->count : 0; }
+size_t ns_prof_count(const ns_prof *p) {
+    return p ? p->count : 0;
+}
 
-const ns_prof_record *ns_prof_records(const ns_prof *p) { return p ? p->records : NULL; }
+const ns_prof_record *ns_prof_records(const ns_prof *p) {
+    return p ? p->records : NULL;
+}
 
 size_t ns_prof_open_spans(const ns_prof *p) {
     if (!p) return 0;
@@ -286,4 +299,6 @@ size_t ns_prof_open_spans(const ns_prof *p) {
     return n;
 }
 
-uint64_t ns_prof_dropped(const ns_prof *p) { return p ? p->dropped : 0; }
+uint64_t ns_prof_dropped(const ns_prof *p) {
+    return p ? p->dropped : 0;
+}

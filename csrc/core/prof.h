@@ -28,22 +28,22 @@
 extern "C" {
 #endif
 
-#define NS_PROF_NAME_MAX 128          /* bytes per name, including the terminating NUL */
-#define NS_PROF_MAX_NAMES 4096        /* distinct names per recorder */
-#define NS_PROF_MAX_DEPTH 64          /* nesting depth of open spans */
+#define NS_PROF_NAME_MAX    128        /* bytes per name, including the terminating NUL */
+#define NS_PROF_MAX_NAMES   4096       /* distinct names per recorder */
+#define NS_PROF_MAX_DEPTH   64         /* nesting depth of open spans */
 #define NS_PROF_MAX_RECORDS (1u << 24) /* records kept; later spans are counted as dropped */
-#define NS_PROF_NO_PARENT (-1)
-#define NS_PROF_ANY_NAME UINT32_MAX   /* ns_prof_end: do not check the name */
+#define NS_PROF_NO_PARENT   (-1)
+#define NS_PROF_ANY_NAME    UINT32_MAX /* ns_prof_end: do not check the name */
 
 typedef struct ns_prof_record {
-    uint32_t name;          /* id from ns_prof_intern */
-    uint32_t depth;         /* 0 for top-level spans */
-    int64_t parent;         /* index of the enclosing record, or NS_PROF_NO_PARENT */
-    uint64_t calls;         /* 1 for a timed span; the call count of an attached aggregate */
-    uint64_t start_ns;      /* ns_now_ns() at begin */
-    uint64_t end_ns;        /* ns_now_ns() at end; 0 while the span is open */
-    uint64_t start_cycles;  /* cycle counter at begin (0 when not available) */
-    uint64_t end_cycles;    /* cycle counter at end (0 when not available or open) */
+    uint32_t name;         /* id from ns_prof_intern */
+    uint32_t depth;        /* 0 for top-level spans */
+    int64_t parent;        /* index of the enclosing record, or NS_PROF_NO_PARENT */
+    uint64_t calls;        /* 1 for a timed span; the call count of an attached aggregate */
+    uint64_t start_ns;     /* ns_now_ns() at begin */
+    uint64_t end_ns;       /* ns_now_ns() at end; 0 while the span is open */
+    uint64_t start_cycles; /* cycle counter at begin (0 when not available) */
+    uint64_t end_cycles;   /* cycle counter at end (0 when not available or open) */
 } ns_prof_record;
 
 typedef struct ns_prof ns_prof;
@@ -80,8 +80,8 @@ void ns_prof_reset(ns_prof *p);
 
 size_t ns_prof_count(const ns_prof *p);
 const ns_prof_record *ns_prof_records(const ns_prof *p);
-size_t ns_prof_open_spans(const ns_prof *p);  /* spans begun and not yet ended (recorded ones) */
-uint64_t ns_prof_dropped(const ns_prof *p);   /* spans not stored because the buffer was full */
+size_t ns_prof_open_spans(const ns_prof *p); /* spans begun and not yet ended (recorded ones) */
+uint64_t ns_prof_dropped(const ns_prof *p);  /* spans not stored because the buffer was full */
 
 /* The CPU cycle counter: 1 if user code can read one here. */
 int ns_cycles_available(void);

@@ -219,7 +219,8 @@ static void transpose_rgb_region(const uint8_t *src, size_t src_stride, size_t h
 /* Portable version: pixels move as 4-byte words (the 4th byte is
  * rewritten by the next pixel) except in the last column/row, so nothing outside either image
  * is read or written. Blocked for cache locality. */
-static void transpose_rgb_generic(const uint8_t *src, size_t src_stride, size_t h, size_t w, uint8_t *dst) {
+static void transpose_rgb_generic(const uint8_t *src, size_t src_stride, size_t h, size_t w,
+                                  uint8_t *dst) {
     const size_t B = 16;
     const size_t dst_stride = h * 3;
     for (size_t y0 = 0; y0 < h; y0 += B) {
@@ -304,19 +305,20 @@ static void transpose_rgb_neon(const uint8_t *src, size_t src_stride, size_t h, 
     transpose_rgb_region(src, src_stride, h, dst, y, h, 0, w);
 }
 
-static int simd_available(void) { return 1; }
+static int simd_available(void) {
+    return 1;
+}
 #define transpose_rgb_simd transpose_rgb_neon
 
 #elif defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
-#define NS_TRANSPOSE_SIMD "ssse3"
+#define NS_TRANSPOSE_SIMD  "ssse3"
 
 /* 4x4-pixel blocks: pshufb widens 4 pixels of a row to 4 dwords, a 4x4 dword transpose makes
  * columns, pshufb packs each back to 12 bytes, stored as 8 + 4 bytes. The 16-byte loads need
  * x + 6 <= w so that they stay inside the row. */
-__attribute__((target("ssse3"))) static void transpose_rgb_ssse3(const uint8_t *src,
-                                                                 size_t src_stride, size_t h,
-                                                                 size_t w, uint8_t *dst) {
+__attribute__((target("ssse3"))) static void
+transpose_rgb_ssse3(const uint8_t *src, size_t src_stride, size_t h, size_t w, uint8_t *dst) {
     const size_t ds = h * 3;
     const __m128i expand = _mm_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1);
     const __m128i pack = _mm_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1);
@@ -349,12 +351,16 @@ __attribute__((target("ssse3"))) static void transpose_rgb_ssse3(const uint8_t *
     transpose_rgb_region(src, src_stride, h, dst, y, h, 0, w);
 }
 
-static int simd_available(void) { return __builtin_cpu_supports("ssse3"); }
+static int simd_available(void) {
+    return __builtin_cpu_supports("ssse3");
+}
 #define transpose_rgb_simd transpose_rgb_ssse3
 
 #else
-#define NS_TRANSPOSE_SIMD "none"
-static int simd_available(void) { return 0; }
+#define NS_TRANSPOSE_SIMD  "none"
+static int simd_available(void) {
+    return 0;
+}
 #define transpose_rgb_simd transpose_rgb_generic
 #endif
 
@@ -371,7 +377,9 @@ static int use_simd_transpose(void) {
     return v;
 }
 
-const char *ns_resize_simd_name(void) { return use_simd_transpose() ? NS_TRANSPOSE_SIMD : "none"; }
+const char *ns_resize_simd_name(void) {
+    return use_simd_transpose() ? NS_TRANSPOSE_SIMD : "none";
+}
 
 static void transpose_rgb(const uint8_t *src, size_t src_stride, size_t h, size_t w, uint8_t *dst) {
     if (use_simd_transpose())
@@ -405,8 +413,9 @@ ns_status ns_resize_u8c3(const uint8_t *src, size_t src_w, size_t src_h, size_t 
                          ns_error *err) {
     if (!src || !dst || !s) return ns_set_error(err, NS_ERR_INVALID, "resize: NULL buffer");
     if (src_w == 0 || src_h == 0 || dst_w == 0 || dst_h == 0)
-        return ns_set_error(err, NS_ERR_INVALID, "resize: sizes must be >= 1, got %zux%zu -> %zux%zu",
-                            src_w, src_h, dst_w, dst_h);
+        return ns_set_error(err, NS_ERR_INVALID,
+                            "resize: sizes must be >= 1, got %zux%zu -> %zux%zu", src_w, src_h,
+                            dst_w, dst_h);
     if (src_w > (size_t)INT32_MAX || src_h > (size_t)INT32_MAX || dst_w > NS_RESIZE_MAX_SIDE ||
         dst_h > NS_RESIZE_MAX_SIDE)
         return ns_set_error(err, NS_ERR_LIMIT, "resize: %zux%zu -> %zux%zu is too large", src_w,
@@ -417,7 +426,8 @@ ns_status ns_resize_u8c3(const uint8_t *src, size_t src_w, size_t src_h, size_t 
     const size_t dst_rowlen = dst_w * 3;
     const int need_h = src_w != dst_w, need_v = src_h != dst_h;
     if (!need_h && !need_v) { /* Pillow copies the image */
-        for (size_t y = 0; y < dst_h; y++) memcpy(dst + y * dst_rowlen, src + y * src_stride, dst_rowlen);
+        for (size_t y = 0; y < dst_h; y++)
+            memcpy(dst + y * dst_rowlen, src + y * src_stride, dst_rowlen);
         return NS_OK;
     }
     /* Pillow >= 13 runs the vertical pass first when the height shrinks by more than twice as
@@ -427,11 +437,10 @@ ns_status ns_resize_u8c3(const uint8_t *src, size_t src_w, size_t src_h, size_t 
     size_t kx = 0, ky = 0;
     int32_t *kkx = NULL, *bx = NULL, *kky = NULL, *by = NULL;
     ns_status st;
-    if (need_h && (st = get_coeffs(s, 0, src_w, dst_w, &kx, &kkx, &bx, err)) != NS_OK)
-        return st;
-    if (need_v && (st = get_coeffs(s, 1, src_h, dst_h, &ky, &kky, &by, err)) != NS_OK)
-        return st;
-    if (!need_v) return horizontal_pass(src, src_stride, dst_h, src_w, dst, dst_w, kx, kkx, bx, s, err);
+    if (need_h && (st = get_coeffs(s, 0, src_w, dst_w, &kx, &kkx, &bx, err)) != NS_OK) return st;
+    if (need_v && (st = get_coeffs(s, 1, src_h, dst_h, &ky, &kky, &by, err)) != NS_OK) return st;
+    if (!need_v)
+        return horizontal_pass(src, src_stride, dst_h, src_w, dst, dst_w, kx, kkx, bx, s, err);
     if (!need_h) {
         resample_lines(src, src_stride, 0, dst_rowlen, dst, dst_h, ky, kky, by);
         return NS_OK;
@@ -441,7 +450,8 @@ ns_status ns_resize_u8c3(const uint8_t *src, size_t src_w, size_t src_h, size_t 
         /* only the source rows the vertical pass reads */
         size_t y_first = (size_t)by[0];
         size_t y_last = (size_t)by[2 * (dst_h - 1)] + (size_t)by[2 * (dst_h - 1) + 1];
-        if (y_last > src_h || y_last <= y_first) /* cannot happen: bounds are clipped to the input */
+        if (y_last > src_h ||
+            y_last <= y_first) /* cannot happen: bounds are clipped to the input */
             return ns_set_error(err, NS_ERR_INVALID, "resize: internal row bounds error");
         size_t nrows = y_last - y_first;
         if (ns_mul_overflow(dst_rowlen, nrows, &tmp_bytes))

@@ -26,7 +26,15 @@ from .artifacts import NUM_CLASSES
 from .errors import NeonsignValueError
 from .model import TrafficSignNet
 
-__all__ = ["FitResult", "bf16_supported", "resolve_precision", "augment_batch", "to_float", "fit", "predict_logits"]
+__all__ = [
+    "FitResult",
+    "bf16_supported",
+    "resolve_precision",
+    "augment_batch",
+    "to_float",
+    "fit",
+    "predict_logits",
+]
 
 
 @dataclass
@@ -51,7 +59,7 @@ def bf16_supported() -> bool:
 
 
 def resolve_precision(bf16: bool | None) -> str:
-    """"bfloat16" or "float32" for ``TrainConfig.bf16`` (None: bfloat16 where the CPU has it)."""
+    """ "bfloat16" or "float32" for ``TrainConfig.bf16`` (None: bfloat16 where the CPU has it)."""
     if bf16 is None:
         return "bfloat16" if bf16_supported() else "float32"
     return "bfloat16" if bf16 else "float32"
@@ -97,7 +105,7 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator, cfg: Any) -> torch.Tens
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     """Logits float32 (N, 43) for normalised float32 (N, 3, H, W), in eval mode, batched."""
     model.eval()
-    outs = [model(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)]
+    outs = [model(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
     return torch.cat(outs) if outs else torch.empty(0, NUM_CLASSES)
 
 
@@ -119,10 +127,16 @@ def _shard(perm: torch.Tensor, rank: int, world: int) -> torch.Tensor:
     return perm[rank:total:world]
 
 
-def _validate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, rank: int, world: int) -> tuple[float, list[float | None]]:
+def _validate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, rank: int, world: int
+) -> tuple[float, list[float | None]]:
     """Top-1 accuracy and per-class accuracy on (x, y), sharded over ranks and summed."""
     xs, ys = x[rank::world], y[rank::world]
-    pred = predict_logits(model, xs).argmax(dim=1) if xs.shape[0] else torch.empty(0, dtype=torch.int64)
+    pred = (
+        predict_logits(model, xs).argmax(dim=1)
+        if xs.shape[0]
+        else torch.empty(0, dtype=torch.int64)
+    )
     counts = torch.zeros(2, NUM_CLASSES, dtype=torch.float64)
     counts[0].index_add_(0, ys, (pred == ys).to(torch.float64))
     counts[1].index_add_(0, ys, torch.ones_like(ys, dtype=torch.float64))
@@ -130,7 +144,10 @@ def _validate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, rank: int, wor
         dist.all_reduce(counts)
     correct, total = counts[0], counts[1]
     acc = float(correct.sum() / total.sum()) if total.sum() > 0 else 0.0
-    per_class = [float(c / t) if t > 0 else None for c, t in zip(correct.tolist(), total.tolist())]
+    per_class = [
+        float(c / t) if t > 0 else None
+        for c, t in zip(correct.tolist(), total.tolist(), strict=False)
+    ]
     return acc, per_class
 
 
@@ -156,7 +173,7 @@ def fit(
         torch.set_num_threads(int(cfg.threads))
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(cfg.seed)
-    shuffle_gen = torch.Generator().manual_seed(cfg.seed)           # same on every rank
+    shuffle_gen = torch.Generator().manual_seed(cfg.seed)  # same on every rank
     aug_gen = torch.Generator().manual_seed(cfg.seed * 1009 + 17 + rank)  # per rank
 
     data = torch.from_numpy(np.ascontiguousarray(images))
@@ -174,8 +191,9 @@ def fit(
     model: nn.Module = TrafficSignNet().to(memory_format=torch.channels_last)
     net: nn.Module = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     # fused: one kernel for all parameters' AdamW update (CPU-fused since torch 2.4)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                  fused=True)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True
+    )
     steps_per_epoch = -(-_shard(tr, rank, world).numel() // cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
     # OneCycleLR divides by (pct_start * total_steps - 1): an exactly-one-step warm-up (e.g. 5
@@ -184,7 +202,10 @@ def fit(
     if pct_start * total_steps == 1.0:
         pct_start *= 1.0 + 1e-6
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=cfg.lr, total_steps=total_steps, pct_start=pct_start,
+        optimizer,
+        max_lr=cfg.lr,
+        total_steps=total_steps,
+        pct_start=pct_start,
     )
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     # bf16 autocast: convolutions and linears run in bfloat16 (oneDNN's AVX512_BF16/AMX or Arm
@@ -196,7 +217,9 @@ def fit(
     if progress and rank == 0:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=cfg.epochs * steps_per_epoch, unit="batch", desc="train", dynamic_ncols=True)
+        bar = tqdm(
+            total=cfg.epochs * steps_per_epoch, unit="batch", desc="train", dynamic_ncols=True
+        )
     result = FitResult(state_dict={}, precision=precision)
     best_acc = -1.0
     start = time.perf_counter()
@@ -227,7 +250,9 @@ def fit(
             seen += y.numel()
             if bar is not None:
                 bar.update(1)
-        val_acc, per_class = _validate(model, x_val, y_val, rank, world) if va.numel() else (None, [])
+        val_acc, per_class = (
+            _validate(model, x_val, y_val, rank, world) if va.numel() else (None, [])
+        )
         record = {
             "epoch": epoch,
             "train_loss": float(loss_sum) / max(seen, 1),
@@ -238,13 +263,18 @@ def fit(
         }
         result.history.append(record)
         if bar is not None:
-            bar.set_postfix(epoch=epoch, loss=f"{record['train_loss']:.3f}",
-                            val_acc="-" if val_acc is None else f"{val_acc:.4f}")
+            bar.set_postfix(
+                epoch=epoch,
+                loss=f"{record['train_loss']:.3f}",
+                val_acc="-" if val_acc is None else f"{val_acc:.4f}",
+            )
         score = val_acc if val_acc is not None else float(epoch)
         if score > best_acc:
             best_acc = score
-            result.state_dict = {k: v.detach().clone(memory_format=torch.contiguous_format)
-                                 for k, v in model.state_dict().items()}
+            result.state_dict = {
+                k: v.detach().clone(memory_format=torch.contiguous_format)
+                for k, v in model.state_dict().items()
+            }
             result.best_epoch = epoch
             result.val_accuracy = val_acc
             result.per_class_accuracy = per_class

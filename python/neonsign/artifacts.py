@@ -95,9 +95,13 @@ def _to_numpy(value: Any, name: str, source: str) -> np.ndarray:
     try:
         arr = np.asarray(value)
     except Exception as exc:  # anything unconvertible is a model error
-        raise ModelError(f"{source}: tensor {name!r} cannot be converted to an array: {exc}") from None
+        raise ModelError(
+            f"{source}: tensor {name!r} cannot be converted to an array: {exc}"
+        ) from None
     if not np.issubdtype(arr.dtype, np.floating):
-        raise ModelError(f"{source}: tensor {name!r} has dtype {arr.dtype}, expected floating-point numeric values")
+        raise ModelError(
+            f"{source}: tensor {name!r} has dtype {arr.dtype}, expected floating-point numeric values"
+        )
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
@@ -110,7 +114,9 @@ def _strip_prefixes(key: Any) -> Any:
     return key
 
 
-def validate_state_dict(state_dict: Mapping[str, Any], source: str = "state_dict") -> dict[str, np.ndarray]:
+def validate_state_dict(
+    state_dict: Mapping[str, Any], source: str = "state_dict"
+) -> dict[str, np.ndarray]:
     """Check a TrafficSignNet state_dict and return it as float32 NumPy arrays.
 
     The one validator of weights: used by :func:`save_model`, :func:`load_model`, the profiler
@@ -120,7 +126,9 @@ def validate_state_dict(state_dict: Mapping[str, Any], source: str = "state_dict
     offending tensor for missing/unexpected names, wrong shapes, non-float or non-finite values.
     """
     if not isinstance(state_dict, Mapping):
-        raise ModelError(f"{source}: expected a mapping of tensor names to tensors, got {type(state_dict).__name__}")
+        raise ModelError(
+            f"{source}: expected a mapping of tensor names to tensors, got {type(state_dict).__name__}"
+        )
     items = {_strip_prefixes(k): v for k, v in state_dict.items()}
     missing = [k for k in STATE_DICT_SHAPES if k not in items]
     unexpected = sorted(str(k) for k in set(items) - set(STATE_DICT_SHAPES))
@@ -133,7 +141,9 @@ def validate_state_dict(state_dict: Mapping[str, Any], source: str = "state_dict
     for name, shape in STATE_DICT_SHAPES.items():
         arr = _to_numpy(items[name], name, source)
         if arr.shape != shape:
-            raise ModelError(f"{source}: tensor {name!r} has the wrong shape: expected {shape}, got {arr.shape}")
+            raise ModelError(
+                f"{source}: tensor {name!r} has the wrong shape: expected {shape}, got {arr.shape}"
+            )
         if not np.isfinite(arr).all():
             raise ModelError(f"{source}: tensor {name!r} contains NaN or infinite values")
         out[name] = arr
@@ -154,8 +164,12 @@ def code_version() -> str:
     here = Path(__file__).resolve().parent
     try:
         out = subprocess.run(
-            ["git", "describe", "--always", "--dirty"], cwd=here, capture_output=True,
-            text=True, timeout=10, check=True,
+            ["git", "describe", "--always", "--dirty"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         )
         if out.stdout.strip():
             return out.stdout.strip()
@@ -291,7 +305,9 @@ def _read_card(card_path: Path) -> dict[str, Any]:
         )
     prep = card["preprocessing"]
     if not isinstance(prep, dict) or any(k not in prep for k in _PREPROCESSING_REQUIRED):
-        raise ModelError(f"model card {card_path}: 'preprocessing' must hold {list(_PREPROCESSING_REQUIRED)}")
+        raise ModelError(
+            f"model card {card_path}: 'preprocessing' must hold {list(_PREPROCESSING_REQUIRED)}"
+        )
     return card
 
 
@@ -304,7 +320,9 @@ def load_model(directory: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray]
     """
     path = Path(directory)
     if not path.is_dir():
-        raise ModelError(f"model directory {path} not found (expected {WEIGHTS_FILE} + {CARD_FILE} in it)")
+        raise ModelError(
+            f"model directory {path} not found (expected {WEIGHTS_FILE} + {CARD_FILE} in it)"
+        )
     card = _read_card(path / CARD_FILE)
     weights = path / WEIGHTS_FILE
     if not weights.is_file():
@@ -326,14 +344,18 @@ def _read_pth(pth_path: str | os.PathLike[str]) -> Mapping[str, Any]:
     try:
         import torch
     except ImportError:
-        raise ModelError(f"loading {pth_path} needs PyTorch (pip install 'neonsign[torch]'); "
-                         "or convert it to .safetensors") from None
+        raise ModelError(
+            f"loading {pth_path} needs PyTorch (pip install 'neonsign[torch]'); "
+            "or convert it to .safetensors"
+        ) from None
     try:
         obj = torch.load(os.fspath(pth_path), map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ModelError(f".pth file {pth_path} not found") from None
     except Exception as exc:  # torch raises many types for corrupt or unsafe pickles
-        raise ModelError(f".pth file {pth_path} could not be loaded as a state_dict: {exc}") from None
+        raise ModelError(
+            f".pth file {pth_path} could not be loaded as a state_dict: {exc}"
+        ) from None
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model_state_dict"):
             if key in obj and isinstance(obj[key], Mapping):

@@ -48,7 +48,11 @@ TORCH_BACKENDS = {
 }
 
 #: Every backend name, native first (static: for command-line choices without probing).
-BACKEND_NAMES: tuple[str, ...] = ("native", *(f"native-{k}" for k in NATIVE_KERNELS), *TORCH_BACKENDS)
+BACKEND_NAMES: tuple[str, ...] = (
+    "native",
+    *(f"native-{k}" for k in NATIVE_KERNELS),
+    *TORCH_BACKENDS,
+)
 
 
 @dataclass(frozen=True)
@@ -92,14 +96,24 @@ def _native_backends() -> list[Backend]:
         from .engine import Engine  # noqa: PLC0415
     except ImportError as exc:
         why = f"the native engine is not built ({exc})"
-        return [Backend(n, "native", "native C engine", False, why) for n in BACKEND_NAMES
-                if n.startswith("native")]
+        return [
+            Backend(n, "native", "native C engine", False, why)
+            for n in BACKEND_NAMES
+            if n.startswith("native")
+        ]
     kernels = list(Engine.available_kernels())
     out = [Backend("native", "native", "native C engine, kernel chosen for this CPU", True)]
     for k in NATIVE_KERNELS:
         ok = k in kernels
-        out.append(Backend(f"native-{k}", "native", f"native C engine, {k} kernel", ok,
-                           "" if ok else f"this CPU or build has no {k} kernel"))
+        out.append(
+            Backend(
+                f"native-{k}",
+                "native",
+                f"native C engine, {k} kernel",
+                ok,
+                "" if ok else f"this CPU or build has no {k} kernel",
+            )
+        )
     return out
 
 
@@ -127,8 +141,15 @@ def _torch_backends() -> list[Backend]:
 
     mkldnn = torch.backends.mkldnn.is_available()
     out = [Backend("torch", "torch", TORCH_BACKENDS["torch"], True)]
-    out.append(Backend("torch-onednn-off", "torch", TORCH_BACKENDS["torch-onednn-off"], mkldnn,
-                       "" if mkldnn else "this PyTorch build has no oneDNN to switch off"))
+    out.append(
+        Backend(
+            "torch-onednn-off",
+            "torch",
+            TORCH_BACKENDS["torch-onednn-off"],
+            mkldnn,
+            "" if mkldnn else "this PyTorch build has no oneDNN to switch off",
+        )
+    )
     out.append(Backend("torch-channels-last", "torch", TORCH_BACKENDS["torch-channels-last"], True))
     why = _torch_bf16_reason(torch)
     out.append(Backend("torch-bf16", "torch", TORCH_BACKENDS["torch-bf16"], not why, why))
@@ -167,12 +188,15 @@ class TorchToggles:
         if name not in TORCH_BACKENDS:
             from .errors import NeonsignValueError  # noqa: PLC0415
 
-            raise NeonsignValueError(f"{name!r} is not a libtorch backend ({', '.join(TORCH_BACKENDS)})")
+            raise NeonsignValueError(
+                f"{name!r} is not a libtorch backend ({', '.join(TORCH_BACKENDS)})"
+            )
         import torch  # noqa: PLC0415
 
         self.torch, self.name = torch, name
-        self.memory_format = (torch.channels_last if name == "torch-channels-last"
-                              else torch.contiguous_format)
+        self.memory_format = (
+            torch.channels_last if name == "torch-channels-last" else torch.contiguous_format
+        )
 
     def module(self, model: Any) -> Any:
         """``model`` converted to this backend's memory format (in place for nn.Module)."""
@@ -201,7 +225,9 @@ class TorchToggles:
         return {
             "threads": threads,
             "mkldnn_enabled": self.name != "torch-onednn-off",
-            "memory_format": "channels_last" if self.name == "torch-channels-last" else "contiguous",
+            "memory_format": "channels_last"
+            if self.name == "torch-channels-last"
+            else "contiguous",
             "autocast": "bfloat16" if self.name == "torch-bf16" else None,
             "cpu_capability": str(self.torch.backends.cpu.get_cpu_capability()),
         }

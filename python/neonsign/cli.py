@@ -17,16 +17,16 @@ from .errors import NeonsignError
 
 # Modules that contribute subcommands, in help order.
 _COMMAND_MODULES = (
-    "neonsign.mainjob",   # main
-    "neonsign.data",      # synth, download, data info
-    "neonsign.train",     # train
+    "neonsign.mainjob",  # main
+    "neonsign.data",  # synth, download, data info
+    "neonsign.train",  # train
     "neonsign.evaluate",  # test
     "neonsign.profiler",  # profile, backends, compare
-    "neonsign.serve",     # serve
+    "neonsign.serve",  # serve
     "neonsign.registry",  # registry
-    "neonsign.gate",      # gate
+    "neonsign.gate",  # gate
     "neonsign.pipeline",  # pipeline
-    "neonsign.retrain",   # retrain-check
+    "neonsign.retrain",  # retrain-check
 )
 
 

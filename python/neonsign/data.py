@@ -208,7 +208,13 @@ class SplitMeta:
             "roi": self.roi,
             "checksum": self.checksum,
             "class_counts": [int(c) for c in self.class_counts],
-            "tracks": len({(int(lab), t) for lab, t in zip(self.labels, self.track_ids) if t is not None}),
+            "tracks": len(
+                {
+                    (int(lab), t)
+                    for lab, t in zip(self.labels, self.track_ids, strict=False)
+                    if t is not None
+                }
+            ),
             "width": _stats(self.widths),
             "height": _stats(self.heights),
             "errors": [{"row": i, "path": p, "message": m} for i, p, m in self.errors],
@@ -317,8 +323,9 @@ class _Listing:
     heights: list[int] = field(default_factory=list)
     rois: list[tuple[int, int, int, int]] = field(default_factory=list)
 
-    def add(self, path: Path, label: int, track: int | None, w: int, h: int,
-            roi: Sequence[int] | None) -> None:
+    def add(
+        self, path: Path, label: int, track: int | None, w: int, h: int, roi: Sequence[int] | None
+    ) -> None:
         self.paths.append(path)
         self.labels.append(label)
         self.tracks.append(track)
@@ -389,7 +396,9 @@ def _list_test(spec: SplitSpec) -> _Listing:
     for row, ann in enumerate(preprocess.read_annotations(spec.labels_csv)):
         name = _plain_name(ann.filename, spec.labels_csv)
         if ann.class_id is None:
-            raise AnnotationError(f"{spec.labels_csv}: has no ClassId column (an unlabelled test list?)")
+            raise AnnotationError(
+                f"{spec.labels_csv}: has no ClassId column (an unlabelled test list?)"
+            )
         if not 0 <= int(ann.class_id) < NUM_CLASSES:
             raise AnnotationError(
                 f"{spec.labels_csv}: row {row + 1} ({name}) ClassId {ann.class_id} is outside "
@@ -418,7 +427,9 @@ def split_checksum(images_u8: np.ndarray, labels: np.ndarray, *, size: int, roi:
     float normalisation (mean/std), and it changes with row order.
     """
     if images_u8.dtype != np.uint8 or images_u8.ndim != 4:
-        raise NeonsignValueError(f"checksum needs uint8 (N,H,W,3) images, got {images_u8.dtype} {images_u8.shape}")
+        raise NeonsignValueError(
+            f"checksum needs uint8 (N,H,W,3) images, got {images_u8.dtype} {images_u8.shape}"
+        )
     h = hashlib.sha256()
     h.update(f"neonsign-split-v1;size={size};roi={int(roi)};n={images_u8.shape[0]};".encode())
     h.update(np.ascontiguousarray(images_u8).data)
@@ -560,7 +571,7 @@ def track_split(
     rng = np.random.default_rng(seed)
     # Key each row by (class, track); rows without a track get a unique negative key.
     groups: dict[int, dict[int, list[int]]] = {}
-    for row, (label, track) in enumerate(zip(meta.labels.tolist(), meta.track_ids)):
+    for row, (label, track) in enumerate(zip(meta.labels.tolist(), meta.track_ids, strict=False)):
         key = track if track is not None else -1 - row
         groups.setdefault(label, {}).setdefault(key, []).append(row)
     val_rows: list[int] = []
@@ -597,7 +608,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
                 print(f"[{split}] not found: {exc}")
             continue
         _, _, meta = load_split(
-            root, split, size=args.size, roi=args.roi, dtype="uint8", threads=args.threads,
+            root,
+            split,
+            size=args.size,
+            roi=args.roi,
+            dtype="uint8",
+            threads=args.threads,
             skip_bad=True,
         )
         info = meta.to_dict()
@@ -616,12 +632,20 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _print_info(meta: SplitMeta, info: dict[str, Any]) -> None:
-    print(f"[{meta.split}] layout {meta.layout}: {len(meta)} images, "
-          f"{int((meta.class_counts > 0).sum())} classes, {info['tracks']} tracks")
-    print(f"  width  min/median/max {info['width']['min']}/{info['width']['median']:g}/{info['width']['max']}")
-    print(f"  height min/median/max {info['height']['min']}/{info['height']['median']:g}/{info['height']['max']}")
-    print(f"  decoded at {meta.size}x{meta.size}{' (ROI crop)' if meta.roi else ''} in "
-          f"{meta.seconds:.2f} s ({info['images_per_second']} images/s)")
+    print(
+        f"[{meta.split}] layout {meta.layout}: {len(meta)} images, "
+        f"{int((meta.class_counts > 0).sum())} classes, {info['tracks']} tracks"
+    )
+    print(
+        f"  width  min/median/max {info['width']['min']}/{info['width']['median']:g}/{info['width']['max']}"
+    )
+    print(
+        f"  height min/median/max {info['height']['min']}/{info['height']['median']:g}/{info['height']['max']}"
+    )
+    print(
+        f"  decoded at {meta.size}x{meta.size}{' (ROI crop)' if meta.roi else ''} in "
+        f"{meta.seconds:.2f} s ({info['images_per_second']} images/s)"
+    )
     print(f"  checksum sha256:{meta.checksum}")
     print(f"  {'id':>3}  {'images':>6}  name")
     for cid, count in enumerate(meta.class_counts.tolist()):
@@ -634,8 +658,13 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from .synth import synthesize
 
     root = synthesize(
-        args.root, n_per_class=args.per_class, seed=args.seed, with_test=args.test > 0,
-        n_test=args.test, images_per_track=args.per_track, progress=not args.quiet,
+        args.root,
+        n_per_class=args.per_class,
+        seed=args.seed,
+        with_test=args.test > 0,
+        n_test=args.test,
+        images_per_track=args.per_track,
+        progress=not args.quiet,
     )
     if not args.quiet:
         print(f"synthetic GTSRB written to {root}")
@@ -646,8 +675,11 @@ def _cmd_download(args: argparse.Namespace) -> int:
     from .download import DEFAULT_BASE_URL, download
 
     root = download(
-        args.root, args.split, base_url=args.base_url or DEFAULT_BASE_URL,
-        progress=not args.quiet, force=args.force,
+        args.root,
+        args.split,
+        base_url=args.base_url or DEFAULT_BASE_URL,
+        progress=not args.quiet,
+        force=args.force,
     )
     if not args.quiet:
         print(f"GTSRB {args.split} ready in {root}")

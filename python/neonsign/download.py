@@ -50,11 +50,15 @@ class Archive:
 
 
 ARCHIVES: dict[str, Archive] = {
-    "train": Archive("GTSRB-Training_fixed.zip", "513f3c79a4c5141765e10e952eaa2478", "GTSRB/Training"),
-    "test_images": Archive("GTSRB_Final_Test_Images.zip", "c7e4e6327067d32654124b0fe9e82185",
-                           "GTSRB/Final_Test"),
-    "test_labels": Archive("GTSRB_Final_Test_GT.zip", "fe31e9c9270bbcd7b84b7f21a9d9d9e5",
-                           "GT-final_test.csv"),
+    "train": Archive(
+        "GTSRB-Training_fixed.zip", "513f3c79a4c5141765e10e952eaa2478", "GTSRB/Training"
+    ),
+    "test_images": Archive(
+        "GTSRB_Final_Test_Images.zip", "c7e4e6327067d32654124b0fe9e82185", "GTSRB/Final_Test"
+    ),
+    "test_labels": Archive(
+        "GTSRB_Final_Test_GT.zip", "fe31e9c9270bbcd7b84b7f21a9d9d9e5", "GT-final_test.csv"
+    ),
 }
 SPLIT_ARCHIVES: dict[str, tuple[str, ...]] = {
     "train": ("train",),
@@ -113,10 +117,19 @@ def _transfer(url: str, part: Path, *, progress: bool, timeout: float) -> None:
         length = response.headers.get("Content-Length")
         expected = have + int(length) if length is not None and length.isdigit() else None
         got = have
-        with open(part, mode) as out, tqdm(
-            total=expected, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-            desc=part.name.removesuffix(".part"), disable=not progress, leave=False,
-        ) as bar:
+        with (
+            open(part, mode) as out,
+            tqdm(
+                total=expected,
+                initial=have,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=part.name.removesuffix(".part"),
+                disable=not progress,
+                leave=False,
+            ) as bar,
+        ):
             try:
                 while chunk := response.read(_CHUNK):
                     out.write(chunk)
@@ -134,8 +147,15 @@ def _transfer(url: str, part: Path, *, progress: bool, timeout: float) -> None:
         )
 
 
-def fetch(url: str, dest: Path, md5: str | None, *, progress: bool = True, retries: int = 3,
-          timeout: float = 60.0) -> Path:
+def fetch(
+    url: str,
+    dest: Path,
+    md5: str | None,
+    *,
+    progress: bool = True,
+    retries: int = 3,
+    timeout: float = 60.0,
+) -> Path:
     """Download ``url`` to ``dest`` through ``dest.part`` with resume and an md5 check.
 
     An existing ``dest`` whose md5 matches is reused. Interrupted transfers are resumed up to
@@ -174,9 +194,10 @@ def _safe_members(archive: zipfile.ZipFile, zip_path: Path) -> list[zipfile.ZipI
     for info in members:
         name = PurePosixPath(info.filename.replace("\\", "/"))
         mode = info.external_attr >> 16
-        if (name.is_absolute() or ".." in name.parts or ":" in info.filename
-                or stat.S_ISLNK(mode)):
-            raise DownloadError(f"{zip_path}: unsafe member {info.filename!r} (refusing to extract)")
+        if name.is_absolute() or ".." in name.parts or ":" in info.filename or stat.S_ISLNK(mode):
+            raise DownloadError(
+                f"{zip_path}: unsafe member {info.filename!r} (refusing to extract)"
+            )
     return members
 
 
@@ -248,12 +269,20 @@ def download(
         archive = ARCHIVES[key]
         if (root / archive.provides).exists() and not force:
             if progress:
-                print(f"{root / archive.provides} already exists: skipping {archive.filename} "
-                      "(force=True replaces it)")
+                print(
+                    f"{root / archive.provides} already exists: skipping {archive.filename} "
+                    "(force=True replaces it)"
+                )
             continue
         url = urllib.parse.urljoin(base, archive.filename)
-        zip_path = fetch(url, root / archive.filename, sums.get(archive.filename, archive.md5),
-                         progress=progress, retries=retries, timeout=timeout)
+        zip_path = fetch(
+            url,
+            root / archive.filename,
+            sums.get(archive.filename, archive.md5),
+            progress=progress,
+            retries=retries,
+            timeout=timeout,
+        )
         _extract(zip_path, root, archive.provides, force)
         if not keep_archives:
             zip_path.unlink()

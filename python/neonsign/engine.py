@@ -21,13 +21,14 @@ Example::
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from . import _native
-from .artifacts import NUM_CLASSES, STATE_DICT_SHAPES, read_weights_file, validate_state_dict
+from .artifacts import STATE_DICT_SHAPES, read_weights_file, validate_state_dict
 from .errors import ModelError, NeonsignValueError
 
 __all__ = ["Engine", "LAYERS", "WEIGHT_SHAPES", "available_kernels"]
@@ -39,7 +40,16 @@ WEIGHT_SHAPES: dict[str, tuple[int, ...]] = STATE_DICT_SHAPES
 #: pool1 are fused into conv1, relu2 and pool2 into conv2, relu3 into fc1, and flatten is free
 #: (fc1's weights are permuted at load): those report 0 ns and only count calls.
 LAYERS: tuple[str, ...] = (
-    "conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "flatten", "fc1", "relu3", "fc2",
+    "conv1",
+    "relu1",
+    "pool1",
+    "conv2",
+    "relu2",
+    "pool2",
+    "flatten",
+    "fc1",
+    "relu3",
+    "fc2",
 )
 
 INPUT_SHAPE = (3, 32, 32)
@@ -74,7 +84,7 @@ class Engine:
     ) -> None:
         weights = validate_state_dict(state_dict, "state_dict")
         arrays = [weights[name] for name in WEIGHT_SHAPES]
-        self._weights = dict(zip(WEIGHT_SHAPES, arrays))
+        self._weights = dict(zip(WEIGHT_SHAPES, arrays, strict=False))
         self._net = _native.net_create(*arrays, kernel=kernel)
         self._threads: int | None = None
         self.threads = threads
@@ -83,14 +93,14 @@ class Engine:
     @classmethod
     def from_state_dict(
         cls, state_dict: Mapping[str, Any], kernel: str | None = None, threads: int | None = None
-    ) -> "Engine":
+    ) -> Engine:
         """From a mapping of NumPy arrays or torch tensors with the TrafficSignNet keys."""
         return cls(state_dict, kernel=kernel, threads=threads)
 
     @classmethod
     def from_torch(
         cls, module: Any, kernel: str | None = None, threads: int | None = None
-    ) -> "Engine":
+    ) -> Engine:
         """From a ``torch.nn.Module`` with TrafficSignNet's parameters (uses its state_dict)."""
         if not hasattr(module, "state_dict"):
             raise ModelError(f"expected a torch.nn.Module, got {type(module).__name__}")
@@ -99,7 +109,7 @@ class Engine:
     @classmethod
     def from_file(
         cls, path: str | os.PathLike[str], kernel: str | None = None, threads: int | None = None
-    ) -> "Engine":
+    ) -> Engine:
         """From a ``.safetensors`` file, a model directory holding ``model.safetensors``, or a
         learning-path ``.pth`` state_dict (needs PyTorch; loaded with ``weights_only=True``)."""
         p = Path(path)

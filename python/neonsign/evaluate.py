@@ -69,7 +69,9 @@ def default_backend() -> str:
     """``native`` when neonsign's engine is available, else ``torch``."""
     avail = available_backends()
     if not avail:
-        raise UnsupportedError("no inference backend available: neither neonsign.engine nor torch is importable")
+        raise UnsupportedError(
+            "no inference backend available: neither neonsign.engine nor torch is importable"
+        )
     return avail[0]
 
 
@@ -97,7 +99,9 @@ def _torch_predictor(state_dict: dict[str, np.ndarray], backend: str) -> Predict
     return predict
 
 
-def make_predictor(model_dir: str | os.PathLike[str], backend: str, threads: int | None = None) -> Predictor:
+def make_predictor(
+    model_dir: str | os.PathLike[str], backend: str, threads: int | None = None
+) -> Predictor:
     """A function float32 (N, 3, 32, 32) -> logits float32 (N, 43) for ``backend`` (a name of
     :data:`BACKENDS`), from a model directory whose sha256 is verified
     (:func:`neonsign.artifacts.load_model`)."""
@@ -116,12 +120,16 @@ def make_predictor(model_dir: str | os.PathLike[str], backend: str, threads: int
 # Metrics
 
 
-def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
+def confusion_matrix(
+    labels: np.ndarray, predictions: np.ndarray, num_classes: int = NUM_CLASSES
+) -> np.ndarray:
     """int64 (C, C) counts: row = true class, column = predicted class."""
     labels = np.asarray(labels, dtype=np.int64)
     predictions = np.asarray(predictions, dtype=np.int64)
     if labels.shape != predictions.shape or labels.ndim != 1:
-        raise NeonsignValueError(f"labels {labels.shape} and predictions {predictions.shape} must be equal 1-D shapes")
+        raise NeonsignValueError(
+            f"labels {labels.shape} and predictions {predictions.shape} must be equal 1-D shapes"
+        )
     for name, a in (("labels", labels), ("predictions", predictions)):
         if a.size and (a.min() < 0 or a.max() >= num_classes):
             raise NeonsignValueError(f"{name} must lie in [0, {num_classes})")
@@ -141,21 +149,27 @@ def classification_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict[
         "accuracy": float(correct.sum() / n) if n else 0.0,
         "n_images": n,
         "n_correct": int(correct.sum()),
-        "per_class_accuracy": [float(c / t) if t else None for c, t in zip(correct, counts)],
+        "per_class_accuracy": [
+            float(c / t) if t else None for c, t in zip(correct, counts, strict=False)
+        ],
         "per_class_count": counts.tolist(),
         "confusion_matrix": cm.tolist(),
     }
 
 
-def plot_confusion(cm: Sequence[Sequence[int]] | np.ndarray, path: str | os.PathLike[str], title: str = "") -> Path:
+def plot_confusion(
+    cm: Sequence[Sequence[int]] | np.ndarray, path: str | os.PathLike[str], title: str = ""
+) -> Path:
     """Write a row-normalised confusion matrix heat map (PNG, matplotlib Agg) to ``path``.
 
     Raises :class:`~neonsign.errors.UnsupportedError` when matplotlib is not installed."""
     try:
         import matplotlib
     except ModuleNotFoundError as exc:
-        raise UnsupportedError(f"writing the confusion matrix plot {os.fspath(path)!r} needs "
-                               "matplotlib: pip install 'neonsign[notebooks]'") from exc
+        raise UnsupportedError(
+            f"writing the confusion matrix plot {os.fspath(path)!r} needs "
+            "matplotlib: pip install 'neonsign[notebooks]'"
+        ) from exc
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -208,9 +222,11 @@ def _profile_table(predict: Predictor, x: np.ndarray) -> str | None:
     from torch.profiler import ProfilerActivity, profile, record_function
 
     predict(x)  # warm-up outside the profile
-    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-        with record_function("model_inference"):
-            predict(x)
+    with (
+        profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof,
+        record_function("model_inference"),
+    ):
+        predict(x)
     return prof.key_averages().table(sort_by="cpu_time_total", row_limit=10)
 
 
@@ -241,7 +257,9 @@ def evaluate_arrays(
     size = int(prep["size"])
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (size, size, 3):
-        raise NeonsignValueError(f"images: expected uint8 (N, {size}, {size}, 3), got {images.dtype} {images.shape}")
+        raise NeonsignValueError(
+            f"images: expected uint8 (N, {size}, {size}, 3), got {images.dtype} {images.shape}"
+        )
     labels = np.asarray(labels)
     if labels.shape != (images.shape[0],):
         raise NeonsignValueError(f"labels: expected shape ({images.shape[0]},), got {labels.shape}")
@@ -255,7 +273,7 @@ def evaluate_arrays(
     predict = make_predictor(model, backend, threads=threads)
     x = normalize_images(images, prep["mean"], prep["std"])
 
-    predict(x[:min(n, batch_size)])  # warm-up
+    predict(x[: min(n, batch_size)])  # warm-up
     bar = None
     if not quiet:
         from tqdm.auto import tqdm
@@ -272,25 +290,31 @@ def evaluate_arrays(
         bar.close()
 
     result: dict[str, Any] = classification_metrics(labels, preds)
-    result.update({
-        "backend": backend,
-        "split": split,
-        "model": os.fspath(Path(model).resolve()),
-        "model_code_version": card.get("code_version"),
-        "model_data_checksum": card.get("data_checksum"),
-        "preprocessing": prep,
-        "threads": threads,
-        "timing": {
-            "inference_seconds": infer_seconds,
-            "images_per_second": n / infer_seconds if infer_seconds > 0 else None,
-            "batch_size": batch_size,
-        },
-        "profile_table": _profile_table(predict, x[:PROFILE_BATCH]) if profile else None,
-    })
+    result.update(
+        {
+            "backend": backend,
+            "split": split,
+            "model": os.fspath(Path(model).resolve()),
+            "model_code_version": card.get("code_version"),
+            "model_data_checksum": card.get("data_checksum"),
+            "preprocessing": prep,
+            "threads": threads,
+            "timing": {
+                "inference_seconds": infer_seconds,
+                "images_per_second": n / infer_seconds if infer_seconds > 0 else None,
+                "batch_size": batch_size,
+            },
+            "profile_table": _profile_table(predict, x[:PROFILE_BATCH]) if profile else None,
+        }
+    )
     if plot is not None:
         result["confusion_plot"] = os.fspath(
-            plot_confusion(result["confusion_matrix"], plot,
-                           f"{split}: accuracy {result['accuracy']:.4f} ({backend})"))
+            plot_confusion(
+                result["confusion_matrix"],
+                plot,
+                f"{split}: accuracy {result['accuracy']:.4f} ({backend})",
+            )
+        )
     return result
 
 
@@ -321,11 +345,28 @@ def evaluate(
     _, card = load_model(model)
     prep = card["preprocessing"]
     t0 = time.perf_counter()
-    images, labels, meta = load_split(data, split, size=int(prep["size"]), roi=bool(prep["roi"]),
-                                      dtype="uint8", threads=threads, limit=limit)
+    images, labels, meta = load_split(
+        data,
+        split,
+        size=int(prep["size"]),
+        roi=bool(prep["roi"]),
+        dtype="uint8",
+        threads=threads,
+        limit=limit,
+    )
     load_seconds = time.perf_counter() - t0
-    result = evaluate_arrays(model, images, labels, backend=backend, batch_size=batch_size,
-                             threads=threads, profile=profile, plot=plot, quiet=quiet, split=split)
+    result = evaluate_arrays(
+        model,
+        images,
+        labels,
+        backend=backend,
+        batch_size=batch_size,
+        threads=threads,
+        profile=profile,
+        plot=plot,
+        quiet=quiet,
+        split=split,
+    )
     result["data"] = os.fspath(Path(data).resolve())
     result["data_checksum"] = getattr(meta, "checksum", None)
     result["timing"]["load_seconds"] = load_seconds
@@ -349,7 +390,9 @@ def format_summary(result: dict[str, Any], worst: int = 5) -> str:
     ]
     ips = result["timing"]["images_per_second"]
     if ips:
-        lines.append(f"inference: {result['timing']['inference_seconds']:.3f} s, {ips:,.0f} images/s")
+        lines.append(
+            f"inference: {result['timing']['inference_seconds']:.3f} s, {ips:,.0f} images/s"
+        )
     present = [(a, c) for c, a in enumerate(result["per_class_accuracy"]) if a is not None]
     lines.append(f"worst classes ({len(present)} present):")
     for acc, c in sorted(present)[:worst]:
@@ -361,33 +404,60 @@ def _run(args: argparse.Namespace) -> int:
     plot = args.plot
     if plot is None and args.json is not None:
         if importlib.util.find_spec("matplotlib") is None:
-            print("notice: matplotlib is not installed, so no confusion matrix PNG is written "
-                  "(pip install 'neonsign[notebooks]'); the JSON has the matrix", file=sys.stderr)
+            print(
+                "notice: matplotlib is not installed, so no confusion matrix PNG is written "
+                "(pip install 'neonsign[notebooks]'); the JSON has the matrix",
+                file=sys.stderr,
+            )
         else:
             plot = Path(args.json).with_suffix(".png")
-    result = evaluate(args.model, args.data, split=args.split, backend=args.backend,
-                      batch_size=args.batch_size, threads=args.threads, limit=args.limit,
-                      profile=not args.no_profile, plot=plot, quiet=args.quiet)
+    result = evaluate(
+        args.model,
+        args.data,
+        split=args.split,
+        backend=args.backend,
+        batch_size=args.batch_size,
+        threads=args.threads,
+        limit=args.limit,
+        profile=not args.no_profile,
+        plot=plot,
+        quiet=args.quiet,
+    )
     if result["profile_table"] and not args.quiet:
         print(result["profile_table"])
     print(format_summary(result))
     if args.json is not None:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        print(f"results written to {args.json}" + (f", confusion matrix plot {plot}" if plot else ""))
+        print(
+            f"results written to {args.json}" + (f", confusion matrix plot {plot}" if plot else "")
+        )
     return 0
 
 
 def register_cli(subparsers: Any) -> None:
     """Add ``neonsign test`` to the CLI (import-light)."""
-    p = subparsers.add_parser("test", help="test a model on a split: accuracy, per-class, confusion, profile",
-                              description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True, help="model directory (model.safetensors + model_card.json)")
+    p = subparsers.add_parser(
+        "test",
+        help="test a model on a split: accuracy, per-class, confusion, profile",
+        description=__doc__.split("\n\n")[0],
+    )
+    p.add_argument(
+        "--model", required=True, help="model directory (model.safetensors + model_card.json)"
+    )
     p.add_argument("--data", required=True, help="GTSRB root (any supported layout)")
-    p.add_argument("--split", default="test", choices=("train", "test"), help="split to test (default test)")
-    p.add_argument("--backend", default=None, choices=BACKENDS,
-                   help="inference backend (default: the fastest available, native if built)")
+    p.add_argument(
+        "--split", default="test", choices=("train", "test"), help="split to test (default test)"
+    )
+    p.add_argument(
+        "--backend",
+        default=None,
+        choices=BACKENDS,
+        help="inference backend (default: the fastest available, native if built)",
+    )
     p.add_argument("--json", default=None, help="write the results as JSON to this file")
-    p.add_argument("--plot", default=None, help="confusion matrix PNG (default: the JSON path with .png)")
+    p.add_argument(
+        "--plot", default=None, help="confusion matrix PNG (default: the JSON path with .png)"
+    )
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--limit", type=int, default=None, help="test at most this many images")

@@ -33,12 +33,16 @@ from .errors import NeonsignValueError
 
 __all__ = ["PROBE_RANDOM", "probe_set", "probe_parity", "gate", "register_cli"]
 
-PROBE_RANDOM = 32   # seeded random inputs in the probe set
+PROBE_RANDOM = 32  # seeded random inputs in the probe set
 PROBE_SEED = 20240  # fixed: the probe set is the same for every candidate
 
 
-def probe_set(images: np.ndarray | None = None, mean: Any = (0.5, 0.5, 0.5),
-              std: Any = (0.5, 0.5, 0.5), n_images: int = 32) -> np.ndarray:
+def probe_set(
+    images: np.ndarray | None = None,
+    mean: Any = (0.5, 0.5, 0.5),
+    std: Any = (0.5, 0.5, 0.5),
+    n_images: int = 32,
+) -> np.ndarray:
     """The fixed probe set: float32 (N, 3, 32, 32), :data:`PROBE_RANDOM` seeded uniform inputs
     in [-1, 1] followed by the first ``n_images`` of ``images`` (uint8 (M, 32, 32, 3), if given)
     normalised with ``mean``/``std``."""
@@ -51,29 +55,44 @@ def probe_set(images: np.ndarray | None = None, mean: Any = (0.5, 0.5, 0.5),
     return np.concatenate(parts)
 
 
-def probe_parity(model: str | os.PathLike[str], probes: np.ndarray,
-                 max_logit_diff: float = 1e-3) -> dict[str, Any]:
+def probe_parity(
+    model: str | os.PathLike[str], probes: np.ndarray, max_logit_diff: float = 1e-3
+) -> dict[str, Any]:
     """Native engine vs PyTorch on ``probes``: a check dict (``passed``, ``top1_mismatches``,
     ``max_abs_logit_diff``, ``detail``). Without torch the check fails and says so."""
     from .evaluate import available_backends, make_predictor
 
     if "torch" not in available_backends():
-        return {"name": "probe_parity", "passed": False,
-                "detail": "PyTorch is not installed: the native engine cannot be checked against it"}
+        return {
+            "name": "probe_parity",
+            "passed": False,
+            "detail": "PyTorch is not installed: the native engine cannot be checked against it",
+        }
     native = make_predictor(model, "native")(probes)
     ref = make_predictor(model, "torch")(probes)
     mism = int(np.count_nonzero(native.argmax(1) != ref.argmax(1)))
     diff = float(np.max(np.abs(native.astype(np.float64) - ref)))
     ok = mism == 0 and diff <= max_logit_diff
-    return {"name": "probe_parity", "passed": ok, "n_probes": int(len(probes)),
-            "top1_mismatches": mism, "max_abs_logit_diff": diff, "limit": max_logit_diff,
-            "detail": f"native vs torch on {len(probes)} probes: {mism} top-1 mismatches, "
-                      f"max |logit diff| {diff:.2e} (limit {max_logit_diff:g})"}
+    return {
+        "name": "probe_parity",
+        "passed": ok,
+        "n_probes": int(len(probes)),
+        "top1_mismatches": mism,
+        "max_abs_logit_diff": diff,
+        "limit": max_logit_diff,
+        "detail": f"native vs torch on {len(probes)} probes: {mism} top-1 mismatches, "
+        f"max |logit diff| {diff:.2e} (limit {max_logit_diff:g})",
+    }
 
 
-def _latency(candidate: str, champion: str | None, fail_if_slower: float,
-             candidate_profile: str | None, champion_profile: str | None,
-             repeats: int) -> dict[str, Any]:
+def _latency(
+    candidate: str,
+    champion: str | None,
+    fail_if_slower: float,
+    candidate_profile: str | None,
+    champion_profile: str | None,
+    repeats: int,
+) -> dict[str, Any]:
     from .profile_report import compare
 
     if champion is None and champion_profile is None:
@@ -89,9 +108,14 @@ def _latency(candidate: str, champion: str | None, fail_if_slower: float,
     base = report(champion_profile, champion)
     new = report(candidate_profile, candidate)
     cmp = compare(base, new, backends=["native"], fail_if_slower=fail_if_slower)
-    return {"name": "latency", "passed": not cmp.failed, "fail_if_slower_pct": fail_if_slower,
-            "regressions": cmp.regressions, "mismatches": cmp.mismatches,
-            "detail": cmp.verdict()}
+    return {
+        "name": "latency",
+        "passed": not cmp.failed,
+        "fail_if_slower_pct": fail_if_slower,
+        "regressions": cmp.regressions,
+        "mismatches": cmp.mismatches,
+        "detail": cmp.verdict(),
+    }
 
 
 def gate(
@@ -141,8 +165,9 @@ def gate(
             champion_dir = champion
     _, card = load_model(candidate)
     prep = card["preprocessing"]
-    images, labels, meta = load_split(data, split, size=int(prep["size"]), roi=bool(prep["roi"]),
-                                      dtype="uint8", threads=threads)
+    images, labels, meta = load_split(
+        data, split, size=int(prep["size"]), roi=bool(prep["roi"]), dtype="uint8", threads=threads
+    )
     checksum = getattr(meta, "checksum", None)
 
     cand = None
@@ -151,45 +176,91 @@ def gate(
         if cand.get("data_checksum") not in (None, checksum) or cand.get("split") != split:
             cand = None  # measured on other data: evaluate again
     if cand is None:
-        cand = evaluate_arrays(candidate, images, labels, backend="native", threads=threads,
-                               profile=False, split=split)
+        cand = evaluate_arrays(
+            candidate, images, labels, backend="native", threads=threads, profile=False, split=split
+        )
     acc = float(cand["accuracy"])
-    checks = [{"name": "accuracy_floor", "passed": acc >= min_accuracy, "accuracy": acc,
-               "min_accuracy": min_accuracy,
-               "detail": f"accuracy {acc:.4f} on {split} {'>=' if acc >= min_accuracy else '<'} floor {min_accuracy:.4f}"}]
+    checks = [
+        {
+            "name": "accuracy_floor",
+            "passed": acc >= min_accuracy,
+            "accuracy": acc,
+            "min_accuracy": min_accuracy,
+            "detail": f"accuracy {acc:.4f} on {split} {'>=' if acc >= min_accuracy else '<'} floor {min_accuracy:.4f}",
+        }
+    ]
     champ_acc = None
     if champion_dir is not None:
-        champ_acc = float(evaluate_arrays(champion_dir, images, labels, backend="native", threads=threads,
-                                          profile=False, split=split)["accuracy"])
+        champ_acc = float(
+            evaluate_arrays(
+                champion_dir,
+                images,
+                labels,
+                backend="native",
+                threads=threads,
+                profile=False,
+                split=split,
+            )["accuracy"]
+        )
         ok = acc >= champ_acc - max_drop
-        checks.append({"name": "accuracy_vs_champion", "passed": ok, "accuracy": acc,
-                       "champion_accuracy": champ_acc, "max_drop": max_drop,
-                       "detail": f"accuracy {acc:.4f} vs champion {champ_acc:.4f} (allowed drop {max_drop:.4f})"})
+        checks.append(
+            {
+                "name": "accuracy_vs_champion",
+                "passed": ok,
+                "accuracy": acc,
+                "champion_accuracy": champ_acc,
+                "max_drop": max_drop,
+                "detail": f"accuracy {acc:.4f} vs champion {champ_acc:.4f} (allowed drop {max_drop:.4f})",
+            }
+        )
     else:
         checks.append({"name": "accuracy_vs_champion", "passed": True, "detail": "no champion yet"})
-    checks.append(_latency(candidate, champion_dir, fail_if_slower, candidate_profile,
-                           champion_profile, repeats))
-    checks.append(probe_parity(candidate, probe_set(images, prep["mean"], prep["std"]), max_logit_diff))
+    checks.append(
+        _latency(
+            candidate, champion_dir, fail_if_slower, candidate_profile, champion_profile, repeats
+        )
+    )
+    checks.append(
+        probe_parity(candidate, probe_set(images, prep["mean"], prep["std"]), max_logit_diff)
+    )
     reasons = [f"{c['name']}: {c['detail']}" for c in checks if not c["passed"]]
     return {
         "accepted": not reasons,
         "reasons": reasons,
         "checks": checks,
-        "candidate": {"model": os.path.abspath(candidate), "weights_sha256": card.get("weights_sha256"),
-                      "accuracy": acc},
-        "champion": None if champion_dir is None else {
-            "spec": champion, "model": os.path.abspath(champion_dir), "accuracy": champ_acc},
-        "data": {"root": os.path.abspath(data), "split": split, "data_checksum": checksum,
-                 "n_images": int(len(labels))},
+        "candidate": {
+            "model": os.path.abspath(candidate),
+            "weights_sha256": card.get("weights_sha256"),
+            "accuracy": acc,
+        },
+        "champion": None
+        if champion_dir is None
+        else {"spec": champion, "model": os.path.abspath(champion_dir), "accuracy": champ_acc},
+        "data": {
+            "root": os.path.abspath(data),
+            "split": split,
+            "data_checksum": checksum,
+            "n_images": int(len(labels)),
+        },
     }
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    verdict = gate(args.candidate, args.data, champion=args.champion, split=args.split,
-                   min_accuracy=args.min_accuracy, max_drop=args.max_drop,
-                   fail_if_slower=args.fail_if_slower, max_logit_diff=args.max_logit_diff,
-                   candidate_result=args.candidate_result, candidate_profile=args.candidate_profile,
-                   champion_profile=args.champion_profile, repeats=args.repeats, threads=args.threads)
+    verdict = gate(
+        args.candidate,
+        args.data,
+        champion=args.champion,
+        split=args.split,
+        min_accuracy=args.min_accuracy,
+        max_drop=args.max_drop,
+        fail_if_slower=args.fail_if_slower,
+        max_logit_diff=args.max_logit_diff,
+        candidate_result=args.candidate_result,
+        candidate_profile=args.candidate_profile,
+        champion_profile=args.champion_profile,
+        repeats=args.repeats,
+        threads=args.threads,
+    )
     text = json.dumps(verdict, indent=2)
     if args.out:
         Path(args.out).write_text(text + "\n", encoding="utf-8")
@@ -199,20 +270,36 @@ def _cmd(args: argparse.Namespace) -> int:
 
 def register_cli(subparsers: Any) -> None:
     """Add ``neonsign gate``."""
-    p = subparsers.add_parser("gate", help="validation gate: accuracy, latency, native/PyTorch parity",
-                              description=__doc__.split("\n\n")[0])
+    p = subparsers.add_parser(
+        "gate",
+        help="validation gate: accuracy, latency, native/PyTorch parity",
+        description=__doc__.split("\n\n")[0],
+    )
     p.add_argument("--candidate", required=True, help="candidate model directory")
     p.add_argument("--data", required=True, help="GTSRB root holding the evaluation split")
-    p.add_argument("--champion", default=None,
-                   help="champion model directory or registry spec (registry:champion); omit if none")
+    p.add_argument(
+        "--champion",
+        default=None,
+        help="champion model directory or registry spec (registry:champion); omit if none",
+    )
     p.add_argument("--split", default="test")
     p.add_argument("--min-accuracy", type=float, default=0.0, help="accuracy floor (fraction)")
-    p.add_argument("--max-drop", type=float, default=0.01, help="allowed accuracy drop vs champion (fraction)")
-    p.add_argument("--fail-if-slower", type=float, default=25.0, help="latency regression limit in percent")
+    p.add_argument(
+        "--max-drop", type=float, default=0.01, help="allowed accuracy drop vs champion (fraction)"
+    )
+    p.add_argument(
+        "--fail-if-slower", type=float, default=25.0, help="latency regression limit in percent"
+    )
     p.add_argument("--max-logit-diff", type=float, default=1e-3)
-    p.add_argument("--candidate-result", default=None, help="`neonsign test --json` output to reuse")
-    p.add_argument("--candidate-profile", default=None, help="native profile report JSON of the candidate")
-    p.add_argument("--champion-profile", default=None, help="native profile report JSON of the champion")
+    p.add_argument(
+        "--candidate-result", default=None, help="`neonsign test --json` output to reuse"
+    )
+    p.add_argument(
+        "--candidate-profile", default=None, help="native profile report JSON of the candidate"
+    )
+    p.add_argument(
+        "--champion-profile", default=None, help="native profile report JSON of the champion"
+    )
     p.add_argument("--repeats", type=int, default=10, help="profile repeats when profiling here")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default=None, help="also write the verdict JSON here")

@@ -30,11 +30,11 @@ from typing import Any
 
 __all__ = ["STAGES", "comparisons", "run", "register_cli"]
 
-SYNTH_PER_CLASS = 60     # synthetic images per class in the training split
-SYNTH_PER_TRACK = 6      # short tracks: 10 per class, so validation by track has tracks to spare
+SYNTH_PER_CLASS = 60  # synthetic images per class in the training split
+SYNTH_PER_TRACK = 6  # short tracks: 10 per class, so validation by track has tracks to spare
 SYNTH_SIZES = (15, 120)  # image sides in pixels
-SYNTH_EPOCHS = 10        # default epochs on synthetic data (a few minutes on 2 cores)
-PROFILE_REPEATS = 5      # timed passes per backend in the profile stage (seconds, not minutes)
+SYNTH_EPOCHS = 10  # default epochs on synthetic data (a few minutes on 2 cores)
+PROFILE_REPEATS = 5  # timed passes per backend in the profile stage (seconds, not minutes)
 PROFILE_WARMUP = 2
 
 Stage_ = Callable[[dict[str, Any]], None]
@@ -61,8 +61,13 @@ def stage_data(ctx: dict[str, Any]) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.parent.mkdir(parents=True, exist_ok=True)
             _log(ctx, f"synthesising GTSRB-format data into {root} ({SYNTH_PER_CLASS} per class)")
-            synthesize(tmp, n_per_class=SYNTH_PER_CLASS, images_per_track=SYNTH_PER_TRACK, seed=0,
-                       size_range=SYNTH_SIZES)
+            synthesize(
+                tmp,
+                n_per_class=SYNTH_PER_CLASS,
+                images_per_track=SYNTH_PER_TRACK,
+                seed=0,
+                size_range=SYNTH_SIZES,
+            )
             os.replace(tmp, root)  # atomic: a half-written data set is never picked up
         ctx["data_root"], ctx["synthetic"] = root, True
     _log(ctx, f"data: {ctx['data_root']}{' (synthetic)' if ctx['synthetic'] else ''}")
@@ -82,8 +87,11 @@ def stage_load(ctx: dict[str, Any]) -> None:
     except DatasetNotFoundError:
         ctx["test"] = None
     n_test = 0 if ctx["test"] is None else len(ctx["test"][1])
-    _log(ctx, f"loaded {len(ctx['train'][1])} training and {n_test} test images "
-              f"in {time.perf_counter() - t0:.1f} s")
+    _log(
+        ctx,
+        f"loaded {len(ctx['train'][1])} training and {n_test} test images "
+        f"in {time.perf_counter() - t0:.1f} s",
+    )
 
 
 def stage_train(ctx: dict[str, Any]) -> None:
@@ -92,12 +100,22 @@ def stage_train(ctx: dict[str, Any]) -> None:
 
     images, labels, meta = ctx["train"]
     ctx["model_dir"] = ctx["run_dir"] / "model"
-    ctx["train_result"] = train_loaded(images, labels, meta, ctx["model_dir"], config=ctx["config"],
-                                       quiet=ctx["quiet"], data_name=os.fspath(ctx["data_root"]))
+    ctx["train_result"] = train_loaded(
+        images,
+        labels,
+        meta,
+        ctx["model_dir"],
+        config=ctx["config"],
+        quiet=ctx["quiet"],
+        data_name=os.fspath(ctx["data_root"]),
+    )
     r = ctx["train_result"]
     acc = "n/a" if r.val_accuracy is None else f"{r.val_accuracy:.4f}"
-    _log(ctx, f"trained {ctx['config'].epochs} epochs in {r.seconds:.1f} s; "
-              f"best by-track validation accuracy {acc} (epoch {r.best_epoch})")
+    _log(
+        ctx,
+        f"trained {ctx['config'].epochs} epochs in {r.seconds:.1f} s; "
+        f"best by-track validation accuracy {acc} (epoch {r.best_epoch})",
+    )
 
 
 def stage_test(ctx: dict[str, Any]) -> None:
@@ -113,9 +131,16 @@ def stage_test(ctx: dict[str, Any]) -> None:
         images, labels, split = images[idx], labels[idx], "validation (by track)"
     # The PNG needs matplotlib (the notebooks/dev extras); the JSON always has the matrix.
     plot = ctx["run_dir"] / "confusion.png" if importlib.util.find_spec("matplotlib") else None
-    result = evaluate_arrays(ctx["model_dir"], images, labels, backend=ctx["backend"],
-                             threads=ctx["config"].threads, plot=plot,
-                             quiet=ctx["quiet"], split=split)
+    result = evaluate_arrays(
+        ctx["model_dir"],
+        images,
+        labels,
+        backend=ctx["backend"],
+        threads=ctx["config"].threads,
+        plot=plot,
+        quiet=ctx["quiet"],
+        split=split,
+    )
     (ctx["run_dir"] / "test.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     ctx["test_result"], ctx["heldout_images"] = result, images
     print(format_summary(result), flush=True)
@@ -129,8 +154,15 @@ def stage_profile(ctx: dict[str, Any]) -> None:
     images, prep = ctx["heldout_images"], ctx["test_result"]["preprocessing"]
     batch = min(PROFILE_BATCH, len(images))
     x = normalize_images(images[:batch], prep["mean"], prep["std"])
-    report = profile(ctx["model_dir"], x, batch=batch, threads=ctx["config"].threads,
-                     repeats=PROFILE_REPEATS, warmup=PROFILE_WARMUP, progress=not ctx["quiet"])
+    report = profile(
+        ctx["model_dir"],
+        x,
+        batch=batch,
+        threads=ctx["config"].threads,
+        repeats=PROFILE_REPEATS,
+        warmup=PROFILE_WARMUP,
+        progress=not ctx["quiet"],
+    )
     report.save_json(ctx["run_dir"] / "profile.json")
     ctx["profile"] = report
     _log(ctx, f"profiled {', '.join(report.backends)} (batch {batch}, {PROFILE_REPEATS} repeats)")
@@ -163,8 +195,17 @@ def stage_compare(ctx: dict[str, Any]) -> None:
 def _summary_markdown(ctx: dict[str, Any]) -> str:
     from .evaluate import format_summary
 
-    parts = ["# neonsign main job", "", f"run directory: `{ctx['run_dir']}`", "", "```",
-             format_summary(ctx["test_result"]), "```", "", ctx["profile"].markdown()]
+    parts = [
+        "# neonsign main job",
+        "",
+        f"run directory: `{ctx['run_dir']}`",
+        "",
+        "```",
+        format_summary(ctx["test_result"]),
+        "```",
+        "",
+        ctx["profile"].markdown(),
+    ]
     parts += [c.markdown() for c in ctx["comparisons"]]
     return "\n".join(parts)
 
@@ -188,15 +229,20 @@ def stage_report(ctx: dict[str, Any]) -> None:
         "compare": [line for c in ctx["comparisons"] for line in c.headline()],
         "stage_seconds": ctx["stage_seconds"],
     }
-    (ctx["run_dir"] / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    (ctx["run_dir"] / "summary.json").write_text(
+        json.dumps(summary, indent=2) + "\n", encoding="utf-8"
+    )
     md = _summary_markdown(ctx)
     (ctx["run_dir"] / "summary.md").write_text(md, encoding="utf-8")
     append_step_summary(md)
     print(ctx["profile"].text(), flush=True)
     for c in ctx["comparisons"]:
         print(c.text(), flush=True)
-    print(f"artifacts in {ctx['run_dir']}: model/ (safetensors + model_card.json), test.json, "
-          f"confusion.png, profile.json, compare.json, summary.json, summary.md", flush=True)
+    print(
+        f"artifacts in {ctx['run_dir']}: model/ (safetensors + model_card.json), test.json, "
+        f"confusion.png, profile.json, compare.json, summary.json, summary.md",
+        flush=True,
+    )
 
 
 STAGES: list[tuple[str, Stage_]] = [
@@ -241,8 +287,13 @@ def run(
     from .pipeline import Stage, run_stages
     from .train import TrainConfig
 
-    ctx: dict[str, Any] = {"data": data, "synth_dir": synth_dir, "quiet": quiet, "backend": backend,
-                           "stage_seconds": {}}
+    ctx: dict[str, Any] = {
+        "data": data,
+        "synth_dir": synth_dir,
+        "quiet": quiet,
+        "backend": backend,
+        "stage_seconds": {},
+    }
     ctx["run_dir"] = _new_run_dir(Path(runs_dir))
 
     def stage(name: str, fn: Stage_) -> Stage:
@@ -251,6 +302,7 @@ def run(
                 default = SYNTH_EPOCHS if c["synthetic"] else TrainConfig().epochs
                 c["config"] = TrainConfig(epochs=epochs or default, seed=seed, threads=threads)
             fn(c)
+
         return Stage(name, go, lambda c: {}, ())
 
     # the pipeline's stage runner (a new run directory, so every stage runs; lineage.json)
@@ -259,17 +311,31 @@ def run(
 
 
 def _run(args: argparse.Namespace) -> int:
-    run(data=args.data, runs_dir=args.runs, epochs=args.epochs, seed=args.seed, threads=args.threads,
-        backend=args.backend, quiet=args.quiet)
+    run(
+        data=args.data,
+        runs_dir=args.runs,
+        epochs=args.epochs,
+        seed=args.seed,
+        threads=args.threads,
+        backend=args.backend,
+        quiet=args.quiet,
+    )
     return 0
 
 
 def register_cli(subparsers: Any) -> None:
     """Add ``neonsign main`` to the CLI (import-light)."""
-    p = subparsers.add_parser("main", help="the main job: data -> train -> test -> profile -> compare -> report",
-                              description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default=None, help="GTSRB root (default: $GTSRB_ROOT, else synthetic data)")
-    p.add_argument("--runs", default="runs", help="parent of the new run directory (default ./runs)")
+    p = subparsers.add_parser(
+        "main",
+        help="the main job: data -> train -> test -> profile -> compare -> report",
+        description=__doc__.split("\n\n")[0],
+    )
+    p.add_argument(
+        "--data", default=None, help="GTSRB root (default: $GTSRB_ROOT, else synthetic data)"
+    )
+    p.add_argument(
+        "--runs", default="runs", help="parent of the new run directory (default ./runs)"
+    )
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)

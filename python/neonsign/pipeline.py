@@ -70,8 +70,13 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def run_stages(stages: Sequence[Stage], ctx: dict[str, Any], *, from_stage: str | None = None,
-               log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_stages(
+    stages: Sequence[Stage],
+    ctx: dict[str, Any],
+    *,
+    from_stage: str | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Run ``stages`` in order in ``ctx["run_dir"]``, skipping finished ones (see module doc).
 
     Records every stage in ``<run_dir>/lineage.json`` as it finishes; sets ``ctx["ran"]``,
@@ -96,9 +101,15 @@ def run_stages(stages: Sequence[Stage], ctx: dict[str, Any], *, from_stage: str 
         forced = forced or st.name == from_stage
         inputs = st.inputs(ctx)
         rec = lineage["stages"].get(st.name)
-        if not forced and rec and rec.get("consumed") == inputs and all(
+        if (
+            not forced
+            and rec
+            and rec.get("consumed") == inputs
+            and all(
                 (run_dir / o).is_file() and _sha(run_dir / o) == rec["produced"].get(o)
-                for o in st.outputs):
+                for o in st.outputs
+            )
+        ):
             ctx.update(rec.get("values", {}))
             ctx["skipped"].append(st.name)
             log(f"== stage {st.name}: up to date, skipped")
@@ -116,8 +127,18 @@ def run_stages(stages: Sequence[Stage], ctx: dict[str, Any], *, from_stage: str 
             "finished": _now(),
         }
         ctx["ran"].append(st.name)
-        lineage.update({k: ctx.get(k) for k in ("data_root", "data_checksum", "code_version",
-                                                  "weights_sha256", "registry_version")})
+        lineage.update(
+            {
+                k: ctx.get(k)
+                for k in (
+                    "data_root",
+                    "data_checksum",
+                    "code_version",
+                    "weights_sha256",
+                    "registry_version",
+                )
+            }
+        )
         _write_json(path, lineage)
     return lineage
 
@@ -141,8 +162,17 @@ def _train(ctx: dict[str, Any]) -> dict[str, Any]:
 
     images, labels, meta = ctx["train_split"]
     out = Path(ctx["run_dir"]) / "model"
-    r = train_loaded(images, labels, meta, out, config=ctx["config"], quiet=ctx["quiet"],
-                     overwrite=True, track=False, data_name=os.fspath(ctx["data_root"]))
+    r = train_loaded(
+        images,
+        labels,
+        meta,
+        out,
+        config=ctx["config"],
+        quiet=ctx["quiet"],
+        overwrite=True,
+        track=False,
+        data_name=os.fspath(ctx["data_root"]),
+    )
     card = json.loads((out / "model_card.json").read_text(encoding="utf-8"))
     return {"weights_sha256": card["weights_sha256"], "val_accuracy": r.val_accuracy}
 
@@ -151,8 +181,14 @@ def _test(ctx: dict[str, Any]) -> dict[str, Any]:
     from .evaluate import evaluate
 
     rd = Path(ctx["run_dir"])
-    result = evaluate(rd / "model", ctx["data_root"], split=ctx["split"], backend="native",
-                      threads=ctx["config"].threads, profile=False)
+    result = evaluate(
+        rd / "model",
+        ctx["data_root"],
+        split=ctx["split"],
+        backend="native",
+        threads=ctx["config"].threads,
+        profile=False,
+    )
     _write_json(rd / "test.json", result)
     return {"accuracy": result["accuracy"]}
 
@@ -161,8 +197,13 @@ def _profile(ctx: dict[str, Any]) -> dict[str, Any]:
     from .profiler import profile
 
     rd = Path(ctx["run_dir"])
-    report = profile(rd / "model", backends=["native"], repeats=ctx["repeats"], aten=False,
-                     threads=ctx["config"].threads)
+    report = profile(
+        rd / "model",
+        backends=["native"],
+        repeats=ctx["repeats"],
+        aten=False,
+        threads=ctx["config"].threads,
+    )
     report.save_json(rd / "profile.json")
     return {"native_ms": report.total_ms("native")}
 
@@ -193,11 +234,19 @@ def _gate(ctx: dict[str, Any]) -> dict[str, Any]:
     rd = Path(ctx["run_dir"])
     spec, _ = _champion(ctx)
     champion = None if spec is None else os.fspath(ctx["registry"].download(spec.rsplit("/", 1)[1]))
-    verdict = gate(rd / "model", ctx["data_root"], champion=champion, split=ctx["split"],
-                   min_accuracy=ctx["min_accuracy"], max_drop=ctx["max_drop"],
-                   fail_if_slower=ctx["fail_if_slower"], candidate_result=rd / "test.json",
-                   candidate_profile=os.fspath(rd / "profile.json"), repeats=ctx["repeats"],
-                   threads=ctx["config"].threads)
+    verdict = gate(
+        rd / "model",
+        ctx["data_root"],
+        champion=champion,
+        split=ctx["split"],
+        min_accuracy=ctx["min_accuracy"],
+        max_drop=ctx["max_drop"],
+        fail_if_slower=ctx["fail_if_slower"],
+        candidate_result=rd / "test.json",
+        candidate_profile=os.fspath(rd / "profile.json"),
+        repeats=ctx["repeats"],
+        threads=ctx["config"].threads,
+    )
     verdict["champion_spec"] = spec
     _write_json(rd / "gate.json", verdict)
     return {"accepted": verdict["accepted"], "gate_reasons": verdict["reasons"]}
@@ -206,35 +255,75 @@ def _gate(ctx: dict[str, Any]) -> dict[str, Any]:
 def _register(ctx: dict[str, Any]) -> dict[str, Any]:
     rd = Path(ctx["run_dir"])
     reg = ctx["registry"]
-    tags = {"run_dir": os.fspath(rd.resolve()), "gate_accepted": str(ctx["accepted"]).lower(),
-            "lineage": os.fspath((rd / LINEAGE_FILE).resolve())}
-    mv = reg.register(rd / "model", alias="challenger", tags=tags,
-                      metrics={"test_accuracy": float(ctx["accuracy"])})
+    tags = {
+        "run_dir": os.fspath(rd.resolve()),
+        "gate_accepted": str(ctx["accepted"]).lower(),
+        "lineage": os.fspath((rd / LINEAGE_FILE).resolve()),
+    }
+    mv = reg.register(
+        rd / "model",
+        alias="challenger",
+        tags=tags,
+        metrics={"test_accuracy": float(ctx["accuracy"])},
+    )
     promoted = bool(ctx["accepted"])
     if promoted:
         mv = reg.promote(mv.version, ctx["alias"])
-    out = {"registry_uri": reg.uri, "name": reg.name, "version": mv.version, "aliases": mv.aliases,
-           "promoted": promoted, "alias": ctx["alias"]}
+    out = {
+        "registry_uri": reg.uri,
+        "name": reg.name,
+        "version": mv.version,
+        "aliases": mv.aliases,
+        "promoted": promoted,
+        "alias": ctx["alias"],
+    }
     _write_json(rd / "registered.json", out)
     return {"registry_version": mv.version, "promoted": promoted}
 
 
 STAGES: list[Stage] = [
-    Stage("train", _train, lambda c: {"data_checksum": c["data_checksum"],
-                                      "config": _config_hash(c["config"])},
-          ("model/model.safetensors", "model/model_card.json")),
-    Stage("test", _test, lambda c: {"weights_sha256": c.get("weights_sha256"), "split": c["split"],
-                                    "data_root": os.fspath(c["data_root"])}, ("test.json",)),
-    Stage("profile", _profile, lambda c: {"weights_sha256": c.get("weights_sha256"),
-                                          "repeats": c["repeats"]}, ("profile.json",)),
-    Stage("gate", _gate, lambda c: {"test.json": _file_sha(c, "test.json"),
-                                    "profile.json": _file_sha(c, "profile.json"),
-                                    "champion_weights_sha256": _other_champion(c),
-                                    "limits": [c["min_accuracy"], c["max_drop"], c["fail_if_slower"]]},
-          ("gate.json",)),
-    Stage("register", _register, lambda c: {"gate.json": _file_sha(c, "gate.json"),
-                                            "registry_uri": c["registry"].uri if c["registry"] else None},
-          ("registered.json",)),
+    Stage(
+        "train",
+        _train,
+        lambda c: {"data_checksum": c["data_checksum"], "config": _config_hash(c["config"])},
+        ("model/model.safetensors", "model/model_card.json"),
+    ),
+    Stage(
+        "test",
+        _test,
+        lambda c: {
+            "weights_sha256": c.get("weights_sha256"),
+            "split": c["split"],
+            "data_root": os.fspath(c["data_root"]),
+        },
+        ("test.json",),
+    ),
+    Stage(
+        "profile",
+        _profile,
+        lambda c: {"weights_sha256": c.get("weights_sha256"), "repeats": c["repeats"]},
+        ("profile.json",),
+    ),
+    Stage(
+        "gate",
+        _gate,
+        lambda c: {
+            "test.json": _file_sha(c, "test.json"),
+            "profile.json": _file_sha(c, "profile.json"),
+            "champion_weights_sha256": _other_champion(c),
+            "limits": [c["min_accuracy"], c["max_drop"], c["fail_if_slower"]],
+        },
+        ("gate.json",),
+    ),
+    Stage(
+        "register",
+        _register,
+        lambda c: {
+            "gate.json": _file_sha(c, "gate.json"),
+            "registry_uri": c["registry"].uri if c["registry"] else None,
+        },
+        ("registered.json",),
+    ),
 ]
 
 
@@ -268,8 +357,15 @@ def run(
     from .train import TrainConfig
 
     base = TrainConfig()
-    config = TrainConfig(**{**dataclasses.asdict(base), "epochs": epochs or base.epochs, "seed": seed,
-                            "threads": threads, **train_overrides})
+    config = TrainConfig(
+        **{
+            **dataclasses.asdict(base),
+            "epochs": epochs or base.epochs,
+            "seed": seed,
+            "threads": threads,
+            **train_overrides,
+        }
+    )
     rd = Path(run_dir)
     rd.mkdir(parents=True, exist_ok=True)
     registry = None
@@ -277,29 +373,67 @@ def run(
         from .registry import Registry
 
         registry = Registry(registry_uri)
-    images, labels, meta = load_split(data, "train", size=config.size, roi=config.roi, dtype="uint8",
-                                      threads=threads)
+    images, labels, meta = load_split(
+        data, "train", size=config.size, roi=config.roi, dtype="uint8", threads=threads
+    )
     ctx: dict[str, Any] = {
-        "run_dir": rd, "data_root": os.path.abspath(data), "split": split, "config": config,
-        "train_split": (images, labels, meta), "data_checksum": meta.checksum,
-        "code_version": code_version(), "registry": registry, "alias": alias,
-        "min_accuracy": min_accuracy, "max_drop": max_drop, "fail_if_slower": fail_if_slower,
-        "repeats": repeats, "quiet": quiet,
+        "run_dir": rd,
+        "data_root": os.path.abspath(data),
+        "split": split,
+        "config": config,
+        "train_split": (images, labels, meta),
+        "data_checksum": meta.checksum,
+        "code_version": code_version(),
+        "registry": registry,
+        "alias": alias,
+        "min_accuracy": min_accuracy,
+        "max_drop": max_drop,
+        "fail_if_slower": fail_if_slower,
+        "repeats": repeats,
+        "quiet": quiet,
     }
     stages = STAGES if registry is not None else [s for s in STAGES if s.name != "register"]
-    ctx["lineage"] = run_stages(stages, ctx, from_stage=from_stage,
-                                log=(lambda m: None) if quiet else (lambda m: print(m, flush=True)))
+    ctx["lineage"] = run_stages(
+        stages,
+        ctx,
+        from_stage=from_stage,
+        log=(lambda m: None) if quiet else (lambda m: print(m, flush=True)),
+    )
     return ctx
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    ctx = run(args.data, args.run_dir, split=args.split, epochs=args.epochs, seed=args.seed,
-              threads=args.threads, registry_uri=args.registry_uri, use_registry=not args.no_registry,
-              alias=args.alias, min_accuracy=args.min_accuracy, max_drop=args.max_drop,
-              fail_if_slower=args.fail_if_slower, repeats=args.repeats, from_stage=args.from_stage,
-              quiet=args.quiet)
-    summary = {k: ctx.get(k) for k in ("ran", "skipped", "accuracy", "accepted", "gate_reasons",
-                                       "registry_version", "promoted", "weights_sha256", "data_checksum")}
+    ctx = run(
+        args.data,
+        args.run_dir,
+        split=args.split,
+        epochs=args.epochs,
+        seed=args.seed,
+        threads=args.threads,
+        registry_uri=args.registry_uri,
+        use_registry=not args.no_registry,
+        alias=args.alias,
+        min_accuracy=args.min_accuracy,
+        max_drop=args.max_drop,
+        fail_if_slower=args.fail_if_slower,
+        repeats=args.repeats,
+        from_stage=args.from_stage,
+        quiet=args.quiet,
+    )
+    summary = {
+        k: ctx.get(k)
+        for k in (
+            "ran",
+            "skipped",
+            "accuracy",
+            "accepted",
+            "gate_reasons",
+            "registry_version",
+            "promoted",
+            "weights_sha256",
+            "data_checksum",
+        )
+    }
     summary["run_dir"] = os.fspath(Path(args.run_dir).resolve())
     print(json.dumps(summary, indent=2, default=str))
     return 0 if ctx.get("accepted") else 1
@@ -307,17 +441,29 @@ def _cmd(args: argparse.Namespace) -> int:
 
 def register_cli(subparsers: Any) -> None:
     """Add ``neonsign pipeline``."""
-    p = subparsers.add_parser("pipeline", help="train -> test -> profile -> gate -> register/promote, resumable",
-                              description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="GTSRB root (train split, and the evaluation split)")
+    p = subparsers.add_parser(
+        "pipeline",
+        help="train -> test -> profile -> gate -> register/promote, resumable",
+        description=__doc__.split("\n\n")[0],
+    )
+    p.add_argument(
+        "--data", required=True, help="GTSRB root (train split, and the evaluation split)"
+    )
     p.add_argument("--run-dir", required=True, help="run directory (reuse it to resume)")
-    p.add_argument("--from", dest="from_stage", default=None, choices=[s.name for s in STAGES],
-                   help="force this stage and every later one")
+    p.add_argument(
+        "--from",
+        dest="from_stage",
+        default=None,
+        choices=[s.name for s in STAGES],
+        help="force this stage and every later one",
+    )
     p.add_argument("--split", default="test", help="evaluation split (default test)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--registry-uri", default=None, help="MLflow URI (default: see neonsign registry)")
+    p.add_argument(
+        "--registry-uri", default=None, help="MLflow URI (default: see neonsign registry)"
+    )
     p.add_argument("--no-registry", action="store_true", help="no champion, no register stage")
     p.add_argument("--alias", default="champion", help="alias promoted when the gate accepts")
     p.add_argument("--min-accuracy", type=float, default=0.0)

@@ -21,6 +21,7 @@ large is allocated.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from typing import NamedTuple, Union
@@ -45,8 +46,8 @@ __all__ = [
     "set_limits",
 ]
 
-PathLike = Union[str, "os.PathLike[str]"]
-Size = Union[int, tuple[int, int]]
+PathLike = Union[str, "os.PathLike[str]"]  # noqa: UP007 (a runtime alias with a forward reference)
+Size = int | tuple[int, int]
 Roi = tuple[int, int, int, int]
 
 _DEFAULT_MAX_PIXELS = 1 << 26
@@ -62,7 +63,9 @@ def get_limits() -> dict[str, int]:
     return dict(_limits)
 
 
-def set_limits(*, max_pixels: int | None = None, max_file_bytes: int | None = None) -> dict[str, int]:
+def set_limits(
+    *, max_pixels: int | None = None, max_file_bytes: int | None = None
+) -> dict[str, int]:
     """Set the resource limits used by every decode and load call; return the previous ones.
 
     Args:
@@ -110,7 +113,9 @@ class LoadResult(NamedTuple):
 # PPM
 
 
-def decode_ppm(data: bytes | bytearray | memoryview, *, max_pixels: int | None = None) -> np.ndarray:
+def decode_ppm(
+    data: bytes | bytearray | memoryview, *, max_pixels: int | None = None
+) -> np.ndarray:
     """Decode a PPM image (P6 or P3, maxval 1..65535) held in memory.
 
     Args:
@@ -184,7 +189,9 @@ def _size_hw(size: Size) -> tuple[int, int]:
         try:
             h, w = (int(v) for v in size)
         except (TypeError, ValueError):
-            raise NeonsignValueError(f"size must be an int or (height, width), got {size!r}") from None
+            raise NeonsignValueError(
+                f"size must be an int or (height, width), got {size!r}"
+            ) from None
     if h < 1 or w < 1:
         raise NeonsignValueError(f"size must be positive, got {size!r}")
     return h, w
@@ -240,12 +247,14 @@ def resize(image: np.ndarray, size: Size, *, roi: Sequence[int] | None = None) -
     return _native.resize(image, h, w, _roi_tuple(roi))
 
 
-def _check_stats(mean: Sequence[float], std: Sequence[float]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _check_stats(
+    mean: Sequence[float], std: Sequence[float]
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     m = tuple(float(v) for v in mean)
     s = tuple(float(v) for v in std)
     if len(m) != 3 or len(s) != 3:
         raise NeonsignValueError(f"mean and std need 3 values each, got {mean!r} and {std!r}")
-    if any(v == 0.0 or v != v for v in s):
+    if any(v == 0.0 or math.isnan(v) for v in s):
         raise NeonsignValueError(f"std values must be non-zero numbers, got {std!r}")
     return m, s
 
@@ -369,11 +378,22 @@ def load_images(
                 f"got {roi_arr.dtype} {roi_arr.shape}"
             )
         roi_arr = np.ascontiguousarray(roi_arr, dtype=np.int64)
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    ):
         raise NeonsignValueError(f"threads must be a positive int or None, got {threads!r}")
     images, ok, errs = _native.load_images(
-        path_list, roi_arr, h, w, layout, m, s, _limits["max_pixels"], _limits["max_file_bytes"],
-        bool(skip_bad), threads,
+        path_list,
+        roi_arr,
+        h,
+        w,
+        layout,
+        m,
+        s,
+        _limits["max_pixels"],
+        _limits["max_file_bytes"],
+        bool(skip_bad),
+        threads,
     )
     errors = [(i, os.fsdecode(path_list[i]), msg) for i, msg in errs]
     return LoadResult(images, ok, errors)

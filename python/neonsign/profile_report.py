@@ -43,8 +43,17 @@ __all__ = [
 #: Version of the JSON layout; bumped on incompatible changes.
 SCHEMA_VERSION = 1
 
-_HEADERS = ("Name", "Self CPU %", "Self CPU", "CPU total %", "CPU total", "CPU time avg",
-            "# of Calls", "Self median/fwd", "Self min..max/fwd")
+_HEADERS = (
+    "Name",
+    "Self CPU %",
+    "Self CPU",
+    "CPU total %",
+    "CPU total",
+    "CPU time avg",
+    "# of Calls",
+    "Self median/fwd",
+    "Self min..max/fwd",
+)
 
 
 def schema_path() -> Path:
@@ -62,8 +71,9 @@ def _fmt_ns(ns: float) -> str:
 
 
 def _text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
     rule = "  ".join("-" * w for w in widths)
     line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
     return "\n".join([rule, line(headers), rule, *(line(r) for r in rows), rule])
@@ -71,16 +81,19 @@ def _text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
-    out = ["| " + " | ".join(esc(h) for h in headers) + " |",
-           "|" + "|".join("---" for _ in headers) + "|"]
+    out = [
+        "| " + " | ".join(esc(h) for h in headers) + " |",
+        "|" + "|".join("---" for _ in headers) + "|",
+    ]
     out += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
 
 
 def _html_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>"
-                   for r in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -113,7 +126,8 @@ class ProfileReport:
         if version != SCHEMA_VERSION:
             raise UnsupportedError(
                 f"{where}: schema_version {version} is not supported (this neonsign reads "
-                f"{SCHEMA_VERSION})")
+                f"{SCHEMA_VERSION})"
+            )
         _require(self.data, "machine", dict, where)
         settings = _require(self.data, "settings", dict, where)
         for key in ("batch", "threads", "repeats"):
@@ -182,11 +196,19 @@ class ProfileReport:
         rows = []
         for r in layers:
             s = r["self_ns_per_forward"]
-            rows.append([
-                r["name"], f"{r['self_pct']:.2f}%", _fmt_ns(r["self_ns_total"]),
-                f"{r['total_pct']:.2f}%", _fmt_ns(r["total_ns_total"]), _fmt_ns(r["total_ns_avg"]),
-                str(r["calls"]), _fmt_ns(s["median"]), f"{_fmt_ns(s['min'])}..{_fmt_ns(s['max'])}",
-            ])
+            rows.append(
+                [
+                    r["name"],
+                    f"{r['self_pct']:.2f}%",
+                    _fmt_ns(r["self_ns_total"]),
+                    f"{r['total_pct']:.2f}%",
+                    _fmt_ns(r["total_ns_total"]),
+                    _fmt_ns(r["total_ns_avg"]),
+                    str(r["calls"]),
+                    _fmt_ns(s["median"]),
+                    f"{_fmt_ns(s['min'])}..{_fmt_ns(s['max'])}",
+                ]
+            )
         return rows
 
     def _conv_impl(self, b: dict[str, Any]) -> str:
@@ -208,37 +230,57 @@ class ProfileReport:
             speed = f"{base_ms / ms:.2f}x" if base_ms and ms > 0 else "-"
             acc = b.get("accuracy_check", {})
             agree = acc.get("top1_agreement")
-            rows.append([
-                b["name"], self._conv_impl(b), f"{ms:.3f}",
-                f"{t['q1_ns'] / 1e6:.3f}..{t['q3_ns'] / 1e6:.3f}",
-                f"{t['min_ns'] / 1e6:.3f}..{t['max_ns'] / 1e6:.3f}",
-                f"{batch / (ms / 1e3):.0f}" if ms > 0 else "-",
-                f"{flop * batch / (ms * 1e6):.1f}" if flop and ms > 0 else "-",
-                speed, "-" if agree is None else f"{100 * agree:.2f}%",
-            ])
+            rows.append(
+                [
+                    b["name"],
+                    self._conv_impl(b),
+                    f"{ms:.3f}",
+                    f"{t['q1_ns'] / 1e6:.3f}..{t['q3_ns'] / 1e6:.3f}",
+                    f"{t['min_ns'] / 1e6:.3f}..{t['max_ns'] / 1e6:.3f}",
+                    f"{batch / (ms / 1e3):.0f}" if ms > 0 else "-",
+                    f"{flop * batch / (ms * 1e6):.1f}" if flop and ms > 0 else "-",
+                    speed,
+                    "-" if agree is None else f"{100 * agree:.2f}%",
+                ]
+            )
         return rows
 
-    _SUMMARY_HEADERS = ("Backend", "Conv kernel", "Median ms/batch", "IQR ms", "Min..max ms",
-                        "Images/s", "GFLOP/s", "Speedup", "Top-1 agree")
+    _SUMMARY_HEADERS = (
+        "Backend",
+        "Conv kernel",
+        "Median ms/batch",
+        "IQR ms",
+        "Min..max ms",
+        "Images/s",
+        "GFLOP/s",
+        "Speedup",
+        "Top-1 agree",
+    )
 
     def _settings_line(self) -> str:
         s, m = self.data["settings"], self.data["machine"]
-        return (f"{m.get('cpu_model', '?')} ({m.get('arch', '?')}), threads {s['threads']}, "
-                f"batch {s['batch']}, {s['repeats']} repeats after {s.get('warmup', '?')} warm-up, "
-                f"torch {s.get('torch') or 'not loaded'}; model: {s.get('model', '?')}; "
-                f"input: {s.get('input', '?')}; baseline: {self.data.get('baseline')}")
+        return (
+            f"{m.get('cpu_model', '?')} ({m.get('arch', '?')}), threads {s['threads']}, "
+            f"batch {s['batch']}, {s['repeats']} repeats after {s.get('warmup', '?')} warm-up, "
+            f"torch {s.get('torch') or 'not loaded'}; model: {s.get('model', '?')}; "
+            f"input: {s.get('input', '?')}; baseline: {self.data.get('baseline')}"
+        )
 
     def table(self, backend: str) -> str:
         """One backend's per-layer table in torch.profiler's key_averages shape (plus the median
         and range per forward pass), sorted by CPU total, then its Self CPU time total."""
         b = self.backend(backend)
-        out = [_text_table(_HEADERS, self._table_rows(backend)),
-               f"Self CPU time total: {_fmt_ns(b['total']['self_cpu_time_total_ns'])} "
-               f"({len(b['total']['per_repeat_ns'])} forward passes; median per forward "
-               f"{_fmt_ns(b['total']['median_ns'])})"]
+        out = [
+            _text_table(_HEADERS, self._table_rows(backend)),
+            f"Self CPU time total: {_fmt_ns(b['total']['self_cpu_time_total_ns'])} "
+            f"({len(b['total']['per_repeat_ns'])} forward passes; median per forward "
+            f"{_fmt_ns(b['total']['median_ns'])})",
+        ]
         kernels = b.get("layer_kernels") or {}
         if kernels:
-            out.append("aten kernels: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in kernels.items()))
+            out.append(
+                "aten kernels: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in kernels.items())
+            )
         return "\n".join(out)
 
     def summary(self) -> str:
@@ -259,13 +301,25 @@ class ProfileReport:
 
     def markdown(self) -> str:
         """The report as GitHub-flavoured Markdown (for $GITHUB_STEP_SUMMARY)."""
-        parts = ["## neonsign profile", "", self._settings_line(), "",
-                 _md_table(self._SUMMARY_HEADERS, self._summary_rows()), ""]
+        parts = [
+            "## neonsign profile",
+            "",
+            self._settings_line(),
+            "",
+            _md_table(self._SUMMARY_HEADERS, self._summary_rows()),
+            "",
+        ]
         parts += [f"> note: {n}" for n in self.data.get("notes", [])]
         for name in self.backends:
             b = self.backend(name)
-            parts += ["", f"### {name}", "", _md_table(_HEADERS, self._table_rows(name)), "",
-                      f"Self CPU time total: {_fmt_ns(b['total']['self_cpu_time_total_ns'])}"]
+            parts += [
+                "",
+                f"### {name}",
+                "",
+                _md_table(_HEADERS, self._table_rows(name)),
+                "",
+                f"Self CPU time total: {_fmt_ns(b['total']['self_cpu_time_total_ns'])}",
+            ]
             for layer, ks in (b.get("layer_kernels") or {}).items():
                 parts.append(f"- `{layer}`: {', '.join(f'`{k}`' for k in ks)}")
         return "\n".join(parts) + "\n"
@@ -296,11 +350,16 @@ class ProfileReport:
         return ax
 
     def _repr_html_(self) -> str:
-        parts = [f"<h4>neonsign profile</h4><p>{html.escape(self._settings_line())}</p>",
-                 _html_table(self._SUMMARY_HEADERS, self._summary_rows())]
+        parts = [
+            f"<h4>neonsign profile</h4><p>{html.escape(self._settings_line())}</p>",
+            _html_table(self._SUMMARY_HEADERS, self._summary_rows()),
+        ]
         parts += [f"<p><i>note: {html.escape(n)}</i></p>" for n in self.data.get("notes", [])]
         for name in self.backends:
-            parts += [f"<h5>{html.escape(name)}</h5>", _html_table(_HEADERS, self._table_rows(name))]
+            parts += [
+                f"<h5>{html.escape(name)}</h5>",
+                _html_table(_HEADERS, self._table_rows(name)),
+            ]
         return "\n".join(parts)
 
 
@@ -339,18 +398,31 @@ class Comparison:
                 continue
             b, n = r["base_ns"] / 1e6, r["new_ns"] / 1e6
             ratio = b / n if n > 0 else float("inf")
-            label = (r["base_backend"] if r["base_backend"] == r["new_backend"]
-                     else f"{r['base_backend']} -> {r['new_backend']}")
+            label = (
+                r["base_backend"]
+                if r["base_backend"] == r["new_backend"]
+                else f"{r['base_backend']} -> {r['new_backend']}"
+            )
             how = f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
-            out.append(f"[{label}] Self CPU time total (median per forward) went from {b:.3f} ms "
-                       f"to {n:.3f} ms: {r['change_pct']:+.1f}% ({how})")
+            out.append(
+                f"[{label}] Self CPU time total (median per forward) went from {b:.3f} ms "
+                f"to {n:.3f} ms: {r['change_pct']:+.1f}% ({how})"
+            )
         return out
 
     def _rows_cells(self) -> list[list[str]]:
-        return [[f"{r['base_backend']}" if r["base_backend"] == r["new_backend"]
-                 else f"{r['base_backend']} -> {r['new_backend']}", r["layer"],
-                 _fmt_ns(r["base_ns"]), _fmt_ns(r["new_ns"]), f"{r['change_pct']:+.1f}%"]
-                for r in self.rows]
+        return [
+            [
+                f"{r['base_backend']}"
+                if r["base_backend"] == r["new_backend"]
+                else f"{r['base_backend']} -> {r['new_backend']}",
+                r["layer"],
+                _fmt_ns(r["base_ns"]),
+                _fmt_ns(r["new_ns"]),
+                f"{r['change_pct']:+.1f}%",
+            ]
+            for r in self.rows
+        ]
 
     _HEADERS = ("Backend", "Layer", "Base (median/fwd)", "New (median/fwd)", "Change")
 
@@ -359,8 +431,11 @@ class Comparison:
         if self.fail_if_slower is None and not self.strict:
             return "no gate set (use --fail-if-slower PCT)"
         if self.failed:
-            why = self.regressions + ([f"settings differ ({len(self.mismatches)})"]
-                                      if self.strict and self.mismatches else [])
+            why = self.regressions + (
+                [f"settings differ ({len(self.mismatches)})"]
+                if self.strict and self.mismatches
+                else []
+            )
             return "FAILED: " + "; ".join(why)
         limit = f" beyond {self.fail_if_slower:g}%" if self.fail_if_slower is not None else ""
         return f"passed: nothing regressed{limit}"
@@ -374,8 +449,12 @@ class Comparison:
 
     def markdown(self) -> str:
         """The same as Markdown."""
-        parts = ["## neonsign compare", "", f"- base: `{self.base_label}`",
-                 f"- new: `{self.new_label}`"]
+        parts = [
+            "## neonsign compare",
+            "",
+            f"- base: `{self.base_label}`",
+            f"- new: `{self.new_label}`",
+        ]
         parts += [f"- **warning**: {m}" for m in self.mismatches]
         parts += ["", _md_table(self._HEADERS, self._rows_cells()), ""]
         parts += [f"{h}  " for h in self.headline()]
@@ -383,8 +462,10 @@ class Comparison:
         return "\n".join(parts) + "\n"
 
     def _repr_html_(self) -> str:
-        parts = [f"<h4>neonsign compare</h4><p>base: {html.escape(self.base_label)}<br>"
-                 f"new: {html.escape(self.new_label)}</p>"]
+        parts = [
+            f"<h4>neonsign compare</h4><p>base: {html.escape(self.base_label)}<br>"
+            f"new: {html.escape(self.new_label)}</p>"
+        ]
         parts += [f"<p><b>warning</b>: {html.escape(m)}</p>" for m in self.mismatches]
         parts += [_html_table(self._HEADERS, self._rows_cells())]
         parts += [f"<p>{html.escape(h)}</p>" for h in self.headline()]
@@ -393,11 +474,19 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (a change from a zero baseline is null rather than infinity)."""
-        rows = [dict(r, change_pct=r["change_pct"] if math.isfinite(r["change_pct"]) else None)
-                for r in self.rows]
-        return {"base": self.base_label, "new": self.new_label, "rows": rows,
-                "mismatches": self.mismatches, "regressions": self.regressions,
-                "fail_if_slower": self.fail_if_slower, "failed": self.failed}
+        rows = [
+            dict(r, change_pct=r["change_pct"] if math.isfinite(r["change_pct"]) else None)
+            for r in self.rows
+        ]
+        return {
+            "base": self.base_label,
+            "new": self.new_label,
+            "rows": rows,
+            "mismatches": self.mismatches,
+            "regressions": self.regressions,
+            "fail_if_slower": self.fail_if_slower,
+            "failed": self.failed,
+        }
 
 
 def _layer_medians(b: dict[str, Any]) -> dict[str, float]:
@@ -408,32 +497,54 @@ def _pct(base: float, new: float) -> float:
     return 100.0 * (new - base) / base if base > 0 else (0.0 if new == 0 else float("inf"))
 
 
-def _compare_pair(cmp: Comparison, base_b: dict[str, Any], new_b: dict[str, Any],
-                  layers: Sequence[str] | None) -> None:
+def _compare_pair(
+    cmp: Comparison, base_b: dict[str, Any], new_b: dict[str, Any], layers: Sequence[str] | None
+) -> None:
     bl, nl = _layer_medians(base_b), _layer_medians(new_b)
     for name in [n for n in bl if n in nl]:
-        cmp.rows.append({"base_backend": base_b["name"], "new_backend": new_b["name"],
-                         "layer": name, "base_ns": bl[name], "new_ns": nl[name],
-                         "change_pct": _pct(bl[name], nl[name])})
+        cmp.rows.append(
+            {
+                "base_backend": base_b["name"],
+                "new_backend": new_b["name"],
+                "layer": name,
+                "base_ns": bl[name],
+                "new_ns": nl[name],
+                "change_pct": _pct(bl[name], nl[name]),
+            }
+        )
     only = sorted(set(bl) ^ set(nl))
     if only:
-        cmp.mismatches.append(f"{base_b['name']} vs {new_b['name']}: layers present on one side "
-                              f"only: {', '.join(only)} (not compared)")
+        cmp.mismatches.append(
+            f"{base_b['name']} vs {new_b['name']}: layers present on one side "
+            f"only: {', '.join(only)} (not compared)"
+        )
     tb, tn = float(base_b["total"]["median_ns"]), float(new_b["total"]["median_ns"])
-    cmp.rows.append({"base_backend": base_b["name"], "new_backend": new_b["name"],
-                     "layer": "total", "base_ns": tb, "new_ns": tn, "change_pct": _pct(tb, tn)})
+    cmp.rows.append(
+        {
+            "base_backend": base_b["name"],
+            "new_backend": new_b["name"],
+            "layer": "total",
+            "base_ns": tb,
+            "new_ns": tn,
+            "change_pct": _pct(tb, tn),
+        }
+    )
     pct = cmp.fail_if_slower
     if pct is None:
         return
-    label = (base_b["name"] if base_b["name"] == new_b["name"]
-             else f"{base_b['name']} -> {new_b['name']}")
+    label = (
+        base_b["name"]
+        if base_b["name"] == new_b["name"]
+        else f"{base_b['name']} -> {new_b['name']}"
+    )
     if _pct(tb, tn) > pct:
         cmp.regressions.append(f"[{label}] total {_pct(tb, tn):+.1f}% > {pct:g}%")
     for name in layers or ():
         if name not in bl or name not in nl:
             raise NeonsignValueError(
                 f"layer '{name}' is not in both reports for {label} (base has {sorted(bl)}, "
-                f"new has {sorted(nl)})")
+                f"new has {sorted(nl)})"
+            )
         change = _pct(bl[name], nl[name])
         if change > pct:
             cmp.regressions.append(f"[{label}] {name} {change:+.1f}% > {pct:g}%")
@@ -450,8 +561,10 @@ def _settings_mismatches(base: ProfileReport, new: ProfileReport) -> list[str]:
         if bs.get(key) != ns.get(key):
             out.append(f"setting {key} differs: {bs.get(key)!r} vs {ns.get(key)!r}")
     if set(base.backends) != set(new.backends):
-        out.append(f"backend sets differ: {sorted(base.backends)} vs {sorted(new.backends)} "
-                   "(only common backends are compared)")
+        out.append(
+            f"backend sets differ: {sorted(base.backends)} vs {sorted(new.backends)} "
+            "(only common backends are compared)"
+        )
     return out
 
 
@@ -460,9 +573,15 @@ def _check_pct(pct: float | None) -> None:
         raise NeonsignValueError(f"fail_if_slower must be a percentage >= 0, got {pct}")
 
 
-def compare(base: ProfileReport | str | os.PathLike[str], new: ProfileReport | str | os.PathLike[str],
-            *, backends: Sequence[str] | None = None, fail_if_slower: float | None = None,
-            layers: Sequence[str] | None = None, strict: bool = False) -> Comparison:
+def compare(
+    base: ProfileReport | str | os.PathLike[str],
+    new: ProfileReport | str | os.PathLike[str],
+    *,
+    backends: Sequence[str] | None = None,
+    fail_if_slower: float | None = None,
+    layers: Sequence[str] | None = None,
+    strict: bool = False,
+) -> Comparison:
     """Compare two reports backend by backend (the backends both have, or ``backends``).
 
     Differences in machine, threads, batch, repeats, input, torch version or backend set are
@@ -476,22 +595,32 @@ def compare(base: ProfileReport | str | os.PathLike[str], new: ProfileReport | s
     cmp.mismatches = _settings_mismatches(base, new)
     names = list(backends) if backends else [n for n in base.backends if n in new.backends]
     if not names:
-        raise NeonsignValueError(f"{base.source} and {new.source} have no backend in common "
-                                 f"({base.backends} vs {new.backends})")
+        raise NeonsignValueError(
+            f"{base.source} and {new.source} have no backend in common "
+            f"({base.backends} vs {new.backends})"
+        )
     for name in names:
         _compare_pair(cmp, base.backend(name), new.backend(name), layers)
     return cmp
 
 
-def compare_backends(report: ProfileReport | str | os.PathLike[str], base_backend: str,
-                     new_backend: str, *, fail_if_slower: float | None = None,
-                     layers: Sequence[str] | None = None) -> Comparison:
+def compare_backends(
+    report: ProfileReport | str | os.PathLike[str],
+    base_backend: str,
+    new_backend: str,
+    *,
+    fail_if_slower: float | None = None,
+    layers: Sequence[str] | None = None,
+) -> Comparison:
     """Compare two backends of one report (e.g. ``torch-onednn-off`` vs ``torch``: the learning
     path's OpenBLAS vs oneDNN+ACL comparison), layer by layer and in total."""
     _check_pct(fail_if_slower)
     report = report if isinstance(report, ProfileReport) else ProfileReport.load(report)
-    cmp = Comparison(f"{report.source} [{base_backend}]", f"{report.source} [{new_backend}]",
-                     fail_if_slower=fail_if_slower)
+    cmp = Comparison(
+        f"{report.source} [{base_backend}]",
+        f"{report.source} [{new_backend}]",
+        fail_if_slower=fail_if_slower,
+    )
     _compare_pair(cmp, report.backend(base_backend), report.backend(new_backend), layers)
     return cmp
 
@@ -521,23 +650,40 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             raise NeonsignValueError("--base-backend and --new-backend go together")
         if args.new is not None:
             base_r, new_r = ProfileReport.load(args.base), ProfileReport.load(args.new)
-            cmp = Comparison(f"{base_r.source} [{args.base_backend}]",
-                             f"{new_r.source} [{args.new_backend}]",
-                             fail_if_slower=args.fail_if_slower, strict=args.strict)
+            cmp = Comparison(
+                f"{base_r.source} [{args.base_backend}]",
+                f"{new_r.source} [{args.new_backend}]",
+                fail_if_slower=args.fail_if_slower,
+                strict=args.strict,
+            )
             _check_pct(args.fail_if_slower)
-            cmp.mismatches = [m for m in _settings_mismatches(base_r, new_r)
-                              if not m.startswith("backend sets")]
-            _compare_pair(cmp, base_r.backend(args.base_backend),
-                          new_r.backend(args.new_backend), layers)
+            cmp.mismatches = [
+                m for m in _settings_mismatches(base_r, new_r) if not m.startswith("backend sets")
+            ]
+            _compare_pair(
+                cmp, base_r.backend(args.base_backend), new_r.backend(args.new_backend), layers
+            )
         else:
-            cmp = compare_backends(args.base, args.base_backend, args.new_backend,
-                                   fail_if_slower=args.fail_if_slower, layers=layers)
+            cmp = compare_backends(
+                args.base,
+                args.base_backend,
+                args.new_backend,
+                fail_if_slower=args.fail_if_slower,
+                layers=layers,
+            )
     else:
         if args.new is None:
-            raise NeonsignValueError("give two reports, or one report with --base-backend and "
-                                     "--new-backend")
-        cmp = compare(args.base, args.new, backends=_split(args.backend),
-                      fail_if_slower=args.fail_if_slower, layers=layers, strict=args.strict)
+            raise NeonsignValueError(
+                "give two reports, or one report with --base-backend and --new-backend"
+            )
+        cmp = compare(
+            args.base,
+            args.new,
+            backends=_split(args.backend),
+            fail_if_slower=args.fail_if_slower,
+            layers=layers,
+            strict=args.strict,
+        )
     print(cmp.text())
     if args.json:
         Path(args.json).write_text(json.dumps(cmp.to_dict(), indent=2) + "\n", encoding="utf-8")
@@ -564,20 +710,27 @@ def _percent(text: str) -> float:
 def register_compare_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add ``neonsign compare``."""
     p = subparsers.add_parser(
-        "compare", help="compare two profile reports (or two backends) and gate on regressions",
+        "compare",
+        help="compare two profile reports (or two backends) and gate on regressions",
         description="Print per-layer and total changes between two `neonsign profile --json` "
-                    "reports, or between two backends of one report; exit 1 with "
-                    "--fail-if-slower when the total or a --layers layer regressed beyond PCT.")
+        "reports, or between two backends of one report; exit 1 with "
+        "--fail-if-slower when the total or a --layers layer regressed beyond PCT.",
+    )
     p.add_argument("base", help="baseline report (JSON)")
     p.add_argument("new", nargs="?", help="new report (JSON); omit to compare backends of BASE")
     p.add_argument("--backend", help="comma-separated backends to compare (default: common ones)")
     p.add_argument("--base-backend", help="backend on the base side (e.g. torch-onednn-off)")
     p.add_argument("--new-backend", help="backend on the new side (e.g. torch)")
-    p.add_argument("--fail-if-slower", type=_percent, metavar="PCT",
-                   help="exit 1 if the total (or a --layers layer) got slower by more than PCT%%")
+    p.add_argument(
+        "--fail-if-slower",
+        type=_percent,
+        metavar="PCT",
+        help="exit 1 if the total (or a --layers layer) got slower by more than PCT%%",
+    )
     p.add_argument("--layers", help="comma-separated layers the gate also checks (e.g. conv2,fc1)")
-    p.add_argument("--strict", action="store_true",
-                   help="also fail when machine or settings differ")
+    p.add_argument(
+        "--strict", action="store_true", help="also fail when machine or settings differ"
+    )
     p.add_argument("--json", help="write the comparison as JSON here")
     p.add_argument("--markdown", help="write the comparison as Markdown here")
     p.set_defaults(handler=_cmd_compare)

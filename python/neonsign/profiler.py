@@ -43,9 +43,9 @@ from typing import Any
 import numpy as np
 
 from . import __version__, _native
-from .engine import INPUT_SHAPE, LAYERS, WEIGHT_SHAPES, Engine
 from .backends import Backend, TorchToggles, cpuinfo, list_backends
 from .backends import resolve as resolve_backend
+from .engine import INPUT_SHAPE, LAYERS, WEIGHT_SHAPES, Engine
 from .errors import ModelError, NeonsignValueError, UnsupportedError
 from .profile_report import SCHEMA_VERSION, ProfileReport, append_step_summary, register_compare_cli
 
@@ -69,12 +69,11 @@ def _flop_per_image() -> int:
     """Floating-point operations (2 per multiply-add) of one TrafficSignNet forward pass."""
     c1o, c1i, k1, _ = WEIGHT_SHAPES["conv1.weight"]
     c2o, c2i, k2, _ = WEIGHT_SHAPES["conv2.weight"]
-    side1 = INPUT_SHAPE[1] - k1 + 1             # 30
-    side2 = side1 // 2 - k2 + 1                 # 13
+    side1 = INPUT_SHAPE[1] - k1 + 1  # 30
+    side2 = side1 // 2 - k2 + 1  # 13
     macs = side1 * side1 * c1o * c1i * k1 * k1 + side2 * side2 * c2o * c2i * k2 * k2
     macs += int(np.prod(WEIGHT_SHAPES["fc1.weight"])) + int(np.prod(WEIGHT_SHAPES["fc2.weight"]))
     return 2 * macs
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,8 +199,9 @@ def random_state_dict(seed: int = 0) -> dict[str, np.ndarray]:
     return out
 
 
-def _load_model(model: str | os.PathLike[str] | Mapping[str, Any] | None,
-                seed: int) -> tuple[dict[str, np.ndarray], str, dict[str, Any] | None]:
+def _load_model(
+    model: str | os.PathLike[str] | Mapping[str, Any] | None, seed: int
+) -> tuple[dict[str, np.ndarray], str, dict[str, Any] | None]:
     """(weights, where they came from, model card or None); see :func:`load_state_dict`."""
     from .artifacts import load_model, load_weights_file, validate_state_dict  # noqa: PLC0415
 
@@ -220,8 +220,9 @@ def _load_model(model: str | os.PathLike[str] | Mapping[str, Any] | None,
     raise ModelError(f"model '{path}': expected a model directory, .safetensors or .pth file")
 
 
-def load_state_dict(model: str | os.PathLike[str] | Mapping[str, Any] | None,
-                    seed: int = 0) -> tuple[dict[str, np.ndarray], str]:
+def load_state_dict(
+    model: str | os.PathLike[str] | Mapping[str, Any] | None, seed: int = 0
+) -> tuple[dict[str, np.ndarray], str]:
     """TrafficSignNet weights as float32 NumPy arrays, and where they came from.
 
     ``model`` may be None (random weights, seeded), a mapping (a state_dict of arrays or
@@ -234,8 +235,13 @@ def load_state_dict(model: str | os.PathLike[str] | Mapping[str, Any] | None,
     return state, source
 
 
-def _load_inputs(data: str | os.PathLike[str] | np.ndarray | None, batch: int, split: str,
-                 seed: int, card: Mapping[str, Any] | None = None) -> tuple[np.ndarray, str]:
+def _load_inputs(
+    data: str | os.PathLike[str] | np.ndarray | None,
+    batch: int,
+    split: str,
+    seed: int,
+    card: Mapping[str, Any] | None = None,
+) -> tuple[np.ndarray, str]:
     """A float32 (batch, 3, 32, 32) C-contiguous input batch, and where it came from. A GTSRB
     root is preprocessed as the model card says (ROI crop, mean, std), if there is a card."""
     if data is None:
@@ -255,7 +261,8 @@ def _load_inputs(data: str | os.PathLike[str] | np.ndarray | None, batch: int, s
         source += f", preprocessed per the model card: {options})" if options else ")"
     if images.ndim != 4 or images.shape[1:] != INPUT_SHAPE or images.dtype != np.float32:
         raise NeonsignValueError(
-            f"inputs from {source} must be float32 (N, 3, 32, 32), got {images.dtype} {images.shape}")
+            f"inputs from {source} must be float32 (N, 3, 32, 32), got {images.dtype} {images.shape}"
+        )
     if images.shape[0] < batch:
         raise NeonsignValueError(f"{source} has {images.shape[0]} images, fewer than batch {batch}")
     if isinstance(data, np.ndarray):
@@ -268,8 +275,9 @@ def _load_inputs(data: str | os.PathLike[str] | np.ndarray | None, batch: int, s
 
 
 class _NativeRunner:
-    def __init__(self, backend: Backend, state: Mapping[str, np.ndarray], threads: int,
-                 rec: Recorder) -> None:
+    def __init__(
+        self, backend: Backend, state: Mapping[str, np.ndarray], threads: int, rec: Recorder
+    ) -> None:
         engine = Engine.from_state_dict(state)
         rec.engine = engine
         if backend.name != "native":
@@ -302,8 +310,9 @@ class _NativeRunner:
 
 
 class _TorchRunner:
-    def __init__(self, backend: Backend, state: Mapping[str, np.ndarray], threads: int,
-                 rec: Recorder) -> None:
+    def __init__(
+        self, backend: Backend, state: Mapping[str, np.ndarray], threads: int, rec: Recorder
+    ) -> None:
         import torch  # noqa: PLC0415
         import torch.nn.functional as F  # noqa: N812, PLC0415
 
@@ -349,17 +358,19 @@ class _TorchRunner:
         from torch.profiler import ProfilerActivity, profile, record_function  # noqa: PLC0415
 
         t = self.toggles.input(x)
-        with self.toggles.mode():
-            with profile(activities=[ProfilerActivity.CPU]) as prof:
-                for (_, op), layer in zip(self.ops, self.layer_names, strict=True):
-                    with record_function(layer):
-                        t = op(t)
+        with self.toggles.mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
+            for (_, op), layer in zip(self.ops, self.layer_names, strict=True):
+                with record_function(layer):
+                    t = op(t)
         del torch
         totals: dict[str, dict[str, Any]] = {}
         for e in prof.key_averages():
             if e.key.startswith("aten::"):
-                totals[e.key] = {"name": e.key, "calls": int(e.count),
-                                 "self_cpu_us": float(e.self_cpu_time_total)}
+                totals[e.key] = {
+                    "name": e.key,
+                    "calls": int(e.count),
+                    "self_cpu_us": float(e.self_cpu_time_total),
+                }
         # Per layer, the aten ops that did the work: those with at least 5% of the layer's
         # aten self time, most expensive first (allocation and view bookkeeping drop out).
         per_layer: dict[str, dict[str, float]] = {}
@@ -378,8 +389,10 @@ class _TorchRunner:
             ranked = sorted(ops.items(), key=lambda kv: -kv[1])
             layer_kernels[layer] = [k for k, v in ranked if v >= 0.05 * total] or [ranked[0][0]]
         kernels = sorted(totals.values(), key=lambda k: -k["self_cpu_us"])
-        return {"aten_kernels": kernels,
-                "layer_kernels": {k: layer_kernels[k] for k in self.layer_names if k in layer_kernels}}
+        return {
+            "aten_kernels": kernels,
+            "layer_kernels": {k: layer_kernels[k] for k in self.layer_names if k in layer_kernels},
+        }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -391,8 +404,14 @@ def _stats(values: Sequence[float]) -> dict[str, float]:
     if a.size == 0:
         return {"median": 0.0, "mean": 0.0, "min": 0.0, "max": 0.0, "q1": 0.0, "q3": 0.0}
     q1, med, q3 = np.percentile(a, [25, 50, 75])
-    return {"median": float(med), "mean": float(a.mean()), "min": float(a.min()),
-            "max": float(a.max()), "q1": float(q1), "q3": float(q3)}
+    return {
+        "median": float(med),
+        "mean": float(a.mean()),
+        "min": float(a.min()),
+        "max": float(a.max()),
+        "q1": float(q1),
+        "q3": float(q3),
+    }
 
 
 def _backend_figures(rec: Recorder, repeats: int) -> dict[str, Any]:
@@ -423,17 +442,19 @@ def _backend_figures(rec: Recorder, repeats: int) -> dict[str, Any]:
         selfs = [by_root.get(r, [0, 0, 0])[0] for r in roots]
         tots = [by_root.get(r, [0, 0, 0])[1] for r in roots]
         calls = sum(v[2] for v in by_root.values())
-        layers.append({
-            "name": name,
-            "calls": int(calls),
-            "self_ns_total": int(sum(selfs)),
-            "total_ns_total": int(sum(tots)),
-            "self_ns_avg": float(sum(selfs)) / max(calls, 1),
-            "total_ns_avg": float(sum(tots)) / max(calls, 1),
-            "self_pct": 100.0 * sum(selfs) / grand_self,
-            "total_pct": 100.0 * sum(tots) / grand_total,
-            "self_ns_per_forward": _stats(selfs),
-        })
+        layers.append(
+            {
+                "name": name,
+                "calls": int(calls),
+                "self_ns_total": int(sum(selfs)),
+                "total_ns_total": int(sum(tots)),
+                "self_ns_avg": float(sum(selfs)) / max(calls, 1),
+                "total_ns_avg": float(sum(tots)) / max(calls, 1),
+                "self_pct": 100.0 * sum(selfs) / grand_self,
+                "total_pct": 100.0 * sum(tots) / grand_total,
+                "self_ns_per_forward": _stats(selfs),
+            }
+        )
     cycles = [spans[r]["cycles"] for r in roots]
     return {
         "layers": layers,
@@ -511,7 +532,9 @@ def profile(
     if baseline is None:
         baseline = "torch" if "torch" in names else names[0]
     elif baseline not in names:
-        raise NeonsignValueError(f"baseline '{baseline}' is not among the profiled backends {names}")
+        raise NeonsignValueError(
+            f"baseline '{baseline}' is not among the profiled backends {names}"
+        )
 
     state, model_source, card = _load_model(model, seed)
     x, input_source = _load_inputs(data, batch, split, seed, card)
@@ -556,8 +579,10 @@ def profile(
             logits[name] = runner.run(x)
         for runner in runners.values():
             runner.rec.disable()
-        kernels = {name: (r.aten_pass(x) if aten else {"aten_kernels": [], "layer_kernels": {}})
-                   for name, r in runners.items()}
+        kernels = {
+            name: (r.aten_pass(x) if aten else {"aten_kernels": [], "layer_kernels": {}})
+            for name, r in runners.items()
+        }
     finally:
         _native.set_threads(prev_threads)
         if torch is not None:
@@ -569,19 +594,21 @@ def profile(
     for b in chosen:
         runner = runners[b.name]
         top1 = logits[b.name].argmax(axis=1)
-        entries.append({
-            "name": b.name,
-            "family": b.family,
-            "description": b.description,
-            "settings": runner.settings(),
-            **_backend_figures(runner.rec, repeats),
-            **kernels[b.name],
-            "accuracy_check": {
-                "reference": ref_name,
-                "top1_agreement": float(np.mean(top1 == ref_top1)),
-                "max_abs_logit_diff": float(np.max(np.abs(logits[b.name] - logits[ref_name]))),
-            },
-        })
+        entries.append(
+            {
+                "name": b.name,
+                "family": b.family,
+                "description": b.description,
+                "settings": runner.settings(),
+                **_backend_figures(runner.rec, repeats),
+                **kernels[b.name],
+                "accuracy_check": {
+                    "reference": ref_name,
+                    "top1_agreement": float(np.mean(top1 == ref_top1)),
+                    "max_abs_logit_diff": float(np.max(np.abs(logits[b.name] - logits[ref_name]))),
+                },
+            }
+        )
     notes = []
     if model is None:
         notes.append("random weights: no model was given")
@@ -590,11 +617,15 @@ def profile(
     for e in entries:
         zero = [r["name"] for r in e["layers"] if r["name"] != FORWARD and r["self_ns_total"] == 0]
         if e["family"] == "native" and zero:
-            notes.append(f"{e['name']}: {', '.join(zero)} report 0 ns: the engine fuses them into "
-                         "the neighbouring conv/fc layer, whose time includes them")
+            notes.append(
+                f"{e['name']}: {', '.join(zero)} report 0 ns: the engine fuses them into "
+                "the neighbouring conv/fc layer, whose time includes them"
+            )
     if "torch-bf16" in names:
-        notes.append("torch-bf16 computes in bfloat16: its top-1 may differ from fp32 backends "
-                     "on a few inputs")
+        notes.append(
+            "torch-bf16 computes in bfloat16: its top-1 may differ from fp32 backends "
+            "on a few inputs"
+        )
     machine = machine_info()
     report = {
         "schema_version": SCHEMA_VERSION,
@@ -639,9 +670,18 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     if args.list_backends:
         return _print_backends()
     report = profile(
-        model=args.model, data=args.data, backends=args.backends, batch=args.batch,
-        threads=args.threads, repeats=args.repeats, warmup=args.warmup, baseline=args.baseline,
-        split=args.split, seed=args.seed, aten=not args.no_aten, order=args.order,
+        model=args.model,
+        data=args.data,
+        backends=args.backends,
+        batch=args.batch,
+        threads=args.threads,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        baseline=args.baseline,
+        split=args.split,
+        seed=args.seed,
+        aten=not args.no_aten,
+        order=args.order,
         progress=not args.quiet,
     )
     if not args.quiet:
@@ -670,20 +710,30 @@ def _positive_int(text: str) -> int:
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add ``neonsign profile``, ``neonsign backends`` and ``neonsign compare``."""
     p = subparsers.add_parser(
-        "profile", help="per-layer timing of every backend in one process",
+        "profile",
+        help="per-layer timing of every backend in one process",
         description="Profile TrafficSignNet per layer on the native engine and libtorch backends, "
-                    "timed by one clock; print torch.profiler-style tables, write JSON/Markdown.")
-    p.add_argument("--model", help="model directory, .safetensors or .pth (default: random weights)")
+        "timed by one clock; print torch.profiler-style tables, write JSON/Markdown.",
+    )
+    p.add_argument(
+        "--model", help="model directory, .safetensors or .pth (default: random weights)"
+    )
     p.add_argument("--data", help="GTSRB root (default: random inputs)")
     p.add_argument("--split", default="test", help="split read from --data (default: test)")
     p.add_argument("--backends", help="comma-separated backends (default: all available)")
     p.add_argument("--baseline", help="backend speedups are relative to (default: torch)")
-    p.add_argument("--batch", type=_positive_int, default=64, help="images per forward (default 64)")
+    p.add_argument(
+        "--batch", type=_positive_int, default=64, help="images per forward (default 64)"
+    )
     p.add_argument("--threads", type=_positive_int, default=None, help="threads (default: CPUs)")
     p.add_argument("--repeats", type=_positive_int, default=10, help="timed passes (default 10)")
     p.add_argument("--warmup", type=int, default=3, help="untimed passes first (default 3)")
-    p.add_argument("--order", choices=("interleaved", "sequential"), default="interleaved",
-                   help="run backends pass by pass in turn (default) or one after another")
+    p.add_argument(
+        "--order",
+        choices=("interleaved", "sequential"),
+        default="interleaved",
+        help="run backends pass by pass in turn (default) or one after another",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of random weights/inputs")
     p.add_argument("--no-aten", action="store_true", help="skip the torch.profiler kernel pass")
     p.add_argument("--json", help="write the report as JSON here")

@@ -33,8 +33,15 @@ from typing import Any
 from .artifacts import CARD_FILE, load_model
 from .errors import ModelError, NeonsignValueError, UnsupportedError
 
-__all__ = ["DEFAULT_NAME", "ModelVersion", "Registry", "default_uri", "parse_spec", "resolve",
-           "register_cli"]
+__all__ = [
+    "DEFAULT_NAME",
+    "ModelVersion",
+    "Registry",
+    "default_uri",
+    "parse_spec",
+    "resolve",
+    "register_cli",
+]
 
 DEFAULT_NAME = "neonsign"
 _HISTORY_TAG = "neonsign.history."
@@ -58,7 +65,8 @@ def _mlflow() -> Any:
     except ImportError as exc:
         raise UnsupportedError(
             "the model registry needs MLflow: pip install 'neonsign[mlflow]' "
-            f"(import failed: {exc})") from None
+            f"(import failed: {exc})"
+        ) from None
     return MlflowClient
 
 
@@ -83,7 +91,9 @@ class ModelVersion:
 
 def _check_alias(alias: str) -> str:
     if not isinstance(alias, str) or not _ALIAS_RE.match(alias) or alias.isdigit():
-        raise NeonsignValueError(f"alias {alias!r}: expected a name like 'champion' (letters, digits, _ or -)")
+        raise NeonsignValueError(
+            f"alias {alias!r}: expected a name like 'champion' (letters, digits, _ or -)"
+        )
     return alias
 
 
@@ -111,7 +121,7 @@ class Registry:
         self.name = name
         self._artifact_root: str | None = None
         if self.uri.startswith("sqlite:///"):
-            db = Path(self.uri[len("sqlite:///"):])
+            db = Path(self.uri[len("sqlite:///") :])
             db.parent.mkdir(parents=True, exist_ok=True)
             self._artifact_root = (db.parent / "artifacts").resolve().as_uri()
         self.client = client_cls(tracking_uri=self.uri, registry_uri=self.uri)
@@ -131,7 +141,8 @@ class Registry:
             self.client.get_registered_model(self.name)
         except MlflowException:
             self.client.create_registered_model(
-                self.name, description="TrafficSignNet (GTSRB) model directories from neonsign")
+                self.name, description="TrafficSignNet (GTSRB) model directories from neonsign"
+            )
 
     def _aliases(self) -> dict[int, list[str]]:
         """version -> aliases, from the registered model (search results may omit aliases)."""
@@ -154,8 +165,16 @@ class Registry:
             except Exception:  # noqa: BLE001 - a version whose run was deleted still lists
                 metrics = {}
         names = (aliases if aliases is not None else self._aliases()).get(int(mv.version), [])
-        return ModelVersion(self.name, int(mv.version), sorted(names), mv.source,
-                            mv.run_id, dict(mv.tags or {}), metrics, mv.creation_timestamp)
+        return ModelVersion(
+            self.name,
+            int(mv.version),
+            sorted(names),
+            mv.source,
+            mv.run_id,
+            dict(mv.tags or {}),
+            metrics,
+            mv.creation_timestamp,
+        )
 
     def _history(self, alias: str) -> list[int]:
         from mlflow.exceptions import MlflowException
@@ -171,9 +190,14 @@ class Registry:
         return [int(v) for v in hist if isinstance(v, int)]
 
     # -- public API ----------------------------------------------------------------------------
-    def register(self, model_dir: str | os.PathLike[str], *, alias: str | None = None,
-                 tags: dict[str, str] | None = None,
-                 metrics: dict[str, float] | None = None) -> ModelVersion:
+    def register(
+        self,
+        model_dir: str | os.PathLike[str],
+        *,
+        alias: str | None = None,
+        tags: dict[str, str] | None = None,
+        metrics: dict[str, float] | None = None,
+    ) -> ModelVersion:
         """Register a model directory as a new version (its sha256 is verified first).
 
         The card's metrics become run metrics; ``data_checksum``, ``code_version``,
@@ -192,8 +216,11 @@ class Registry:
         }
         info.update(tags or {})
         self._ensure_model()
-        run = self.client.create_run(self.experiment_id(), run_name=f"register-{path.name}",
-                                     tags={"neonsign.kind": "register"})
+        run = self.client.create_run(
+            self.experiment_id(),
+            run_name=f"register-{path.name}",
+            tags={"neonsign.kind": "register"},
+        )
         rid = run.info.run_id
         try:
             for k in ("weights_sha256", "data_checksum", "code_version"):
@@ -208,8 +235,9 @@ class Registry:
         except Exception:
             self.client.set_terminated(rid, status="FAILED")
             raise
-        mv = self.client.create_model_version(self.name, f"{run.info.artifact_uri}/model",
-                                              run_id=rid, tags=info)
+        mv = self.client.create_model_version(
+            self.name, f"{run.info.artifact_uri}/model", run_id=rid, tags=info
+        )
         if alias:
             self.promote(int(mv.version), alias)
         return self.show(int(mv.version))
@@ -230,8 +258,10 @@ class Registry:
             else:
                 mv = self.client.get_model_version_by_alias(self.name, _check_alias(str(ref)))
         except MlflowException as exc:
-            raise ModelError(f"registry {self.uri}: model {self.name!r} has no version {ref!r} "
-                             f"({exc.error_code})") from None
+            raise ModelError(
+                f"registry {self.uri}: model {self.name!r} has no version {ref!r} "
+                f"({exc.error_code})"
+            ) from None
         return self._version(mv)
 
     def promote(self, version: int | str, alias: str = "champion") -> ModelVersion:
@@ -242,7 +272,9 @@ class Registry:
         if not hist or hist[-1] != target.version:
             hist.append(target.version)
         self.client.set_registered_model_alias(self.name, alias, str(target.version))
-        self.client.set_registered_model_tag(self.name, _HISTORY_TAG + alias, json.dumps(hist[-100:]))
+        self.client.set_registered_model_tag(
+            self.name, _HISTORY_TAG + alias, json.dumps(hist[-100:])
+        )
         return self.show(target.version)
 
     def rollback(self, alias: str = "champion") -> ModelVersion:
@@ -250,8 +282,10 @@ class Registry:
         alias = _check_alias(alias)
         hist = self._history(alias)
         if len(hist) < 2:
-            raise ModelError(f"registry {self.uri}: alias {alias!r} of {self.name!r} has no "
-                             f"earlier version to roll back to (history {hist})")
+            raise ModelError(
+                f"registry {self.uri}: alias {alias!r} of {self.name!r} has no "
+                f"earlier version to roll back to (history {hist})"
+            )
         hist.pop()
         self.client.set_registered_model_alias(self.name, alias, str(hist[-1]))
         self.client.set_registered_model_tag(self.name, _HISTORY_TAG + alias, json.dumps(hist))
@@ -268,25 +302,32 @@ class Registry:
 
         mv = self.show(ref)
         local = mlflow.artifacts.download_artifacts(
-            artifact_uri=mv.source, dst_path=None if dst is None else os.fspath(dst),
-            tracking_uri=self.uri)
+            artifact_uri=mv.source,
+            dst_path=None if dst is None else os.fspath(dst),
+            tracking_uri=self.uri,
+        )
         path = Path(local)
         if not (path / CARD_FILE).is_file():
-            raise ModelError(f"registry {self.uri}: version {mv.version} artifacts {mv.source} hold no {CARD_FILE}")
+            raise ModelError(
+                f"registry {self.uri}: version {mv.version} artifacts {mv.source} hold no {CARD_FILE}"
+            )
         return path
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
     """``models:/NAME@ALIAS`` / ``models:/NAME/VERSION`` / ``registry:REF`` -> (name, ref)."""
     if spec.startswith("registry:"):
-        ref = spec[len("registry:"):]
+        ref = spec[len("registry:") :]
         if not ref:
-            raise NeonsignValueError(f"model spec {spec!r}: expected registry:ALIAS or registry:VERSION")
+            raise NeonsignValueError(
+                f"model spec {spec!r}: expected registry:ALIAS or registry:VERSION"
+            )
         return DEFAULT_NAME, ref
     m = _SPEC_RE.match(spec)
     if not m:
         raise NeonsignValueError(
-            f"model spec {spec!r}: expected models:/NAME@ALIAS, models:/NAME/VERSION or registry:REF")
+            f"model spec {spec!r}: expected models:/NAME@ALIAS, models:/NAME/VERSION or registry:REF"
+        )
     return m["name"], m["alias"] or m["version"]
 
 
@@ -313,11 +354,13 @@ def _print(obj: Any, as_json: bool) -> None:
     for v in rows:
         m = v["metrics"]
         acc = m.get("test_accuracy", m.get("accuracy", m.get("val_accuracy")))
-        print(f"v{v['version']:<4} {','.join(v['aliases']) or '-':<22} "
-              f"acc={'n/a' if acc is None else f'{acc:.4f}'}  "
-              f"sha256={v['tags'].get('weights_sha256', '?')[:12]}  "
-              f"data={v['tags'].get('data_checksum', '?')[:12]}  code={v['tags'].get('code_version', '?')}  "
-              f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime((v['created'] or 0) / 1000))}Z")
+        print(
+            f"v{v['version']:<4} {','.join(v['aliases']) or '-':<22} "
+            f"acc={'n/a' if acc is None else f'{acc:.4f}'}  "
+            f"sha256={v['tags'].get('weights_sha256', '?')[:12]}  "
+            f"data={v['tags'].get('data_checksum', '?')[:12]}  code={v['tags'].get('code_version', '?')}  "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime((v['created'] or 0) / 1000))}Z"
+        )
 
 
 def _cmd(args: argparse.Namespace) -> int:
@@ -344,11 +387,19 @@ def _cmd(args: argparse.Namespace) -> int:
 
 def register_cli(subparsers: Any) -> None:
     """Add ``neonsign registry list|show|register|promote|rollback``."""
-    p = subparsers.add_parser("registry", help="model registry (MLflow): list, show, register, promote, rollback",
-                              description=__doc__.split("\n\n")[0])
-    p.add_argument("--registry-uri", default=None,
-                   help="MLflow URI (default: $MLFLOW_TRACKING_URI, else sqlite in $NEONSIGN_REGISTRY or ./registry)")
-    p.add_argument("--name", default=DEFAULT_NAME, help=f"registered model name (default {DEFAULT_NAME})")
+    p = subparsers.add_parser(
+        "registry",
+        help="model registry (MLflow): list, show, register, promote, rollback",
+        description=__doc__.split("\n\n")[0],
+    )
+    p.add_argument(
+        "--registry-uri",
+        default=None,
+        help="MLflow URI (default: $MLFLOW_TRACKING_URI, else sqlite in $NEONSIGN_REGISTRY or ./registry)",
+    )
+    p.add_argument(
+        "--name", default=DEFAULT_NAME, help=f"registered model name (default {DEFAULT_NAME})"
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     sub = p.add_subparsers(dest="registry_command", metavar="ACTION")
     sub.required = True

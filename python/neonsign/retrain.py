@@ -52,7 +52,9 @@ def _read_metrics(source: str) -> str:
         raise NeonsignValueError(f"metrics {source}: could not read: {exc}") from None
 
 
-def parse_histograms(text: str, source: str = "metrics") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def parse_histograms(
+    text: str, source: str = "metrics"
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Prometheus histograms in ``text``: name -> (upper bounds float64 (B,), per-bucket counts
     float64 (B,), not cumulative; the last bound is +inf). Label sets other than ``le`` are summed."""
     from prometheus_client.parser import text_string_to_metric_families
@@ -82,7 +84,9 @@ def psi(reference: np.ndarray, current: np.ndarray, eps: float = 1e-4) -> float:
     p = np.asarray(reference, np.float64)
     q = np.asarray(current, np.float64)
     if p.shape != q.shape or p.sum() <= 0 or q.sum() <= 0:
-        raise NeonsignValueError(f"psi needs two non-empty count vectors of one shape, got {p.shape} and {q.shape}")
+        raise NeonsignValueError(
+            f"psi needs two non-empty count vectors of one shape, got {p.shape} and {q.shape}"
+        )
     p = np.clip(p / p.sum(), eps, None)
     q = np.clip(q / q.sum(), eps, None)
     return float(np.sum((q - p) * np.log(q / p)))
@@ -93,7 +97,9 @@ def _training_brightness(data: str, card: dict[str, Any], bounds: np.ndarray) ->
     from .data import load_split
 
     prep = card.get("preprocessing") or {}
-    images, _, _ = load_split(data, "train", size=int(prep.get("size", 32)), roi=False, dtype="uint8")
+    images, _, _ = load_split(
+        data, "train", size=int(prep.get("size", 32)), roi=False, dtype="uint8"
+    )
     b = images.reshape(len(images), -1).mean(axis=1) / 255.0
     idx = np.searchsorted(bounds, b, side="left")
     return np.bincount(idx, minlength=len(bounds)).astype(np.float64)[: len(bounds)]
@@ -142,20 +148,33 @@ def retrain_check(
         from .data import load_split
 
         prep = card.get("preprocessing") or {}
-        _, _, meta = load_split(data, "train", size=int(prep.get("size", 32)), roi=bool(prep.get("roi", False)),
-                                dtype="uint8")
+        _, _, meta = load_split(
+            data,
+            "train",
+            size=int(prep.get("size", 32)),
+            roi=bool(prep.get("roi", False)),
+            dtype="uint8",
+        )
         changed = meta.checksum != card.get("data_checksum")
-        checks["data"] = {"changed": changed, "current": meta.checksum, "baseline": card.get("data_checksum")}
+        checks["data"] = {
+            "changed": changed,
+            "current": meta.checksum,
+            "baseline": card.get("data_checksum"),
+        }
         if changed:
-            reasons.append(f"data: training split checksum {meta.checksum[:12]} differs from the "
-                           f"model's {str(card.get('data_checksum'))[:12]}")
+            reasons.append(
+                f"data: training split checksum {meta.checksum[:12]} differs from the "
+                f"model's {str(card.get('data_checksum'))[:12]}"
+            )
 
     created = card.get("created")
     if created:
         try:
             t = _dt.datetime.fromisoformat(str(created))
         except ValueError:
-            raise ModelError(f"baseline card: 'created' is not an ISO timestamp: {created!r}") from None
+            raise ModelError(
+                f"baseline card: 'created' is not an ISO timestamp: {created!r}"
+            ) from None
         if t.tzinfo is None:
             t = t.replace(tzinfo=_dt.timezone.utc)
         age = ((now or _dt.datetime.now(_dt.timezone.utc)) - t).total_seconds() / 86400
@@ -176,7 +195,10 @@ def retrain_check(
                 if BRIGHTNESS in rh and np.array_equal(rh[BRIGHTNESS][0], bounds):
                     ref, drift["reference"] = rh[BRIGHTNESS][1], reference_metrics
             if ref is None and data is not None:
-                ref, drift["reference"] = _training_brightness(os.fspath(data), card, bounds), "training data"
+                ref, drift["reference"] = (
+                    _training_brightness(os.fspath(data), card, bounds),
+                    "training data",
+                )
             if n < min_requests:
                 drift["note"] = f"only {n:.0f} inputs (< {min_requests}): drift not judged"
             elif ref is not None and ref.sum() > 0:
@@ -191,33 +213,65 @@ def retrain_check(
             n = float(counts.sum())
             if n >= min_requests:
                 low = float(counts[bounds <= 0.5].sum() / n)
-                drift.update({"low_confidence_share": low, "max_low_confidence": max_low_confidence})
+                drift.update(
+                    {"low_confidence_share": low, "max_low_confidence": max_low_confidence}
+                )
                 if low > max_low_confidence:
-                    reasons.append(f"drift: {low:.1%} of predictions have top-1 probability <= 0.5 "
-                                   f"(max {max_low_confidence:.0%})")
+                    reasons.append(
+                        f"drift: {low:.1%} of predictions have top-1 probability <= 0.5 "
+                        f"(max {max_low_confidence:.0%})"
+                    )
         checks["drift"] = drift
-    return {"retrain": bool(reasons), "reasons": reasons, "checks": checks,
-            "baseline": {"weights_sha256": card.get("weights_sha256"), "created": created,
-                         "data_checksum": card.get("data_checksum")}}
+    return {
+        "retrain": bool(reasons),
+        "reasons": reasons,
+        "checks": checks,
+        "baseline": {
+            "weights_sha256": card.get("weights_sha256"),
+            "created": created,
+            "data_checksum": card.get("data_checksum"),
+        },
+    }
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    decision = retrain_check(args.metrics, args.baseline, data=args.data,
-                             reference_metrics=args.reference_metrics, max_age_days=args.max_age_days,
-                             max_psi=args.max_psi, max_low_confidence=args.max_low_confidence,
-                             min_requests=args.min_requests)
+    decision = retrain_check(
+        args.metrics,
+        args.baseline,
+        data=args.data,
+        reference_metrics=args.reference_metrics,
+        max_age_days=args.max_age_days,
+        max_psi=args.max_psi,
+        max_low_confidence=args.max_low_confidence,
+        min_requests=args.min_requests,
+    )
     print(json.dumps(decision, indent=2, default=float))
     return 1 if decision["retrain"] else 0
 
 
 def register_cli(subparsers: Any) -> None:
     """Add ``neonsign retrain-check``."""
-    p = subparsers.add_parser("retrain-check", help="decide whether to retrain (data change, drift, age)",
-                              description=__doc__.split("\n\n")[0])
+    p = subparsers.add_parser(
+        "retrain-check",
+        help="decide whether to retrain (data change, drift, age)",
+        description=__doc__.split("\n\n")[0],
+    )
     p.add_argument("--metrics", default=None, help="the server's /metrics URL or a saved copy")
-    p.add_argument("--baseline", required=True, help="serving model's model_card.json, model directory or registry spec (registry:champion)")
-    p.add_argument("--data", default=None, help="GTSRB root: checksum the training split (and reference brightness)")
-    p.add_argument("--reference-metrics", default=None, help="a /metrics snapshot taken when the model was healthy")
+    p.add_argument(
+        "--baseline",
+        required=True,
+        help="serving model's model_card.json, model directory or registry spec (registry:champion)",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        help="GTSRB root: checksum the training split (and reference brightness)",
+    )
+    p.add_argument(
+        "--reference-metrics",
+        default=None,
+        help="a /metrics snapshot taken when the model was healthy",
+    )
     p.add_argument("--max-age-days", type=float, default=30.0)
     p.add_argument("--max-psi", type=float, default=0.2)
     p.add_argument("--max-low-confidence", type=float, default=0.3)

@@ -25,9 +25,9 @@ Importing this module does not import FastAPI, uvicorn or prometheus-client; the
 when an app is created (``pip install 'neonsign[serve]'``).
 """
 
-
 # No "from __future__ import annotations": FastAPI evaluates the endpoints' annotations.
 import asyncio
+import contextlib
 import io
 import json
 import logging
@@ -85,7 +85,9 @@ def _env_int(name: str, default: int | None) -> int | None:
     try:
         return int(raw)
     except ValueError:
-        raise NeonsignValueError(f"environment variable {_ENV_PREFIX}{name} must be an int, got {raw!r}") from None
+        raise NeonsignValueError(
+            f"environment variable {_ENV_PREFIX}{name} must be an int, got {raw!r}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -231,7 +233,9 @@ class LoadedModel:
     loaded_at: float = field(default_factory=time.time)
 
     @classmethod
-    def load(cls, source: str, kernel: str | None = None, threads: int | None = None) -> "LoadedModel":
+    def load(
+        cls, source: str, kernel: str | None = None, threads: int | None = None
+    ) -> "LoadedModel":
         """Load ``source``, build the engine, and warm it with one forward pass.
 
         Raises:
@@ -247,15 +251,28 @@ class LoadedModel:
             mean = tuple(float(v) for v in prep.get("mean", (0.5, 0.5, 0.5)))
             std = tuple(float(v) for v in prep.get("std", (0.5, 0.5, 0.5)))
         except (TypeError, ValueError, IndexError) as exc:
-            raise ModelError(f"{source}: bad preprocessing section in the model card: {exc}") from exc
+            raise ModelError(
+                f"{source}: bad preprocessing section in the model card: {exc}"
+            ) from exc
         if (3, h, w) != INPUT_SHAPE:
-            raise ModelError(f"{source}: the engine takes {INPUT_SHAPE[1]}x{INPUT_SHAPE[2]} images, card says {h}x{w}")
+            raise ModelError(
+                f"{source}: the engine takes {INPUT_SHAPE[1]}x{INPUT_SHAPE[2]} images, card says {h}x{w}"
+            )
         if len(mean) != 3 or len(std) != 3 or any(s == 0 for s in std):
-            raise ModelError(f"{source}: preprocessing mean/std need 3 values, std non-zero: {prep}")
+            raise ModelError(
+                f"{source}: preprocessing mean/std need 3 values, std non-zero: {prep}"
+            )
         engine = Engine.from_state_dict(state_dict, kernel=kernel, threads=threads)
         engine.predict(np.zeros((1, *INPUT_SHAPE), np.float32))  # warm: packs caches, pages in
-        return cls(engine, dict(card), source, str(card.get("weights_sha256", "unknown")),
-                   (h, w), mean, std)  # type: ignore[arg-type]
+        return cls(
+            engine,
+            dict(card),
+            source,
+            str(card.get("weights_sha256", "unknown")),
+            (h, w),
+            mean,
+            std,
+        )  # type: ignore[arg-type]
 
 
 class ModelHolder:
@@ -271,8 +288,9 @@ class ModelHolder:
         """Load ``source`` (default: the configured one) and swap it in; return (old, new).
         On error the old model stays and the exception propagates."""
         with self._lock:
-            new = LoadedModel.load(source or self.config.model, self.config.kernel,
-                                   self.config.engine_threads)
+            new = LoadedModel.load(
+                source or self.config.model, self.config.kernel, self.config.engine_threads
+            )
             old, self.current = self.current, new
             return old, new
 
@@ -297,7 +315,7 @@ def decode_image(data: bytes, max_pixels: int) -> tuple[np.ndarray, str]:
 
     if data[:2] in (b"P6", b"P3"):
         return preprocess.decode_ppm(data, max_pixels=max_pixels), "PPM"
-    if not (data.startswith(_PNG_MAGIC) or data.startswith(_JPEG_MAGIC)):
+    if not data.startswith((_PNG_MAGIC, _JPEG_MAGIC)):
         raise UnsupportedError(
             f"unsupported image format (first bytes {data[:8]!r}); send PNG, JPEG or PPM (P6/P3)"
         )
@@ -313,7 +331,9 @@ def decode_image(data: bytes, max_pixels: int) -> tuple[np.ndarray, str]:
                 )
             rgb = im.convert("RGB")  # loads: truncated or corrupt data raises here
     except Image.DecompressionBombError as exc:
-        raise ResourceLimitError(f"image rejected by Pillow as a decompression bomb: {exc}") from exc
+        raise ResourceLimitError(
+            f"image rejected by Pillow as a decompression bomb: {exc}"
+        ) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         if isinstance(exc, NeonsignError):
             raise
@@ -351,10 +371,17 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 def _prediction(probs: np.ndarray, version: str) -> dict[str, Any]:
     order = np.argsort(-probs, kind="stable")[:5]
-    top5 = [{"class_id": int(c), "label": CLASS_NAMES[int(c)], "probability": float(probs[c])}
-            for c in order]
-    return {"predicted_class": top5[0]["class_id"], "label": top5[0]["label"],
-            "probability": top5[0]["probability"], "top5": top5, "model_version": version}
+    top5 = [
+        {"class_id": int(c), "label": CLASS_NAMES[int(c)], "probability": float(probs[c])}
+        for c in order
+    ]
+    return {
+        "predicted_class": top5[0]["class_id"],
+        "label": top5[0]["label"],
+        "probability": top5[0]["probability"],
+        "top5": top5,
+        "model_version": version,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -390,47 +417,84 @@ class _Metrics:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         r = self.registry = CollectorRegistry()
-        lat = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10)
-        self.requests = Counter("neonsign_http_requests", "HTTP requests by route and status",
-                                ["method", "route", "status"], registry=r)
-        self.request_latency = Histogram("neonsign_http_request_duration_seconds",
-                                         "Request latency, first byte in to response sent",
-                                         ["route"], buckets=lat, registry=r)
-        self.inference_latency = Histogram("neonsign_inference_duration_seconds",
-                                           "Engine forward time per call", buckets=lat, registry=r)
-        self.batch_images = Histogram("neonsign_inference_batch_images",
-                                      "Images per engine call (requests coalesced under load)",
-                                      buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
-        self.preprocess_latency = Histogram("neonsign_preprocess_duration_seconds",
-                                            "Decode + resize + normalise time per image",
-                                            buckets=lat, registry=r)
-        self.predictions = Counter("neonsign_predictions", "Predictions by class",
-                                   ["class_id", "label"], registry=r)
-        self.confidence = Histogram("neonsign_prediction_probability", "Top-1 probability",
-                                    buckets=(.1, .2, .3, .4, .5, .6, .7, .8, .9, .95, .99, 1.0),
-                                    registry=r)
+        lat = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+        self.requests = Counter(
+            "neonsign_http_requests",
+            "HTTP requests by route and status",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.request_latency = Histogram(
+            "neonsign_http_request_duration_seconds",
+            "Request latency, first byte in to response sent",
+            ["route"],
+            buckets=lat,
+            registry=r,
+        )
+        self.inference_latency = Histogram(
+            "neonsign_inference_duration_seconds",
+            "Engine forward time per call",
+            buckets=lat,
+            registry=r,
+        )
+        self.batch_images = Histogram(
+            "neonsign_inference_batch_images",
+            "Images per engine call (requests coalesced under load)",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=r,
+        )
+        self.preprocess_latency = Histogram(
+            "neonsign_preprocess_duration_seconds",
+            "Decode + resize + normalise time per image",
+            buckets=lat,
+            registry=r,
+        )
+        self.predictions = Counter(
+            "neonsign_predictions", "Predictions by class", ["class_id", "label"], registry=r
+        )
+        self.confidence = Histogram(
+            "neonsign_prediction_probability",
+            "Top-1 probability",
+            buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
+            registry=r,
+        )
         self.errors = Counter("neonsign_errors", "Errors by kind", ["kind"], registry=r)
-        self.image_pixels = Histogram("neonsign_input_image_pixels", "Width x height of inputs",
-                                      buckets=(256, 1024, 4096, 16384, 65536, 262144, 1048576,
-                                               4194304, 16777216), registry=r)
-        self.image_bytes = Histogram("neonsign_input_image_bytes", "Size of uploaded files",
-                                     buckets=(1e3, 4e3, 16e3, 64e3, 256e3, 1e6, 4e6, 16e6), registry=r)
-        self.brightness = Histogram("neonsign_input_brightness", "Mean pixel value (0..1) after resizing",
-                                    buckets=tuple(i / 10 for i in range(1, 11)), registry=r)
-        self.formats = Counter("neonsign_input_images", "Decoded inputs by format", ["format"],
-                               registry=r)
-        self.reloads = Counter("neonsign_model_reloads", "Model loads by result", ["result"],
-                               registry=r)
-        self.model_info = Gauge("neonsign_model_info", "The model being served (value 1)",
-                                ["version", "source"], registry=r)
+        self.image_pixels = Histogram(
+            "neonsign_input_image_pixels",
+            "Width x height of inputs",
+            buckets=(256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216),
+            registry=r,
+        )
+        self.image_bytes = Histogram(
+            "neonsign_input_image_bytes",
+            "Size of uploaded files",
+            buckets=(1e3, 4e3, 16e3, 64e3, 256e3, 1e6, 4e6, 16e6),
+            registry=r,
+        )
+        self.brightness = Histogram(
+            "neonsign_input_brightness",
+            "Mean pixel value (0..1) after resizing",
+            buckets=tuple(i / 10 for i in range(1, 11)),
+            registry=r,
+        )
+        self.formats = Counter(
+            "neonsign_input_images", "Decoded inputs by format", ["format"], registry=r
+        )
+        self.reloads = Counter(
+            "neonsign_model_reloads", "Model loads by result", ["result"], registry=r
+        )
+        self.model_info = Gauge(
+            "neonsign_model_info",
+            "The model being served (value 1)",
+            ["version", "source"],
+            registry=r,
+        )
         self.ready = Gauge("neonsign_ready", "1 when a warmed model is loaded", registry=r)
 
     def set_model(self, old: LoadedModel | None, new: LoadedModel) -> None:
         if old is not None:
-            try:
+            with contextlib.suppress(KeyError):
                 self.model_info.remove(old.version, old.source)
-            except KeyError:
-                pass
         self.model_info.labels(new.version, new.source).set(1)
         self.ready.set(1)
 
@@ -443,8 +507,13 @@ class _Coalescer:
     no latency. ``work(items) -> results`` runs in ``executor``; a result that is an
     exception is raised to its own caller only."""
 
-    def __init__(self, executor: ThreadPoolExecutor, work: Callable[[list], list],
-                 max_items: int, max_running: int) -> None:
+    def __init__(
+        self,
+        executor: ThreadPoolExecutor,
+        work: Callable[[list], list],
+        max_items: int,
+        max_running: int,
+    ) -> None:
         self.executor, self.work = executor, work
         self.max_items, self.max_running = max_items, max_running
         self.pending: list[tuple[Any, asyncio.Future]] = []
@@ -462,7 +531,7 @@ class _Coalescer:
     def _start(self) -> None:
         loop = asyncio.get_running_loop()
         while self.pending and self.running < self.max_running:
-            batch, self.pending = self.pending[: self.max_items], self.pending[self.max_items:]
+            batch, self.pending = self.pending[: self.max_items], self.pending[self.max_items :]
             self.running += 1
             job = loop.run_in_executor(self.executor, self.work, [item for item, _ in batch])
             job.add_done_callback(lambda j, batch=batch: self._finish(j, batch))
@@ -473,7 +542,7 @@ class _Coalescer:
             results = job.result()
         except BaseException as exc:  # noqa: BLE001 - handed to every caller of the batch
             results = [exc] * len(batch)
-        for (_, fut), res in zip(batch, results):
+        for (_, fut), res in zip(batch, results, strict=False):
             if not fut.done():  # the caller may have gone (client disconnected)
                 fut.set_result(res)
         if self.pending:
@@ -519,11 +588,20 @@ class _Guard:
         except self.too_large as exc:  # raised before or outside the app's handlers
             m.errors.labels("too_large").inc()
             if not state["started"]:
-                body = json.dumps({"error": "too_large", "detail": getattr(exc, "detail", str(exc))}).encode()
-                await send_wrapper({"type": "http.response.start", "status": 413,
-                                    "headers": [(b"content-type", b"application/json"),
-                                                (b"content-length", str(len(body)).encode()),
-                                                (b"connection", b"close")]})
+                body = json.dumps(
+                    {"error": "too_large", "detail": getattr(exc, "detail", str(exc))}
+                ).encode()
+                await send_wrapper(
+                    {
+                        "type": "http.response.start",
+                        "status": 413,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close"),
+                        ],
+                    }
+                )
                 await send({"type": "http.response.body", "body": body})
         finally:
             route = scope.get("route")
@@ -549,8 +627,9 @@ def create_app(model: str | ServeConfig, **options: Any) -> "FastAPI":
         raise NeonsignValueError("pass either a ServeConfig or keyword options, not both")
     holder = ModelHolder(config)
     metrics = _Metrics()
-    executor = ThreadPoolExecutor(max_workers=config.threads or os.cpu_count() or 1,
-                                  thread_name_prefix="neonsign-serve")
+    executor = ThreadPoolExecutor(
+        max_workers=config.threads or os.cpu_count() or 1, thread_name_prefix="neonsign-serve"
+    )
 
     async def reload_model(source: str | None = None) -> tuple[LoadedModel | None, LoadedModel]:
         loop = asyncio.get_running_loop()
@@ -572,10 +651,19 @@ def create_app(model: str | ServeConfig, **options: Any) -> "FastAPI":
         loop = asyncio.get_running_loop()
         hup = False
         if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGHUP"):
+
             def on_hup() -> None:
                 task = loop.create_task(reload_model())
-                task.add_done_callback(lambda t: t.exception() and log.error(
-                    "SIGHUP reload failed, still serving the previous model: %s", t.exception()))
+                task.add_done_callback(
+                    lambda t: (
+                        t.exception()
+                        and log.error(
+                            "SIGHUP reload failed, still serving the previous model: %s",
+                            t.exception(),
+                        )
+                    )
+                )
+
             try:
                 loop.add_signal_handler(signal.SIGHUP, on_hup)
                 hup = True
@@ -590,9 +678,12 @@ def create_app(model: str | ServeConfig, **options: Any) -> "FastAPI":
             executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(
-        title="neonsign", version=_version(), lifespan=lifespan,
+        title="neonsign",
+        version=_version(),
+        lifespan=lifespan,
         description="Traffic-sign recognition (GTSRB, 43 classes) on neonsign's native engine.",
-        docs_url=None, redoc_url=None,  # they load their JavaScript from a CDN; see /docs
+        docs_url=None,
+        redoc_url=None,  # they load their JavaScript from a CDN; see /docs
     )
     app.state.holder, app.state.metrics, app.state.config = holder, metrics, config
 
@@ -600,7 +691,9 @@ def create_app(model: str | ServeConfig, **options: Any) -> "FastAPI":
         def __init__(self) -> None:
             super().__init__(413, f"request body exceeds {config.max_upload_bytes} bytes")
 
-    app.add_middleware(_Guard, limit=config.max_upload_bytes, metrics=metrics, too_large=BodyTooLarge)
+    app.add_middleware(
+        _Guard, limit=config.max_upload_bytes, metrics=metrics, too_large=BodyTooLarge
+    )
 
     def error_response(err: _ApiError) -> JSONResponse:
         metrics.errors.labels(err.kind).inc()
@@ -617,16 +710,21 @@ def create_app(model: str | ServeConfig, **options: Any) -> "FastAPI":
     @app.exception_handler(HTTPException)
     async def _on_http_error(_request: Request, exc: HTTPException) -> JSONResponse:
         kind = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(
-            exc.status_code, f"http_{exc.status_code}")
+            exc.status_code, f"http_{exc.status_code}"
+        )
         metrics.errors.labels(kind).inc()
-        return JSONResponse({"error": kind, "detail": str(exc.detail)}, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            {"error": kind, "detail": str(exc.detail)},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _on_validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
         metrics.errors.labels("validation_error").inc()
-        detail = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"
-                           for e in exc.errors())
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
+        )
         return JSONResponse({"error": "validation_error", "detail": detail}, status_code=422)
 
     @app.exception_handler(Exception)
@@ -691,12 +789,16 @@ def create_app(model: str | ServeConfig, **options: Any) -> "FastAPI":
                 preds: list[Any] = classify([p for _, p in group], model)
             except Exception as exc:  # noqa: BLE001 - every request of the group gets it
                 preds = [_api_error(exc)] * len(group)
-            for (i, _), pred in zip(group, preds):
+            for (i, _), pred in zip(group, preds, strict=False):
                 results[i] = pred
         return results
 
-    batcher = _Coalescer(executor, run_coalesced, max_items=config.max_batch,
-                         max_running=config.threads or os.cpu_count() or 1)
+    batcher = _Coalescer(
+        executor,
+        run_coalesced,
+        max_items=config.max_batch,
+        max_running=config.threads or os.cpu_count() or 1,
+    )
 
     async def infer(blobs: list[bytes]) -> list[dict[str, Any]]:
         model = serving()  # this request's model, whatever reloads happen meanwhile
@@ -705,12 +807,17 @@ def create_app(model: str | ServeConfig, **options: Any) -> "FastAPI":
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(executor, run_batch, blobs, model)
 
-    responses = {400: {"description": "corrupt image"}, 413: {"description": "too large"},
-                 415: {"description": "unsupported image format"},
-                 422: {"description": "missing or misnamed form field"},
-                 503: {"description": "no model loaded"}}
+    responses = {
+        400: {"description": "corrupt image"},
+        413: {"description": "too large"},
+        415: {"description": "unsupported image format"},
+        422: {"description": "missing or misnamed form field"},
+        503: {"description": "no model loaded"},
+    }
 
-    async def predict(file: UploadFile = File(..., description="PNG, JPEG or PPM image")) -> dict[str, Any]:
+    async def predict(
+        file: UploadFile = File(..., description="PNG, JPEG or PPM image"),
+    ) -> dict[str, Any]:
         """Classify one image: ``predicted_class`` (0..42), its ``label``, ``probability``
         (softmax), ``top5`` and the ``model_version`` (weights sha256)."""
         return (await infer([await file.read()]))[0]
@@ -719,10 +826,14 @@ def create_app(model: str | ServeConfig, **options: Any) -> "FastAPI":
     app.post("/predict/", include_in_schema=False)(predict)  # the learning path's route
 
     @app.post("/predict/batch", responses=responses, summary="Classify several images")
-    async def predict_batch(files: list[UploadFile] = File(..., description="images")) -> dict[str, Any]:
+    async def predict_batch(
+        files: list[UploadFile] = File(..., description="images"),
+    ) -> dict[str, Any]:
         """Classify several images in one engine call: ``{"predictions": [...]}`` in order."""
         if len(files) > config.max_batch:
-            raise _ApiError(413, "too_many_files", f"{len(files)} files; at most {config.max_batch} per batch")
+            raise _ApiError(
+                413, "too_many_files", f"{len(files)} files; at most {config.max_batch} per batch"
+            )
         blobs = [await f.read() for f in files]
         return {"predictions": await infer(blobs)}
 
@@ -737,24 +848,32 @@ def create_app(model: str | ServeConfig, **options: Any) -> "FastAPI":
         current = holder.current
         if current is None:
             return JSONResponse({"status": "loading"}, status_code=503)
-        return JSONResponse({"status": "ready", "model_version": current.version,
-                             "kernel": current.engine.kernel})
+        return JSONResponse(
+            {"status": "ready", "model_version": current.version, "kernel": current.engine.kernel}
+        )
 
     @app.get("/model", summary="Model card")
     async def model_card() -> dict[str, Any]:
         """The card of the model being served, with its source, version and engine kernel."""
         current = serving()
-        return {"source": current.source, "version": current.version,
-                "kernel": current.engine.kernel, "loaded_at": current.loaded_at,
-                "card": current.card}
+        return {
+            "source": current.source,
+            "version": current.version,
+            "kernel": current.engine.kernel,
+            "loaded_at": current.loaded_at,
+            "card": current.card,
+        }
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def prom_metrics() -> Response:
         """Prometheus text format (this worker's metrics)."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/admin/reload", summary="Load the model again and swap it in",
-              responses={401: {"description": "bad token"}, 422: {"description": "bad model"}})
+    @app.post(
+        "/admin/reload",
+        summary="Load the model again and swap it in",
+        responses={401: {"description": "bad token"}, 422: {"description": "bad model"}},
+    )
     async def admin_reload(request: Request) -> dict[str, Any]:
         """Reload the configured source (or, with an admin token, ``{"source": ...}``).
         Requests already running finish on the previous model."""
@@ -767,15 +886,24 @@ def create_app(model: str | ServeConfig, **options: Any) -> "FastAPI":
                 try:
                     source = json.loads(body).get("source")
                 except (ValueError, AttributeError):
-                    raise _ApiError(400, "bad_request", 'body must be JSON {"source": "..."}') from None
+                    raise _ApiError(
+                        400, "bad_request", 'body must be JSON {"source": "..."}'
+                    ) from None
         try:
             old, new = await reload_model(source)
         except (ModelError, FileNotFoundError, OSError) as exc:
             current = holder.current
-            raise _ApiError(422, "reload_failed", f"{exc}; still serving "
-                            f"{current.version if current else 'nothing'}") from exc
-        return {"status": "reloaded", "previous_version": old.version if old else None,
-                "version": new.version, "source": new.source}
+            raise _ApiError(
+                422,
+                "reload_failed",
+                f"{exc}; still serving {current.version if current else 'nothing'}",
+            ) from exc
+        return {
+            "status": "reloaded",
+            "previous_version": old.version if old else None,
+            "version": new.version,
+            "source": new.source,
+        }
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
@@ -815,30 +943,62 @@ def __getattr__(name: str) -> Any:
 def register_cli(subparsers: "argparse._SubParsersAction") -> None:
     """Add ``neonsign serve``."""
     p = subparsers.add_parser(
-        "serve", help="serve a model over HTTP (FastAPI + uvicorn on the native engine)",
+        "serve",
+        help="serve a model over HTTP (FastAPI + uvicorn on the native engine)",
         description="Serve a model directory over HTTP. Every option defaults to its NEONSIGN_* "
-                    "environment variable (the container sets them).",
+        "environment variable (the container sets them).",
     )
     env = os.environ.get
-    p.add_argument("model", nargs="?", default=env("NEONSIGN_MODEL"),
-                   help="model directory (model.safetensors + model_card.json) or registered "
-                        "source; default $NEONSIGN_MODEL")
-    p.add_argument("--host", default=env("NEONSIGN_HOST", "127.0.0.1"),
-                   help="address to bind (default $NEONSIGN_HOST or 127.0.0.1)")
-    p.add_argument("--port", type=int, default=int(env("NEONSIGN_PORT", "8000")),
-                   help="port (default $NEONSIGN_PORT or 8000)")
-    p.add_argument("--workers", type=int, default=int(env("NEONSIGN_WORKERS", "1")),
-                   help="worker processes (default $NEONSIGN_WORKERS or 1)")
-    p.add_argument("--threads", type=int, default=_env_int("THREADS", None),
-                   help="inference threads per worker (default: CPU count)")
-    p.add_argument("--engine-threads", type=int, default=_env_int("ENGINE_THREADS", 1),
-                   help="threads per engine call (default 1; 0: the whole shared pool)")
+    p.add_argument(
+        "model",
+        nargs="?",
+        default=env("NEONSIGN_MODEL"),
+        help="model directory (model.safetensors + model_card.json) or registered "
+        "source; default $NEONSIGN_MODEL",
+    )
+    p.add_argument(
+        "--host",
+        default=env("NEONSIGN_HOST", "127.0.0.1"),
+        help="address to bind (default $NEONSIGN_HOST or 127.0.0.1)",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=int(env("NEONSIGN_PORT", "8000")),
+        help="port (default $NEONSIGN_PORT or 8000)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=int(env("NEONSIGN_WORKERS", "1")),
+        help="worker processes (default $NEONSIGN_WORKERS or 1)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=_env_int("THREADS", None),
+        help="inference threads per worker (default: CPU count)",
+    )
+    p.add_argument(
+        "--engine-threads",
+        type=int,
+        default=_env_int("ENGINE_THREADS", 1),
+        help="threads per engine call (default 1; 0: the whole shared pool)",
+    )
     p.add_argument("--kernel", default=env("NEONSIGN_KERNEL"), help="ref, neon, avx2, avx512")
-    p.add_argument("--max-upload-bytes", type=int, default=_env_int("MAX_UPLOAD_BYTES", ServeConfig.max_upload_bytes))
+    p.add_argument(
+        "--max-upload-bytes",
+        type=int,
+        default=_env_int("MAX_UPLOAD_BYTES", ServeConfig.max_upload_bytes),
+    )
     p.add_argument("--max-pixels", type=int, default=_env_int("MAX_PIXELS", ServeConfig.max_pixels))
     p.add_argument("--max-batch", type=int, default=_env_int("MAX_BATCH", ServeConfig.max_batch))
-    p.add_argument("--limit-concurrency", type=int, default=_env_int("LIMIT_CONCURRENCY", None),
-                   help="answer 503 beyond this many concurrent connections (uvicorn)")
+    p.add_argument(
+        "--limit-concurrency",
+        type=int,
+        default=_env_int("LIMIT_CONCURRENCY", None),
+        help="answer 503 beyond this many concurrent connections (uvicorn)",
+    )
     p.add_argument("--log-level", default=env("NEONSIGN_LOG_LEVEL", "info"))
     p.set_defaults(handler=_cli_serve)
 
@@ -847,18 +1007,31 @@ def _cli_serve(args: "argparse.Namespace") -> int:
     try:
         import uvicorn
     except ImportError as exc:
-        raise NeonsignError("neonsign serve needs the serve extra: pip install 'neonsign[serve]'") from exc
+        raise NeonsignError(
+            "neonsign serve needs the serve extra: pip install 'neonsign[serve]'"
+        ) from exc
     if not args.model:
         raise NeonsignValueError("no model given: pass a model directory or set NEONSIGN_MODEL")
     config = ServeConfig(
-        model=str(args.model), threads=args.threads,
-        engine_threads=args.engine_threads or None, kernel=args.kernel,
-        max_upload_bytes=args.max_upload_bytes, max_pixels=args.max_pixels,
-        max_batch=args.max_batch, admin_token=os.environ.get("NEONSIGN_ADMIN_TOKEN") or None,
+        model=str(args.model),
+        threads=args.threads,
+        engine_threads=args.engine_threads or None,
+        kernel=args.kernel,
+        max_upload_bytes=args.max_upload_bytes,
+        max_pixels=args.max_pixels,
+        max_batch=args.max_batch,
+        admin_token=os.environ.get("NEONSIGN_ADMIN_TOKEN") or None,
     )
     LoadedModel.load(config.model, config.kernel, config.engine_threads)  # fail before binding
     os.environ.update(config.to_env())  # the factory (and every worker) reads it back
-    uvicorn.run("neonsign.serve:app_from_env", factory=True, host=args.host, port=args.port,
-                workers=args.workers, log_level=args.log_level,
-                limit_concurrency=args.limit_concurrency, timeout_graceful_shutdown=10)
+    uvicorn.run(
+        "neonsign.serve:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+        limit_concurrency=args.limit_concurrency,
+        timeout_graceful_shutdown=10,
+    )
     return 0

@@ -45,24 +45,48 @@ GREY = (125, 125, 125)
 
 # class id -> (shape, symbol, symbol argument)
 _SIGNS: dict[int, tuple[str, str, object]] = {
-    0: ("ring", "text", "20"), 1: ("ring", "text", "30"), 2: ("ring", "text", "50"),
-    3: ("ring", "text", "60"), 4: ("ring", "text", "70"), 5: ("ring", "text", "80"),
-    6: ("end", "end_text", "80"), 7: ("ring", "text", "100"), 8: ("ring", "text", "120"),
-    9: ("ring", "vehicles", "car"), 10: ("ring", "vehicles", "truck"),
-    11: ("triangle", "cross", None), 12: ("diamond", "none", None),
-    13: ("yield", "none", None), 14: ("octagon", "stop", None), 15: ("ring", "none", None),
-    16: ("ring", "truck", None), 17: ("noentry", "none", None),
-    18: ("triangle", "glyph", "!"), 19: ("triangle", "curve", -1), 20: ("triangle", "curve", 1),
-    21: ("triangle", "double_curve", None), 22: ("triangle", "bumps", None),
-    23: ("triangle", "slippery", None), 24: ("triangle", "narrows", None),
-    25: ("triangle", "work", None), 26: ("triangle", "signals", None),
-    27: ("triangle", "people", 1), 28: ("triangle", "people", 2),
-    29: ("triangle", "bike", None), 30: ("triangle", "snow", None),
-    31: ("triangle", "deer", None), 32: ("end", "stripes", None),
-    33: ("blue", "arrow", (90,)), 34: ("blue", "arrow", (-90,)), 35: ("blue", "arrow", (0,)),
-    36: ("blue", "arrow", (0, 90)), 37: ("blue", "arrow", (0, -90)),
-    38: ("blue", "arrow", (135,)), 39: ("blue", "arrow", (-135,)),
-    40: ("blue", "roundabout", None), 41: ("end", "end_vehicles", "car"),
+    0: ("ring", "text", "20"),
+    1: ("ring", "text", "30"),
+    2: ("ring", "text", "50"),
+    3: ("ring", "text", "60"),
+    4: ("ring", "text", "70"),
+    5: ("ring", "text", "80"),
+    6: ("end", "end_text", "80"),
+    7: ("ring", "text", "100"),
+    8: ("ring", "text", "120"),
+    9: ("ring", "vehicles", "car"),
+    10: ("ring", "vehicles", "truck"),
+    11: ("triangle", "cross", None),
+    12: ("diamond", "none", None),
+    13: ("yield", "none", None),
+    14: ("octagon", "stop", None),
+    15: ("ring", "none", None),
+    16: ("ring", "truck", None),
+    17: ("noentry", "none", None),
+    18: ("triangle", "glyph", "!"),
+    19: ("triangle", "curve", -1),
+    20: ("triangle", "curve", 1),
+    21: ("triangle", "double_curve", None),
+    22: ("triangle", "bumps", None),
+    23: ("triangle", "slippery", None),
+    24: ("triangle", "narrows", None),
+    25: ("triangle", "work", None),
+    26: ("triangle", "signals", None),
+    27: ("triangle", "people", 1),
+    28: ("triangle", "people", 2),
+    29: ("triangle", "bike", None),
+    30: ("triangle", "snow", None),
+    31: ("triangle", "deer", None),
+    32: ("end", "stripes", None),
+    33: ("blue", "arrow", (90,)),
+    34: ("blue", "arrow", (-90,)),
+    35: ("blue", "arrow", (0,)),
+    36: ("blue", "arrow", (0, 90)),
+    37: ("blue", "arrow", (0, -90)),
+    38: ("blue", "arrow", (135,)),
+    39: ("blue", "arrow", (-135,)),
+    40: ("blue", "roundabout", None),
+    41: ("end", "end_vehicles", "car"),
     42: ("end", "end_vehicles", "truck"),
 }
 
@@ -99,8 +123,14 @@ def _arrow(d: ImageDraw.ImageDraw, angle: float, colour, cx=0.5, cy=0.72, length
     base = (cx + dx * (length - 0.16), cy + dy * (length - 0.16))
     _line(d, [(cx, cy), base], colour, 0.08)
     px, py = -dy, dx
-    d.polygon([_p(*tip), _p(base[0] + px * 0.12, base[1] + py * 0.12),
-               _p(base[0] - px * 0.12, base[1] - py * 0.12)], fill=colour)
+    d.polygon(
+        [
+            _p(*tip),
+            _p(base[0] + px * 0.12, base[1] + py * 0.12),
+            _p(base[0] - px * 0.12, base[1] - py * 0.12),
+        ],
+        fill=colour,
+    )
 
 
 def _car(d: ImageDraw.ImageDraw, x: float, y: float, colour, truck: bool = False) -> None:
@@ -117,11 +147,23 @@ def _car(d: ImageDraw.ImageDraw, x: float, y: float, colour, truck: bool = False
 def _person(d: ImageDraw.ImageDraw, x: float, y: float, s: float, colour) -> None:
     d.ellipse([_p(x - 0.04 * s, y - 0.2 * s), _p(x + 0.04 * s, y - 0.12 * s)], fill=colour)
     _line(d, [(x, y - 0.12 * s), (x, y + 0.04 * s)], colour, 0.045 * s)
-    _line(d, [(x - 0.07 * s, y + 0.16 * s), (x, y + 0.04 * s), (x + 0.07 * s, y + 0.16 * s)], colour, 0.04 * s)
-    _line(d, [(x - 0.07 * s, y - 0.02 * s), (x, y - 0.09 * s), (x + 0.07 * s, y - 0.02 * s)], colour, 0.035 * s)
+    _line(
+        d,
+        [(x - 0.07 * s, y + 0.16 * s), (x, y + 0.04 * s), (x + 0.07 * s, y + 0.16 * s)],
+        colour,
+        0.04 * s,
+    )
+    _line(
+        d,
+        [(x - 0.07 * s, y - 0.02 * s), (x, y - 0.09 * s), (x + 0.07 * s, y - 0.02 * s)],
+        colour,
+        0.035 * s,
+    )
 
 
-def _draw_symbol(d: ImageDraw.ImageDraw, kind: str, arg: object, ink, rng: np.random.Generator) -> None:
+def _draw_symbol(
+    d: ImageDraw.ImageDraw, kind: str, arg: object, ink, rng: np.random.Generator
+) -> None:
     if kind == "none":
         return
     if kind in ("text", "end_text", "glyph", "stop"):
@@ -129,8 +171,15 @@ def _draw_symbol(d: ImageDraw.ImageDraw, kind: str, arg: object, ink, rng: np.ra
         size = {"stop": 34, "glyph": 64}.get(kind, 56 if len(text) == 2 else 44)
         colour = GREY if kind == "end_text" else (WHITE if kind == "stop" else ink)
         cy = 0.64 if kind == "glyph" else 0.5
-        d.text(_p(0.5, cy), text, fill=colour, font=_font(size), anchor="mm",
-               stroke_width=1 if kind != "stop" else 0, stroke_fill=colour)
+        d.text(
+            _p(0.5, cy),
+            text,
+            fill=colour,
+            font=_font(size),
+            anchor="mm",
+            stroke_width=1 if kind != "stop" else 0,
+            stroke_fill=colour,
+        )
         if kind == "end_text":
             _line(d, [(0.78, 0.22), (0.22, 0.78)], BLACK, 0.05)
     elif kind == "vehicles":
@@ -151,9 +200,20 @@ def _draw_symbol(d: ImageDraw.ImageDraw, kind: str, arg: object, ink, rng: np.ra
         _line(d, [(0.36, 0.56), (0.64, 0.56)], ink, 0.07)
     elif kind == "curve":
         s = float(arg)  # -1 left, 1 right
-        _line(d, [(0.5 - 0.05 * s, 0.84), (0.5 - 0.02 * s, 0.62), (0.5 + 0.1 * s, 0.48),
-                  (0.5 + 0.16 * s, 0.4)], ink, 0.065)
-        d.polygon([_p(0.5 + 0.22 * s, 0.34), _p(0.5 + 0.06 * s, 0.38), _p(0.5 + 0.2 * s, 0.48)], fill=ink)
+        _line(
+            d,
+            [
+                (0.5 - 0.05 * s, 0.84),
+                (0.5 - 0.02 * s, 0.62),
+                (0.5 + 0.1 * s, 0.48),
+                (0.5 + 0.16 * s, 0.4),
+            ],
+            ink,
+            0.065,
+        )
+        d.polygon(
+            [_p(0.5 + 0.22 * s, 0.34), _p(0.5 + 0.06 * s, 0.38), _p(0.5 + 0.2 * s, 0.48)], fill=ink
+        )
     elif kind == "double_curve":
         _line(d, [(0.45, 0.86), (0.42, 0.72), (0.56, 0.6), (0.44, 0.48), (0.5, 0.36)], ink, 0.06)
     elif kind == "bumps":
@@ -189,8 +249,20 @@ def _draw_symbol(d: ImageDraw.ImageDraw, kind: str, arg: object, ink, rng: np.ra
             dx, dy = 0.18 * math.sin(a), 0.18 * math.cos(a)
             _line(d, [(0.5 - dx, 0.64 - dy), (0.5 + dx, 0.64 + dy)], ink, 0.035)
     elif kind == "deer":
-        d.polygon([_p(0.3, 0.7), _p(0.62, 0.62), _p(0.7, 0.5), _p(0.76, 0.52), _p(0.68, 0.7),
-                   _p(0.62, 0.84), _p(0.56, 0.72), _p(0.38, 0.76), _p(0.34, 0.86)], fill=ink)
+        d.polygon(
+            [
+                _p(0.3, 0.7),
+                _p(0.62, 0.62),
+                _p(0.7, 0.5),
+                _p(0.76, 0.52),
+                _p(0.68, 0.7),
+                _p(0.62, 0.84),
+                _p(0.56, 0.72),
+                _p(0.38, 0.76),
+                _p(0.34, 0.86),
+            ],
+            fill=ink,
+        )
         _line(d, [(0.7, 0.5), (0.66, 0.38), (0.74, 0.42)], ink, 0.02)
     elif kind == "arrow":
         angles = tuple(arg)  # type: ignore[arg-type]
@@ -198,7 +270,14 @@ def _draw_symbol(d: ImageDraw.ImageDraw, kind: str, arg: object, ink, rng: np.ra
             _arrow(d, angles[0], WHITE, cy=0.82, length=0.6)
             _arrow(d, angles[1], WHITE, cx=0.5, cy=0.56, length=0.3)
         elif abs(angles[0]) == 135:  # keep right/left: a diagonal arrow down
-            _arrow(d, angles[0], WHITE, cx=0.5 - 0.16 * math.copysign(1, angles[0]), cy=0.34, length=0.46)
+            _arrow(
+                d,
+                angles[0],
+                WHITE,
+                cx=0.5 - 0.16 * math.copysign(1, angles[0]),
+                cy=0.34,
+                length=0.46,
+            )
         elif angles[0] == 0:
             _arrow(d, 0, WHITE, cy=0.84, length=0.66)
         else:  # turn right/left ahead: up then sideways
@@ -244,8 +323,13 @@ def render_sign(class_id: int, rng: np.random.Generator, fade: float = 0.0) -> I
         d.polygon([_p(0.02, 0.08), _p(0.98, 0.08), _p(0.5, 0.96)], fill=red)
         d.polygon([_p(0.18, 0.18), _p(0.82, 0.18), _p(0.5, 0.76)], fill=white)
     elif shape == "octagon":
-        pts = [_p(0.5 + 0.48 * math.cos(math.radians(22.5 + 45 * k)),
-                  0.5 + 0.48 * math.sin(math.radians(22.5 + 45 * k))) for k in range(8)]
+        pts = [
+            _p(
+                0.5 + 0.48 * math.cos(math.radians(22.5 + 45 * k)),
+                0.5 + 0.48 * math.sin(math.radians(22.5 + 45 * k)),
+            )
+            for k in range(8)
+        ]
         d.polygon(pts, fill=red)
     elif shape == "diamond":
         d.polygon([_p(0.5, 0.02), _p(0.98, 0.5), _p(0.5, 0.98), _p(0.02, 0.5)], fill=white)
@@ -260,8 +344,18 @@ def render_sign(class_id: int, rng: np.random.Generator, fade: float = 0.0) -> I
 
 def _background_spec(rng: np.random.Generator) -> dict:
     """A track's scene: sky/foliage/building colours and clutter shapes in unit coordinates."""
-    palette = np.array([[120, 160, 210], [70, 110, 60], [110, 100, 90], [150, 150, 150],
-                        [60, 70, 80], [180, 170, 140], [40, 60, 40]], np.float64)
+    palette = np.array(
+        [
+            [120, 160, 210],
+            [70, 110, 60],
+            [110, 100, 90],
+            [150, 150, 150],
+            [60, 70, 80],
+            [180, 170, 140],
+            [40, 60, 40],
+        ],
+        np.float64,
+    )
     top, bottom = palette[rng.integers(len(palette), size=2)] + rng.normal(0, 20, (2, 3))
     shapes = []
     for _ in range(int(rng.integers(2, 7))):
@@ -272,8 +366,9 @@ def _background_spec(rng: np.random.Generator) -> dict:
     return {"top": top, "bottom": bottom, "shapes": shapes}
 
 
-def _background(spec: dict, w: int, h: int, zoom: float = 1.0,
-                shift: tuple[float, float] = (0.0, 0.0)) -> Image.Image:
+def _background(
+    spec: dict, w: int, h: int, zoom: float = 1.0, shift: tuple[float, float] = (0.0, 0.0)
+) -> Image.Image:
     """Draw a scene; ``zoom`` (about the centre) and ``shift`` (unit coordinates) move the
     clutter as the camera approaches the sign."""
     t = np.linspace(0.0, 1.0, h)[:, None, None]
@@ -292,8 +387,16 @@ def _background(spec: dict, w: int, h: int, zoom: float = 1.0,
     return img
 
 
-def _render_image(template: Image.Image, bg: Image.Image, w: int, h: int, rng: np.random.Generator,
-                  angle: float, gain: float, cast: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+def _render_image(
+    template: Image.Image,
+    bg: Image.Image,
+    w: int,
+    h: int,
+    rng: np.random.Generator,
+    angle: float,
+    gain: float,
+    cast: np.ndarray,
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """One photo: the sign (ROI ~10% / >= 5 px margin) on ``bg``, lit, blurred, noisy."""
     img = bg
     mx = max(5, int(round(0.1 * w))) if w >= 15 else max(1, w // 4)
@@ -319,7 +422,9 @@ def _write_ppm(path: Path, pixels: np.ndarray) -> None:
         f.write(np.ascontiguousarray(pixels).tobytes())
 
 
-def _track_sizes(rng: np.random.Generator, n: int, size_range: tuple[int, int]) -> list[tuple[int, int]]:
+def _track_sizes(
+    rng: np.random.Generator, n: int, size_range: tuple[int, int]
+) -> list[tuple[int, int]]:
     """GTSRB-like sizes: a track approaches the sign, so sizes grow. Fitted to GTSRB's training
     widths (percentiles 5/25/50/75/95 = 28/35/43/58/101 px, min 25), then clipped to
     ``size_range``."""
@@ -337,8 +442,9 @@ def _track_sizes(rng: np.random.Generator, n: int, size_range: tuple[int, int]) 
     return sizes
 
 
-def _make_track(class_id: int, n: int, rng: np.random.Generator,
-                size_range: tuple[int, int]) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
+def _make_track(
+    class_id: int, n: int, rng: np.random.Generator, size_range: tuple[int, int]
+) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
     template = render_sign(class_id, rng, fade=float(rng.uniform(0.0, 0.35)))
     bg = _background_spec(rng)
     base_gain = rng.uniform(0.4, 1.3)
@@ -349,10 +455,13 @@ def _make_track(class_id: int, n: int, rng: np.random.Generator,
     sizes = _track_sizes(rng, n, size_range)
     for k, (w, h) in enumerate(sizes):
         frac = k / (n - 1) if n > 1 else float(rng.uniform())
-        scene = _background(bg, w, h, zoom=1.0 + 1.5 * frac,
-                            shift=(float(drift[0] * frac), float(drift[1] * frac)))
+        scene = _background(
+            bg, w, h, zoom=1.0 + 1.5 * frac, shift=(float(drift[0] * frac), float(drift[1] * frac))
+        )
         gain = np.float32(np.clip(base_gain * rng.uniform(0.9, 1.1), 0.2, 1.6))
-        out.append(_render_image(template, scene, w, h, rng, angle + rng.normal(0, 1.5), gain, cast))
+        out.append(
+            _render_image(template, scene, w, h, rng, angle + rng.normal(0, 1.5), gain, cast)
+        )
     return out
 
 
@@ -396,7 +505,9 @@ def synthesize(
             raise NeonsignValueError(f"{name} must be a positive int, got {v!r}")
     lo, hi = (int(v) for v in size_range)
     if not 2 <= lo <= hi:
-        raise NeonsignValueError(f"size_range must be (min, max) with 2 <= min <= max, got {size_range!r}")
+        raise NeonsignValueError(
+            f"size_range must be (min, max) with 2 <= min <= max, got {size_range!r}"
+        )
     if n_test is None:
         n_test = 43 * max(1, n_per_class // 3)
     if n_test < 0:
@@ -415,8 +526,12 @@ def synthesize(
 
     from tqdm import tqdm
 
-    bar = tqdm(total=43 * n_per_class + (n_test if with_test else 0), unit="img",
-               disable=not progress, desc="synth")
+    bar = tqdm(
+        total=43 * n_per_class + (n_test if with_test else 0),
+        unit="img",
+        disable=not progress,
+        desc="synth",
+    )
     for class_id in range(43):
         class_dir = train_dir / "Images" / f"{class_id:05d}"
         class_dir.mkdir(parents=True)
@@ -434,16 +549,32 @@ def synthesize(
     if with_test:
         _write_test(root, test_dir / "Images", n_test, seed, (lo, hi), bar.update)
     bar.close()
-    (root / MARKER).write_text(json.dumps({
-        "generator": "neonsign.synth", "version": 1, "seed": seed, "n_per_class": n_per_class,
-        "images_per_track": images_per_track, "size_range": [lo, hi],
-        "n_test": n_test if with_test else 0,
-    }, indent=2) + "\n")
+    (root / MARKER).write_text(
+        json.dumps(
+            {
+                "generator": "neonsign.synth",
+                "version": 1,
+                "seed": seed,
+                "n_per_class": n_per_class,
+                "images_per_track": images_per_track,
+                "size_range": [lo, hi],
+                "n_test": n_test if with_test else 0,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return root
 
 
-def _write_test(root: Path, images_dir: Path, n_test: int, seed: int, size_range: tuple[int, int],
-                step: Callable[[int], object]) -> None:
+def _write_test(
+    root: Path,
+    images_dir: Path,
+    n_test: int,
+    seed: int,
+    size_range: tuple[int, int],
+    step: Callable[[int], object],
+) -> None:
     images_dir.mkdir(parents=True)
     labels = np.random.default_rng([seed, 1]).integers(0, 43, size=n_test)
     rows, rows_unlabelled = [_CSV_HEADER + ";ClassId"], [_CSV_HEADER]

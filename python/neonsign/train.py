@@ -37,21 +37,21 @@ class TrainConfig:
 
     epochs: int = 12
     batch_size: int = 64
-    lr: float = 3e-3                 # peak learning rate of the one-cycle schedule
-    warmup_fraction: float = 0.2     # fraction of steps spent increasing the learning rate
-    weight_decay: float = 1e-4       # AdamW decoupled weight decay
+    lr: float = 3e-3  # peak learning rate of the one-cycle schedule
+    warmup_fraction: float = 0.2  # fraction of steps spent increasing the learning rate
+    weight_decay: float = 1e-4  # AdamW decoupled weight decay
     label_smoothing: float = 0.05
     augment: bool = True
-    rotation: float = 10.0           # degrees, +-
+    rotation: float = 10.0  # degrees, +-
     scale: tuple[float, float] = (0.9, 1.1)
-    translate: float = 0.1           # fraction of the image size, +-
-    brightness: float = 0.3          # factor 1 +- brightness
-    contrast: float = 0.3            # factor 1 +- contrast
-    val_fraction: float = 0.2        # fraction of tracks held out for validation
+    translate: float = 0.1  # fraction of the image size, +-
+    brightness: float = 0.3  # factor 1 +- brightness
+    contrast: float = 0.3  # factor 1 +- contrast
+    val_fraction: float = 0.2  # fraction of tracks held out for validation
     seed: int = 0
-    threads: int | None = None       # torch intra-op threads (None: torch's default)
+    threads: int | None = None  # torch intra-op threads (None: torch's default)
     size: int = 32
-    roi: bool = True                 # crop to the annotated ROI (+1.5 points by track, see docs)
+    roi: bool = True  # crop to the annotated ROI (+1.5 points by track, see docs)
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     # bfloat16 autocast of the forward/backward pass (weights and optimizer stay float32):
@@ -61,14 +61,18 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise NeonsignValueError naming the first field with an impossible value."""
         checks = [
-            ("epochs", self.epochs >= 1), ("batch_size", self.batch_size >= 1),
-            ("lr", self.lr > 0), ("warmup_fraction", 0 < self.warmup_fraction < 1),
+            ("epochs", self.epochs >= 1),
+            ("batch_size", self.batch_size >= 1),
+            ("lr", self.lr > 0),
+            ("warmup_fraction", 0 < self.warmup_fraction < 1),
             ("weight_decay", self.weight_decay >= 0),
             ("label_smoothing", 0 <= self.label_smoothing < 1),
             ("val_fraction", 0 <= self.val_fraction < 1),
             ("scale", 0 < self.scale[0] <= self.scale[1]),
-            ("translate", 0 <= self.translate < 1), ("rotation", 0 <= self.rotation <= 180),
-            ("brightness", 0 <= self.brightness < 1), ("contrast", 0 <= self.contrast < 1),
+            ("translate", 0 <= self.translate < 1),
+            ("rotation", 0 <= self.rotation <= 180),
+            ("brightness", 0 <= self.brightness < 1),
+            ("contrast", 0 <= self.contrast < 1),
             ("threads", self.threads is None or self.threads >= 1),
             ("size", self.size == 32),
             ("std", all(s > 0 for s in self.std)),
@@ -76,7 +80,9 @@ class TrainConfig:
         ]
         for name, ok in checks:
             if not ok:
-                raise NeonsignValueError(f"TrainConfig.{name} has an invalid value {getattr(self, name)!r}")
+                raise NeonsignValueError(
+                    f"TrainConfig.{name} has an invalid value {getattr(self, name)!r}"
+                )
 
     def hyperparameters(self) -> dict[str, Any]:
         """The fields that shape the optimisation (for the model card and MLflow)."""
@@ -122,15 +128,29 @@ def fit(
             f"images: expected uint8 (N, {cfg.size}, {cfg.size}, 3), got {images.dtype} {images.shape}"
         )
     if labels.shape != (images.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
-        raise NeonsignValueError(f"labels: expected integers of shape ({images.shape[0]},), got {labels.dtype} {labels.shape}")
+        raise NeonsignValueError(
+            f"labels: expected integers of shape ({images.shape[0]},), got {labels.dtype} {labels.shape}"
+        )
     if labels.size and (labels.min() < 0 or labels.max() >= 43):
-        raise NeonsignValueError(f"labels: values must lie in [0, 43), found [{labels.min()}, {labels.max()}]")
+        raise NeonsignValueError(
+            f"labels: values must lie in [0, 43), found [{labels.min()}, {labels.max()}]"
+        )
     for name, idx in (("train_idx", train_idx), ("val_idx", val_idx)):
         idx = np.asarray(idx)
-        if idx.size and (not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0 or idx.max() >= images.shape[0]):
+        if idx.size and (
+            not np.issubdtype(idx.dtype, np.integer)
+            or idx.min() < 0
+            or idx.max() >= images.shape[0]
+        ):
             raise NeonsignValueError(f"{name}: indices must be integers in [0, {images.shape[0]})")
-    return _fit(images, labels.astype(np.int64), np.asarray(train_idx), np.asarray(val_idx), cfg,
-                progress=progress)
+    return _fit(
+        images,
+        labels.astype(np.int64),
+        np.asarray(train_idx),
+        np.asarray(val_idx),
+        cfg,
+        progress=progress,
+    )
 
 
 class _MlflowTracker:
@@ -232,9 +252,19 @@ def train_loaded(
         else:
             train_idx, val_idx = np.arange(len(labels)), np.empty(0, np.int64)
         checksum = getattr(meta, "checksum", None)
-        tracker.params({**dataclasses.asdict(cfg), "world_size": world, "data": data_name,
-                        "data_checksum": checksum, "n_train": len(train_idx), "n_val": len(val_idx)})
-        res = _fit(images, labels, train_idx, val_idx, cfg, progress=not quiet, on_epoch=tracker.epoch)
+        tracker.params(
+            {
+                **dataclasses.asdict(cfg),
+                "world_size": world,
+                "data": data_name,
+                "data_checksum": checksum,
+                "n_train": len(train_idx),
+                "n_val": len(val_idx),
+            }
+        )
+        res = _fit(
+            images, labels, train_idx, val_idx, cfg, progress=not quiet, on_epoch=tracker.epoch
+        )
         card = artifacts.make_card(
             metrics={
                 "val_accuracy": res.val_accuracy,
@@ -245,21 +275,38 @@ def train_loaded(
                 "n_val": int(len(val_idx)),
                 "validation": "by track" if len(val_idx) else "none",
             },
-            preprocessing={"size": cfg.size, "roi": cfg.roi, "mean": list(cfg.mean),
-                           "std": list(cfg.std), "dtype": "float32"},
+            preprocessing={
+                "size": cfg.size,
+                "roi": cfg.roi,
+                "mean": list(cfg.mean),
+                "std": list(cfg.std),
+                "dtype": "float32",
+            },
             data_checksum=checksum,
             seed=cfg.seed,
             epochs=cfg.epochs,
             hyperparameters=cfg.hyperparameters(),
-            training={"world_size": world, "threads": cfg.threads, "seconds": res.seconds,
-                      "data": data_name, "precision": res.precision,
-                      "bf16_option": "auto" if cfg.bf16 is None else cfg.bf16},
+            training={
+                "world_size": world,
+                "threads": cfg.threads,
+                "seconds": res.seconds,
+                "data": data_name,
+                "precision": res.precision,
+                "bf16_option": "auto" if cfg.bf16 is None else cfg.bf16,
+            },
         )
         if rank == 0 and out_path is not None:
             model_dir = artifacts.save_model(out_path, res.state_dict, card, overwrite=overwrite)
         ok = True
-        return TrainResult(model_dir, card, res.history, res.val_accuracy, res.best_epoch,
-                           res.seconds, np.asarray(val_idx))
+        return TrainResult(
+            model_dir,
+            card,
+            res.history,
+            res.val_accuracy,
+            res.best_epoch,
+            res.seconds,
+            np.asarray(val_idx),
+        )
     finally:
         tracker.finish(model_dir, ok)
         if joined:
@@ -296,8 +343,17 @@ def train(
     images, labels, meta = load_split(
         data, "train", size=cfg.size, roi=cfg.roi, dtype="uint8", threads=cfg.threads, limit=limit
     )
-    return train_loaded(images, labels, meta, out_path, config=cfg, quiet=quiet, overwrite=overwrite,
-                        track=track, data_name=os.fspath(Path(data).resolve()))
+    return train_loaded(
+        images,
+        labels,
+        meta,
+        out_path,
+        config=cfg,
+        quiet=quiet,
+        overwrite=overwrite,
+        track=track,
+        data_name=os.fspath(Path(data).resolve()),
+    )
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
@@ -307,42 +363,78 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs (default {d.epochs})")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per process")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"per process (default {d.batch_size})")
+    p.add_argument(
+        "--batch-size", type=int, default=d.batch_size, help=f"per process (default {d.batch_size})"
+    )
     p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    p.add_argument("--val-fraction", type=float, default=d.val_fraction,
-                   help="fraction of tracks held out for validation (0: none)")
-    p.add_argument("--roi", action=argparse.BooleanOptionalAction, default=d.roi,
-                   help="crop each image to its annotated ROI before resizing")
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=d.val_fraction,
+        help="fraction of tracks held out for validation (0: none)",
+    )
+    p.add_argument(
+        "--roi",
+        action=argparse.BooleanOptionalAction,
+        default=d.roi,
+        help="crop each image to its annotated ROI before resizing",
+    )
     p.add_argument("--no-augment", action="store_true", help="disable batch augmentation")
-    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
-                   help="bfloat16 autocast for forward/backward (default: on where the CPU has bf16)")
+    p.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bfloat16 autocast for forward/backward (default: on where the CPU has bf16)",
+    )
     p.add_argument("--limit", type=int, default=None, help="load at most this many images")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--force", action="store_true", help="overwrite an existing model directory")
-    p.add_argument("--no-mlflow", action="store_true", help="do not track with MLflow even if installed")
+    p.add_argument(
+        "--no-mlflow", action="store_true", help="do not track with MLflow even if installed"
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(
-        epochs=args.epochs, seed=args.seed, threads=args.threads, batch_size=args.batch_size,
-        lr=args.lr, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
-        val_fraction=args.val_fraction, roi=args.roi, augment=not args.no_augment, bf16=args.bf16,
+        epochs=args.epochs,
+        seed=args.seed,
+        threads=args.threads,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        label_smoothing=args.label_smoothing,
+        val_fraction=args.val_fraction,
+        roi=args.roi,
+        augment=not args.no_augment,
+        bf16=args.bf16,
     )
-    res = train(args.data, args.out, config=cfg, quiet=args.quiet, overwrite=args.force,
-                limit=args.limit, track=not args.no_mlflow)
+    res = train(
+        args.data,
+        args.out,
+        config=cfg,
+        quiet=args.quiet,
+        overwrite=args.force,
+        limit=args.limit,
+        track=not args.no_mlflow,
+    )
     if res.model_dir is not None:
         acc = "n/a" if res.val_accuracy is None else f"{res.val_accuracy:.4f}"
-        print(f"model written to {res.model_dir} (val accuracy by track {acc}, best epoch "
-              f"{res.best_epoch}/{cfg.epochs}, {res.seconds:.1f} s)")
+        print(
+            f"model written to {res.model_dir} (val accuracy by track {acc}, best epoch "
+            f"{res.best_epoch}/{cfg.epochs}, {res.seconds:.1f} s)"
+        )
     return 0
 
 
 def register_cli(subparsers: Any) -> None:
     """Add ``neonsign train`` to the CLI (import-light: torch is imported when it runs)."""
-    p = subparsers.add_parser("train", help="train TrafficSignNet and write a model directory",
-                              description=__doc__.split("\n\n")[0])
+    p = subparsers.add_parser(
+        "train",
+        help="train TrafficSignNet and write a model directory",
+        description=__doc__.split("\n\n")[0],
+    )
     _add_arguments(p)
     p.set_defaults(handler=_run)
 
@@ -351,7 +443,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m neonsign.train`` (what torchrun launches)."""
     from .errors import NeonsignError
 
-    parser = argparse.ArgumentParser(prog="python -m neonsign.train", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m neonsign.train", description=__doc__.split("\n\n")[0]
+    )
     _add_arguments(parser)
     args = parser.parse_args(argv)
     try:

@@ -60,13 +60,14 @@ static void test_conv(ns_kernel k) {
             const int relu = mode > 0, pool = mode == 2;
             if (pool && (h < 4 || w < 4)) continue;
             ns_error err;
-            ns_status a = ns_op_conv3x3(NS_KERNEL_REF, x, n, cin, h, w, wt, b, cout, relu, pool, o1, &err);
+            ns_status a =
+                ns_op_conv3x3(NS_KERNEL_REF, x, n, cin, h, w, wt, b, cout, relu, pool, o1, &err);
             ns_status c = ns_op_conv3x3(k, x, n, cin, h, w, wt, b, cout, relu, pool, o2, &err);
             EXPECT(a == NS_OK && c == NS_OK, "conv status %d %d", a, c);
             const size_t m = pool ? n * cout * ((h - 2) / 2) * ((w - 2) / 2) : osz;
             double d = max_diff(o1, o2, m);
             EXPECT(d <= 1e-4, "%s conv n%zu cin%zu %zux%zu cout%zu relu%d pool%d: max diff %g",
-                  ns_kernel_name(k), n, cin, h, w, cout, relu, pool, d);
+                   ns_kernel_name(k), n, cin, h, w, cout, relu, pool, d);
         }
         free(x), free(wt), free(b), free(o1), free(o2);
     }
@@ -74,7 +75,7 @@ static void test_conv(ns_kernel k) {
 
 static void test_linear(ns_kernel k) {
     static const size_t shapes[][3] = {{1, 2304, 128}, {64, 2304, 128}, {17, 128, 43},
-                                       {1, 1, 1},       {13, 5, 33},     {100, 31, 70}};
+                                       {1, 1, 1},      {13, 5, 33},     {100, 31, 70}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const size_t rows = shapes[s][0], kd = shapes[s][1], no = shapes[s][2];
         float *x = rand_buf(rows * kd, 1.0f), *w = rand_buf(no * kd, 1.0f / sqrtf((float)kd));
@@ -87,7 +88,7 @@ static void test_linear(ns_kernel k) {
             EXPECT(a == NS_OK && c == NS_OK, "linear status %d %d", a, c);
             double d = max_diff(o1, o2, rows * no);
             EXPECT(d <= 1e-4, "%s linear %zux%zu -> %zu relu%d: max diff %g", ns_kernel_name(k),
-                  rows, kd, no, relu, d);
+                   rows, kd, no, relu, d);
         }
         free(x), free(w), free(b), free(o1), free(o2);
     }
@@ -117,7 +118,7 @@ static void test_net(ns_kernel k, ns_pool *pool, size_t nbatches) {
         double d = max_diff(a, b, n * 43);
         EXPECT(d <= 1e-4, "%s net batch %zu: max diff vs ref %g", ns_kernel_name(k), n, d);
         EXPECT(memcmp(b, c, n * 43 * sizeof(float)) == 0, "%s batch %zu: 1 vs 3 threads differ",
-              ns_kernel_name(k), n);
+               ns_kernel_name(k), n);
     }
     /* repack to ref and back gives the same result */
     EXPECT(ns_net_forward(ref, NULL, 1, x, 17, a, &err) == NS_OK, "forward");

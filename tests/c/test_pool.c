@@ -22,8 +22,10 @@ typedef struct {
 
 static void task(void *p, size_t i, int worker) {
     ctx_t *c = p;
-    if (worker < 0 || worker >= c->nthreads) atomic_store(&c->bad_worker, 1);
-    else if (atomic_fetch_add(&c->busy[worker], 1) != 0) atomic_store(&c->bad_worker, 1);
+    if (worker < 0 || worker >= c->nthreads)
+        atomic_store(&c->bad_worker, 1);
+    else if (atomic_fetch_add(&c->busy[worker], 1) != 0)
+        atomic_store(&c->bad_worker, 1);
     atomic_fetch_add(&c->hits[i], 1);
     if (worker >= 0 && worker < c->nthreads) atomic_fetch_sub(&c->busy[worker], 1);
 }

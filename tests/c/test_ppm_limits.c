@@ -34,7 +34,8 @@ int main(void) {
     EXPECT(st != NS_OK, "huge 8-bit P6 accepted with 32 bytes");
 
     st = parse("P3\n60000 60000\n255\n", 9, SIZE_MAX, &err);
-    EXPECT(st == NS_ERR_FORMAT && strstr(err.msg, "truncated"), "huge P3: status %d, %s", st, err.msg);
+    EXPECT(st == NS_ERR_FORMAT && strstr(err.msg, "truncated"), "huge P3: status %d, %s", st,
+           err.msg);
     st = parse("P3\n60000 60000\n255\n", 9, 1000, &err);
     EXPECT(st == NS_ERR_LIMIT, "huge P3 over the pixel limit: status %d", st);
 

@@ -57,13 +57,16 @@ static ns_status try_ppm(const uint8_t *data, size_t len) {
 static size_t make_p6(uint8_t *buf, size_t w, size_t h, unsigned maxval) {
     size_t n = (size_t)sprintf((char *)buf, "P6\n# c\n%zu %zu\n%u\n", w, h, maxval);
     size_t samples = w * h * 3, bps = maxval > 255 ? 2 : 1;
-    for (size_t i = 0; i < samples * bps; i++) buf[n + i] = (uint8_t)(rnd() % (maxval > 255 ? 256 : maxval + 1));
+    for (size_t i = 0; i < samples * bps; i++)
+        buf[n + i] = (uint8_t)(rnd() % (maxval > 255 ? 256 : maxval + 1));
     return n + samples * bps;
 }
 
 static size_t make_p3(uint8_t *buf, size_t w, size_t h, unsigned maxval) {
     size_t n = (size_t)sprintf((char *)buf, "P3\n%zu %zu\n%u\n", w, h, maxval);
-    for (size_t i = 0; i < w * h * 3; i++) n += (size_t)sprintf((char *)buf + n, "%u%s", rnd() % (maxval + 1), i % 5 ? " " : "\n# x\n");
+    for (size_t i = 0; i < w * h * 3; i++)
+        n +=
+            (size_t)sprintf((char *)buf + n, "%u%s", rnd() % (maxval + 1), i % 5 ? " " : "\n# x\n");
     return n;
 }
 
@@ -117,8 +120,10 @@ static void try_csv(const char *data, size_t len) {
 }
 
 static void test_csv(void) {
-    const char *good = "\xEF\xBB\xBF" "Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId\r\n"
-                       "00000_00000.ppm;29;30;5;6;24;25;0\r\n00000_00001.ppm;30;30;5;5;25;25;12\r\n\r\n";
+    const char *good =
+        "\xEF\xBB\xBF"
+        "Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId\r\n"
+        "00000_00000.ppm;29;30;5;6;24;25;0\r\n00000_00001.ppm;30;30;5;5;25;25;12\r\n\r\n";
     size_t len = strlen(good);
     char mut[512];
     for (size_t cut = 0; cut <= len; cut++) try_csv(good, cut);
@@ -190,12 +195,13 @@ static void test_loader(void) {
         snprintf(names[i], sizeof names[i], "%s/%02d.ppm", dir, i);
         paths[i] = names[i];
         size_t w = 1 + rnd() % 90, h = 1 + rnd() % 90;
-        size_t len = (i % 7 == 3) ? make_p3(buf, w, h, 255) : make_p6(buf, w, h, i % 5 == 1 ? 65535 : 255);
-        if (i == 13) len /= 2;        /* truncated */
+        size_t len =
+            (i % 7 == 3) ? make_p3(buf, w, h, 255) : make_p6(buf, w, h, i % 5 == 1 ? 65535 : 255);
+        if (i == 13) len /= 2;                       /* truncated */
         if (i != 21) write_file(names[i], buf, len); /* 21 is missing */
-        if (i % 3 == 0) { /* whole image */
+        if (i % 3 == 0) {                            /* whole image */
             rois[4 * i] = rois[4 * i + 1] = rois[4 * i + 2] = rois[4 * i + 3] = -1;
-        } else {          /* a random inclusive box inside it */
+        } else { /* a random inclusive box inside it */
             rois[4 * i] = rnd() % w;
             rois[4 * i + 1] = rnd() % h;
             rois[4 * i + 2] = rois[4 * i] + rnd() % (w - (size_t)rois[4 * i]);

@@ -99,13 +99,13 @@ static void test_bad_use(void) {
     memset(longname, 'x', sizeof longname - 1);
     longname[sizeof longname - 1] = '\0';
     CHECK(ns_prof_intern(p, longname, &id, &err) == NS_ERR_INVALID);
-    CHECK(ns_prof_end(p, a, &err) == NS_ERR_INVALID);             /* nothing open */
-    CHECK(ns_prof_begin(p, 42, &err) == NS_ERR_INVALID);          /* unknown id */
+    CHECK(ns_prof_end(p, a, &err) == NS_ERR_INVALID);    /* nothing open */
+    CHECK(ns_prof_begin(p, 42, &err) == NS_ERR_INVALID); /* unknown id */
     CHECK(ns_prof_begin(p, a, &err) == NS_OK);
-    CHECK(ns_prof_end(p, b, &err) == NS_ERR_INVALID);             /* wrong name */
+    CHECK(ns_prof_end(p, b, &err) == NS_ERR_INVALID); /* wrong name */
     CHECK(strstr(err.msg, "'b'") && strstr(err.msg, "'a'"));
     CHECK(ns_prof_end(p, a, &err) == NS_OK);
-    CHECK(ns_prof_add(p, a, 5, 0, 1, 1, &err) == NS_ERR_INVALID);  /* no such parent */
+    CHECK(ns_prof_add(p, a, 5, 0, 1, 1, &err) == NS_ERR_INVALID); /* no such parent */
     CHECK(ns_prof_add(p, a, -7, 0, 1, 1, &err) == NS_ERR_INVALID);
     CHECK(ns_prof_add(p, a, NS_PROF_NO_PARENT, 10, UINT64_MAX, 1, &err) == NS_ERR_INVALID);
     CHECK(ns_prof_add(p, a, NS_PROF_NO_PARENT, 10, 1, 0, &err) == NS_ERR_INVALID);

@@ -18,9 +18,13 @@
 
 static char path[64];
 
-static void remove_file(void) { unlink(path); }
+static void remove_file(void) {
+    unlink(path);
+}
 
-static int16_t le16(const uint8_t *p) { return (int16_t)(uint16_t)(p[0] | (p[1] << 8)); }
+static int16_t le16(const uint8_t *p) {
+    return (int16_t)(uint16_t)(p[0] | (p[1] << 8));
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 11) return 0;
@@ -37,7 +41,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ns_load_request req;
     memset(&req, 0, sizeof req);
     const char *paths[2] = {path, path};
-    int64_t rois[8] = {le16(data + 3), le16(data + 5), le16(data + 7), le16(data + 9), -1, -1, -1, -1};
+    int64_t rois[8] = {
+        le16(data + 3), le16(data + 5), le16(data + 7), le16(data + 9), -1, -1, -1, -1};
     char *messages[2] = {NULL, NULL};
     uint8_t ok[2] = {0, 0};
     req.count = 2;

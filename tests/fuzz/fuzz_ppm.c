@@ -31,7 +31,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             free(out);
         }
     }
-    if (st != NS_OK && (err.msg[0] == '\0' || err.status != st)) abort(); /* errors need a message */
+    if (st != NS_OK && (err.msg[0] == '\0' || err.status != st))
+        abort(); /* errors need a message */
     free(buf);
     return 0;
 }

@@ -65,16 +65,27 @@ def main(out: Path) -> None:
     corpora: dict[str, dict[str, bytes]] = {"fuzz_ppm": ppm, "fuzz_csv": csv_seeds()}
     # resize: 6 header bytes (src w, h, dst w, h minus 1; stride pad; flags) then pixels
     resize = {}
-    for i, hdr in enumerate([(31, 31, 31, 31, 0, 0), (0, 0, 255, 255, 3, 1), (255, 4, 0, 199, 15, 2),
-                             (99, 199, 31, 31, 1, 3), (2, 250, 250, 2, 7, 0)]):
+    for i, hdr in enumerate(
+        [
+            (31, 31, 31, 31, 0, 0),
+            (0, 0, 255, 255, 3, 1),
+            (255, 4, 0, 199, 15, 2),
+            (99, 199, 31, 31, 1, 3),
+            (2, 250, 250, 2, 7, 0),
+        ]
+    ):
         resize[f"r{i}"] = bytes(hdr) + bytes(rng.randrange(256) for _ in range(64))
     corpora["fuzz_resize"] = resize
     # weights: selector byte then float32 bytes, repeated by the target
     weights = {}
     for i, scale in enumerate([0.05, 1.0, 1e30]):
         sel = bytes([i * 0x15 & 0xFF])
-        weights[f"w{i}"] = sel + b"".join(struct.pack("<f", rng.uniform(-scale, scale)) for _ in range(97))
-    weights["nan_inf"] = b"\x05" + struct.pack("<4f", float("nan"), float("inf"), -float("inf"), 1e-40)
+        weights[f"w{i}"] = sel + b"".join(
+            struct.pack("<f", rng.uniform(-scale, scale)) for _ in range(97)
+        )
+    weights["nan_inf"] = b"\x05" + struct.pack(
+        "<4f", float("nan"), float("inf"), -float("inf"), 1e-40
+    )
     corpora["fuzz_weights"] = weights
     # loader: flags, out_h-1, out_w-1, four int16 ROI corners, then the file
     loader = {}

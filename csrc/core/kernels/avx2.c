@@ -9,24 +9,26 @@ static inline void store_part_avx2(float *p, __m256 v, size_t n) {
     for (size_t i = 0; i < n; i++) p[i] = tmp[i];
 }
 
-#define NS_VEC __m256
-#define NS_VLEN 8
-#define NS_NV 2
-#define NS_MR 6
-#define NS_LOAD(p) _mm256_loadu_ps(p)
-#define NS_STORE(p, v) _mm256_storeu_ps((p), (v))
+#define NS_VEC                 __m256
+#define NS_VLEN                8
+#define NS_NV                  2
+#define NS_MR                  6
+#define NS_LOAD(p)             _mm256_loadu_ps(p)
+#define NS_STORE(p, v)         _mm256_storeu_ps((p), (v))
 #define NS_STORE_PART(p, v, n) store_part_avx2((p), (v), (n))
-#define NS_BCAST(p) _mm256_broadcast_ss(p)
-#define NS_FMA(acc, a, b) _mm256_fmadd_ps((a), (b), (acc))
-#define NS_ZERO() _mm256_setzero_ps()
-#define NS_MAX(a, b) _mm256_max_ps((a), (b))
-#define NS_ADD(a, b) _mm256_add_ps((a), (b))
-#define NS_GEMM_NAME gemm_avx2
-#define NS_POOL_NAME pool_avx2
-#define NS_NHWC_NAME nhwc_avx2
+#define NS_BCAST(p)            _mm256_broadcast_ss(p)
+#define NS_FMA(acc, a, b)      _mm256_fmadd_ps((a), (b), (acc))
+#define NS_ZERO()              _mm256_setzero_ps()
+#define NS_MAX(a, b)           _mm256_max_ps((a), (b))
+#define NS_ADD(a, b)           _mm256_add_ps((a), (b))
+#define NS_GEMM_NAME           gemm_avx2
+#define NS_POOL_NAME           pool_avx2
+#define NS_NHWC_NAME           nhwc_avx2
 
 #include "gemm_template.h"
 
 static const ns_isa isa = {"avx2", NS_NR, NS_MR, gemm_avx2, pool_avx2, nhwc_avx2, NS_CONV_POOL_PTR};
 
-const ns_isa *ns_isa_avx2(void) { return &isa; }
+const ns_isa *ns_isa_avx2(void) {
+    return &isa;
+}

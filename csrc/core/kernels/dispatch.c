@@ -45,23 +45,29 @@ const ns_isa *ns_kernel_isa(ns_kernel k) {
     if (!ns_kernel_available(k)) return NULL;
     switch (k) {
 #if defined(NS_HAVE_NEON)
-    case NS_KERNEL_NEON: return ns_isa_neon();
+    case NS_KERNEL_NEON:
+        return ns_isa_neon();
 #endif
 #if defined(NS_HAVE_AVX2)
-    case NS_KERNEL_AVX2: return ns_isa_avx2();
+    case NS_KERNEL_AVX2:
+        return ns_isa_avx2();
 #endif
 #if defined(NS_HAVE_AVX512)
-    case NS_KERNEL_AVX512: return ns_isa_avx512();
+    case NS_KERNEL_AVX512:
+        return ns_isa_avx512();
 #endif
-    default: return NULL;
+    default:
+        return NULL;
     }
 }
 
 int ns_kernel_available(ns_kernel k) {
     switch (k) {
-    case NS_KERNEL_REF: return 1;
+    case NS_KERNEL_REF:
+        return 1;
 #if defined(NS_HAVE_NEON)
-    case NS_KERNEL_NEON: return 1; /* Advanced SIMD is baseline on AArch64 */
+    case NS_KERNEL_NEON:
+        return 1; /* Advanced SIMD is baseline on AArch64 */
 #endif
 #if defined(NS_HAVE_AVX2)
     case NS_KERNEL_AVX2: {
@@ -77,7 +83,8 @@ int ns_kernel_available(ns_kernel k) {
         return cached;
     }
 #endif
-    default: return 0;
+    default:
+        return 0;
     }
 }
 
@@ -119,8 +126,8 @@ ns_status ns_kernel_resolve(const char *name, ns_kernel *out, ns_error *err) {
         if (strcmp(name, names[k]) != 0) continue;
         if (!ns_kernel_available((ns_kernel)k))
             return ns_set_error(err, NS_ERR_UNSUPPORTED,
-                                "%s '%s' is not available on this CPU/build; available: %s",
-                                source, name, avail);
+                                "%s '%s' is not available on this CPU/build; available: %s", source,
+                                name, avail);
         *out = (ns_kernel)k;
         return NS_OK;
     }
@@ -144,12 +151,14 @@ double ns_cpu_ghz_estimate(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
             __asm__ volatile("add %1, %0\n\tadd %1, %0\n\tadd %1, %0\n\tadd %1, %0\n\t"
                              "add %1, %0\n\tadd %1, %0\n\tadd %1, %0\n\tadd %1, %0"
-                             : "+r"(x) : "r"(one));
+                             : "+r"(x)
+                             : "r"(one));
 #elif defined(__aarch64__) && defined(__GNUC__)
             __asm__ volatile("add %0, %0, %1\n\tadd %0, %0, %1\n\tadd %0, %0, %1\n\t"
                              "add %0, %0, %1\n\tadd %0, %0, %1\n\tadd %0, %0, %1\n\t"
                              "add %0, %0, %1\n\tadd %0, %0, %1"
-                             : "+r"(x) : "r"(one));
+                             : "+r"(x)
+                             : "r"(one));
 #else
             x += 8;
 #endif

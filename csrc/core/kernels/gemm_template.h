@@ -36,10 +36,9 @@
 /* MR rows x NR columns. Row m reads A at a + (m % MC) * as + (m / MC) * rs2: MC = MR is a
  * plain GEMM tile; with POOL, the tile is MC columns of two conv rows (rs2 apart) and the
  * epilogue writes their 2x2 max pool, MC/2 pooled pixels cs apart (MR = 2 * MC, MC even). */
-NS_INLINE void ns_tile_ex(const size_t MR, const size_t MC, const int POOL, size_t nc,
-                          size_t nseg, size_t kc, const float *a, const size_t as, size_t rs2,
-                          size_t ss, const float *w, const float *bias, float *c, size_t cs,
-                          int relu) {
+NS_INLINE void ns_tile_ex(const size_t MR, const size_t MC, const int POOL, size_t nc, size_t nseg,
+                          size_t kc, const float *a, const size_t as, size_t rs2, size_t ss,
+                          const float *w, const float *bias, float *c, size_t cs, int relu) {
 #define NS_AOFF(m) (((m) % MC) * as + ((m) / MC) * rs2)
     NS_VEC acc[NS_MR][NS_NV];
     NS_UNROLL for (size_t m = 0; m < MR; m++) {
@@ -52,15 +51,15 @@ NS_INLINE void ns_tile_ex(const size_t MR, const size_t MC, const int POOL, size
         for (; k + 4 <= kc; k += 4) {
             NS_VEC av[NS_MR];
             NS_UNROLL for (size_t m = 0; m < MR; m++) av[m] = NS_LOAD(ap + NS_AOFF(m) + k);
-#define NS_LANE_STEP(L)                                                                          \
-    do {                                                                                         \
-        NS_VEC wv[NS_NV];                                                                        \
-        NS_UNROLL for (size_t v = 0; v < NS_NV; v++) wv[v] = NS_LOAD(w + v * NS_VLEN);          \
-        w += NS_NR;                                                                              \
-        NS_UNROLL for (size_t m = 0; m < MR; m++) {                                              \
-            NS_UNROLL for (size_t v = 0; v < NS_NV; v++)                                         \
-                acc[m][v] = NS_FMA_LANE(acc[m][v], wv[v], av[m], L);                             \
-        }                                                                                        \
+#define NS_LANE_STEP(L)                                                                            \
+    do {                                                                                           \
+        NS_VEC wv[NS_NV];                                                                          \
+        NS_UNROLL for (size_t v = 0; v < NS_NV; v++) wv[v] = NS_LOAD(w + v * NS_VLEN);             \
+        w += NS_NR;                                                                                \
+        NS_UNROLL for (size_t m = 0; m < MR; m++) {                                                \
+            NS_UNROLL for (size_t v = 0; v < NS_NV; v++) acc[m][v] =                               \
+                NS_FMA_LANE(acc[m][v], wv[v], av[m], L);                                           \
+        }                                                                                          \
     } while (0)
             NS_LANE_STEP(0);
             NS_LANE_STEP(1);
@@ -75,7 +74,8 @@ NS_INLINE void ns_tile_ex(const size_t MR, const size_t MC, const int POOL, size
             w += NS_NR;
             NS_UNROLL for (size_t m = 0; m < MR; m++) {
                 const NS_VEC x = NS_BCAST(ap + NS_AOFF(m) + k);
-                NS_UNROLL for (size_t v = 0; v < NS_NV; v++) acc[m][v] = NS_FMA(acc[m][v], x, wv[v]);
+                NS_UNROLL for (size_t v = 0; v < NS_NV; v++) acc[m][v] =
+                    NS_FMA(acc[m][v], x, wv[v]);
             }
         }
     }
@@ -91,8 +91,10 @@ NS_INLINE void ns_tile_ex(const size_t MR, const size_t MC, const int POOL, size
                 r = NS_ADD(r, b);
                 if (relu) r = NS_MAX(r, zero);
                 const size_t lo = v * NS_VLEN;
-                if (nc >= lo + NS_VLEN) NS_STORE(c + j * cs + lo, r);
-                else if (nc > lo) NS_STORE_PART(c + j * cs + lo, r, nc - lo);
+                if (nc >= lo + NS_VLEN)
+                    NS_STORE(c + j * cs + lo, r);
+                else if (nc > lo)
+                    NS_STORE_PART(c + j * cs + lo, r, nc - lo);
             }
         }
         return;
@@ -106,15 +108,18 @@ NS_INLINE void ns_tile_ex(const size_t MR, const size_t MC, const int POOL, size
     }
     if (nc == NS_NR) {
         NS_UNROLL for (size_t m = 0; m < MR; m++) {
-            NS_UNROLL for (size_t v = 0; v < NS_NV; v++) NS_STORE(c + m * cs + v * NS_VLEN, acc[m][v]);
+            NS_UNROLL for (size_t v = 0; v < NS_NV; v++)
+                NS_STORE(c + m * cs + v * NS_VLEN, acc[m][v]);
         }
     } else {
         for (size_t m = 0; m < MR; m++) {
             for (size_t v = 0; v < NS_NV; v++) {
                 size_t lo = v * NS_VLEN;
                 if (lo >= nc) break;
-                if (nc - lo >= NS_VLEN) NS_STORE(c + m * cs + lo, acc[m][v]);
-                else NS_STORE_PART(c + m * cs + lo, acc[m][v], nc - lo);
+                if (nc - lo >= NS_VLEN)
+                    NS_STORE(c + m * cs + lo, acc[m][v]);
+                else
+                    NS_STORE_PART(c + m * cs + lo, acc[m][v], nc - lo);
             }
         }
     }
@@ -141,15 +146,15 @@ NS_INLINE void ns_tile_row1(size_t nc, size_t nseg, size_t kc, const float *a, s
         for (; k + 4 <= kc; k += 4) {
             NS_UNROLL for (size_t j = 0; j < 4; j++) {
                 const NS_VEC x = NS_BCAST(ap + k + j);
-                NS_UNROLL for (size_t v = 0; v < NS_NV; v++)
-                    acc[j][v] = NS_FMA(acc[j][v], x, NS_LOAD(w + v * NS_VLEN));
+                NS_UNROLL for (size_t v = 0; v < NS_NV; v++) acc[j][v] =
+                    NS_FMA(acc[j][v], x, NS_LOAD(w + v * NS_VLEN));
                 w += NS_NR;
             }
         }
         for (; k < kc; k++) {
             const NS_VEC x = NS_BCAST(ap + k);
-            NS_UNROLL for (size_t v = 0; v < NS_NV; v++)
-                acc[0][v] = NS_FMA(acc[0][v], x, NS_LOAD(w + v * NS_VLEN));
+            NS_UNROLL for (size_t v = 0; v < NS_NV; v++) acc[0][v] =
+                NS_FMA(acc[0][v], x, NS_LOAD(w + v * NS_VLEN));
             w += NS_NR;
         }
     }
@@ -159,16 +164,18 @@ NS_INLINE void ns_tile_row1(size_t nc, size_t nseg, size_t kc, const float *a, s
         r = NS_ADD(r, NS_LOAD(bias + v * NS_VLEN));
         if (relu) r = NS_MAX(r, zero);
         const size_t lo = v * NS_VLEN;
-        if (nc >= lo + NS_VLEN) NS_STORE(c + lo, r);
-        else if (nc > lo) NS_STORE_PART(c + lo, r, nc - lo);
+        if (nc >= lo + NS_VLEN)
+            NS_STORE(c + lo, r);
+        else if (nc > lo)
+            NS_STORE_PART(c + lo, r, nc - lo);
     }
 }
 
 /* All M rows with a row stride known at compile time where possible (AS != 0): then every
  * A access in the tile is [pointer + constant] and no per-row pointers are needed. */
 NS_INLINE void ns_gemm_rows(const size_t AS, size_t M, size_t nc, size_t nseg, size_t kc,
-                            const float *a, size_t as, size_t ss, const float *w,
-                            const float *bias, float *c, size_t cs, int relu) {
+                            const float *a, size_t as, size_t ss, const float *w, const float *bias,
+                            float *c, size_t cs, int relu) {
     const size_t st = AS ? AS : as;
     size_t m = 0;
     for (; m + NS_MR <= M; m += NS_MR)
@@ -204,9 +211,9 @@ NS_INLINE void ns_gemm_rows(const size_t AS, size_t M, size_t nc, size_t nseg, s
  * pooled columns [0, pw) from the conv rows at a and a + rs (the input row stride, which is
  * also the segment stride: segments are the kernel's 3 rows). Tiles of NS_POOL_MC conv
  * columns x 2 rows; the remainder in tiles of 2 columns. */
-NS_INLINE void ns_conv_pool_cols(const size_t AS, size_t pw, size_t nc, size_t kc,
-                                 const float *a, size_t as, size_t rs, const float *w,
-                                 const float *bias, float *c, size_t cs, int relu) {
+NS_INLINE void ns_conv_pool_cols(const size_t AS, size_t pw, size_t nc, size_t kc, const float *a,
+                                 size_t as, size_t rs, const float *w, const float *bias, float *c,
+                                 size_t cs, int relu) {
     const size_t st = AS ? AS : as;
     size_t px = 0;
     for (; px + NS_POOL_MC / 2 <= pw; px += NS_POOL_MC / 2)
@@ -216,13 +223,18 @@ NS_INLINE void ns_conv_pool_cols(const size_t AS, size_t pw, size_t nc, size_t k
         ns_tile_ex(4, 2, 1, nc, 3, kc, a + 2 * px * st, st, rs, rs, w, bias, c + px * cs, cs, relu);
 }
 
-static void NS_CONV_POOL_NAME(size_t pw, size_t nc, size_t kc, const float *a, size_t as,
-                              size_t rs, const float *w, const float *bias, float *c, size_t cs,
-                              int relu) {
+static void NS_CONV_POOL_NAME(size_t pw, size_t nc, size_t kc, const float *a, size_t as, size_t rs,
+                              const float *w, const float *bias, float *c, size_t cs, int relu) {
     switch (as) {
-    case 3: ns_conv_pool_cols(3, pw, nc, kc, a, as, rs, w, bias, c, cs, relu); break;
-    case 32: ns_conv_pool_cols(32, pw, nc, kc, a, as, rs, w, bias, c, cs, relu); break;
-    default: ns_conv_pool_cols(0, pw, nc, kc, a, as, rs, w, bias, c, cs, relu); break;
+    case 3:
+        ns_conv_pool_cols(3, pw, nc, kc, a, as, rs, w, bias, c, cs, relu);
+        break;
+    case 32:
+        ns_conv_pool_cols(32, pw, nc, kc, a, as, rs, w, bias, c, cs, relu);
+        break;
+    default:
+        ns_conv_pool_cols(0, pw, nc, kc, a, as, rs, w, bias, c, cs, relu);
+        break;
     }
 }
 #define NS_CONV_POOL_PTR NS_CONV_POOL_NAME
@@ -266,10 +278,20 @@ static void NS_GEMM_NAME(size_t M, size_t nc, size_t nseg, size_t kc, const floa
                          size_t ss, const float *w, const float *bias, float *c, size_t cs,
                          int relu) {
     switch (as) {
-    case 3: ns_gemm_rows(3, M, nc, nseg, kc, a, as, ss, w, bias, c, cs, relu); break;
-    case 32: ns_gemm_rows(32, M, nc, nseg, kc, a, as, ss, w, bias, c, cs, relu); break;
-    case 128: ns_gemm_rows(128, M, nc, nseg, kc, a, as, ss, w, bias, c, cs, relu); break;
-    case 2304: ns_gemm_rows(2304, M, nc, nseg, kc, a, as, ss, w, bias, c, cs, relu); break;
-    default: ns_gemm_rows(0, M, nc, nseg, kc, a, as, ss, w, bias, c, cs, relu); break;
+    case 3:
+        ns_gemm_rows(3, M, nc, nseg, kc, a, as, ss, w, bias, c, cs, relu);
+        break;
+    case 32:
+        ns_gemm_rows(32, M, nc, nseg, kc, a, as, ss, w, bias, c, cs, relu);
+        break;
+    case 128:
+        ns_gemm_rows(128, M, nc, nseg, kc, a, as, ss, w, bias, c, cs, relu);
+        break;
+    case 2304:
+        ns_gemm_rows(2304, M, nc, nseg, kc, a, as, ss, w, bias, c, cs, relu);
+        break;
+    default:
+        ns_gemm_rows(0, M, nc, nseg, kc, a, as, ss, w, bias, c, cs, relu);
+        break;
     }
 }

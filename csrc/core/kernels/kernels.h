@@ -23,9 +23,9 @@
 extern "C" {
 #endif
 
-typedef void (*ns_gemm_fn)(size_t M, size_t nc, size_t nseg, size_t kc, const float *a,
-                           size_t as, size_t ss, const float *w, const float *bias, float *c,
-                           size_t cs, int relu);
+typedef void (*ns_gemm_fn)(size_t M, size_t nc, size_t nseg, size_t kc, const float *a, size_t as,
+                           size_t ss, const float *w, const float *bias, float *c, size_t cs,
+                           int relu);
 
 /* 2x2 max pool of two NHWC rows (2, cw, cs) -> (cw/2, cs), channels [c0, c1). */
 typedef void (*ns_pool2x2_fn)(const float *rows, size_t cw, size_t cs, size_t c0, size_t c1,
@@ -89,8 +89,8 @@ void ns_ref_relu(float *x, size_t n);
 void ns_ref_maxpool2x2(const float *in, size_t c, size_t h, size_t w, float *out);
 /* out[m][o] = bias[o] + sum_k in[m][k] * weight[o][k] (ReLU if relu); in (rows,k), weight
  * (n,k), out (rows,n). */
-void ns_ref_linear(const float *in, size_t rows, size_t k, const float *weight,
-                   const float *bias, size_t n, int relu, float *out);
+void ns_ref_linear(const float *in, size_t rows, size_t k, const float *weight, const float *bias,
+                   size_t n, int relu, float *out);
 
 #if defined(NS_HAVE_AVX2)
 const ns_isa *ns_isa_avx2(void);

@@ -13,27 +13,29 @@ static inline void store_part_neon(float *p, float32x4_t v, size_t n) {
     for (size_t i = 0; i < n; i++) p[i] = tmp[i];
 }
 
-#define NS_VEC float32x4_t
-#define NS_VLEN 4
-#define NS_NV 4
-#define NS_MR 4
-#define NS_LOAD(p) vld1q_f32(p)
-#define NS_STORE(p, v) vst1q_f32((p), (v))
-#define NS_STORE_PART(p, v, n) store_part_neon((p), (v), (n))
-#define NS_BCAST(p) vld1q_dup_f32(p)
+#define NS_VEC                       float32x4_t
+#define NS_VLEN                      4
+#define NS_NV                        4
+#define NS_MR                        4
+#define NS_LOAD(p)                   vld1q_f32(p)
+#define NS_STORE(p, v)               vst1q_f32((p), (v))
+#define NS_STORE_PART(p, v, n)       store_part_neon((p), (v), (n))
+#define NS_BCAST(p)                  vld1q_dup_f32(p)
 #define NS_FMA_LANE(acc, b, a, lane) vfmaq_laneq_f32((acc), (b), (a), lane)
-#define NS_FMA(acc, a, b) vfmaq_f32((acc), (a), (b))
-#define NS_ZERO() vdupq_n_f32(0.0f)
-#define NS_MAX(a, b) vmaxq_f32((a), (b))
-#define NS_ADD(a, b) vaddq_f32((a), (b))
-#define NS_GEMM_NAME gemm_neon
-#define NS_POOL_NAME pool_neon
-#define NS_NHWC_NAME nhwc_neon
-#define NS_POOL_MC 2
-#define NS_CONV_POOL_NAME conv_pool_neon
+#define NS_FMA(acc, a, b)            vfmaq_f32((acc), (a), (b))
+#define NS_ZERO()                    vdupq_n_f32(0.0f)
+#define NS_MAX(a, b)                 vmaxq_f32((a), (b))
+#define NS_ADD(a, b)                 vaddq_f32((a), (b))
+#define NS_GEMM_NAME                 gemm_neon
+#define NS_POOL_NAME                 pool_neon
+#define NS_NHWC_NAME                 nhwc_neon
+#define NS_POOL_MC                   2
+#define NS_CONV_POOL_NAME            conv_pool_neon
 
 #include "gemm_template.h"
 
 static const ns_isa isa = {"neon", NS_NR, NS_MR, gemm_neon, pool_neon, nhwc_neon, NS_CONV_POOL_PTR};
 
-const ns_isa *ns_isa_neon(void) { return &isa; }
+const ns_isa *ns_isa_neon(void) {
+    return &isa;
+}

@@ -44,8 +44,8 @@ void ns_ref_maxpool2x2(const float *in, size_t c, size_t h, size_t w, float *out
     }
 }
 
-void ns_ref_linear(const float *in, size_t rows, size_t k, const float *weight,
-                   const float *bias, size_t n, int relu, float *out) {
+void ns_ref_linear(const float *in, size_t rows, size_t k, const float *weight, const float *bias,
+                   size_t n, int relu, float *out) {
     for (size_t m = 0; m < rows; m++) {
         for (size_t o = 0; o < n; o++) {
             float sum = bias[o];
