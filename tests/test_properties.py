@@ -123,7 +123,7 @@ def test_csv_any_bytes_parse_or_neonsign_error(data: bytes) -> None:
 )
 def test_upload_decoder_any_bytes(data: bytes) -> None:
     """The server's upload decoder (PNG/JPEG via Pillow, PPM via the C core)."""
-    serve = pytest.importorskip("neonsign.serve")
+    serve = pytest.importorskip("neonsign.app.serving")
     try:
         img, fmt = serve.decode_image(data, 1 << 16)
     except (*NEONSIGN_ERRORS, errors.UnsupportedError) as e:

@@ -93,7 +93,7 @@ def test_served_model_switches_on_promotion(
 ) -> None:
     from fastapi.testclient import TestClient
 
-    from neonsign.serve import create_app
+    from neonsign.app.serving import create_app
 
     v1, v2 = two_versions
     reg.promote(v1, "champion")

@@ -1,4 +1,4 @@
-"""The HTTP server (neonsign.serve) against real uvicorn processes on 127.0.0.1.
+"""The HTTP server (neonsign.app.serving) against real uvicorn processes on 127.0.0.1.
 
 Predictions are compared with the engine run on Pillow-decoded, Pillow-resized images; every
 kind of bad input is sent; a bounded concurrent load must give zero errors and /metrics must
@@ -102,7 +102,7 @@ def post_file(
 @needs_subprocess
 def test_import_does_not_pull_fastapi() -> None:
     code = (
-        "import sys, neonsign, neonsign.cli, neonsign.serve; "
+        "import sys, neonsign, neonsign.cli, neonsign.app.serving, neonsign.app.serving.app; "
         "bad = [m for m in ('fastapi', 'uvicorn', 'prometheus_client', 'torch') if m in sys.modules]; "
         "assert not bad, bad"
     )
@@ -112,7 +112,7 @@ def test_import_does_not_pull_fastapi() -> None:
 def test_decode_image_formats_match_pillow() -> None:
     from PIL import Image
 
-    from neonsign.serve import decode_image
+    from neonsign.app.serving import decode_image
 
     img = sign_like_images(1, seed=3)[0]
     for fmt in ("PNG", "PPM"):
@@ -127,8 +127,8 @@ def test_decode_image_formats_match_pillow() -> None:
 
 
 def test_decode_image_bad_inputs() -> None:
+    from neonsign.app.serving import decode_image
     from neonsign.errors import DecodeError, ResourceLimitError, UnsupportedError
-    from neonsign.serve import decode_image
 
     png = encode(sign_like_images(1)[0], "PNG")
     with pytest.raises(UnsupportedError, match="PNG, JPEG or PPM"):
@@ -146,8 +146,8 @@ def test_decode_image_bad_inputs() -> None:
 
 
 def test_config_validation_and_env_roundtrip(monkeypatch: pytest.MonkeyPatch) -> None:
+    from neonsign.app.serving import ServeConfig
     from neonsign.errors import NeonsignValueError
-    from neonsign.serve import ServeConfig
 
     with pytest.raises(NeonsignValueError, match="max_pixels"):
         ServeConfig(model="m", max_pixels=0)
@@ -165,8 +165,8 @@ def test_config_validation_and_env_roundtrip(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_model_sources(model_dir: Path, tmp_path: Path) -> None:
+    from neonsign.app.serving import LoadedModel, load_model_source, register_model_loader
     from neonsign.errors import ModelError
-    from neonsign.serve import LoadedModel, load_model_source, register_model_loader
 
     sd, card = load_model_source(str(model_dir))
     assert set(sd) >= {"conv1.weight", "fc2.bias"} and card["seed"] == 1
@@ -572,7 +572,7 @@ def test_container_command_serves(tmp_path: Path, model_dir: Path) -> None:
 
 @needs_subprocess
 def test_uvicorn_module_app_and_workers(model_dir: Path) -> None:
-    """``uvicorn neonsign.serve:app`` configured from NEONSIGN_* variables, and
+    """``uvicorn neonsign.app.serving.app:app`` configured from NEONSIGN_* variables, and
     ``neonsign serve --workers 2``, both answer predictions."""
     png = encode(sign_like_images(1, seed=2)[0], "PNG")
     port = free_port()
@@ -580,7 +580,7 @@ def test_uvicorn_module_app_and_workers(model_dir: Path) -> None:
         sys.executable,
         "-m",
         "uvicorn",
-        "neonsign.serve:app",
+        "neonsign.app.serving.app:app",
         "--host",
         "127.0.0.1",
         "--port",

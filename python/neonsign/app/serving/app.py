@@ -1,0 +1,145 @@
+"""The ASGI app: :func:`create_app` assembles the service, the middleware, the error handlers
+and the routes; :func:`app_from_env` is uvicorn's factory; :func:`run_server` is
+``neonsign serve``.
+
+The model is loaded and warmed in the app's lifespan (a source that cannot be loaded stops the
+server from starting); SIGHUP reloads it. ``uvicorn neonsign.app.serving.app:app`` serves the
+app built from the ``NEONSIGN_*`` variables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, cast
+
+from ...errors import ConfigError, require
+from .config import ServeConfig, ServerOptions
+from .models import LoadedModel
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from fastapi import FastAPI
+
+    from .service import Service
+
+__all__ = ["create_app", "app_from_env", "run_server", "FACTORY"]
+
+#: The uvicorn factory that :func:`run_server` hands to every worker process.
+FACTORY = "neonsign.app.serving.app:app_from_env"
+
+
+def create_app(model: str | ServeConfig, **options: Any) -> FastAPI:
+    """Build the ASGI app serving ``model`` (a source string, or a full :class:`ServeConfig`).
+
+    ``options`` are :class:`ServeConfig` fields. The model is loaded and warmed at startup
+    (the lifespan); a source that cannot be loaded stops the server from starting.
+
+    Raises:
+        ConfigError: a bad option, or both a ServeConfig and options.
+        MissingDependencyError: the ``serve`` extra is not installed.
+    """
+    if isinstance(model, ServeConfig) and options:
+        raise ConfigError("pass either a ServeConfig or keyword options, not both")
+    config = model if isinstance(model, ServeConfig) else ServeConfig(model=model, **options)
+    require("fastapi", "serve", "serving")
+    require("prometheus_client", "serve", "serving metrics")
+    from fastapi import FastAPI
+
+    from .errors import install_error_handlers
+    from .guard import RequestGuard
+    from .routes import router
+    from .service import Service
+
+    service = Service.build(config)
+    app = FastAPI(
+        title="neonsign",
+        version=_version(),
+        lifespan=_lifespan,
+        description="Traffic-sign recognition (GTSRB, 43 classes) on neonsign's native engine.",
+        docs_url=None,
+        redoc_url=None,  # they load their JavaScript from a CDN; see /docs
+    )
+    app.state.service = service
+    app.state.holder, app.state.metrics, app.state.config = service.holder, service.metrics, config
+    app.add_middleware(RequestGuard, limit=config.max_upload_bytes, metrics=service.metrics)
+    install_error_handlers(app)
+    app.include_router(router)
+    return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Load the model before the first request, reload on SIGHUP, stop the workers at exit."""
+    service = cast("Service", app.state.service)
+    await service.reload()
+    loop = asyncio.get_running_loop()
+    hup = _reload_on_sighup(loop, service)
+    try:
+        yield
+    finally:
+        if hup:
+            loop.remove_signal_handler(signal.SIGHUP)
+        service.close()
+
+
+def _reload_on_sighup(loop: asyncio.AbstractEventLoop, service: Service) -> bool:
+    """Make SIGHUP reload the model (main thread only: signal handlers live there)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGHUP"):
+        return False
+    try:
+        loop.add_signal_handler(signal.SIGHUP, service.reload_in_background)
+    except (NotImplementedError, RuntimeError, ValueError):
+        return False
+    return True
+
+
+def _version() -> str:
+    from ... import __version__
+
+    return str(__version__)
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory: ``uvicorn --factory neonsign.app.serving:app_from_env`` (config from
+    ``NEONSIGN_*`` environment variables, see :meth:`ServeConfig.from_env`)."""
+    return create_app(ServeConfig.from_env())
+
+
+def run_server(config: ServeConfig, options: ServerOptions | None = None) -> None:
+    """Serve ``config`` with uvicorn until stopped (``neonsign serve``).
+
+    The model is loaded once first, so a bad source fails here, before the port is bound.
+    The config reaches uvicorn's worker processes through the environment (each runs
+    :func:`app_from_env`).
+
+    Raises:
+        ModelError, FileNotFoundError: the model cannot be loaded.
+        MissingDependencyError: the ``serve`` extra is not installed.
+    """
+    options = options or ServerOptions()
+    uvicorn = require("uvicorn", "serve", "neonsign serve")
+    LoadedModel.load(config.model, config.kernel, config.engine_threads)  # fail before binding
+    os.environ.update(config.to_env())  # the factory (and every worker) reads it back
+    uvicorn.run(
+        FACTORY,
+        factory=True,
+        host=options.host,
+        port=options.port,
+        workers=options.workers,
+        log_level=options.log_level.lower(),
+        limit_concurrency=options.limit_concurrency,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    # ``uvicorn neonsign.app.serving.app:app``: the app is built from the environment on first
+    # access.
+    if name == "app":
+        globals()["app"] = value = app_from_env()
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

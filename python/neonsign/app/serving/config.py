@@ -1,0 +1,231 @@
+"""Serving settings: :class:`ServeConfig` (what the app serves and its limits) and
+:class:`ServerOptions` (how uvicorn runs it).
+
+This module is the only reader of the ``NEONSIGN_*`` serve settings. Every value read from the
+environment is checked here, so a bad one (``NEONSIGN_PORT=abc``, ``NEONSIGN_WORKERS=-1``)
+fails with a :class:`~neonsign.errors.ConfigError` that names the variable, the value and the
+valid range, before anything is loaded or bound.
+
+Settings reach uvicorn's worker processes through the environment: ``neonsign serve`` writes
+:meth:`ServeConfig.to_env` into it and each worker reads it back with
+:meth:`ServeConfig.from_env`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ...errors import ConfigError
+
+__all__ = [
+    "ENV_PREFIX",
+    "LOG_LEVELS",
+    "ServeConfig",
+    "ServerOptions",
+    "env_int",
+    "env_str",
+]
+
+ENV_PREFIX = "NEONSIGN_"
+
+#: uvicorn's log levels.
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+#: The integer settings and their valid ranges (inclusive; None: no upper bound).
+_INT_RANGES: dict[str, tuple[int, int | None]] = {
+    "PORT": (1, 65535),
+    "WORKERS": (1, None),
+    "THREADS": (1, None),
+    "ENGINE_THREADS": (0, None),  # 0: the engine's whole shared pool
+    "MAX_UPLOAD_BYTES": (1, None),
+    "MAX_PIXELS": (1, None),
+    "MAX_BATCH": (1, None),
+    "LIMIT_CONCURRENCY": (1, None),
+}
+
+
+def _range_text(low: int, high: int | None) -> str:
+    return f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}"
+
+
+def env_str(name: str, default: str | None, environ: Mapping[str, str] | None = None) -> str | None:
+    """``NEONSIGN_<name>`` (``default`` when unset or empty)."""
+    raw = (os.environ if environ is None else environ).get(ENV_PREFIX + name, "")
+    return raw if raw else default
+
+
+def env_int(name: str, default: int | None, environ: Mapping[str, str] | None = None) -> int | None:
+    """``NEONSIGN_<name>`` as an integer inside its valid range (``default`` when unset or
+    empty).
+
+    Raises:
+        ConfigError: not an integer, or outside the range; the message names the variable,
+            the value and the range.
+    """
+    raw = env_str(name, None, environ)
+    if raw is None:
+        return default
+    low, high = _INT_RANGES[name]
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = None
+    if value is None or value < low or (high is not None and value > high):
+        raise ConfigError(
+            f"environment variable {ENV_PREFIX}{name}={raw!r} is not valid: "
+            f"expected {_range_text(low, high)}"
+        )
+    return value
+
+
+def _check_int(name: str, value: object, low: int, high: int | None = None) -> None:
+    """A field set in Python (not from the environment): an int in [low, high]."""
+    in_range = (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and low <= value
+        and (high is None or value <= high)
+    )
+    if in_range:
+        return
+    want = "a positive int" if (low, high) == (1, None) else _range_text(low, high)
+    raise ConfigError(f"{name} must be {want}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """What the app serves and the limits it enforces.
+
+    Each field can also come from an environment variable ``NEONSIGN_<FIELD>`` (upper case,
+    see :meth:`from_env`): that is how ``neonsign serve`` hands the settings to uvicorn's
+    worker processes and how the container is configured.
+
+    Attributes:
+        model: model source: a model directory, or ``scheme:...`` of a registered loader.
+        threads: threads that decode, preprocess and run inference (None: CPU count).
+        engine_threads: threads per engine call (None: the shared pool; 1 suits batch 1).
+        kernel: engine kernel (None: ``NEONSIGN_KERNEL`` or the best available).
+        max_upload_bytes: largest request body; larger ones get 413 before they are read.
+        max_pixels: largest ``width * height`` decoded; checked from the header (413).
+        max_batch: most images in one ``/predict/batch`` request (413 beyond).
+        admin_token: if set, ``/admin/reload`` needs ``Authorization: Bearer <token>`` and may
+            then name another source; if unset it reloads the configured source only.
+    """
+
+    model: str
+    threads: int | None = None
+    engine_threads: int | None = 1
+    kernel: str | None = None
+    max_upload_bytes: int = 16 << 20
+    max_pixels: int = 4096 * 4096
+    max_batch: int = 64
+    admin_token: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model:
+            raise ConfigError(f"model must be a non-empty source string, got {self.model!r}")
+        for name in ("threads", "engine_threads"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), 1)
+        for name in ("max_upload_bytes", "max_pixels", "max_batch"):
+            _check_int(name, getattr(self, name), 1)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServeConfig:
+        """Build from ``NEONSIGN_MODEL``, ``NEONSIGN_THREADS``, ``NEONSIGN_ENGINE_THREADS``
+        (0: the shared pool), ``NEONSIGN_KERNEL``, ``NEONSIGN_MAX_UPLOAD_BYTES``,
+        ``NEONSIGN_MAX_PIXELS``, ``NEONSIGN_MAX_BATCH``, ``NEONSIGN_ADMIN_TOKEN`` (``environ``:
+        default ``os.environ``); ``overrides`` (field values) win.
+
+        Raises:
+            ConfigError: a variable has a bad value, or no model is given.
+        """
+        model = env_str("MODEL", None, environ)
+        if model is None and "model" not in overrides:
+            raise ConfigError(
+                "no model to serve: set NEONSIGN_MODEL to a model directory (or pass one)"
+            )
+        values: dict[str, Any] = {
+            "model": model,
+            "threads": env_int("THREADS", None, environ),
+            "engine_threads": env_int("ENGINE_THREADS", 1, environ) or None,
+            "kernel": env_str("KERNEL", None, environ),
+            "max_upload_bytes": env_int("MAX_UPLOAD_BYTES", cls.max_upload_bytes, environ),
+            "max_pixels": env_int("MAX_PIXELS", cls.max_pixels, environ),
+            "max_batch": env_int("MAX_BATCH", cls.max_batch, environ),
+            "admin_token": env_str("ADMIN_TOKEN", None, environ),
+        }
+        values.update(overrides)
+        return cls(**values)
+
+    def to_env(self) -> dict[str, str]:
+        """The environment variables :meth:`from_env` reads back into this config."""
+        env = {
+            "MODEL": self.model,
+            "THREADS": "" if self.threads is None else str(self.threads),
+            "ENGINE_THREADS": "0" if self.engine_threads is None else str(self.engine_threads),
+            "KERNEL": self.kernel or "",
+            "MAX_UPLOAD_BYTES": str(self.max_upload_bytes),
+            "MAX_PIXELS": str(self.max_pixels),
+            "MAX_BATCH": str(self.max_batch),
+            "ADMIN_TOKEN": self.admin_token or "",
+        }
+        return {ENV_PREFIX + k: v for k, v in env.items()}
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """How uvicorn runs the app (``neonsign serve``); not needed by :func:`create_app`.
+
+    Attributes:
+        host: address to bind.
+        port: TCP port, 1..65535.
+        workers: worker processes, each with its own app, model and metrics.
+        limit_concurrency: answer 503 beyond this many concurrent connections (None: no cap).
+        log_level: one of :data:`LOG_LEVELS`.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    limit_concurrency: int | None = None
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.host, str) or not self.host:
+            raise ConfigError(f"host must be a non-empty address, got {self.host!r}")
+        _check_int("port", self.port, *_INT_RANGES["PORT"])
+        _check_int("workers", self.workers, 1)
+        if self.limit_concurrency is not None:
+            _check_int("limit_concurrency", self.limit_concurrency, 1)
+        if not isinstance(self.log_level, str) or self.log_level.lower() not in LOG_LEVELS:
+            raise ConfigError(
+                f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"
+            )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerOptions:
+        """Build from ``NEONSIGN_HOST``, ``NEONSIGN_PORT``, ``NEONSIGN_WORKERS``,
+        ``NEONSIGN_LIMIT_CONCURRENCY`` and ``NEONSIGN_LOG_LEVEL``; ``overrides`` win.
+
+        Raises:
+            ConfigError: a variable has a bad value.
+        """
+        level = env_str("LOG_LEVEL", cls.log_level, environ) or cls.log_level
+        if level.lower() not in LOG_LEVELS:
+            raise ConfigError(
+                f"environment variable {ENV_PREFIX}LOG_LEVEL={level!r} is not valid: "
+                f"expected one of {', '.join(LOG_LEVELS)}"
+            )
+        values: dict[str, Any] = {
+            "host": env_str("HOST", cls.host, environ),
+            "port": env_int("PORT", cls.port, environ),
+            "workers": env_int("WORKERS", cls.workers, environ),
+            "limit_concurrency": env_int("LIMIT_CONCURRENCY", None, environ),
+            "log_level": level,
+        }
+        values.update(overrides)
+        return cls(**values)

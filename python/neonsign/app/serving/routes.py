@@ -1,0 +1,183 @@
+"""The HTTP endpoints, on an :class:`~fastapi.APIRouter` that :func:`create_app` mounts.
+
+Handlers get the app's :class:`~neonsign.app.serving.service.Service` through a FastAPI
+dependency (``app.state.service``); they hold no state of their own.
+
+    POST /predict         multipart field ``file`` (PNG, JPEG or PPM) -> top-1 + top-5 (also /predict/)
+    POST /predict/batch   multipart field ``files`` (several images)  -> {"predictions": [...]}
+    GET  /healthz         the process answers
+    GET  /readyz          a model is loaded and warmed (503 before)
+    GET  /model           the model card of the model being served
+    GET  /metrics         Prometheus metrics (latency, predictions per class, errors, input drift)
+    POST /admin/reload    load the model source again and swap it in atomically (also SIGHUP)
+    GET  /                a self-contained upload page;  GET /docs: self-contained API reference
+"""
+
+# No "from __future__ import annotations": FastAPI evaluates the endpoints' annotations.
+import json
+from pathlib import Path
+from typing import Annotated, Any, cast
+
+from fastapi import APIRouter, Depends, File, Request, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from ...errors import ModelError
+from .errors import ApiError, api_error
+from .models import LoadedModel
+from .service import Service
+
+__all__ = ["router", "STATIC"]
+
+#: The upload page and the API reference page.
+STATIC = Path(__file__).resolve().parent / "static"
+
+router = APIRouter()
+
+
+def get_service(request: Request) -> Service:
+    """The app's :class:`Service` (a FastAPI dependency)."""
+    return cast(Service, request.app.state.service)
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "corrupt image"},
+    413: {"description": "too large"},
+    415: {"description": "unsupported image format"},
+    422: {"description": "missing or misnamed form field"},
+    503: {"description": "no model loaded"},
+}
+
+
+def _serving(service: Service) -> LoadedModel:
+    """The model this request uses, read once (reloads meanwhile do not affect it)."""
+    current = service.holder.current
+    if current is None:
+        raise ApiError(503, "not_ready", "no model loaded yet")
+    return current
+
+
+async def _infer(service: Service, blobs: list[bytes]) -> list[dict[str, Any]]:
+    model = _serving(service)
+    try:
+        predictions = await service.inference.predict_batch(blobs, model)
+    except Exception as exc:  # noqa: BLE001 - answered as the matching HTTP error
+        raise api_error(exc) from exc
+    return [dict(p) for p in predictions]
+
+
+async def predict(
+    service: ServiceDep,
+    file: UploadFile = File(..., description="PNG, JPEG or PPM image"),
+) -> dict[str, Any]:
+    """Classify one image: ``predicted_class`` (0..42), its ``label``, ``probability``
+    (softmax), ``top5`` and the ``model_version`` (weights sha256)."""
+    return (await _infer(service, [await file.read()]))[0]
+
+
+router.post("/predict", responses=_RESPONSES, summary="Classify one image")(predict)
+router.post("/predict/", include_in_schema=False)(predict)  # the learning path's route
+
+
+@router.post("/predict/batch", responses=_RESPONSES, summary="Classify several images")
+async def predict_batch(
+    service: ServiceDep,
+    files: list[UploadFile] = File(..., description="images"),
+) -> dict[str, Any]:
+    """Classify several images in one engine call: ``{"predictions": [...]}`` in order."""
+    limit = service.config.max_batch
+    if len(files) > limit:
+        raise ApiError(413, "too_many_files", f"{len(files)} files; at most {limit} per batch")
+    blobs = [await f.read() for f in files]
+    return {"predictions": await _infer(service, blobs)}
+
+
+@router.get("/healthz", summary="Liveness")
+async def healthz() -> dict[str, str]:
+    """Always ``{"status": "ok"}`` while the process serves requests."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness", responses={503: {"description": "not ready"}})
+async def readyz(service: ServiceDep) -> JSONResponse:
+    """200 once a model is loaded and warmed, 503 before."""
+    current = service.holder.current
+    if current is None:
+        return JSONResponse({"status": "loading"}, status_code=503)
+    return JSONResponse(
+        {"status": "ready", "model_version": current.version, "kernel": current.engine.kernel}
+    )
+
+
+@router.get("/model", summary="Model card")
+async def model_card(service: ServiceDep) -> dict[str, Any]:
+    """The card of the model being served, with its source, version and engine kernel."""
+    current = _serving(service)
+    return {
+        "source": current.source,
+        "version": current.version,
+        "kernel": current.engine.kernel,
+        "loaded_at": current.loaded_at,
+        "card": current.card,
+    }
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def prom_metrics(service: ServiceDep) -> Response:
+    """Prometheus text format (this worker's metrics)."""
+    body, content_type = service.metrics.render()
+    return Response(body, media_type=content_type)
+
+
+async def _reload_source(service: Service, request: Request) -> str | None:
+    """The source a reload request asks for: with an admin token configured, the bearer token
+    must match and the body may be ``{"source": "..."}``; without one, the configured source."""
+    token = service.config.admin_token
+    if token is None:
+        return None
+    if request.headers.get("authorization") != f"Bearer {token}":
+        raise ApiError(401, "unauthorized", "missing or wrong admin bearer token")
+    body = await request.body()
+    if not body:
+        return None
+    try:
+        source = json.loads(body).get("source")
+    except (ValueError, AttributeError):
+        source = 0  # not a JSON object: refused below
+    if source is not None and not isinstance(source, str):
+        raise ApiError(400, "bad_request", 'body must be JSON {"source": "..."}')
+    return source
+
+
+@router.post(
+    "/admin/reload",
+    summary="Load the model again and swap it in",
+    responses={401: {"description": "bad token"}, 422: {"description": "bad model"}},
+)
+async def admin_reload(service: ServiceDep, request: Request) -> dict[str, Any]:
+    """Reload the configured source (or, with an admin token, ``{"source": ...}``).
+    Requests already running finish on the previous model."""
+    source = await _reload_source(service, request)
+    try:
+        old, new = await service.reload(source)
+    except (ModelError, FileNotFoundError, OSError) as exc:
+        current = service.holder.current
+        serving = current.version if current else "nothing"
+        raise ApiError(422, "reload_failed", f"{exc}; still serving {serving}") from exc
+    return {
+        "status": "reloaded",
+        "previous_version": old.version if old else None,
+        "version": new.version,
+        "source": new.source,
+    }
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def index() -> HTMLResponse:
+    return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
+
+
+@router.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+async def docs() -> HTMLResponse:
+    return HTMLResponse((STATIC / "docs.html").read_text(encoding="utf-8"))

@@ -1,0 +1,343 @@
+"""The serving package's seams, in process and without a server: the configuration (the only
+reader of the NEONSIGN_* serve settings), the inference service and its request coalescing
+(no FastAPI app), the API's error mapping, and the routes mounted from the router.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neonsign.app.serving import Inference, LoadedModel, ServeConfig, ServerOptions
+from neonsign.app.serving.inference import Coalescer, prediction
+from neonsign.errors import ConfigError, DecodeError, NeonsignValueError, UnsupportedError
+from serve_helpers import encode, make_model_dir, metric_value, sign_like_images
+
+# ---------------------------------------------------------------------------------------------
+# Configuration
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("PORT", "abc", "from 1 to 65535"),
+        ("PORT", "0", "from 1 to 65535"),
+        ("PORT", "84043", "from 1 to 65535"),
+        ("WORKERS", "-1", ">= 1"),
+        ("WORKERS", "two", ">= 1"),
+        ("LIMIT_CONCURRENCY", "0", ">= 1"),
+        ("LOG_LEVEL", "loud", "one of critical, error, warning, info, debug, trace"),
+    ],
+)
+def test_server_options_bad_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv("NEONSIGN_" + variable, value)
+    with pytest.raises(ConfigError) as info:
+        ServerOptions.from_env()
+    message = str(info.value)
+    assert f"NEONSIGN_{variable}={value!r}" in message and expected in message
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("MAX_BATCH", "x", ">= 1"),
+        ("MAX_BATCH", "0", ">= 1"),
+        ("MAX_PIXELS", "lots", ">= 1"),
+        ("MAX_UPLOAD_BYTES", "1.5", ">= 1"),
+        ("THREADS", "0", ">= 1"),
+        ("ENGINE_THREADS", "-1", ">= 0"),
+    ],
+)
+def test_serve_config_bad_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv("NEONSIGN_MODEL", "/models/current")
+    monkeypatch.setenv("NEONSIGN_" + variable, value)
+    with pytest.raises(ConfigError) as info:
+        ServeConfig.from_env()
+    message = str(info.value)
+    assert f"NEONSIGN_{variable}={value!r}" in message and expected in message
+
+
+def test_config_from_a_mapping_and_defaults() -> None:
+    env = {"NEONSIGN_MODEL": "m", "NEONSIGN_ENGINE_THREADS": "0", "NEONSIGN_PORT": "9000"}
+    cfg = ServeConfig.from_env(env)
+    assert cfg == ServeConfig(model="m", engine_threads=None)
+    assert ServeConfig.from_env({}, model="x").model == "x"
+    with pytest.raises(ConfigError, match="NEONSIGN_MODEL"):
+        ServeConfig.from_env({})
+    opts = ServerOptions.from_env(env, workers=3)
+    assert (opts.host, opts.port, opts.workers, opts.log_level) == ("127.0.0.1", 9000, 3, "info")
+    assert ServerOptions.from_env({}) == ServerOptions()
+    assert ServerOptions.from_env({"NEONSIGN_LOG_LEVEL": "WARNING"}).log_level == "WARNING"
+
+
+def test_config_fields_are_checked() -> None:
+    for bad in (0, 65536, 84043, -1, True, "80"):
+        with pytest.raises(ConfigError, match="port must be an integer from 1 to 65535"):
+            ServerOptions(port=bad)  # type: ignore[arg-type]
+    for field in ("workers", "limit_concurrency"):
+        with pytest.raises(ConfigError, match=field):
+            ServerOptions(**{field: 0})
+    with pytest.raises(ConfigError, match="log_level"):
+        ServerOptions(log_level="chatty")
+    with pytest.raises(NeonsignValueError, match="max_batch"):
+        ServeConfig(model="m", max_batch=0)
+    assert ServerOptions(port=65535).port == 65535
+
+
+# ---------------------------------------------------------------------------------------------
+# Inference without an app
+
+
+class CountingEngine:
+    """Wraps an Engine: records the batch size of every call, can fail on demand."""
+
+    def __init__(self, engine: object) -> None:
+        self.engine = engine
+        self.kernel = getattr(engine, "kernel", "ref")
+        self.calls: list[int] = []
+        self.fail = False
+        self.lock = threading.Lock()
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        with self.lock:
+            self.calls.append(len(x))
+        if self.fail:
+            raise RuntimeError("engine exploded")
+        return self.engine.predict(x)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
+    return LoadedModel.load(str(make_model_dir(tmp_path_factory.mktemp("units_model"), seed=4)))
+
+
+@pytest.fixture()
+def counted(loaded: LoadedModel) -> LoadedModel:
+    return dataclasses.replace(loaded, engine=CountingEngine(loaded.engine))
+
+
+class Recorder:
+    """An InferenceObserver that keeps everything it is told."""
+
+    def __init__(self) -> None:
+        self.uploads: list[int] = []
+        self.formats: list[str] = []
+        self.engine_calls: list[int] = []
+        self.classes: list[int] = []
+
+    def upload(self, nbytes: int) -> None:
+        self.uploads.append(nbytes)
+
+    def prepared(self, image, seconds: float) -> None:
+        self.formats.append(image.fmt)
+
+    def engine_call(self, images: int, seconds: float) -> None:
+        self.engine_calls.append(images)
+
+    def predicted(self, pred) -> None:
+        self.classes.append(pred["predicted_class"])
+
+
+def _blobs(n: int, seed: int) -> list[bytes]:
+    return [encode(img, "PNG") for img in sign_like_images(n, seed=seed)]
+
+
+def _expected(model: LoadedModel, blobs: list[bytes]) -> list[int]:
+    """Top-1 of each image classified on its own (no coalescing)."""
+    inference = Inference(max_pixels=10**6, max_batch=1, threads=1)
+    try:
+        return [inference.run_batch([b], model)[0]["predicted_class"] for b in blobs]
+    finally:
+        inference.close()
+
+
+async def _gather_one_by_one(inference: Inference, blobs: list[bytes], model: LoadedModel):
+    return await asyncio.gather(
+        *(inference.predict_one(b, model) for b in blobs), return_exceptions=True
+    )
+
+
+def test_concurrent_requests_coalesce_into_one_engine_call(counted: LoadedModel) -> None:
+    blobs = _blobs(8, seed=21)
+    expected = _expected(counted, blobs)
+    counted.engine.calls.clear()
+    recorder = Recorder()
+    inference = Inference(max_pixels=10**6, max_batch=64, threads=1, observer=recorder)
+    try:
+        results = asyncio.run(_gather_one_by_one(inference, blobs, counted))
+    finally:
+        inference.close()
+    # the first request starts at once; the seven queued behind it share one engine call
+    assert counted.engine.calls == [1, 7]
+    assert [r["predicted_class"] for r in results] == expected
+    assert all(r["model_version"] == counted.version for r in results)
+    assert recorder.engine_calls == [1, 7] and recorder.classes == expected
+    assert recorder.uploads == [len(b) for b in blobs] and recorder.formats == ["PNG"] * 8
+
+
+def test_coalesced_errors_stay_with_their_request(counted: LoadedModel) -> None:
+    good = _blobs(6, seed=22)
+    expected = _expected(counted, good)
+    counted.engine.calls.clear()
+    blobs = [good[0], good[1][:100], good[1], b"GIF89a" + bytes(40), *good[2:]]
+    inference = Inference(max_pixels=10**6, max_batch=64, threads=1)
+    try:
+        results = asyncio.run(_gather_one_by_one(inference, blobs, counted))
+    finally:
+        inference.close()
+    assert isinstance(results[1], DecodeError) and isinstance(results[3], UnsupportedError)
+    good_results = [r for i, r in enumerate(results) if i not in (1, 3)]
+    assert [r["predicted_class"] for r in good_results] == expected
+    assert counted.engine.calls == [1, 5]  # the bad ones never reach the engine
+
+
+def test_an_engine_failure_fails_its_group_only(counted: LoadedModel) -> None:
+    blobs = _blobs(4, seed=23)
+    counted.engine.fail = True
+    inference = Inference(max_pixels=10**6, max_batch=64, threads=1)
+    try:
+        results = asyncio.run(_gather_one_by_one(inference, [*blobs, b"nonsense"], counted))
+        counted.engine.fail = False
+        after = asyncio.run(inference.predict_one(blobs[0], counted))
+    finally:
+        inference.close()
+    assert all(isinstance(r, RuntimeError) for r in results[:4])
+    assert isinstance(results[4], UnsupportedError)
+    assert after["predicted_class"] == _expected(counted, blobs[:1])[0]
+
+
+def test_coalesced_requests_of_two_models(counted: LoadedModel, loaded: LoadedModel) -> None:
+    """Requests that read different models (a reload in between) get their own model's
+    answer, one engine call per model."""
+    other = dataclasses.replace(loaded, engine=CountingEngine(loaded.engine), version="other")
+    blobs = _blobs(5, seed=24)
+    inference = Inference(max_pixels=10**6, max_batch=64, threads=1)
+    try:
+        results = inference.run_coalesced(
+            [(b, counted if i % 2 else other) for i, b in enumerate(blobs)]
+        )
+    finally:
+        inference.close()
+    assert [r["model_version"] for r in results] == ["other", counted.version] * 2 + ["other"]
+    assert counted.engine.calls == [2] and other.engine.calls == [3]
+
+
+def test_predict_batch_is_one_engine_call(counted: LoadedModel) -> None:
+    blobs = _blobs(5, seed=25)
+    expected = _expected(counted, blobs)
+    counted.engine.calls.clear()
+    inference = Inference(max_pixels=10**6, max_batch=64, threads=2)
+    try:
+        preds = asyncio.run(inference.predict_batch(blobs, counted))
+        assert [p["predicted_class"] for p in preds] == expected
+        assert counted.engine.calls == [5]
+        with pytest.raises(DecodeError):  # one bad image fails the batch
+            asyncio.run(inference.predict_batch([blobs[0], blobs[1][:50]], counted))
+    finally:
+        inference.close()
+
+
+def test_coalescer_respects_max_items_and_max_running() -> None:
+    batches: list[list[int]] = []
+
+    def work(items: list[int]) -> list[int | BaseException]:
+        batches.append(items)
+        return [ValueError(i) if i == 5 else i * 10 for i in items]
+
+    async def go() -> list[object]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as pool:
+            c: Coalescer[int, int] = Coalescer(pool, work, max_items=3, max_running=1)
+            return await asyncio.gather(*(c.submit(i) for i in range(8)), return_exceptions=True)
+
+    results = asyncio.run(go())
+    assert batches == [[0], [1, 2, 3], [4, 5, 6], [7]]
+    assert results[:5] == [0, 10, 20, 30, 40] and results[6:] == [60, 70]
+    assert isinstance(results[5], ValueError)
+
+
+def test_prediction_top5_and_softmax(loaded: LoadedModel) -> None:
+    from neonsign import preprocess
+    from neonsign._math import softmax
+
+    img = sign_like_images(1, seed=26)[0]
+    x = preprocess.preprocess_image(img)
+    probs = softmax(loaded.engine.predict(x[None]))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
+    pred = prediction(probs[0], "v")
+    cls, prob = loaded.engine.classify(x)
+    assert pred["predicted_class"] == int(cls) and pred["probability"] == float(prob)
+    assert [t["class_id"] for t in pred["top5"]] == list(np.argsort(-probs[0], kind="stable")[:5])
+
+
+# ---------------------------------------------------------------------------------------------
+# The API's error mapping and the app assembled from the router
+
+
+def test_api_error_mapping() -> None:
+    pytest.importorskip("fastapi")
+    from neonsign.app.serving.errors import api_error
+    from neonsign.errors import ResourceLimitError
+
+    cases = {
+        ResourceLimitError("big"): (413, "too_many_pixels"),
+        UnsupportedError("gif"): (415, "unsupported_media_type"),
+        DecodeError("bad"): (400, "decode_error"),
+        RuntimeError("boom"): (500, "internal_error"),
+    }
+    for exc, (status, kind) in cases.items():
+        err = api_error(exc)
+        assert (err.status, err.kind) == (status, kind) and err.detail
+
+
+def test_routes_are_mounted_from_the_router(tmp_path: Path) -> None:
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx")
+    from fastapi.testclient import TestClient
+
+    from neonsign.app.serving import create_app
+    from neonsign.app.serving.routes import router
+
+    model_dir = make_model_dir(tmp_path / "m", seed=5)
+    app = create_app(str(model_dir), threads=1, max_batch=2)
+    ours = {r.path for r in router.routes}  # type: ignore[attr-defined]
+    assert ours == {
+        "/predict",
+        "/predict/",
+        "/predict/batch",
+        "/healthz",
+        "/readyz",
+        "/model",
+        "/metrics",
+        "/admin/reload",
+        "/",
+        "/docs",
+    }
+    assert set(app.openapi()["paths"]) == ours - {"/predict/", "/", "/docs"}
+    with pytest.raises(ConfigError, match="not both"):
+        create_app(ServeConfig(model=str(model_dir)), threads=1)
+    png = _blobs(1, seed=27)[0]
+    with TestClient(app) as client:  # runs the lifespan: load and warm
+        assert client.get("/readyz").json()["status"] == "ready"
+        r = client.post("/predict", files={"file": ("a.png", png)})
+        assert (
+            r.status_code == 200 and r.json()["model_version"] == app.state.holder.current.version
+        )
+        files = [("files", (f"{i}.png", png)) for i in range(3)]
+        r = client.post("/predict/batch", files=files)
+        assert r.status_code == 413 and r.json()["error"] == "too_many_files"
+        metrics = client.get("/metrics").text
+        assert metric_value(metrics, "neonsign_errors_total", kind="too_many_files") == 1
+        assert metric_value(metrics, "neonsign_predictions_total") == 1
+        labels = {"route": "/predict/batch", "status": "413"}
+        assert metric_value(metrics, "neonsign_http_requests_total", **labels) == 1
