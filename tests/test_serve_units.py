@@ -198,6 +198,14 @@ def test_coalesced_errors_stay_with_their_request(counted: LoadedModel) -> None:
     good_results = [r for i, r in enumerate(results) if i not in (1, 3)]
     assert [r["predicted_class"] for r in good_results] == expected
     assert counted.engine.calls == [1, 5]  # the bad ones never reach the engine
+    # a bad request on its own (nothing else in its job)
+    inference = Inference(max_pixels=10**6, max_batch=64, threads=1)
+    try:
+        with pytest.raises(UnsupportedError):
+            asyncio.run(inference.predict_one(b"hello", counted))
+        assert isinstance(inference.run_coalesced([(b"", counted)])[0], UnsupportedError)
+    finally:
+        inference.close()
 
 
 def test_an_engine_failure_fails_its_group_only(counted: LoadedModel) -> None:

@@ -324,9 +324,11 @@ class Inference:
         groups: dict[int, list[tuple[int, Prepared]]] = {}
         for i, (data, model) in enumerate(items):
             try:
-                groups.setdefault(id(model), []).append((i, self.prepare(data, model)))
+                prepared = self.prepare(data, model)
             except Exception as exc:  # noqa: BLE001 - this request's own error
                 results[i] = exc
+                continue
+            groups.setdefault(id(model), []).append((i, prepared))
         for group in groups.values():
             model = items[group[0][0]][1]
             preds: Sequence[Prediction | BaseException]
