@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from . import _native
+from ._math import softmax
 from .artifacts import STATE_DICT_SHAPES, read_weights_file, validate_state_dict
 from .errors import ModelError, NeonsignValueError
 
@@ -202,9 +203,7 @@ class Engine:
         """
         logits = np.atleast_2d(self.predict(x))
         classes = np.argmax(logits, axis=1).astype(np.int64)
-        z = logits - logits.max(axis=1, keepdims=True)
-        e = np.exp(z, dtype=np.float32)
-        probs = (1.0 / e.sum(axis=1)).astype(np.float32)  # exp(max - max) = 1
+        probs = softmax(logits)[np.arange(len(classes)), classes]
         if np.ndim(x) == 3:
             return classes[0], probs[0]
         return classes, probs
