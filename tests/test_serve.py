@@ -599,6 +599,30 @@ def test_uvicorn_module_app_and_workers(model_dir: Path) -> None:
 
 
 @needs_subprocess
+def test_run_server_from_env(model_dir: Path) -> None:
+    """``run_server(ServeConfig.from_env(), ServerOptions.from_env())`` (what ``neonsign serve``
+    does) with two workers: each worker builds its app with the factory from the environment."""
+    png = encode(sign_like_images(1, seed=2)[0], "PNG")
+    port = free_port()
+    code = (
+        "from neonsign.app.serving import ServeConfig, ServerOptions, run_server; "
+        "run_server(ServeConfig.from_env(), ServerOptions.from_env())"
+    )
+    env = {
+        "NEONSIGN_MODEL": str(model_dir),
+        "NEONSIGN_HOST": "127.0.0.1",
+        "NEONSIGN_PORT": str(port),
+        "NEONSIGN_WORKERS": "2",
+        "NEONSIGN_MAX_BATCH": "2",
+        "NEONSIGN_LOG_LEVEL": "warning",
+    }
+    with running_server([sys.executable, "-c", code], port, env=env) as (base, _):
+        assert all(post_file(base, png).status_code == 200 for _ in range(6))
+        files = [("files", (f"{i}.png", png, "image/png")) for i in range(3)]
+        assert httpx.post(base + "/predict/batch", files=files).status_code == 413
+
+
+@needs_subprocess
 def test_coalesced_requests_fail_alone(server, model_dir: Path) -> None:
     """Bad images sent concurrently with good ones (so they share worker jobs) fail alone,
     and every good one gets its own image's prediction."""
