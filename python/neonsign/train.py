@@ -170,7 +170,8 @@ class _MlflowTracker:
             return
         self.mlflow = mlflow
         if not os.environ.get("MLFLOW_TRACKING_URI"):
-            from .app.registry import Registry  # SQLite beside the registry: MLflow 3 refuses ./mlruns
+            # SQLite beside the registry: MLflow 3 refuses ./mlruns
+            from .app.registry import Registry
 
             reg = Registry()
             mlflow.set_tracking_uri(reg.uri)

@@ -33,7 +33,10 @@ from ..artifacts import DEFAULT_PREPROCESSING
 from ..errors import NeonsignValueError, file_errors
 
 if TYPE_CHECKING:
+    from ..data import SplitMeta
     from ..profile_report import ProfileReport
+
+    Split = tuple[np.ndarray, np.ndarray, SplitMeta]
 
 __all__ = ["PROBE_RANDOM", "probe_set", "probe_parity", "gate"]
 
@@ -202,6 +205,26 @@ def _native_accuracy(
     return float(result["accuracy"])
 
 
+def _card_and_split(
+    model: str, data: str | os.PathLike[str], split: str, threads: int | None
+) -> tuple[dict[str, Any], Split]:
+    """The model's card and ``split`` of ``data`` loaded (uint8) as the card says."""
+    from ..artifacts import load_model
+    from ..data import load_split
+
+    _, card = load_model(model)
+    prep = card["preprocessing"]
+    loaded = load_split(
+        os.fspath(data),
+        split,
+        size=int(prep["size"]),
+        roi=bool(prep["roi"]),
+        dtype="uint8",
+        threads=threads,
+    )
+    return card, loaded
+
+
 def gate(
     candidate: str | os.PathLike[str],
     data: str | os.PathLike[str],
@@ -229,35 +252,22 @@ def gate(
             and split (reused instead of evaluating again when its data checksum matches).
         candidate_profile, champion_profile: profile report JSON files (native backend).
     """
-    from ..artifacts import load_model
-    from ..data import load_split
-
     _check_limits(min_accuracy, max_drop, fail_if_slower, max_logit_diff)
     candidate = os.fspath(candidate)
     champion_dir = _champion_dir(champion)
-    _, card = load_model(candidate)
+    card, (images, labels, meta) = _card_and_split(candidate, data, split, threads)
     prep = card["preprocessing"]
-    images, labels, meta = load_split(
-        os.fspath(data), split, size=int(prep["size"]), roi=bool(prep["roi"]), dtype="uint8", threads=threads
-    )
-    checksum = meta.checksum
-    cand = _reused_result(candidate_result, split, checksum)
-    acc = (
-        float(cand["accuracy"])
-        if cand is not None
-        else _native_accuracy(candidate, images, labels, split, threads)
-    )
-    champ_acc = (
-        None
-        if champion_dir is None
-        else _native_accuracy(champion_dir, images, labels, split, threads)
-    )
+    cand = _reused_result(candidate_result, split, meta.checksum)
+    if cand is not None:
+        acc = float(cand["accuracy"])
+    else:
+        acc = _native_accuracy(candidate, images, labels, split, threads)
+    champ_acc = None
+    if champion_dir is not None:
+        champ_acc = _native_accuracy(champion_dir, images, labels, split, threads)
     checks = _accuracy_checks(acc, champ_acc, split, min_accuracy, max_drop)
-    checks.append(
-        _latency(
-            candidate, champion_dir, fail_if_slower, candidate_profile, champion_profile, repeats
-        )
-    )
+    profiles = (candidate_profile, champion_profile)
+    checks.append(_latency(candidate, champion_dir, fail_if_slower, *profiles, repeats))
     probes = probe_set(images, prep["mean"], prep["std"])
     checks.append(probe_parity(candidate, probes, max_logit_diff))
     reasons = [f"{c['name']}: {c['detail']}" for c in checks if not c["passed"]]
@@ -276,7 +286,7 @@ def gate(
         "data": {
             "root": os.path.abspath(data),
             "split": split,
-            "data_checksum": checksum,
+            "data_checksum": meta.checksum,
             "n_images": int(len(labels)),
         },
     }
