@@ -59,7 +59,7 @@ def real_gtsrb_root() -> Path | None:
 
 @pytest.fixture(scope="session", autouse=True)
 def _registry_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """MLflow tracking/registry default (neonsign.registry.default_uri) in a temporary directory,
+    """MLflow tracking/registry default (neonsign.app.registry.default_uri) in a temporary directory,
     so no test writes ./registry (training tracks to MLflow whenever mlflow is installed)."""
     import os
 

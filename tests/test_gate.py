@@ -13,9 +13,9 @@ import pytest
 
 pytest.importorskip("torch", reason="the gate's parity check and training need PyTorch")
 
+from neonsign.app.gate import gate, probe_parity, probe_set  # noqa: E402
 from neonsign.artifacts import make_card, save_model  # noqa: E402
 from neonsign.errors import ModelError, NeonsignValueError  # noqa: E402
-from neonsign.gate import gate, probe_parity, probe_set  # noqa: E402
 from neonsign.profiler import random_state_dict  # noqa: E402
 
 

@@ -8,17 +8,18 @@ import pytest
 
 pytest.importorskip("torch")
 
-from neonsign import artifacts, mainjob  # noqa: E402
+from neonsign import artifacts  # noqa: E402
+from neonsign.app.pipeline import MAIN_JOB, run_main_job  # noqa: E402
 
 
 def test_main_job_runs_every_stage_and_never_overwrites(synth, tmp_path, capsys, monkeypatch):
     runs = tmp_path / "runs"
     step_summary = tmp_path / "step_summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
-    ctx = mainjob.run(data=synth, runs_dir=runs, epochs=1, threads=1, backend="torch", quiet=True)
-    run_dir = ctx["run_dir"]
+    ctx = run_main_job(data=synth, runs_dir=runs, epochs=1, threads=1, backend="torch", quiet=True)
+    run_dir = ctx.run_dir
     assert run_dir.parent == runs
-    assert set(ctx["stage_seconds"]) == {name for name, _ in mainjob.STAGES}
+    assert set(ctx.stage_seconds) == {stage.name for stage in MAIN_JOB}
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["split"] == "test" and summary["n_images"] == 86
     assert 0 <= summary["accuracy"] <= 1
@@ -28,8 +29,8 @@ def test_main_job_runs_every_stage_and_never_overwrites(synth, tmp_path, capsys,
     artifacts.load_model(run_dir / "model")
     out = capsys.readouterr().out
     assert "accuracy" in out and str(run_dir) in out
-    assert [n for n, _ in mainjob.STAGES][-4:] == ["test", "profile", "compare", "report"]
-    assert {"profile", "compare"} <= set(ctx["stage_seconds"])
+    assert [stage.name for stage in MAIN_JOB][-4:] == ["test", "profile", "compare", "report"]
+    assert {"profile", "compare"} <= set(ctx.stage_seconds)
 
     # profile: the trained model on held-out images, every available backend, one report
     from neonsign.backends import list_backends
@@ -68,5 +69,5 @@ def test_main_job_runs_every_stage_and_never_overwrites(synth, tmp_path, capsys,
     md = (run_dir / "summary.md").read_text()
     assert "## neonsign profile" in md and "## neonsign compare" in md and "accuracy" in md
     assert step_summary.read_text() == md + "\n"
-    ctx2 = mainjob.run(data=synth, runs_dir=runs, epochs=1, threads=1, backend="torch", quiet=True)
-    assert ctx2["run_dir"] != run_dir and (run_dir / "summary.json").exists()
+    ctx2 = run_main_job(data=synth, runs_dir=runs, epochs=1, threads=1, backend="torch", quiet=True)
+    assert ctx2.run_dir != run_dir and (run_dir / "summary.json").exists()

@@ -12,10 +12,10 @@ import pytest
 
 pytest.importorskip("mlflow", reason="mlflow not installed (pip install 'neonsign[mlflow]')")
 
+from neonsign.app.registry import Registry, parse_spec  # noqa: E402
 from neonsign.artifacts import make_card, save_model  # noqa: E402
 from neonsign.errors import ModelError, NeonsignValueError  # noqa: E402
 from neonsign.profiler import random_state_dict  # noqa: E402
-from neonsign.registry import Registry, parse_spec  # noqa: E402
 
 
 def make_model(path: Path, seed: int, accuracy: float) -> Path:
@@ -146,6 +146,6 @@ def test_cli(reg: Registry, two_versions: tuple[int, int]) -> None:
 
 
 def test_import_neonsign_does_not_import_mlflow() -> None:
-    code = "import sys, neonsign, neonsign.registry; print('mlflow' in sys.modules)"
+    code = "import sys, neonsign, neonsign.app.registry, neonsign.registry; print('mlflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr

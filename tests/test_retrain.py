@@ -16,8 +16,8 @@ pytest.importorskip(
     "prometheus_client", reason="retrain-check parses /metrics with prometheus_client"
 )
 
+from neonsign.app.retrain import parse_histograms, psi, retrain_check  # noqa: E402
 from neonsign.errors import ModelError, NeonsignValueError  # noqa: E402
-from neonsign.retrain import parse_histograms, psi, retrain_check  # noqa: E402
 
 
 def metrics_text(brightness: list[float], probs: list[float]) -> str:

@@ -157,7 +157,7 @@ class _MlflowTracker:
     """Logs params, per-epoch metrics and the model directory to MLflow when it is importable.
 
     Uses ``MLFLOW_TRACKING_URI`` when set, else the registry's local SQLite store
-    (:func:`neonsign.registry.default_uri`). A no-op otherwise.
+    (:func:`neonsign.app.registry.default_uri`). A no-op otherwise.
     """
 
     def __init__(self, enabled: bool) -> None:
@@ -170,7 +170,8 @@ class _MlflowTracker:
             return
         self.mlflow = mlflow
         if not os.environ.get("MLFLOW_TRACKING_URI"):
-            from .registry import Registry  # SQLite beside the registry: MLflow 3 refuses ./mlruns
+            # SQLite beside the registry: MLflow 3 refuses ./mlruns
+            from .app.registry import Registry
 
             reg = Registry()
             mlflow.set_tracking_uri(reg.uri)

@@ -61,7 +61,7 @@ def load_model_source(source: str) -> tuple[Mapping[str, np.ndarray], dict[str, 
     if sep and scheme in _LOADERS:
         return _LOADERS[scheme](source)
     if sep and scheme in ("models", "registry"):  # the model registry, resolved at each (re)load
-        from ...registry import load_from_registry
+        from ..registry import load_from_registry
 
         return load_from_registry(source)
     if sep and scheme == "file":

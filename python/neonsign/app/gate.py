@@ -1,0 +1,292 @@
+"""The validation gate: may a candidate model replace the champion? (``neonsign gate``)
+
+A candidate passes only if every check passes:
+
+``accuracy_floor``
+    its accuracy on the evaluation split is at least ``min_accuracy``;
+``accuracy_vs_champion``
+    it is not worse than the champion's accuracy on the same split by more than ``max_drop``
+    (absolute fraction; passes when there is no champion);
+``latency``
+    its native per-batch latency did not regress beyond ``fail_if_slower`` percent against the
+    champion's (:func:`neonsign.profile_report.compare` on native profiles, given as report
+    files or measured here side by side); passes when there is no champion;
+``probe_parity``
+    on a fixed probe set (seeded random inputs plus the first evaluation images) the native
+    engine and PyTorch agree: identical top-1 and max abs logit difference <= ``max_logit_diff``.
+
+The verdict is a JSON-ready dict (``accepted``, ``checks``, ``reasons``); the CLI writes it and
+exits 1 when the candidate is refused (the command line is in :mod:`neonsign.gate`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..artifacts import DEFAULT_PREPROCESSING
+from ..errors import NeonsignValueError, file_errors
+
+if TYPE_CHECKING:
+    from ..data import SplitMeta
+    from ..profile_report import ProfileReport
+
+    Split = tuple[np.ndarray, np.ndarray, SplitMeta]
+
+__all__ = ["PROBE_RANDOM", "probe_set", "probe_parity", "gate"]
+
+PROBE_RANDOM = 32  # seeded random inputs in the probe set
+PROBE_SEED = 20240  # fixed: the probe set is the same for every candidate
+
+
+def probe_set(
+    images: np.ndarray | None = None,
+    mean: Sequence[float] = tuple(DEFAULT_PREPROCESSING["mean"]),
+    std: Sequence[float] = tuple(DEFAULT_PREPROCESSING["std"]),
+    n_images: int = 32,
+) -> np.ndarray:
+    """The fixed probe set: float32 (N, 3, 32, 32), :data:`PROBE_RANDOM` seeded uniform inputs
+    in [-1, 1] followed by the first ``n_images`` of ``images`` (uint8 (M, 32, 32, 3), if given)
+    normalised with ``mean``/``std``."""
+    rng = np.random.default_rng(PROBE_SEED)
+    parts = [rng.uniform(-1.0, 1.0, (PROBE_RANDOM, 3, 32, 32)).astype(np.float32)]
+    if images is not None and len(images):
+        x = np.asarray(images[:n_images], dtype=np.float32) / np.float32(255.0)
+        x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+        parts.append(np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32))
+    return np.concatenate(parts)
+
+
+def probe_parity(
+    model: str | os.PathLike[str], probes: np.ndarray, max_logit_diff: float = 1e-3
+) -> dict[str, Any]:
+    """Native engine vs PyTorch on ``probes``: a check dict (``passed``, ``top1_mismatches``,
+    ``max_abs_logit_diff``, ``detail``). Without torch the check fails and says so."""
+    from ..evaluate import available_backends, make_predictor
+
+    if "torch" not in available_backends():
+        return {
+            "name": "probe_parity",
+            "passed": False,
+            "detail": "PyTorch is not installed: the native engine cannot be checked against it",
+        }
+    native = make_predictor(model, "native")(probes)
+    ref = make_predictor(model, "torch")(probes)
+    mism = int(np.count_nonzero(native.argmax(1) != ref.argmax(1)))
+    diff = float(np.max(np.abs(native.astype(np.float64) - ref)))
+    ok = mism == 0 and diff <= max_logit_diff
+    return {
+        "name": "probe_parity",
+        "passed": ok,
+        "n_probes": int(len(probes)),
+        "top1_mismatches": mism,
+        "max_abs_logit_diff": diff,
+        "limit": max_logit_diff,
+        "detail": f"native vs torch on {len(probes)} probes: {mism} top-1 mismatches, "
+        f"max |logit diff| {diff:.2e} (limit {max_logit_diff:g})",
+    }
+
+
+def _profile_report(path: str | None, model: str | None, repeats: int) -> ProfileReport:
+    """A native profile report: the file ``path`` if given, else ``model`` profiled here."""
+    from ..profile_report import ProfileReport
+    from ..profiler import profile
+
+    if path is not None:
+        return ProfileReport.load(path)
+    return profile(model, backends=["native"], repeats=repeats, aten=False)
+
+
+def _latency(
+    candidate: str,
+    champion: str | None,
+    fail_if_slower: float,
+    candidate_profile: str | None,
+    champion_profile: str | None,
+    repeats: int,
+) -> dict[str, Any]:
+    from ..profile_report import compare
+
+    if champion is None and champion_profile is None:
+        return {"name": "latency", "passed": True, "detail": "no champion: nothing to compare with"}
+    base = _profile_report(champion_profile, champion, repeats)
+    new = _profile_report(candidate_profile, candidate, repeats)
+    cmp = compare(base, new, backends=["native"], fail_if_slower=fail_if_slower)
+    return {
+        "name": "latency",
+        "passed": not cmp.failed,
+        "fail_if_slower_pct": fail_if_slower,
+        "regressions": cmp.regressions,
+        "mismatches": cmp.mismatches,
+        "detail": cmp.verdict(),
+    }
+
+
+def _check_limits(
+    min_accuracy: float, max_drop: float, fail_if_slower: float, max_logit_diff: float
+) -> None:
+    for name, v in (("min_accuracy", min_accuracy), ("max_drop", max_drop)):
+        if not 0.0 <= v <= 1.0:
+            raise NeonsignValueError(f"{name} must be a fraction in [0, 1], got {v}")
+    if fail_if_slower < 0 or max_logit_diff < 0:
+        raise NeonsignValueError("fail_if_slower and max_logit_diff must be >= 0")
+
+
+def _champion_dir(champion: str | None) -> str | None:
+    """The champion's model directory: ``champion`` itself, or what a registry spec resolves to."""
+    if not champion:
+        return None
+    if champion.startswith(("models:", "registry:")):
+        from .registry import resolve
+
+        return os.fspath(resolve(champion))
+    return champion
+
+
+def _reused_result(
+    path: str | os.PathLike[str] | None, split: str, checksum: str | None
+) -> dict[str, Any] | None:
+    """The candidate's saved test result when it was measured on this split of these data."""
+    if path is None:
+        return None
+    with file_errors("read the candidate result", path):
+        text = Path(path).read_text(encoding="utf-8")
+    try:
+        result = json.loads(text)
+    except ValueError as exc:
+        raise NeonsignValueError(f"candidate result {path}: not JSON: {exc}") from None
+    if not isinstance(result, dict) or "accuracy" not in result:
+        raise NeonsignValueError(f"candidate result {path}: not a `neonsign test --json` result")
+    if result.get("data_checksum") not in (None, checksum) or result.get("split") != split:
+        return None  # measured on other data: evaluate again
+    return result
+
+
+def _accuracy_checks(
+    acc: float, champ_acc: float | None, split: str, min_accuracy: float, max_drop: float
+) -> list[dict[str, Any]]:
+    """The accuracy floor and the comparison with the champion (passes without one)."""
+    floor = {
+        "name": "accuracy_floor",
+        "passed": acc >= min_accuracy,
+        "accuracy": acc,
+        "min_accuracy": min_accuracy,
+        "detail": f"accuracy {acc:.4f} on {split} {'>=' if acc >= min_accuracy else '<'} floor {min_accuracy:.4f}",
+    }
+    if champ_acc is None:
+        return [
+            floor,
+            {"name": "accuracy_vs_champion", "passed": True, "detail": "no champion yet"},
+        ]
+    vs = {
+        "name": "accuracy_vs_champion",
+        "passed": acc >= champ_acc - max_drop,
+        "accuracy": acc,
+        "champion_accuracy": champ_acc,
+        "max_drop": max_drop,
+        "detail": f"accuracy {acc:.4f} vs champion {champ_acc:.4f} (allowed drop {max_drop:.4f})",
+    }
+    return [floor, vs]
+
+
+def _native_accuracy(
+    model: str, images: np.ndarray, labels: np.ndarray, split: str, threads: int | None
+) -> float:
+    from ..evaluate import evaluate_arrays
+
+    result = evaluate_arrays(
+        model, images, labels, backend="native", threads=threads, profile=False, split=split
+    )
+    return float(result["accuracy"])
+
+
+def _card_and_split(
+    model: str, data: str | os.PathLike[str], split: str, threads: int | None
+) -> tuple[dict[str, Any], Split]:
+    """The model's card and ``split`` of ``data`` loaded (uint8) as the card says."""
+    from ..artifacts import load_model
+    from ..data import load_split
+
+    _, card = load_model(model)
+    prep = card["preprocessing"]
+    loaded = load_split(
+        os.fspath(data),
+        split,
+        size=int(prep["size"]),
+        roi=bool(prep["roi"]),
+        dtype="uint8",
+        threads=threads,
+    )
+    return card, loaded
+
+
+def gate(
+    candidate: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    *,
+    champion: str | None = None,
+    split: str = "test",
+    min_accuracy: float = 0.0,
+    max_drop: float = 0.01,
+    fail_if_slower: float = 25.0,
+    max_logit_diff: float = 1e-3,
+    candidate_result: str | os.PathLike[str] | None = None,
+    candidate_profile: str | None = None,
+    champion_profile: str | None = None,
+    repeats: int = 10,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Run the gate's checks (see the module doc) and return the verdict dict.
+
+    Args:
+        candidate: the candidate's model directory.
+        data: GTSRB root holding ``split`` (the evaluation split).
+        champion: the champion's model directory or a registry spec (``registry:champion``);
+            None when there is none yet.
+        candidate_result: a ``neonsign test --json`` result of the candidate on the same data
+            and split (reused instead of evaluating again when its data checksum matches).
+        candidate_profile, champion_profile: profile report JSON files (native backend).
+    """
+    _check_limits(min_accuracy, max_drop, fail_if_slower, max_logit_diff)
+    candidate = os.fspath(candidate)
+    champion_dir = _champion_dir(champion)
+    card, (images, labels, meta) = _card_and_split(candidate, data, split, threads)
+    prep = card["preprocessing"]
+    cand = _reused_result(candidate_result, split, meta.checksum)
+    if cand is not None:
+        acc = float(cand["accuracy"])
+    else:
+        acc = _native_accuracy(candidate, images, labels, split, threads)
+    champ_acc = None
+    if champion_dir is not None:
+        champ_acc = _native_accuracy(champion_dir, images, labels, split, threads)
+    checks = _accuracy_checks(acc, champ_acc, split, min_accuracy, max_drop)
+    profiles = (candidate_profile, champion_profile)
+    checks.append(_latency(candidate, champion_dir, fail_if_slower, *profiles, repeats))
+    probes = probe_set(images, prep["mean"], prep["std"])
+    checks.append(probe_parity(candidate, probes, max_logit_diff))
+    reasons = [f"{c['name']}: {c['detail']}" for c in checks if not c["passed"]]
+    return {
+        "accepted": not reasons,
+        "reasons": reasons,
+        "checks": checks,
+        "candidate": {
+            "model": os.path.abspath(candidate),
+            "weights_sha256": card.get("weights_sha256"),
+            "accuracy": acc,
+        },
+        "champion": None
+        if champion_dir is None
+        else {"spec": champion, "model": os.path.abspath(champion_dir), "accuracy": champ_acc},
+        "data": {
+            "root": os.path.abspath(data),
+            "split": split,
+            "data_checksum": meta.checksum,
+            "n_images": int(len(labels)),
+        },
+    }

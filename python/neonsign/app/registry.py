@@ -1,0 +1,432 @@
+"""Model registry on MLflow: register model directories, list, show, promote, roll back.
+
+A registered model (default name ``neonsign``) has numbered versions; each version is one model
+directory (``model.safetensors`` + ``model_card.json``) logged as the artifacts of an MLflow run
+whose params and tags hold the card's data checksum, code version and weights sha256 and whose
+metrics hold the card's metrics. Aliases (``champion``, ``challenger``, ...) point at versions;
+every alias move is appended to a registered-model tag ``neonsign.history.<alias>`` so that
+:meth:`Registry.rollback` can move it back.
+
+The store is MLflow's: a local SQLite database by default (``sqlite:///<dir>/mlflow.db`` with the
+artifacts in ``<dir>/artifacts``; ``<dir>`` is ``$NEONSIGN_REGISTRY`` or ``./registry``), or any
+MLflow tracking server given by URI (``--registry-uri`` / ``$MLFLOW_TRACKING_URI``).
+:func:`default_uri` is the one place that reads those two settings.
+
+Model specs understood by :func:`resolve` and by ``neonsign serve --model``:
+``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``registry:ALIAS`` and ``registry:VERSION``
+(default model name).
+
+mlflow is imported lazily (``pip install 'neonsign[mlflow]'``); importing this module does not
+need it, and ``import neonsign`` does not import this module. mlflow ships no type information:
+every call into it goes through :class:`_MlflowStore`, which returns plain typed values.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..artifacts import CARD_FILE, load_model
+from ..errors import ConfigError, ModelError, NeonsignValueError, file_errors, require
+
+__all__ = [
+    "DEFAULT_NAME",
+    "MLFLOW_URI_ENV",
+    "REGISTRY_DIR_ENV",
+    "ModelVersion",
+    "Registry",
+    "default_uri",
+    "load_from_registry",
+    "parse_spec",
+    "resolve",
+]
+
+DEFAULT_NAME = "neonsign"
+MLFLOW_URI_ENV = "MLFLOW_TRACKING_URI"
+REGISTRY_DIR_ENV = "NEONSIGN_REGISTRY"
+_HISTORY_TAG = "neonsign.history."
+_ALIAS_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+_SPEC_RE = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
+
+
+def default_uri() -> str:
+    """The registry URI when none is given: ``$MLFLOW_TRACKING_URI`` if set, else SQLite in
+    ``$NEONSIGN_REGISTRY`` (default ``./registry``; empty counts as unset).
+
+    Raises :class:`~neonsign.errors.ConfigError` when ``$NEONSIGN_REGISTRY`` names something
+    that is not a directory (the database and artifacts go inside it).
+    """
+    env = os.environ.get(MLFLOW_URI_ENV, "").strip()
+    if env:
+        return env
+    value = os.environ.get(REGISTRY_DIR_ENV, "")
+    root = Path(value or "registry").resolve()
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"{REGISTRY_DIR_ENV}={value!r}: {root} exists and is not a directory")
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+@dataclass(frozen=True)
+class _StoredVersion:
+    """What the registry reads of an MLflow model version."""
+
+    version: int
+    source: str
+    run_id: str | None
+    tags: dict[str, str]
+    created: int | None
+
+
+class _MissingError(LookupError):
+    """MLflow has no such registered model / version / alias (``code``: MLflow's error code)."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class _MlflowStore:
+    """The MLflow client calls the registry makes, typed; MLflow's "does not exist" errors
+    become :class:`_MissingError`."""
+
+    def __init__(self, uri: str) -> None:
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+
+        self.uri = uri
+        self.client: Any = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        self._error: type[Exception] = MlflowException
+
+    def _missing(self, exc: Exception) -> _MissingError:
+        return _MissingError(str(getattr(exc, "error_code", "RESOURCE_DOES_NOT_EXIST")))
+
+    def experiment_id(self, name: str, artifact_location: str | None) -> str:
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            return str(exp.experiment_id)
+        return str(self.client.create_experiment(name, artifact_location=artifact_location))
+
+    def registered_model(self, name: str) -> tuple[dict[str, str], dict[str, str]]:
+        """(aliases: alias -> version, tags) of a registered model."""
+        try:
+            rm = self.client.get_registered_model(name)
+        except self._error as exc:
+            raise self._missing(exc) from None
+        aliases = {str(a): str(v) for a, v in (rm.aliases or {}).items()}
+        return aliases, {str(k): str(v) for k, v in (rm.tags or {}).items()}
+
+    def create_registered_model(self, name: str, description: str) -> None:
+        self.client.create_registered_model(name, description=description)
+
+    def run_metrics(self, run_id: str) -> dict[str, float]:
+        return {str(k): float(v) for k, v in self.client.get_run(run_id).data.metrics.items()}
+
+    def create_run(
+        self, experiment_id: str, run_name: str, tags: dict[str, str]
+    ) -> tuple[str, str]:
+        """(run id, artifact URI) of a new run."""
+        run = self.client.create_run(experiment_id, run_name=run_name, tags=tags)
+        return str(run.info.run_id), str(run.info.artifact_uri)
+
+    def log_run(
+        self, run_id: str, params: dict[str, object], metrics: dict[str, float], artifacts: Path
+    ) -> None:
+        """Log params, metrics and a directory of artifacts (``model/``), then end the run
+        (FAILED, and the error re-raised, if any of it fails)."""
+        try:
+            for k, v in params.items():
+                self.client.log_param(run_id, k, v)
+            for k, m in metrics.items():
+                self.client.log_metric(run_id, k, m)
+            self.client.log_artifacts(run_id, os.fspath(artifacts), "model")
+            self.client.set_terminated(run_id)
+        except Exception:
+            self.client.set_terminated(run_id, status="FAILED")
+            raise
+
+    def create_version(self, name: str, source: str, run_id: str, tags: dict[str, str]) -> int:
+        return int(self.client.create_model_version(name, source, run_id=run_id, tags=tags).version)
+
+    def _stored(self, mv: Any) -> _StoredVersion:
+        created = mv.creation_timestamp
+        return _StoredVersion(
+            int(mv.version),
+            str(mv.source),
+            None if mv.run_id is None else str(mv.run_id),
+            {str(k): str(v) for k, v in (mv.tags or {}).items()},
+            None if created is None else int(created),
+        )
+
+    def versions(self, name: str) -> list[_StoredVersion]:
+        return [self._stored(m) for m in self.client.search_model_versions(f"name='{name}'")]
+
+    def version(
+        self, name: str, version: int | None = None, alias: str | None = None
+    ) -> _StoredVersion:
+        """A version by number, or by ``alias``."""
+        try:
+            if alias is not None:
+                return self._stored(self.client.get_model_version_by_alias(name, alias))
+            return self._stored(self.client.get_model_version(name, str(version)))
+        except self._error as exc:
+            raise self._missing(exc) from None
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        self.client.set_registered_model_alias(name, alias, str(version))
+
+    def set_model_tag(self, name: str, key: str, value: str) -> None:
+        self.client.set_registered_model_tag(name, key, value)
+
+    def download(self, source: str, dst: str | None) -> Path:
+        import mlflow
+
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=source, dst_path=dst, tracking_uri=self.uri
+        )
+        return Path(str(local))
+
+
+@dataclass
+class ModelVersion:
+    """One registered version: ``version`` (int), ``aliases``, ``source`` (artifact URI of the
+    model directory), ``run_id``, ``tags`` (weights_sha256, data_checksum, code_version, ...),
+    ``metrics`` (from the card) and ``created`` (UNIX ms)."""
+
+    name: str
+    version: int
+    aliases: list[str]
+    source: str
+    run_id: str | None
+    tags: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    created: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_alias(alias: str) -> str:
+    if not isinstance(alias, str) or not _ALIAS_RE.match(alias) or alias.isdigit():
+        raise NeonsignValueError(
+            f"alias {alias!r}: expected a name like 'champion' (letters, digits, _ or -)"
+        )
+    return alias
+
+
+def _flat_metrics(card: dict[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k, v in (card.get("metrics") or {}).items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[str(k)] = float(v)
+    return out
+
+
+class Registry:
+    """The MLflow Model Registry for neonsign models.
+
+    Args:
+        uri: MLflow tracking/registry URI (default :func:`default_uri`). For ``sqlite:///PATH``
+            the database directory is created and artifacts go to ``PATH``'s directory
+            ``/artifacts``.
+        name: registered model name.
+
+    Raises :class:`~neonsign.errors.MissingDependencyError` when mlflow is not installed.
+    """
+
+    def __init__(self, uri: str | None = None, name: str = DEFAULT_NAME) -> None:
+        require("mlflow", "mlflow", "the model registry")
+        self.uri = uri or default_uri()
+        self.name = name
+        self._artifact_root: str | None = None
+        if self.uri.startswith("sqlite:///"):
+            db = Path(self.uri[len("sqlite:///") :])
+            with file_errors("create the registry directory", db.parent):
+                db.parent.mkdir(parents=True, exist_ok=True)
+            self._artifact_root = (db.parent / "artifacts").resolve().as_uri()
+        self._store = _MlflowStore(self.uri)
+
+    @property
+    def client(self) -> Any:
+        """The underlying ``mlflow.MlflowClient``, for calls the registry does not wrap."""
+        return self._store.client
+
+    # -- helpers -------------------------------------------------------------------------------
+    def experiment_id(self) -> str:
+        """The MLflow experiment of this model name (created with artifacts beside a SQLite db)."""
+        return self._store.experiment_id(self.name, self._artifact_root)
+
+    def _ensure_model(self) -> None:
+        try:
+            self._store.registered_model(self.name)
+        except _MissingError:
+            self._store.create_registered_model(
+                self.name, "TrafficSignNet (GTSRB) model directories from neonsign"
+            )
+
+    def _aliases(self) -> dict[int, list[str]]:
+        """version -> aliases, from the registered model (search results may omit aliases)."""
+        try:
+            aliases, _ = self._store.registered_model(self.name)
+        except _MissingError:
+            return {}
+        out: dict[int, list[str]] = {}
+        for alias, version in aliases.items():
+            out.setdefault(int(version), []).append(alias)
+        return out
+
+    def _version(
+        self, mv: _StoredVersion, aliases: dict[int, list[str]] | None = None
+    ) -> ModelVersion:
+        metrics: dict[str, float] = {}
+        if mv.run_id:
+            try:
+                metrics = self._store.run_metrics(mv.run_id)
+            except Exception:  # noqa: BLE001 - a version whose run was deleted still lists
+                metrics = {}
+        names = (aliases if aliases is not None else self._aliases()).get(mv.version, [])
+        return ModelVersion(
+            self.name, mv.version, sorted(names), mv.source, mv.run_id, mv.tags, metrics, mv.created
+        )
+
+    def _history(self, alias: str) -> list[int]:
+        try:
+            _, tags = self._store.registered_model(self.name)
+        except _MissingError:
+            return []
+        try:
+            hist = json.loads(tags.get(_HISTORY_TAG + alias, "[]"))
+        except ValueError:
+            return []
+        return [int(v) for v in hist if isinstance(v, int)] if isinstance(hist, list) else []
+
+    # -- public API ----------------------------------------------------------------------------
+    def register(
+        self,
+        model_dir: str | os.PathLike[str],
+        *,
+        alias: str | None = None,
+        tags: dict[str, str] | None = None,
+        metrics: dict[str, float] | None = None,
+    ) -> ModelVersion:
+        """Register a model directory as a new version (its sha256 is verified first).
+
+        The card's metrics become run metrics; ``data_checksum``, ``code_version``,
+        ``weights_sha256``, epochs and seed become params and version tags. ``alias`` (e.g.
+        ``challenger``) is set on the new version; ``metrics`` (e.g. ``test_accuracy``) are
+        logged with the card's.
+        """
+        path = Path(model_dir)
+        _, card = load_model(path)  # raises ModelError on a bad / tampered directory
+        info = {
+            "weights_sha256": str(card.get("weights_sha256")),
+            "data_checksum": str(card.get("data_checksum")),
+            "code_version": str(card.get("code_version")),
+            "created": str(card.get("created")),
+            "source_dir": os.fspath(path.resolve()),
+        }
+        info.update(tags or {})
+        self._ensure_model()
+        run_id, artifact_uri = self._store.create_run(
+            self.experiment_id(), f"register-{path.name}", {"neonsign.kind": "register"}
+        )
+        params: dict[str, object] = {
+            k: info[k] for k in ("weights_sha256", "data_checksum", "code_version")
+        }
+        params.update({k: card[k] for k in ("epochs", "seed") if card.get(k) is not None})
+        self._store.log_run(run_id, params, {**_flat_metrics(card), **(metrics or {})}, path)
+        version = self._store.create_version(self.name, f"{artifact_uri}/model", run_id, info)
+        if alias:
+            self.promote(version, alias)
+        return self.show(version)
+
+    def list(self) -> list[ModelVersion]:
+        """Every version, newest first."""
+        aliases = self._aliases()
+        found = (self._version(m, aliases) for m in self._store.versions(self.name))
+        return sorted(found, key=lambda v: -v.version)
+
+    def show(self, ref: int | str) -> ModelVersion:
+        """A version by number or alias; raises :class:`ModelError` when there is none."""
+        try:
+            if isinstance(ref, int) or str(ref).isdigit():
+                mv = self._store.version(self.name, int(ref))
+            else:
+                mv = self._store.version(self.name, alias=_check_alias(str(ref)))
+        except _MissingError as exc:
+            raise ModelError(
+                f"registry {self.uri}: model {self.name!r} has no version {ref!r} ({exc.code})"
+            ) from None
+        return self._version(mv)
+
+    def promote(self, version: int | str, alias: str = "champion") -> ModelVersion:
+        """Point ``alias`` at ``version`` (a number or another alias) and record the move."""
+        alias = _check_alias(alias)
+        target = self.show(version)
+        hist = self._history(alias)
+        if not hist or hist[-1] != target.version:
+            hist.append(target.version)
+        self._store.set_alias(self.name, alias, target.version)
+        self._store.set_model_tag(self.name, _HISTORY_TAG + alias, json.dumps(hist[-100:]))
+        return self.show(target.version)
+
+    def rollback(self, alias: str = "champion") -> ModelVersion:
+        """Move ``alias`` back to the version it pointed at before the last promotion."""
+        alias = _check_alias(alias)
+        hist = self._history(alias)
+        if len(hist) < 2:
+            raise ModelError(
+                f"registry {self.uri}: alias {alias!r} of {self.name!r} has no "
+                f"earlier version to roll back to (history {hist})"
+            )
+        hist.pop()
+        self._store.set_alias(self.name, alias, hist[-1])
+        self._store.set_model_tag(self.name, _HISTORY_TAG + alias, json.dumps(hist))
+        return self.show(hist[-1])
+
+    def history(self, alias: str = "champion") -> builtins.list[int]:
+        """Versions ``alias`` has pointed at, oldest first (the last is the current one)."""
+        return self._history(_check_alias(alias))
+
+    def download(self, ref: int | str, dst: str | os.PathLike[str] | None = None) -> Path:
+        """A local model directory for version/alias ``ref`` (local artifact stores are used in
+        place; remote ones are downloaded into ``dst`` or a temporary directory)."""
+        mv = self.show(ref)
+        path = self._store.download(mv.source, None if dst is None else os.fspath(dst))
+        if not (path / CARD_FILE).is_file():
+            raise ModelError(
+                f"registry {self.uri}: version {mv.version} artifacts {mv.source} hold no {CARD_FILE}"
+            )
+        return path
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """``models:/NAME@ALIAS`` / ``models:/NAME/VERSION`` / ``registry:REF`` -> (name, ref)."""
+    if spec.startswith("registry:"):
+        ref = spec[len("registry:") :]
+        if not ref:
+            raise NeonsignValueError(
+                f"model spec {spec!r}: expected registry:ALIAS or registry:VERSION"
+            )
+        return DEFAULT_NAME, ref
+    m = _SPEC_RE.match(spec)
+    if not m:
+        raise NeonsignValueError(
+            f"model spec {spec!r}: expected models:/NAME@ALIAS, models:/NAME/VERSION or registry:REF"
+        )
+    return m["name"], m["alias"] or m["version"]
+
+
+def resolve(spec: str, uri: str | None = None) -> Path:
+    """The local model directory a registry spec points at now (see :func:`parse_spec`)."""
+    name, ref = parse_spec(spec)
+    return Registry(uri, name).download(ref)
+
+
+def load_from_registry(spec: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(state_dict, card)`` for a registry spec, sha256-verified (a model loader for serve)."""
+    return load_model(resolve(spec))
