@@ -446,3 +446,32 @@ def test_save_model_into_a_read_only_folder(tmp_path: Path) -> None:
     with _read_only(target), pytest.raises(PermissionError) as info:
         artifacts.save_model(target, _state_dict(), artifacts.make_card())
     assert_file_error(info.value, NeonsignPermissionError, target)
+
+
+def test_bad_cards_are_refused_before_writing(tmp_path: Path) -> None:
+    target = tmp_path / "m"
+    with pytest.raises(NeonsignValueError, match="JSON"):
+        artifacts.save_model(target, _state_dict(), artifacts.make_card(metrics={"acc": np.nan}))
+    with pytest.raises(NeonsignTypeError, match="object"):
+        artifacts.save_model(target, _state_dict(), artifacts.make_card(note=object()))
+    with pytest.raises(NeonsignTypeError, match="mapping"):
+        artifacts.save_model(target, _state_dict(), ["not", "a", "card"])  # type: ignore[arg-type]
+    assert not target.exists()
+
+
+# --------------------------------------------------------------------------------------------
+# other bad arguments
+
+
+def test_bad_seeds_and_download_settings(tmp_path: Path, synth_root: Path) -> None:
+    _, _, meta = data.load_split(synth_root, "train", dtype="uint8", limit=50)
+    with pytest.raises(NeonsignValueError, match="seed"):
+        data.track_split(meta, seed=-1)
+    with pytest.raises(NeonsignValueError, match="seed"):
+        synth.synthesize(tmp_path / "s", seed="x", **_SMALL)  # type: ignore[arg-type]
+    with pytest.raises(NeonsignValueError, match="size_range"):
+        synth.synthesize(tmp_path / "s", size_range=("a", "b"), **_SMALL)  # type: ignore[arg-type]
+    with pytest.raises(NeonsignValueError, match="retries"):
+        download.fetch("file:///nowhere", tmp_path / "x.zip", None, retries=-1)
+    with pytest.raises(NeonsignValueError, match="timeout"):
+        download.fetch("file:///nowhere", tmp_path / "x.zip", None, timeout=0)

@@ -31,7 +31,15 @@ from typing import Any, TypedDict
 import numpy as np
 from numpy.typing import NDArray
 
-from .errors import ModelError, ModelNotFoundError, file_errors, os_error, require
+from .errors import (
+    ModelError,
+    ModelNotFoundError,
+    NeonsignTypeError,
+    NeonsignValueError,
+    file_errors,
+    os_error,
+    require,
+)
 from .preprocess import DEFAULT_MEAN, DEFAULT_STD
 
 __all__ = [
@@ -248,7 +256,18 @@ def _json_default(obj: object) -> object:
         return obj.tolist()
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
-    raise TypeError(f"model card value of type {type(obj).__name__} is not JSON serialisable")
+    raise NeonsignTypeError(
+        f"model card value of type {type(obj).__name__} is not JSON serialisable"
+    )
+
+
+def _card_json(card: Mapping[str, Any]) -> str:
+    """The card as JSON text; NeonsignTypeError / NeonsignValueError for values JSON cannot hold
+    (objects, NaN, infinity)."""
+    try:
+        return json.dumps(card, indent=2, sort_keys=True, default=_json_default, allow_nan=False)
+    except ValueError as exc:  # NaN or infinity (allow_nan=False), a circular reference
+        raise NeonsignValueError(f"model card cannot be written as JSON: {exc}") from None
 
 
 def _atomic_write(path: Path, write: Callable[[str], object]) -> None:
@@ -285,6 +304,7 @@ def save_model(
 
     Raises:
         ModelError: bad tensors, or a directory that exists and may not be replaced.
+        NeonsignTypeError / NeonsignValueError: a card that JSON cannot hold (NaN, objects).
         NeonsignOSError subclasses (NeonsignPermissionError, DiskFullError, ...): the directory
             or a file in it cannot be created or written; the message names it.
     """
@@ -300,15 +320,18 @@ def save_model(
                 "it (pass overwrite=True, or --force on the command line)"
             )
     tensors = validate_state_dict(state_dict)
+    if not isinstance(card, Mapping):
+        raise NeonsignTypeError(f"card must be a mapping, got {type(card).__name__}")
     card_out = dict(card)
     card_out["schema_version"] = SCHEMA_VERSION
     card_out.setdefault("preprocessing", {**DEFAULT_PREPROCESSING})
+    _card_json(card_out)  # refuse a card JSON cannot hold before writing anything
     with file_errors("create the model directory", path):
         path.mkdir(parents=True, exist_ok=True)
     weights = path / WEIGHTS_FILE
     _atomic_write(weights, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
     card_out["weights_sha256"] = sha256_file(weights)
-    text = json.dumps(card_out, indent=2, sort_keys=True, default=_json_default, allow_nan=False)
+    text = _card_json(card_out)
     _atomic_write(path / CARD_FILE, lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
     return path
 

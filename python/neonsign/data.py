@@ -655,8 +655,8 @@ def track_split(
         ``(train_idx, val_idx)``: sorted int64 row indices, disjoint, together covering every row.
 
     Raises:
-        NeonsignValueError: ``val_fraction`` outside [0, 1), or ``meta`` has no track ids (the
-            test split).
+        NeonsignValueError: ``val_fraction`` outside [0, 1), a bad ``seed``, or ``meta`` has no
+            track ids (the test split).
     """
     if not isinstance(val_fraction, (int, float)) or not 0.0 <= float(val_fraction) < 1.0:
         raise NeonsignValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
@@ -665,6 +665,8 @@ def track_split(
         raise NeonsignValueError(
             f"the {meta.split} split has no track ids (only training files named TTTTT_IIIII.ppm do)"
         )
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise NeonsignValueError(f"seed must be a non-negative int, got {seed!r}")
     rng = np.random.default_rng(seed)
     # Key each row by (class, track); rows without a track get a unique negative key.
     groups: dict[int, dict[int, list[int]]] = {}

@@ -171,11 +171,16 @@ def fetch(
     ``retries`` times within this call; after that the ``.part`` stays for the next call.
 
     Raises:
+        NeonsignValueError: a bad ``retries`` or ``timeout``.
         DownloadError: HTTP error, network error, or the transfer kept being interrupted.
         ChecksumError: the complete file's md5 is not ``md5`` (the ``.part`` is deleted).
         NeonsignOSError subclasses (DiskFullError, NeonsignPermissionError, ...): ``dest`` or its
             folder cannot be written; the message names the file.
     """
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise NeonsignValueError(f"retries must be a non-negative int, got {retries!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise NeonsignValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
     dest = Path(dest)
     with file_errors("inspect", dest):
         if dest.exists() and (md5 is None or _md5(dest) == md5):

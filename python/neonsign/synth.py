@@ -643,6 +643,8 @@ def synthesize(
     for name, v in (("n_per_class", n_per_class), ("images_per_track", images_per_track)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise NeonsignValueError(f"{name} must be a positive int, got {v!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise NeonsignValueError(f"seed must be a non-negative int, got {seed!r}")
     try:
         lo, hi = (int(v) for v in size_range)
     except (TypeError, ValueError):
