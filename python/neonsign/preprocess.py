@@ -84,7 +84,7 @@ _MAX_CSV_BYTES = 1 << 28
 
 _limits = {"max_pixels": _DEFAULT_MAX_PIXELS, "max_file_bytes": _DEFAULT_MAX_FILE_BYTES}
 
-_CsvRow = tuple[str, int, int, Roi, "int | None"]
+_CsvRow = tuple[str, int, int, Roi, int | None]
 
 
 class _PreprocessCore(Protocol):
@@ -123,6 +123,9 @@ class _PreprocessCore(Protocol):
     ) -> tuple[ImageF32 | ImageU8, NDArray[np.bool_], list[tuple[int, str]]]: ...
 
 
+# The extension has no stub yet (mypy sees an untyped module): the cast gives its calls the
+# types above. Once ``_native.pyi`` exists, ``_core: _PreprocessCore = _native`` lets mypy check
+# the stub against this Protocol.
 _core = cast(_PreprocessCore, _native)
 
 
