@@ -112,12 +112,13 @@ def test_read_annotations_file(tmp_path):
     bad.write_text(TRAIN + "a.ppm;30;30;1;1;5;5;z\n")
     with pytest.raises(errors.AnnotationError, match=r"GT-00002.csv: line 4, field ClassId"):
         pp.read_annotations(bad)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="nope.csv") as info:
         pp.read_annotations(tmp_path / "nope.csv")
+    assert isinstance(info.value, errors.NeonsignFileNotFoundError)
 
 
 def test_parse_rejects_str():
-    with pytest.raises(TypeError):
+    with pytest.raises(errors.NeonsignTypeError):
         pp.parse_annotations(TRAIN, "x")  # type: ignore[arg-type]
 
 

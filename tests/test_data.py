@@ -13,7 +13,13 @@ from PIL import Image
 
 from conftest import SYNTH_PER_CLASS, SYNTH_PER_TRACK, SYNTH_TEST, real_gtsrb_root
 from neonsign import cli, data
-from neonsign.errors import AnnotationError, DatasetNotFoundError, DecodeError, NeonsignValueError
+from neonsign.errors import (
+    AnnotationError,
+    DatasetNotFoundError,
+    DecodeError,
+    NeonsignFileNotFoundError,
+    NeonsignValueError,
+)
 
 N_TRAIN = 43 * SYNTH_PER_CLASS
 
@@ -346,6 +352,7 @@ def test_missing_file_listed_in_csv(synth_root: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError) as exc:
         data.load_split(root, "train", dtype="uint8")
     assert "00000_00004.ppm" in str(exc.value)
+    assert isinstance(exc.value, NeonsignFileNotFoundError)
     _, _, meta = data.load_split(root, "train", dtype="uint8", skip_bad=True)
     assert [Path(p) for _, p, _ in meta.errors] == [gone]
 

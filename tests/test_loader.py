@@ -142,8 +142,9 @@ def test_first_bad_file_raises_naming_it(dir_with_corrupt):
 
 def test_missing_file_raises_file_not_found(dir_with_corrupt):
     paths = dir_with_corrupt[:3] + [dir_with_corrupt[0].parent / "gone.ppm"]
-    with pytest.raises(FileNotFoundError, match="gone.ppm"):
+    with pytest.raises(FileNotFoundError, match="gone.ppm") as info:
         pp.load_images(paths)
+    assert isinstance(info.value, errors.NeonsignFileNotFoundError)
 
 
 def test_skip_bad_lists_failures(dir_with_corrupt):
@@ -194,11 +195,11 @@ def test_empty_list_and_bad_arguments(split):
         pp.load_images(paths, threads=0)
     with pytest.raises(errors.NeonsignValueError):
         pp.load_images(paths, size=0)
-    with pytest.raises(TypeError):
+    with pytest.raises(errors.NeonsignTypeError):
         pp.load_images(str(paths[0]))
-    with pytest.raises(ValueError, match="null"):
+    with pytest.raises(errors.NeonsignValueError, match="null"):
         pp.load_images(["a\0b.ppm"])
-    with pytest.raises(TypeError):
+    with pytest.raises(errors.NeonsignTypeError):
         pp.load_images([paths[0], 42])  # type: ignore[list-item]
 
 

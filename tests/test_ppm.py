@@ -172,10 +172,12 @@ def test_read_ppm_names_the_path(tmp_path):
     bad.write_bytes(b"P6\n5 5\n255\n\0")
     with pytest.raises(errors.DecodeError, match="bad.ppm.*truncated"):
         pp.read_ppm(bad)
-    with pytest.raises(FileNotFoundError, match="missing.ppm"):
+    with pytest.raises(FileNotFoundError, match="missing.ppm") as info:
         pp.read_ppm(tmp_path / "missing.ppm")
-    with pytest.raises(IsADirectoryError):
+    assert isinstance(info.value, errors.NeonsignFileNotFoundError)
+    with pytest.raises(IsADirectoryError) as info:
         pp.read_ppm(tmp_path)
+    assert isinstance(info.value, errors.NeonsignIsADirectoryError)
 
 
 def test_read_ppm_file_size_limit(tmp_path):

@@ -110,11 +110,11 @@ def test_non_contiguous_input_is_accepted():
         (np.zeros((4, 4, 3), np.uint8), 0, None, errors.NeonsignValueError),
         (np.zeros((4, 4, 3), np.uint8), (2, -1), None, errors.NeonsignValueError),
         (np.zeros((4, 4, 3), np.uint8), "big", None, errors.NeonsignValueError),
-        (np.zeros((4, 4, 3), np.uint8), 2, (0, 0, 4, 3), ValueError),
-        (np.zeros((4, 4, 3), np.uint8), 2, (2, 0, 1, 3), ValueError),
-        (np.zeros((4, 4, 3), np.uint8), 2, (-1, 0, 1, 3), ValueError),
+        (np.zeros((4, 4, 3), np.uint8), 2, (0, 0, 4, 3), errors.NeonsignValueError),
+        (np.zeros((4, 4, 3), np.uint8), 2, (2, 0, 1, 3), errors.NeonsignValueError),
+        (np.zeros((4, 4, 3), np.uint8), 2, (-1, 0, 1, 3), errors.NeonsignValueError),
         (np.zeros((4, 4, 3), np.uint8), 2, (0, 0, 1), errors.NeonsignValueError),
-        ([[1, 2, 3]], 2, None, TypeError),
+        ([[1, 2, 3]], 2, None, errors.NeonsignTypeError),
     ],
 )
 def test_bad_arguments(image, size, roi, exc):

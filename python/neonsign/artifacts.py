@@ -23,14 +23,24 @@ import os
 import platform
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
+from numpy.typing import NDArray
 
-from .errors import ModelError
+from .errors import (
+    ModelError,
+    ModelNotFoundError,
+    NeonsignTypeError,
+    NeonsignValueError,
+    file_errors,
+    os_error,
+    require,
+)
+from .preprocess import DEFAULT_MEAN, DEFAULT_STD
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -39,6 +49,7 @@ __all__ = [
     "NUM_CLASSES",
     "STATE_DICT_SHAPES",
     "DEFAULT_PREPROCESSING",
+    "Preprocessing",
     "validate_state_dict",
     "sha256_file",
     "code_version",
@@ -69,12 +80,24 @@ STATE_DICT_SHAPES: dict[str, tuple[int, ...]] = {
     "fc2.bias": (NUM_CLASSES,),
 }
 
+
+class Preprocessing(TypedDict):
+    """A model card's ``preprocessing`` section: how images must be prepared for the model."""
+
+    size: int
+    roi: bool
+    mean: list[float]
+    std: list[float]
+    dtype: str
+    layout: str
+
+
 #: The learning path's preprocessing: whole image resized to 32x32, Normalize(0.5, 0.5).
-DEFAULT_PREPROCESSING: dict[str, Any] = {
+DEFAULT_PREPROCESSING: Preprocessing = {
     "size": 32,
     "roi": False,
-    "mean": [0.5, 0.5, 0.5],
-    "std": [0.5, 0.5, 0.5],
+    "mean": list(DEFAULT_MEAN),
+    "std": list(DEFAULT_STD),
     "dtype": "float32",
     "layout": "NCHW",
 }
@@ -84,7 +107,7 @@ _PREPROCESSING_REQUIRED = ("size", "roi", "mean", "std", "dtype")
 _PACKAGES = ("neonsign", "numpy", "torch", "safetensors", "pillow")
 
 
-def _to_numpy(value: Any, name: str, source: str) -> np.ndarray:
+def _to_numpy(value: Any, name: str, source: str) -> NDArray[np.float32]:
     """A float32 C-contiguous copy of a NumPy array or a torch tensor (duck-typed, no import;
     half and bfloat16 tensors are widened to float32)."""
     if hasattr(value, "detach"):  # torch.Tensor without importing torch
@@ -108,7 +131,7 @@ def _to_numpy(value: Any, name: str, source: str) -> np.ndarray:
 _KEY_PREFIXES = ("module.", "_orig_mod.")  # DataParallel / DistributedDataParallel, torch.compile
 
 
-def _strip_prefixes(key: Any) -> Any:
+def _strip_prefixes(key: object) -> object:
     while isinstance(key, str) and key.startswith(_KEY_PREFIXES):
         key = key.split(".", 1)[1]
     return key
@@ -116,7 +139,7 @@ def _strip_prefixes(key: Any) -> Any:
 
 def validate_state_dict(
     state_dict: Mapping[str, Any], source: str = "state_dict"
-) -> dict[str, np.ndarray]:
+) -> dict[str, NDArray[np.float32]]:
     """Check a TrafficSignNet state_dict and return it as float32 NumPy arrays.
 
     The one validator of weights: used by :func:`save_model`, :func:`load_model`, the profiler
@@ -137,7 +160,7 @@ def validate_state_dict(
             f"{source}: not a TrafficSignNet state_dict (missing {', '.join(missing) or 'none'}; "
             f"unexpected {', '.join(unexpected) or 'none'})"
         )
-    out: dict[str, np.ndarray] = {}
+    out: dict[str, NDArray[np.float32]] = {}
     for name, shape in STATE_DICT_SHAPES.items():
         arr = _to_numpy(items[name], name, source)
         if arr.shape != shape:
@@ -151,9 +174,9 @@ def validate_state_dict(
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file's bytes."""
+    """Hex sha256 of a file's bytes (a NeonsignOSError subclass naming the file if unreadable)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with file_errors("read", path), open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -206,7 +229,7 @@ def make_card(
     ``weights_sha256`` is added by :func:`save_model`. ``preprocessing`` defaults to the learning
     path's (:data:`DEFAULT_PREPROCESSING`); given keys override the defaults.
     """
-    prep = dict(DEFAULT_PREPROCESSING)
+    prep: dict[str, Any] = {**DEFAULT_PREPROCESSING}
     prep.update(preprocessing or {})
     card: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -226,27 +249,43 @@ def make_card(
     return card
 
 
-def _json_default(obj: Any) -> Any:
+def _json_default(obj: object) -> object:
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
-    raise TypeError(f"model card value of type {type(obj).__name__} is not JSON serialisable")
+    raise NeonsignTypeError(
+        f"model card value of type {type(obj).__name__} is not JSON serialisable"
+    )
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write through ``write(tmp_path)`` into a temporary file beside ``path``, then rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
+def _card_json(card: Mapping[str, Any]) -> str:
+    """The card as JSON text; NeonsignTypeError / NeonsignValueError for values JSON cannot hold
+    (objects, NaN, infinity)."""
     try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        return json.dumps(card, indent=2, sort_keys=True, default=_json_default, allow_nan=False)
+    except ValueError as exc:  # NaN or infinity (allow_nan=False), a circular reference
+        raise NeonsignValueError(f"model card cannot be written as JSON: {exc}") from None
+
+
+def _atomic_write(path: Path, write: Callable[[str], object]) -> None:
+    """Write through ``write(tmp_path)`` into a temporary file beside ``path``, then rename.
+
+    An OSError (read-only folder, full disk, ...) becomes the matching NeonsignOSError subclass
+    naming ``path``; the temporary file is removed.
+    """
+    with file_errors("write", path):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        os.close(fd)
+        try:
+            write(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
 
 
 def save_model(
@@ -262,26 +301,37 @@ def save_model(
     float32. ``card``: typically from :func:`make_card`; ``weights_sha256`` and
     ``schema_version`` are set here. An existing non-empty directory raises :class:`ModelError`
     unless ``overwrite=True`` (then the two files are replaced, each atomically).
+
+    Raises:
+        ModelError: bad tensors, or a directory that exists and may not be replaced.
+        NeonsignTypeError / NeonsignValueError: a card that JSON cannot hold (NaN, objects).
+        NeonsignOSError subclasses (NeonsignPermissionError, DiskFullError, ...): the directory
+            or a file in it cannot be created or written; the message names it.
     """
     from safetensors.numpy import save_file
 
     path = Path(directory)
-    if path.exists() and not path.is_dir():
-        raise ModelError(f"model directory {path} exists and is not a directory")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise ModelError(
-            f"model directory {path} already exists and is not empty; refusing to overwrite it "
-            "(pass overwrite=True, or --force on the command line)"
-        )
+    with file_errors("inspect the model directory", path):
+        if path.exists() and not path.is_dir():
+            raise ModelError(f"model directory {path} exists and is not a directory")
+        if path.is_dir() and any(path.iterdir()) and not overwrite:
+            raise ModelError(
+                f"model directory {path} already exists and is not empty; refusing to overwrite "
+                "it (pass overwrite=True, or --force on the command line)"
+            )
     tensors = validate_state_dict(state_dict)
+    if not isinstance(card, Mapping):
+        raise NeonsignTypeError(f"card must be a mapping, got {type(card).__name__}")
     card_out = dict(card)
     card_out["schema_version"] = SCHEMA_VERSION
-    card_out.setdefault("preprocessing", dict(DEFAULT_PREPROCESSING))
-    path.mkdir(parents=True, exist_ok=True)
+    card_out.setdefault("preprocessing", {**DEFAULT_PREPROCESSING})
+    _card_json(card_out)  # refuse a card JSON cannot hold before writing anything
+    with file_errors("create the model directory", path):
+        path.mkdir(parents=True, exist_ok=True)
     weights = path / WEIGHTS_FILE
     _atomic_write(weights, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
     card_out["weights_sha256"] = sha256_file(weights)
-    text = json.dumps(card_out, indent=2, sort_keys=True, default=_json_default, allow_nan=False)
+    text = _card_json(card_out)
     _atomic_write(path / CARD_FILE, lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
     return path
 
@@ -290,8 +340,12 @@ def _read_card(card_path: Path) -> dict[str, Any]:
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ModelError(f"model card {card_path} not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelNotFoundError(
+            f"model card {card_path} not found", filename=str(card_path)
+        ) from None
+    except OSError as exc:  # permission, a directory in its place, an I/O error
+        raise os_error(exc, "read the model card", card_path) from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelError(f"model card {card_path} is unreadable: {exc}") from None
     if not isinstance(card, dict):
         raise ModelError(f"model card {card_path}: expected a JSON object")
@@ -311,22 +365,31 @@ def _read_card(card_path: Path) -> dict[str, Any]:
     return card
 
 
-def load_model(directory: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def load_model(
+    directory: str | os.PathLike[str],
+) -> tuple[dict[str, NDArray[np.float32]], dict[str, Any]]:
     """Read a model directory: (state_dict as float32 NumPy arrays, model card).
 
     Verifies the sha256 of ``model.safetensors`` against the card and the tensors against
     TrafficSignNet; raises :class:`ModelError` (naming the file) when anything is missing,
-    malformed or tampered with.
+    malformed or tampered with: :class:`~neonsign.errors.ModelNotFoundError` (also a
+    FileNotFoundError) for a missing directory, card or weights file. A card or weights file
+    that cannot be read raises the matching NeonsignOSError subclass.
+
+    The card stays a ``dict``: besides the fields :func:`make_card` writes it holds whatever
+    the caller added (metrics, hyperparameters, extra keys); ``card["preprocessing"]`` has the
+    shape of :class:`Preprocessing`.
     """
     path = Path(directory)
     if not path.is_dir():
-        raise ModelError(
-            f"model directory {path} not found (expected {WEIGHTS_FILE} + {CARD_FILE} in it)"
+        raise ModelNotFoundError(
+            f"model directory {path} not found (expected {WEIGHTS_FILE} + {CARD_FILE} in it)",
+            filename=str(path),
         )
     card = _read_card(path / CARD_FILE)
     weights = path / WEIGHTS_FILE
     if not weights.is_file():
-        raise ModelError(f"weights file {weights} not found")
+        raise ModelNotFoundError(f"weights file {weights} not found", filename=str(weights))
     digest = sha256_file(weights)
     if digest != card["weights_sha256"]:
         raise ModelError(
@@ -351,7 +414,11 @@ def _read_pth(pth_path: str | os.PathLike[str]) -> Mapping[str, Any]:
     try:
         obj = torch.load(os.fspath(pth_path), map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise ModelError(f".pth file {pth_path} not found") from None
+        raise ModelNotFoundError(
+            f".pth file {pth_path} not found", filename=os.fspath(pth_path)
+        ) from None
+    except OSError as exc:  # permission, a directory in its place, an I/O error
+        raise os_error(exc, "read the .pth file", pth_path) from exc
     except Exception as exc:  # torch raises many types for corrupt or unsafe pickles
         raise ModelError(
             f".pth file {pth_path} could not be loaded as a state_dict: {exc}"
@@ -382,12 +449,14 @@ def read_weights_file(path: str | os.PathLike[str]) -> Mapping[str, Any]:
     try:
         return load_file(p)
     except FileNotFoundError:
-        raise ModelError(f"weights file {p} not found") from None
-    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelNotFoundError(f"weights file {p} not found", filename=str(p)) from None
+    except OSError as exc:  # permission, a directory in its place, an I/O error
+        raise os_error(exc, "read the weights file", p) from exc
+    except (SafetensorError, ValueError) as exc:
         raise ModelError(f"weights file {p} is not valid safetensors: {exc}") from None
 
 
-def load_weights_file(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+def load_weights_file(path: str | os.PathLike[str]) -> dict[str, NDArray[np.float32]]:
     """TrafficSignNet weights (float32 NumPy arrays, validated by :func:`validate_state_dict`)
     from a bare ``.safetensors``, ``.pth`` or ``.pt`` file (see :func:`read_weights_file`). No
     model card, no checksum: use :func:`load_model` for model directories."""
@@ -416,7 +485,9 @@ def export_pth(
     directory: str | os.PathLike[str], pth_path: str | os.PathLike[str], *, overwrite: bool = False
 ) -> Path:
     """Write a model directory's weights as a learning-path ``.pth`` (``torch.save`` of the
-    state_dict), loadable with ``TrafficSignNet().load_state_dict(torch.load(p, weights_only=True))``."""
+    state_dict), loadable with ``TrafficSignNet().load_state_dict(torch.load(p, weights_only=True))``.
+    Needs PyTorch (MissingDependencyError naming the ``torch`` extra otherwise)."""
+    require("torch", "torch", "writing a .pth file")
     import torch
 
     out = Path(pth_path)

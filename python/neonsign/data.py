@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import json
 import re
@@ -27,11 +28,20 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict, cast, overload
 
 import numpy as np
+from numpy.typing import NDArray
 
-from .errors import AnnotationError, DatasetNotFoundError, NeonsignValueError
+from . import preprocess
+from .errors import (
+    AnnotationError,
+    DatasetNotFoundError,
+    NeonsignNotADirectoryError,
+    NeonsignValueError,
+    file_errors,
+)
+from .preprocess import DEFAULT_MEAN, DEFAULT_STD, Annotation, ImageF32, ImageU8
 
 __all__ = [
     "CLASS_NAMES",
@@ -153,6 +163,15 @@ class SplitSpec:
     labels_csv: Path | None = None
 
 
+class SizeStats(TypedDict):
+    """min / median / mean / max of the original image widths or heights."""
+
+    min: float
+    median: float
+    mean: float
+    max: float
+
+
 @dataclass
 class SplitMeta:
     """Everything :func:`load_split` knows about the images it returned, row for row.
@@ -182,15 +201,15 @@ class SplitMeta:
     layout: str
     root: Path
     paths: tuple[Path, ...]
-    labels: np.ndarray
+    labels: NDArray[np.int64]
     track_ids: tuple[int | None, ...]
-    widths: np.ndarray
-    heights: np.ndarray
-    rois: np.ndarray
+    widths: NDArray[np.int64]
+    heights: NDArray[np.int64]
+    rois: NDArray[np.int64]
     size: int
     roi: bool
     checksum: str
-    class_counts: np.ndarray
+    class_counts: NDArray[np.int64]
     errors: list[tuple[int, str, str]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -198,7 +217,8 @@ class SplitMeta:
         return len(self.paths)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable summary (no per-image arrays)."""
+        """A JSON-serialisable summary (no per-image arrays). A plain dict: callers add their
+        own keys to it (``data info`` adds ``images_per_second``)."""
         return {
             "split": self.split,
             "layout": self.layout,
@@ -222,7 +242,7 @@ class SplitMeta:
         }
 
 
-def _stats(values: np.ndarray) -> dict[str, float]:
+def _stats(values: NDArray[np.int64]) -> SizeStats:
     if values.size == 0:
         return {"min": 0, "median": 0, "mean": 0, "max": 0}
     return {
@@ -238,9 +258,15 @@ def _stats(values: np.ndarray) -> dict[str, float]:
 
 
 def _class_dirs(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.is_dir() and _CLASS_DIR_RE.match(p.name))
+    with file_errors("list the folder", folder):
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.iterdir() if p.is_dir() and _CLASS_DIR_RE.match(p.name))
+
+
+def _has_ppm(folder: Path) -> bool:
+    with file_errors("list the folder", folder):
+        return folder.is_dir() and any(p.suffix.lower() == ".ppm" for p in folder.iterdir())
 
 
 def _find_test_labels(images_dir: Path, root: Path) -> tuple[Path | None, list[Path]]:
@@ -251,7 +277,9 @@ def _find_test_labels(images_dir: Path, root: Path) -> tuple[Path | None, list[P
     while True:
         candidate = folder / TEST_LABELS_CSV
         looked.append(candidate)
-        if candidate.is_file():
+        with file_errors("look for the labels file", candidate):
+            found = candidate.is_file()
+        if found:
             return candidate, looked
         if folder.resolve() == root or folder.parent == folder:
             return None, looked
@@ -277,11 +305,20 @@ def find_split(root: str | Path, split: str = "train") -> SplitSpec:
     Raises:
         NeonsignValueError: ``split`` is not ``"train"`` or ``"test"``.
         DatasetNotFoundError: nothing matched; the message lists every place looked.
+        NeonsignNotADirectoryError: ``root`` is a file.
+        NeonsignOSError subclasses (e.g. NeonsignPermissionError): a folder cannot be listed;
+            the message names it.
     """
     if split not in SPLITS:
         raise NeonsignValueError(f"split must be one of {SPLITS}, got {split!r}")
     root = Path(root).expanduser()
-    if not root.is_dir():
+    with file_errors("open the GTSRB root", root):
+        is_dir, exists = root.is_dir(), root.exists()
+    if exists and not is_dir:
+        raise NeonsignNotADirectoryError(
+            f"GTSRB root {str(root)!r} is not a directory", errno.ENOTDIR, str(root)
+        )
+    if not is_dir:
         raise DatasetNotFoundError(f"GTSRB root {str(root)!r} is not a directory")
     looked: list[str] = []
     if split == "train":
@@ -295,7 +332,7 @@ def find_split(root: str | Path, split: str = "train") -> SplitSpec:
         for rel, layout in _TEST_CANDIDATES:
             folder = root / rel
             looked.append(f"{folder}/*.ppm")
-            if folder.is_dir() and any(p.suffix.lower() == ".ppm" for p in folder.iterdir()):
+            if _has_ppm(folder):
                 csv_path, csv_looked = _find_test_labels(folder, root)
                 if csv_path is None:
                     places = ", ".join(str(p) for p in csv_looked)
@@ -324,14 +361,24 @@ class _Listing:
     rois: list[tuple[int, int, int, int]] = field(default_factory=list)
 
     def add(
-        self, path: Path, label: int, track: int | None, w: int, h: int, roi: Sequence[int] | None
+        self,
+        path: Path,
+        label: int,
+        track: int | None,
+        w: int,
+        h: int,
+        roi: tuple[int, int, int, int] | None,
     ) -> None:
         self.paths.append(path)
         self.labels.append(label)
         self.tracks.append(track)
         self.widths.append(int(w))
         self.heights.append(int(h))
-        self.rois.append(tuple(int(v) for v in roi) if roi is not None else _NO_ROI)
+        if roi is None:
+            self.rois.append(_NO_ROI)
+        else:
+            x1, y1, x2, y2 = roi
+            self.rois.append((int(x1), int(y1), int(x2), int(y2)))
 
 
 def _plain_name(name: str, csv_path: Path) -> str:
@@ -347,14 +394,13 @@ def _header_size(path: Path) -> tuple[int, int]:
 
     try:
         with Image.open(path) as im:
-            return im.size
+            width, height = im.size
+            return int(width), int(height)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         return (0, 0)
 
 
 def _list_train(spec: SplitSpec) -> _Listing:
-    from . import preprocess
-
     out = _Listing()
     for class_dir in spec.class_dirs:
         label = int(class_dir.name)
@@ -363,8 +409,10 @@ def _list_train(spec: SplitSpec) -> _Listing:
                 f"{class_dir}: class folder {class_dir.name} is outside 00000..{NUM_CLASSES - 1:05d}"
             )
         csv_path = class_dir / f"GT-{class_dir.name}.csv"
-        annotations: dict[str, Any] = {}
-        if csv_path.is_file():
+        annotations: dict[str, Annotation] = {}
+        with file_errors("look for the annotation file", csv_path):
+            has_csv = csv_path.is_file()
+        if has_csv:
             for ann in preprocess.read_annotations(csv_path):
                 name = _plain_name(ann.filename, csv_path)
                 if ann.class_id is not None and int(ann.class_id) != label:
@@ -373,15 +421,16 @@ def _list_train(spec: SplitSpec) -> _Listing:
                         f"{class_dir.name}"
                     )
                 annotations[name] = ann
-        names = {p.name for p in class_dir.iterdir() if p.suffix.lower() == ".ppm"}
+        with file_errors("list the class folder", class_dir):
+            names = {p.name for p in class_dir.iterdir() if p.suffix.lower() == ".ppm"}
         names.update(annotations)  # listed files that are missing are reported by the loader
         for name in sorted(names):
             m = _TRAIN_FILE_RE.match(name)
             track = int(m.group(1)) if m else None
             path = class_dir / name
-            ann = annotations.get(name)
-            if ann is not None:
-                out.add(path, label, track, ann.width, ann.height, ann.roi)
+            known = annotations.get(name)
+            if known is not None:
+                out.add(path, label, track, known.width, known.height, known.roi)
             else:
                 w, h = _header_size(path)
                 out.add(path, label, track, w, h, None)
@@ -389,8 +438,6 @@ def _list_train(spec: SplitSpec) -> _Listing:
 
 
 def _list_test(spec: SplitSpec) -> _Listing:
-    from . import preprocess
-
     assert spec.labels_csv is not None  # find_split guarantees it for the test split
     out = _Listing()
     for row, ann in enumerate(preprocess.read_annotations(spec.labels_csv)):
@@ -412,13 +459,15 @@ def _list_test(spec: SplitSpec) -> _Listing:
 # Loading
 
 
-def _subset(n: int, limit: int | None) -> np.ndarray | None:
+def _subset(n: int, limit: int | None) -> NDArray[np.int64] | None:
     if limit is None or limit >= n:
         return None
     return np.unique(np.linspace(0, n - 1, num=limit).round().astype(np.int64))
 
 
-def split_checksum(images_u8: np.ndarray, labels: np.ndarray, *, size: int, roi: bool) -> str:
+def split_checksum(
+    images_u8: ImageU8, labels: NDArray[np.integer[Any]], *, size: int, roi: bool
+) -> str:
     """sha256 hex digest of a decoded split: the data version later stages record.
 
     Covers, in this order: a version tag with the image size and the roi flag, the number of
@@ -437,6 +486,48 @@ def split_checksum(images_u8: np.ndarray, labels: np.ndarray, *, size: int, roi:
     return h.hexdigest()
 
 
+@overload
+def load_split(
+    root: str | Path,
+    split: str = ...,
+    *,
+    size: int = ...,
+    roi: bool = ...,
+    dtype: Literal["float32"] = ...,
+    mean: Sequence[float] = ...,
+    std: Sequence[float] = ...,
+    threads: int | None = ...,
+    skip_bad: bool = ...,
+    limit: int | None = ...,
+) -> tuple[ImageF32, NDArray[np.int64], SplitMeta]: ...
+@overload
+def load_split(
+    root: str | Path,
+    split: str = ...,
+    *,
+    size: int = ...,
+    roi: bool = ...,
+    dtype: Literal["uint8"],
+    mean: Sequence[float] = ...,
+    std: Sequence[float] = ...,
+    threads: int | None = ...,
+    skip_bad: bool = ...,
+    limit: int | None = ...,
+) -> tuple[ImageU8, NDArray[np.int64], SplitMeta]: ...
+@overload
+def load_split(
+    root: str | Path,
+    split: str = ...,
+    *,
+    size: int = ...,
+    roi: bool = ...,
+    dtype: str,
+    mean: Sequence[float] = ...,
+    std: Sequence[float] = ...,
+    threads: int | None = ...,
+    skip_bad: bool = ...,
+    limit: int | None = ...,
+) -> tuple[ImageF32 | ImageU8, NDArray[np.int64], SplitMeta]: ...
 def load_split(
     root: str | Path,
     split: str = "train",
@@ -444,12 +535,12 @@ def load_split(
     size: int = 32,
     roi: bool = False,
     dtype: str = "float32",
-    mean: Sequence[float] = (0.5, 0.5, 0.5),
-    std: Sequence[float] = (0.5, 0.5, 0.5),
+    mean: Sequence[float] = DEFAULT_MEAN,
+    std: Sequence[float] = DEFAULT_STD,
     threads: int | None = None,
     skip_bad: bool = False,
     limit: int | None = None,
-) -> tuple[np.ndarray, np.ndarray, SplitMeta]:
+) -> tuple[ImageF32 | ImageU8, NDArray[np.int64], SplitMeta]:
     """Load a whole GTSRB split found under ``root`` (any layout :func:`find_split` accepts).
 
     Args:
@@ -477,11 +568,12 @@ def load_split(
     Raises:
         DatasetNotFoundError: no such split under ``root``.
         AnnotationError: a CSV is malformed.
-        DecodeError / FileNotFoundError: a bad or missing image (without ``skip_bad``), naming it.
+        DecodeError / NeonsignFileNotFoundError (a FileNotFoundError): a bad or missing image
+            (without ``skip_bad``), naming it.
+        NeonsignOSError subclasses (e.g. NeonsignPermissionError): a folder or file that cannot
+            be read, naming it.
         NeonsignValueError: a bad argument.
     """
-    from . import preprocess
-
     if dtype not in ("float32", "uint8"):
         raise NeonsignValueError(f"dtype must be 'float32' or 'uint8', got {dtype!r}")
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
@@ -506,16 +598,21 @@ def load_split(
         tracks = [tracks[i] for i in keep]
         labels, widths, heights, rois = labels[keep], widths[keep], heights[keep], rois[keep]
 
-    kwargs: dict[str, Any] = dict(
-        rois=rois if roi else None, size=size, threads=threads, skip_bad=skip_bad
-    )
     t0 = time.perf_counter()
-    result = preprocess.load_images(paths, dtype="uint8", **kwargs)
+    result = preprocess.load_images(
+        paths,
+        rois=rois if roi else None,
+        size=size,
+        dtype="uint8",
+        threads=threads,
+        skip_bad=skip_bad,
+    )
     seconds = time.perf_counter() - t0
-    images = result.images
-    checksum = split_checksum(images, labels, size=size, roi=roi)
+    images_u8 = cast(ImageU8, result.images)  # dtype="uint8" above
+    checksum = split_checksum(images_u8, labels, size=size, roi=roi)
+    images: ImageF32 | ImageU8 = images_u8
     if dtype == "float32":  # the loader's float32 output is exactly normalize(its uint8 output)
-        images = preprocess.normalize(images, mean, std)
+        images = preprocess.normalize(images_u8, mean, std)
         images[~np.asarray(result.ok, dtype=bool)] = 0  # failed rows stay zero, as documented
 
     meta = SplitMeta(
@@ -558,8 +655,8 @@ def track_split(
         ``(train_idx, val_idx)``: sorted int64 row indices, disjoint, together covering every row.
 
     Raises:
-        NeonsignValueError: ``val_fraction`` outside [0, 1), or ``meta`` has no track ids (the
-            test split).
+        NeonsignValueError: ``val_fraction`` outside [0, 1), a bad ``seed``, or ``meta`` has no
+            track ids (the test split).
     """
     if not isinstance(val_fraction, (int, float)) or not 0.0 <= float(val_fraction) < 1.0:
         raise NeonsignValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
@@ -568,6 +665,8 @@ def track_split(
         raise NeonsignValueError(
             f"the {meta.split} split has no track ids (only training files named TTTTT_IIIII.ppm do)"
         )
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise NeonsignValueError(f"seed must be a non-negative int, got {seed!r}")
     rng = np.random.default_rng(seed)
     # Key each row by (class, track); rows without a track get a unique negative key.
     groups: dict[int, dict[int, list[int]]] = {}

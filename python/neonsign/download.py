@@ -7,7 +7,11 @@
   interrupted transfer keeps the ``.part`` so the next call resumes it;
 * atomic, zip-slip-safe extraction: each archive is extracted into a temporary folder beside the
   destination, checked, then renamed into place, so a half-extracted data set never appears;
-* an extracted data set is never overwritten unless ``force=True``.
+* an extracted data set is never overwritten unless ``force=True``;
+* local file errors (a read-only or full destination, a file where a folder should be) raise the
+  matching :class:`~neonsign.errors.NeonsignOSError` subclass naming the file
+  (:class:`~neonsign.errors.DiskFullError` on a full disk); network and archive problems raise
+  :class:`~neonsign.errors.DownloadError`.
 
 The archives extract to the layout :func:`neonsign.data.find_split` calls ``official-fixed``::
 
@@ -32,7 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .errors import ChecksumError, DownloadError, NeonsignValueError
+from .errors import ChecksumError, DownloadError, NeonsignValueError, file_errors, os_error
 
 __all__ = ["DEFAULT_BASE_URL", "ARCHIVES", "SPLIT_ARCHIVES", "Archive", "download", "fetch"]
 
@@ -69,7 +73,7 @@ SPLIT_ARCHIVES: dict[str, tuple[str, ...]] = {
 
 def _md5(path: Path) -> str:
     h = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
+    with file_errors("read", path), open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -90,7 +94,8 @@ def _transfer(url: str, part: Path, *, progress: bool, timeout: float) -> None:
     for HTTP/network errors and for a body shorter than announced (``part`` is kept)."""
     from tqdm import tqdm
 
-    have = part.stat().st_size if part.exists() else 0
+    with file_errors("inspect the partial download", part):
+        have = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"User-Agent": "neonsign"})
     if have:
         request.add_header("Range", f"bytes={have}-")
@@ -118,6 +123,7 @@ def _transfer(url: str, part: Path, *, progress: bool, timeout: float) -> None:
         expected = have + int(length) if length is not None and length.isdigit() else None
         got = have
         with (
+            file_errors("write the download", part),
             open(part, mode) as out,
             tqdm(
                 total=expected,
@@ -130,16 +136,19 @@ def _transfer(url: str, part: Path, *, progress: bool, timeout: float) -> None:
                 leave=False,
             ) as bar,
         ):
-            try:
-                while chunk := response.read(_CHUNK):
-                    out.write(chunk)
-                    got += len(chunk)
-                    bar.update(len(chunk))
-            except (OSError, ValueError) as exc:  # reset, timeout, http.client.IncompleteRead
-                raise DownloadError(
-                    f"{url}: transfer interrupted after {got} bytes ({exc}); run again to resume "
-                    f"from {part}"
-                ) from None
+            while True:
+                try:
+                    chunk = response.read(_CHUNK)
+                except (OSError, ValueError) as exc:  # reset, timeout, http.client.IncompleteRead
+                    raise DownloadError(
+                        f"{url}: transfer interrupted after {got} bytes ({exc}); run again to "
+                        f"resume from {part}"
+                    ) from None
+                if not chunk:
+                    break
+                out.write(chunk)  # a full disk here is a DiskFullError naming the .part
+                got += len(chunk)
+                bar.update(len(chunk))
     if expected is not None and got < expected:
         raise DownloadError(
             f"{url}: transfer interrupted after {got} of {expected} bytes; run again to resume "
@@ -162,14 +171,23 @@ def fetch(
     ``retries`` times within this call; after that the ``.part`` stays for the next call.
 
     Raises:
+        NeonsignValueError: a bad ``retries`` or ``timeout``.
         DownloadError: HTTP error, network error, or the transfer kept being interrupted.
         ChecksumError: the complete file's md5 is not ``md5`` (the ``.part`` is deleted).
+        NeonsignOSError subclasses (DiskFullError, NeonsignPermissionError, ...): ``dest`` or its
+            folder cannot be written; the message names the file.
     """
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise NeonsignValueError(f"retries must be a non-negative int, got {retries!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise NeonsignValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
     dest = Path(dest)
-    if dest.exists() and (md5 is None or _md5(dest) == md5):
-        return dest
+    with file_errors("inspect", dest):
+        if dest.exists() and (md5 is None or _md5(dest) == md5):
+            return dest
     part = dest.with_name(dest.name + ".part")
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    with file_errors("create the folder", dest.parent):
+        dest.parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(retries + 1):
         try:
             _transfer(url, part, progress=progress, timeout=timeout)
@@ -180,11 +198,13 @@ def fetch(
             time.sleep(min(float(attempt), 5.0))  # resume at once, then back off a little
     got = _md5(part)
     if md5 is not None and got != md5.lower():
-        part.unlink()
+        with file_errors("delete the corrupt download", part):
+            part.unlink()
         raise ChecksumError(
             f"{url}: md5 mismatch: expected {md5}, got {got}; deleted the download, run again"
         )
-    os.replace(part, dest)
+    with file_errors("move the download into place", dest):
+        os.replace(part, dest)
     return dest
 
 
@@ -203,24 +223,28 @@ def _safe_members(archive: zipfile.ZipFile, zip_path: Path) -> list[zipfile.ZipI
 
 def _extract(zip_path: Path, root: Path, provides: str, force: bool) -> None:
     """Extract ``zip_path`` into a temp folder beside ``root``, then rename ``provides`` into place."""
-    tmp = Path(tempfile.mkdtemp(prefix=".neonsign-extract-", dir=root))
+    with file_errors("create a temporary folder in", root):
+        tmp = Path(tempfile.mkdtemp(prefix=".neonsign-extract-", dir=root))
     try:
         try:
             with zipfile.ZipFile(zip_path) as archive:
                 archive.extractall(tmp, members=_safe_members(archive, zip_path))
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
             raise DownloadError(f"{zip_path}: cannot extract: {exc}") from None
+        except OSError as exc:  # a full disk, a read-only folder, an unreadable archive
+            raise os_error(exc, f"extract {zip_path} into", root) from exc
         src = tmp / provides
         if not src.exists():
             raise DownloadError(f"{zip_path}: does not contain {provides}")
         dst = root / provides
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if dst.exists():
-            if not force:  # checked before downloading; only a concurrent writer gets here
-                raise DownloadError(f"{dst} already exists; pass force=True to replace it")
-            old = tmp / ".replaced"
-            os.replace(dst, old)  # moved aside first, deleted with tmp below
-        os.replace(src, dst)
+        with file_errors("move the extracted files to", dst):
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if dst.exists():
+                if not force:  # checked before downloading; only a concurrent writer gets here
+                    raise DownloadError(f"{dst} already exists; pass force=True to replace it")
+                old = tmp / ".replaced"
+                os.replace(dst, old)  # moved aside first, deleted with tmp below
+            os.replace(src, dst)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -258,11 +282,15 @@ def download(
     Raises:
         NeonsignValueError: unknown split.
         DownloadError / ChecksumError: as for :func:`fetch`, or a bad/unsafe archive.
+        NeonsignOSError subclasses (DiskFullError, NeonsignPermissionError,
+            NeonsignNotADirectoryError, ...): ``root`` or a file in it cannot be written; the
+            message names it.
     """
     if split not in SPLIT_ARCHIVES:
         raise NeonsignValueError(f"split must be one of {tuple(SPLIT_ARCHIVES)}, got {split!r}")
     root = Path(root).expanduser()
-    root.mkdir(parents=True, exist_ok=True)
+    with file_errors("create the download folder", root):
+        root.mkdir(parents=True, exist_ok=True)
     base = base_url if base_url.endswith("/") else base_url + "/"
     sums = dict(checksums or {})
     for key in SPLIT_ARCHIVES[split]:
@@ -285,5 +313,6 @@ def download(
         )
         _extract(zip_path, root, archive.provides, force)
         if not keep_archives:
-            zip_path.unlink()
+            with file_errors("delete the archive", zip_path):
+                zip_path.unlink()
     return root

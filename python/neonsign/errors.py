@@ -39,6 +39,7 @@ __all__ = [
     "NeonsignNotADirectoryError",
     "DiskFullError",
     "DatasetNotFoundError",
+    "ModelNotFoundError",
     "DownloadError",
     "ChecksumError",
     "MissingDependencyError",
@@ -129,6 +130,16 @@ class DiskFullError(NeonsignOSError):
 
 class DatasetNotFoundError(NeonsignFileNotFoundError):
     """No GTSRB split was found where the user pointed; the message lists where we looked."""
+
+    def __init__(
+        self, message: str, errno: int | None = _errno.ENOENT, filename: str | None = None
+    ):
+        super().__init__(message, errno, filename)
+
+
+class ModelNotFoundError(ModelError, NeonsignFileNotFoundError):
+    """A model directory, model card or weights file does not exist: a ModelError (like every
+    problem with a model) that is also a FileNotFoundError."""
 
     def __init__(
         self, message: str, errno: int | None = _errno.ENOENT, filename: str | None = None

@@ -43,4 +43,5 @@ class TrafficSignNet(nn.Module):
         x = F.relu(F.max_pool2d(self.conv2(x), 2))
         x = torch.flatten(x, 1)
         x = F.relu(self.fc1(x))
-        return self.fc2(x)
+        logits: torch.Tensor = self.fc2(x)
+        return logits

@@ -17,21 +17,37 @@ Conventions:
 Resource limits (:func:`set_limits`) cap the pixels of a decoded image and the bytes of a file
 read; inputs beyond them raise :class:`~neonsign.errors.ResourceLimitError` before anything
 large is allocated.
+
+Errors: every failure a caller can cause is a :class:`~neonsign.errors.NeonsignError`. A file
+that cannot be read raises the matching :class:`~neonsign.errors.NeonsignOSError` subclass
+(``NeonsignFileNotFoundError`` is also a ``FileNotFoundError``) with a message naming the file.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
-from typing import NamedTuple, Union
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Literal, NamedTuple, Protocol, Union, cast, overload
 
 import numpy as np
+from numpy.typing import NDArray
 
 from . import _native
-from .errors import AnnotationError, NeonsignValueError, ResourceLimitError
+from .errors import (
+    AnnotationError,
+    NeonsignError,
+    NeonsignTypeError,
+    NeonsignValueError,
+    ResourceLimitError,
+    file_errors,
+    os_error_class,
+)
 
 __all__ = [
+    "DEFAULT_MEAN",
+    "DEFAULT_STD",
     "Annotation",
     "LoadResult",
     "decode_ppm",
@@ -49,6 +65,17 @@ __all__ = [
 PathLike = Union[str, "os.PathLike[str]"]  # noqa: UP007 (a runtime alias with a forward reference)
 Size = int | tuple[int, int]
 Roi = tuple[int, int, int, int]
+Stats = tuple[float, float, float]
+ImageU8 = NDArray[np.uint8]
+"""An RGB image ``uint8 (H, W, 3)``, or a batch of them ``uint8 (N, H, W, 3)``."""
+ImageF32 = NDArray[np.float32]
+"""Normalised channel-first images: ``float32 (3, H, W)`` or ``float32 (N, 3, H, W)``."""
+
+DEFAULT_MEAN: Stats = (0.5, 0.5, 0.5)
+"""Per-channel mean of the learning path's ``Normalize(0.5, 0.5)``; the default everywhere
+(:data:`neonsign.artifacts.DEFAULT_PREPROCESSING` records it in model cards)."""
+DEFAULT_STD: Stats = (0.5, 0.5, 0.5)
+"""Per-channel standard deviation of the learning path's ``Normalize(0.5, 0.5)``."""
 
 _DEFAULT_MAX_PIXELS = 1 << 26
 _DEFAULT_MAX_FILE_BYTES = 1 << 30
@@ -56,6 +83,72 @@ _DEFAULT_MAX_FILE_BYTES = 1 << 30
 _MAX_CSV_BYTES = 1 << 28
 
 _limits = {"max_pixels": _DEFAULT_MAX_PIXELS, "max_file_bytes": _DEFAULT_MAX_FILE_BYTES}
+
+_CsvRow = tuple[str, int, int, Roi, int | None]
+
+
+class _PreprocessCore(Protocol):
+    """The part of the C extension this module calls, with the types it returns (the binding
+    checks every argument again; this only types the calls)."""
+
+    LAYOUT_F32_NCHW: int
+    LAYOUT_U8_NHWC: int
+
+    def ppm_decode(self, data: bytes | bytearray | memoryview, max_pixels: int, /) -> ImageU8: ...
+
+    def ppm_read(self, path: str, max_pixels: int, max_file_bytes: int, /) -> ImageU8: ...
+
+    def csv_parse(
+        self, data: bytes | bytearray | memoryview, source: str, /
+    ) -> tuple[list[_CsvRow], bool]: ...
+
+    def resize(self, image: ImageU8, height: int, width: int, roi: Roi | None, /) -> ImageU8: ...
+
+    def normalize(self, images: ImageU8, mean: Stats, std: Stats, /) -> ImageF32: ...
+
+    def load_images(
+        self,
+        paths: list[str | bytes],
+        rois: NDArray[np.int64] | None,
+        height: int,
+        width: int,
+        layout: int,
+        mean: Stats,
+        std: Stats,
+        max_pixels: int,
+        max_file_bytes: int,
+        skip_bad: bool,
+        threads: int | None,
+        /,
+    ) -> tuple[ImageF32 | ImageU8, NDArray[np.bool_], list[tuple[int, str]]]: ...
+
+
+# The extension has no stub yet (mypy sees an untyped module): the cast gives its calls the
+# types above. Once ``_native.pyi`` exists, ``_core: _PreprocessCore = _native`` lets mypy check
+# the stub against this Protocol.
+_core = cast(_PreprocessCore, _native)
+
+
+@contextmanager
+def _core_errors() -> Iterator[None]:
+    """Re-raise the C core's built-in exceptions as neonsign errors with the same message.
+
+    The binding raises ``OSError(errno, "PATH: cannot open: REASON")`` for I/O (the message
+    already names the file) and plain ``ValueError``/``TypeError`` for some argument checks;
+    the caller gets the matching :class:`~neonsign.errors.NeonsignOSError` subclass (still a
+    ``FileNotFoundError`` etc.), :class:`NeonsignValueError` or :class:`NeonsignTypeError`.
+    """
+    try:
+        yield
+    except NeonsignError:
+        raise
+    except OSError as exc:
+        message = exc.strerror or str(exc)
+        raise os_error_class(exc.errno)(message, exc.errno, exc.filename) from exc
+    except TypeError as exc:
+        raise NeonsignTypeError(str(exc)) from exc
+    except ValueError as exc:
+        raise NeonsignValueError(str(exc)) from exc
 
 
 def get_limits() -> dict[str, int]:
@@ -104,8 +197,8 @@ class LoadResult(NamedTuple):
     * ``errors``: ``(index, path, message)`` for every failed image (empty without skip_bad).
     """
 
-    images: np.ndarray
-    ok: np.ndarray
+    images: ImageF32 | ImageU8
+    ok: NDArray[np.bool_]
     errors: list[tuple[int, str, str]]
 
 
@@ -113,9 +206,7 @@ class LoadResult(NamedTuple):
 # PPM
 
 
-def decode_ppm(
-    data: bytes | bytearray | memoryview, *, max_pixels: int | None = None
-) -> np.ndarray:
+def decode_ppm(data: bytes | bytearray | memoryview, *, max_pixels: int | None = None) -> ImageU8:
     """Decode a PPM image (P6 or P3, maxval 1..65535) held in memory.
 
     Args:
@@ -135,23 +226,28 @@ def decode_ppm(
         max_pixels = _limits["max_pixels"]
     elif isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
         raise NeonsignValueError(f"max_pixels must be a positive int, got {max_pixels!r}")
-    return _native.ppm_decode(data, max_pixels)
+    with _core_errors():
+        return _core.ppm_decode(data, max_pixels)
 
 
-def read_ppm(path: PathLike) -> np.ndarray:
+def read_ppm(path: PathLike) -> ImageU8:
     """Read and decode the PPM file at ``path``: ``uint8 (H, W, 3)``.
 
-    Errors name the path: FileNotFoundError / OSError for I/O, DecodeError for bad contents,
-    ResourceLimitError beyond :func:`get_limits`.
+    Errors name the path: NeonsignFileNotFoundError (a FileNotFoundError) and the other
+    NeonsignOSError subclasses for I/O, DecodeError for bad contents, ResourceLimitError beyond
+    :func:`get_limits`.
     """
-    return _native.ppm_read(os.fspath(path), _limits["max_pixels"], _limits["max_file_bytes"])
+    with _core_errors():
+        return _core.ppm_read(os.fspath(path), _limits["max_pixels"], _limits["max_file_bytes"])
 
 
 # ---------------------------------------------------------------------------------------------
 # Annotations
 
 
-def parse_annotations(data: bytes, source: str = "<annotations>") -> list[Annotation]:
+def parse_annotations(
+    data: bytes | bytearray | memoryview, source: str = "<annotations>"
+) -> list[Annotation]:
     """Parse the bytes of a GTSRB annotation CSV.
 
     Accepts the training header ``Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId``
@@ -159,17 +255,23 @@ def parse_annotations(data: bytes, source: str = "<annotations>") -> list[Annota
 
     Raises:
         AnnotationError: naming ``source``, the line number and the field.
+        NeonsignTypeError: ``data`` is not bytes.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError(f"data must be bytes, got {type(data).__name__}")
-    rows, _has_class = _native.csv_parse(data, str(source))
+        raise NeonsignTypeError(f"data must be bytes, got {type(data).__name__}")
+    with _core_errors():
+        rows, _has_class = _core.csv_parse(data, str(source))
     return [Annotation(*row) for row in rows]
 
 
 def read_annotations(path: PathLike) -> list[Annotation]:
-    """Read and parse the GTSRB annotation CSV at ``path`` (see :func:`parse_annotations`)."""
+    """Read and parse the GTSRB annotation CSV at ``path`` (see :func:`parse_annotations`).
+
+    Raises the NeonsignOSError subclass of the failure (NeonsignFileNotFoundError,
+    NeonsignIsADirectoryError, ...) naming the file when it cannot be read.
+    """
     path = os.fspath(path)
-    with open(path, "rb") as f:
+    with file_errors("read the annotation file", path), open(path, "rb") as f:
         data = f.read(_MAX_CSV_BYTES + 1)
     if len(data) > _MAX_CSV_BYTES:
         raise AnnotationError(f"{path}: larger than {_MAX_CSV_BYTES} bytes; not an annotation file")
@@ -205,9 +307,9 @@ def _check_output_pixels(h: int, w: int) -> None:
         )
 
 
-def _as_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
+def _as_rgb(image: ImageU8, name: str = "image") -> ImageU8:
     if not isinstance(image, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(image).__name__}")
+        raise NeonsignTypeError(f"{name} must be a numpy.ndarray, got {type(image).__name__}")
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise NeonsignValueError(
             f"{name} must be uint8 with shape (H, W, 3), got {image.dtype} {image.shape}"
@@ -226,10 +328,11 @@ def _roi_tuple(roi: Sequence[int] | None) -> Roi | None:
         raise NeonsignValueError(f"roi must be (x1, y1, x2, y2) ints, got {roi!r}") from None
     if len(values) != 4:
         raise NeonsignValueError(f"roi must be (x1, y1, x2, y2), got {roi!r}")
-    return values  # type: ignore[return-value]
+    x1, y1, x2, y2 = values
+    return (x1, y1, x2, y2)
 
 
-def resize(image: np.ndarray, size: Size, *, roi: Sequence[int] | None = None) -> np.ndarray:
+def resize(image: ImageU8, size: Size, *, roi: Sequence[int] | None = None) -> ImageU8:
     """Resize ``image`` (``uint8 (H, W, 3)``) to ``size`` with Pillow's BILINEAR semantics.
 
     Args:
@@ -240,37 +343,47 @@ def resize(image: np.ndarray, size: Size, *, roi: Sequence[int] | None = None) -
     Returns:
         ``uint8 (height, width, 3)``, equal to ``Image.fromarray(image).crop(...).resize((width,
         height), Image.BILINEAR)``.
+
+    Raises:
+        NeonsignValueError / NeonsignTypeError: a bad image, size or ROI (one that does not fit
+            the image included).
+        ResourceLimitError: the output would exceed the pixel limit.
     """
     h, w = _size_hw(size)
     _check_output_pixels(h, w)
     image = _as_rgb(image)
-    return _native.resize(image, h, w, _roi_tuple(roi))
+    roi_tuple = _roi_tuple(roi)
+    with _core_errors():
+        return _core.resize(image, h, w, roi_tuple)
 
 
-def _check_stats(
-    mean: Sequence[float], std: Sequence[float]
-) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    m = tuple(float(v) for v in mean)
-    s = tuple(float(v) for v in std)
-    if len(m) != 3 or len(s) != 3:
-        raise NeonsignValueError(f"mean and std need 3 values each, got {mean!r} and {std!r}")
+def _triple(values: Sequence[float], name: str) -> Stats:
+    try:
+        floats = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise NeonsignValueError(f"{name} must be 3 numbers, got {values!r}") from None
+    if len(floats) != 3:
+        raise NeonsignValueError(f"{name} must be 3 numbers, got {values!r}")
+    return (floats[0], floats[1], floats[2])
+
+
+def _check_stats(mean: Sequence[float], std: Sequence[float]) -> tuple[Stats, Stats]:
+    m, s = _triple(mean, "mean"), _triple(std, "std")
     if any(v == 0.0 or math.isnan(v) for v in s):
         raise NeonsignValueError(f"std values must be non-zero numbers, got {std!r}")
     return m, s
 
 
 def normalize(
-    images: np.ndarray,
-    mean: Sequence[float] = (0.5, 0.5, 0.5),
-    std: Sequence[float] = (0.5, 0.5, 0.5),
-) -> np.ndarray:
+    images: ImageU8, mean: Sequence[float] = DEFAULT_MEAN, std: Sequence[float] = DEFAULT_STD
+) -> ImageF32:
     """Convert ``uint8 (N, H, W, 3)`` (or one ``(H, W, 3)`` image) to normalised float32.
 
     Returns ``float32 (N, 3, H, W)`` (or ``(3, H, W)``) with ``(v / 255 - mean[c]) / std[c]``,
     the same bits as torchvision's ``ToTensor`` + ``Normalize``.
     """
     if not isinstance(images, np.ndarray):
-        raise TypeError(f"images must be a numpy.ndarray, got {type(images).__name__}")
+        raise NeonsignTypeError(f"images must be a numpy.ndarray, got {type(images).__name__}")
     m, s = _check_stats(mean, std)
     single = images.ndim == 3
     batch = images[None] if single else images
@@ -278,14 +391,21 @@ def normalize(
         raise NeonsignValueError(
             f"images must be uint8 (N, H, W, 3) or (H, W, 3), got {images.dtype} {images.shape}"
         )
-    out = _native.normalize(np.ascontiguousarray(batch), m, s)
-    return out[0] if single else out
+    with _core_errors():
+        out = _core.normalize(np.ascontiguousarray(batch), m, s)
+    if single:
+        first: ImageF32 = out[0]
+        return first
+    return out
 
 
-_DTYPES = {"float32": _native.LAYOUT_F32_NCHW, "uint8": _native.LAYOUT_U8_NHWC}
+_DTYPES = {"float32": _core.LAYOUT_F32_NCHW, "uint8": _core.LAYOUT_U8_NHWC}
+DTypeName = Literal["float32", "uint8"]
 
 
-def _layout(dtype: str | type | np.dtype) -> int:
+def _layout(dtype: str) -> int:
+    """The loader's layout constant for ``dtype`` (also accepts ``np.float32``/``np.uint8``
+    and their dtypes, which name the same thing)."""
     try:
         key = np.dtype(dtype).name
     except TypeError:
@@ -295,15 +415,45 @@ def _layout(dtype: str | type | np.dtype) -> int:
     return _DTYPES[key]
 
 
+@overload
 def preprocess_image(
-    image: np.ndarray | bytes,
+    image: ImageU8 | bytes | bytearray | memoryview,
+    *,
+    size: Size = ...,
+    roi: Sequence[int] | None = ...,
+    dtype: Literal["float32"] = ...,
+    mean: Sequence[float] = ...,
+    std: Sequence[float] = ...,
+) -> ImageF32: ...
+@overload
+def preprocess_image(
+    image: ImageU8 | bytes | bytearray | memoryview,
+    *,
+    size: Size = ...,
+    roi: Sequence[int] | None = ...,
+    dtype: Literal["uint8"],
+    mean: Sequence[float] = ...,
+    std: Sequence[float] = ...,
+) -> ImageU8: ...
+@overload
+def preprocess_image(
+    image: ImageU8 | bytes | bytearray | memoryview,
+    *,
+    size: Size = ...,
+    roi: Sequence[int] | None = ...,
+    dtype: str,
+    mean: Sequence[float] = ...,
+    std: Sequence[float] = ...,
+) -> ImageF32 | ImageU8: ...
+def preprocess_image(
+    image: ImageU8 | bytes | bytearray | memoryview,
     *,
     size: Size = 32,
     roi: Sequence[int] | None = None,
     dtype: str = "float32",
-    mean: Sequence[float] = (0.5, 0.5, 0.5),
-    std: Sequence[float] = (0.5, 0.5, 0.5),
-) -> np.ndarray:
+    mean: Sequence[float] = DEFAULT_MEAN,
+    std: Sequence[float] = DEFAULT_STD,
+) -> ImageF32 | ImageU8:
     """Preprocess one image: decode (if PPM bytes), crop to ``roi``, resize, normalise.
 
     Args:
@@ -320,7 +470,7 @@ def preprocess_image(
     if isinstance(image, (bytes, bytearray, memoryview)):
         image = decode_ppm(image)
     small = resize(image, size, roi=roi)
-    if layout == _native.LAYOUT_U8_NHWC:
+    if layout == _core.LAYOUT_U8_NHWC:
         return small
     return normalize(small, mean, std)
 
@@ -329,14 +479,32 @@ def preprocess_image(
 # Whole splits
 
 
+def _path_list(paths: Sequence[PathLike | bytes]) -> list[str | bytes]:
+    """``os.fspath`` of every path, refusing non-paths and NUL bytes with the row's index."""
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        raise NeonsignTypeError("paths must be a sequence of paths, not a single path")
+    out: list[str | bytes] = []
+    for i, path in enumerate(paths):
+        try:
+            p = os.fspath(path)
+        except TypeError:
+            raise NeonsignTypeError(
+                f"paths[{i}] must be a str, bytes or os.PathLike, got {type(path).__name__}"
+            ) from None
+        if (isinstance(p, str) and "\0" in p) or (isinstance(p, bytes) and b"\0" in p):
+            raise NeonsignValueError(f"paths[{i}] {p!r} contains a null byte")
+        out.append(p)
+    return out
+
+
 def load_images(
-    paths: Sequence[PathLike],
+    paths: Sequence[PathLike | bytes],
     *,
-    rois: np.ndarray | None = None,
+    rois: NDArray[np.integer[Any]] | None = None,
     size: Size = 32,
     dtype: str = "float32",
-    mean: Sequence[float] = (0.5, 0.5, 0.5),
-    std: Sequence[float] = (0.5, 0.5, 0.5),
+    mean: Sequence[float] = DEFAULT_MEAN,
+    std: Sequence[float] = DEFAULT_STD,
     threads: int | None = None,
     skip_bad: bool = False,
 ) -> LoadResult:
@@ -358,42 +526,43 @@ def load_images(
             zero rows, ``ok`` is False for them and ``errors`` lists them.
 
     Raises:
-        FileNotFoundError / OSError: a file is missing or unreadable (message names it).
+        NeonsignFileNotFoundError (a FileNotFoundError) / other NeonsignOSError subclasses: a
+            file is missing or unreadable (the message names it).
         DecodeError: a file is not a valid PPM or its ROI does not fit (message names it).
         ResourceLimitError: a file exceeds :func:`get_limits`.
+        NeonsignValueError / NeonsignTypeError: a bad argument.
     """
     h, w = _size_hw(size)
     _check_output_pixels(h, w)
     layout = _layout(dtype)
     m, s = _check_stats(mean, std)
-    if isinstance(paths, (str, bytes, os.PathLike)):
-        raise TypeError("paths must be a sequence of paths, not a single path")
-    path_list = list(paths)  # the binding converts each with os.fsencode semantics
+    path_list = _path_list(paths)  # the binding encodes each with os.fsencode
     roi_arr = None
     if rois is not None:
-        roi_arr = np.asarray(rois)
-        if roi_arr.shape != (len(path_list), 4) or not np.issubdtype(roi_arr.dtype, np.integer):
+        given = np.asarray(rois)
+        if given.shape != (len(path_list), 4) or not np.issubdtype(given.dtype, np.integer):
             raise NeonsignValueError(
                 f"rois must be an integer array of shape ({len(path_list)}, 4), "
-                f"got {roi_arr.dtype} {roi_arr.shape}"
+                f"got {given.dtype} {given.shape}"
             )
-        roi_arr = np.ascontiguousarray(roi_arr, dtype=np.int64)
+        roi_arr = np.ascontiguousarray(given, dtype=np.int64)
     if threads is not None and (
         isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
     ):
         raise NeonsignValueError(f"threads must be a positive int or None, got {threads!r}")
-    images, ok, errs = _native.load_images(
-        path_list,
-        roi_arr,
-        h,
-        w,
-        layout,
-        m,
-        s,
-        _limits["max_pixels"],
-        _limits["max_file_bytes"],
-        bool(skip_bad),
-        threads,
-    )
+    with _core_errors():
+        images, ok, errs = _core.load_images(
+            path_list,
+            roi_arr,
+            h,
+            w,
+            layout,
+            m,
+            s,
+            _limits["max_pixels"],
+            _limits["max_file_bytes"],
+            bool(skip_bad),
+            threads,
+        )
     errors = [(i, os.fsdecode(path_list[i]), msg) for i, msg in errs]
     return LoadResult(images, ok, errors)

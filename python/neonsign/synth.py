@@ -22,13 +22,16 @@ import json
 import math
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from .errors import NeonsignValueError
+from .artifacts import NUM_CLASSES
+from .errors import NeonsignValueError, file_errors
 
 __all__ = ["synthesize", "render_sign", "MARKER"]
 
@@ -43,8 +46,13 @@ WHITE = (242, 242, 238)
 BLACK = (25, 25, 25)
 GREY = (125, 125, 125)
 
+Colour = tuple[int, ...]
+"""An RGB fill colour."""
+SymbolArg = str | int | tuple[int, ...] | None
+"""What a symbol drawer is told: the digits, the vehicle, the curve's side, arrow angles."""
+
 # class id -> (shape, symbol, symbol argument)
-_SIGNS: dict[int, tuple[str, str, object]] = {
+_SIGNS: dict[int, tuple[str, str, SymbolArg]] = {
     0: ("ring", "text", "20"),
     1: ("ring", "text", "30"),
     2: ("ring", "text", "50"),
@@ -111,11 +119,18 @@ def _p(x: float, y: float) -> tuple[float, float]:
     return (x * _T, y * _T)
 
 
-def _line(d: ImageDraw.ImageDraw, pts: list[tuple[float, float]], colour, w: float) -> None:
+def _line(d: ImageDraw.ImageDraw, pts: list[tuple[float, float]], colour: Colour, w: float) -> None:
     d.line([_p(x, y) for x, y in pts], fill=colour, width=max(1, int(w * _T)), joint="curve")
 
 
-def _arrow(d: ImageDraw.ImageDraw, angle: float, colour, cx=0.5, cy=0.72, length=0.42) -> None:
+def _arrow(
+    d: ImageDraw.ImageDraw,
+    angle: float,
+    colour: Colour,
+    cx: float = 0.5,
+    cy: float = 0.72,
+    length: float = 0.42,
+) -> None:
     """A thick arrow from (cx, cy) pointing at ``angle`` degrees (0 = up, 90 = right)."""
     a = math.radians(angle)
     dx, dy = math.sin(a), -math.cos(a)
@@ -133,7 +148,7 @@ def _arrow(d: ImageDraw.ImageDraw, angle: float, colour, cx=0.5, cy=0.72, length
     )
 
 
-def _car(d: ImageDraw.ImageDraw, x: float, y: float, colour, truck: bool = False) -> None:
+def _car(d: ImageDraw.ImageDraw, x: float, y: float, colour: Colour, truck: bool = False) -> None:
     w = 0.22 if truck else 0.16
     d.rectangle([_p(x - w / 2, y - 0.05), _p(x + w / 2, y + 0.06)], fill=colour)
     if truck:
@@ -144,7 +159,7 @@ def _car(d: ImageDraw.ImageDraw, x: float, y: float, colour, truck: bool = False
         d.ellipse([_p(wx - 0.035, y + 0.04), _p(wx + 0.035, y + 0.11)], fill=BLACK)
 
 
-def _person(d: ImageDraw.ImageDraw, x: float, y: float, s: float, colour) -> None:
+def _person(d: ImageDraw.ImageDraw, x: float, y: float, s: float, colour: Colour) -> None:
     d.ellipse([_p(x - 0.04 * s, y - 0.2 * s), _p(x + 0.04 * s, y - 0.12 * s)], fill=colour)
     _line(d, [(x, y - 0.12 * s), (x, y + 0.04 * s)], colour, 0.045 * s)
     _line(
@@ -161,136 +176,242 @@ def _person(d: ImageDraw.ImageDraw, x: float, y: float, s: float, colour) -> Non
     )
 
 
-def _draw_symbol(
-    d: ImageDraw.ImageDraw, kind: str, arg: object, ink, rng: np.random.Generator
+# --------------------------------------------------------------------------------------------
+# The inner symbols: one drawer per kind of _SIGNS, called as drawer(d, arg, ink)
+
+
+def _text(
+    d: ImageDraw.ImageDraw, text: str, size: int, colour: Colour, cy: float, stroke: int
 ) -> None:
-    if kind == "none":
-        return
-    if kind in ("text", "end_text", "glyph", "stop"):
-        text = {"stop": "STOP"}.get(kind, str(arg))
-        size = {"stop": 34, "glyph": 64}.get(kind, 56 if len(text) == 2 else 44)
-        colour = GREY if kind == "end_text" else (WHITE if kind == "stop" else ink)
-        cy = 0.64 if kind == "glyph" else 0.5
-        d.text(
-            _p(0.5, cy),
-            text,
-            fill=colour,
-            font=_font(size),
-            anchor="mm",
-            stroke_width=1 if kind != "stop" else 0,
-            stroke_fill=colour,
-        )
-        if kind == "end_text":
-            _line(d, [(0.78, 0.22), (0.22, 0.78)], BLACK, 0.05)
-    elif kind == "vehicles":
-        _car(d, 0.34, 0.52, RED if arg == "car" else BLACK, truck=arg == "truck")
-        _car(d, 0.66, 0.52, BLACK)
-    elif kind == "end_vehicles":
-        _car(d, 0.34, 0.52, GREY, truck=arg == "truck")
-        _car(d, 0.66, 0.52, GREY)
-        for off in (-0.06, 0.0, 0.06):
-            _line(d, [(0.8 + off, 0.2 + off), (0.2 + off, 0.8 + off)], BLACK, 0.018)
-    elif kind == "truck":
-        _car(d, 0.5, 0.52, BLACK, truck=True)
-    elif kind == "stripes":
-        for off in (-0.1, -0.05, 0.0, 0.05, 0.1):
-            _line(d, [(0.8 + off, 0.2 + off), (0.2 + off, 0.8 + off)], BLACK, 0.02)
-    elif kind == "cross":
-        _line(d, [(0.5, 0.36), (0.5, 0.84)], ink, 0.07)
-        _line(d, [(0.36, 0.56), (0.64, 0.56)], ink, 0.07)
-    elif kind == "curve":
-        s = float(arg)  # -1 left, 1 right
-        _line(
+    d.text(
+        _p(0.5, cy),
+        text,
+        fill=colour,
+        font=_font(size),
+        anchor="mm",
+        stroke_width=stroke,
+        stroke_fill=colour,
+    )
+
+
+def _draw_number(d: ImageDraw.ImageDraw, arg: SymbolArg, ink: Colour) -> None:
+    """A speed limit: two digits large, three a little smaller."""
+    text = str(arg)
+    _text(d, text, 56 if len(text) == 2 else 44, ink, 0.5, 1)
+
+
+def _draw_end_number(d: ImageDraw.ImageDraw, arg: SymbolArg, ink: Colour) -> None:
+    """The end of a speed limit: grey digits struck through."""
+    text = str(arg)
+    _text(d, text, 56 if len(text) == 2 else 44, GREY, 0.5, 1)
+    _line(d, [(0.78, 0.22), (0.22, 0.78)], BLACK, 0.05)
+
+
+def _draw_glyph(d: ImageDraw.ImageDraw, arg: SymbolArg, ink: Colour) -> None:
+    _text(d, str(arg), 64, ink, 0.64, 1)
+
+
+def _draw_stop(d: ImageDraw.ImageDraw, arg: SymbolArg, ink: Colour) -> None:
+    _text(d, "STOP", 34, WHITE, 0.5, 0)
+
+
+def _draw_vehicles(d: ImageDraw.ImageDraw, arg: SymbolArg, ink: Colour) -> None:
+    """No passing (a red car beside a black one) or no passing for trucks."""
+    _car(d, 0.34, 0.52, RED if arg == "car" else BLACK, truck=arg == "truck")
+    _car(d, 0.66, 0.52, BLACK)
+
+
+def _draw_end_vehicles(d: ImageDraw.ImageDraw, arg: SymbolArg, ink: Colour) -> None:
+    _car(d, 0.34, 0.52, GREY, truck=arg == "truck")
+    _car(d, 0.66, 0.52, GREY)
+    for off in (-0.06, 0.0, 0.06):
+        _line(d, [(0.8 + off, 0.2 + off), (0.2 + off, 0.8 + off)], BLACK, 0.018)
+
+
+def _draw_truck(d: ImageDraw.ImageDraw, arg: SymbolArg, ink: Colour) -> None:
+    _car(d, 0.5, 0.52, BLACK, truck=True)
+
+
+def _draw_stripes(d: ImageDraw.ImageDraw, arg: SymbolArg, ink: Colour) -> None:
+    for off in (-0.1, -0.05, 0.0, 0.05, 0.1):
+        _line(d, [(0.8 + off, 0.2 + off), (0.2 + off, 0.8 + off)], BLACK, 0.02)
+
+
+def _draw_cross(d: ImageDraw.ImageDraw, arg: SymbolArg, ink: Colour) -> None:
+    _line(d, [(0.5, 0.36), (0.5, 0.84)], ink, 0.07)
+    _line(d, [(0.36, 0.56), (0.64, 0.56)], ink, 0.07)
+
+
+def _draw_curve(d: ImageDraw.ImageDraw, arg: SymbolArg, ink: Colour) -> None:
+    """A dangerous curve; ``arg`` -1 bends left, 1 right."""
+    s = float(_int_arg(arg))
+    _line(
+        d,
+        [
+            (0.5 - 0.05 * s, 0.84),
+            (0.5 - 0.02 * s, 0.62),
+            (0.5 + 0.1 * s, 0.48),
+            (0.5 + 0.16 * s, 0.4),
+        ],
+        ink,
+        0.065,
+    )
+    d.polygon(
+        [_p(0.5 + 0.22 * s, 0.34), _p(0.5 + 0.06 * s, 0.38), _p(0.5 + 0.2 * s, 0.48)], fill=ink
+    )
+
+
+def _draw_double_curve(d: ImageDraw.ImageDraw, arg: SymbolArg, ink: Colour) -> None:
+    _line(d, [(0.45, 0.86), (0.42, 0.72), (0.56, 0.6), (0.44, 0.48), (0.5, 0.36)], ink, 0.06)
+
+
+def _draw_bumps(d: ImageDraw.ImageDraw, arg: SymbolArg, ink: Colour) -> None:
+    d.pieslice([_p(0.24, 0.62), _p(0.5, 0.88)], 180, 360, fill=ink)
+    d.pieslice([_p(0.5, 0.62), _p(0.76, 0.88)], 180, 360, fill=ink)
+
+
+def _draw_slippery(d: ImageDraw.ImageDraw, arg: SymbolArg, ink: Colour) -> None:
+    _car(d, 0.5, 0.52, ink)
+    _line(d, [(0.32, 0.8), (0.42, 0.72), (0.5, 0.82), (0.6, 0.72), (0.68, 0.8)], ink, 0.03)
+
+
+def _draw_narrows(d: ImageDraw.ImageDraw, arg: SymbolArg, ink: Colour) -> None:
+    _line(d, [(0.4, 0.86), (0.4, 0.4)], ink, 0.06)
+    _line(d, [(0.62, 0.86), (0.62, 0.64), (0.52, 0.52), (0.52, 0.4)], ink, 0.06)
+
+
+def _draw_work(d: ImageDraw.ImageDraw, arg: SymbolArg, ink: Colour) -> None:
+    _person(d, 0.46, 0.62, 1.0, ink)
+    d.polygon([_p(0.56, 0.82), _p(0.72, 0.82), _p(0.64, 0.7)], fill=ink)
+    _line(d, [(0.5, 0.6), (0.62, 0.72)], ink, 0.03)
+
+
+def _draw_signals(d: ImageDraw.ImageDraw, arg: SymbolArg, ink: Colour) -> None:
+    d.rectangle([_p(0.42, 0.38), _p(0.58, 0.86)], fill=BLACK)
+    for cy, col in ((0.46, RED), (0.62, YELLOW), (0.78, (20, 160, 60))):
+        d.ellipse([_p(0.45, cy - 0.06), _p(0.55, cy + 0.06)], fill=col)
+
+
+def _draw_people(d: ImageDraw.ImageDraw, arg: SymbolArg, ink: Colour) -> None:
+    """One pedestrian (``arg`` 1) or two children (``arg`` 2)."""
+    if arg == 1:
+        _person(d, 0.5, 0.64, 1.1, ink)
+    else:
+        _person(d, 0.42, 0.66, 0.9, ink)
+        _person(d, 0.6, 0.7, 0.7, ink)
+
+
+def _draw_bike(d: ImageDraw.ImageDraw, arg: SymbolArg, ink: Colour) -> None:
+    for cx in (0.36, 0.64):
+        d.ellipse([_p(cx - 0.1, 0.62), _p(cx + 0.1, 0.82)], outline=ink, width=int(0.03 * _T))
+    _line(d, [(0.36, 0.72), (0.48, 0.56), (0.64, 0.72), (0.56, 0.5)], ink, 0.03)
+
+
+def _draw_snow(d: ImageDraw.ImageDraw, arg: SymbolArg, ink: Colour) -> None:
+    for ang in (0, 60, 120):
+        a = math.radians(ang)
+        dx, dy = 0.18 * math.sin(a), 0.18 * math.cos(a)
+        _line(d, [(0.5 - dx, 0.64 - dy), (0.5 + dx, 0.64 + dy)], ink, 0.035)
+
+
+def _draw_deer(d: ImageDraw.ImageDraw, arg: SymbolArg, ink: Colour) -> None:
+    d.polygon(
+        [
+            _p(0.3, 0.7),
+            _p(0.62, 0.62),
+            _p(0.7, 0.5),
+            _p(0.76, 0.52),
+            _p(0.68, 0.7),
+            _p(0.62, 0.84),
+            _p(0.56, 0.72),
+            _p(0.38, 0.76),
+            _p(0.34, 0.86),
+        ],
+        fill=ink,
+    )
+    _line(d, [(0.7, 0.5), (0.66, 0.38), (0.74, 0.42)], ink, 0.02)
+
+
+def _draw_arrows(d: ImageDraw.ImageDraw, arg: SymbolArg, ink: Colour) -> None:
+    """White arrows on a blue disc; ``arg`` holds one angle, or two for "straight or turn"."""
+    angles = _angles_arg(arg)
+    if len(angles) == 2:  # straight or turn: a shared stem
+        _arrow(d, angles[0], WHITE, cy=0.82, length=0.6)
+        _arrow(d, angles[1], WHITE, cx=0.5, cy=0.56, length=0.3)
+    elif abs(angles[0]) == 135:  # keep right/left: a diagonal arrow down
+        _arrow(
             d,
-            [
-                (0.5 - 0.05 * s, 0.84),
-                (0.5 - 0.02 * s, 0.62),
-                (0.5 + 0.1 * s, 0.48),
-                (0.5 + 0.16 * s, 0.4),
-            ],
-            ink,
-            0.065,
+            angles[0],
+            WHITE,
+            cx=0.5 - 0.16 * math.copysign(1, angles[0]),
+            cy=0.34,
+            length=0.46,
         )
-        d.polygon(
-            [_p(0.5 + 0.22 * s, 0.34), _p(0.5 + 0.06 * s, 0.38), _p(0.5 + 0.2 * s, 0.48)], fill=ink
-        )
-    elif kind == "double_curve":
-        _line(d, [(0.45, 0.86), (0.42, 0.72), (0.56, 0.6), (0.44, 0.48), (0.5, 0.36)], ink, 0.06)
-    elif kind == "bumps":
-        d.pieslice([_p(0.24, 0.62), _p(0.5, 0.88)], 180, 360, fill=ink)
-        d.pieslice([_p(0.5, 0.62), _p(0.76, 0.88)], 180, 360, fill=ink)
-    elif kind == "slippery":
-        _car(d, 0.5, 0.52, ink)
-        _line(d, [(0.32, 0.8), (0.42, 0.72), (0.5, 0.82), (0.6, 0.72), (0.68, 0.8)], ink, 0.03)
-    elif kind == "narrows":
-        _line(d, [(0.4, 0.86), (0.4, 0.4)], ink, 0.06)
-        _line(d, [(0.62, 0.86), (0.62, 0.64), (0.52, 0.52), (0.52, 0.4)], ink, 0.06)
-    elif kind == "work":
-        _person(d, 0.46, 0.62, 1.0, ink)
-        d.polygon([_p(0.56, 0.82), _p(0.72, 0.82), _p(0.64, 0.7)], fill=ink)
-        _line(d, [(0.5, 0.6), (0.62, 0.72)], ink, 0.03)
-    elif kind == "signals":
-        d.rectangle([_p(0.42, 0.38), _p(0.58, 0.86)], fill=BLACK)
-        for cy, col in ((0.46, RED), (0.62, YELLOW), (0.78, (20, 160, 60))):
-            d.ellipse([_p(0.45, cy - 0.06), _p(0.55, cy + 0.06)], fill=col)
-    elif kind == "people":
-        if arg == 1:
-            _person(d, 0.5, 0.64, 1.1, ink)
-        else:
-            _person(d, 0.42, 0.66, 0.9, ink)
-            _person(d, 0.6, 0.7, 0.7, ink)
-    elif kind == "bike":
-        for cx in (0.36, 0.64):
-            d.ellipse([_p(cx - 0.1, 0.62), _p(cx + 0.1, 0.82)], outline=ink, width=int(0.03 * _T))
-        _line(d, [(0.36, 0.72), (0.48, 0.56), (0.64, 0.72), (0.56, 0.5)], ink, 0.03)
-    elif kind == "snow":
-        for ang in (0, 60, 120):
-            a = math.radians(ang)
-            dx, dy = 0.18 * math.sin(a), 0.18 * math.cos(a)
-            _line(d, [(0.5 - dx, 0.64 - dy), (0.5 + dx, 0.64 + dy)], ink, 0.035)
-    elif kind == "deer":
-        d.polygon(
-            [
-                _p(0.3, 0.7),
-                _p(0.62, 0.62),
-                _p(0.7, 0.5),
-                _p(0.76, 0.52),
-                _p(0.68, 0.7),
-                _p(0.62, 0.84),
-                _p(0.56, 0.72),
-                _p(0.38, 0.76),
-                _p(0.34, 0.86),
-            ],
-            fill=ink,
-        )
-        _line(d, [(0.7, 0.5), (0.66, 0.38), (0.74, 0.42)], ink, 0.02)
-    elif kind == "arrow":
-        angles = tuple(arg)  # type: ignore[arg-type]
-        if len(angles) == 2:  # straight or turn: a shared stem
-            _arrow(d, angles[0], WHITE, cy=0.82, length=0.6)
-            _arrow(d, angles[1], WHITE, cx=0.5, cy=0.56, length=0.3)
-        elif abs(angles[0]) == 135:  # keep right/left: a diagonal arrow down
-            _arrow(
-                d,
-                angles[0],
-                WHITE,
-                cx=0.5 - 0.16 * math.copysign(1, angles[0]),
-                cy=0.34,
-                length=0.46,
-            )
-        elif angles[0] == 0:
-            _arrow(d, 0, WHITE, cy=0.84, length=0.66)
-        else:  # turn right/left ahead: up then sideways
-            s = math.copysign(1, angles[0])
-            _line(d, [(0.5 - 0.12 * s, 0.82), (0.5 - 0.12 * s, 0.46)], WHITE, 0.08)
-            _arrow(d, angles[0], WHITE, cx=0.5 - 0.12 * s, cy=0.46, length=0.4)
-    elif kind == "roundabout":
-        for ang in (0, 120, 240):
-            a = math.radians(ang)
-            cx, cy = 0.5 + 0.2 * math.sin(a), 0.5 - 0.2 * math.cos(a)
-            _arrow(d, ang + 90, WHITE, cx=cx, cy=cy, length=0.2)
-    else:  # pragma: no cover - table and drawing are kept in sync by test_every_class_renders
+    elif angles[0] == 0:
+        _arrow(d, 0, WHITE, cy=0.84, length=0.66)
+    else:  # turn right/left ahead: up then sideways
+        s = math.copysign(1, angles[0])
+        _line(d, [(0.5 - 0.12 * s, 0.82), (0.5 - 0.12 * s, 0.46)], WHITE, 0.08)
+        _arrow(d, angles[0], WHITE, cx=0.5 - 0.12 * s, cy=0.46, length=0.4)
+
+
+def _draw_roundabout(d: ImageDraw.ImageDraw, arg: SymbolArg, ink: Colour) -> None:
+    for ang in (0, 120, 240):
+        a = math.radians(ang)
+        cx, cy = 0.5 + 0.2 * math.sin(a), 0.5 - 0.2 * math.cos(a)
+        _arrow(d, ang + 90, WHITE, cx=cx, cy=cy, length=0.2)
+
+
+def _draw_nothing(d: ImageDraw.ImageDraw, arg: SymbolArg, ink: Colour) -> None:
+    """Signs whose shape alone is the sign (priority road, yield, no entry, ...)."""
+
+
+def _int_arg(arg: SymbolArg) -> int:
+    if not isinstance(arg, int):
+        raise NeonsignValueError(f"symbol argument must be an int, got {arg!r}")
+    return arg
+
+
+def _angles_arg(arg: SymbolArg) -> tuple[int, ...]:
+    if not isinstance(arg, tuple) or not arg:
+        raise NeonsignValueError(f"arrow symbol needs a tuple of angles, got {arg!r}")
+    return arg
+
+
+SymbolDrawer = Callable[[ImageDraw.ImageDraw, SymbolArg, Colour], None]
+
+_SYMBOLS: dict[str, SymbolDrawer] = {
+    "none": _draw_nothing,
+    "text": _draw_number,
+    "end_text": _draw_end_number,
+    "glyph": _draw_glyph,
+    "stop": _draw_stop,
+    "vehicles": _draw_vehicles,
+    "end_vehicles": _draw_end_vehicles,
+    "truck": _draw_truck,
+    "stripes": _draw_stripes,
+    "cross": _draw_cross,
+    "curve": _draw_curve,
+    "double_curve": _draw_double_curve,
+    "bumps": _draw_bumps,
+    "slippery": _draw_slippery,
+    "narrows": _draw_narrows,
+    "work": _draw_work,
+    "signals": _draw_signals,
+    "people": _draw_people,
+    "bike": _draw_bike,
+    "snow": _draw_snow,
+    "deer": _draw_deer,
+    "arrow": _draw_arrows,
+    "roundabout": _draw_roundabout,
+}
+
+
+def _draw_symbol(d: ImageDraw.ImageDraw, kind: str, arg: SymbolArg, ink: Colour) -> None:
+    drawer = _SYMBOLS.get(kind)
+    if drawer is None:  # pragma: no cover - test_every_class_renders keeps the tables in sync
         raise NeonsignValueError(f"unknown symbol {kind!r}")
+    drawer(d, arg, ink)
 
 
 def render_sign(class_id: int, rng: np.random.Generator, fade: float = 0.0) -> Image.Image:
@@ -334,7 +455,7 @@ def render_sign(class_id: int, rng: np.random.Generator, fade: float = 0.0) -> I
     elif shape == "diamond":
         d.polygon([_p(0.5, 0.02), _p(0.98, 0.5), _p(0.5, 0.98), _p(0.02, 0.5)], fill=white)
         d.polygon([_p(0.5, 0.2), _p(0.8, 0.5), _p(0.5, 0.8), _p(0.2, 0.5)], fill=yellow)
-    _draw_symbol(d, kind, arg, ink, rng)
+    _draw_symbol(d, kind, arg, ink)
     return img
 
 
@@ -342,7 +463,18 @@ def render_sign(class_id: int, rng: np.random.Generator, fade: float = 0.0) -> I
 # Scenes
 
 
-def _background_spec(rng: np.random.Generator) -> dict:
+@dataclass(frozen=True)
+class _Scene:
+    """A track's background: a vertical gradient from ``top`` to ``bottom`` (float RGB) and
+    clutter shapes ``(kind, (x0, y0, x1, y1) in unit coordinates, colour)``, kind 0 a
+    rectangle, 1 an ellipse, 2 a line."""
+
+    top: NDArray[np.float64]
+    bottom: NDArray[np.float64]
+    shapes: list[tuple[int, tuple[float, float, float, float], Colour]]
+
+
+def _background_spec(rng: np.random.Generator) -> _Scene:
     """A track's scene: sky/foliage/building colours and clutter shapes in unit coordinates."""
     palette = np.array(
         [
@@ -357,25 +489,25 @@ def _background_spec(rng: np.random.Generator) -> dict:
         np.float64,
     )
     top, bottom = palette[rng.integers(len(palette), size=2)] + rng.normal(0, 20, (2, 3))
-    shapes = []
+    shapes: list[tuple[int, tuple[float, float, float, float], Colour]] = []
     for _ in range(int(rng.integers(2, 7))):
         x0, y0 = rng.uniform(-0.2, 1.0, 2)
         w, h = rng.uniform(0.1, 0.6, 2)
         col = tuple(int(v) for v in np.clip(rng.uniform(20, 230, 3), 0, 255))
         shapes.append((int(rng.integers(3)), (x0, y0, x0 + w, y0 + h), col))
-    return {"top": top, "bottom": bottom, "shapes": shapes}
+    return _Scene(top, bottom, shapes)
 
 
 def _background(
-    spec: dict, w: int, h: int, zoom: float = 1.0, shift: tuple[float, float] = (0.0, 0.0)
+    spec: _Scene, w: int, h: int, zoom: float = 1.0, shift: tuple[float, float] = (0.0, 0.0)
 ) -> Image.Image:
     """Draw a scene; ``zoom`` (about the centre) and ``shift`` (unit coordinates) move the
     clutter as the camera approaches the sign."""
     t = np.linspace(0.0, 1.0, h)[:, None, None]
-    grad = spec["top"] * (1 - t) + spec["bottom"] * t
+    grad = spec.top * (1 - t) + spec.bottom * t
     img = Image.fromarray(np.clip(np.broadcast_to(grad, (h, w, 3)), 0, 255).astype(np.uint8))
     d = ImageDraw.Draw(img)
-    for kind, corners, col in spec["shapes"]:
+    for kind, corners, col in spec.shapes:
         x0, y0, x1, y1 = ((v - 0.5) * zoom + 0.5 + shift[i % 2] for i, v in enumerate(corners))
         box = [x0 * w, y0 * h, x1 * w, y1 * h]
         if kind == 0:
@@ -395,8 +527,8 @@ def _render_image(
     rng: np.random.Generator,
     angle: float,
     gain: float,
-    cast: np.ndarray,
-) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    cast: NDArray[np.float32],
+) -> tuple[NDArray[np.uint8], tuple[int, int, int, int]]:
     """One photo: the sign (ROI ~10% / >= 5 px margin) on ``bg``, lit, blurred, noisy."""
     img = bg
     mx = max(5, int(round(0.1 * w))) if w >= 15 else max(1, w // 4)
@@ -405,19 +537,21 @@ def _render_image(
     # The sign is not always centred in the photo; its ROI follows it.
     ox = int(np.clip(mx + rng.integers(-mx // 2, mx // 2 + 1), 0, w - sw))
     oy = int(np.clip(my + rng.integers(-my // 2, my // 2 + 1), 0, h - sh))
-    sign = template.rotate(angle, resample=Image.BILINEAR).resize((sw, sh), Image.BILINEAR)
+    bilinear = Image.Resampling.BILINEAR
+    sign = template.rotate(angle, resample=bilinear).resize((sw, sh), bilinear)
     img.paste(sign, (ox, oy), sign)
     blur = rng.uniform(0.0, 0.025) * w + (rng.uniform(0.2, 0.7) if rng.random() < 0.3 else 0.0)
     if blur > 0.25:
         img = img.filter(ImageFilter.GaussianBlur(blur))
-    a = np.asarray(img, np.float32) * (gain * cast)
-    a += rng.normal(0.0, rng.uniform(2.0, 14.0), a.shape).astype(np.float32)
+    a: NDArray[np.float32] = np.asarray(img, np.float32) * (gain * cast)
+    shape: tuple[int, ...] = a.shape
+    a += rng.normal(0.0, rng.uniform(2.0, 14.0), shape).astype(np.float32)
     return np.clip(a, 0, 255).astype(np.uint8), (ox, oy, ox + sw - 1, oy + sh - 1)
 
 
-def _write_ppm(path: Path, pixels: np.ndarray) -> None:
+def _write_ppm(path: Path, pixels: NDArray[np.uint8]) -> None:
     h, w, _ = pixels.shape
-    with open(path, "wb") as f:
+    with file_errors("write", path), open(path, "wb") as f:
         f.write(f"P6\n{w} {h}\n255\n".encode("ascii"))
         f.write(np.ascontiguousarray(pixels).tobytes())
 
@@ -444,7 +578,7 @@ def _track_sizes(
 
 def _make_track(
     class_id: int, n: int, rng: np.random.Generator, size_range: tuple[int, int]
-) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
+) -> list[tuple[NDArray[np.uint8], tuple[int, int, int, int]]]:
     template = render_sign(class_id, rng, fade=float(rng.uniform(0.0, 0.35)))
     bg = _background_spec(rng)
     base_gain = rng.uniform(0.4, 1.3)
@@ -465,7 +599,7 @@ def _make_track(
     return out
 
 
-def _csv_row(name: str, pixels: np.ndarray, roi: tuple[int, int, int, int]) -> str:
+def _csv_row(name: str, pixels: NDArray[np.uint8], roi: tuple[int, int, int, int]) -> str:
     h, w, _ = pixels.shape
     return f"{name};{w};{h};{roi[0]};{roi[1]};{roi[2]};{roi[3]}"
 
@@ -499,72 +633,111 @@ def synthesize(
 
     Returns:
         ``Path(root)``; load it with :func:`neonsign.data.load_split`.
+
+    Raises:
+        NeonsignValueError: a bad argument, or ``root`` holds another data set.
+        NeonsignOSError subclasses (DiskFullError, NeonsignPermissionError,
+            NeonsignNotADirectoryError, ...): a folder or file cannot be written; the message
+            names it.
     """
     for name, v in (("n_per_class", n_per_class), ("images_per_track", images_per_track)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise NeonsignValueError(f"{name} must be a positive int, got {v!r}")
-    lo, hi = (int(v) for v in size_range)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise NeonsignValueError(f"seed must be a non-negative int, got {seed!r}")
+    try:
+        lo, hi = (int(v) for v in size_range)
+    except (TypeError, ValueError):
+        raise NeonsignValueError(
+            f"size_range must be (min, max) ints, got {size_range!r}"
+        ) from None
     if not 2 <= lo <= hi:
         raise NeonsignValueError(
             f"size_range must be (min, max) with 2 <= min <= max, got {size_range!r}"
         )
     if n_test is None:
-        n_test = 43 * max(1, n_per_class // 3)
-    if n_test < 0:
+        n_test = NUM_CLASSES * max(1, n_per_class // 3)
+    if isinstance(n_test, bool) or not isinstance(n_test, int) or n_test < 0:
         raise NeonsignValueError(f"n_test must be >= 0, got {n_test!r}")
     root = Path(root)
+    _clear_previous(root)
+
+    from tqdm import tqdm
+
+    with tqdm(
+        total=NUM_CLASSES * n_per_class + (n_test if with_test else 0),
+        unit="img",
+        disable=not progress,
+        desc="synth",
+    ) as bar:
+        for class_id in range(NUM_CLASSES):
+            _write_class(root, class_id, n_per_class, images_per_track, seed, (lo, hi), bar.update)
+        if with_test:
+            _write_test(root, root / "Final_Test" / "Images", n_test, seed, (lo, hi), bar.update)
+    params = {
+        "generator": "neonsign.synth",
+        "version": 1,
+        "seed": seed,
+        "n_per_class": n_per_class,
+        "images_per_track": images_per_track,
+        "size_range": [lo, hi],
+        "n_test": n_test if with_test else 0,
+    }
+    _write_text(root / MARKER, json.dumps(params, indent=2) + "\n")
+    return root
+
+
+def _mkdir(path: Path) -> None:
+    with file_errors("create the folder", path):
+        path.mkdir(parents=True)
+
+
+def _write_text(path: Path, text: str) -> None:
+    with file_errors("write", path):
+        path.write_text(text)
+
+
+def _clear_previous(root: Path) -> None:
+    """Remove what an earlier synthesize() wrote under ``root``; refuse to touch anything else."""
     train_dir, test_dir = root / "Final_Training", root / "Final_Test"
-    if (train_dir.exists() or test_dir.exists()) and not (root / MARKER).exists():
+    with file_errors("inspect", root):
+        foreign = (train_dir.exists() or test_dir.exists()) and not (root / MARKER).exists()
+    if foreign:
         raise NeonsignValueError(
             f"{root} already holds a data set that synthesize() did not write; pick another folder"
         )
     for d in (train_dir, test_dir, root / "GT-final_test.csv"):
-        if d.is_dir():
-            shutil.rmtree(d)
-        elif d.exists():
-            d.unlink()
+        with file_errors("remove the previous synthetic data", d):
+            if d.is_dir():
+                shutil.rmtree(d)
+            elif d.exists():
+                d.unlink()
 
-    from tqdm import tqdm
 
-    bar = tqdm(
-        total=43 * n_per_class + (n_test if with_test else 0),
-        unit="img",
-        disable=not progress,
-        desc="synth",
-    )
-    for class_id in range(43):
-        class_dir = train_dir / "Images" / f"{class_id:05d}"
-        class_dir.mkdir(parents=True)
-        rows = [_CSV_HEADER + ";ClassId"]
-        n_tracks = -(-n_per_class // images_per_track)
-        for track in range(n_tracks):
-            n = min(images_per_track, n_per_class - track * images_per_track)
-            rng = np.random.default_rng([seed, 0, class_id, track])
-            for k, (pixels, roi) in enumerate(_make_track(class_id, n, rng, (lo, hi))):
-                name = f"{track:05d}_{k:05d}.ppm"
-                _write_ppm(class_dir / name, pixels)
-                rows.append(_csv_row(name, pixels, roi) + f";{class_id}")
-            bar.update(n)
-        (class_dir / f"GT-{class_id:05d}.csv").write_text("\n".join(rows) + "\n")
-    if with_test:
-        _write_test(root, test_dir / "Images", n_test, seed, (lo, hi), bar.update)
-    bar.close()
-    (root / MARKER).write_text(
-        json.dumps(
-            {
-                "generator": "neonsign.synth",
-                "version": 1,
-                "seed": seed,
-                "n_per_class": n_per_class,
-                "images_per_track": images_per_track,
-                "size_range": [lo, hi],
-                "n_test": n_test if with_test else 0,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
-    return root
+def _write_class(
+    root: Path,
+    class_id: int,
+    n_per_class: int,
+    images_per_track: int,
+    seed: int,
+    size_range: tuple[int, int],
+    step: Callable[[int], object],
+) -> None:
+    """The training images of one class, in tracks, and its GT-000NN.csv; ``step(n)`` after
+    each track of ``n`` images."""
+    class_dir = root / "Final_Training" / "Images" / f"{class_id:05d}"
+    _mkdir(class_dir)
+    rows = [_CSV_HEADER + ";ClassId"]
+    n_tracks = -(-n_per_class // images_per_track)
+    for track in range(n_tracks):
+        n = min(images_per_track, n_per_class - track * images_per_track)
+        rng = np.random.default_rng([seed, 0, class_id, track])
+        for k, (pixels, roi) in enumerate(_make_track(class_id, n, rng, size_range)):
+            name = f"{track:05d}_{k:05d}.ppm"
+            _write_ppm(class_dir / name, pixels)
+            rows.append(_csv_row(name, pixels, roi) + f";{class_id}")
+        step(n)
+    _write_text(class_dir / f"GT-{class_id:05d}.csv", "\n".join(rows) + "\n")
 
 
 def _write_test(
@@ -575,8 +748,8 @@ def _write_test(
     size_range: tuple[int, int],
     step: Callable[[int], object],
 ) -> None:
-    images_dir.mkdir(parents=True)
-    labels = np.random.default_rng([seed, 1]).integers(0, 43, size=n_test)
+    _mkdir(images_dir)
+    labels = np.random.default_rng([seed, 1]).integers(0, NUM_CLASSES, size=n_test)
     rows, rows_unlabelled = [_CSV_HEADER + ";ClassId"], [_CSV_HEADER]
     for i, class_id in enumerate(labels.tolist()):
         rng = np.random.default_rng([seed, 2, i])
@@ -586,5 +759,5 @@ def _write_test(
         rows.append(_csv_row(name, pixels, roi) + f";{class_id}")
         rows_unlabelled.append(_csv_row(name, pixels, roi))
         step(1)
-    (root / "GT-final_test.csv").write_text("\n".join(rows) + "\n")
-    (images_dir / "GT-final_test.test.csv").write_text("\n".join(rows_unlabelled) + "\n")
+    _write_text(root / "GT-final_test.csv", "\n".join(rows) + "\n")
+    _write_text(images_dir / "GT-final_test.test.csv", "\n".join(rows_unlabelled) + "\n")
