@@ -50,6 +50,7 @@ __all__ = [
     "compare",
     "compare_backends",
     "schema_path",
+    "write_text",
 ]
 
 #: Version of the JSON layout; bumped on incompatible changes.
@@ -344,6 +345,10 @@ class ProfileReport:
         """Write the report as JSON (a NeonsignOSError subclass naming ``path`` if it cannot
         be written: DiskFullError, NeonsignPermissionError, ...)."""
         write_text(path, self.to_json() + "\n", "write the profile report")
+
+    def save_markdown(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`markdown` to ``path`` (errors as :meth:`save_json`)."""
+        write_text(path, self.markdown(), "write the profile report")
 
     # -- access ----------------------------------------------------------------------------
 
@@ -646,6 +651,15 @@ class Comparison:
         parts += [f"<p>{html.escape(h)}</p>" for h in self.headline()]
         parts += [f"<p><b>{html.escape(self.verdict())}</b></p>"]
         return "\n".join(parts)
+
+    def save_json(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`to_dict` as JSON to ``path`` (a NeonsignOSError subclass naming the
+        path when it cannot be written: DiskFullError, NeonsignPermissionError, ...)."""
+        write_text(path, json.dumps(self.to_dict(), indent=2) + "\n", "write the comparison")
+
+    def save_markdown(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`markdown` to ``path`` (errors as :meth:`save_json`)."""
+        write_text(path, self.markdown(), "write the comparison")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (a change from a zero baseline is null rather than infinity)."""
