@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict, cast
 
-from .errors import NeonsignValueError, UnsupportedError, file_errors
+from .errors import NeonsignValueError, UnsupportedError, file_errors, require
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -507,8 +507,10 @@ class ProfileReport:
     def plot(self, ax: Any = None, layers: Sequence[str] | None = None) -> Any:
         """A stacked bar chart: median self time per forward (ms) of each layer, per backend.
 
-        Needs matplotlib (the ``notebooks`` extra). Returns the matplotlib Axes.
+        Needs matplotlib (the ``notebooks`` extra; MissingDependencyError without it). Returns
+        the matplotlib Axes.
         """
+        require("matplotlib", "notebooks", "plotting a profile report")
         import matplotlib.pyplot as plt  # noqa: PLC0415
 
         if ax is None:

@@ -302,9 +302,53 @@ def _nearest_existing_parent(path: Path) -> Path:
     return Path(path.absolute().anchor)
 
 
+def _model_card(
+    res: FitResult,
+    cfg: TrainConfig,
+    n_train: int,
+    n_val: int,
+    checksum: str | None,
+    world: int,
+    data_name: str,
+) -> dict[str, Any]:
+    """The model card of a finished run (see :func:`neonsign.artifacts.make_card`)."""
+    from . import artifacts
+
+    return artifacts.make_card(
+        metrics={
+            "val_accuracy": res.val_accuracy,
+            "per_class_accuracy": res.per_class_accuracy,
+            "best_epoch": res.best_epoch,
+            "history": res.history,
+            "n_train": n_train,
+            "n_val": n_val,
+            "validation": "by track" if n_val else "none",
+        },
+        preprocessing={
+            "size": cfg.size,
+            "roi": cfg.roi,
+            "mean": list(cfg.mean),
+            "std": list(cfg.std),
+            "dtype": "float32",
+        },
+        data_checksum=checksum,
+        seed=cfg.seed,
+        epochs=cfg.epochs,
+        hyperparameters=cfg.hyperparameters(),
+        training={
+            "world_size": world,
+            "threads": cfg.threads,
+            "seconds": res.seconds,
+            "data": data_name,
+            "precision": res.precision,
+            "bf16_option": "auto" if cfg.bf16 is None else cfg.bf16,
+        },
+    )
+
+
 def train_loaded(
-    images: np.ndarray,
-    labels: np.ndarray,
+    images: npt.NDArray[np.uint8],
+    labels: npt.NDArray[np.integer[Any]],
     meta: SplitMeta,
     out: str | os.PathLike[str] | None,
     *,
@@ -318,7 +362,7 @@ def train_loaded(
     meta) and write the model directory ``out`` (rank 0; None: write nothing).
 
     Validation takes whole tracks (:func:`neonsign.data.track_split`) unless
-    ``config.val_fraction`` is 0.
+    ``config.val_fraction`` is 0. ``out`` is checked (:func:`check_out`) before training.
     """
     cfg = config or TrainConfig()
     cfg.validate()
@@ -351,35 +395,8 @@ def train_loaded(
         res = _fit(
             images, labels, train_idx, val_idx, cfg, progress=not quiet, on_epoch=tracker.epoch
         )
-        card = artifacts.make_card(
-            metrics={
-                "val_accuracy": res.val_accuracy,
-                "per_class_accuracy": res.per_class_accuracy,
-                "best_epoch": res.best_epoch,
-                "history": res.history,
-                "n_train": int(len(train_idx)),
-                "n_val": int(len(val_idx)),
-                "validation": "by track" if len(val_idx) else "none",
-            },
-            preprocessing={
-                "size": cfg.size,
-                "roi": cfg.roi,
-                "mean": list(cfg.mean),
-                "std": list(cfg.std),
-                "dtype": "float32",
-            },
-            data_checksum=checksum,
-            seed=cfg.seed,
-            epochs=cfg.epochs,
-            hyperparameters=cfg.hyperparameters(),
-            training={
-                "world_size": world,
-                "threads": cfg.threads,
-                "seconds": res.seconds,
-                "data": data_name,
-                "precision": res.precision,
-                "bf16_option": "auto" if cfg.bf16 is None else cfg.bf16,
-            },
+        card = _model_card(
+            res, cfg, int(len(train_idx)), int(len(val_idx)), checksum, world, data_name
         )
         if rank == 0 and out_path is not None:
             model_dir = artifacts.save_model(out_path, res.state_dict, card, overwrite=overwrite)
