@@ -264,14 +264,16 @@ def _resolve_backends(names: Sequence[str] | None) -> list[Backend]:
 
 
 def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
-    """``value`` as an int in [low, high]; NeonsignValueError naming ``name`` otherwise."""
-    in_range = isinstance(value, int) and not isinstance(value, bool) and value >= low
-    if high is None:
-        if not in_range:
-            raise NeonsignValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    elif not (in_range and cast(int, value) <= high):
-        raise NeonsignValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
-    return cast(int, value)
+    """``value`` if it is an int in [low, high]; NeonsignValueError naming ``name`` otherwise."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise NeonsignValueError(f"{name} must be an integer {bounds}, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -337,9 +339,18 @@ class ProfileRequest:
                 f"baseline '{baseline}' is not among the profiled backends {names}"
             )
         return cls(
-            tuple(chosen), batch, threads, repeats, warmup, baseline, order, split, seed, aten,
-            progress,
-        )  # fmt: skip
+            backends=tuple(chosen),
+            batch=batch,
+            threads=threads,
+            repeats=repeats,
+            warmup=warmup,
+            baseline=baseline,
+            order=order,
+            split=split,
+            seed=seed,
+            aten=aten,
+            progress=progress,
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -920,9 +931,18 @@ def profile(
         A :class:`~neonsign.profile_report.ProfileReport`.
     """
     request = ProfileRequest.create(
-        backends, batch=batch, threads=threads, repeats=repeats, warmup=warmup,
-        baseline=baseline, split=split, seed=seed, aten=aten, order=order, progress=progress,
-    )  # fmt: skip
+        backends,
+        batch=batch,
+        threads=threads,
+        repeats=repeats,
+        warmup=warmup,
+        baseline=baseline,
+        split=split,
+        seed=seed,
+        aten=aten,
+        order=order,
+        progress=progress,
+    )
     state, model_source, card = _load_model(model, seed)
     x, input_source = _load_inputs(data, request.batch, split, seed, card)
     sources = _Sources(model_source, model is None, input_source, data is None)
