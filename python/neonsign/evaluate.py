@@ -22,7 +22,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -477,8 +477,9 @@ def _class_name(c: int) -> str:
         return f"{c:2d}"
 
 
-def format_summary(result: EvaluationResult, worst: int = 5) -> str:
-    """Human-readable summary: accuracy, throughput and the ``worst`` classes."""
+def format_summary(result: Mapping[str, Any], worst: int = 5) -> str:
+    """Human-readable summary: accuracy, throughput and the ``worst`` classes of an
+    :class:`EvaluationResult` (or the same read back from its JSON)."""
     lines = [
         f"{result['split']}: accuracy {result['accuracy'] * 100:.2f}% "
         f"({result['n_correct']}/{result['n_images']}) backend {result['backend']}",
