@@ -58,9 +58,10 @@ __all__ = [
 _RGB = tuple[float, float, float]
 
 
-def _default(key: str) -> _RGB:
-    """The learning path's per-channel mean or std (:data:`neonsign.artifacts.DEFAULT_PREPROCESSING`)."""
-    return cast(_RGB, tuple(float(v) for v in DEFAULT_PREPROCESSING[key]))
+def _rgb(values: Sequence[float]) -> _RGB:
+    """Three per-channel values as a tuple (a dataclass default must be immutable)."""
+    r, g, b = (float(v) for v in values)
+    return (r, g, b)
 
 
 class ModelDirectoryExistsError(NeonsignFileExistsError, ModelError):
@@ -90,8 +91,8 @@ class TrainConfig:
     threads: int | None = None  # torch intra-op threads (None: torch's default)
     size: int = 32
     roi: bool = True  # crop to the annotated ROI (+1.5 points by track, see docs)
-    mean: _RGB = _default("mean")
-    std: _RGB = _default("std")
+    mean: _RGB = _rgb(DEFAULT_PREPROCESSING["mean"])  # the learning path's normalisation
+    std: _RGB = _rgb(DEFAULT_PREPROCESSING["std"])
     # bfloat16 autocast of the forward/backward pass (weights and optimizer stay float32):
     # None = on where the CPU has native bf16 (x86-64 AVX512_BF16/AMX, Arm BF16), else float32.
     bf16: bool | None = None
