@@ -167,3 +167,85 @@ def test_plot_without_matplotlib_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     with pytest.raises(UnsupportedError, match="matplotlib"):
         plot_confusion([[1, 0], [0, 1]], tmp_path / "cm.png")
+
+
+# ---------------------------------------------------------------------------------------------
+# The error boundary: every file a user names fails as a NeonsignError subclass
+
+
+def _assert_boundary(info, neonsign_class, builtin_class, path):
+    from neonsign.errors import NeonsignError
+
+    assert isinstance(info.value, NeonsignError) and isinstance(info.value, neonsign_class)
+    assert isinstance(info.value, builtin_class)
+    assert str(path) in str(info.value)
+
+
+def test_test_on_a_data_set_with_one_image_missing(synth_root, model_and_data, tmp_path):
+    import shutil
+
+    from neonsign.errors import NeonsignFileNotFoundError
+
+    root = tmp_path / "gtsrb"
+    shutil.copytree(synth_root, root)
+    missing = sorted((root / "Final_Test" / "Images").glob("*.ppm"))[5]
+    missing.unlink()
+    with pytest.raises(NeonsignFileNotFoundError) as info:
+        evaluate.evaluate(model_and_data[0], root, backend="torch", profile=False)
+    _assert_boundary(info, NeonsignFileNotFoundError, FileNotFoundError, missing)
+
+
+def test_plot_and_results_on_a_full_disk_or_a_bad_destination(
+    model_and_data, tmp_path, monkeypatch
+):
+    from pathlib import Path
+
+    from neonsign.errors import DiskFullError, NeonsignNotADirectoryError, NeonsignPermissionError
+
+    pytest.importorskip("matplotlib")
+    d, images, labels, _ = model_and_data
+    result = evaluate.evaluate_arrays(d, images[:10], labels[:10], backend="torch", profile=False)
+    full = Path("/dev/full")
+    if not full.exists():
+        pytest.skip("no /dev/full on this system")
+    with pytest.raises(DiskFullError) as info:
+        evaluate.plot_confusion(result["confusion_matrix"], full)
+    _assert_boundary(info, DiskFullError, OSError, full)
+    with pytest.raises(DiskFullError) as info:
+        evaluate.save_result(result, full)
+    _assert_boundary(info, DiskFullError, OSError, full)
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    for write in (
+        evaluate.save_result,
+        lambda r, p: evaluate.plot_confusion(r["confusion_matrix"], p),
+    ):
+        with pytest.raises(NeonsignNotADirectoryError) as info:
+            write(result, a_file / "out")
+        _assert_boundary(info, NeonsignNotADirectoryError, NotADirectoryError, a_file / "out")
+
+    # a read-only destination (chmod does not stop root, so the refusal is injected)
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "write_text", refuse)
+    with pytest.raises(NeonsignPermissionError) as info:
+        evaluate.save_result(result, tmp_path / "ro.json")
+    _assert_boundary(info, NeonsignPermissionError, PermissionError, tmp_path / "ro.json")
+
+
+def test_plot_without_a_suffix_writes_the_path_it_returns(model_and_data, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = evaluate.plot_confusion(np.eye(43, dtype=np.int64), tmp_path / "plot")
+    assert out == tmp_path / "plot" and out.read_bytes().startswith(b"\x89PNG")
+    assert not (tmp_path / "plot.png").exists()
+
+
+def test_torch_backend_without_torch_is_a_missing_dependency(model_and_data, monkeypatch):
+    from neonsign.errors import MissingDependencyError
+
+    state, _ = artifacts.load_model(model_and_data[0])
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(MissingDependencyError) as info:
+        evaluate._torch_predictor(state, "torch")
+    assert isinstance(info.value, ImportError) and "neonsign[torch]" in str(info.value)

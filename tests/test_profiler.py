@@ -765,3 +765,192 @@ def test_without_torch_only_native_backends_run(monkeypatch):
     assert rep.backends and all(n.startswith("native") for n in rep.backends)
     assert rep.data["machine"]["torch"] is None
     assert rep.data["backends"][0]["aten_kernels"] == []
+
+
+# ---------------------------------------------------------------------------------------------
+# The steps of profile(), one by one
+
+
+def test_profile_request_validates_and_names_the_bad_argument():
+    from neonsign.errors import NeonsignValueError
+    from neonsign.profiler import ProfileRequest
+
+    req = ProfileRequest.create(" native , native", batch=2, threads=1, repeats=1, warmup=0)
+    assert req.names == ["native"] and req.baseline == "native" and not req.uses_torch
+    assert ProfileRequest.create("native").threads >= 1  # default: one per CPU
+    bad = [
+        ({"batch": 0}, "batch must be an integer >= 1"),
+        ({"repeats": True}, "repeats must be an integer >= 1"),
+        ({"warmup": -1}, "warmup must be an integer >= 0"),
+        ({"threads": 300}, r"threads must be an integer in \[1, 256\], got 300"),
+        ({"threads": 2.0}, "threads must be an integer"),
+        ({"order": "random"}, "order must be 'interleaved' or 'sequential'"),
+        ({"baseline": "torch"}, "baseline 'torch' is not among the profiled backends"),
+    ]
+    for kwargs, message in bad:
+        with pytest.raises(NeonsignValueError, match=message):
+            ProfileRequest.create("native", **kwargs)
+    with pytest.raises(NeonsignValueError, match="unknown backend"):
+        ProfileRequest.create("cuda")
+
+
+def test_schedule_interleaves_or_runs_backends_one_after_another():
+    from neonsign.profiler import schedule
+
+    assert schedule(["a", "b"], 2, "interleaved") == [(0, "a"), (0, "b"), (1, "a"), (1, "b")]
+    assert schedule(["a", "b"], 2, "sequential") == [(0, "a"), (1, "a"), (0, "b"), (1, "b")]
+
+
+def test_pool_threads_restores_the_previous_count_even_on_error():
+    from neonsign import _native
+    from neonsign.profiler import pool_threads
+
+    before = _native.get_threads()
+    target = 1 if before != 1 else 2
+    with pool_threads(target):
+        assert _native.get_threads() == target
+    assert _native.get_threads() == before
+    with pytest.raises(KeyError), pool_threads(target):
+        raise KeyError("boom")
+    assert _native.get_threads() == before
+
+
+def test_pool_threads_without_torch_is_a_missing_dependency(monkeypatch):
+    import sys
+
+    from neonsign import _native
+    from neonsign.errors import MissingDependencyError
+    from neonsign.profiler import pool_threads
+
+    before = _native.get_threads()
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(MissingDependencyError) as info, pool_threads(1, torch_too=True):
+        pass
+    assert isinstance(info.value, ImportError)
+    assert "pip install 'neonsign[torch]'" in str(info.value)
+    assert _native.get_threads() == before
+
+
+def test_runners_schedule_and_figures_step_by_step():
+    from neonsign.profiler import (
+        FORWARD,
+        ProfileRequest,
+        _load_inputs,
+        backend_figures,
+        build_runners,
+        pool_threads,
+        random_state_dict,
+        run_schedule,
+    )
+
+    req = ProfileRequest.create("native", batch=4, threads=1, repeats=3, warmup=2)
+    x, _ = _load_inputs(None, req.batch, req.split, req.seed)
+    with pool_threads(req.threads):
+        runners = build_runners(req, random_state_dict(0))
+        logits = run_schedule(runners, x, req)
+    assert list(runners) == ["native"] and logits["native"].shape == (4, 43)
+    figures = backend_figures(runners["native"].rec, req.repeats)
+    assert len(figures["total"]["per_repeat_ns"]) == 3  # warm-up passes are not recorded
+    forward = next(r for r in figures["layers"] if r["name"] == FORWARD)
+    assert forward["calls"] == 3 and forward["total_ns_total"] == sum(
+        figures["total"]["per_repeat_ns"]
+    )
+    with pytest.raises(RuntimeError, match="expected 4 forward spans, recorded 3"):
+        backend_figures(runners["native"].rec, 4)
+
+
+# ---------------------------------------------------------------------------------------------
+# The error boundary: every file a user names fails as a NeonsignError subclass
+
+
+def _assert_boundary(info, neonsign_class, builtin_class, path):
+    from neonsign.errors import NeonsignError
+
+    assert isinstance(info.value, NeonsignError) and isinstance(info.value, neonsign_class)
+    assert isinstance(info.value, builtin_class)
+    assert str(path) in str(info.value)
+
+
+def _report():
+    from neonsign.profiler import profile
+
+    return profile(backends="native", batch=2, threads=1, repeats=1, warmup=0, aten=False)
+
+
+def test_load_and_compare_on_a_missing_or_malformed_report(tmp_path):
+    from neonsign.errors import (
+        NeonsignFileNotFoundError,
+        NeonsignIsADirectoryError,
+        NeonsignValueError,
+    )
+    from neonsign.profile_report import ProfileReport, compare
+
+    missing = tmp_path / "missing.json"
+    with pytest.raises(NeonsignFileNotFoundError) as info:
+        ProfileReport.load(missing)
+    _assert_boundary(info, NeonsignFileNotFoundError, FileNotFoundError, missing)
+    with pytest.raises(NeonsignFileNotFoundError) as info:
+        compare(missing, missing)
+    _assert_boundary(info, NeonsignFileNotFoundError, FileNotFoundError, missing)
+    with pytest.raises(NeonsignIsADirectoryError) as info:
+        ProfileReport.load(tmp_path)
+    _assert_boundary(info, NeonsignIsADirectoryError, IsADirectoryError, tmp_path)
+    for name, content in (("broken.json", b'{"schema_version": 1,'), ("binary.json", b"\xff\xfe")):
+        bad = tmp_path / name
+        bad.write_bytes(content)
+        with pytest.raises(NeonsignValueError, match="not valid JSON") as info:
+            ProfileReport.load(bad)
+        _assert_boundary(info, NeonsignValueError, ValueError, bad)
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text('{"schema_version": 1, "machine": {}}')
+    with pytest.raises(NeonsignValueError, match="missing field 'settings'") as info:
+        compare(wrong, wrong)
+    _assert_boundary(info, NeonsignValueError, ValueError, wrong)
+
+
+def test_saving_a_report_on_a_full_disk_or_a_bad_destination(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from neonsign.errors import DiskFullError, NeonsignNotADirectoryError, NeonsignPermissionError
+    from neonsign.profile_report import compare
+
+    report = _report()
+    comparison = compare(report, report)
+    full = Path("/dev/full")
+    if not full.exists():
+        pytest.skip("no /dev/full on this system")
+    for save in (report.save_json, report.save_markdown, comparison.save_json):
+        with pytest.raises(DiskFullError) as info:
+            save(full)
+        _assert_boundary(info, DiskFullError, OSError, full)
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    with pytest.raises(NeonsignNotADirectoryError) as info:
+        report.save_json(a_file / "r.json")
+    _assert_boundary(info, NeonsignNotADirectoryError, NotADirectoryError, a_file / "r.json")
+
+    # a read-only destination (chmod does not stop root, so the refusal is injected)
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "write_text", refuse)
+    for save in (report.save_json, comparison.save_markdown):
+        with pytest.raises(NeonsignPermissionError) as info:
+            save(tmp_path / "ro.json")
+        _assert_boundary(info, NeonsignPermissionError, PermissionError, tmp_path / "ro.json")
+
+
+def test_profile_on_a_data_set_with_one_image_missing(synth_root, tmp_path):
+    import shutil
+
+    from neonsign.errors import NeonsignFileNotFoundError
+    from neonsign.profiler import profile
+
+    root = tmp_path / "gtsrb"
+    shutil.copytree(synth_root, root)
+    images = sorted((root / "Final_Test" / "Images").glob("*.ppm"))
+    images[3].unlink()
+    with pytest.raises(NeonsignFileNotFoundError) as info:
+        profile(data=root, backends="native", batch=len(images), threads=1, repeats=1, warmup=0)
+    _assert_boundary(info, NeonsignFileNotFoundError, FileNotFoundError, images[3])
+    assert str(root) in str(info.value)

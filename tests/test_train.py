@@ -242,3 +242,90 @@ def test_torchrun_ddp_two_processes(synth, tmp_path):
     assert card["training"]["world_size"] == 2
     assert len(card["metrics"]["history"]) == 2
     assert not (tmp_path / "ddp.tmp").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# The output directory is checked before any work; the error boundary
+
+
+def _assert_boundary(info, neonsign_class, builtin_class, path):
+    from neonsign.errors import NeonsignError
+
+    assert isinstance(info.value, NeonsignError) and isinstance(info.value, neonsign_class)
+    assert isinstance(info.value, builtin_class)
+    assert str(path) in str(info.value)
+
+
+def test_check_out_refuses_bad_destinations(tmp_path, monkeypatch):
+    from neonsign.errors import NeonsignNotADirectoryError, NeonsignPermissionError
+    from neonsign.train import ModelDirectoryExistsError, check_out
+
+    assert check_out(tmp_path / "new" / "model") == tmp_path / "new" / "model"
+    full = tmp_path / "full"
+    (full / "x").mkdir(parents=True)
+    with pytest.raises(ModelDirectoryExistsError) as info:
+        check_out(full)
+    _assert_boundary(info, ModelDirectoryExistsError, FileExistsError, full)
+    assert isinstance(info.value, ModelError) and "refusing to overwrite" in str(info.value)
+    assert check_out(full, overwrite=True) == full
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    with pytest.raises(NeonsignNotADirectoryError) as info:
+        check_out(a_file / "model")
+    _assert_boundary(info, NeonsignNotADirectoryError, NotADirectoryError, a_file)
+    with pytest.raises(NeonsignNotADirectoryError) as info:
+        check_out(a_file, overwrite=True)
+    _assert_boundary(info, NeonsignNotADirectoryError, NotADirectoryError, a_file)
+    # a read-only parent (chmod does not stop root, so the refusal is injected)
+    monkeypatch.setattr("neonsign.train.os.access", lambda path, mode: False)
+    with pytest.raises(NeonsignPermissionError) as info:
+        check_out(tmp_path / "ro" / "model")
+    _assert_boundary(info, NeonsignPermissionError, PermissionError, tmp_path / "ro" / "model")
+
+
+def test_train_checks_out_before_loading_or_training(synth, tmp_path, monkeypatch):
+    from neonsign import data
+    from neonsign.train import ModelDirectoryExistsError, train
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the split was loaded before --out was checked")
+
+    monkeypatch.setattr(data, "load_split", no_loading)
+    out = tmp_path / "model"
+    (out / "old").mkdir(parents=True)
+    with pytest.raises(ModelDirectoryExistsError) as info:
+        train(synth, out, epochs=1, quiet=True, track=False)
+    _assert_boundary(info, ModelDirectoryExistsError, FileExistsError, out)
+
+
+def test_train_without_torch_is_a_missing_dependency(synth, tmp_path, monkeypatch):
+    from neonsign.errors import MissingDependencyError
+    from neonsign.train import train
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(MissingDependencyError) as info:
+        train(synth, tmp_path / "model", epochs=1, quiet=True, track=False)
+    assert isinstance(info.value, ImportError) and "neonsign[torch]" in str(info.value)
+    assert not (tmp_path / "model").exists()
+
+
+def test_train_on_a_data_set_with_one_image_missing(synth_root, tmp_path):
+    import shutil
+
+    from neonsign.errors import NeonsignFileNotFoundError
+    from neonsign.train import train
+
+    root = tmp_path / "gtsrb"
+    shutil.copytree(synth_root, root)
+    missing = sorted((root / "Final_Training" / "Images" / "00007").glob("*.ppm"))[1]
+    missing.unlink()
+    with pytest.raises(NeonsignFileNotFoundError) as info:
+        train(root, tmp_path / "model", epochs=1, quiet=True, track=False)
+    _assert_boundary(info, NeonsignFileNotFoundError, FileNotFoundError, missing)
+
+
+def test_config_defaults_are_the_shared_preprocessing():
+    cfg = TrainConfig()
+    assert list(cfg.mean) == artifacts.DEFAULT_PREPROCESSING["mean"]
+    assert list(cfg.std) == artifacts.DEFAULT_PREPROCESSING["std"]
+    assert isinstance(cfg.mean, tuple)

@@ -14,9 +14,10 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
+import numpy.typing as npt
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -26,7 +27,13 @@ from .artifacts import NUM_CLASSES
 from .errors import NeonsignValueError
 from .model import TrafficSignNet
 
+if TYPE_CHECKING:
+    from tqdm.auto import tqdm
+
+    from .train import TrainConfig
+
 __all__ = [
+    "EpochRecord",
     "FitResult",
     "bf16_supported",
     "resolve_precision",
@@ -37,12 +44,23 @@ __all__ = [
 ]
 
 
+class EpochRecord(TypedDict):
+    """One epoch of the training history (the model card's ``metrics.history`` rows)."""
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_accuracy: float | None
+    lr: float
+    seconds: float
+
+
 @dataclass
 class FitResult:
     """What :func:`fit` returns: the best state_dict (by validation accuracy) and the history."""
 
     state_dict: dict[str, torch.Tensor]
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[EpochRecord] = field(default_factory=list)
     best_epoch: int = 0
     val_accuracy: float | None = None
     per_class_accuracy: list[float | None] = field(default_factory=list)
@@ -71,7 +89,7 @@ def to_float(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> tor
     return x.sub_(mean.view(1, -1, 1, 1)).div_(std.view(1, -1, 1, 1))
 
 
-def augment_batch(x: torch.Tensor, gen: torch.Generator, cfg: Any) -> torch.Tensor:
+def augment_batch(x: torch.Tensor, gen: torch.Generator, cfg: TrainConfig) -> torch.Tensor:
     """Random affine + brightness/contrast jitter on float32 (B, 3, H, W) images in [0, 1].
 
     Rotation uniform in +-``cfg.rotation`` degrees, scale in ``cfg.scale``, translation
@@ -110,6 +128,7 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) ->
 
 
 def _rank_world() -> tuple[int, int]:
+    """(rank, world size) of the process group, (0, 1) without one."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
@@ -151,15 +170,131 @@ def _validate(
     return acc, per_class
 
 
+@dataclass
+class _Data:
+    """The training arrays as tensors: images uint8 (N, H, W, 3), int64 targets, the training
+    indices, and the normalised validation set."""
+
+    images: torch.Tensor
+    targets: torch.Tensor
+    train_idx: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+
+
+def _tensors(
+    images: npt.NDArray[np.uint8],
+    labels: npt.NDArray[np.integer[Any]],
+    train_idx: npt.NDArray[np.integer[Any]],
+    val_idx: npt.NDArray[np.integer[Any]],
+    cfg: TrainConfig,
+) -> _Data:
+    data = torch.from_numpy(np.ascontiguousarray(images))
+    targets = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
+    tr = torch.from_numpy(np.asarray(train_idx, dtype=np.int64))
+    va = torch.from_numpy(np.asarray(val_idx, dtype=np.int64))
+    if tr.numel() == 0:
+        raise NeonsignValueError("training set is empty (no indices in train_idx)")
+    mean = torch.tensor(cfg.mean, dtype=torch.float32)
+    std = torch.tensor(cfg.std, dtype=torch.float32)
+    return _Data(data, targets, tr, mean, std, to_float(data[va], mean, std), targets[va])
+
+
+@dataclass
+class _Optimisation:
+    """The model being trained (``net`` wraps it in DDP when distributed) and what updates it."""
+
+    model: nn.Module
+    net: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.OneCycleLR
+    criterion: nn.CrossEntropyLoss
+    use_bf16: bool
+
+
+def _optimisation(cfg: TrainConfig, world: int, total_steps: int, precision: str) -> _Optimisation:
+    """A fresh TrafficSignNet (initialised from torch's global RNG), AdamW, the one-cycle
+    schedule over ``total_steps`` and the label-smoothed loss."""
+    # channels_last: oneDNN's convolutions train about 1.3x faster in NHWC on CPU
+    model: nn.Module = TrafficSignNet()
+    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub omits memory_format
+    net: nn.Module = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    # fused: one kernel for all parameters' AdamW update (CPU-fused since torch 2.4)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True
+    )
+    # OneCycleLR divides by (pct_start * total_steps - 1): an exactly-one-step warm-up (e.g. 5
+    # steps at 0.2) would divide by zero, so nudge it by a negligible amount.
+    pct_start = cfg.warmup_fraction
+    if pct_start * total_steps == 1.0:
+        pct_start *= 1.0 + 1e-6
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=cfg.lr,
+        total_steps=total_steps,
+        pct_start=pct_start,
+    )
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    # bf16 autocast: convolutions and linears run in bfloat16 (oneDNN's AVX512_BF16/AMX or Arm
+    # BF16 kernels), weights, optimizer state and the loss stay float32; about 2x per step here.
+    return _Optimisation(model, net, optimizer, scheduler, criterion, precision == "bfloat16")
+
+
+def _train_epoch(
+    opt: _Optimisation,
+    data: _Data,
+    shard: torch.Tensor,
+    cfg: TrainConfig,
+    aug_gen: torch.Generator,
+    bar: tqdm[Any] | None,
+) -> tuple[float, float]:
+    """One pass over ``shard`` (training indices) in batches: (mean loss, accuracy)."""
+    opt.net.train()
+    # running sums stay tensors: no Python conversion per step
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    correct = torch.zeros((), dtype=torch.int64)
+    seen = 0
+    mean, std = data.mean.view(1, -1, 1, 1), data.std.view(1, -1, 1, 1)
+    for batch in torch.split(shard, cfg.batch_size):
+        x = data.images[batch].permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
+        if cfg.augment:
+            x = augment_batch(x, aug_gen, cfg)
+        x = x.sub_(mean).div_(std).contiguous(memory_format=torch.channels_last)
+        y = data.targets[batch]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=opt.use_bf16):
+            logits = opt.net(x)
+            loss = opt.criterion(logits, y)
+        opt.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.optimizer.step()
+        opt.scheduler.step()
+        loss_sum += loss.detach() * y.numel()
+        correct += (logits.detach().argmax(1) == y).sum()
+        seen += y.numel()
+        if bar is not None:
+            bar.update(1)
+    return float(loss_sum) / max(seen, 1), int(correct) / max(seen, 1)
+
+
+def _progress_bar(total: int, show: bool) -> tqdm[Any] | None:
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="batch", desc="train", dynamic_ncols=True)
+
+
 def fit(
-    images: np.ndarray,
-    labels: np.ndarray,
-    train_idx: np.ndarray,
-    val_idx: np.ndarray,
-    cfg: Any,
+    images: npt.NDArray[np.uint8],
+    labels: npt.NDArray[np.integer[Any]],
+    train_idx: npt.NDArray[np.integer[Any]],
+    val_idx: npt.NDArray[np.integer[Any]],
+    cfg: TrainConfig,
     *,
     progress: bool = True,
-    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> FitResult:
     """Train TrafficSignNet on ``images[train_idx]``, validating on ``images[val_idx]`` per epoch.
 
@@ -175,112 +310,63 @@ def fit(
     torch.manual_seed(cfg.seed)
     shuffle_gen = torch.Generator().manual_seed(cfg.seed)  # same on every rank
     aug_gen = torch.Generator().manual_seed(cfg.seed * 1009 + 17 + rank)  # per rank
-
-    data = torch.from_numpy(np.ascontiguousarray(images))
-    targets = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
-    tr = torch.from_numpy(np.asarray(train_idx, dtype=np.int64))
-    va = torch.from_numpy(np.asarray(val_idx, dtype=np.int64))
-    if tr.numel() == 0:
-        raise NeonsignValueError("training set is empty (no indices in train_idx)")
-    mean = torch.tensor(cfg.mean, dtype=torch.float32)
-    std = torch.tensor(cfg.std, dtype=torch.float32)
-    x_val = to_float(data[va], mean, std)
-    y_val = targets[va]
-
-    # channels_last: oneDNN's convolutions train about 1.3x faster in NHWC on CPU
-    model: nn.Module = TrafficSignNet().to(memory_format=torch.channels_last)
-    net: nn.Module = nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    # fused: one kernel for all parameters' AdamW update (CPU-fused since torch 2.4)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True
-    )
+    data = _tensors(images, labels, train_idx, val_idx, cfg)
+    tr = data.train_idx
     steps_per_epoch = -(-_shard(tr, rank, world).numel() // cfg.batch_size)
-    total_steps = cfg.epochs * steps_per_epoch
-    # OneCycleLR divides by (pct_start * total_steps - 1): an exactly-one-step warm-up (e.g. 5
-    # steps at 0.2) would divide by zero, so nudge it by a negligible amount.
-    pct_start = cfg.warmup_fraction
-    if pct_start * total_steps == 1.0:
-        pct_start *= 1.0 + 1e-6
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer,
-        max_lr=cfg.lr,
-        total_steps=total_steps,
-        pct_start=pct_start,
-    )
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    # bf16 autocast: convolutions and linears run in bfloat16 (oneDNN's AVX512_BF16/AMX or Arm
-    # BF16 kernels), weights, optimizer state and the loss stay float32; about 2x per step here.
     precision = resolve_precision(cfg.bf16)
-    use_bf16 = precision == "bfloat16"
-
-    bar = None
-    if progress and rank == 0:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(
-            total=cfg.epochs * steps_per_epoch, unit="batch", desc="train", dynamic_ncols=True
-        )
+    opt = _optimisation(cfg, world, cfg.epochs * steps_per_epoch, precision)
+    bar = _progress_bar(cfg.epochs * steps_per_epoch, progress and rank == 0)
     result = FitResult(state_dict={}, precision=precision)
     best_acc = -1.0
     start = time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
-        net.train()
         shard = _shard(tr[torch.randperm(tr.numel(), generator=shuffle_gen)], rank, world)
-        # running sums stay tensors: no Python conversion per step
-        loss_sum = torch.zeros((), dtype=torch.float64)
-        correct = torch.zeros((), dtype=torch.int64)
-        seen = 0
-        for batch in shard.split(cfg.batch_size):
-            x = data[batch].permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
-            if cfg.augment:
-                x = augment_batch(x, aug_gen, cfg)
-            x = x.sub_(mean.view(1, -1, 1, 1)).div_(std.view(1, -1, 1, 1))
-            x = x.contiguous(memory_format=torch.channels_last)
-            y = targets[batch]
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
-                logits = net(x)
-                loss = criterion(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss.detach() * y.numel()
-            correct += (logits.detach().argmax(1) == y).sum()
-            seen += y.numel()
-            if bar is not None:
-                bar.update(1)
+        loss, accuracy = _train_epoch(opt, data, shard, cfg, aug_gen, bar)
         val_acc, per_class = (
-            _validate(model, x_val, y_val, rank, world) if va.numel() else (None, [])
+            _validate(opt.model, data.x_val, data.y_val, rank, world)
+            if data.y_val.numel()
+            else (None, [])
         )
-        record = {
+        record: EpochRecord = {
             "epoch": epoch,
-            "train_loss": float(loss_sum) / max(seen, 1),
-            "train_accuracy": int(correct) / max(seen, 1),
+            "train_loss": loss,
+            "train_accuracy": accuracy,
             "val_accuracy": val_acc,
-            "lr": scheduler.get_last_lr()[0],
+            "lr": float(opt.scheduler.get_last_lr()[0]),
             "seconds": time.perf_counter() - t0,
         }
         result.history.append(record)
         if bar is not None:
             bar.set_postfix(
                 epoch=epoch,
-                loss=f"{record['train_loss']:.3f}",
+                loss=f"{loss:.3f}",
                 val_acc="-" if val_acc is None else f"{val_acc:.4f}",
             )
         score = val_acc if val_acc is not None else float(epoch)
         if score > best_acc:
             best_acc = score
-            result.state_dict = {
-                k: v.detach().clone(memory_format=torch.contiguous_format)
-                for k, v in model.state_dict().items()
-            }
-            result.best_epoch = epoch
-            result.val_accuracy = val_acc
-            result.per_class_accuracy = per_class
+            _keep_best(result, opt.model, epoch, val_acc, per_class)
         if on_epoch is not None and rank == 0:
             on_epoch(record)
     if bar is not None:
         bar.close()
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _keep_best(
+    result: FitResult,
+    model: nn.Module,
+    epoch: int,
+    val_acc: float | None,
+    per_class: list[float | None],
+) -> None:
+    """Record ``model``'s current weights (copied) as the best so far."""
+    result.state_dict = {
+        k: v.detach().clone(memory_format=torch.contiguous_format)
+        for k, v in model.state_dict().items()
+    }
+    result.best_epoch = epoch
+    result.val_accuracy = val_acc
+    result.per_class_accuracy = per_class

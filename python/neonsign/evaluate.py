@@ -22,16 +22,17 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
+import numpy.typing as npt
 
 from .artifacts import NUM_CLASSES, load_model
 from .backends import BACKEND_NAMES, TorchToggles, list_backends
 from .backends import resolve as resolve_backend
-from .errors import NeonsignValueError, UnsupportedError
+from .errors import NeonsignValueError, UnsupportedError, file_errors, require
 
 __all__ = [
     "BACKENDS",
@@ -40,17 +41,66 @@ __all__ = [
     "make_predictor",
     "confusion_matrix",
     "classification_metrics",
+    "ClassificationMetrics",
+    "EvaluationResult",
+    "Timing",
     "evaluate",
     "evaluate_arrays",
     "format_summary",
     "normalize_images",
     "plot_confusion",
     "register_cli",
+    "save_result",
 ]
 
 #: Backend names accepted by ``--backend`` (defined once, in :mod:`neonsign.backends`).
 BACKENDS = BACKEND_NAMES
 PROFILE_BATCH = 64  # the learning path's batch size
+
+
+class ClassificationMetrics(TypedDict):
+    """What :func:`classification_metrics` returns (JSON-ready)."""
+
+    accuracy: float
+    n_images: int
+    n_correct: int
+    per_class_accuracy: list[float | None]
+    per_class_count: list[int]
+    confusion_matrix: list[list[int]]
+
+
+class _TimingBase(TypedDict):
+    inference_seconds: float
+    images_per_second: float | None
+    batch_size: int
+
+
+class Timing(_TimingBase, total=False):
+    """Inference timing; ``load_seconds`` only when :func:`evaluate` loaded the split."""
+
+    load_seconds: float
+
+
+class _EvaluationBase(ClassificationMetrics):
+    backend: str
+    split: str
+    model: str
+    model_code_version: str | None
+    model_data_checksum: str | None
+    preprocessing: dict[str, Any]
+    threads: int | None
+    timing: Timing
+    profile_table: str | None
+
+
+class EvaluationResult(_EvaluationBase, total=False):
+    """What :func:`evaluate_arrays` and :func:`evaluate` return (JSON-ready): the metrics, how
+    they were measured, ``confusion_plot`` when a plot was written, ``data`` and
+    ``data_checksum`` when :func:`evaluate` loaded the split itself."""
+
+    confusion_plot: str
+    data: str
+    data_checksum: str | None
 
 
 def _has(module: str) -> bool:
@@ -78,11 +128,12 @@ def default_backend() -> str:
 # ----------------------------------------------------------------------------------------------
 # Backends: a predictor maps float32 (N, 3, 32, 32) to logits float32 (N, 43).
 
-Predictor = Callable[[np.ndarray], np.ndarray]
+Predictor = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
 
 
-def _torch_predictor(state_dict: dict[str, np.ndarray], backend: str) -> Predictor:
+def _torch_predictor(state_dict: dict[str, npt.NDArray[np.float32]], backend: str) -> Predictor:
     """TrafficSignNet (nn.Module) run with the toggles of the libtorch ``backend``."""
+    require("torch", "torch", f"the {backend} backend")
     import torch
 
     from .model import TrafficSignNet
@@ -92,9 +143,9 @@ def _torch_predictor(state_dict: dict[str, np.ndarray], backend: str) -> Predict
     model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state_dict.items()})
     model = toggles.module(model)
 
-    def predict(x: np.ndarray) -> np.ndarray:
+    def predict(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         with toggles.mode():
-            return model(toggles.input(x)).float().numpy()
+            return np.asarray(model(toggles.input(x)).float().numpy(), dtype=np.float32)
 
     return predict
 
@@ -112,7 +163,7 @@ def make_predictor(
 
         kernel = None if backend == "native" else backend.removeprefix("native-")
         engine = Engine.from_state_dict(state_dict, kernel=kernel, threads=threads)
-        return lambda x: np.asarray(engine.predict(x))
+        return lambda x: np.asarray(engine.predict(x), dtype=np.float32)
     return _torch_predictor(state_dict, backend)
 
 
@@ -121,8 +172,8 @@ def make_predictor(
 
 
 def confusion_matrix(
-    labels: np.ndarray, predictions: np.ndarray, num_classes: int = NUM_CLASSES
-) -> np.ndarray:
+    labels: npt.ArrayLike, predictions: npt.ArrayLike, num_classes: int = NUM_CLASSES
+) -> npt.NDArray[np.int64]:
     """int64 (C, C) counts: row = true class, column = predicted class."""
     labels = np.asarray(labels, dtype=np.int64)
     predictions = np.asarray(predictions, dtype=np.int64)
@@ -138,7 +189,9 @@ def confusion_matrix(
     return cm
 
 
-def classification_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict[str, Any]:
+def classification_metrics(
+    labels: npt.ArrayLike, predictions: npt.ArrayLike
+) -> ClassificationMetrics:
     """accuracy (fraction), n_images, n_correct, per_class_accuracy (None for absent classes),
     per_class_count and confusion_matrix (nested lists) for int labels/predictions (N,)."""
     cm = confusion_matrix(labels, predictions)
@@ -158,11 +211,14 @@ def classification_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict[
 
 
 def plot_confusion(
-    cm: Sequence[Sequence[int]] | np.ndarray, path: str | os.PathLike[str], title: str = ""
+    cm: Sequence[Sequence[int]] | npt.NDArray[np.int64],
+    path: str | os.PathLike[str],
+    title: str = "",
 ) -> Path:
     """Write a row-normalised confusion matrix heat map (PNG, matplotlib Agg) to ``path``.
 
-    Raises :class:`~neonsign.errors.UnsupportedError` when matplotlib is not installed."""
+    Raises :class:`~neonsign.errors.UnsupportedError` when matplotlib is not installed, and a
+    NeonsignOSError subclass naming ``path`` when it cannot be written (DiskFullError, ...)."""
     try:
         import matplotlib
     except ModuleNotFoundError as exc:
@@ -189,8 +245,21 @@ def plot_confusion(
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     out = Path(path)
-    fig.savefig(out)
-    plt.close(fig)
+    try:
+        with file_errors("write the confusion matrix plot", out):
+            # without a suffix matplotlib would append ".png" and write another file than `out`
+            fig.savefig(out, format=None if out.suffix else "png")
+    finally:
+        plt.close(fig)
+    return out
+
+
+def save_result(result: EvaluationResult, path: str | os.PathLike[str]) -> Path:
+    """Write ``result`` as indented JSON to ``path`` (a NeonsignOSError subclass naming the path
+    when it cannot be written: DiskFullError, NeonsignPermissionError, ...)."""
+    out = Path(path)
+    with file_errors("write the test results", out):
+        out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return out
 
 
@@ -198,7 +267,9 @@ def plot_confusion(
 # Evaluation
 
 
-def normalize_images(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+def normalize_images(
+    images: npt.NDArray[np.uint8], mean: Sequence[float], std: Sequence[float]
+) -> npt.NDArray[np.float32]:
     """uint8 (N, H, W, 3) -> float32 (N, 3, H, W) with (x / 255 - mean) / std."""
     try:
         from .preprocess import normalize
@@ -207,7 +278,7 @@ def normalize_images(images: np.ndarray, mean: Sequence[float], std: Sequence[fl
         m = np.asarray(mean, np.float32).reshape(1, 3, 1, 1)
         s = np.asarray(std, np.float32).reshape(1, 3, 1, 1)
         return np.ascontiguousarray((x - m) / s, dtype=np.float32)
-    return normalize(images, mean, std)
+    return np.asarray(normalize(images, mean, std), dtype=np.float32)
 
 
 def _batches(n: int, size: int) -> Iterator[slice]:
@@ -215,7 +286,7 @@ def _batches(n: int, size: int) -> Iterator[slice]:
         yield slice(i, min(i + size, n))
 
 
-def _profile_table(predict: Predictor, x: np.ndarray) -> str | None:
+def _profile_table(predict: Predictor, x: npt.NDArray[np.float32]) -> str | None:
     """torch.profiler table of one inference batch, as the learning path prints it."""
     if not _has("torch"):
         return None
@@ -227,13 +298,55 @@ def _profile_table(predict: Predictor, x: np.ndarray) -> str | None:
         record_function("model_inference"),
     ):
         predict(x)
-    return prof.key_averages().table(sort_by="cpu_time_total", row_limit=10)
+    return str(prof.key_averages().table(sort_by="cpu_time_total", row_limit=10))
+
+
+def _check_arrays(
+    images: npt.ArrayLike, labels: npt.ArrayLike, size: int, split: str
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[Any]]:
+    """``images`` as uint8 (N, size, size, 3) and ``labels`` as (N,), N >= 1, or
+    NeonsignValueError naming the array and what was expected."""
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (size, size, 3):
+        raise NeonsignValueError(
+            f"images: expected uint8 (N, {size}, {size}, 3), got {images.dtype} {images.shape}"
+        )
+    labels = np.asarray(labels)
+    if labels.shape != (images.shape[0],):
+        raise NeonsignValueError(f"labels: expected shape ({images.shape[0]},), got {labels.shape}")
+    if images.shape[0] == 0:
+        raise NeonsignValueError(f"split {split!r} holds no images")
+    return images, labels
+
+
+def _predict_all(
+    predict: Predictor, x: npt.NDArray[np.float32], batch_size: int, bar_label: str | None
+) -> tuple[npt.NDArray[np.int64], float]:
+    """Top-1 class of every image of ``x`` in batches after one warm-up batch, and the seconds
+    the batches took (a tqdm bar labelled ``bar_label`` unless None)."""
+    n = x.shape[0]
+    predict(x[: min(n, batch_size)])  # warm-up
+    bar = None
+    if bar_label is not None:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n, unit="img", desc=bar_label, dynamic_ncols=True)
+    preds = np.empty(n, dtype=np.int64)
+    t0 = time.perf_counter()
+    for sl in _batches(n, batch_size):
+        preds[sl] = predict(x[sl]).argmax(axis=1)
+        if bar is not None:
+            bar.update(sl.stop - sl.start)
+    infer_seconds = time.perf_counter() - t0
+    if bar is not None:
+        bar.close()
+    return preds, infer_seconds
 
 
 def evaluate_arrays(
     model: str | os.PathLike[str],
-    images: np.ndarray,
-    labels: np.ndarray,
+    images: npt.ArrayLike,
+    labels: npt.ArrayLike,
     *,
     backend: str | None = None,
     batch_size: int = 256,
@@ -242,7 +355,7 @@ def evaluate_arrays(
     plot: str | os.PathLike[str] | None = None,
     quiet: bool = True,
     split: str = "arrays",
-) -> dict[str, Any]:
+) -> EvaluationResult:
     """Test the model directory ``model`` on uint8 RGB images (N, H, W, 3) with int labels (N,).
 
     Images are normalised as the model card says (mean, std); they must already have the card's
@@ -254,59 +367,39 @@ def evaluate_arrays(
         raise NeonsignValueError(f"batch_size must be >= 1, got {batch_size}")
     _, card = load_model(model)
     prep = card["preprocessing"]
-    size = int(prep["size"])
-    images = np.asarray(images)
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (size, size, 3):
-        raise NeonsignValueError(
-            f"images: expected uint8 (N, {size}, {size}, 3), got {images.dtype} {images.shape}"
-        )
-    labels = np.asarray(labels)
-    if labels.shape != (images.shape[0],):
-        raise NeonsignValueError(f"labels: expected shape ({images.shape[0]},), got {labels.shape}")
+    images, labels = _check_arrays(images, labels, int(prep["size"]), split)
     n = images.shape[0]
-    if n == 0:
-        raise NeonsignValueError(f"split {split!r} holds no images")
     if threads is not None and backend.startswith("torch"):
         import torch
 
         torch.set_num_threads(threads)
     predict = make_predictor(model, backend, threads=threads)
     x = normalize_images(images, prep["mean"], prep["std"])
-
-    predict(x[: min(n, batch_size)])  # warm-up
-    bar = None
-    if not quiet:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n, unit="img", desc=f"test ({backend})", dynamic_ncols=True)
-    preds = np.empty(n, dtype=np.int64)
-    t0 = time.perf_counter()
-    for sl in _batches(n, batch_size):
-        preds[sl] = predict(x[sl]).argmax(axis=1)
-        if bar is not None:
-            bar.update(sl.stop - sl.start)
-    infer_seconds = time.perf_counter() - t0
-    if bar is not None:
-        bar.close()
-
-    result: dict[str, Any] = classification_metrics(labels, preds)
-    result.update(
-        {
-            "backend": backend,
-            "split": split,
-            "model": os.fspath(Path(model).resolve()),
-            "model_code_version": card.get("code_version"),
-            "model_data_checksum": card.get("data_checksum"),
-            "preprocessing": prep,
-            "threads": threads,
-            "timing": {
-                "inference_seconds": infer_seconds,
-                "images_per_second": n / infer_seconds if infer_seconds > 0 else None,
-                "batch_size": batch_size,
-            },
-            "profile_table": _profile_table(predict, x[:PROFILE_BATCH]) if profile else None,
-        }
+    preds, infer_seconds = _predict_all(
+        predict, x, batch_size, None if quiet else f"test ({backend})"
     )
+    metrics = classification_metrics(labels, preds)
+    result: EvaluationResult = {
+        "accuracy": metrics["accuracy"],
+        "n_images": metrics["n_images"],
+        "n_correct": metrics["n_correct"],
+        "per_class_accuracy": metrics["per_class_accuracy"],
+        "per_class_count": metrics["per_class_count"],
+        "confusion_matrix": metrics["confusion_matrix"],
+        "backend": backend,
+        "split": split,
+        "model": os.fspath(Path(model).resolve()),
+        "model_code_version": card.get("code_version"),
+        "model_data_checksum": card.get("data_checksum"),
+        "preprocessing": prep,
+        "threads": threads,
+        "timing": {
+            "inference_seconds": infer_seconds,
+            "images_per_second": n / infer_seconds if infer_seconds > 0 else None,
+            "batch_size": batch_size,
+        },
+        "profile_table": _profile_table(predict, x[:PROFILE_BATCH]) if profile else None,
+    }
     if plot is not None:
         result["confusion_plot"] = os.fspath(
             plot_confusion(
@@ -330,7 +423,7 @@ def evaluate(
     profile: bool = True,
     plot: str | os.PathLike[str] | None = None,
     quiet: bool = True,
-) -> dict[str, Any]:
+) -> EvaluationResult:
     """Test the model directory ``model`` on ``split`` of the GTSRB data under ``data``.
 
     Images are loaded by neonsign's loader as the model card says (size, roi) and normalised with
@@ -338,22 +431,24 @@ def evaluate(
     ``n_correct``, ``per_class_accuracy`` (43 entries, None for classes absent from the split),
     ``per_class_count``, ``confusion_matrix`` (43x43, rows = true class), ``backend``, ``split``,
     ``data_checksum``, ``timing`` and ``profile_table`` (torch.profiler table of one batch of
-    64, None without torch); writes the confusion matrix PNG to ``plot`` if given.
+    64, None without torch); writes the confusion matrix PNG to ``plot`` if given. A file of
+    the split that is missing or unreadable raises the matching NeonsignOSError subclass.
     """
     from .data import load_split
 
     _, card = load_model(model)
     prep = card["preprocessing"]
     t0 = time.perf_counter()
-    images, labels, meta = load_split(
-        data,
-        split,
-        size=int(prep["size"]),
-        roi=bool(prep["roi"]),
-        dtype="uint8",
-        threads=threads,
-        limit=limit,
-    )
+    with file_errors(f"load the {split} split of", data):
+        images, labels, meta = load_split(
+            Path(data),
+            split,
+            size=int(prep["size"]),
+            roi=bool(prep["roi"]),
+            dtype="uint8",
+            threads=threads,
+            limit=limit,
+        )
     load_seconds = time.perf_counter() - t0
     result = evaluate_arrays(
         model,
@@ -382,8 +477,9 @@ def _class_name(c: int) -> str:
         return f"{c:2d}"
 
 
-def format_summary(result: dict[str, Any], worst: int = 5) -> str:
-    """Human-readable summary: accuracy, throughput and the ``worst`` classes."""
+def format_summary(result: Mapping[str, Any], worst: int = 5) -> str:
+    """Human-readable summary: accuracy, throughput and the ``worst`` classes of an
+    :class:`EvaluationResult` (or the same read back from its JSON)."""
     lines = [
         f"{result['split']}: accuracy {result['accuracy'] * 100:.2f}% "
         f"({result['n_correct']}/{result['n_images']}) backend {result['backend']}",

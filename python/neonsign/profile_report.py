@@ -26,22 +26,184 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
-from .errors import NeonsignValueError, UnsupportedError
+from .errors import NeonsignValueError, UnsupportedError, file_errors, require
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AccuracyCheck",
+    "AtenKernel",
+    "BackendFigures",
+    "BackendReport",
     "Comparison",
+    "ComparisonRow",
+    "KernelInfo",
+    "LayerFigures",
+    "MachineInfo",
     "ProfileReport",
+    "ReportData",
+    "ReportSettings",
+    "SpanStats",
+    "TotalFigures",
     "append_step_summary",
     "compare",
     "compare_backends",
     "schema_path",
+    "write_text",
 ]
 
 #: Version of the JSON layout; bumped on incompatible changes.
 SCHEMA_VERSION = 1
+
+
+# ---------------------------------------------------------------------------------------------
+# The report's shape, as the profiler writes it (profile_report.schema.json says the same)
+
+
+class SpanStats(TypedDict):
+    """Statistics of one quantity over the timed repeats."""
+
+    median: float
+    mean: float
+    min: float
+    max: float
+    q1: float
+    q3: float
+
+
+class LayerFigures(TypedDict):
+    """One span name of one backend (``forward`` is the whole pass)."""
+
+    name: str
+    calls: int
+    self_ns_total: int
+    total_ns_total: int
+    self_ns_avg: float
+    total_ns_avg: float
+    self_pct: float
+    total_pct: float
+    self_ns_per_forward: SpanStats
+
+
+class TotalFigures(TypedDict):
+    """The forward pass of one batch over the repeats."""
+
+    per_repeat_ns: list[int]
+    self_cpu_time_total_ns: int
+    median_ns: float
+    mean_ns: float
+    min_ns: float
+    max_ns: float
+    q1_ns: float
+    q3_ns: float
+
+
+class BackendFigures(TypedDict):
+    """What one backend's recorder yields: per-layer rows, the total and the cycle count."""
+
+    layers: list[LayerFigures]
+    total: TotalFigures
+    cycles_per_forward_median: float | None
+
+
+class AtenKernel(TypedDict):
+    """One aten operator torch.profiler saw."""
+
+    name: str
+    calls: int
+    self_cpu_us: float
+
+
+class KernelInfo(TypedDict):
+    """The aten kernels of a libtorch backend (empty for native backends)."""
+
+    aten_kernels: list[AtenKernel]
+    layer_kernels: dict[str, list[str]]
+
+
+class AccuracyCheck(TypedDict):
+    """A backend's logits against the reference backend's."""
+
+    reference: str
+    top1_agreement: float
+    max_abs_logit_diff: float
+
+
+class BackendReport(TypedDict):
+    """One entry of the report's ``backends``."""
+
+    name: str
+    family: str
+    description: str
+    settings: dict[str, object]
+    layers: list[LayerFigures]
+    total: TotalFigures
+    cycles_per_forward_median: float | None
+    aten_kernels: list[AtenKernel]
+    layer_kernels: dict[str, list[str]]
+    accuracy_check: AccuracyCheck
+
+
+class MachineInfo(TypedDict):
+    """The machine and software a report was measured on."""
+
+    arch: str
+    cpu_model: str
+    cpu_count: int
+    cpu_flags: list[str]
+    os: str
+    python: str
+    numpy: str
+    neonsign: str
+    torch: str | None
+    cycle_counter_hz: float
+
+
+class ReportSettings(TypedDict):
+    """How the report was measured."""
+
+    batch: int
+    threads: int
+    repeats: int
+    warmup: int
+    order: str
+    flop_per_image: int
+    seed: int
+    model: str
+    random_weights: bool
+    input: str
+    random_input: bool
+    torch: str | None
+    clock: str
+
+
+class ReportData(TypedDict):
+    """A whole report as :func:`neonsign.profiler.profile` writes it. A report read back with
+    :meth:`ProfileReport.load` is a plain JSON object checked only for what reading relies on,
+    so :attr:`ProfileReport.data` is typed as a dict."""
+
+    schema_version: int
+    tool: str
+    created: str
+    machine: MachineInfo
+    settings: ReportSettings
+    baseline: str
+    backends: list[BackendReport]
+    notes: list[str]
+
+
+class ComparisonRow(TypedDict):
+    """One compared layer (``layer`` "total": the whole forward pass) of :class:`Comparison`;
+    times are medians per forward, ``change_pct`` positive = slower."""
+
+    base_backend: str
+    new_backend: str
+    layer: str
+    base_ns: float
+    new_ns: float
+    change_pct: float
+
 
 _HEADERS = (
     "Name",
@@ -54,6 +216,15 @@ _HEADERS = (
     "Self median/fwd",
     "Self min..max/fwd",
 )
+
+
+def write_text(path: str | os.PathLike[str], text: str, action: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path``, raising the NeonsignOSError subclass that matches
+    the failure ("cannot ACTION PATH: REASON"); the path written."""
+    p = Path(path)
+    with file_errors(action, p):
+        p.write_text(text, encoding="utf-8")
+    return p
 
 
 def schema_path() -> Path:
@@ -75,12 +246,17 @@ def _text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
     ]
     rule = "  ".join("-" * w for w in widths)
-    line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
+
     return "\n".join([rule, line(headers), rule, *(line(r) for r in rows), rule])
 
 
 def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+    def esc(cell: str) -> str:
+        return str(cell).replace("|", "\\|")
+
     out = [
         "| " + " | ".join(esc(h) for h in headers) + " |",
         "|" + "|".join("---" for _ in headers) + "|",
@@ -97,7 +273,8 @@ def _html_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _require(obj: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+def _require(obj: object, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    """``obj[key]`` after checking that ``obj`` is a dict holding ``key`` of type ``kind``."""
     if not isinstance(obj, dict) or key not in obj:
         raise NeonsignValueError(f"{where}: missing field '{key}'")
     if not isinstance(obj[key], kind):
@@ -150,13 +327,11 @@ class ProfileReport:
     def load(cls, path: str | os.PathLike[str]) -> ProfileReport:
         """Read a report written by :meth:`save_json` (checks the fields compare relies on)."""
         p = Path(path)
+        with file_errors("read the profile report", p):
+            raw = p.read_bytes()
         try:
-            text = p.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise FileNotFoundError(f"profile report '{p}' does not exist") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise NeonsignValueError(f"{p}: not valid JSON ({exc})") from exc
         if not isinstance(data, dict):
             raise NeonsignValueError(f"{p}: expected a JSON object at the top level")
@@ -167,8 +342,13 @@ class ProfileReport:
         return json.dumps(self.data, indent=2, sort_keys=False)
 
     def save_json(self, path: str | os.PathLike[str]) -> None:
-        """Write the report as JSON."""
-        Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
+        """Write the report as JSON (a NeonsignOSError subclass naming ``path`` if it cannot
+        be written: DiskFullError, NeonsignPermissionError, ...)."""
+        write_text(path, self.to_json() + "\n", "write the profile report")
+
+    def save_markdown(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`markdown` to ``path`` (errors as :meth:`save_json`)."""
+        write_text(path, self.markdown(), "write the profile report")
 
     # -- access ----------------------------------------------------------------------------
 
@@ -181,7 +361,7 @@ class ProfileReport:
         """The figures of one backend."""
         for b in self.data["backends"]:
             if b["name"] == name:
-                return b
+                return cast("dict[str, Any]", b)
         raise NeonsignValueError(f"{self.source}: no backend '{name}' (has {self.backends})")
 
     def total_ms(self, name: str) -> float:
@@ -327,8 +507,10 @@ class ProfileReport:
     def plot(self, ax: Any = None, layers: Sequence[str] | None = None) -> Any:
         """A stacked bar chart: median self time per forward (ms) of each layer, per backend.
 
-        Needs matplotlib (the ``notebooks`` extra). Returns the matplotlib Axes.
+        Needs matplotlib (the ``notebooks`` extra; MissingDependencyError without it). Returns
+        the matplotlib Axes.
         """
+        require("matplotlib", "notebooks", "plotting a profile report")
         import matplotlib.pyplot as plt  # noqa: PLC0415
 
         if ax is None:
@@ -379,7 +561,7 @@ class Comparison:
 
     base_label: str
     new_label: str
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[ComparisonRow] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
     regressions: list[str] = field(default_factory=list)
     fail_if_slower: float | None = None
@@ -472,10 +654,19 @@ class Comparison:
         parts += [f"<p><b>{html.escape(self.verdict())}</b></p>"]
         return "\n".join(parts)
 
+    def save_json(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`to_dict` as JSON to ``path`` (a NeonsignOSError subclass naming the
+        path when it cannot be written: DiskFullError, NeonsignPermissionError, ...)."""
+        write_text(path, json.dumps(self.to_dict(), indent=2) + "\n", "write the comparison")
+
+    def save_markdown(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`markdown` to ``path`` (errors as :meth:`save_json`)."""
+        write_text(path, self.markdown(), "write the comparison")
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (a change from a zero baseline is null rather than infinity)."""
         rows = [
-            dict(r, change_pct=r["change_pct"] if math.isfinite(r["change_pct"]) else None)
+            {**r, "change_pct": r["change_pct"] if math.isfinite(r["change_pct"]) else None}
             for r in self.rows
         ]
         return {

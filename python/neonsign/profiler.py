@@ -20,6 +20,13 @@ Timing
     thread count and warm-up; repeats are interleaved across backends so drift on a shared
     machine hits them alike.
 
+Steps of :func:`profile`
+    :meth:`ProfileRequest.create` validates the arguments; :func:`pool_threads` sets the thread
+    count of the native pool (and libtorch) for the run and restores it after;
+    :func:`build_runners` makes one runner per backend; :func:`schedule` orders the passes and
+    :func:`run_schedule` runs them; :func:`backend_figures` turns one recorder's spans into
+    statistics; :func:`assemble_report` builds the JSON-ready report.
+
 Reports
     :func:`profile` returns a :class:`~neonsign.profile_report.ProfileReport` (tables in
     torch.profiler's ``key_averages`` shape, a summary with speedups, JSON with a versioned
@@ -36,33 +43,67 @@ import datetime as _dt
 import os
 import platform
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from . import __version__, _native
 from .backends import Backend, TorchToggles, cpuinfo, list_backends
 from .backends import resolve as resolve_backend
 from .engine import INPUT_SHAPE, LAYERS, WEIGHT_SHAPES, Engine
-from .errors import ModelError, NeonsignValueError, UnsupportedError
-from .profile_report import SCHEMA_VERSION, ProfileReport, append_step_summary, register_compare_cli
+from .errors import ModelError, NeonsignValueError, UnsupportedError, file_errors, require
+from .profile_report import (
+    SCHEMA_VERSION,
+    AccuracyCheck,
+    AtenKernel,
+    BackendFigures,
+    BackendReport,
+    KernelInfo,
+    LayerFigures,
+    MachineInfo,
+    ProfileReport,
+    ReportData,
+    ReportSettings,
+    SpanStats,
+    TotalFigures,
+    append_step_summary,
+    register_compare_cli,
+)
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "LAYERS",
     "Backend",
+    "ProfileRequest",
     "Recorder",
+    "assemble_report",
+    "backend_figures",
+    "build_runners",
     "list_backends",
     "load_state_dict",
     "machine_info",
+    "pool_threads",
     "profile",
     "random_state_dict",
     "register_cli",
+    "run_schedule",
+    "schedule",
 ]
 
 #: The span enclosing one forward pass of a batch.
 FORWARD = "forward"
+
+#: The two pass orders of :func:`profile`.
+ORDERS = ("interleaved", "sequential")
+
+Float32Array = npt.NDArray[np.float32]
 
 
 def _flop_per_image() -> int:
@@ -77,10 +118,44 @@ def _flop_per_image() -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# The native layer, typed here until neonsign/_native.pyi describes it (issue 12)
+
+_C: Any = _native
+
+
+def _cpu_count() -> int:
+    """CPUs this process may run on (the default thread count)."""
+    return int(_C.cpu_count())
+
+
+def _native_threads() -> int:
+    """The native pool's current thread count."""
+    return int(_C.get_threads())
+
+
+def _native_set_threads(threads: int) -> None:
+    """Resize the native pool (a process-wide setting)."""
+    _C.set_threads(threads)
+
+
+# ---------------------------------------------------------------------------------------------
 # Recorder
 
 
-class Recorder(_native.Recorder):
+class Span(TypedDict):
+    """One record of :meth:`Recorder.spans`."""
+
+    name: str
+    parent: int
+    depth: int
+    calls: int
+    start_ns: int
+    duration_ns: int
+    self_ns: int
+    cycles: int
+
+
+class Recorder(_C.Recorder):  # type: ignore[misc]  # an Any base until _native.pyi (issue 12)
     """Nested named spans timed in C (monotonic ns clock and CPU cycle counter).
 
     ``with rec.span("conv1"): ...`` or ``rec.begin("conv1") ... rec.end("conv1")`` (names are
@@ -98,7 +173,9 @@ class Recorder(_native.Recorder):
         engine: the native engine whose kernel :attr:`kernel` reads and sets.
     """
 
-    def __init__(self, capacity: int = 0, enabled: bool = True, engine: Any = None) -> None:
+    def __init__(
+        self, capacity: int = 0, enabled: bool = True, engine: Engine | None = None
+    ) -> None:
         super().__init__(capacity=capacity, enabled=enabled)
         self.engine = engine
 
@@ -123,7 +200,7 @@ class Recorder(_native.Recorder):
             raise NeonsignValueError("this Recorder has no native engine attached (engine=None)")
         self.engine.kernel = value
 
-    def spans(self) -> list[dict[str, Any]]:
+    def spans(self) -> list[Span]:
         """The records as dicts (name, parent, depth, calls, start_ns, duration_ns, self_ns,
         cycles), in begin order; ``self_ns`` is the duration minus that of the children."""
         r = self.records()
@@ -152,23 +229,23 @@ class Recorder(_native.Recorder):
 # Machine and backends
 
 
-def machine_info() -> dict[str, Any]:
+def machine_info() -> MachineInfo:
     """The machine and software a report was measured on (no PyTorch import)."""
     model, flags = cpuinfo()
-    info: dict[str, Any] = {
+    torch_module = sys.modules.get("torch")
+    return {
         "arch": platform.machine(),
         "cpu_model": model,
-        "cpu_count": int(_native.cpu_count()),
+        "cpu_count": _cpu_count(),
         "cpu_flags": flags,
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "numpy": np.__version__,
         "neonsign": __version__,
         # only if already imported (a libtorch backend ran): asking would import torch
-        "torch": getattr(sys.modules.get("torch"), "__version__", None),
-        "cycle_counter_hz": float(_native.prof_cycles_hz()),
+        "torch": None if torch_module is None else str(torch_module.__version__),
+        "cycle_counter_hz": float(_C.prof_cycles_hz()),
     }
-    return info
 
 
 def _resolve_backends(names: Sequence[str] | None) -> list[Backend]:
@@ -183,10 +260,104 @@ def _resolve_backends(names: Sequence[str] | None) -> list[Backend]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Validated arguments
+
+
+def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
+    """``value`` if it is an int in [low, high]; NeonsignValueError naming ``name`` otherwise."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise NeonsignValueError(f"{name} must be an integer {bounds}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ProfileRequest:
+    """The validated settings of one :func:`profile` run (see its arguments)."""
+
+    backends: tuple[Backend, ...]
+    batch: int
+    threads: int
+    repeats: int
+    warmup: int
+    baseline: str
+    order: str
+    split: str
+    seed: int
+    aten: bool
+    progress: bool
+
+    @property
+    def names(self) -> list[str]:
+        """The backend names, in run order."""
+        return [b.name for b in self.backends]
+
+    @property
+    def uses_torch(self) -> bool:
+        """True if a libtorch backend is profiled (then torch is imported)."""
+        return any(b.family == "torch" for b in self.backends)
+
+    @classmethod
+    def create(
+        cls,
+        backends: Sequence[str] | str | None = None,
+        *,
+        batch: int = 64,
+        threads: int | None = None,
+        repeats: int = 10,
+        warmup: int = 3,
+        baseline: str | None = None,
+        split: str = "test",
+        seed: int = 0,
+        aten: bool = True,
+        order: str = "interleaved",
+        progress: bool = False,
+    ) -> ProfileRequest:
+        """Resolve the backends and check every argument, raising a NeonsignError subclass
+        that names the first bad one (UnsupportedError when no backend can run here)."""
+        if isinstance(backends, str):
+            backends = [b.strip() for b in backends.split(",") if b.strip()]
+        chosen = _resolve_backends(backends)
+        if not chosen:
+            raise UnsupportedError("no profiler backend is available on this machine")
+        batch = _check_int("batch", batch, 1)
+        repeats = _check_int("repeats", repeats, 1)
+        warmup = _check_int("warmup", warmup, 0)
+        threads = _check_int("threads", _cpu_count() if threads is None else threads, 1, 256)
+        if order not in ORDERS:
+            raise NeonsignValueError(f"order must be 'interleaved' or 'sequential', got {order!r}")
+        names = [b.name for b in chosen]
+        if baseline is None:
+            baseline = "torch" if "torch" in names else names[0]
+        elif baseline not in names:
+            raise NeonsignValueError(
+                f"baseline '{baseline}' is not among the profiled backends {names}"
+            )
+        return cls(
+            backends=tuple(chosen),
+            batch=batch,
+            threads=threads,
+            repeats=repeats,
+            warmup=warmup,
+            baseline=baseline,
+            order=order,
+            split=split,
+            seed=seed,
+            aten=aten,
+            progress=progress,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
 # Weights and inputs
 
 
-def random_state_dict(seed: int = 0) -> dict[str, np.ndarray]:
+def random_state_dict(seed: int = 0) -> dict[str, Float32Array]:
     """TrafficSignNet weights drawn like PyTorch's default init (uniform in +-1/sqrt(fan_in)),
     float32, seeded."""
     rng = np.random.default_rng(seed)
@@ -201,7 +372,7 @@ def random_state_dict(seed: int = 0) -> dict[str, np.ndarray]:
 
 def _load_model(
     model: str | os.PathLike[str] | Mapping[str, Any] | None, seed: int
-) -> tuple[dict[str, np.ndarray], str, dict[str, Any] | None]:
+) -> tuple[dict[str, Float32Array], str, dict[str, Any] | None]:
     """(weights, where they came from, model card or None); see :func:`load_state_dict`."""
     from .artifacts import load_model, load_weights_file, validate_state_dict  # noqa: PLC0415
 
@@ -222,7 +393,7 @@ def _load_model(
 
 def load_state_dict(
     model: str | os.PathLike[str] | Mapping[str, Any] | None, seed: int = 0
-) -> tuple[dict[str, np.ndarray], str]:
+) -> tuple[dict[str, Float32Array], str]:
     """TrafficSignNet weights as float32 NumPy arrays, and where they came from.
 
     ``model`` may be None (random weights, seeded), a mapping (a state_dict of arrays or
@@ -235,13 +406,30 @@ def load_state_dict(
     return state, source
 
 
+def _load_gtsrb_batch(
+    data: str | os.PathLike[str], batch: int, split: str, card: Mapping[str, Any] | None
+) -> tuple[npt.NDArray[Any], str]:
+    """``batch`` images spread over ``split`` of the GTSRB root ``data``, preprocessed as the
+    model card says (ROI crop, mean, std) if there is a card, and where they came from."""
+    from .data import load_split  # noqa: PLC0415
+
+    prep = dict((card or {}).get("preprocessing") or {})
+    options = {k: prep[k] for k in ("roi", "mean", "std") if k in prep}
+    # `limit` spreads the images evenly over the split, so every class is represented
+    with file_errors(f"load the {split} split of", data):
+        images, _labels, _meta = load_split(Path(data), split, limit=batch, **options)
+    source = f"{data} ({split} split, {batch} images spread over it"
+    source += f", preprocessed per the model card: {options})" if options else ")"
+    return images, source
+
+
 def _load_inputs(
-    data: str | os.PathLike[str] | np.ndarray | None,
+    data: str | os.PathLike[str] | npt.NDArray[Any] | None,
     batch: int,
     split: str,
     seed: int,
     card: Mapping[str, Any] | None = None,
-) -> tuple[np.ndarray, str]:
+) -> tuple[Float32Array, str]:
     """A float32 (batch, 3, 32, 32) C-contiguous input batch, and where it came from. A GTSRB
     root is preprocessed as the model card says (ROI crop, mean, std), if there is a card."""
     if data is None:
@@ -251,14 +439,7 @@ def _load_inputs(
     if isinstance(data, np.ndarray):
         images, source = data, "array"
     else:
-        from .data import load_split  # noqa: PLC0415
-
-        prep = dict((card or {}).get("preprocessing") or {})
-        options = {k: prep[k] for k in ("roi", "mean", "std") if k in prep}
-        # `limit` spreads the images evenly over the split, so every class is represented
-        images, _labels, _meta = load_split(data, split, limit=batch, **options)
-        source = f"{data} ({split} split, {batch} images spread over it"
-        source += f", preprocessed per the model card: {options})" if options else ")"
+        images, source = _load_gtsrb_batch(data, batch, split, card)
     if images.ndim != 4 or images.shape[1:] != INPUT_SHAPE or images.dtype != np.float32:
         raise NeonsignValueError(
             f"inputs from {source} must be float32 (N, 3, 32, 32), got {images.dtype} {images.shape}"
@@ -267,18 +448,63 @@ def _load_inputs(
         raise NeonsignValueError(f"{source} has {images.shape[0]} images, fewer than batch {batch}")
     if isinstance(data, np.ndarray):
         source = f"first {batch} images of the given array"
-    return np.ascontiguousarray(images[:batch]), source
+    return np.ascontiguousarray(images[:batch], dtype=np.float32), source
+
+
+# ---------------------------------------------------------------------------------------------
+# Thread counts
+
+
+def _import_torch() -> None:
+    """MissingDependencyError naming the extra when PyTorch is not installed."""
+    require("torch", "torch", "the libtorch profiler backends")
+
+
+@contextmanager
+def pool_threads(threads: int, *, torch_too: bool = False) -> Iterator[None]:
+    """Run the block with the native pool (and, with ``torch_too``, libtorch's intra-op pool)
+    at ``threads`` threads; the previous counts are restored after it, even on an error."""
+    prev_torch: int | None = None
+    if torch_too:
+        _import_torch()
+        import torch  # noqa: PLC0415
+
+        prev_torch = torch.get_num_threads()
+        torch.set_num_threads(threads)
+    prev = _native_threads()
+    try:
+        _native_set_threads(threads)
+        yield
+    finally:
+        _native_set_threads(prev)
+        if prev_torch is not None:
+            import torch  # noqa: PLC0415
+
+            torch.set_num_threads(prev_torch)
 
 
 # ---------------------------------------------------------------------------------------------
 # Runners: one forward pass of the batch inside a `forward` span
 
 
+class Runner(Protocol):
+    """One backend, ready to run the batch: its recorder, settings, a timed forward pass and
+    (for libtorch) one pass under torch.profiler naming the aten kernels."""
+
+    rec: Recorder
+
+    def settings(self) -> dict[str, object]: ...
+
+    def run(self, x: Float32Array) -> Float32Array: ...
+
+    def aten_pass(self, x: Float32Array) -> KernelInfo: ...
+
+
 class _NativeRunner:
     def __init__(
-        self, backend: Backend, state: Mapping[str, np.ndarray], threads: int, rec: Recorder
+        self, backend: Backend, state: Mapping[str, Float32Array], threads: int, rec: Recorder
     ) -> None:
-        engine = Engine.from_state_dict(state)
+        engine = Engine.from_state_dict(dict(state))
         rec.engine = engine
         if backend.name != "native":
             rec.kernel = backend.name.removeprefix("native-")  # switched through the recorder
@@ -288,10 +514,10 @@ class _NativeRunner:
         self.forward_id = rec.intern(FORWARD)
         self.kernel = str(engine.kernel)
 
-    def settings(self) -> dict[str, Any]:
-        return {"kernel": self.kernel, "threads": int(self.engine.threads or _native.get_threads())}
+    def settings(self) -> dict[str, object]:
+        return {"kernel": self.kernel, "threads": int(self.engine.threads or _native_threads())}
 
-    def run(self, x: np.ndarray) -> np.ndarray:
+    def run(self, x: Float32Array) -> Float32Array:
         rec, engine = self.rec, self.engine
         engine.reset_timers()
         index = rec.count
@@ -305,24 +531,24 @@ class _NativeRunner:
                     rec.add(layer, int(ns), calls=int(calls), parent=index, start_ns=start)
         return np.asarray(logits, dtype=np.float32)
 
-    def aten_pass(self, x: np.ndarray) -> dict[str, Any]:
+    def aten_pass(self, x: Float32Array) -> KernelInfo:
         return {"aten_kernels": [], "layer_kernels": {}}
 
 
 class _TorchRunner:
     def __init__(
-        self, backend: Backend, state: Mapping[str, np.ndarray], threads: int, rec: Recorder
+        self, backend: Backend, state: Mapping[str, Float32Array], threads: int, rec: Recorder
     ) -> None:
         import torch  # noqa: PLC0415
         import torch.nn.functional as F  # noqa: N812, PLC0415
 
-        self.torch, self.rec, self.name = torch, rec, backend.name
+        self.rec, self.name = rec, backend.name
         self.threads = threads
         self.toggles = TorchToggles(backend.name)
         w = {k: torch.from_numpy(np.array(v)) for k, v in state.items()}
         for k in ("conv1.weight", "conv2.weight"):
             w[k] = w[k].contiguous(memory_format=self.toggles.memory_format)
-        self.ops: list[tuple[int, Callable[[Any], Any]]] = [
+        self.ops: list[tuple[int, Callable[[torch.Tensor], torch.Tensor]]] = [
             (rec.intern("conv1"), lambda t: F.conv2d(t, w["conv1.weight"], w["conv1.bias"])),
             (rec.intern("relu1"), F.relu),
             (rec.intern("pool1"), lambda t: F.max_pool2d(t, 2)),
@@ -337,12 +563,12 @@ class _TorchRunner:
         self.layer_names = LAYERS
         self.forward_id = rec.intern(FORWARD)
 
-    def settings(self) -> dict[str, Any]:
+    def settings(self) -> dict[str, object]:
         return self.toggles.settings(self.threads)
 
-    def run(self, x: np.ndarray) -> np.ndarray:
+    def run(self, x: Float32Array) -> Float32Array:
         rec = self.rec
-        t = self.toggles.input(x)
+        t: torch.Tensor = self.toggles.input(x)
         with self.toggles.mode():
             rec.begin(self.forward_id)
             for span_id, op in self.ops:
@@ -350,20 +576,18 @@ class _TorchRunner:
                 t = op(t)
                 rec.end(span_id)
             rec.end(self.forward_id)
-        return t.float().numpy()
+        return cast(Float32Array, t.float().numpy())
 
-    def aten_pass(self, x: np.ndarray) -> dict[str, Any]:
+    def aten_pass(self, x: Float32Array) -> KernelInfo:
         """One forward pass under torch.profiler, naming the aten kernels per layer."""
-        torch = self.torch
         from torch.profiler import ProfilerActivity, profile, record_function  # noqa: PLC0415
 
-        t = self.toggles.input(x)
+        t: torch.Tensor = self.toggles.input(x)
         with self.toggles.mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
             for (_, op), layer in zip(self.ops, self.layer_names, strict=True):
                 with record_function(layer):
                     t = op(t)
-        del torch
-        totals: dict[str, dict[str, Any]] = {}
+        totals: dict[str, AtenKernel] = {}
         for e in prof.key_averages():
             if e.key.startswith("aten::"):
                 totals[e.key] = {
@@ -371,35 +595,100 @@ class _TorchRunner:
                     "calls": int(e.count),
                     "self_cpu_us": float(e.self_cpu_time_total),
                 }
-        # Per layer, the aten ops that did the work: those with at least 5% of the layer's
-        # aten self time, most expensive first (allocation and view bookkeeping drop out).
-        per_layer: dict[str, dict[str, float]] = {}
-        for e in prof.events():
-            if not e.name.startswith("aten::"):
-                continue
-            p = e.cpu_parent
-            while p is not None and p.name not in self.layer_names:
-                p = p.cpu_parent
-            if p is not None:
-                ops = per_layer.setdefault(p.name, {})
-                ops[e.name] = ops.get(e.name, 0.0) + float(e.self_cpu_time_total)
-        layer_kernels: dict[str, list[str]] = {}
-        for layer, ops in per_layer.items():
-            total = sum(ops.values()) or 1.0
-            ranked = sorted(ops.items(), key=lambda kv: -kv[1])
-            layer_kernels[layer] = [k for k, v in ranked if v >= 0.05 * total] or [ranked[0][0]]
-        kernels = sorted(totals.values(), key=lambda k: -k["self_cpu_us"])
+        layer_kernels = _layer_kernels(prof.events(), self.layer_names)
         return {
-            "aten_kernels": kernels,
+            "aten_kernels": sorted(totals.values(), key=lambda k: -k["self_cpu_us"]),
             "layer_kernels": {k: layer_kernels[k] for k in self.layer_names if k in layer_kernels},
         }
+
+
+def _layer_kernels(events: Iterable[Any], layer_names: Sequence[str]) -> dict[str, list[str]]:
+    """Per layer, the aten ops that did the work: those with at least 5% of the layer's aten
+    self time, most expensive first (allocation and view bookkeeping drop out). ``events`` are
+    torch.profiler's FunctionEvents."""
+    per_layer: dict[str, dict[str, float]] = {}
+    for e in events:
+        if not e.name.startswith("aten::"):
+            continue
+        p = e.cpu_parent
+        while p is not None and p.name not in layer_names:
+            p = p.cpu_parent
+        if p is not None:
+            ops = per_layer.setdefault(p.name, {})
+            ops[e.name] = ops.get(e.name, 0.0) + float(e.self_cpu_time_total)
+    layer_kernels: dict[str, list[str]] = {}
+    for layer, ops in per_layer.items():
+        total = sum(ops.values()) or 1.0
+        ranked = sorted(ops.items(), key=lambda kv: -kv[1])
+        layer_kernels[layer] = [k for k, v in ranked if v >= 0.05 * total] or [ranked[0][0]]
+    return layer_kernels
+
+
+def build_runners(request: ProfileRequest, state: Mapping[str, Float32Array]) -> dict[str, Runner]:
+    """One runner per requested backend (by name, in run order), each with its own disabled
+    recorder. Call inside :func:`pool_threads`: runners read the thread count when built."""
+    runners: dict[str, Runner] = {}
+    for b in request.backends:
+        rec = Recorder(capacity=(request.repeats + 1) * 16, enabled=False)
+        cls: type[_NativeRunner | _TorchRunner] = (
+            _NativeRunner if b.family == "native" else _TorchRunner
+        )
+        runners[b.name] = cls(b, state, request.threads, rec)
+    return runners
+
+
+# ---------------------------------------------------------------------------------------------
+# The schedule of forward passes
+
+
+def schedule(names: Sequence[str], passes: int, order: str) -> list[tuple[int, str]]:
+    """(step, backend) pairs: ``passes`` steps of every backend, one pass of each in turn
+    (``interleaved``) or all passes of one backend, then the next (``sequential``)."""
+    steps = range(passes)
+    if order == "interleaved":
+        return [(step, name) for step in steps for name in names]
+    return [(step, name) for name in names for step in steps]
+
+
+def run_schedule(
+    runners: Mapping[str, Runner], x: Float32Array, request: ProfileRequest
+) -> dict[str, Float32Array]:
+    """Warm-up passes, then the timed repeats in the request's order; the last logits of every
+    backend. Each runner's recorder holds exactly its ``repeats`` timed forward passes after.
+
+    Interleaved with several backends, every timed pass follows an untimed pass of the same
+    backend, so it finds its weights in cache and the previous backend's threads (e.g. spinning
+    OpenMP workers) gone."""
+    warmup = request.warmup
+    passes: Iterable[tuple[int, str]] = schedule(
+        list(runners), warmup + request.repeats, request.order
+    )
+    if request.progress:
+        from tqdm import tqdm  # noqa: PLC0415
+
+        passes = tqdm(passes, desc="profile", unit="pass")
+    logits: dict[str, Float32Array] = {}
+    rewarm = request.order == "interleaved" and len(runners) > 1
+    for step, name in passes:
+        runner = runners[name]
+        if step >= warmup and rewarm:
+            runner.rec.disable()
+            runner.run(x)
+        if step == warmup:
+            runner.rec.reset()
+        if step >= warmup:
+            runner.rec.enable()
+        logits[name] = runner.run(x)
+    for runner in runners.values():
+        runner.rec.disable()
+    return logits
 
 
 # ---------------------------------------------------------------------------------------------
 # Statistics over the recorded spans
 
 
-def _stats(values: Sequence[float]) -> dict[str, float]:
+def _stats(values: Sequence[float]) -> SpanStats:
     a = np.asarray(values, dtype=np.float64)
     if a.size == 0:
         return {"median": 0.0, "mean": 0.0, "min": 0.0, "max": 0.0, "q1": 0.0, "q3": 0.0}
@@ -414,31 +703,33 @@ def _stats(values: Sequence[float]) -> dict[str, float]:
     }
 
 
-def _backend_figures(rec: Recorder, repeats: int) -> dict[str, Any]:
-    """Per-layer and total figures from one backend's recorder (one `forward` root per repeat)."""
+def _sums_per_root(spans: Sequence[Span]) -> dict[str, dict[int, list[int]]]:
+    """span name -> root record index -> [self_ns, total_ns, calls] summed under that root,
+    names in first-seen order."""
+    root_of: dict[int, int] = {}
+    for i, s in enumerate(spans):
+        root_of[i] = i if s["parent"] < 0 else root_of[s["parent"]]
+    per_root: dict[str, dict[int, list[int]]] = {}
+    for i, s in enumerate(spans):
+        acc = per_root.setdefault(s["name"], {}).setdefault(root_of[i], [0, 0, 0])
+        acc[0] += s["self_ns"]
+        acc[1] += s["duration_ns"]
+        acc[2] += s["calls"]
+    return per_root
+
+
+def backend_figures(rec: Recorder, repeats: int) -> BackendFigures:
+    """Per-layer and total figures from one backend's recorder (one ``forward`` root span per
+    timed repeat): the rows of the report's ``layers``, ``total`` and the cycle count."""
     spans = rec.spans()
     roots = [i for i, s in enumerate(spans) if s["parent"] < 0 and s["name"] == FORWARD]
     if len(roots) != repeats:
         raise RuntimeError(f"expected {repeats} forward spans, recorded {len(roots)}")
-    root_of = {}
-    for i, s in enumerate(spans):
-        root_of[i] = i if s["parent"] < 0 else root_of[s["parent"]]
-    order: list[str] = []
-    per_repeat: dict[str, dict[int, list[int]]] = {}  # name -> root -> [self_ns, total_ns, calls]
-    for i, s in enumerate(spans):
-        if s["name"] not in per_repeat:
-            order.append(s["name"])
-            per_repeat[s["name"]] = {}
-        acc = per_repeat[s["name"]].setdefault(root_of[i], [0, 0, 0])
-        acc[0] += s["self_ns"]
-        acc[1] += s["duration_ns"]
-        acc[2] += s["calls"]
     totals = [spans[r]["duration_ns"] for r in roots]
     grand_self = sum(s["self_ns"] for s in spans) or 1
     grand_total = sum(totals) or 1
-    layers = []
-    for name in order:
-        by_root = per_repeat[name]
+    layers: list[LayerFigures] = []
+    for name, by_root in _sums_per_root(spans).items():
         selfs = [by_root.get(r, [0, 0, 0])[0] for r in roots]
         tots = [by_root.get(r, [0, 0, 0])[1] for r in roots]
         calls = sum(v[2] for v in by_root.values())
@@ -458,12 +749,137 @@ def _backend_figures(rec: Recorder, repeats: int) -> dict[str, Any]:
     cycles = [spans[r]["cycles"] for r in roots]
     return {
         "layers": layers,
-        "total": {
-            "per_repeat_ns": [int(t) for t in totals],
-            "self_cpu_time_total_ns": int(sum(s["self_ns"] for s in spans)),
-            **{f"{k}_ns": v for k, v in _stats(totals).items()},
-        },
+        "total": _total_figures(totals, sum(s["self_ns"] for s in spans)),
         "cycles_per_forward_median": float(np.median(cycles)) if any(cycles) else None,
+    }
+
+
+def _total_figures(per_repeat_ns: Sequence[int], self_total_ns: int) -> TotalFigures:
+    """The ``total`` block: the forward pass's duration per repeat and its statistics."""
+    stats = _stats(per_repeat_ns)
+    return {
+        "per_repeat_ns": [int(t) for t in per_repeat_ns],
+        "self_cpu_time_total_ns": int(self_total_ns),
+        "median_ns": stats["median"],
+        "mean_ns": stats["mean"],
+        "min_ns": stats["min"],
+        "max_ns": stats["max"],
+        "q1_ns": stats["q1"],
+        "q3_ns": stats["q3"],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Report assembly
+
+
+@dataclass(frozen=True)
+class _Sources:
+    """Where the weights and the inputs came from (for the report's settings and notes)."""
+
+    model: str
+    random_weights: bool
+    input: str
+    random_input: bool
+
+
+def _accuracy_checks(
+    names: Sequence[str], logits: Mapping[str, Float32Array]
+) -> dict[str, AccuracyCheck]:
+    """Every backend's top-1 agreement and largest logit difference with the first fp32
+    backend (bf16 disagrees by design on a few inputs, so it is never the reference)."""
+    ref_name = next((n for n in names if n != "torch-bf16"), names[0])
+    ref = logits[ref_name]
+    ref_top1 = ref.argmax(axis=1)
+    return {
+        name: {
+            "reference": ref_name,
+            "top1_agreement": float(np.mean(logits[name].argmax(axis=1) == ref_top1)),
+            "max_abs_logit_diff": float(np.max(np.abs(logits[name] - ref))),
+        }
+        for name in names
+    }
+
+
+def _notes(sources: _Sources, entries: Sequence[BackendReport]) -> list[str]:
+    """What a reader of the report must know to read its numbers right."""
+    notes = []
+    if sources.random_weights:
+        notes.append("random weights: no model was given")
+    if sources.random_input:
+        notes.append("random inputs: no data was given")
+    for e in entries:
+        zero = [r["name"] for r in e["layers"] if r["name"] != FORWARD and r["self_ns_total"] == 0]
+        if e["family"] == "native" and zero:
+            notes.append(
+                f"{e['name']}: {', '.join(zero)} report 0 ns: the engine fuses them into "
+                "the neighbouring conv/fc layer, whose time includes them"
+            )
+    if any(e["name"] == "torch-bf16" for e in entries):
+        notes.append(
+            "torch-bf16 computes in bfloat16: its top-1 may differ from fp32 backends "
+            "on a few inputs"
+        )
+    return notes
+
+
+def _settings(
+    request: ProfileRequest, sources: _Sources, torch_version: str | None
+) -> ReportSettings:
+    return {
+        "batch": request.batch,
+        "threads": request.threads,
+        "repeats": request.repeats,
+        "warmup": request.warmup,
+        "order": request.order,
+        "flop_per_image": _flop_per_image(),
+        "seed": request.seed,
+        "model": sources.model,
+        "random_weights": sources.random_weights,
+        "input": sources.input,
+        "random_input": sources.random_input,
+        "torch": torch_version,
+        "clock": "CLOCK_MONOTONIC ns (neonsign._native.Recorder)",
+    }
+
+
+def assemble_report(
+    request: ProfileRequest,
+    runners: Mapping[str, Runner],
+    logits: Mapping[str, Float32Array],
+    kernels: Mapping[str, KernelInfo],
+    sources: _Sources,
+) -> ReportData:
+    """The JSON-ready report (schema ``profile_report.schema.json``) of a finished run."""
+    checks = _accuracy_checks(request.names, logits)
+    entries: list[BackendReport] = []
+    for b in request.backends:
+        runner = runners[b.name]
+        figures = backend_figures(runner.rec, request.repeats)
+        entries.append(
+            {
+                "name": b.name,
+                "family": b.family,
+                "description": b.description,
+                "settings": runner.settings(),
+                "layers": figures["layers"],
+                "total": figures["total"],
+                "cycles_per_forward_median": figures["cycles_per_forward_median"],
+                "aten_kernels": kernels[b.name]["aten_kernels"],
+                "layer_kernels": kernels[b.name]["layer_kernels"],
+                "accuracy_check": checks[b.name],
+            }
+        )
+    machine = machine_info()
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": "neonsign.profiler",
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine,
+        "settings": _settings(request, sources, machine["torch"]),
+        "baseline": request.baseline,
+        "backends": entries,
+        "notes": _notes(sources, entries),
     }
 
 
@@ -473,7 +889,7 @@ def _backend_figures(rec: Recorder, repeats: int) -> dict[str, Any]:
 
 def profile(
     model: str | os.PathLike[str] | Mapping[str, Any] | None = None,
-    data: str | os.PathLike[str] | np.ndarray | None = None,
+    data: str | os.PathLike[str] | npt.NDArray[Any] | None = None,
     backends: Sequence[str] | str | None = None,
     *,
     batch: int = 64,
@@ -514,144 +930,30 @@ def profile(
     Returns:
         A :class:`~neonsign.profile_report.ProfileReport`.
     """
-    if isinstance(backends, str):
-        backends = [b.strip() for b in backends.split(",") if b.strip()]
-    chosen = _resolve_backends(backends)
-    if not chosen:
-        raise UnsupportedError("no profiler backend is available on this machine")
-    for name, value, low in (("batch", batch, 1), ("repeats", repeats, 1), ("warmup", warmup, 0)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise NeonsignValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    if threads is None:
-        threads = int(_native.cpu_count())
-    if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= 256:
-        raise NeonsignValueError(f"threads must be an integer in [1, 256], got {threads!r}")
-    if order not in ("interleaved", "sequential"):
-        raise NeonsignValueError(f"order must be 'interleaved' or 'sequential', got {order!r}")
-    names = [b.name for b in chosen]
-    if baseline is None:
-        baseline = "torch" if "torch" in names else names[0]
-    elif baseline not in names:
-        raise NeonsignValueError(
-            f"baseline '{baseline}' is not among the profiled backends {names}"
-        )
-
+    request = ProfileRequest.create(
+        backends,
+        batch=batch,
+        threads=threads,
+        repeats=repeats,
+        warmup=warmup,
+        baseline=baseline,
+        split=split,
+        seed=seed,
+        aten=aten,
+        order=order,
+        progress=progress,
+    )
     state, model_source, card = _load_model(model, seed)
-    x, input_source = _load_inputs(data, batch, split, seed, card)
-
-    torch = None
-    if any(b.family == "torch" for b in chosen):
-        import torch  # noqa: PLC0415
-
-        prev_torch_threads = torch.get_num_threads()
-        torch.set_num_threads(threads)
-    prev_threads = _native.get_threads()
-    _native.set_threads(threads)
-    try:
-        runners = {}
-        for b in chosen:
-            rec = Recorder(capacity=(repeats + 1) * 16, enabled=False)
-            cls = _NativeRunner if b.family == "native" else _TorchRunner
-            runners[b.name] = cls(b, state, threads, rec)
-        # warm-up, then timed repeats interleaved across backends
-        steps = range(warmup + repeats)
-        if order == "interleaved":
-            schedule = [(step, name) for step in steps for name in runners]
-        else:
-            schedule = [(step, name) for name in runners for step in steps]
-        if progress:
-            from tqdm import tqdm  # noqa: PLC0415
-
-            schedule = tqdm(schedule, desc="profile", unit="pass")
-        logits: dict[str, np.ndarray] = {}
-        rewarm = order == "interleaved" and len(runners) > 1
-        for step, name in schedule:
-            runner = runners[name]
-            if step >= warmup and rewarm:
-                # an untimed pass first, so the timed one finds this backend's weights in cache
-                # and the previous backend's threads (e.g. spinning OpenMP workers) gone
-                runner.rec.disable()
-                runner.run(x)
-            if step == warmup:
-                runner.rec.reset()
-            if step >= warmup:
-                runner.rec.enable()
-            logits[name] = runner.run(x)
-        for runner in runners.values():
-            runner.rec.disable()
-        kernels = {
-            name: (r.aten_pass(x) if aten else {"aten_kernels": [], "layer_kernels": {}})
+    x, input_source = _load_inputs(data, request.batch, split, seed, card)
+    sources = _Sources(model_source, model is None, input_source, data is None)
+    with pool_threads(request.threads, torch_too=request.uses_torch):
+        runners = build_runners(request, state)
+        logits = run_schedule(runners, x, request)
+        kernels: dict[str, KernelInfo] = {
+            name: r.aten_pass(x) if aten else {"aten_kernels": [], "layer_kernels": {}}
             for name, r in runners.items()
         }
-    finally:
-        _native.set_threads(prev_threads)
-        if torch is not None:
-            torch.set_num_threads(prev_torch_threads)
-
-    ref_name = next((n for n in names if n != "torch-bf16"), names[0])
-    ref_top1 = logits[ref_name].argmax(axis=1)
-    entries = []
-    for b in chosen:
-        runner = runners[b.name]
-        top1 = logits[b.name].argmax(axis=1)
-        entries.append(
-            {
-                "name": b.name,
-                "family": b.family,
-                "description": b.description,
-                "settings": runner.settings(),
-                **_backend_figures(runner.rec, repeats),
-                **kernels[b.name],
-                "accuracy_check": {
-                    "reference": ref_name,
-                    "top1_agreement": float(np.mean(top1 == ref_top1)),
-                    "max_abs_logit_diff": float(np.max(np.abs(logits[b.name] - logits[ref_name]))),
-                },
-            }
-        )
-    notes = []
-    if model is None:
-        notes.append("random weights: no model was given")
-    if data is None:
-        notes.append("random inputs: no data was given")
-    for e in entries:
-        zero = [r["name"] for r in e["layers"] if r["name"] != FORWARD and r["self_ns_total"] == 0]
-        if e["family"] == "native" and zero:
-            notes.append(
-                f"{e['name']}: {', '.join(zero)} report 0 ns: the engine fuses them into "
-                "the neighbouring conv/fc layer, whose time includes them"
-            )
-    if "torch-bf16" in names:
-        notes.append(
-            "torch-bf16 computes in bfloat16: its top-1 may differ from fp32 backends "
-            "on a few inputs"
-        )
-    machine = machine_info()
-    report = {
-        "schema_version": SCHEMA_VERSION,
-        "tool": "neonsign.profiler",
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine,
-        "settings": {
-            "batch": batch,
-            "threads": threads,
-            "repeats": repeats,
-            "warmup": warmup,
-            "order": order,
-            "flop_per_image": _flop_per_image(),
-            "seed": seed,
-            "model": model_source,
-            "random_weights": model is None,
-            "input": input_source,
-            "random_input": data is None,
-            "torch": machine["torch"],
-            "clock": "CLOCK_MONOTONIC ns (neonsign._native.Recorder)",
-        },
-        "baseline": baseline,
-        "backends": entries,
-        "notes": notes,
-    }
-    return ProfileReport(report)
+    return ProfileReport(dict(assemble_report(request, runners, logits, kernels, sources)))
 
 
 # ---------------------------------------------------------------------------------------------

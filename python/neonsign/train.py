@@ -17,18 +17,57 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+import numpy.typing as npt
 
-from .errors import ModelError, NeonsignValueError
+from .artifacts import DEFAULT_PREPROCESSING, NUM_CLASSES
+from .errors import (
+    ModelError,
+    NeonsignFileExistsError,
+    NeonsignNotADirectoryError,
+    NeonsignPermissionError,
+    NeonsignValueError,
+    file_errors,
+    require,
+)
 
-__all__ = ["TrainConfig", "TrainResult", "fit", "train", "train_loaded", "register_cli", "main"]
+if TYPE_CHECKING:
+    from ._trainer import EpochRecord, FitResult
+    from .data import SplitMeta
+
+__all__ = [
+    "ModelDirectoryExistsError",
+    "TrainConfig",
+    "TrainResult",
+    "check_out",
+    "fit",
+    "train",
+    "train_loaded",
+    "register_cli",
+    "main",
+]
+
+_RGB = tuple[float, float, float]
+
+
+def _rgb(values: Sequence[float]) -> _RGB:
+    """Three per-channel values as a tuple (a dataclass default must be immutable)."""
+    r, g, b = (float(v) for v in values)
+    return (r, g, b)
+
+
+class ModelDirectoryExistsError(NeonsignFileExistsError, ModelError):
+    """The output model directory exists and is not empty, and overwriting was not asked for.
+
+    A FileExistsError (the error boundary) and, as before it, a ModelError."""
 
 
 @dataclass
@@ -52,8 +91,8 @@ class TrainConfig:
     threads: int | None = None  # torch intra-op threads (None: torch's default)
     size: int = 32
     roi: bool = True  # crop to the annotated ROI (+1.5 points by track, see docs)
-    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    mean: _RGB = _rgb(DEFAULT_PREPROCESSING["mean"])  # the learning path's normalisation
+    std: _RGB = _rgb(DEFAULT_PREPROCESSING["std"])
     # bfloat16 autocast of the forward/backward pass (weights and optimizer stay float32):
     # None = on where the CPU has native bf16 (x86-64 AVX512_BF16/AMX, Arm BF16), else float32.
     bf16: bool | None = None
@@ -96,27 +135,30 @@ class TrainResult:
 
     model_dir: Path | None
     card: dict[str, Any]
-    history: list[dict[str, Any]]
+    history: list[EpochRecord]
     val_accuracy: float | None
     best_epoch: int
     seconds: float
-    val_idx: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0, np.int64))
+    val_idx: npt.NDArray[np.int64] = dataclasses.field(
+        default_factory=lambda: np.empty(0, np.int64)
+    )
 
 
 def fit(
-    images: np.ndarray,
-    labels: np.ndarray,
-    train_idx: np.ndarray,
-    val_idx: np.ndarray,
+    images: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    train_idx: npt.ArrayLike,
+    val_idx: npt.ArrayLike,
     config: TrainConfig | None = None,
     *,
     progress: bool = True,
-) -> Any:
+) -> FitResult:
     """Train on in-memory arrays; returns a ``FitResult`` (best state_dict, history, accuracy).
 
     images: uint8 (N, 32, 32, 3) RGB; labels: int (N,) in [0, 43); train_idx / val_idx: int
     indices into them (val_idx may be empty: the last epoch's weights are kept).
     """
+    _require_torch()
     from ._trainer import fit as _fit
 
     cfg = config or TrainConfig()
@@ -131,9 +173,9 @@ def fit(
         raise NeonsignValueError(
             f"labels: expected integers of shape ({images.shape[0]},), got {labels.dtype} {labels.shape}"
         )
-    if labels.size and (labels.min() < 0 or labels.max() >= 43):
+    if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
         raise NeonsignValueError(
-            f"labels: values must lie in [0, 43), found [{labels.min()}, {labels.max()}]"
+            f"labels: values must lie in [0, {NUM_CLASSES}), found [{labels.min()}, {labels.max()}]"
         )
     for name, idx in (("train_idx", train_idx), ("val_idx", val_idx)):
         idx = np.asarray(idx)
@@ -183,9 +225,13 @@ class _MlflowTracker:
         if self.mlflow:
             self.mlflow.log_params({k: str(v) for k, v in params.items()})
 
-    def epoch(self, record: dict[str, Any]) -> None:
+    def epoch(self, record: EpochRecord) -> None:
         if self.mlflow:
-            metrics = {k: float(v) for k, v in record.items() if k != "epoch" and v is not None}
+            metrics = {
+                k: float(cast(float, v))
+                for k, v in record.items()
+                if k != "epoch" and v is not None
+            }
             self.mlflow.log_metrics(metrics, step=int(record["epoch"]))
 
     def finish(self, model_dir: Path | None, ok: bool) -> None:
@@ -208,18 +254,104 @@ def _init_distributed() -> tuple[int, int, bool]:
     return dist.get_rank(), dist.get_world_size(), False
 
 
-def _check_out(path: Path, overwrite: bool) -> None:
-    if path.exists() and not overwrite and (not path.is_dir() or any(path.iterdir())):
-        raise ModelError(
-            f"output directory {path} already exists and is not empty; refusing to overwrite "
-            "it (pass overwrite=True, or --force)"
-        )
+def _require_torch() -> None:
+    """MissingDependencyError naming the ``torch`` extra when PyTorch is not installed."""
+    require("torch", "torch", "training")
+
+
+def check_out(path: str | os.PathLike[str], overwrite: bool = False) -> Path:
+    """Check, before any work, that the model directory ``path`` can be written; ``path``.
+
+    Raises :class:`ModelDirectoryExistsError` (a FileExistsError) when it exists and is not
+    empty and ``overwrite`` is false, NeonsignNotADirectoryError when it or its nearest existing
+    parent is not a directory, NeonsignPermissionError when that directory is not writable
+    (including a read-only file system). Each message names the path.
+    """
+    out = Path(path)
+    with file_errors("check the output directory", out):
+        if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
+            raise ModelDirectoryExistsError(
+                f"output directory {out} already exists and is not empty; refusing to "
+                "overwrite it (pass overwrite=True, or --force)",
+                errno.EEXIST,
+                str(out),
+            )
+        if out.exists() and not out.is_dir():
+            raise NeonsignNotADirectoryError(
+                f"output directory {out} is a file, not a directory", errno.ENOTDIR, str(out)
+            )
+        parent = out if out.exists() else _nearest_existing_parent(out)
+        if not parent.is_dir():
+            raise NeonsignNotADirectoryError(
+                f"cannot create the output directory {out}: {parent} is not a directory",
+                errno.ENOTDIR,
+                str(parent),
+            )
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise NeonsignPermissionError(
+                f"cannot write the output directory {out}: {parent} is not writable",
+                errno.EACCES,
+                str(parent),
+            )
+    return out
+
+
+def _nearest_existing_parent(path: Path) -> Path:
+    """The closest ancestor of ``path`` that exists (a file, if one is in the way)."""
+    for parent in path.absolute().parents:
+        if parent.exists():
+            return parent
+    return Path(path.absolute().anchor)
+
+
+def _model_card(
+    res: FitResult,
+    cfg: TrainConfig,
+    n_train: int,
+    n_val: int,
+    checksum: str | None,
+    world: int,
+    data_name: str,
+) -> dict[str, Any]:
+    """The model card of a finished run (see :func:`neonsign.artifacts.make_card`)."""
+    from . import artifacts
+
+    return artifacts.make_card(
+        metrics={
+            "val_accuracy": res.val_accuracy,
+            "per_class_accuracy": res.per_class_accuracy,
+            "best_epoch": res.best_epoch,
+            "history": res.history,
+            "n_train": n_train,
+            "n_val": n_val,
+            "validation": "by track" if n_val else "none",
+        },
+        preprocessing={
+            "size": cfg.size,
+            "roi": cfg.roi,
+            "mean": list(cfg.mean),
+            "std": list(cfg.std),
+            "dtype": "float32",
+        },
+        data_checksum=checksum,
+        seed=cfg.seed,
+        epochs=cfg.epochs,
+        hyperparameters=cfg.hyperparameters(),
+        training={
+            "world_size": world,
+            "threads": cfg.threads,
+            "seconds": res.seconds,
+            "data": data_name,
+            "precision": res.precision,
+            "bf16_option": "auto" if cfg.bf16 is None else cfg.bf16,
+        },
+    )
 
 
 def train_loaded(
-    images: np.ndarray,
-    labels: np.ndarray,
-    meta: Any,
+    images: npt.NDArray[np.uint8],
+    labels: npt.NDArray[np.integer[Any]],
+    meta: SplitMeta,
     out: str | os.PathLike[str] | None,
     *,
     config: TrainConfig | None = None,
@@ -232,17 +364,16 @@ def train_loaded(
     meta) and write the model directory ``out`` (rank 0; None: write nothing).
 
     Validation takes whole tracks (:func:`neonsign.data.track_split`) unless
-    ``config.val_fraction`` is 0.
+    ``config.val_fraction`` is 0. ``out`` is checked (:func:`check_out`) before training.
     """
+    cfg = config or TrainConfig()
+    cfg.validate()
+    out_path = None if out is None else check_out(out, overwrite)
+    _require_torch()
     from . import artifacts
     from ._trainer import fit as _fit
     from .data import track_split
 
-    cfg = config or TrainConfig()
-    cfg.validate()
-    out_path = None if out is None else Path(out)
-    if out_path is not None:
-        _check_out(out_path, overwrite)
     rank, world, joined = _init_distributed()
     tracker = _MlflowTracker(track and rank == 0)
     model_dir: Path | None = None
@@ -266,35 +397,8 @@ def train_loaded(
         res = _fit(
             images, labels, train_idx, val_idx, cfg, progress=not quiet, on_epoch=tracker.epoch
         )
-        card = artifacts.make_card(
-            metrics={
-                "val_accuracy": res.val_accuracy,
-                "per_class_accuracy": res.per_class_accuracy,
-                "best_epoch": res.best_epoch,
-                "history": res.history,
-                "n_train": int(len(train_idx)),
-                "n_val": int(len(val_idx)),
-                "validation": "by track" if len(val_idx) else "none",
-            },
-            preprocessing={
-                "size": cfg.size,
-                "roi": cfg.roi,
-                "mean": list(cfg.mean),
-                "std": list(cfg.std),
-                "dtype": "float32",
-            },
-            data_checksum=checksum,
-            seed=cfg.seed,
-            epochs=cfg.epochs,
-            hyperparameters=cfg.hyperparameters(),
-            training={
-                "world_size": world,
-                "threads": cfg.threads,
-                "seconds": res.seconds,
-                "data": data_name,
-                "precision": res.precision,
-                "bf16_option": "auto" if cfg.bf16 is None else cfg.bf16,
-            },
+        card = _model_card(
+            res, cfg, int(len(train_idx)), int(len(val_idx)), checksum, world, data_name
         )
         if rank == 0 and out_path is not None:
             model_dir = artifacts.save_model(out_path, res.state_dict, card, overwrite=overwrite)
@@ -339,11 +443,18 @@ def train(
 
     cfg = dataclasses.replace(config or TrainConfig(), **overrides)
     cfg.validate()
-    out_path = Path(out)
-    _check_out(out_path, overwrite)  # fail before spending time on loading
-    images, labels, meta = load_split(
-        data, "train", size=cfg.size, roi=cfg.roi, dtype="uint8", threads=cfg.threads, limit=limit
-    )
+    out_path = check_out(out, overwrite)  # fail before spending time on loading
+    _require_torch()
+    with file_errors("load the train split of", data):
+        images, labels, meta = load_split(
+            Path(data),
+            "train",
+            size=cfg.size,
+            roi=cfg.roi,
+            dtype="uint8",
+            threads=cfg.threads,
+            limit=limit,
+        )
     return train_loaded(
         images,
         labels,

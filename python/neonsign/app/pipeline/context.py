@@ -28,6 +28,7 @@ from ...errors import ConfigError
 
 if TYPE_CHECKING:
     from ...data import SplitMeta
+    from ...evaluate import EvaluationResult
     from ...profile_report import Comparison, ProfileReport
     from ...train import TrainConfig, TrainResult
     from ..registry import Registry
@@ -178,7 +179,7 @@ class RunContext:
     weights_sha256: str | None = None
     val_accuracy: float | None = None
     # test
-    test_result: dict[str, Any] | None = None
+    test_result: EvaluationResult | None = None
     heldout_images: np.ndarray | None = None
     accuracy: float | None = None
     # profile / compare
