@@ -21,7 +21,6 @@ exits 1 when the candidate is refused.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
@@ -31,7 +30,7 @@ import numpy as np
 
 from .errors import NeonsignValueError
 
-__all__ = ["PROBE_RANDOM", "probe_set", "probe_parity", "gate", "register_cli"]
+__all__ = ["PROBE_RANDOM", "probe_set", "probe_parity", "gate"]
 
 PROBE_RANDOM = 32  # seeded random inputs in the probe set
 PROBE_SEED = 20240  # fixed: the probe set is the same for every candidate
@@ -243,64 +242,3 @@ def gate(
             "n_images": int(len(labels)),
         },
     }
-
-
-def _cmd(args: argparse.Namespace) -> int:
-    verdict = gate(
-        args.candidate,
-        args.data,
-        champion=args.champion,
-        split=args.split,
-        min_accuracy=args.min_accuracy,
-        max_drop=args.max_drop,
-        fail_if_slower=args.fail_if_slower,
-        max_logit_diff=args.max_logit_diff,
-        candidate_result=args.candidate_result,
-        candidate_profile=args.candidate_profile,
-        champion_profile=args.champion_profile,
-        repeats=args.repeats,
-        threads=args.threads,
-    )
-    text = json.dumps(verdict, indent=2)
-    if args.out:
-        Path(args.out).write_text(text + "\n", encoding="utf-8")
-    print(text)
-    return 0 if verdict["accepted"] else 1
-
-
-def register_cli(subparsers: Any) -> None:
-    """Add ``neonsign gate``."""
-    p = subparsers.add_parser(
-        "gate",
-        help="validation gate: accuracy, latency, native/PyTorch parity",
-        description=__doc__.split("\n\n")[0],
-    )
-    p.add_argument("--candidate", required=True, help="candidate model directory")
-    p.add_argument("--data", required=True, help="GTSRB root holding the evaluation split")
-    p.add_argument(
-        "--champion",
-        default=None,
-        help="champion model directory or registry spec (registry:champion); omit if none",
-    )
-    p.add_argument("--split", default="test")
-    p.add_argument("--min-accuracy", type=float, default=0.0, help="accuracy floor (fraction)")
-    p.add_argument(
-        "--max-drop", type=float, default=0.01, help="allowed accuracy drop vs champion (fraction)"
-    )
-    p.add_argument(
-        "--fail-if-slower", type=float, default=25.0, help="latency regression limit in percent"
-    )
-    p.add_argument("--max-logit-diff", type=float, default=1e-3)
-    p.add_argument(
-        "--candidate-result", default=None, help="`neonsign test --json` output to reuse"
-    )
-    p.add_argument(
-        "--candidate-profile", default=None, help="native profile report JSON of the candidate"
-    )
-    p.add_argument(
-        "--champion-profile", default=None, help="native profile report JSON of the champion"
-    )
-    p.add_argument("--repeats", type=int, default=10, help="profile repeats when profiling here")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", default=None, help="also write the verdict JSON here")
-    p.set_defaults(handler=_cmd)

@@ -17,7 +17,6 @@ Stages are plain functions over a shared context dict, in :data:`STAGES`.
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import importlib.util
 import json
@@ -28,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["STAGES", "comparisons", "run", "register_cli"]
+__all__ = ["STAGES", "comparisons", "run"]
 
 SYNTH_PER_CLASS = 60  # synthetic images per class in the training split
 SYNTH_PER_TRACK = 6  # short tracks: 10 per class, so validation by track has tracks to spare
@@ -308,37 +307,3 @@ def run(
     # the pipeline's stage runner (a new run directory, so every stage runs; lineage.json)
     run_stages([stage(n, f) for n, f in STAGES], ctx, log=lambda m: _log(ctx, m))
     return ctx
-
-
-def _run(args: argparse.Namespace) -> int:
-    run(
-        data=args.data,
-        runs_dir=args.runs,
-        epochs=args.epochs,
-        seed=args.seed,
-        threads=args.threads,
-        backend=args.backend,
-        quiet=args.quiet,
-    )
-    return 0
-
-
-def register_cli(subparsers: Any) -> None:
-    """Add ``neonsign main`` to the CLI (import-light)."""
-    p = subparsers.add_parser(
-        "main",
-        help="the main job: data -> train -> test -> profile -> compare -> report",
-        description=__doc__.split("\n\n")[0],
-    )
-    p.add_argument(
-        "--data", default=None, help="GTSRB root (default: $GTSRB_ROOT, else synthetic data)"
-    )
-    p.add_argument(
-        "--runs", default="runs", help="parent of the new run directory (default ./runs)"
-    )
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--backend", default=None, help="test backend (default: fastest available)")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(handler=_run)

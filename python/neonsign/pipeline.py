@@ -19,7 +19,6 @@ every later one. The same stages are what the mlops workflow runs as jobs
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime as _dt
 import hashlib
@@ -33,7 +32,7 @@ from typing import Any
 
 from .errors import NeonsignValueError
 
-__all__ = ["Stage", "STAGES", "run_stages", "run", "register_cli"]
+__all__ = ["Stage", "STAGES", "run_stages", "run"]
 
 LINEAGE_FILE = "lineage.json"
 
@@ -400,75 +399,3 @@ def run(
         log=(lambda m: None) if quiet else (lambda m: print(m, flush=True)),
     )
     return ctx
-
-
-def _cmd(args: argparse.Namespace) -> int:
-    ctx = run(
-        args.data,
-        args.run_dir,
-        split=args.split,
-        epochs=args.epochs,
-        seed=args.seed,
-        threads=args.threads,
-        registry_uri=args.registry_uri,
-        use_registry=not args.no_registry,
-        alias=args.alias,
-        min_accuracy=args.min_accuracy,
-        max_drop=args.max_drop,
-        fail_if_slower=args.fail_if_slower,
-        repeats=args.repeats,
-        from_stage=args.from_stage,
-        quiet=args.quiet,
-    )
-    summary = {
-        k: ctx.get(k)
-        for k in (
-            "ran",
-            "skipped",
-            "accuracy",
-            "accepted",
-            "gate_reasons",
-            "registry_version",
-            "promoted",
-            "weights_sha256",
-            "data_checksum",
-        )
-    }
-    summary["run_dir"] = os.fspath(Path(args.run_dir).resolve())
-    print(json.dumps(summary, indent=2, default=str))
-    return 0 if ctx.get("accepted") else 1
-
-
-def register_cli(subparsers: Any) -> None:
-    """Add ``neonsign pipeline``."""
-    p = subparsers.add_parser(
-        "pipeline",
-        help="train -> test -> profile -> gate -> register/promote, resumable",
-        description=__doc__.split("\n\n")[0],
-    )
-    p.add_argument(
-        "--data", required=True, help="GTSRB root (train split, and the evaluation split)"
-    )
-    p.add_argument("--run-dir", required=True, help="run directory (reuse it to resume)")
-    p.add_argument(
-        "--from",
-        dest="from_stage",
-        default=None,
-        choices=[s.name for s in STAGES],
-        help="force this stage and every later one",
-    )
-    p.add_argument("--split", default="test", help="evaluation split (default test)")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument(
-        "--registry-uri", default=None, help="MLflow URI (default: see neonsign registry)"
-    )
-    p.add_argument("--no-registry", action="store_true", help="no champion, no register stage")
-    p.add_argument("--alias", default="champion", help="alias promoted when the gate accepts")
-    p.add_argument("--min-accuracy", type=float, default=0.0)
-    p.add_argument("--max-drop", type=float, default=0.01)
-    p.add_argument("--fail-if-slower", type=float, default=25.0)
-    p.add_argument("--repeats", type=int, default=10, help="profile repeats")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(handler=_cmd)

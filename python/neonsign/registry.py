@@ -21,11 +21,9 @@ need it, and ``import neonsign`` does not import this module.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +38,6 @@ __all__ = [
     "default_uri",
     "parse_spec",
     "resolve",
-    "register_cli",
 ]
 
 DEFAULT_NAME = "neonsign"
@@ -340,78 +337,3 @@ def resolve(spec: str, uri: str | None = None) -> Path:
 def load_from_registry(spec: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(state_dict, card)`` for a registry spec, sha256-verified (a model loader for serve)."""
     return load_model(resolve(spec))
-
-
-# ----------------------------------------------------------------------------------------------
-# CLI
-
-
-def _print(obj: Any, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(obj, indent=2, default=str))
-        return
-    rows = obj if isinstance(obj, list) else [obj]
-    for v in rows:
-        m = v["metrics"]
-        acc = m.get("test_accuracy", m.get("accuracy", m.get("val_accuracy")))
-        print(
-            f"v{v['version']:<4} {','.join(v['aliases']) or '-':<22} "
-            f"acc={'n/a' if acc is None else f'{acc:.4f}'}  "
-            f"sha256={v['tags'].get('weights_sha256', '?')[:12]}  "
-            f"data={v['tags'].get('data_checksum', '?')[:12]}  code={v['tags'].get('code_version', '?')}  "
-            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime((v['created'] or 0) / 1000))}Z"
-        )
-
-
-def _cmd(args: argparse.Namespace) -> int:
-    reg = Registry(args.registry_uri, args.name)
-    if args.registry_command == "list":
-        _print([v.to_dict() for v in reg.list()], args.json)
-        return 0
-    if args.registry_command == "show":
-        v = reg.show(args.ref).to_dict()
-        v["history"] = {a: reg.history(a) for a in v["aliases"]}
-        _print(v, args.json)
-        return 0
-    if args.registry_command == "register":
-        _print(reg.register(args.model_dir, alias=args.alias).to_dict(), args.json)
-        return 0
-    if args.registry_command == "promote":
-        _print(reg.promote(args.ref, args.alias).to_dict(), args.json)
-        return 0
-    if args.registry_command == "rollback":
-        _print(reg.rollback(args.alias).to_dict(), args.json)
-        return 0
-    raise NeonsignValueError(f"unknown registry command {args.registry_command!r}")
-
-
-def register_cli(subparsers: Any) -> None:
-    """Add ``neonsign registry list|show|register|promote|rollback``."""
-    p = subparsers.add_parser(
-        "registry",
-        help="model registry (MLflow): list, show, register, promote, rollback",
-        description=__doc__.split("\n\n")[0],
-    )
-    p.add_argument(
-        "--registry-uri",
-        default=None,
-        help="MLflow URI (default: $MLFLOW_TRACKING_URI, else sqlite in $NEONSIGN_REGISTRY or ./registry)",
-    )
-    p.add_argument(
-        "--name", default=DEFAULT_NAME, help=f"registered model name (default {DEFAULT_NAME})"
-    )
-    p.add_argument("--json", action="store_true", help="print JSON")
-    sub = p.add_subparsers(dest="registry_command", metavar="ACTION")
-    sub.required = True
-    sub.add_parser("list", help="every version, newest first")
-    s = sub.add_parser("show", help="one version (number or alias)")
-    s.add_argument("ref")
-    s = sub.add_parser("register", help="register a model directory as a new version")
-    s.add_argument("model_dir")
-    s.add_argument("--alias", default=None, help="also point this alias at it (e.g. challenger)")
-    s = sub.add_parser("promote", help="point an alias (default champion) at a version")
-    s.add_argument("ref", help="version number or alias (e.g. challenger)")
-    s.add_argument("--alias", default="champion")
-    s = sub.add_parser("rollback", help="move an alias back to its previous version")
-    s.add_argument("--alias", default="champion")
-    p.set_defaults(handler=_cmd)

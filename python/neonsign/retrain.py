@@ -20,7 +20,6 @@ Prints a JSON decision; exit code 0 = no retraining needed, 1 = retrain, 2 = err
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import json
 import os
@@ -32,7 +31,7 @@ import numpy as np
 
 from .errors import ModelError, NeonsignValueError
 
-__all__ = ["parse_histograms", "psi", "retrain_check", "register_cli"]
+__all__ = ["parse_histograms", "psi", "retrain_check"]
 
 BRIGHTNESS = "neonsign_input_brightness"
 CONFIDENCE = "neonsign_prediction_probability"
@@ -232,48 +231,3 @@ def retrain_check(
             "data_checksum": card.get("data_checksum"),
         },
     }
-
-
-def _cmd(args: argparse.Namespace) -> int:
-    decision = retrain_check(
-        args.metrics,
-        args.baseline,
-        data=args.data,
-        reference_metrics=args.reference_metrics,
-        max_age_days=args.max_age_days,
-        max_psi=args.max_psi,
-        max_low_confidence=args.max_low_confidence,
-        min_requests=args.min_requests,
-    )
-    print(json.dumps(decision, indent=2, default=float))
-    return 1 if decision["retrain"] else 0
-
-
-def register_cli(subparsers: Any) -> None:
-    """Add ``neonsign retrain-check``."""
-    p = subparsers.add_parser(
-        "retrain-check",
-        help="decide whether to retrain (data change, drift, age)",
-        description=__doc__.split("\n\n")[0],
-    )
-    p.add_argument("--metrics", default=None, help="the server's /metrics URL or a saved copy")
-    p.add_argument(
-        "--baseline",
-        required=True,
-        help="serving model's model_card.json, model directory or registry spec (registry:champion)",
-    )
-    p.add_argument(
-        "--data",
-        default=None,
-        help="GTSRB root: checksum the training split (and reference brightness)",
-    )
-    p.add_argument(
-        "--reference-metrics",
-        default=None,
-        help="a /metrics snapshot taken when the model was healthy",
-    )
-    p.add_argument("--max-age-days", type=float, default=30.0)
-    p.add_argument("--max-psi", type=float, default=0.2)
-    p.add_argument("--max-low-confidence", type=float, default=0.3)
-    p.add_argument("--min-requests", type=int, default=100)
-    p.set_defaults(handler=_cmd)
