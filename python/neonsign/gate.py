@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import NeonsignValueError
+from .errors import NeonsignValueError, file_errors
 
 __all__ = ["PROBE_RANDOM", "probe_set", "probe_parity", "gate"]
 
@@ -171,7 +171,8 @@ def gate(
 
     cand = None
     if candidate_result is not None:
-        cand = json.loads(Path(candidate_result).read_text(encoding="utf-8"))
+        with file_errors("read the candidate result", candidate_result):
+            cand = json.loads(Path(candidate_result).read_text(encoding="utf-8"))
         if cand.get("data_checksum") not in (None, checksum) or cand.get("split") != split:
             cand = None  # measured on other data: evaluate again
     if cand is None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import NeonsignValueError, UnsupportedError
+from .errors import NeonsignValueError, UnsupportedError, file_errors
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -148,10 +148,8 @@ class ProfileReport:
     def load(cls, path: str | os.PathLike[str]) -> ProfileReport:
         """Read a report written by :meth:`save_json` (checks the fields compare relies on)."""
         p = Path(path)
-        try:
+        with file_errors("read the profile report", p):
             text = p.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise FileNotFoundError(f"profile report '{p}' does not exist") from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -166,7 +164,8 @@ class ProfileReport:
 
     def save_json(self, path: str | os.PathLike[str]) -> None:
         """Write the report as JSON."""
-        Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
+        with file_errors("write the profile report", path):
+            Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
 
     # -- access ----------------------------------------------------------------------------
 

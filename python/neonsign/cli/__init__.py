@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import NamedTuple, Protocol, cast
 
 from .. import __version__
-from ..errors import MissingDependencyError, NeonsignError, os_error
+from ..errors import MissingDependencyError, NeonsignError, os_error, os_error_class
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
 
@@ -123,14 +123,35 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The ``neonsign`` parser. Every command is listed with its summary; the arguments of the
     command named ``only`` are configured, or of every command when ``only`` is None (that
     imports every command module: for tests and documentation, not for :func:`main`)."""
+    return _build(only)[0]
+
+
+def _build(
+    only: str | None,
+) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The parser and the subparser of each configured command."""
     parser, sub = _base_parser()
+    configured = {}
     for command in COMMANDS:
         p = sub.add_parser(command.name, help=command.summary, description=command.summary)
         if only is None or command.name == only:
             module = load(command)
             module.configure(p)
             p.set_defaults(run=module.run)
-    return parser
+            configured[command.name] = p
+    return parser, configured
+
+
+def _parse(argv: Sequence[str], name: str | None) -> argparse.Namespace:
+    """Parse ``argv`` configuring only command ``name``. Arguments left over are reported by
+    the command's parser, so the message reads ``neonsign COMMAND: error: ...`` as every
+    other argument error of the command does (argparse would use the top-level prog)."""
+    known = name if any(c.name == name for c in COMMANDS) else ""  # "": configure none
+    parser, configured = _build(known)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        configured.get(args.command, parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def _command_name(argv: Sequence[str]) -> str | None:
@@ -146,21 +167,22 @@ def _debug(argv: Sequence[str], name: str | None) -> bool:
 
 def _as_neonsign_error(exc: Exception) -> NeonsignError:
     """The safety net: an OSError or ImportError that escaped the library as a NeonsignError
-    (the library converts its own; one reaching here is a gap to fix where it was raised)."""
+    (the library converts its own; one reaching here is a gap to close where it was raised)."""
     if isinstance(exc, NeonsignError):
         return exc
     if isinstance(exc, OSError):
-        return os_error(exc, "access")
+        if exc.filename is not None:
+            return os_error(exc, "access")
+        # no file name to add: keep the message (which names the file, if anything does)
+        return os_error_class(exc.errno)(exc.strerror or str(exc), exc.errno)
     assert isinstance(exc, ImportError)
     top = (exc.name or "").split(".")[0]
     extra = _EXTRAS.get(top)
     if extra is None:
         return NeonsignError(f"cannot import {exc.name or 'a module'}: {exc}")
-    err = MissingDependencyError(
+    return MissingDependencyError(
         f"{top} is not installed; install it with: pip install 'neonsign[{extra}]'", name=top
     )
-    err.__cause__ = exc
-    return err
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -170,9 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     name = _command_name(argv)
     debug = _debug(argv, name)
-    known = name if any(c.name == name for c in COMMANDS) else ""  # "": configure none
     try:
-        args = build_parser(only=known).parse_args(argv)
+        args = _parse(argv, name)
         return int(args.run(args))
     except (NeonsignError, OSError, ImportError) as exc:
         if debug:

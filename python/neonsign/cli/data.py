@@ -1,7 +1,7 @@
 """``neonsign data info``: decode every image of a split and report counts, sizes, checksum.
 
-Bad files are listed on stderr (``[split] bad file (row N): PATH: why``) and make the exit
-status 2; the report still covers the good ones.
+Bad files are listed on stderr (``[split] bad file (row N): PATH: why``) and make it an error
+(exit status 2, the first bad file on the last line); the report still covers the good ones.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import CLASS_NAMES, SPLITS, SplitMeta, find_split, load_split
-from ..errors import DatasetNotFoundError, file_errors
+from ..errors import DatasetNotFoundError, NeonsignValueError, file_errors
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +38,7 @@ def _info(args: argparse.Namespace) -> int:
     root = Path(args.root)
     splits = SPLITS if args.split == "all" else (args.split,)
     reports: dict[str, Any] = {}
-    bad = 0
+    bad: list[tuple[str, int, str, str]] = []  # (split, row, path, why)
     for split in splits:
         try:
             find_split(root, split)
@@ -60,7 +60,7 @@ def _info(args: argparse.Namespace) -> int:
         info = meta.to_dict()
         info["images_per_second"] = round(len(meta) / meta.seconds, 1) if meta.seconds > 0 else None
         reports[split] = info
-        bad += len(meta.errors)
+        bad.extend((split, row, path, message) for row, path, message in meta.errors)
         if not args.quiet:
             _print_info(meta, info)
         for row, path, message in meta.errors:
@@ -70,7 +70,13 @@ def _info(args: argparse.Namespace) -> int:
     if args.json:
         with file_errors("write the JSON report", args.json):
             Path(args.json).write_text(json.dumps(reports, indent=2) + "\n")
-    return 2 if bad else 0
+    if bad:  # the report covers the good files; the exit status says the split is damaged
+        split, row, path, message = bad[0]
+        raise NeonsignValueError(
+            f"{len(bad)} bad file(s) under {root} (listed above); the first, [{split}] row "
+            f"{row}: {path}: {message}"
+        )
+    return 0
 
 
 def _print_info(meta: SplitMeta, info: dict[str, Any]) -> None:
