@@ -155,6 +155,11 @@ CASES = [
         "/dev/full",
     ),
     case(
+        "test-plot-under-file",
+        "test --model {model} --data {ds} --limit 10 --no-profile --quiet --plot {file}/c.png",
+        "{file}/c.png",
+    ),
+    case(
         "test-without-torch",
         "test --model {model} --data {ds} --backend torch --quiet",
         "pip install 'neonsign[torch]'",

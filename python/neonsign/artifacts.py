@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelError
+from .errors import ModelError, file_errors
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -238,11 +238,13 @@ def _json_default(obj: Any) -> Any:
 
 def _atomic_write(path: Path, write: Any) -> None:
     """Write through ``write(tmp_path)`` into a temporary file beside ``path``, then rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with file_errors("write", path):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        with file_errors("write", path):
+            write(tmp)
+            os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -277,7 +279,8 @@ def save_model(
     card_out = dict(card)
     card_out["schema_version"] = SCHEMA_VERSION
     card_out.setdefault("preprocessing", dict(DEFAULT_PREPROCESSING))
-    path.mkdir(parents=True, exist_ok=True)
+    with file_errors("create the model directory", path):
+        path.mkdir(parents=True, exist_ok=True)
     weights = path / WEIGHTS_FILE
     _atomic_write(weights, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
     card_out["weights_sha256"] = sha256_file(weights)

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .errors import ChecksumError, DownloadError, NeonsignValueError
+from .errors import ChecksumError, DownloadError, NeonsignValueError, file_errors
 
 __all__ = ["DEFAULT_BASE_URL", "ARCHIVES", "SPLIT_ARCHIVES", "Archive", "download", "fetch"]
 
@@ -262,7 +262,8 @@ def download(
     if split not in SPLIT_ARCHIVES:
         raise NeonsignValueError(f"split must be one of {tuple(SPLIT_ARCHIVES)}, got {split!r}")
     root = Path(root).expanduser()
-    root.mkdir(parents=True, exist_ok=True)
+    with file_errors("create the data folder", root):
+        root.mkdir(parents=True, exist_ok=True)
     base = base_url if base_url.endswith("/") else base_url + "/"
     sums = dict(checksums or {})
     for key in SPLIT_ARCHIVES[split]:

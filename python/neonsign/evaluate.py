@@ -28,7 +28,7 @@ import numpy as np
 from .artifacts import NUM_CLASSES, load_model
 from .backends import BACKEND_NAMES, TorchToggles, list_backends
 from .backends import resolve as resolve_backend
-from .errors import NeonsignValueError, UnsupportedError
+from .errors import NeonsignValueError, UnsupportedError, file_errors
 
 __all__ = [
     "BACKENDS",
@@ -185,8 +185,11 @@ def plot_confusion(
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     out = Path(path)
-    fig.savefig(out)
-    plt.close(fig)
+    try:
+        with file_errors("write the confusion matrix plot", out):
+            fig.savefig(out)
+    finally:
+        plt.close(fig)
     return out
 
 

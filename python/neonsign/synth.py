@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from .errors import NeonsignValueError
+from .errors import NeonsignValueError, file_errors
 
 __all__ = ["synthesize", "render_sign", "MARKER"]
 
@@ -534,7 +534,8 @@ def synthesize(
     )
     for class_id in range(43):
         class_dir = train_dir / "Images" / f"{class_id:05d}"
-        class_dir.mkdir(parents=True)
+        with file_errors("create the class folder", class_dir):
+            class_dir.mkdir(parents=True)
         rows = [_CSV_HEADER + ";ClassId"]
         n_tracks = -(-n_per_class // images_per_track)
         for track in range(n_tracks):
