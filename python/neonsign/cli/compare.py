@@ -39,24 +39,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "reports, or between two backends of one report; exit 1 with "
         "--fail-if-slower when the total or a --layers layer regressed beyond PCT."
     )
-    p = parser
-    p.add_argument("base", help="baseline report (JSON)")
-    p.add_argument("new", nargs="?", help="new report (JSON); omit to compare backends of BASE")
-    p.add_argument("--backend", help="comma-separated backends to compare (default: common ones)")
-    p.add_argument("--base-backend", help="backend on the base side (e.g. torch-onednn-off)")
-    p.add_argument("--new-backend", help="backend on the new side (e.g. torch)")
-    p.add_argument(
+    parser.add_argument("base", help="baseline report (JSON)")
+    parser.add_argument(
+        "new", nargs="?", help="new report (JSON); omit to compare backends of BASE"
+    )
+    parser.add_argument(
+        "--backend", help="comma-separated backends to compare (default: common ones)"
+    )
+    parser.add_argument("--base-backend", help="backend on the base side (e.g. torch-onednn-off)")
+    parser.add_argument("--new-backend", help="backend on the new side (e.g. torch)")
+    parser.add_argument(
         "--fail-if-slower",
         type=percent,
         metavar="PCT",
         help="exit 1 if the total (or a --layers layer) got slower by more than PCT%%",
     )
-    p.add_argument("--layers", help="comma-separated layers the gate also checks (e.g. conv2,fc1)")
-    p.add_argument(
+    parser.add_argument(
+        "--layers", help="comma-separated layers the gate also checks (e.g. conv2,fc1)"
+    )
+    parser.add_argument(
         "--strict", action="store_true", help="also fail when machine or settings differ"
     )
-    p.add_argument("--json", help="write the comparison as JSON here")
-    p.add_argument("--markdown", help="write the comparison as Markdown here")
+    parser.add_argument("--json", help="write the comparison as JSON here")
+    parser.add_argument("--markdown", help="write the comparison as Markdown here")
 
 
 def _split(text: str | None) -> list[str] | None:

@@ -17,35 +17,36 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "The validation gate: may a candidate model replace the champion? (``neonsign gate``)"
     )
-    p = parser
-    p.add_argument("--candidate", required=True, help="candidate model directory")
-    p.add_argument("--data", required=True, help="GTSRB root holding the evaluation split")
-    p.add_argument(
+    parser.add_argument("--candidate", required=True, help="candidate model directory")
+    parser.add_argument("--data", required=True, help="GTSRB root holding the evaluation split")
+    parser.add_argument(
         "--champion",
         default=None,
         help="champion model directory or registry spec (registry:champion); omit if none",
     )
-    p.add_argument("--split", default="test")
-    p.add_argument("--min-accuracy", type=float, default=0.0, help="accuracy floor (fraction)")
-    p.add_argument(
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--min-accuracy", type=float, default=0.0, help="accuracy floor (fraction)")
+    parser.add_argument(
         "--max-drop", type=float, default=0.01, help="allowed accuracy drop vs champion (fraction)"
     )
-    p.add_argument(
+    parser.add_argument(
         "--fail-if-slower", type=float, default=25.0, help="latency regression limit in percent"
     )
-    p.add_argument("--max-logit-diff", type=float, default=1e-3)
-    p.add_argument(
+    parser.add_argument("--max-logit-diff", type=float, default=1e-3)
+    parser.add_argument(
         "--candidate-result", default=None, help="`neonsign test --json` output to reuse"
     )
-    p.add_argument(
+    parser.add_argument(
         "--candidate-profile", default=None, help="native profile report JSON of the candidate"
     )
-    p.add_argument(
+    parser.add_argument(
         "--champion-profile", default=None, help="native profile report JSON of the champion"
     )
-    p.add_argument("--repeats", type=int, default=10, help="profile repeats when profiling here")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", default=None, help="also write the verdict JSON here")
+    parser.add_argument(
+        "--repeats", type=int, default=10, help="profile repeats when profiling here"
+    )
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", default=None, help="also write the verdict JSON here")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,18 +12,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "The main job: ``neonsign main``, data -> load -> train -> test -> report, as named stages."
     )
-    p = parser
-    p.add_argument(
+    parser.add_argument(
         "--data", default=None, help="GTSRB root (default: $GTSRB_ROOT, else synthetic data)"
     )
-    p.add_argument(
+    parser.add_argument(
         "--runs", default="runs", help="parent of the new run directory (default ./runs)"
     )
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--backend", default=None, help="test backend (default: fastest available)")
-    p.add_argument("--quiet", action="store_true")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--backend", default=None, help="test backend (default: fastest available)")
+    parser.add_argument("--quiet", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:

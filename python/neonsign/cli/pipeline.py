@@ -20,32 +20,31 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "The lifecycle pipeline: train -> test -> profile -> gate -> register/promote "
         "(``neonsign pipeline``)."
     )
-    p = parser
-    p.add_argument(
+    parser.add_argument(
         "--data", required=True, help="GTSRB root (train split, and the evaluation split)"
     )
-    p.add_argument("--run-dir", required=True, help="run directory (reuse it to resume)")
-    p.add_argument(
+    parser.add_argument("--run-dir", required=True, help="run directory (reuse it to resume)")
+    parser.add_argument(
         "--from",
         dest="from_stage",
         default=None,
         choices=[s.name for s in STAGES],
         help="force this stage and every later one",
     )
-    p.add_argument("--split", default="test", help="evaluation split (default test)")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument(
+    parser.add_argument("--split", default="test", help="evaluation split (default test)")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
         "--registry-uri", default=None, help="MLflow URI (default: see neonsign registry)"
     )
-    p.add_argument("--no-registry", action="store_true", help="no champion, no register stage")
-    p.add_argument("--alias", default="champion", help="alias promoted when the gate accepts")
-    p.add_argument("--min-accuracy", type=float, default=0.0)
-    p.add_argument("--max-drop", type=float, default=0.01)
-    p.add_argument("--fail-if-slower", type=float, default=25.0)
-    p.add_argument("--repeats", type=int, default=10, help="profile repeats")
-    p.add_argument("--quiet", action="store_true")
+    parser.add_argument("--no-registry", action="store_true", help="no champion, no register stage")
+    parser.add_argument("--alias", default="champion", help="alias promoted when the gate accepts")
+    parser.add_argument("--min-accuracy", type=float, default=0.0)
+    parser.add_argument("--max-drop", type=float, default=0.01)
+    parser.add_argument("--fail-if-slower", type=float, default=25.0)
+    parser.add_argument("--repeats", type=int, default=10, help="profile repeats")
+    parser.add_argument("--quiet", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:

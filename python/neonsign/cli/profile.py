@@ -30,30 +30,37 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "Profile TrafficSignNet per layer on the native engine and libtorch backends, "
         "timed by one clock; print torch.profiler-style tables, write JSON/Markdown."
     )
-    p = parser
-    p.add_argument(
+    parser.add_argument(
         "--model", help="model directory, .safetensors or .pth (default: random weights)"
     )
-    p.add_argument("--data", help="GTSRB root (default: random inputs)")
-    p.add_argument("--split", default="test", help="split read from --data (default: test)")
-    p.add_argument("--backends", help="comma-separated backends (default: all available)")
-    p.add_argument("--baseline", help="backend speedups are relative to (default: torch)")
-    p.add_argument("--batch", type=positive_int, default=64, help="images per forward (default 64)")
-    p.add_argument("--threads", type=positive_int, default=None, help="threads (default: CPUs)")
-    p.add_argument("--repeats", type=positive_int, default=10, help="timed passes (default 10)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed passes first (default 3)")
-    p.add_argument(
+    parser.add_argument("--data", help="GTSRB root (default: random inputs)")
+    parser.add_argument("--split", default="test", help="split read from --data (default: test)")
+    parser.add_argument("--backends", help="comma-separated backends (default: all available)")
+    parser.add_argument("--baseline", help="backend speedups are relative to (default: torch)")
+    parser.add_argument(
+        "--batch", type=positive_int, default=64, help="images per forward (default 64)"
+    )
+    parser.add_argument(
+        "--threads", type=positive_int, default=None, help="threads (default: CPUs)"
+    )
+    parser.add_argument(
+        "--repeats", type=positive_int, default=10, help="timed passes (default 10)"
+    )
+    parser.add_argument("--warmup", type=int, default=3, help="untimed passes first (default 3)")
+    parser.add_argument(
         "--order",
         choices=("interleaved", "sequential"),
         default="interleaved",
         help="run backends pass by pass in turn (default) or one after another",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of random weights/inputs")
-    p.add_argument("--no-aten", action="store_true", help="skip the torch.profiler kernel pass")
-    p.add_argument("--json", help="write the report as JSON here")
-    p.add_argument("--markdown", help="write the report as Markdown here")
-    p.add_argument("--quiet", action="store_true", help="no tables or progress bar")
-    p.add_argument("--list-backends", action="store_true", help="list backends and exit")
+    parser.add_argument("--seed", type=int, default=0, help="seed of random weights/inputs")
+    parser.add_argument(
+        "--no-aten", action="store_true", help="skip the torch.profiler kernel pass"
+    )
+    parser.add_argument("--json", help="write the report as JSON here")
+    parser.add_argument("--markdown", help="write the report as Markdown here")
+    parser.add_argument("--quiet", action="store_true", help="no tables or progress bar")
+    parser.add_argument("--list-backends", action="store_true", help="list backends and exit")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -16,17 +16,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Model registry on MLflow: register model directories, list, show, promote, roll back."
     )
-    p = parser
-    p.add_argument(
+    parser.add_argument(
         "--registry-uri",
         default=None,
         help="MLflow URI (default: $MLFLOW_TRACKING_URI, else sqlite in $NEONSIGN_REGISTRY or ./registry)",
     )
-    p.add_argument(
+    parser.add_argument(
         "--name", default=DEFAULT_NAME, help=f"registered model name (default {DEFAULT_NAME})"
     )
-    p.add_argument("--json", action="store_true", help="print JSON")
-    sub = p.add_subparsers(dest="registry_command", metavar="ACTION")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    sub = parser.add_subparsers(dest="registry_command", metavar="ACTION")
     sub.required = True
     sub.add_parser("list", help="every version, newest first")
     s = sub.add_parser("show", help="one version (number or alias)")

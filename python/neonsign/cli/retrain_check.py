@@ -13,27 +13,26 @@ from ..retrain import retrain_check
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = "Should we retrain? (``neonsign retrain-check``)"
-    p = parser
-    p.add_argument("--metrics", default=None, help="the server's /metrics URL or a saved copy")
-    p.add_argument(
+    parser.add_argument("--metrics", default=None, help="the server's /metrics URL or a saved copy")
+    parser.add_argument(
         "--baseline",
         required=True,
         help="serving model's model_card.json, model directory or registry spec (registry:champion)",
     )
-    p.add_argument(
+    parser.add_argument(
         "--data",
         default=None,
         help="GTSRB root: checksum the training split (and reference brightness)",
     )
-    p.add_argument(
+    parser.add_argument(
         "--reference-metrics",
         default=None,
         help="a /metrics snapshot taken when the model was healthy",
     )
-    p.add_argument("--max-age-days", type=float, default=30.0)
-    p.add_argument("--max-psi", type=float, default=0.2)
-    p.add_argument("--max-low-confidence", type=float, default=0.3)
-    p.add_argument("--min-requests", type=int, default=100)
+    parser.add_argument("--max-age-days", type=float, default=30.0)
+    parser.add_argument("--max-psi", type=float, default=0.2)
+    parser.add_argument("--max-low-confidence", type=float, default=0.3)
+    parser.add_argument("--min-requests", type=int, default=100)
 
 
 def run(args: argparse.Namespace) -> int:

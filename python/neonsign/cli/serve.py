@@ -21,34 +21,37 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "Serve a model directory over HTTP. Every option defaults to its NEONSIGN_* "
         "environment variable (the container sets them)."
     )
-    p = parser
     # Defaults are None: run() resolves them from the environment (see _Server.resolve).
-    p.add_argument(
+    parser.add_argument(
         "model",
         nargs="?",
         default=None,
         help="model directory (model.safetensors + model_card.json) or registered "
         "source; default $NEONSIGN_MODEL",
     )
-    p.add_argument("--host", help="address to bind (default $NEONSIGN_HOST or 127.0.0.1)")
-    p.add_argument("--port", type=int, help="port (default $NEONSIGN_PORT or 8000)")
-    p.add_argument("--workers", type=int, help="worker processes (default $NEONSIGN_WORKERS or 1)")
-    p.add_argument("--threads", type=int, help="inference threads per worker (default: CPU count)")
-    p.add_argument(
+    parser.add_argument("--host", help="address to bind (default $NEONSIGN_HOST or 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default $NEONSIGN_PORT or 8000)")
+    parser.add_argument(
+        "--workers", type=int, help="worker processes (default $NEONSIGN_WORKERS or 1)"
+    )
+    parser.add_argument(
+        "--threads", type=int, help="inference threads per worker (default: CPU count)"
+    )
+    parser.add_argument(
         "--engine-threads",
         type=int,
         help="threads per engine call (default 1; 0: the whole shared pool)",
     )
-    p.add_argument("--kernel", help="ref, neon, avx2, avx512")
-    p.add_argument("--max-upload-bytes", type=int)
-    p.add_argument("--max-pixels", type=int)
-    p.add_argument("--max-batch", type=int)
-    p.add_argument(
+    parser.add_argument("--kernel", help="ref, neon, avx2, avx512")
+    parser.add_argument("--max-upload-bytes", type=int)
+    parser.add_argument("--max-pixels", type=int)
+    parser.add_argument("--max-batch", type=int)
+    parser.add_argument(
         "--limit-concurrency",
         type=int,
         help="answer 503 beyond this many concurrent connections (uvicorn)",
     )
-    p.add_argument("--log-level")
+    parser.add_argument("--log-level")
 
 
 @dataclass(frozen=True)

@@ -16,29 +16,28 @@ from ..evaluate import evaluate, format_summary
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = "Testing a model: ``neonsign test`` and :func:`evaluate`."
-    p = parser
-    p.add_argument(
+    parser.add_argument(
         "--model", required=True, help="model directory (model.safetensors + model_card.json)"
     )
-    p.add_argument("--data", required=True, help="GTSRB root (any supported layout)")
-    p.add_argument(
+    parser.add_argument("--data", required=True, help="GTSRB root (any supported layout)")
+    parser.add_argument(
         "--split", default="test", choices=("train", "test"), help="split to test (default test)"
     )
-    p.add_argument(
+    parser.add_argument(
         "--backend",
         default=None,
         choices=BACKEND_NAMES,
         help="inference backend (default: the fastest available, native if built)",
     )
-    p.add_argument("--json", default=None, help="write the results as JSON to this file")
-    p.add_argument(
+    parser.add_argument("--json", default=None, help="write the results as JSON to this file")
+    parser.add_argument(
         "--plot", default=None, help="confusion matrix PNG (default: the JSON path with .png)"
     )
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--limit", type=int, default=None, help="test at most this many images")
-    p.add_argument("--no-profile", action="store_true", help="skip the torch.profiler table")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or profiler table")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--limit", type=int, default=None, help="test at most this many images")
+    parser.add_argument("--no-profile", action="store_true", help="skip the torch.profiler table")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or profiler table")
 
 
 def run(args: argparse.Namespace) -> int:

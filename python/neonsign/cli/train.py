@@ -16,41 +16,44 @@ DESCRIPTION = "Training TrafficSignNet: ``neonsign train`` and :func:`train`."
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = DESCRIPTION
     d = TrainConfig()
-    p = parser
-    p.add_argument("--data", required=True, help="GTSRB root (any supported layout)")
-    p.add_argument("--out", required=True, help="model directory to write (must not exist)")
-    p.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs (default {d.epochs})")
-    p.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads per process")
-    p.add_argument(
+    parser.add_argument("--data", required=True, help="GTSRB root (any supported layout)")
+    parser.add_argument("--out", required=True, help="model directory to write (must not exist)")
+    parser.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs (default {d.epochs})")
+    parser.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per process")
+    parser.add_argument(
         "--batch-size", type=int, default=d.batch_size, help=f"per process (default {d.batch_size})"
     )
-    p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    p.add_argument(
+    parser.add_argument(
+        "--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})"
+    )
+    parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    parser.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    parser.add_argument(
         "--val-fraction",
         type=float,
         default=d.val_fraction,
         help="fraction of tracks held out for validation (0: none)",
     )
-    p.add_argument(
+    parser.add_argument(
         "--roi",
         action=argparse.BooleanOptionalAction,
         default=d.roi,
         help="crop each image to its annotated ROI before resizing",
     )
-    p.add_argument("--no-augment", action="store_true", help="disable batch augmentation")
-    p.add_argument(
+    parser.add_argument("--no-augment", action="store_true", help="disable batch augmentation")
+    parser.add_argument(
         "--bf16",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="bfloat16 autocast for forward/backward (default: on where the CPU has bf16)",
     )
-    p.add_argument("--limit", type=int, default=None, help="load at most this many images")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--force", action="store_true", help="overwrite an existing model directory")
-    p.add_argument(
+    parser.add_argument("--limit", type=int, default=None, help="load at most this many images")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--force", action="store_true", help="overwrite an existing model directory"
+    )
+    parser.add_argument(
         "--no-mlflow", action="store_true", help="do not track with MLflow even if installed"
     )
 
