@@ -13,7 +13,7 @@ from support import needs_subprocess, torch_imported_after
 
 @needs_subprocess
 def test_backends_evaluate_and_profiler_import_without_torch():
-    code = "import neonsign.backends, neonsign.evaluate, neonsign.profiler, neonsign.mainjob"
+    code = "import neonsign.backends, neonsign.evaluate, neonsign.profiler, neonsign.app.pipeline"
     assert not torch_imported_after(code)
 
 

@@ -146,6 +146,6 @@ def test_cli(reg: Registry, two_versions: tuple[int, int]) -> None:
 
 
 def test_import_neonsign_does_not_import_mlflow() -> None:
-    code = "import sys, neonsign, neonsign.app.registry, neonsign.registry; print('mlflow' in sys.modules)"
+    code = "import sys, neonsign, neonsign.app.registry, neonsign.cli.registry; print('mlflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr

@@ -18,12 +18,9 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 import errno
 import hashlib
-import json
 import re
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -54,7 +51,6 @@ __all__ = [
     "load_split",
     "split_checksum",
     "track_split",
-    "register_cli",
 ]
 
 CLASS_NAMES: tuple[str, ...] = (
@@ -686,133 +682,3 @@ def track_split(
     is_val = np.zeros(n, dtype=bool)
     is_val[np.asarray(val_rows, dtype=np.int64)] = True
     return np.flatnonzero(~is_val).astype(np.int64), np.flatnonzero(is_val).astype(np.int64)
-
-
-# --------------------------------------------------------------------------------------------
-# Command line
-
-
-def _cmd_info(args: argparse.Namespace) -> int:
-    root = Path(args.root)
-    splits = SPLITS if args.split == "all" else (args.split,)
-    reports: dict[str, Any] = {}
-    bad = 0
-    for split in splits:
-        try:
-            find_split(root, split)
-        except DatasetNotFoundError as exc:
-            if args.split != "all":
-                raise
-            if not args.quiet:
-                print(f"[{split}] not found: {exc}")
-            continue
-        _, _, meta = load_split(
-            root,
-            split,
-            size=args.size,
-            roi=args.roi,
-            dtype="uint8",
-            threads=args.threads,
-            skip_bad=True,
-        )
-        info = meta.to_dict()
-        info["images_per_second"] = round(len(meta) / meta.seconds, 1) if meta.seconds > 0 else None
-        reports[split] = info
-        bad += len(meta.errors)
-        if not args.quiet:
-            _print_info(meta, info)
-        for row, path, message in meta.errors:
-            print(f"[{split}] bad file (row {row}): {path}: {message}", file=sys.stderr)
-    if not reports:
-        raise DatasetNotFoundError(f"no GTSRB split under {root} (see the places listed above)")
-    if args.json:
-        Path(args.json).write_text(json.dumps(reports, indent=2) + "\n")
-    return 2 if bad else 0
-
-
-def _print_info(meta: SplitMeta, info: dict[str, Any]) -> None:
-    print(
-        f"[{meta.split}] layout {meta.layout}: {len(meta)} images, "
-        f"{int((meta.class_counts > 0).sum())} classes, {info['tracks']} tracks"
-    )
-    print(
-        f"  width  min/median/max {info['width']['min']}/{info['width']['median']:g}/{info['width']['max']}"
-    )
-    print(
-        f"  height min/median/max {info['height']['min']}/{info['height']['median']:g}/{info['height']['max']}"
-    )
-    print(
-        f"  decoded at {meta.size}x{meta.size}{' (ROI crop)' if meta.roi else ''} in "
-        f"{meta.seconds:.2f} s ({info['images_per_second']} images/s)"
-    )
-    print(f"  checksum sha256:{meta.checksum}")
-    print(f"  {'id':>3}  {'images':>6}  name")
-    for cid, count in enumerate(meta.class_counts.tolist()):
-        print(f"  {cid:>3}  {count:>6}  {CLASS_NAMES[cid]}")
-    if meta.errors:
-        print(f"  {len(meta.errors)} bad file(s)")
-
-
-def _cmd_synth(args: argparse.Namespace) -> int:
-    from .synth import synthesize
-
-    root = synthesize(
-        args.root,
-        n_per_class=args.per_class,
-        seed=args.seed,
-        with_test=args.test > 0,
-        n_test=args.test,
-        images_per_track=args.per_track,
-        progress=not args.quiet,
-    )
-    if not args.quiet:
-        print(f"synthetic GTSRB written to {root}")
-    return 0
-
-
-def _cmd_download(args: argparse.Namespace) -> int:
-    from .download import DEFAULT_BASE_URL, download
-
-    root = download(
-        args.root,
-        args.split,
-        base_url=args.base_url or DEFAULT_BASE_URL,
-        progress=not args.quiet,
-        force=args.force,
-    )
-    if not args.quiet:
-        print(f"GTSRB {args.split} ready in {root}")
-    return 0
-
-
-def register_cli(subparsers: Any) -> None:
-    """Add ``synth``, ``download`` and ``data info`` to the ``neonsign`` command line."""
-    p = subparsers.add_parser("synth", help="write a synthetic GTSRB-format data set")
-    p.add_argument("root", help="folder to write (official layout, GTSRB/ level entered)")
-    p.add_argument("--per-class", type=int, default=60, help="training images per class (60)")
-    p.add_argument("--per-track", type=int, default=10, help="images per track (10; GTSRB has 30)")
-    p.add_argument("--test", type=int, default=860, help="test images, 0 for none (860)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-q", "--quiet", action="store_true")
-    p.set_defaults(handler=_cmd_synth)
-
-    p = subparsers.add_parser("download", help="download and extract the official GTSRB archives")
-    p.add_argument("root", help="folder to extract into")
-    p.add_argument("--split", choices=("train", "test", "all"), default="all")
-    p.add_argument("--base-url", default=None, help="mirror to download from")
-    p.add_argument("--force", action="store_true", help="replace an existing extracted data set")
-    p.add_argument("-q", "--quiet", action="store_true")
-    p.set_defaults(handler=_cmd_download)
-
-    p = subparsers.add_parser("data", help="inspect data sets")
-    sub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
-    sub.required = True
-    q = sub.add_parser("info", help="decode every image of a split; counts, sizes, checksum")
-    q.add_argument("root")
-    q.add_argument("--split", choices=("train", "test", "all"), default="all")
-    q.add_argument("--roi", action="store_true", help="crop to the ROI before resizing")
-    q.add_argument("--size", type=int, default=32)
-    q.add_argument("--threads", type=int, default=None)
-    q.add_argument("--json", metavar="FILE", help="also write the report as JSON")
-    q.add_argument("-q", "--quiet", action="store_true")
-    q.set_defaults(handler=_cmd_info)

@@ -16,11 +16,9 @@ Importing this module does not import torch.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -49,7 +47,6 @@ __all__ = [
     "format_summary",
     "normalize_images",
     "plot_confusion",
-    "register_cli",
     "save_result",
 ]
 
@@ -494,69 +491,3 @@ def format_summary(result: Mapping[str, Any], worst: int = 5) -> str:
     for acc, c in sorted(present)[:worst]:
         lines.append(f"  {_class_name(c)}: {acc * 100:.1f}% of {result['per_class_count'][c]}")
     return "\n".join(lines)
-
-
-def _run(args: argparse.Namespace) -> int:
-    plot = args.plot
-    if plot is None and args.json is not None:
-        if importlib.util.find_spec("matplotlib") is None:
-            print(
-                "notice: matplotlib is not installed, so no confusion matrix PNG is written "
-                "(pip install 'neonsign[notebooks]'); the JSON has the matrix",
-                file=sys.stderr,
-            )
-        else:
-            plot = Path(args.json).with_suffix(".png")
-    result = evaluate(
-        args.model,
-        args.data,
-        split=args.split,
-        backend=args.backend,
-        batch_size=args.batch_size,
-        threads=args.threads,
-        limit=args.limit,
-        profile=not args.no_profile,
-        plot=plot,
-        quiet=args.quiet,
-    )
-    if result["profile_table"] and not args.quiet:
-        print(result["profile_table"])
-    print(format_summary(result))
-    if args.json is not None:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        print(
-            f"results written to {args.json}" + (f", confusion matrix plot {plot}" if plot else "")
-        )
-    return 0
-
-
-def register_cli(subparsers: Any) -> None:
-    """Add ``neonsign test`` to the CLI (import-light)."""
-    p = subparsers.add_parser(
-        "test",
-        help="test a model on a split: accuracy, per-class, confusion, profile",
-        description=__doc__.split("\n\n")[0],
-    )
-    p.add_argument(
-        "--model", required=True, help="model directory (model.safetensors + model_card.json)"
-    )
-    p.add_argument("--data", required=True, help="GTSRB root (any supported layout)")
-    p.add_argument(
-        "--split", default="test", choices=("train", "test"), help="split to test (default test)"
-    )
-    p.add_argument(
-        "--backend",
-        default=None,
-        choices=BACKENDS,
-        help="inference backend (default: the fastest available, native if built)",
-    )
-    p.add_argument("--json", default=None, help="write the results as JSON to this file")
-    p.add_argument(
-        "--plot", default=None, help="confusion matrix PNG (default: the JSON path with .png)"
-    )
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--limit", type=int, default=None, help="test at most this many images")
-    p.add_argument("--no-profile", action="store_true", help="skip the torch.profiler table")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or profiler table")
-    p.set_defaults(handler=_run)

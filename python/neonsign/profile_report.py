@@ -17,12 +17,10 @@ This module needs neither PyTorch nor jsonschema.
 
 from __future__ import annotations
 
-import argparse
 import html
 import json
 import math
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -828,100 +826,3 @@ def append_step_summary(markdown: str) -> bool:
     with open(summary, "a", encoding="utf-8") as fh:
         fh.write(markdown + "\n")
     return True
-
-
-def _split(text: str | None) -> list[str] | None:
-    return [s.strip() for s in text.split(",") if s.strip()] if text else None
-
-
-def _cmd_compare(args: argparse.Namespace) -> int:
-    layers = _split(args.layers)
-    if args.base_backend or args.new_backend:
-        if not (args.base_backend and args.new_backend):
-            raise NeonsignValueError("--base-backend and --new-backend go together")
-        if args.new is not None:
-            base_r, new_r = ProfileReport.load(args.base), ProfileReport.load(args.new)
-            cmp = Comparison(
-                f"{base_r.source} [{args.base_backend}]",
-                f"{new_r.source} [{args.new_backend}]",
-                fail_if_slower=args.fail_if_slower,
-                strict=args.strict,
-            )
-            _check_pct(args.fail_if_slower)
-            cmp.mismatches = [
-                m for m in _settings_mismatches(base_r, new_r) if not m.startswith("backend sets")
-            ]
-            _compare_pair(
-                cmp, base_r.backend(args.base_backend), new_r.backend(args.new_backend), layers
-            )
-        else:
-            cmp = compare_backends(
-                args.base,
-                args.base_backend,
-                args.new_backend,
-                fail_if_slower=args.fail_if_slower,
-                layers=layers,
-            )
-    else:
-        if args.new is None:
-            raise NeonsignValueError(
-                "give two reports, or one report with --base-backend and --new-backend"
-            )
-        cmp = compare(
-            args.base,
-            args.new,
-            backends=_split(args.backend),
-            fail_if_slower=args.fail_if_slower,
-            layers=layers,
-            strict=args.strict,
-        )
-    print(cmp.text())
-    if args.json:
-        Path(args.json).write_text(json.dumps(cmp.to_dict(), indent=2) + "\n", encoding="utf-8")
-    md = cmp.markdown()
-    if args.markdown:
-        Path(args.markdown).write_text(md, encoding="utf-8")
-    append_step_summary(md)
-    if cmp.failed:
-        print("neonsign compare: gate failed", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _percent(text: str) -> float:
-    try:
-        v = float(text.rstrip("%"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a percentage, got '{text}'") from None
-    if not v >= 0:
-        raise argparse.ArgumentTypeError(f"expected a percentage >= 0, got '{text}'")
-    return v
-
-
-def register_compare_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``neonsign compare``."""
-    p = subparsers.add_parser(
-        "compare",
-        help="compare two profile reports (or two backends) and gate on regressions",
-        description="Print per-layer and total changes between two `neonsign profile --json` "
-        "reports, or between two backends of one report; exit 1 with "
-        "--fail-if-slower when the total or a --layers layer regressed beyond PCT.",
-    )
-    p.add_argument("base", help="baseline report (JSON)")
-    p.add_argument("new", nargs="?", help="new report (JSON); omit to compare backends of BASE")
-    p.add_argument("--backend", help="comma-separated backends to compare (default: common ones)")
-    p.add_argument("--base-backend", help="backend on the base side (e.g. torch-onednn-off)")
-    p.add_argument("--new-backend", help="backend on the new side (e.g. torch)")
-    p.add_argument(
-        "--fail-if-slower",
-        type=_percent,
-        metavar="PCT",
-        help="exit 1 if the total (or a --layers layer) got slower by more than PCT%%",
-    )
-    p.add_argument("--layers", help="comma-separated layers the gate also checks (e.g. conv2,fc1)")
-    p.add_argument(
-        "--strict", action="store_true", help="also fail when machine or settings differ"
-    )
-    p.add_argument("--json", help="write the comparison as JSON here")
-    p.add_argument("--markdown", help="write the comparison as Markdown here")
-    p.set_defaults(handler=_cmd_compare)

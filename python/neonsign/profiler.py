@@ -38,7 +38,6 @@ PyTorch is imported only when a libtorch backend runs.
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import os
 import platform
@@ -71,8 +70,6 @@ from .profile_report import (
     ReportSettings,
     SpanStats,
     TotalFigures,
-    append_step_summary,
-    register_compare_cli,
 )
 
 if TYPE_CHECKING:
@@ -92,7 +89,6 @@ __all__ = [
     "pool_threads",
     "profile",
     "random_state_dict",
-    "register_cli",
     "run_schedule",
     "schedule",
 ]
@@ -958,93 +954,3 @@ def profile(
 
 # ---------------------------------------------------------------------------------------------
 # CLI
-
-
-def _print_backends() -> int:
-    for b in list_backends():
-        mark = "yes" if b.available else "no "
-        extra = "" if b.available else f"  ({b.reason})"
-        print(f"{mark}  {b.name:<20} {b.description}{extra}")
-    return 0
-
-
-def _cmd_profile(args: argparse.Namespace) -> int:
-    if args.list_backends:
-        return _print_backends()
-    report = profile(
-        model=args.model,
-        data=args.data,
-        backends=args.backends,
-        batch=args.batch,
-        threads=args.threads,
-        repeats=args.repeats,
-        warmup=args.warmup,
-        baseline=args.baseline,
-        split=args.split,
-        seed=args.seed,
-        aten=not args.no_aten,
-        order=args.order,
-        progress=not args.quiet,
-    )
-    if not args.quiet:
-        print(report.text())
-    if args.json:
-        report.save_json(args.json)
-        print(f"wrote {args.json}", file=sys.stderr)
-    md = report.markdown()
-    if args.markdown:
-        Path(args.markdown).write_text(md, encoding="utf-8")
-        print(f"wrote {args.markdown}", file=sys.stderr)
-    append_step_summary(md)
-    return 0
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {v}")
-    return v
-
-
-def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``neonsign profile``, ``neonsign backends`` and ``neonsign compare``."""
-    p = subparsers.add_parser(
-        "profile",
-        help="per-layer timing of every backend in one process",
-        description="Profile TrafficSignNet per layer on the native engine and libtorch backends, "
-        "timed by one clock; print torch.profiler-style tables, write JSON/Markdown.",
-    )
-    p.add_argument(
-        "--model", help="model directory, .safetensors or .pth (default: random weights)"
-    )
-    p.add_argument("--data", help="GTSRB root (default: random inputs)")
-    p.add_argument("--split", default="test", help="split read from --data (default: test)")
-    p.add_argument("--backends", help="comma-separated backends (default: all available)")
-    p.add_argument("--baseline", help="backend speedups are relative to (default: torch)")
-    p.add_argument(
-        "--batch", type=_positive_int, default=64, help="images per forward (default 64)"
-    )
-    p.add_argument("--threads", type=_positive_int, default=None, help="threads (default: CPUs)")
-    p.add_argument("--repeats", type=_positive_int, default=10, help="timed passes (default 10)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed passes first (default 3)")
-    p.add_argument(
-        "--order",
-        choices=("interleaved", "sequential"),
-        default="interleaved",
-        help="run backends pass by pass in turn (default) or one after another",
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed of random weights/inputs")
-    p.add_argument("--no-aten", action="store_true", help="skip the torch.profiler kernel pass")
-    p.add_argument("--json", help="write the report as JSON here")
-    p.add_argument("--markdown", help="write the report as Markdown here")
-    p.add_argument("--quiet", action="store_true", help="no tables or progress bar")
-    p.add_argument("--list-backends", action="store_true", help="list backends and exit")
-    p.set_defaults(handler=_cmd_profile)
-
-    b = subparsers.add_parser("backends", help="list the profiler's backends on this machine")
-    b.set_defaults(handler=lambda args: _print_backends())
-
-    register_compare_cli(subparsers)

@@ -15,11 +15,9 @@ Importing this module does not import torch (the CLI imports it to register ``tr
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import errno
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,8 +49,6 @@ __all__ = [
     "fit",
     "train",
     "train_loaded",
-    "register_cli",
-    "main",
 ]
 
 _RGB = tuple[float, float, float]
@@ -466,106 +462,3 @@ def train(
         track=track,
         data_name=os.fspath(Path(data).resolve()),
     )
-
-
-def _add_arguments(p: argparse.ArgumentParser) -> None:
-    d = TrainConfig()
-    p.add_argument("--data", required=True, help="GTSRB root (any supported layout)")
-    p.add_argument("--out", required=True, help="model directory to write (must not exist)")
-    p.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs (default {d.epochs})")
-    p.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads per process")
-    p.add_argument(
-        "--batch-size", type=int, default=d.batch_size, help=f"per process (default {d.batch_size})"
-    )
-    p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    p.add_argument(
-        "--val-fraction",
-        type=float,
-        default=d.val_fraction,
-        help="fraction of tracks held out for validation (0: none)",
-    )
-    p.add_argument(
-        "--roi",
-        action=argparse.BooleanOptionalAction,
-        default=d.roi,
-        help="crop each image to its annotated ROI before resizing",
-    )
-    p.add_argument("--no-augment", action="store_true", help="disable batch augmentation")
-    p.add_argument(
-        "--bf16",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="bfloat16 autocast for forward/backward (default: on where the CPU has bf16)",
-    )
-    p.add_argument("--limit", type=int, default=None, help="load at most this many images")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--force", action="store_true", help="overwrite an existing model directory")
-    p.add_argument(
-        "--no-mlflow", action="store_true", help="do not track with MLflow even if installed"
-    )
-
-
-def _run(args: argparse.Namespace) -> int:
-    cfg = TrainConfig(
-        epochs=args.epochs,
-        seed=args.seed,
-        threads=args.threads,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        label_smoothing=args.label_smoothing,
-        val_fraction=args.val_fraction,
-        roi=args.roi,
-        augment=not args.no_augment,
-        bf16=args.bf16,
-    )
-    res = train(
-        args.data,
-        args.out,
-        config=cfg,
-        quiet=args.quiet,
-        overwrite=args.force,
-        limit=args.limit,
-        track=not args.no_mlflow,
-    )
-    if res.model_dir is not None:
-        acc = "n/a" if res.val_accuracy is None else f"{res.val_accuracy:.4f}"
-        print(
-            f"model written to {res.model_dir} (val accuracy by track {acc}, best epoch "
-            f"{res.best_epoch}/{cfg.epochs}, {res.seconds:.1f} s)"
-        )
-    return 0
-
-
-def register_cli(subparsers: Any) -> None:
-    """Add ``neonsign train`` to the CLI (import-light: torch is imported when it runs)."""
-    p = subparsers.add_parser(
-        "train",
-        help="train TrafficSignNet and write a model directory",
-        description=__doc__.split("\n\n")[0],
-    )
-    _add_arguments(p)
-    p.set_defaults(handler=_run)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m neonsign.train`` (what torchrun launches)."""
-    from .errors import NeonsignError
-
-    parser = argparse.ArgumentParser(
-        prog="python -m neonsign.train", description=__doc__.split("\n\n")[0]
-    )
-    _add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return _run(args)
-    except NeonsignError as exc:
-        print(f"neonsign train: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,7 +16,7 @@ A candidate passes only if every check passes:
     engine and PyTorch agree: identical top-1 and max abs logit difference <= ``max_logit_diff``.
 
 The verdict is a JSON-ready dict (``accepted``, ``checks``, ``reasons``); the CLI writes it and
-exits 1 when the candidate is refused (the command line is in :mod:`neonsign.gate`).
+exits 1 when the candidate is refused (the command line is in :mod:`neonsign.cli.gate`).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ Decides from three triggers, each reported with its figures:
     the model was healthy (``--reference-metrics``) or, failing that, the brightness of the
     training images under ``--data``. Drift is judged only after ``--min-requests`` inputs.
 
-The command line (:mod:`neonsign.retrain`) prints the JSON decision; exit code 0 = no
+The command line (:mod:`neonsign.cli.retrain_check`) prints the JSON decision; exit code 0 = no
 retraining needed, 1 = retrain, 2 = error.
 """
 

@@ -1,0 +1,7 @@
+"""``python -m neonsign``: the ``neonsign`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

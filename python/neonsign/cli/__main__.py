@@ -1,0 +1,7 @@
+"""``python -m neonsign.cli``: the ``neonsign`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

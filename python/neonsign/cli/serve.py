@@ -1,0 +1,69 @@
+"""``neonsign serve``: serve a model over HTTP (FastAPI + uvicorn on the native engine).
+
+Every option defaults to its ``NEONSIGN_*`` environment variable (the container sets them).
+The variables are read when the command runs, not when the parser is built, so a bad value
+(``NEONSIGN_PORT=abc``) is a one-line ConfigError of this command only.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Serve a model directory over HTTP. Every option defaults to its NEONSIGN_* "
+        "environment variable (the container sets them)."
+    )
+    # Defaults are None: run() resolves them through the serving config (NEONSIGN_* variables).
+    parser.add_argument(
+        "model",
+        nargs="?",
+        default=None,
+        help="model directory (model.safetensors + model_card.json) or registered "
+        "source; default $NEONSIGN_MODEL",
+    )
+    parser.add_argument("--host", help="address to bind (default $NEONSIGN_HOST or 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default $NEONSIGN_PORT or 8000)")
+    parser.add_argument(
+        "--workers", type=int, help="worker processes (default $NEONSIGN_WORKERS or 1)"
+    )
+    parser.add_argument(
+        "--threads", type=int, help="inference threads per worker (default: CPU count)"
+    )
+    parser.add_argument(
+        "--engine-threads",
+        type=int,
+        help="threads per engine call (default 1; 0: the whole shared pool)",
+    )
+    parser.add_argument("--kernel", help="ref, neon, avx2, avx512")
+    parser.add_argument("--max-upload-bytes", type=int)
+    parser.add_argument("--max-pixels", type=int)
+    parser.add_argument("--max-batch", type=int)
+    parser.add_argument(
+        "--limit-concurrency",
+        type=int,
+        help="answer 503 beyond this many concurrent connections (uvicorn)",
+    )
+    parser.add_argument("--log-level")
+
+
+_SERVER_OPTIONS = ("host", "port", "workers", "limit_concurrency", "log_level")
+_APP_OPTIONS = ("model", "threads", "kernel", "max_upload_bytes", "max_pixels", "max_batch")
+
+
+def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
+    """The options given on the command line (they override the NEONSIGN_* variables)."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..app.serving import ServeConfig, ServerOptions, run_server
+
+    app_options = _given(args, _APP_OPTIONS)
+    if args.engine_threads is not None:  # 0: the whole shared pool
+        app_options["engine_threads"] = args.engine_threads or None
+    options = ServerOptions.from_env(**_given(args, _SERVER_OPTIONS))
+    run_server(ServeConfig.from_env(**app_options), options)
+    return 0

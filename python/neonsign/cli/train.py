@@ -1,0 +1,90 @@
+"""``neonsign train``: train TrafficSignNet and write a model directory (:func:`neonsign.train.train`).
+
+``torchrun --nproc_per_node=2 -m neonsign.train --data ROOT --out DIR`` runs this command in
+every process (DistributedDataParallel); ``--batch-size`` is per process.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..train import TrainConfig, train
+
+DESCRIPTION = "Training TrafficSignNet: ``neonsign train`` and :func:`train`."
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = DESCRIPTION
+    d = TrainConfig()
+    parser.add_argument("--data", required=True, help="GTSRB root (any supported layout)")
+    parser.add_argument("--out", required=True, help="model directory to write (must not exist)")
+    parser.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs (default {d.epochs})")
+    parser.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per process")
+    parser.add_argument(
+        "--batch-size", type=int, default=d.batch_size, help=f"per process (default {d.batch_size})"
+    )
+    parser.add_argument(
+        "--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})"
+    )
+    parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    parser.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=d.val_fraction,
+        help="fraction of tracks held out for validation (0: none)",
+    )
+    parser.add_argument(
+        "--roi",
+        action=argparse.BooleanOptionalAction,
+        default=d.roi,
+        help="crop each image to its annotated ROI before resizing",
+    )
+    parser.add_argument("--no-augment", action="store_true", help="disable batch augmentation")
+    parser.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bfloat16 autocast for forward/backward (default: on where the CPU has bf16)",
+    )
+    parser.add_argument("--limit", type=int, default=None, help="load at most this many images")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--force", action="store_true", help="overwrite an existing model directory"
+    )
+    parser.add_argument(
+        "--no-mlflow", action="store_true", help="do not track with MLflow even if installed"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        seed=args.seed,
+        threads=args.threads,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        label_smoothing=args.label_smoothing,
+        val_fraction=args.val_fraction,
+        roi=args.roi,
+        augment=not args.no_augment,
+        bf16=args.bf16,
+    )
+    res = train(
+        args.data,
+        args.out,
+        config=cfg,
+        quiet=args.quiet,
+        overwrite=args.force,
+        limit=args.limit,
+        track=not args.no_mlflow,
+    )
+    if res.model_dir is not None:
+        acc = "n/a" if res.val_accuracy is None else f"{res.val_accuracy:.4f}"
+        print(
+            f"model written to {res.model_dir} (val accuracy by track {acc}, best epoch "
+            f"{res.best_epoch}/{cfg.epochs}, {res.seconds:.1f} s)"
+        )
+    return 0
