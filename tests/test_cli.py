@@ -89,7 +89,7 @@ def test_serve_settings_resolved_at_run(monkeypatch) -> None:
     parse = cli.build_parser("serve").parse_args
     for name in ("PORT", "WORKERS", "HOST", "MODEL", "THREADS", "ENGINE_THREADS", "MAX_BATCH"):
         monkeypatch.delenv("NEONSIGN_" + name, raising=False)
-    server = serve._Server.resolve(parse(["serve", "m"]))
+    _, server = serve.settings(parse(["serve", "m"]))
     assert (server.host, server.port, server.workers, server.log_level) == (
         "127.0.0.1",
         8000,
@@ -99,17 +99,21 @@ def test_serve_settings_resolved_at_run(monkeypatch) -> None:
     monkeypatch.setenv("NEONSIGN_PORT", "9001")
     monkeypatch.setenv("NEONSIGN_HOST", "0.0.0.0")
     monkeypatch.setenv("NEONSIGN_MAX_BATCH", "8")
-    server = serve._Server.resolve(parse(["serve", "m"]))
+    _, server = serve.settings(parse(["serve", "m"]))
     assert (server.host, server.port) == ("0.0.0.0", 9001)
-    assert serve._Server.resolve(parse(["serve", "m", "--port", "7"])).port == 7  # option wins
-    config = serve._serve_config(parse(["serve", "m", "--engine-threads", "0"]))
+    assert serve.settings(parse(["serve", "m", "--port", "7"]))[1].port == 7  # option wins
+    config, _ = serve.settings(parse(["serve", "m", "--engine-threads", "0"]))
     assert (config.model, config.max_batch, config.engine_threads) == ("m", 8, None)
-    assert serve._serve_config(parse(["serve", "m", "--max-batch", "2"])).max_batch == 2
+    assert serve.settings(parse(["serve", "m", "--max-batch", "2"]))[0].max_batch == 2
     monkeypatch.setenv("NEONSIGN_PORT", "abc")
     with pytest.raises(ConfigError, match="NEONSIGN_PORT"):
-        serve._Server.resolve(parse(["serve", "m"]))
-    with pytest.raises(ConfigError, match="--port"):
-        serve._Server.resolve(parse(["serve", "m", "--port", "70000"]))
+        serve.settings(parse(["serve", "m"]))
+    with pytest.raises(SystemExit) as exit_info:  # argparse: "argument --port: ... 1 to 65535"
+        parse(["serve", "m", "--port", "70000"])
+    assert exit_info.value.code == 2
+    monkeypatch.setenv("NEONSIGN_PORT", "70000")
+    with pytest.raises(ConfigError, match="NEONSIGN_PORT"):
+        serve.settings(parse(["serve", "m"]))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -33,7 +33,6 @@ def models(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[
         seed=0,
         threads=1,
         quiet=True,
-        track=False,
     ).model_dir
     rnd = save_model(root / "random", random_state_dict(5), make_card(metrics={}))
     return Path(trained), rnd

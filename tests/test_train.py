@@ -204,13 +204,13 @@ def test_train_cli_writes_model_and_refuses_existing_dir(synth, tmp_path):
 def test_train_api_is_reproducible(synth, tmp_path):
     from neonsign.train import train
 
-    a = train(synth, tmp_path / "a", epochs=1, seed=3, threads=1, quiet=True, track=False)
-    b = train(synth, tmp_path / "b", epochs=1, seed=3, threads=1, quiet=True, track=False)
+    a = train(synth, tmp_path / "a", epochs=1, seed=3, threads=1, quiet=True)
+    b = train(synth, tmp_path / "b", epochs=1, seed=3, threads=1, quiet=True)
     ta, _ = artifacts.load_model(a.model_dir)
     tb, _ = artifacts.load_model(b.model_dir)
     assert all(np.array_equal(ta[k], tb[k]) for k in ta)
     with pytest.raises(ModelError):
-        train(synth, a.model_dir, epochs=1, quiet=True, track=False)
+        train(synth, a.model_dir, epochs=1, quiet=True)
 
 
 @pytest.mark.slow
@@ -294,7 +294,7 @@ def test_train_checks_out_before_loading_or_training(synth, tmp_path, monkeypatc
     out = tmp_path / "model"
     (out / "old").mkdir(parents=True)
     with pytest.raises(ModelDirectoryExistsError) as info:
-        train(synth, out, epochs=1, quiet=True, track=False)
+        train(synth, out, epochs=1, quiet=True)
     _assert_boundary(info, ModelDirectoryExistsError, FileExistsError, out)
 
 
@@ -304,7 +304,7 @@ def test_train_without_torch_is_a_missing_dependency(synth, tmp_path, monkeypatc
 
     monkeypatch.setitem(sys.modules, "torch", None)
     with pytest.raises(MissingDependencyError) as info:
-        train(synth, tmp_path / "model", epochs=1, quiet=True, track=False)
+        train(synth, tmp_path / "model", epochs=1, quiet=True)
     assert isinstance(info.value, ImportError) and "neonsign[torch]" in str(info.value)
     assert not (tmp_path / "model").exists()
 
@@ -320,7 +320,7 @@ def test_train_on_a_data_set_with_one_image_missing(synth_root, tmp_path):
     missing = sorted((root / "Final_Training" / "Images" / "00007").glob("*.ppm"))[1]
     missing.unlink()
     with pytest.raises(NeonsignFileNotFoundError) as info:
-        train(root, tmp_path / "model", epochs=1, quiet=True, track=False)
+        train(root, tmp_path / "model", epochs=1, quiet=True)
     _assert_boundary(info, NeonsignFileNotFoundError, FileNotFoundError, missing)
 
 

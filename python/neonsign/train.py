@@ -21,7 +21,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -45,6 +45,7 @@ __all__ = [
     "ModelDirectoryExistsError",
     "TrainConfig",
     "TrainResult",
+    "TrainingTracker",
     "check_out",
     "fit",
     "train",
@@ -191,50 +192,28 @@ def fit(
     )
 
 
-class _MlflowTracker:
-    """Logs params, per-epoch metrics and the model directory to MLflow when it is importable.
+class TrainingTracker(Protocol):
+    """Where a training run reports its parameters, epochs and result (e.g. an MLflow run:
+    :class:`neonsign.app.registry.MlflowTracker`). Only rank 0 of a distributed run reports."""
 
-    Uses ``MLFLOW_TRACKING_URI`` when set, else the registry's local SQLite store
-    (:func:`neonsign.app.registry.default_uri`). A no-op otherwise.
-    """
+    def params(self, params: dict[str, Any]) -> None: ...
 
-    def __init__(self, enabled: bool) -> None:
-        self.mlflow: Any = None
-        if not enabled:
-            return
-        try:
-            import mlflow
-        except ImportError:
-            return
-        self.mlflow = mlflow
-        if not os.environ.get("MLFLOW_TRACKING_URI"):
-            # SQLite beside the registry: MLflow 3 refuses ./mlruns
-            from .app.registry import Registry
+    def epoch(self, record: EpochRecord) -> None: ...
 
-            reg = Registry()
-            mlflow.set_tracking_uri(reg.uri)
-            reg.experiment_id()  # created with its artifacts beside the database, not ./mlruns
-        mlflow.set_experiment("neonsign")
-        mlflow.start_run()
+    def finish(self, model_dir: Path | None, ok: bool) -> None: ...
+
+
+class _NoTracker:
+    """The tracker of an untracked run: reports nothing."""
 
     def params(self, params: dict[str, Any]) -> None:
-        if self.mlflow:
-            self.mlflow.log_params({k: str(v) for k, v in params.items()})
+        pass
 
     def epoch(self, record: EpochRecord) -> None:
-        if self.mlflow:
-            metrics = {
-                k: float(cast(float, v))
-                for k, v in record.items()
-                if k != "epoch" and v is not None
-            }
-            self.mlflow.log_metrics(metrics, step=int(record["epoch"]))
+        pass
 
     def finish(self, model_dir: Path | None, ok: bool) -> None:
-        if self.mlflow:
-            if model_dir is not None:
-                self.mlflow.log_artifacts(str(model_dir), artifact_path="model")
-            self.mlflow.end_run(status="FINISHED" if ok else "FAILED")
+        pass
 
 
 def _init_distributed() -> tuple[int, int, bool]:
@@ -353,7 +332,7 @@ def train_loaded(
     config: TrainConfig | None = None,
     quiet: bool = False,
     overwrite: bool = False,
-    track: bool = True,
+    tracker: TrainingTracker | None = None,
     data_name: str = "",
 ) -> TrainResult:
     """Train on a split already loaded by :func:`neonsign.data.load_split` (uint8 NHWC, labels,
@@ -371,7 +350,7 @@ def train_loaded(
     from .data import track_split
 
     rank, world, joined = _init_distributed()
-    tracker = _MlflowTracker(track and rank == 0)
+    report: TrainingTracker = tracker if tracker is not None and rank == 0 else _NoTracker()
     model_dir: Path | None = None
     ok = False
     try:
@@ -380,7 +359,7 @@ def train_loaded(
         else:
             train_idx, val_idx = np.arange(len(labels)), np.empty(0, np.int64)
         checksum = getattr(meta, "checksum", None)
-        tracker.params(
+        report.params(
             {
                 **dataclasses.asdict(cfg),
                 "world_size": world,
@@ -391,7 +370,7 @@ def train_loaded(
             }
         )
         res = _fit(
-            images, labels, train_idx, val_idx, cfg, progress=not quiet, on_epoch=tracker.epoch
+            images, labels, train_idx, val_idx, cfg, progress=not quiet, on_epoch=report.epoch
         )
         card = _model_card(
             res, cfg, int(len(train_idx)), int(len(val_idx)), checksum, world, data_name
@@ -409,7 +388,7 @@ def train_loaded(
             np.asarray(val_idx),
         )
     finally:
-        tracker.finish(model_dir, ok)
+        report.finish(model_dir, ok)
         if joined:
             import torch.distributed as dist
 
@@ -424,7 +403,7 @@ def train(
     quiet: bool = False,
     overwrite: bool = False,
     limit: int | None = None,
-    track: bool = True,
+    tracker: TrainingTracker | None = None,
     **overrides: Any,
 ) -> TrainResult:
     """Train TrafficSignNet on the GTSRB training split under ``data`` and save it to ``out``.
@@ -432,8 +411,9 @@ def train(
     ``config`` (default :class:`TrainConfig`) may be adjusted by keyword, e.g.
     ``train(root, out, epochs=5, seed=1, threads=2)``. ``out`` must not be an existing non-empty
     directory unless ``overwrite=True``. ``limit`` caps the number of images loaded (for quick
-    runs). Under torchrun the run is distributed; rank 0 writes the model. MLflow tracking is
-    used when ``track`` and mlflow is importable.
+    runs). Under torchrun the run is distributed; rank 0 writes the model. ``tracker``
+    (e.g. :class:`neonsign.app.registry.MlflowTracker`) receives the parameters, every epoch and
+    the result; None tracks nothing.
     """
     from .data import load_split
 
@@ -459,6 +439,6 @@ def train(
         config=cfg,
         quiet=quiet,
         overwrite=overwrite,
-        track=track,
+        tracker=tracker,
         data_name=os.fspath(Path(data).resolve()),
     )

@@ -27,6 +27,7 @@ import builtins
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ __all__ = [
     "DEFAULT_NAME",
     "MLFLOW_URI_ENV",
     "REGISTRY_DIR_ENV",
+    "MlflowTracker",
     "ModelVersion",
     "Registry",
     "default_uri",
@@ -430,3 +432,43 @@ def resolve(spec: str, uri: str | None = None) -> Path:
 def load_from_registry(spec: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(state_dict, card)`` for a registry spec, sha256-verified (a model loader for serve)."""
     return load_model(resolve(spec))
+
+
+class MlflowTracker:
+    """A training run tracked in MLflow: the :class:`neonsign.train.TrainingTracker` of
+    ``neonsign train`` and the pipelines. Parameters, per-epoch metrics and the model directory
+    (as artifacts) go to the registry's store (:func:`default_uri`)."""
+
+    def __init__(self, mlflow: Any) -> None:
+        self._mlflow = mlflow
+
+    @classmethod
+    def start(cls, uri: str | None = None) -> MlflowTracker | None:
+        """Start an MLflow run in experiment ``neonsign``; None when mlflow is not installed
+        (tracking is optional: training goes on untracked)."""
+        try:
+            import mlflow
+        except ImportError:
+            return None
+        registry = Registry(uri)
+        mlflow.set_tracking_uri(registry.uri)
+        registry.experiment_id()  # created with its artifacts beside the database, not ./mlruns
+        mlflow.set_experiment(registry.name)
+        mlflow.start_run()
+        return cls(mlflow)
+
+    def params(self, params: dict[str, Any]) -> None:
+        self._mlflow.log_params({k: str(v) for k, v in params.items()})
+
+    def epoch(self, record: Mapping[str, object]) -> None:
+        metrics = {
+            k: float(v)
+            for k, v in record.items()
+            if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+        self._mlflow.log_metrics(metrics, step=int(str(record["epoch"])))
+
+    def finish(self, model_dir: Path | None, ok: bool) -> None:
+        if model_dir is not None:
+            self._mlflow.log_artifacts(str(model_dir), artifact_path="model")
+        self._mlflow.end_run(status="FINISHED" if ok else "FAILED")

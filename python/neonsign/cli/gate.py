@@ -9,8 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ..errors import file_errors
 from ..app.gate import gate
+from ..errors import file_errors
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -8,8 +8,8 @@ import json
 import time
 from typing import Any
 
-from ..errors import NeonsignValueError
 from ..app.registry import DEFAULT_NAME, Registry
+from ..errors import NeonsignValueError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

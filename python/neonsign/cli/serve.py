@@ -8,7 +8,10 @@ The variables are read when the command runs, not when the parser is built, so a
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..app.serving import ServeConfig, ServerOptions
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +28,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "source; default $NEONSIGN_MODEL",
     )
     parser.add_argument("--host", help="address to bind (default $NEONSIGN_HOST or 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port (default $NEONSIGN_PORT or 8000)")
+    parser.add_argument("--port", type=_port, help="port (default $NEONSIGN_PORT or 8000)")
     parser.add_argument(
         "--workers", type=int, help="worker processes (default $NEONSIGN_WORKERS or 1)"
     )
@@ -49,6 +52,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level")
 
 
+def _port(text: str) -> int:
+    """A TCP port, 1..65535 (uvicorn would wrap 84043 to 18507 silently)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got '{text}'") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {value}")
+    return value
+
+
 _SERVER_OPTIONS = ("host", "port", "workers", "limit_concurrency", "log_level")
 _APP_OPTIONS = ("model", "threads", "kernel", "max_upload_bytes", "max_pixels", "max_batch")
 
@@ -58,12 +72,21 @@ def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..app.serving import ServeConfig, ServerOptions, run_server
+def settings(args: argparse.Namespace) -> tuple[ServeConfig, ServerOptions]:
+    """The app's and uvicorn's settings: an option, else its NEONSIGN_* variable, else the
+    default (read here, when the command runs; a bad value is a ConfigError)."""
+    from ..app.serving import ServeConfig, ServerOptions
 
     app_options = _given(args, _APP_OPTIONS)
     if args.engine_threads is not None:  # 0: the whole shared pool
         app_options["engine_threads"] = args.engine_threads or None
-    options = ServerOptions.from_env(**_given(args, _SERVER_OPTIONS))
-    run_server(ServeConfig.from_env(**app_options), options)
+    return ServeConfig.from_env(**app_options), ServerOptions.from_env(
+        **_given(args, _SERVER_OPTIONS)
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..app.serving import run_server
+
+    run_server(*settings(args))
     return 0

@@ -7,8 +7,12 @@ every process (DistributedDataParallel); ``--batch-size`` is per process.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from ..train import TrainConfig, train
+
+if TYPE_CHECKING:
+    from ..app.registry import MlflowTracker
 
 DESCRIPTION = "Training TrafficSignNet: ``neonsign train`` and :func:`train`."
 
@@ -58,6 +62,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _tracker() -> MlflowTracker | None:
+    """Track the run in MLflow (the registry's store) when mlflow is installed."""
+    from ..app.registry import MlflowTracker
+
+    return MlflowTracker.start()
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(
         epochs=args.epochs,
@@ -79,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         overwrite=args.force,
         limit=args.limit,
-        track=not args.no_mlflow,
+        tracker=None if args.no_mlflow else _tracker(),
     )
     if res.model_dir is not None:
         acc = "n/a" if res.val_accuracy is None else f"{res.val_accuracy:.4f}"

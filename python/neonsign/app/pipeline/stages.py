@@ -42,6 +42,7 @@ from .runner import LINEAGE_FILE, Stage, write_json
 if TYPE_CHECKING:
     from ...profile_report import Comparison, ProfileReport
     from ...train import TrainConfig
+    from ..registry import MlflowTracker
 
 __all__ = [
     "COMPARE",
@@ -180,6 +181,16 @@ def config_hash(config: TrainConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _tracker(ctx: RunContext) -> MlflowTracker | None:
+    """The MLflow tracker of the training run: in the run's registry store when there is one,
+    else the default store; None when tracking is off or mlflow is not installed."""
+    if not ctx.settings.train.track:
+        return None
+    from ..registry import MlflowTracker
+
+    return MlflowTracker.start(ctx.registry.uri if ctx.registry is not None else None)
+
+
 def train(ctx: RunContext) -> None:
     """Train with by-track validation; the model directory goes to ``<run>/model``."""
     from ...train import train_loaded
@@ -194,7 +205,7 @@ def train(ctx: RunContext) -> None:
         config=config,
         quiet=ctx.quiet,
         overwrite=True,
-        track=ctx.settings.train.track,
+        tracker=_tracker(ctx),
         data_name=os.fspath(need(ctx.data_root, "the data root")),
     )
     ctx.weights_sha256 = str(_read_card(ctx.model_dir)["weights_sha256"])
