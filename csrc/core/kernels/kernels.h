@@ -11,6 +11,12 @@
  * kernel row, ss = W*Cin) of kc = 3*Cin contiguous floats and weights packed as
  * [Cout/NR][ky][kx][Cin][NR]; a linear layer is one segment of kc = K. No im2col copy is made.
  * Weights are packed once (net.c) into [ceil(N/NR)][K][NR] blocks, zero padded.
+ *
+ * Names: the user-facing kernel names ("ref", "neon", "avx2", "avx512") name an ISA; each ISA's
+ * micro-kernels are named by operation, ISA and register tile (MR rows x NR columns):
+ * ns_gemm_avx2_6x16, ns_gemm_avx512_12x32, ns_gemm_neon_4x16, ns_conv_pool_avx512_12x32,
+ * ns_conv_pool_neon_4x16, and a specialisation for A row stride N appends _asN. Each ISA's
+ * ns_isa table lists them (tests/c/test_microkernels.c calls every one directly).
  */
 #ifndef NS_KERNELS_H
 #define NS_KERNELS_H
