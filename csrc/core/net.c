@@ -110,8 +110,9 @@ static void to_nchw(const float *src, size_t c, size_t h, size_t w, float *dst) 
 /* Conv 3x3 valid + bias (+ ReLU) on an NHWC image in (h,w,cin) for output-channel blocks
  * [b0,b1), with the kernels packing chose for L. Without pool: output rows [r0,r1) of out
  * (h-2, w-2, cout). With pool: pooled rows [r0,r1) of out ((h-2)/2, (w-2)/2, cout): with a
- * conv_pool kernel the pool happens in registers; otherwise each pooled row computes its two conv rows (only the columns the pool
- * keeps) into rowbuf (2 * 2*((w-2)/2) * cout floats) and pools them. */
+ * conv_pool kernel the pool happens in registers; otherwise each pooled row computes its two
+ * conv rows (only the columns the pool keeps) into rowbuf (2 * 2*((w-2)/2) * cout floats) and
+ * pools them. */
 static void conv_rows(const ns_isa *isa, const packed *L, size_t cin, size_t h, size_t w,
                       const float *in, int relu, int pool, size_t r0, size_t r1, size_t b0,
                       size_t b1, float *out, float *rowbuf) {

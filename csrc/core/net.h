@@ -5,8 +5,10 @@
  *   flatten (PyTorch NCHW order c*36 + y*6 + x) -> fc1 2304->128 -> ReLU -> fc2 128->43
  *
  * Weights use PyTorch's layouts (conv (Cout,Cin,3,3), linear (out,in)). ns_net_create copies
- * them and packs them once for the chosen kernel. The SIMD kernels keep activations NHWC
- * internally: a conv output pixel is a GEMM row whose K runs are contiguous (no im2col), ReLU
+ * them and packs them once for the chosen kernel, choosing per layer the micro-kernel
+ * specialised for the layer's row stride (NS_NET_GEMM_STRIDES below). The SIMD kernels keep
+ * activations NHWC internally: a conv output pixel is a GEMM row whose K runs are contiguous
+ * (no im2col), ReLU
  * and bias are fused in the micro-kernel epilogue and the 2x2 max pool is fused per pair of
  * conv rows; only the 12x12 conv2 outputs that survive the pool are computed. fc1's weight
  * columns are permuted at packing time so that the NHWC features need no flatten transpose.

@@ -358,7 +358,7 @@ static void test_to_nhwc(const ns_isa *isa) {
         }
 }
 
-/* ---- the table and the packing choice --------------------------------------------------------- */
+/* ---- the table and the packing choice ------------------------------------------------------ */
 
 /* The table says what runs: tile = "<name>_<MR>x<NR>", kernel names carry the tile and their
  * stride, the lookup finds each specialisation and falls back to the generic kernel. */
