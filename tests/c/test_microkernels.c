@@ -95,7 +95,10 @@ static void problem_init(problem *p, size_t nr, size_t nc, size_t nseg, size_t k
     for (size_t r = 0; r < nseg * kc; r++)
         for (size_t n = 0; n < nr; n++) p->w[r * nr + n] = n < nc ? value(ints, 4) : POISON;
     for (size_t n = 0; n < nr; n++) p->bias[n] = n < nc ? value(ints, 8) : POISON;
-    for (size_t i = 0; i < c_len; i++) p->out[i] = p->ref[i] = SENTINEL, p->bound[i] = 0.0f;
+    for (size_t i = 0; i < c_len; i++) {
+        p->out[i] = p->ref[i] = SENTINEL;
+        p->bound[i] = 0.0f;
+    }
 }
 
 static void problem_free(problem *p) {
@@ -120,14 +123,15 @@ static double abs_terms(const problem *p, size_t off, size_t ss, size_t n) {
     return s;
 }
 
-/* 2 * gamma(n + 1) * S: the bound on |kernel - reference| explained at the top */
+/* 2 * gamma(n + 1) * S: the bound on |kernel - reference| explained at the top (times 1.0001
+ * for the rounding of this computation and of S itself) */
 static float tolerance(size_t terms, double s) {
     const double u = ldexp(1.0, -24), nu = (double)(terms + 1) * u;
     return (float)(2.0 * nu / (1.0 - nu) * s * 1.0001);
 }
 
-/* Compare out against ref: outputs (bound >= 0 marks them, set by the caller) exactly for
- * integer data or within the bound, everything else must still hold the sentinel. */
+/* Compare out against ref: the outputs (is_out) exactly for integer data or within their
+ * bound, every other element must still hold the sentinel. Reports the first mismatch. */
 static int compare(const problem *p, const unsigned char *is_out, int ints, const char *what,
                    const char *name) {
     for (size_t i = 0; i < p->c_len; i++) {
