@@ -28,12 +28,15 @@ const char *const ns_net_layer_names[NS_NET_LAYERS] = {
 /* ------------------------------------------------------------------------------------------ */
 /* Packed weights                                                                               */
 
+/* One layer's plan: its packed weights and the micro-kernels chosen for its A row stride. */
 typedef struct packed {
     float *w;  /* [nb][K][nr], zero padded past nout */
     float *b;  /* [nb * nr], zero padded */
     size_t nb; /* blocks of nr output channels */
     size_t k;  /* reduction length */
     size_t nout;
+    const ns_gemm_kernel *gemm;           /* for the layer's row stride */
+    const ns_conv_pool_kernel *conv_pool; /* conv layers of ISAs that fuse the pool, else NULL */
 } packed;
 
 static void packed_free(packed *p) {
@@ -43,10 +46,13 @@ static void packed_free(packed *p) {
 }
 
 /* Pack src (nout rows of k floats; the packed column kk reads src column map[kk], or kk if
- * map is NULL) into nr-wide blocks. */
-static ns_status pack(packed *p, size_t nr, size_t nout, size_t k, const float *src,
-                      const size_t *map, const float *bias, ns_error *err) {
+ * map is NULL) into isa->nr-wide blocks, and choose the GEMM kernel for A rows as floats apart
+ * (the model fact that decides which specialisation runs). */
+static ns_status pack(packed *p, const ns_isa *isa, size_t as, size_t nout, size_t k,
+                      const float *src, const size_t *map, const float *bias, ns_error *err) {
     memset(p, 0, sizeof *p);
+    const size_t nr = isa->nr;
+    p->gemm = ns_isa_gemm(isa, as);
     size_t nb = (nout + nr - 1) / nr, wn, wbytes, bbytes;
     if (ns_mul_overflow(nb * nr, k, &wn) || ns_mul_overflow(wn, sizeof(float), &wbytes) ||
         ns_mul_overflow(nb * nr, sizeof(float), &bbytes))
@@ -75,8 +81,9 @@ static ns_status pack(packed *p, size_t nr, size_t nout, size_t k, const float *
     return NS_OK;
 }
 
-/* Conv weights (cout,cin,3,3) -> packed K order (ky, kx, ci). */
-static ns_status pack_conv(packed *p, size_t nr, size_t cout, size_t cin, const float *w,
+/* Conv weights (cout,cin,3,3) -> packed K order (ky, kx, ci); a conv's GEMM rows are NHWC
+ * pixels, cin floats apart. */
+static ns_status pack_conv(packed *p, const ns_isa *isa, size_t cout, size_t cin, const float *w,
                            const float *bias, ns_error *err) {
     size_t k = 9 * cin;
     size_t *map = malloc(k * sizeof *map);
@@ -85,8 +92,9 @@ static ns_status pack_conv(packed *p, size_t nr, size_t cout, size_t cin, const 
         for (size_t kx = 0; kx < 3; kx++)
             for (size_t ci = 0; ci < cin; ci++)
                 map[(ky * 3 + kx) * cin + ci] = ci * 9 + ky * 3 + kx;
-    ns_status st = pack(p, nr, cout, k, w, map, bias, err);
+    ns_status st = pack(p, isa, cin, cout, k, w, map, bias, err);
     free(map);
+    if (st == NS_OK) p->conv_pool = ns_isa_conv_pool(isa, cin);
     return st;
 }
 
@@ -100,10 +108,11 @@ static void to_nchw(const float *src, size_t c, size_t h, size_t w, float *dst) 
 }
 
 /* Conv 3x3 valid + bias (+ ReLU) on an NHWC image in (h,w,cin) for output-channel blocks
- * [b0,b1). Without pool: output rows [r0,r1) of out (h-2, w-2, cout). With pool: pooled rows
- * [r0,r1) of out ((h-2)/2, (w-2)/2, cout): with the ISA's conv_pool kernel the pool happens
- * in registers; otherwise each pooled row computes its two conv rows (only the columns the pool
- * keeps) into rowbuf (2 * 2*((w-2)/2) * cout floats) and pools them. */
+ * [b0,b1), with the kernels packing chose for L. Without pool: output rows [r0,r1) of out
+ * (h-2, w-2, cout). With pool: pooled rows [r0,r1) of out ((h-2)/2, (w-2)/2, cout): with a
+ * conv_pool kernel the pool happens in registers; otherwise each pooled row computes its two
+ * conv rows (only the columns the pool keeps) into rowbuf (2 * 2*((w-2)/2) * cout floats) and
+ * pools them. */
 static void conv_rows(const ns_isa *isa, const packed *L, size_t cin, size_t h, size_t w,
                       const float *in, int relu, int pool, size_t r0, size_t r1, size_t b0,
                       size_t b1, float *out, float *rowbuf) {
@@ -114,18 +123,18 @@ static void conv_rows(const ns_isa *isa, const packed *L, size_t cin, size_t h, 
         for (size_t y = r0; y < r1; y++)
             for (size_t b = b0; b < b1; b++) {
                 const size_t nc = cout - b * nr < nr ? cout - b * nr : nr;
-                isa->gemm(ow, nc, 3, kc, in + y * rs, cin, rs, L->w + b * L->k * nr, L->b + b * nr,
-                          out + y * ow * cout + b * nr, cout, relu);
+                L->gemm->fn(ow, nc, 3, kc, in + y * rs, cin, rs, L->w + b * L->k * nr,
+                            L->b + b * nr, out + y * ow * cout + b * nr, cout, relu);
             }
         return;
     }
     const size_t pw = (w - 2) / 2, cw = 2 * pw;
-    if (isa->conv_pool) { /* pooled in the micro-kernel's registers */
+    if (L->conv_pool) { /* pooled in the micro-kernel's registers */
         for (size_t py = r0; py < r1; py++)
             for (size_t b = b0; b < b1; b++) {
                 const size_t nc = cout - b * nr < nr ? cout - b * nr : nr;
-                isa->conv_pool(pw, nc, kc, in + 2 * py * rs, cin, rs, L->w + b * L->k * nr,
-                               L->b + b * nr, out + py * pw * cout + b * nr, cout, relu);
+                L->conv_pool->fn(pw, nc, kc, in + 2 * py * rs, cin, rs, L->w + b * L->k * nr,
+                                 L->b + b * nr, out + py * pw * cout + b * nr, cout, relu);
             }
         return;
     }
@@ -133,8 +142,8 @@ static void conv_rows(const ns_isa *isa, const packed *L, size_t cin, size_t h, 
         for (size_t b = b0; b < b1; b++) {
             const size_t nc = cout - b * nr < nr ? cout - b * nr : nr;
             for (size_t dy = 0; dy < 2; dy++)
-                isa->gemm(cw, nc, 3, kc, in + (2 * py + dy) * rs, cin, rs, L->w + b * L->k * nr,
-                          L->b + b * nr, rowbuf + dy * cw * cout + b * nr, cout, relu);
+                L->gemm->fn(cw, nc, 3, kc, in + (2 * py + dy) * rs, cin, rs, L->w + b * L->k * nr,
+                            L->b + b * nr, rowbuf + dy * cw * cout + b * nr, cout, relu);
             isa->pool2x2(rowbuf, cw, cout, b * nr, b * nr + nc, out + py * pw * cout);
         }
     }
@@ -145,8 +154,8 @@ static void linear_block(const ns_isa *isa, const packed *L, const float *x, siz
                          size_t b, int relu, float *out) {
     const size_t nr = isa->nr;
     const size_t nc = L->nout - b * nr < nr ? L->nout - b * nr : nr;
-    isa->gemm(m1 - m0, nc, 1, L->k, x + m0 * L->k, L->k, 0, L->w + b * L->k * nr, L->b + b * nr,
-              out + m0 * L->nout + b * nr, L->nout, relu);
+    L->gemm->fn(m1 - m0, nc, 1, L->k, x + m0 * L->k, L->k, 0, L->w + b * L->k * nr, L->b + b * nr,
+                out + m0 * L->nout + b * nr, L->nout, relu);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -195,11 +204,10 @@ static void unpack_all(ns_net *net) {
 
 static ns_status pack_all(ns_net *net, const ns_isa *isa, ns_error *err) {
     if (!isa) return NS_OK;
-    const size_t nr = isa->nr;
     ns_status st =
-        pack_conv(&net->c1, nr, NS_NET_C1, NS_NET_IN_C, net->w.conv1_w, net->w.conv1_b, err);
+        pack_conv(&net->c1, isa, NS_NET_C1, NS_NET_IN_C, net->w.conv1_w, net->w.conv1_b, err);
     if (st == NS_OK)
-        st = pack_conv(&net->c2, nr, NS_NET_C2, NS_NET_C1, net->w.conv2_w, net->w.conv2_b, err);
+        st = pack_conv(&net->c2, isa, NS_NET_C2, NS_NET_C1, net->w.conv2_w, net->w.conv2_b, err);
     if (st == NS_OK) {
         /* fc1 reads the NHWC features (y, x, c); PyTorch's flatten is c*36 + y*6 + x */
         size_t *map = malloc(NS_NET_FEATURES * sizeof *map);
@@ -210,14 +218,14 @@ static ns_status pack_all(ns_net *net, const ns_isa *isa, ns_error *err) {
                 for (size_t x = 0; x < P2_H; x++)
                     for (size_t c = 0; c < NS_NET_C2; c++)
                         map[(y * P2_H + x) * NS_NET_C2 + c] = c * P2_H * P2_H + y * P2_H + x;
-            st = pack(&net->f1, nr, NS_NET_HIDDEN, NS_NET_FEATURES, net->w.fc1_w, map, net->w.fc1_b,
-                      err);
+            st = pack(&net->f1, isa, NS_NET_FEATURES, NS_NET_HIDDEN, NS_NET_FEATURES, net->w.fc1_w,
+                      map, net->w.fc1_b, err);
             free(map);
         }
     }
     if (st == NS_OK)
-        st = pack(&net->f2, nr, NS_NET_CLASSES, NS_NET_HIDDEN, net->w.fc2_w, NULL, net->w.fc2_b,
-                  err);
+        st = pack(&net->f2, isa, NS_NET_HIDDEN, NS_NET_CLASSES, NS_NET_HIDDEN, net->w.fc2_w, NULL,
+                  net->w.fc2_b, err);
     if (st != NS_OK) unpack_all(net);
     return st;
 }
@@ -280,6 +288,40 @@ void ns_net_destroy(ns_net *net) {
 
 ns_kernel ns_net_kernel(const ns_net *net) {
     return net->kernel;
+}
+
+const char *ns_net_layer_kernel(const ns_net *net, int layer) {
+    if (!net->isa) {
+        switch (layer) {
+        case NS_LAYER_CONV1:
+        case NS_LAYER_CONV2:
+            return "ns_ref_conv3x3";
+        case NS_LAYER_RELU1:
+        case NS_LAYER_RELU2:
+        case NS_LAYER_RELU3:
+            return "ns_ref_relu";
+        case NS_LAYER_POOL1:
+        case NS_LAYER_POOL2:
+            return "ns_ref_maxpool2x2";
+        case NS_LAYER_FC1:
+        case NS_LAYER_FC2:
+            return "ns_ref_linear";
+        default:
+            return NULL; /* flatten: pool2 writes PyTorch's order */
+        }
+    }
+    const packed *conv = layer == NS_LAYER_CONV1 ? &net->c1 : &net->c2;
+    switch (layer) {
+    case NS_LAYER_CONV1:
+    case NS_LAYER_CONV2:
+        return conv->conv_pool ? conv->conv_pool->name : conv->gemm->name;
+    case NS_LAYER_FC1:
+        return net->f1.gemm->name;
+    case NS_LAYER_FC2:
+        return net->f2.gemm->name;
+    default:
+        return NULL; /* fused into the layer before it */
+    }
 }
 
 ns_status ns_net_set_kernel(ns_net *net, const char *kernel, ns_error *err) {
@@ -672,7 +714,7 @@ ns_status ns_op_conv3x3(ns_kernel k, const float *x, size_t n, size_t cin, size_
         return NS_OK;
     }
     packed L;
-    ns_status st = pack_conv(&L, isa->nr, cout, cin, weight, bias, err);
+    ns_status st = pack_conv(&L, isa, cout, cin, weight, bias, err);
     if (st != NS_OK) return st;
     float *xin = malloc(in_sz * sizeof(float));
     float *o = malloc(out_sz * sizeof(float));
@@ -706,7 +748,7 @@ ns_status ns_op_linear(ns_kernel k, const float *x, size_t rows, size_t kdim, co
         return NS_OK;
     }
     packed L;
-    ns_status st = pack(&L, isa->nr, nout, kdim, weight, NULL, bias, err);
+    ns_status st = pack(&L, isa, kdim, nout, kdim, weight, NULL, bias, err);
     if (st != NS_OK) return st;
     for (size_t b = 0; b < L.nb; b++) linear_block(isa, &L, x, 0, rows, b, relu, out);
     packed_free(&L);

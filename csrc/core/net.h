@@ -5,8 +5,10 @@
  *   flatten (PyTorch NCHW order c*36 + y*6 + x) -> fc1 2304->128 -> ReLU -> fc2 128->43
  *
  * Weights use PyTorch's layouts (conv (Cout,Cin,3,3), linear (out,in)). ns_net_create copies
- * them and packs them once for the chosen kernel. The SIMD kernels keep activations NHWC
- * internally: a conv output pixel is a GEMM row whose K runs are contiguous (no im2col), ReLU
+ * them and packs them once for the chosen kernel, choosing per layer the micro-kernel
+ * specialised for the layer's row stride (NS_NET_GEMM_STRIDES below). The SIMD kernels keep
+ * activations NHWC internally: a conv output pixel is a GEMM row whose K runs are contiguous
+ * (no im2col), ReLU
  * and bias are fused in the micro-kernel epilogue and the 2x2 max pool is fused per pair of
  * conv rows; only the 12x12 conv2 outputs that survive the pool are computed. fc1's weight
  * columns are permuted at packing time so that the NHWC features need no flatten transpose.
@@ -47,6 +49,14 @@ extern "C" {
 #define NS_NET_FEATURES 2304 /* 64 * 6 * 6 */
 #define NS_NET_HIDDEN   128
 #define NS_NET_CLASSES  43
+
+/* The A row strides of the net's GEMMs: a conv's rows are NHWC pixels Cin apart (conv1 3,
+ * conv2 32), a linear layer's are input rows K apart (fc1 2304, fc2 128). Every SIMD ISA
+ * compiles micro-kernels specialised for these strides (the ISA sources pass the lists to
+ * kernels/gemm_template.h); packing a layer picks the one for its stride, any other stride
+ * runs the generic kernel. The fused conv + pool kernels only see the conv strides. */
+#define NS_NET_GEMM_STRIDES(X) X(NS_NET_IN_C) X(NS_NET_C1) X(NS_NET_HIDDEN) X(NS_NET_FEATURES)
+#define NS_NET_CONV_STRIDES(X) X(NS_NET_IN_C) X(NS_NET_C1)
 
 /* Per-layer timers, in this order. Fused layers report their time under the op they are
  * fused into and only count calls: with the SIMD kernels relu1/pool1 (and the NCHW->NHWC
@@ -89,6 +99,10 @@ void ns_net_destroy(ns_net *net);
 /* Switch kernel (repacks the weights). On failure the net keeps its previous kernel. */
 ns_status ns_net_set_kernel(ns_net *net, const char *kernel, ns_error *err);
 ns_kernel ns_net_kernel(const ns_net *net);
+/* Name of the function that computes layer (NS_LAYER_*) with net's kernel and packing, e.g.
+ * "ns_conv_pool_avx512_12x32_as3" or "ns_gemm_avx2_6x16_as2304" ("ns_ref_conv3x3"... for ref);
+ * NULL for a layer fused into the one before it (or flatten, which costs nothing). */
+const char *ns_net_layer_kernel(const ns_net *net, int layer);
 /* x: (n,3,32,32) float32 NCHW; logits: (n,43). max_threads <= 0: the whole pool. pool may be
  * NULL (single thread). */
 ns_status ns_net_forward(ns_net *net, ns_pool *pool, int max_threads, const float *x, size_t n,

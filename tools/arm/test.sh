@@ -7,7 +7,8 @@
 # one binary works with both C APIs.
 #
 # Usage: bash tools/arm/test.sh [pytest args...]   (default: the kernel, engine and preprocessing
-#        tests; torch-only tests skip themselves since PyTorch is not in the arm64 root).
+#        tests; torch-only tests skip themselves since PyTorch is not in the arm64 root). The C
+#        micro-kernel tester runs first, always.
 # Caches the arm64 root in tools/arm/.sysroot and the wheels in tools/arm/.build (git-ignored).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -83,7 +84,22 @@ aarch64-linux-gnu-gcc -std=c11 -O2 -shared -fPIC -pthread -fno-math-errno \
     -I"$SYSROOT/usr/include/python$PYVER" -I"$SYSROOT/usr/include/aarch64-linux-gnu/python$PYVER" \
     "${sources[@]}" csrc/module.c -lm -o "$EXT"
 
-# 5. Run the tests as aarch64 under qemu, with NumPy 2 and then NumPy 1.24.
+# 5. The C micro-kernel tester (tests/c/test_microkernels.c) with the NEON kernels, built like
+# the extension (-O2, kernel flags) and run on two CPU models: qemu's "max" (every feature it
+# emulates) and a Neoverse N1 (Armv8.2, the Graviton2 / Ampere Altra core the NEON tile targets).
+ctest=tests/c/test_microkernels.c
+mapfile -t csources < <(sed -n 's/^ \* sources://p' "$ctest" | tr ' ' '\n' | sed '/^$/d; s|^|csrc/core/|')
+CEXE="$BUILD/test_microkernels"
+log "compiling $ctest with the NEON kernels for aarch64"
+aarch64-linux-gnu-gcc -std=c11 -O2 -pthread -fno-math-errno -fno-predictive-commoning \
+    -Wall -Wextra -Wno-unused-parameter --sysroot="$SYSROOT" -DNS_HAVE_NEON \
+    -Icsrc -Icsrc/core -Itests/c "$ctest" "${csources[@]}" csrc/core/kernels/neon.c -lm -o "$CEXE"
+for cpu in max neoverse-n1; do
+    log "$ctest under qemu-aarch64 -cpu $cpu"
+    QEMU_LD_PREFIX="$SYSROOT" qemu-aarch64 -cpu "$cpu" "$CEXE"
+done
+
+# 6. Run the tests as aarch64 under qemu, with NumPy 2 and then NumPy 1.24.
 # Default: the tests of code that is compiled per ISA (C core, kernels, engine). Pure-Python
 # layers are covered by the x86-64 run; emulation is 10-50x slower.
 explicit=1

@@ -1,6 +1,8 @@
-/* AVX2+FMA micro-kernel: 6 rows x 16 output channels (12 ymm accumulators). */
+/* AVX2+FMA micro-kernels: GEMM tile 6 rows x 16 output channels (12 ymm accumulators), no
+ * fused conv + pool kernel (net.c pools conv rows from a buffer with ns_pool2x2_avx2). */
 #include <immintrin.h>
 
+#include "../net.h" /* NS_NET_GEMM_STRIDES: the layer strides to specialise for */
 #include "kernels.h"
 
 static inline void store_part_avx2(float *p, __m256 v, size_t n) {
@@ -21,14 +23,14 @@ static inline void store_part_avx2(float *p, __m256 v, size_t n) {
 #define NS_ZERO()              _mm256_setzero_ps()
 #define NS_MAX(a, b)           _mm256_max_ps((a), (b))
 #define NS_ADD(a, b)           _mm256_add_ps((a), (b))
-#define NS_GEMM_NAME           gemm_avx2
-#define NS_POOL_NAME           pool_avx2
-#define NS_NHWC_NAME           nhwc_avx2
+#define NS_GEMM_NAME           ns_gemm_avx2_6x16
+#define NS_GEMM_STRIDES(X)     NS_NET_GEMM_STRIDES(X)
+#define NS_POOL_NAME           ns_pool2x2_avx2
+#define NS_NHWC_NAME           ns_nhwc_avx2
 
 #include "gemm_template.h"
 
-static const ns_isa isa = {"avx2", NS_NR, NS_MR, gemm_avx2, pool_avx2, nhwc_avx2, NS_CONV_POOL_PTR};
-
 const ns_isa *ns_isa_avx2(void) {
+    static const ns_isa isa = NS_ISA_INIT("avx2", "avx2_6x16");
     return &isa;
 }

@@ -61,6 +61,25 @@ const ns_isa *ns_kernel_isa(ns_kernel k) {
     }
 }
 
+const char *ns_kernel_tile(ns_kernel k) {
+    if (k == NS_KERNEL_REF) return "scalar";
+    const ns_isa *isa = ns_kernel_isa(k);
+    return isa ? isa->tile : NULL;
+}
+
+const ns_gemm_kernel *ns_isa_gemm(const ns_isa *isa, size_t as) {
+    for (size_t i = 1; i < isa->n_gemm; i++)
+        if (isa->gemm[i].as == as) return &isa->gemm[i];
+    return &isa->gemm[0];
+}
+
+const ns_conv_pool_kernel *ns_isa_conv_pool(const ns_isa *isa, size_t as) {
+    if (!isa->n_conv_pool) return NULL;
+    for (size_t i = 1; i < isa->n_conv_pool; i++)
+        if (isa->conv_pool[i].as == as) return &isa->conv_pool[i];
+    return &isa->conv_pool[0];
+}
+
 int ns_kernel_available(ns_kernel k) {
     switch (k) {
     case NS_KERNEL_REF:

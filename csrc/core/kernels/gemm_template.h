@@ -1,4 +1,4 @@
-/* The segmented-GEMM micro-kernel, written once and instantiated per ISA (see kernels.h for
+/* The segmented-GEMM micro-kernels, written once and instantiated per ISA (see kernels.h for
  * the operation). Before including this file an ISA source defines:
  *
  *   NS_VEC              the vector type             NS_VLEN   floats per vector
@@ -7,19 +7,31 @@
  *   NS_BCAST(p)         broadcast *p to all lanes   NS_FMA(acc, a, b)  acc + a * b
  *   NS_ZERO()           zero vector                 NS_MAX(a, b), NS_ADD(a, b)
  *   NS_STORE_PART(p, v, n)  store the first n (< NS_VLEN) lanes of v
- *   NS_GEMM_NAME, NS_POOL_NAME, NS_NHWC_NAME  names of the GEMM, 2x2 max-pool and
- *                       NCHW->NHWC functions
- * and optionally NS_POOL_MC (even; 2 * NS_POOL_MC * NS_NV accumulators must fit the register
- * file) with NS_CONV_POOL_NAME: a conv + 2x2 max-pool kernel whose epilogue pools in registers,
- * and NS_FMA_LANE(acc, b, a, lane) = acc + b * a[lane] (lane a literal 0..3): then
- * the K loop runs 4 steps at a time with one vector load of 4 consecutive A values per row and
- * lane-indexed FMAs (AArch64's FMLA by element) instead of a broadcast per row and step.
+ *   NS_GEMM_NAME        the GEMM kernel's name, ISA and tile: ns_gemm_<isa>_<MR>x<NR>
+ *   NS_POOL_NAME, NS_NHWC_NAME  names of the 2x2 max-pool and NCHW->NHWC helpers
+ * and optionally
+ *   NS_POOL_MC (even; 2 * NS_POOL_MC * NS_NV accumulators must fit the register file) with
+ *     NS_CONV_POOL_NAME (ns_conv_pool_<isa>_<2*NS_POOL_MC>x<NR>): a conv + 2x2 max-pool kernel
+ *     whose epilogue pools in registers;
+ *   NS_FMA_LANE(acc, b, a, lane) = acc + b * a[lane] (lane a literal 0..3): then the K loop
+ *     runs 4 steps at a time with one vector load of 4 consecutive A values per row and
+ *     lane-indexed FMAs (AArch64's FMLA by element) instead of a broadcast per row and step;
+ *   NS_GEMM_STRIDES(X), NS_CONV_POOL_STRIDES(X): lists X(n) X(m) ... of A row strides to
+ *     specialise for (below).
  *
  * A register tile holds NS_MR x NS_NV accumulators; the compiler keeps them in registers
  * because every loop over them has a compile-time trip count and is fully unrolled.
  * Rows past the last full tile are done by smaller tiles (NS_MR/2, 8, 4, 2 rows: the same
  * FMA sequence per row) and a last single row by a K-split tile (ns_tile_row1). The split of
  * rows into tiles depends only on M, so results never depend on the thread count.
+ *
+ * Instantiation (end of this file): NS_GEMM_NAME takes any A row stride; for each stride n of
+ * NS_GEMM_STRIDES a function NS_GEMM_NAME##_as##n has it as a compile-time constant (every A
+ * access in a tile becomes [pointer + constant]: no per-row pointers, fewer registers) and must
+ * be called with as == n. Likewise NS_CONV_POOL_NAME and NS_CONV_POOL_STRIDES. The template
+ * knows no model: the ISA source passes the strides, and packing (net.c) picks the function
+ * for each layer through the table NS_ISA_INIT builds (ns_isa_gemm, ns_isa_conv_pool). A
+ * specialisation runs exactly the operations of the generic kernel: the same bits.
  */
 #include <stddef.h>
 
@@ -223,23 +235,6 @@ NS_INLINE void ns_conv_pool_cols(const size_t AS, size_t pw, size_t nc, size_t k
         ns_tile_ex(4, 2, 1, nc, 3, kc, a + 2 * px * st, st, rs, rs, w, bias, c + px * cs, cs, relu);
 }
 
-static void NS_CONV_POOL_NAME(size_t pw, size_t nc, size_t kc, const float *a, size_t as, size_t rs,
-                              const float *w, const float *bias, float *c, size_t cs, int relu) {
-    switch (as) {
-    case 3:
-        ns_conv_pool_cols(3, pw, nc, kc, a, as, rs, w, bias, c, cs, relu);
-        break;
-    case 32:
-        ns_conv_pool_cols(32, pw, nc, kc, a, as, rs, w, bias, c, cs, relu);
-        break;
-    default:
-        ns_conv_pool_cols(0, pw, nc, kc, a, as, rs, w, bias, c, cs, relu);
-        break;
-    }
-}
-#define NS_CONV_POOL_PTR NS_CONV_POOL_NAME
-#else
-#define NS_CONV_POOL_PTR NULL
 #endif
 
 /* 2x2 max pool of a pair of NHWC conv rows: rows (2, cw, cs) -> out (cw/2, cs), channels
@@ -274,24 +269,81 @@ static void NS_NHWC_NAME(const float *restrict src, size_t c, size_t hw, float *
         for (size_t i = 0; i < hw; i++) dst[i * c + ch] = src[ch * hw + i];
 }
 
+/* ---- instantiation ------------------------------------------------------------------------ */
+
+#define NS_CAT_(a, b) a##b
+#define NS_CAT(a, b)  NS_CAT_(a, b)
+#define NS_STR_(x)    #x
+#define NS_STR(x)     NS_STR_(x)
+
+#ifndef NS_GEMM_STRIDES
+#define NS_GEMM_STRIDES(X)
+#endif
+
+/* The generic GEMM kernel: any A row stride. */
 static void NS_GEMM_NAME(size_t M, size_t nc, size_t nseg, size_t kc, const float *a, size_t as,
                          size_t ss, const float *w, const float *bias, float *c, size_t cs,
                          int relu) {
-    switch (as) {
-    case 3:
-        ns_gemm_rows(3, M, nc, nseg, kc, a, as, ss, w, bias, c, cs, relu);
-        break;
-    case 32:
-        ns_gemm_rows(32, M, nc, nseg, kc, a, as, ss, w, bias, c, cs, relu);
-        break;
-    case 128:
-        ns_gemm_rows(128, M, nc, nseg, kc, a, as, ss, w, bias, c, cs, relu);
-        break;
-    case 2304:
-        ns_gemm_rows(2304, M, nc, nseg, kc, a, as, ss, w, bias, c, cs, relu);
-        break;
-    default:
-        ns_gemm_rows(0, M, nc, nseg, kc, a, as, ss, w, bias, c, cs, relu);
-        break;
-    }
+    ns_gemm_rows(0, M, nc, nseg, kc, a, as, ss, w, bias, c, cs, relu);
 }
+
+/* One GEMM kernel per listed stride N (callers pass as == N). */
+#define NS_GEMM_AS(N) NS_CAT(NS_GEMM_NAME, NS_CAT(_as, N))
+#define NS_GEMM_DEFINE(N)                                                                          \
+    static void NS_GEMM_AS(N)(size_t M, size_t nc, size_t nseg, size_t kc, const float *a,         \
+                              size_t as, size_t ss, const float *w, const float *bias, float *c,   \
+                              size_t cs, int relu) {                                               \
+        ns_gemm_rows(N, M, nc, nseg, kc, a, as, ss, w, bias, c, cs, relu);                         \
+    }
+NS_GEMM_STRIDES(NS_GEMM_DEFINE)
+
+#define NS_GEMM_ENTRY(N) {NS_STR(NS_GEMM_AS(N)), N, NS_GEMM_AS(N)},
+static const ns_gemm_kernel ns_gemm_kernels[] = {{NS_STR(NS_GEMM_NAME), 0, NS_GEMM_NAME},
+                                                 NS_GEMM_STRIDES(NS_GEMM_ENTRY)};
+
+#if defined(NS_POOL_MC)
+#ifndef NS_CONV_POOL_STRIDES
+#define NS_CONV_POOL_STRIDES(X)
+#endif
+
+/* The generic conv + pool kernel: any pixel stride. */
+static void NS_CONV_POOL_NAME(size_t pw, size_t nc, size_t kc, const float *a, size_t as, size_t rs,
+                              const float *w, const float *bias, float *c, size_t cs, int relu) {
+    ns_conv_pool_cols(0, pw, nc, kc, a, as, rs, w, bias, c, cs, relu);
+}
+
+#define NS_CONV_POOL_AS(N) NS_CAT(NS_CONV_POOL_NAME, NS_CAT(_as, N))
+#define NS_CONV_POOL_DEFINE(N)                                                                     \
+    static void NS_CONV_POOL_AS(N)(size_t pw, size_t nc, size_t kc, const float *a, size_t as,     \
+                                   size_t rs, const float *w, const float *bias, float *c,         \
+                                   size_t cs, int relu) {                                          \
+        ns_conv_pool_cols(N, pw, nc, kc, a, as, rs, w, bias, c, cs, relu);                         \
+    }
+NS_CONV_POOL_STRIDES(NS_CONV_POOL_DEFINE)
+
+#define NS_CONV_POOL_ENTRY(N) {NS_STR(NS_CONV_POOL_AS(N)), N, NS_CONV_POOL_AS(N)},
+static const ns_conv_pool_kernel ns_conv_pool_kernels[] = {
+    {NS_STR(NS_CONV_POOL_NAME), 0, NS_CONV_POOL_NAME}, NS_CONV_POOL_STRIDES(NS_CONV_POOL_ENTRY)};
+#define NS_CONV_POOL_TABLE   ns_conv_pool_kernels
+#define NS_CONV_POOL_COUNT   (sizeof ns_conv_pool_kernels / sizeof ns_conv_pool_kernels[0])
+#define NS_CONV_POOL_TILE_MR (2 * NS_POOL_MC)
+#else
+#define NS_CONV_POOL_TABLE   NULL
+#define NS_CONV_POOL_COUNT   0
+#define NS_CONV_POOL_TILE_MR 0
+#endif
+
+/* The ISA's dispatch table (an initialiser for a static const ns_isa): NAME is the user-facing
+ * kernel name, TILE "<isa>_<MR>x<NR>". */
+#define NS_ISA_INIT(NAME, TILE)                                                                    \
+    {.name = (NAME),                                                                               \
+     .tile = (TILE),                                                                               \
+     .mr = NS_MR,                                                                                  \
+     .nr = NS_NR,                                                                                  \
+     .gemm = ns_gemm_kernels,                                                                      \
+     .n_gemm = sizeof ns_gemm_kernels / sizeof ns_gemm_kernels[0],                                 \
+     .conv_pool = NS_CONV_POOL_TABLE,                                                              \
+     .n_conv_pool = NS_CONV_POOL_COUNT,                                                            \
+     .pool_mr = NS_CONV_POOL_TILE_MR,                                                              \
+     .pool2x2 = NS_POOL_NAME,                                                                      \
+     .to_nhwc = NS_NHWC_NAME}

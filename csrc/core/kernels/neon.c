@@ -1,10 +1,12 @@
-/* AArch64 Advanced SIMD micro-kernel: 4 rows x 16 output channels. Per 4 K steps it loads
- * one q-register of A per row (4 consecutive K values) and 4 weight q-registers per step, and
- * issues FMLA-by-element (vfmaq_laneq_f32): 16 accumulators + 4 A + 4 W = 24 of the 32
- * q-registers, 20 loads per 64 FMAs and no broadcast instructions in the main loop.
+/* AArch64 Advanced SIMD micro-kernels: GEMM tile 4 rows x 16 output channels; the fused
+ * conv + 2x2 max-pool tile is 2 conv rows x 2 columns x 16 channels (4x16). Per 4 K steps the
+ * GEMM loads one q-register of A per row (4 consecutive K values) and 4 weight q-registers per
+ * step, and issues FMLA-by-element (vfmaq_laneq_f32): 16 accumulators + 4 A + 4 W = 24 of the
+ * 32 q-registers, 20 loads per 64 FMAs and no broadcast instructions in the main loop.
  * NEON is baseline on AArch64: no extra compiler flags. */
 #include <arm_neon.h>
 
+#include "../net.h" /* NS_NET_*_STRIDES: the layer strides to specialise for */
 #include "kernels.h"
 
 static inline void store_part_neon(float *p, float32x4_t v, size_t n) {
@@ -26,16 +28,17 @@ static inline void store_part_neon(float *p, float32x4_t v, size_t n) {
 #define NS_ZERO()                    vdupq_n_f32(0.0f)
 #define NS_MAX(a, b)                 vmaxq_f32((a), (b))
 #define NS_ADD(a, b)                 vaddq_f32((a), (b))
-#define NS_GEMM_NAME                 gemm_neon
-#define NS_POOL_NAME                 pool_neon
-#define NS_NHWC_NAME                 nhwc_neon
+#define NS_GEMM_NAME                 ns_gemm_neon_4x16
+#define NS_GEMM_STRIDES(X)           NS_NET_GEMM_STRIDES(X)
+#define NS_POOL_NAME                 ns_pool2x2_neon
+#define NS_NHWC_NAME                 ns_nhwc_neon
 #define NS_POOL_MC                   2
-#define NS_CONV_POOL_NAME            conv_pool_neon
+#define NS_CONV_POOL_NAME            ns_conv_pool_neon_4x16
+#define NS_CONV_POOL_STRIDES(X)      NS_NET_CONV_STRIDES(X)
 
 #include "gemm_template.h"
 
-static const ns_isa isa = {"neon", NS_NR, NS_MR, gemm_neon, pool_neon, nhwc_neon, NS_CONV_POOL_PTR};
-
 const ns_isa *ns_isa_neon(void) {
+    static const ns_isa isa = NS_ISA_INIT("neon", "neon_4x16");
     return &isa;
 }

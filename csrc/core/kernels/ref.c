@@ -55,3 +55,34 @@ void ns_ref_linear(const float *in, size_t rows, size_t k, const float *weight, 
         }
     }
 }
+
+void ns_ref_gemm(size_t M, size_t nc, size_t nr, size_t nseg, size_t kc, const float *a, size_t as,
+                 size_t ss, const float *w, const float *bias, float *c, size_t cs, int relu) {
+    for (size_t m = 0; m < M; m++) {
+        for (size_t n = 0; n < nc; n++) {
+            float sum = 0.0f;
+            for (size_t s = 0; s < nseg; s++)
+                for (size_t k = 0; k < kc; k++)
+                    sum += a[m * as + s * ss + k] * w[(s * kc + k) * nr + n];
+            sum += bias[n];
+            if (relu && !(sum > 0.0f)) sum = 0.0f;
+            c[m * cs + n] = sum;
+        }
+    }
+}
+
+void ns_ref_conv_pool(size_t pw, size_t nc, size_t nr, size_t kc, const float *a, size_t as,
+                      size_t rs, const float *w, const float *bias, float *c, size_t cs, int relu) {
+    for (size_t px = 0; px < pw; px++) {
+        for (size_t n = 0; n < nc; n++) {
+            float best = 0.0f;
+            for (size_t q = 0; q < 4; q++) { /* the 2x2 window: conv row q / 2, column q % 2 */
+                float v[1];
+                ns_ref_gemm(1, 1, nr, 3, kc, a + (q / 2) * rs + (2 * px + q % 2) * as, as, rs,
+                            w + n, bias + n, v, 1, relu);
+                if (q == 0 || v[0] > best) best = v[0];
+            }
+            c[px * cs + n] = best;
+        }
+    }
+}
