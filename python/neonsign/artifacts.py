@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _native
 from .errors import ModelError
 
 __all__ = [
@@ -55,19 +56,11 @@ __all__ = [
 SCHEMA_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model_card.json"
-NUM_CLASSES = 43
+#: Logits of TrafficSignNet (from the C engine, like the shapes below).
+NUM_CLASSES: int = _native.NUM_CLASSES
 
-#: TrafficSignNet's state_dict: PyTorch name -> shape.
-STATE_DICT_SHAPES: dict[str, tuple[int, ...]] = {
-    "conv1.weight": (32, 3, 3, 3),
-    "conv1.bias": (32,),
-    "conv2.weight": (64, 32, 3, 3),
-    "conv2.bias": (64,),
-    "fc1.weight": (128, 64 * 6 * 6),
-    "fc1.bias": (128,),
-    "fc2.weight": (NUM_CLASSES, 128),
-    "fc2.bias": (NUM_CLASSES,),
-}
+#: TrafficSignNet's state_dict: PyTorch name -> shape, in the engine's order.
+STATE_DICT_SHAPES: dict[str, tuple[int, ...]] = dict(_native.WEIGHT_SHAPES)
 
 #: The learning path's preprocessing: whole image resized to 32x32, Normalize(0.5, 0.5).
 DEFAULT_PREPROCESSING: dict[str, Any] = {
