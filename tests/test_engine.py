@@ -15,7 +15,7 @@ import pytest
 import neonsign
 from engine_reference import forward as np_forward
 from engine_reference import random_images, random_state_dict
-from neonsign.engine import LAYERS, WEIGHT_SHAPES, Engine, available_kernels
+from neonsign.engine import LAYERS, Engine, available_kernels
 from neonsign.errors import ModelError, NeonsignValueError, UnsupportedError
 from support import EMULATED
 

@@ -23,14 +23,15 @@
  * The one process-wide pointer is NumPy's C-API table (PY_ARRAY_UNIQUE_SYMBOL below).
  *
  * ARGUMENT PARSING, the one convention of the binding:
- *   - a function or method that takes arguments is METH_FASTCALL | METH_KEYWORDS (methods of the
- *     types add METH_METHOD to receive their defining class) and binds its arguments with
+ *   - every function and method is METH_FASTCALL | METH_KEYWORDS (methods of the types add
+ *     METH_METHOD to receive their defining class) and binds its arguments with
  *     ns_parse_args() against a static ns_argspec: every parameter is positional-or-keyword,
  *     the first `required` are mandatory, the others are NULL when omitted;
  *   - the parser only binds objects (borrowed references); the typed converters below
  *     (ns_conv_*, ns_check_*) turn them into C values and raise neonsign.errors classes that
  *     name the parameter;
- *   - a function without arguments is METH_NOARGS;
+ *   - a function without parameters is declared the same way and checks with ns_no_args(), so
+ *     that every arity error is a NeonsignTypeError too;
  *   - the slots CPython calls with a tuple and a dict (Net.__new__, Recorder.__init__) use
  *     ns_parse_tuple(), the same binder.
  * Every error a caller can cause is therefore a neonsign.errors class (NeonsignTypeError for a
@@ -99,6 +100,10 @@ ns_pool *ns_state_pool(ns_state *st);
 
 /* ---- argument parsing (see the convention above) ---------------------------------------- */
 
+/* Method table entries: a module function, and a method of one of the types. */
+#define FASTCALL_KW(fn) (PyCFunction)(void (*)(void))(fn), METH_FASTCALL | METH_KEYWORDS
+#define METHOD_KW(fn) (PyCFunction)(void (*)(void))(fn), METH_METHOD | METH_FASTCALL | METH_KEYWORDS
+
 typedef struct ns_argspec {
     const char *fname;        /* as the caller sees it, for messages: "Net.forward" */
     const char *const *names; /* parameter names, NULL-terminated */
@@ -110,6 +115,13 @@ typedef struct ns_argspec {
 /* Bind FASTCALL arguments to out[0..nparams) (borrowed; NULL if omitted). 0 on error. */
 int ns_parse_args(ns_state *st, const ns_argspec *spec, PyObject *const *args, Py_ssize_t nargs,
                   PyObject *kwnames, PyObject **out);
+/* A function without parameters: 1 if called without arguments, else 0 with
+ * NeonsignTypeError. */
+int ns_no_args_error(ns_state *st, const char *fname, Py_ssize_t nargs, PyObject *kwnames);
+static inline int ns_no_args(ns_state *st, const char *fname, Py_ssize_t nargs, PyObject *kwnames) {
+    if (nargs == 0 && (!kwnames || PyTuple_GET_SIZE(kwnames) == 0)) return 1;
+    return ns_no_args_error(st, fname, nargs, kwnames);
+}
 /* The same for a tuple and an optional dict (tp_new / tp_init slots). */
 int ns_parse_tuple(ns_state *st, const ns_argspec *spec, PyObject *args, PyObject *kwds,
                    PyObject **out);

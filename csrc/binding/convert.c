@@ -207,6 +207,16 @@ static int check_required(ns_state *st, const ns_argspec *spec, PyObject **out) 
     return 1;
 }
 
+int ns_no_args_error(ns_state *st, const char *fname, Py_ssize_t nargs, PyObject *kwnames) {
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs == 0 && nkw > 0)
+        ns_raise(st, "NeonsignTypeError", "%s() takes no keyword arguments", fname);
+    else
+        ns_raise(st, "NeonsignTypeError", "%s() takes no arguments (%zd given)", fname,
+                 nargs + nkw);
+    return 0;
+}
+
 int ns_parse_args(ns_state *st, const ns_argspec *spec, PyObject *const *args, Py_ssize_t nargs,
                   PyObject *kwnames, PyObject **out) {
     int n = spec_count(spec);

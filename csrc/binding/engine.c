@@ -5,9 +5,6 @@
 
 #include "core/net.h"
 
-#define FASTCALL_KW(fn) (PyCFunction)(void (*)(void))(fn), METH_FASTCALL | METH_KEYWORDS
-#define METHOD_KW(fn) (PyCFunction)(void (*)(void))(fn), METH_METHOD | METH_FASTCALL | METH_KEYWORDS
-
 /* ------------------------------------------------------------------------------------------ */
 /* Facts                                                                                        */
 /* ------------------------------------------------------------------------------------------ */
@@ -214,8 +211,10 @@ static PyObject *net_enable_timers(PyObject *self, PyTypeObject *cls, PyObject *
     Py_END_ALLOW_THREADS Py_RETURN_NONE;
 }
 
-static PyObject *net_timers(PyObject *self, PyObject *noargs) {
-    (void)noargs;
+static PyObject *net_timers(PyObject *self, PyTypeObject *cls, PyObject *const *args,
+                            Py_ssize_t nargs, PyObject *kwnames) {
+    (void)args;
+    if (!ns_no_args(ns_state_of_class(cls), "Net.timers", nargs, kwnames)) return NULL;
     uint64_t t[NS_NET_LAYERS], c[NS_NET_LAYERS];
     Py_BEGIN_ALLOW_THREADS ns_net_read_timers(NET(self), t, c);
     Py_END_ALLOW_THREADS PyObject *d = PyDict_New();
@@ -227,8 +226,10 @@ static PyObject *net_timers(PyObject *self, PyObject *noargs) {
     return d;
 }
 
-static PyObject *net_reset_timers(PyObject *self, PyObject *noargs) {
-    (void)noargs;
+static PyObject *net_reset_timers(PyObject *self, PyTypeObject *cls, PyObject *const *args,
+                                  Py_ssize_t nargs, PyObject *kwnames) {
+    (void)args;
+    if (!ns_no_args(ns_state_of_class(cls), "Net.reset_timers", nargs, kwnames)) return NULL;
     Py_BEGIN_ALLOW_THREADS ns_net_reset_timers(NET(self));
     Py_END_ALLOW_THREADS Py_RETURN_NONE;
 }
@@ -252,9 +253,9 @@ static PyMethodDef net_methods[] = {
      "the best); returns the kernel now in use. On failure the net keeps its kernel."},
     {"enable_timers", METHOD_KW(net_enable_timers),
      "enable_timers(on=True)\n\nTurn the per-layer timers on or off."},
-    {"timers", net_timers, METH_NOARGS,
+    {"timers", METHOD_KW(net_timers),
      "timers() -> dict[str, tuple[int, int]]\n\n{layer: (nanoseconds, calls)} for LAYER_NAMES."},
-    {"reset_timers", net_reset_timers, METH_NOARGS, "reset_timers()\n\nZero the timers."},
+    {"reset_timers", METHOD_KW(net_reset_timers), "reset_timers()\n\nZero the timers."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -289,9 +290,10 @@ static PyType_Spec net_spec = {
 /* Kernels                                                                                      */
 /* ------------------------------------------------------------------------------------------ */
 
-static PyObject *py_available_kernels(PyObject *module, PyObject *noargs) {
-    (void)module;
-    (void)noargs;
+static PyObject *py_available_kernels(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                                      PyObject *kwnames) {
+    (void)args;
+    if (!ns_no_args(ns_state_of_module(module), "available_kernels", nargs, kwnames)) return NULL;
     PyObject *list = PyList_New(0);
     for (int k = 0; list && k < NS_KERNEL_COUNT; k++) {
         if (!ns_kernel_available((ns_kernel)k)) continue;
@@ -320,9 +322,10 @@ static PyObject *py_resolve_kernel(PyObject *module, PyObject *const *args, Py_s
     return PyUnicode_FromString(ns_kernel_name(k));
 }
 
-static PyObject *py_cpu_ghz(PyObject *module, PyObject *noargs) {
-    (void)module;
-    (void)noargs;
+static PyObject *py_cpu_ghz(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames) {
+    (void)args;
+    if (!ns_no_args(ns_state_of_module(module), "cpu_ghz", nargs, kwnames)) return NULL;
     double ghz;
     Py_BEGIN_ALLOW_THREADS ghz = ns_cpu_ghz_estimate();
     Py_END_ALLOW_THREADS return PyFloat_FromDouble(ghz);
@@ -420,12 +423,12 @@ static PyObject *py_kernel_linear(PyObject *module, PyObject *const *args, Py_ss
 }
 
 PyMethodDef ns_engine_methods[] = {
-    {"available_kernels", py_available_kernels, METH_NOARGS,
+    {"available_kernels", FASTCALL_KW(py_available_kernels),
      "available_kernels() -> list[str]\n\nKernels compiled in and supported by this CPU (a "
      "subset of KERNELS, 'ref' first)."},
     {"resolve_kernel", FASTCALL_KW(py_resolve_kernel),
      "resolve_kernel(name=None) -> str\n\nThe kernel a Net created with `name` would use."},
-    {"cpu_ghz", py_cpu_ghz, METH_NOARGS,
+    {"cpu_ghz", FASTCALL_KW(py_cpu_ghz),
      "cpu_ghz() -> float\n\nEstimated core clock (GHz) from a dependent add chain "
      "(benchmarks)."},
     {"kernel_conv3x3", FASTCALL_KW(py_kernel_conv3x3),

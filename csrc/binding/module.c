@@ -76,21 +76,26 @@ static PyObject *py_set_threads(PyObject *module, PyObject *const *args, Py_ssiz
     return PyLong_FromLong(ns_pool_threads(pool));
 }
 
-static PyObject *py_get_threads(PyObject *module, PyObject *noargs) {
-    (void)noargs;
-    ns_pool *pool = ns_state_pool(ns_state_of_module(module));
+static PyObject *py_get_threads(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames) {
+    (void)args;
+    ns_state *st = ns_state_of_module(module);
+    if (!ns_no_args(st, "get_threads", nargs, kwnames)) return NULL;
+    ns_pool *pool = ns_state_pool(st);
     return pool ? PyLong_FromLong(ns_pool_threads(pool)) : NULL;
 }
 
-static PyObject *py_cpu_count(PyObject *module, PyObject *noargs) {
-    (void)module;
-    (void)noargs;
+static PyObject *py_cpu_count(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames) {
+    (void)args;
+    if (!ns_no_args(ns_state_of_module(module), "cpu_count", nargs, kwnames)) return NULL;
     return PyLong_FromLong(ns_cpu_count());
 }
 
-static PyObject *py_build_info(PyObject *module, PyObject *noargs) {
-    (void)module;
-    (void)noargs;
+static PyObject *py_build_info(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames) {
+    (void)args;
+    if (!ns_no_args(ns_state_of_module(module), "build_info", nargs, kwnames)) return NULL;
 #if defined(__aarch64__)
     const char *arch = "aarch64";
 #elif defined(__x86_64__)
@@ -110,14 +115,14 @@ static PyObject *py_build_info(PyObject *module, PyObject *noargs) {
 }
 
 static PyMethodDef module_methods[] = {
-    {"set_threads", (PyCFunction)(void (*)(void))py_set_threads, METH_FASTCALL | METH_KEYWORDS,
+    {"set_threads", FASTCALL_KW(py_set_threads),
      "set_threads(n) -> int\n\nResize the shared thread pool (0 = one per CPU, 1 = no threads); "
      "returns the new size."},
-    {"get_threads", py_get_threads, METH_NOARGS,
+    {"get_threads", FASTCALL_KW(py_get_threads),
      "get_threads() -> int\n\nThreads in the pool (the pool is created on first use with "
      "$NEONSIGN_THREADS threads, or one per CPU)."},
-    {"cpu_count", py_cpu_count, METH_NOARGS, "cpu_count() -> int\n\nOnline CPUs."},
-    {"build_info", py_build_info, METH_NOARGS,
+    {"cpu_count", FASTCALL_KW(py_cpu_count), "cpu_count() -> int\n\nOnline CPUs."},
+    {"build_info", FASTCALL_KW(py_build_info),
      "build_info() -> dict\n\nHow this module was built (arch, compiler, NumPy ABI)."},
     {NULL, NULL, 0, NULL},
 };

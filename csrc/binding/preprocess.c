@@ -11,8 +11,6 @@
 #include "core/loader.h"
 #include "core/ppm.h"
 
-#define FASTCALL_KW(fn) (PyCFunction)(void (*)(void))(fn), METH_FASTCALL | METH_KEYWORDS
-
 /* ------------------------------------------------------------------------------------------ */
 /* PPM                                                                                          */
 /* ------------------------------------------------------------------------------------------ */
@@ -446,14 +444,15 @@ done:
     return result;
 }
 
-static PyObject *py_resize_simd(PyObject *module, PyObject *noargs) {
-    (void)module;
-    (void)noargs;
+static PyObject *py_resize_simd(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames) {
+    (void)args;
+    if (!ns_no_args(ns_state_of_module(module), "resize_simd", nargs, kwnames)) return NULL;
     return PyUnicode_FromString(ns_resize_simd_name());
 }
 
 PyMethodDef ns_preprocess_methods[] = {
-    {"resize_simd", py_resize_simd, METH_NOARGS,
+    {"resize_simd", FASTCALL_KW(py_resize_simd),
      "resize_simd() -> str\n\nSIMD used by the resizer's transposes (neon, ssse3 or none)."},
     {"ppm_decode", FASTCALL_KW(py_ppm_decode),
      "ppm_decode(data, max_pixels) -> uint8 (H, W, 3)\n\nDecode a binary PPM (P6) held in "

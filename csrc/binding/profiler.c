@@ -9,8 +9,6 @@
 
 #include "core/prof.h"
 
-#define METHOD_KW(fn) (PyCFunction)(void (*)(void))(fn), METH_METHOD | METH_FASTCALL | METH_KEYWORDS
-
 typedef struct {
     PyObject_HEAD ns_prof *prof; /* NULL until __init__ ran */
 } RecorderObject;
@@ -190,16 +188,20 @@ static PyObject *recorder_add(PyObject *self, PyTypeObject *cls, PyObject *const
 
 /* ---- Recorder: results ------------------------------------------------------------------ */
 
-static PyObject *recorder_reset(PyObject *self, PyObject *noargs) {
-    (void)noargs;
+static PyObject *recorder_reset(PyObject *self, PyTypeObject *cls, PyObject *const *args,
+                                Py_ssize_t nargs, PyObject *kwnames) {
+    (void)args;
+    if (!ns_no_args(ns_state_of_class(cls), "Recorder.reset", nargs, kwnames)) return NULL;
     RecorderObject *rec = (RecorderObject *)self;
     if (!recorder_ready(rec)) return NULL;
     ns_prof_reset(rec->prof);
     Py_RETURN_NONE;
 }
 
-static PyObject *recorder_names(PyObject *self, PyObject *noargs) {
-    (void)noargs;
+static PyObject *recorder_names(PyObject *self, PyTypeObject *cls, PyObject *const *args,
+                                Py_ssize_t nargs, PyObject *kwnames) {
+    (void)args;
+    if (!ns_no_args(ns_state_of_class(cls), "Recorder.names", nargs, kwnames)) return NULL;
     RecorderObject *rec = (RecorderObject *)self;
     if (!recorder_ready(rec)) return NULL;
     size_t n = ns_prof_name_count(rec->prof);
@@ -256,8 +258,10 @@ static void fill_records(const ns_prof_record *rec, size_t n, PyArrayObject **ar
 }
 
 /* records() -> dict of 1-D arrays, one entry per record, in begin order. */
-static PyObject *recorder_records(PyObject *self, PyObject *noargs) {
-    (void)noargs;
+static PyObject *recorder_records(PyObject *self, PyTypeObject *cls, PyObject *const *args,
+                                  Py_ssize_t nargs, PyObject *kwnames) {
+    (void)args;
+    if (!ns_no_args(ns_state_of_class(cls), "Recorder.records", nargs, kwnames)) return NULL;
     RecorderObject *rec = (RecorderObject *)self;
     if (!recorder_ready(rec)) return NULL;
     size_t n = ns_prof_count(rec->prof);
@@ -328,9 +332,9 @@ static PyMethodDef recorder_methods[] = {
     {"add", METHOD_KW(recorder_add),
      "add(name, duration_ns, calls=1, parent=-1, start_ns=0)\n\n"
      "Attach a span timed elsewhere (same monotonic clock) under record `parent`."},
-    {"reset", recorder_reset, METH_NOARGS, "reset()\n\nDrop all records and open spans."},
-    {"names", recorder_names, METH_NOARGS, "names() -> list[str]\n\nNames by id."},
-    {"records", recorder_records, METH_NOARGS,
+    {"reset", METHOD_KW(recorder_reset), "reset()\n\nDrop all records and open spans."},
+    {"names", METHOD_KW(recorder_names), "names() -> list[str]\n\nNames by id."},
+    {"records", METHOD_KW(recorder_records),
      "records() -> dict[str, ndarray]\n\nOne entry per record in begin order: name (int32 id), "
      "parent (int64 record index, -1 at top level), depth (int32), calls (uint64), start_ns, "
      "end_ns, duration_ns, cycles (uint64; cycles is 0 when no cycle counter), complete (bool)."},
@@ -368,13 +372,15 @@ static PyType_Spec recorder_spec = {
 
 /* __enter__/__exit__ call begin/end in C so that a `with` block costs about as little as a
  * begin/end pair. */
-static PyObject *span_enter(PyObject *self, PyObject *noargs) {
-    (void)noargs;
+static PyObject *span_enter(PyObject *self, PyTypeObject *cls, PyObject *const *args,
+                            Py_ssize_t nargs, PyObject *kwnames) {
+    (void)args;
+    ns_state *st = ns_state_of_class(cls);
     SpanObject *span = (SpanObject *)self;
+    if (!ns_no_args(st, "Span.__enter__", nargs, kwnames)) return NULL;
     ns_error err;
     ns_error_clear(&err);
-    if (ns_prof_begin(span->rec->prof, span->id, &err) != NS_OK)
-        return ns_raise_error(ns_state_of_type(Py_TYPE(self)), &err);
+    if (ns_prof_begin(span->rec->prof, span->id, &err) != NS_OK) return ns_raise_error(st, &err);
     return Py_NewRef(self);
 }
 
@@ -413,7 +419,7 @@ static void span_dealloc(PyObject *self) {
 }
 
 static PyMethodDef span_methods[] = {
-    {"__enter__", span_enter, METH_NOARGS, "Open the span."},
+    {"__enter__", METHOD_KW(span_enter), "Open the span."},
     {"__exit__", METHOD_KW(span_exit), "Close the span (never suppresses the exception)."},
     {NULL, NULL, 0, NULL},
 };
@@ -437,21 +443,24 @@ static PyType_Spec span_spec_type = {
 
 /* ---- clocks ------------------------------------------------------------------------------ */
 
-static PyObject *py_prof_now_ns(PyObject *module, PyObject *noargs) {
-    (void)module;
-    (void)noargs;
+static PyObject *py_prof_now_ns(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames) {
+    (void)args;
+    if (!ns_no_args(ns_state_of_module(module), "prof_now_ns", nargs, kwnames)) return NULL;
     return PyLong_FromUnsignedLongLong(ns_now_ns());
 }
 
-static PyObject *py_prof_cycles(PyObject *module, PyObject *noargs) {
-    (void)module;
-    (void)noargs;
+static PyObject *py_prof_cycles(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames) {
+    (void)args;
+    if (!ns_no_args(ns_state_of_module(module), "prof_cycles", nargs, kwnames)) return NULL;
     return PyLong_FromUnsignedLongLong(ns_cycles_now());
 }
 
-static PyObject *py_prof_cycles_hz(PyObject *module, PyObject *noargs) {
-    (void)module;
-    (void)noargs;
+static PyObject *py_prof_cycles_hz(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames) {
+    (void)args;
+    if (!ns_no_args(ns_state_of_module(module), "prof_cycles_hz", nargs, kwnames)) return NULL;
     if (!ns_cycles_available()) return PyFloat_FromDouble(0.0);
     double hz;
     Py_BEGIN_ALLOW_THREADS hz = ns_cycles_hz(0);
@@ -459,11 +468,11 @@ static PyObject *py_prof_cycles_hz(PyObject *module, PyObject *noargs) {
 }
 
 PyMethodDef ns_profiler_methods[] = {
-    {"prof_now_ns", py_prof_now_ns, METH_NOARGS,
+    {"prof_now_ns", FASTCALL_KW(py_prof_now_ns),
      "prof_now_ns() -> int\n\nThe profiler's monotonic clock in nanoseconds."},
-    {"prof_cycles", py_prof_cycles, METH_NOARGS,
+    {"prof_cycles", FASTCALL_KW(py_prof_cycles),
      "prof_cycles() -> int\n\nThe CPU cycle counter (0 if user code cannot read one)."},
-    {"prof_cycles_hz", py_prof_cycles_hz, METH_NOARGS,
+    {"prof_cycles_hz", FASTCALL_KW(py_prof_cycles_hz),
      "prof_cycles_hz() -> float\n\nCycle counter frequency in Hz (x86: measured over ~2 ms; "
      "AArch64: cntfrq_el0; 0.0 if unavailable)."},
     {NULL, NULL, 0, NULL},
