@@ -161,12 +161,6 @@ void ns_translate_error(ns_state *st, const char *what) {
 /* Argument binding                                                                             */
 /* ------------------------------------------------------------------------------------------ */
 
-static int spec_count(const ns_argspec *spec) {
-    int n = 0;
-    while (spec->names[n]) n++;
-    return n;
-}
-
 static int bind_positional(ns_state *st, const ns_argspec *spec, int n, PyObject *const *args,
                            Py_ssize_t nargs, PyObject **out) {
     for (int i = 0; i < n; i++) out[i] = NULL;
@@ -217,9 +211,9 @@ int ns_no_args_error(ns_state *st, const char *fname, Py_ssize_t nargs, PyObject
     return 0;
 }
 
-int ns_parse_args(ns_state *st, const ns_argspec *spec, PyObject *const *args, Py_ssize_t nargs,
-                  PyObject *kwnames, PyObject **out) {
-    int n = spec_count(spec);
+int ns_parse_args_slow(ns_state *st, const ns_argspec *spec, PyObject *const *args,
+                       Py_ssize_t nargs, PyObject *kwnames, PyObject **out) {
+    int n = spec->count;
     if (!bind_positional(st, spec, n, args, nargs, out)) return 0;
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     for (Py_ssize_t j = 0; j < nkw; j++)
@@ -230,7 +224,7 @@ int ns_parse_args(ns_state *st, const ns_argspec *spec, PyObject *const *args, P
 
 int ns_parse_tuple(ns_state *st, const ns_argspec *spec, PyObject *args, PyObject *kwds,
                    PyObject **out) {
-    int n = spec_count(spec);
+    int n = spec->count;
     PyObject *const *items = args ? PySequence_Fast_ITEMS(args) : NULL;
     if (!bind_positional(st, spec, n, items, args ? PyTuple_GET_SIZE(args) : 0, out)) return 0;
     Py_ssize_t pos = 0;

@@ -69,11 +69,14 @@ static int add_fact(PyObject *module, const char *name, PyObject *value) {
 /* Net                                                                                          */
 /* ------------------------------------------------------------------------------------------ */
 
+/* A Net caches its module's state: it holds its type, which holds the module. */
 typedef struct {
     PyObject_HEAD ns_net *net; /* never NULL: a Net is built whole by __new__ */
+    ns_state *st;
 } NetObject;
 
-#define NET(self) (((NetObject *)(self))->net)
+#define NET(self)       (((NetObject *)(self))->net)
+#define NET_STATE(self) (((NetObject *)(self))->st)
 
 /* weights[name] for every weight, checked (float32, shape); new references in arrays[]. */
 static int net_weights(ns_state *st, PyObject *weights, PyObject **arrays, const float **ptr) {
@@ -98,7 +101,7 @@ static int net_weights(ns_state *st, PyObject *weights, PyObject **arrays, const
 }
 
 static const char *const net_new_args[] = {"weights", "kernel", NULL};
-static const ns_argspec net_new_spec = {"Net", net_new_args, 1};
+static const ns_argspec net_new_spec = NS_ARGSPEC("Net", net_new_args, 1);
 
 static PyObject *net_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     ns_state *st = ns_state_of_type(type);
@@ -120,10 +123,12 @@ static PyObject *net_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
         goto done;
     }
     self = (NetObject *)type->tp_alloc(type, 0);
-    if (self)
-        self->net = net;
-    else
+    if (!self) {
         ns_net_destroy(net);
+        goto done;
+    }
+    self->net = net;
+    self->st = st;
 done:
     for (int i = 0; i < NWEIGHTS; i++) Py_XDECREF(arrays[i]);
     return (PyObject *)self;
@@ -142,12 +147,12 @@ static PyObject *net_repr(PyObject *self) {
 }
 
 static const char *const forward_args[] = {"x", "threads", NULL};
-static const ns_argspec forward_spec = {"Net.forward", forward_args, 1};
+static const ns_argspec forward_spec = NS_ARGSPEC("Net.forward", forward_args, 1);
 
-static PyObject *net_forward(PyObject *self, PyTypeObject *cls, PyObject *const *args,
-                             Py_ssize_t nargs, PyObject *kwnames) {
+static PyObject *net_forward(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames) {
     static const npy_intp xshape[4] = {-1, NS_NET_IN_C, NS_NET_IN_H, NS_NET_IN_W};
-    ns_state *st = ns_state_of_class(cls);
+    ns_state *st = NET_STATE(self);
     PyObject *a[2];
     PyArrayObject *x;
     int threads;
@@ -177,11 +182,11 @@ static PyObject *net_forward(PyObject *self, PyTypeObject *cls, PyObject *const 
 }
 
 static const char *const set_kernel_args[] = {"name", NULL};
-static const ns_argspec set_kernel_spec = {"Net.set_kernel", set_kernel_args, 1};
+static const ns_argspec set_kernel_spec = NS_ARGSPEC("Net.set_kernel", set_kernel_args, 1);
 
-static PyObject *net_set_kernel(PyObject *self, PyTypeObject *cls, PyObject *const *args,
-                                Py_ssize_t nargs, PyObject *kwnames) {
-    ns_state *st = ns_state_of_class(cls);
+static PyObject *net_set_kernel(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames) {
+    ns_state *st = NET_STATE(self);
     PyObject *a[1];
     const char *kernel;
     if (!ns_parse_args(st, &set_kernel_spec, args, nargs, kwnames, a) ||
@@ -196,11 +201,11 @@ static PyObject *net_set_kernel(PyObject *self, PyTypeObject *cls, PyObject *con
 }
 
 static const char *const enable_timers_args[] = {"on", NULL};
-static const ns_argspec enable_timers_spec = {"Net.enable_timers", enable_timers_args, 0};
+static const ns_argspec enable_timers_spec = NS_ARGSPEC("Net.enable_timers", enable_timers_args, 0);
 
-static PyObject *net_enable_timers(PyObject *self, PyTypeObject *cls, PyObject *const *args,
-                                   Py_ssize_t nargs, PyObject *kwnames) {
-    ns_state *st = ns_state_of_class(cls);
+static PyObject *net_enable_timers(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames) {
+    ns_state *st = NET_STATE(self);
     PyObject *a[1];
     int on = 1;
     if (!ns_parse_args(st, &enable_timers_spec, args, nargs, kwnames, a) ||
@@ -211,10 +216,10 @@ static PyObject *net_enable_timers(PyObject *self, PyTypeObject *cls, PyObject *
     Py_END_ALLOW_THREADS Py_RETURN_NONE;
 }
 
-static PyObject *net_timers(PyObject *self, PyTypeObject *cls, PyObject *const *args,
-                            Py_ssize_t nargs, PyObject *kwnames) {
+static PyObject *net_timers(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames) {
     (void)args;
-    if (!ns_no_args(ns_state_of_class(cls), "Net.timers", nargs, kwnames)) return NULL;
+    if (!ns_no_args(NET_STATE(self), "Net.timers", nargs, kwnames)) return NULL;
     uint64_t t[NS_NET_LAYERS], c[NS_NET_LAYERS];
     Py_BEGIN_ALLOW_THREADS ns_net_read_timers(NET(self), t, c);
     Py_END_ALLOW_THREADS PyObject *d = PyDict_New();
@@ -226,10 +231,10 @@ static PyObject *net_timers(PyObject *self, PyTypeObject *cls, PyObject *const *
     return d;
 }
 
-static PyObject *net_reset_timers(PyObject *self, PyTypeObject *cls, PyObject *const *args,
-                                  Py_ssize_t nargs, PyObject *kwnames) {
+static PyObject *net_reset_timers(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                  PyObject *kwnames) {
     (void)args;
-    if (!ns_no_args(ns_state_of_class(cls), "Net.reset_timers", nargs, kwnames)) return NULL;
+    if (!ns_no_args(NET_STATE(self), "Net.reset_timers", nargs, kwnames)) return NULL;
     Py_BEGIN_ALLOW_THREADS ns_net_reset_timers(NET(self));
     Py_END_ALLOW_THREADS Py_RETURN_NONE;
 }
@@ -245,17 +250,17 @@ static PyObject *net_get_timers_enabled(PyObject *self, void *closure) {
 }
 
 static PyMethodDef net_methods[] = {
-    {"forward", METHOD_KW(net_forward),
+    {"forward", FASTCALL_KW(net_forward),
      "forward(x, threads=None) -> float32 (N, NUM_CLASSES)\n\nLogits of x: float32 (N, "
      "*INPUT_SHAPE), C-contiguous. threads: at most this many pool threads (None: all)."},
-    {"set_kernel", METHOD_KW(net_set_kernel),
+    {"set_kernel", FASTCALL_KW(net_set_kernel),
      "set_kernel(name) -> str\n\nRepack the weights for kernel `name` (None: $NEONSIGN_KERNEL or "
      "the best); returns the kernel now in use. On failure the net keeps its kernel."},
-    {"enable_timers", METHOD_KW(net_enable_timers),
+    {"enable_timers", FASTCALL_KW(net_enable_timers),
      "enable_timers(on=True)\n\nTurn the per-layer timers on or off."},
-    {"timers", METHOD_KW(net_timers),
+    {"timers", FASTCALL_KW(net_timers),
      "timers() -> dict[str, tuple[int, int]]\n\n{layer: (nanoseconds, calls)} for LAYER_NAMES."},
-    {"reset_timers", METHOD_KW(net_reset_timers), "reset_timers()\n\nZero the timers."},
+    {"reset_timers", FASTCALL_KW(net_reset_timers), "reset_timers()\n\nZero the timers."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -305,7 +310,7 @@ static PyObject *py_available_kernels(PyObject *module, PyObject *const *args, P
 }
 
 static const char *const resolve_args[] = {"name", NULL};
-static const ns_argspec resolve_spec = {"resolve_kernel", resolve_args, 0};
+static const ns_argspec resolve_spec = NS_ARGSPEC("resolve_kernel", resolve_args, 0);
 
 static PyObject *py_resolve_kernel(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                                    PyObject *kwnames) {
@@ -345,7 +350,7 @@ static int conv_explicit_kernel(ns_state *st, PyObject *obj, ns_kernel *k) {
 }
 
 static const char *const conv_args[] = {"kernel", "x", "weight", "bias", "relu", "pool", NULL};
-static const ns_argspec conv_spec = {"kernel_conv3x3", conv_args, 4};
+static const ns_argspec conv_spec = NS_ARGSPEC("kernel_conv3x3", conv_args, 4);
 
 static PyObject *py_kernel_conv3x3(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                                    PyObject *kwnames) {
@@ -387,7 +392,7 @@ static PyObject *py_kernel_conv3x3(PyObject *module, PyObject *const *args, Py_s
 }
 
 static const char *const linear_args[] = {"kernel", "x", "weight", "bias", "relu", NULL};
-static const ns_argspec linear_spec = {"kernel_linear", linear_args, 4};
+static const ns_argspec linear_spec = NS_ARGSPEC("kernel_linear", linear_args, 4);
 
 static PyObject *py_kernel_linear(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                                   PyObject *kwnames) {

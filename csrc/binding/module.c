@@ -55,7 +55,7 @@ PyTypeObject *ns_add_type(PyObject *module, PyType_Spec *spec) {
 }
 
 static const char *const set_threads_args[] = {"n", NULL};
-static const ns_argspec set_threads_spec = {"set_threads", set_threads_args, 1};
+static const ns_argspec set_threads_spec = NS_ARGSPEC("set_threads", set_threads_args, 1);
 
 static PyObject *py_set_threads(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                                 PyObject *kwnames) {

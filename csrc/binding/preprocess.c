@@ -47,7 +47,7 @@ static PyObject *decode_buffer(ns_state *st, const uint8_t *data, size_t len, si
 }
 
 static const char *const ppm_decode_args[] = {"data", "max_pixels", NULL};
-static const ns_argspec ppm_decode_spec = {"ppm_decode", ppm_decode_args, 2};
+static const ns_argspec ppm_decode_spec = NS_ARGSPEC("ppm_decode", ppm_decode_args, 2);
 
 static PyObject *py_ppm_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                                PyObject *kwnames) {
@@ -67,7 +67,7 @@ static PyObject *py_ppm_decode(PyObject *module, PyObject *const *args, Py_ssize
 }
 
 static const char *const ppm_read_args[] = {"path", "max_pixels", "max_file_bytes", NULL};
-static const ns_argspec ppm_read_spec = {"ppm_read", ppm_read_args, 3};
+static const ns_argspec ppm_read_spec = NS_ARGSPEC("ppm_read", ppm_read_args, 3);
 
 static PyObject *py_ppm_read(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                              PyObject *kwnames) {
@@ -114,7 +114,7 @@ static PyObject *annotation_row(const Py_buffer *view, const ns_annotation *a) {
 }
 
 static const char *const csv_parse_args[] = {"data", "source", NULL};
-static const ns_argspec csv_parse_spec = {"csv_parse", csv_parse_args, 2};
+static const ns_argspec csv_parse_spec = NS_ARGSPEC("csv_parse", csv_parse_args, 2);
 
 static PyObject *py_csv_parse(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                               PyObject *kwnames) {
@@ -206,7 +206,7 @@ void ns_preprocess_free(ns_state *st) {
 }
 
 static const char *const resize_args[] = {"image", "height", "width", "roi", NULL};
-static const ns_argspec resize_spec = {"resize", resize_args, 3};
+static const ns_argspec resize_spec = NS_ARGSPEC("resize", resize_args, 3);
 
 static PyObject *py_resize(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                            PyObject *kwnames) {
@@ -253,7 +253,7 @@ static int check_std(ns_state *st, const float std[3]) {
 }
 
 static const char *const normalize_args[] = {"images", "mean", "std", NULL};
-static const ns_argspec normalize_spec = {"normalize", normalize_args, 3};
+static const ns_argspec normalize_spec = NS_ARGSPEC("normalize", normalize_args, 3);
 
 static PyObject *py_normalize(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                               PyObject *kwnames) {
@@ -396,7 +396,7 @@ static int load_paths(ns_state *st, PyObject *list, load_job *job) {
 static const char *const load_images_args[] = {
     "paths", "rois",       "height",         "width",    "layout",  "mean",
     "std",   "max_pixels", "max_file_bytes", "skip_bad", "threads", NULL};
-static const ns_argspec load_images_spec = {"load_images", load_images_args, 11};
+static const ns_argspec load_images_spec = NS_ARGSPEC("load_images", load_images_args, 11);
 
 static PyObject *py_load_images(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                                 PyObject *kwnames) {

@@ -9,14 +9,23 @@
 
 #include "core/prof.h"
 
+/* Each instance caches its module's state: it holds its type, which holds the module, so the
+ * pointer stays valid for the instance's lifetime (and costs nothing on the hot path). */
 typedef struct {
     PyObject_HEAD ns_prof *prof; /* NULL until __init__ ran */
+    ns_state *st;                /* set by __init__ */
 } RecorderObject;
 
 typedef struct {
     PyObject_HEAD RecorderObject *rec;
     uint32_t id;
 } SpanObject;
+
+/* The state of a recorder, also before __init__ ran (then by a walk of its type's MRO). */
+static ns_state *rec_state(PyObject *self) {
+    ns_state *st = ((RecorderObject *)self)->st;
+    return st ? st : ns_state_of_type(Py_TYPE(self));
+}
 
 static int recorder_ready(RecorderObject *self) {
     if (!self->prof) {
@@ -67,7 +76,7 @@ static int one_name(ns_state *st, const ns_argspec *spec, RecorderObject *self,
 /* ---- Recorder: construction ------------------------------------------------------------- */
 
 static const char *const init_args[] = {"capacity", "enabled", NULL};
-static const ns_argspec init_spec = {"Recorder", init_args, 0};
+static const ns_argspec init_spec = NS_ARGSPEC("Recorder", init_args, 0);
 
 static int recorder_init(PyObject *op, PyObject *args, PyObject *kwds) {
     RecorderObject *self = (RecorderObject *)op;
@@ -93,6 +102,7 @@ static int recorder_init(PyObject *op, PyObject *args, PyObject *kwds) {
     ns_prof_set_enabled(p, enabled);
     ns_prof_destroy(self->prof);
     self->prof = p;
+    self->st = st;
     return 0;
 }
 
@@ -107,23 +117,22 @@ static void recorder_dealloc(PyObject *op) {
 /* ---- Recorder: spans -------------------------------------------------------------------- */
 
 static const char *const name_args[] = {"name", NULL};
-static const ns_argspec intern_spec = {"Recorder.intern", name_args, 1};
-static const ns_argspec begin_spec = {"Recorder.begin", name_args, 1};
-static const ns_argspec span_spec = {"Recorder.span", name_args, 1};
-static const ns_argspec end_spec = {"Recorder.end", name_args, 0};
+static const ns_argspec intern_spec = NS_ARGSPEC("Recorder.intern", name_args, 1);
+static const ns_argspec begin_spec = NS_ARGSPEC("Recorder.begin", name_args, 1);
+static const ns_argspec span_spec = NS_ARGSPEC("Recorder.span", name_args, 1);
+static const ns_argspec end_spec = NS_ARGSPEC("Recorder.end", name_args, 0);
 
-static PyObject *recorder_intern(PyObject *self, PyTypeObject *cls, PyObject *const *args,
-                                 Py_ssize_t nargs, PyObject *kwnames) {
+static PyObject *recorder_intern(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                 PyObject *kwnames) {
     uint32_t id;
-    if (!one_name(ns_state_of_class(cls), &intern_spec, (RecorderObject *)self, args, nargs,
-                  kwnames, &id))
+    if (!one_name(rec_state(self), &intern_spec, (RecorderObject *)self, args, nargs, kwnames, &id))
         return NULL;
     return PyLong_FromUnsignedLong(id);
 }
 
-static PyObject *recorder_begin(PyObject *self, PyTypeObject *cls, PyObject *const *args,
-                                Py_ssize_t nargs, PyObject *kwnames) {
-    ns_state *st = ns_state_of_class(cls);
+static PyObject *recorder_begin(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames) {
+    ns_state *st = rec_state(self);
     RecorderObject *rec = (RecorderObject *)self;
     uint32_t id;
     if (!one_name(st, &begin_spec, rec, args, nargs, kwnames, &id)) return NULL;
@@ -133,9 +142,9 @@ static PyObject *recorder_begin(PyObject *self, PyTypeObject *cls, PyObject *con
     Py_RETURN_NONE;
 }
 
-static PyObject *recorder_end(PyObject *self, PyTypeObject *cls, PyObject *const *args,
-                              Py_ssize_t nargs, PyObject *kwnames) {
-    ns_state *st = ns_state_of_class(cls);
+static PyObject *recorder_end(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames) {
+    ns_state *st = rec_state(self);
     RecorderObject *rec = (RecorderObject *)self;
     PyObject *a[1];
     uint32_t id = NS_PROF_ANY_NAME;
@@ -147,9 +156,9 @@ static PyObject *recorder_end(PyObject *self, PyTypeObject *cls, PyObject *const
     Py_RETURN_NONE;
 }
 
-static PyObject *recorder_span(PyObject *self, PyTypeObject *cls, PyObject *const *args,
-                               Py_ssize_t nargs, PyObject *kwnames) {
-    ns_state *st = ns_state_of_class(cls);
+static PyObject *recorder_span(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames) {
+    ns_state *st = rec_state(self);
     uint32_t id;
     if (!one_name(st, &span_spec, (RecorderObject *)self, args, nargs, kwnames, &id)) return NULL;
     SpanObject *span = PyObject_GC_New(SpanObject, st->span_type);
@@ -161,11 +170,11 @@ static PyObject *recorder_span(PyObject *self, PyTypeObject *cls, PyObject *cons
 }
 
 static const char *const add_args[] = {"name", "duration_ns", "calls", "parent", "start_ns", NULL};
-static const ns_argspec add_spec = {"Recorder.add", add_args, 2};
+static const ns_argspec add_spec = NS_ARGSPEC("Recorder.add", add_args, 2);
 
-static PyObject *recorder_add(PyObject *self, PyTypeObject *cls, PyObject *const *args,
-                              Py_ssize_t nargs, PyObject *kwnames) {
-    ns_state *st = ns_state_of_class(cls);
+static PyObject *recorder_add(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames) {
+    ns_state *st = rec_state(self);
     RecorderObject *rec = (RecorderObject *)self;
     PyObject *a[5];
     unsigned long long duration, calls = 1, start = 0;
@@ -188,20 +197,20 @@ static PyObject *recorder_add(PyObject *self, PyTypeObject *cls, PyObject *const
 
 /* ---- Recorder: results ------------------------------------------------------------------ */
 
-static PyObject *recorder_reset(PyObject *self, PyTypeObject *cls, PyObject *const *args,
-                                Py_ssize_t nargs, PyObject *kwnames) {
+static PyObject *recorder_reset(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames) {
     (void)args;
-    if (!ns_no_args(ns_state_of_class(cls), "Recorder.reset", nargs, kwnames)) return NULL;
+    if (!ns_no_args(rec_state(self), "Recorder.reset", nargs, kwnames)) return NULL;
     RecorderObject *rec = (RecorderObject *)self;
     if (!recorder_ready(rec)) return NULL;
     ns_prof_reset(rec->prof);
     Py_RETURN_NONE;
 }
 
-static PyObject *recorder_names(PyObject *self, PyTypeObject *cls, PyObject *const *args,
-                                Py_ssize_t nargs, PyObject *kwnames) {
+static PyObject *recorder_names(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames) {
     (void)args;
-    if (!ns_no_args(ns_state_of_class(cls), "Recorder.names", nargs, kwnames)) return NULL;
+    if (!ns_no_args(rec_state(self), "Recorder.names", nargs, kwnames)) return NULL;
     RecorderObject *rec = (RecorderObject *)self;
     if (!recorder_ready(rec)) return NULL;
     size_t n = ns_prof_name_count(rec->prof);
@@ -258,10 +267,10 @@ static void fill_records(const ns_prof_record *rec, size_t n, PyArrayObject **ar
 }
 
 /* records() -> dict of 1-D arrays, one entry per record, in begin order. */
-static PyObject *recorder_records(PyObject *self, PyTypeObject *cls, PyObject *const *args,
-                                  Py_ssize_t nargs, PyObject *kwnames) {
+static PyObject *recorder_records(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                  PyObject *kwnames) {
     (void)args;
-    if (!ns_no_args(ns_state_of_class(cls), "Recorder.records", nargs, kwnames)) return NULL;
+    if (!ns_no_args(rec_state(self), "Recorder.records", nargs, kwnames)) return NULL;
     RecorderObject *rec = (RecorderObject *)self;
     if (!recorder_ready(rec)) return NULL;
     size_t n = ns_prof_count(rec->prof);
@@ -296,8 +305,7 @@ static int recorder_set_enabled(PyObject *self, PyObject *value, void *closure) 
         return -1;
     }
     int on = 0;
-    ns_state *st = ns_state_of_type(Py_TYPE(self));
-    if (!st || !ns_conv_bool(st, value, "enabled", &on)) return -1;
+    if (!ns_conv_bool(rec->st, value, "enabled", &on)) return -1;
     ns_prof_set_enabled(rec->prof, on);
     return 0;
 }
@@ -321,20 +329,20 @@ static PyObject *recorder_get_dropped(PyObject *self, void *closure) {
 }
 
 static PyMethodDef recorder_methods[] = {
-    {"intern", METHOD_KW(recorder_intern),
+    {"intern", FASTCALL_KW(recorder_intern),
      "intern(name) -> int\n\nId of a span name (added if new); begin/end accept it instead of the "
      "str."},
-    {"begin", METHOD_KW(recorder_begin), "begin(name)\n\nOpen a span (str or id)."},
-    {"span", METHOD_KW(recorder_span),
+    {"begin", FASTCALL_KW(recorder_begin), "begin(name)\n\nOpen a span (str or id)."},
+    {"span", FASTCALL_KW(recorder_span),
      "span(name) -> Span\n\nA context manager: `with rec.span(\"conv1\"): ...` times its body."},
-    {"end", METHOD_KW(recorder_end),
+    {"end", FASTCALL_KW(recorder_end),
      "end(name=None)\n\nClose the innermost open span; if given, name must match it."},
-    {"add", METHOD_KW(recorder_add),
+    {"add", FASTCALL_KW(recorder_add),
      "add(name, duration_ns, calls=1, parent=-1, start_ns=0)\n\n"
      "Attach a span timed elsewhere (same monotonic clock) under record `parent`."},
-    {"reset", METHOD_KW(recorder_reset), "reset()\n\nDrop all records and open spans."},
-    {"names", METHOD_KW(recorder_names), "names() -> list[str]\n\nNames by id."},
-    {"records", METHOD_KW(recorder_records),
+    {"reset", FASTCALL_KW(recorder_reset), "reset()\n\nDrop all records and open spans."},
+    {"names", FASTCALL_KW(recorder_names), "names() -> list[str]\n\nNames by id."},
+    {"records", FASTCALL_KW(recorder_records),
      "records() -> dict[str, ndarray]\n\nOne entry per record in begin order: name (int32 id), "
      "parent (int64 record index, -1 at top level), depth (int32), calls (uint64), start_ns, "
      "end_ns, duration_ns, cycles (uint64; cycles is 0 when no cycle counter), complete (bool)."},
@@ -372,10 +380,10 @@ static PyType_Spec recorder_spec = {
 
 /* __enter__/__exit__ call begin/end in C so that a `with` block costs about as little as a
  * begin/end pair. */
-static PyObject *span_enter(PyObject *self, PyTypeObject *cls, PyObject *const *args,
-                            Py_ssize_t nargs, PyObject *kwnames) {
+static PyObject *span_enter(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames) {
     (void)args;
-    ns_state *st = ns_state_of_class(cls);
+    ns_state *st = rec_state(self);
     SpanObject *span = (SpanObject *)self;
     if (!ns_no_args(st, "Span.__enter__", nargs, kwnames)) return NULL;
     ns_error err;
@@ -385,11 +393,11 @@ static PyObject *span_enter(PyObject *self, PyTypeObject *cls, PyObject *const *
 }
 
 static const char *const exit_args[] = {"exc_type", "exc", "traceback", NULL};
-static const ns_argspec exit_spec = {"Span.__exit__", exit_args, 0};
+static const ns_argspec exit_spec = NS_ARGSPEC("Span.__exit__", exit_args, 0);
 
-static PyObject *span_exit(PyObject *self, PyTypeObject *cls, PyObject *const *args,
-                           Py_ssize_t nargs, PyObject *kwnames) {
-    ns_state *st = ns_state_of_class(cls);
+static PyObject *span_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames) {
+    ns_state *st = rec_state(self);
     SpanObject *span = (SpanObject *)self;
     PyObject *a[3];
     if (!ns_parse_args(st, &exit_spec, args, nargs, kwnames, a)) return NULL;
@@ -419,8 +427,8 @@ static void span_dealloc(PyObject *self) {
 }
 
 static PyMethodDef span_methods[] = {
-    {"__enter__", METHOD_KW(span_enter), "Open the span."},
-    {"__exit__", METHOD_KW(span_exit), "Close the span (never suppresses the exception)."},
+    {"__enter__", FASTCALL_KW(span_enter), "Open the span."},
+    {"__exit__", FASTCALL_KW(span_exit), "Close the span (never suppresses the exception)."},
     {NULL, NULL, 0, NULL},
 };
 
