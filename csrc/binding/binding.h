@@ -125,6 +125,7 @@ static inline int ns_parse_args(ns_state *st, const ns_argspec *spec, PyObject *
     for (Py_ssize_t i = nargs; i < spec->count; i++) out[i] = NULL;
     return 1;
 }
+
 /* A function without parameters: 1 if called without arguments, else 0 with
  * NeonsignTypeError. */
 int ns_no_args_error(ns_state *st, const char *fname, Py_ssize_t nargs, PyObject *kwnames);
@@ -132,7 +133,8 @@ static inline int ns_no_args(ns_state *st, const char *fname, Py_ssize_t nargs, 
     if (nargs == 0 && (!kwnames || PyTuple_GET_SIZE(kwnames) == 0)) return 1;
     return ns_no_args_error(st, fname, nargs, kwnames);
 }
-/* The same for a tuple and an optional dict (tp_new / tp_init slots). */
+
+/* ns_parse_args for a tuple and an optional dict (tp_new / tp_init slots). */
 int ns_parse_tuple(ns_state *st, const ns_argspec *spec, PyObject *args, PyObject *kwds,
                    PyObject **out);
 

@@ -357,6 +357,7 @@ static PyObject *load_errors(const ns_load_request *req, Py_ssize_t n) {
 
 /* What load_images owns while it runs; released by load_cleanup. */
 typedef struct {
+    PyObject *paths_tuple; /* a snapshot of the paths argument (safe from mutation by __fspath__) */
     Py_ssize_t n;
     PyObject **encoded; /* file-system bytes of each path */
     const char **paths;
@@ -376,10 +377,27 @@ static void load_cleanup(load_job *job) {
     PyMem_Free(job->paths);
     Py_XDECREF(job->images);
     Py_XDECREF(job->ok);
+    Py_XDECREF(job->paths_tuple);
+}
+
+/* The paths argument as a tuple: any sequence of paths, but not a single path (a str or bytes
+ * is a sequence too). */
+static PyObject *paths_snapshot(ns_state *st, PyObject *obj) {
+    if (PyUnicode_Check(obj) || PyBytes_Check(obj) || PyByteArray_Check(obj) ||
+        PyObject_HasAttrString(obj, "__fspath__"))
+        return ns_raise(st, "NeonsignTypeError",
+                        "paths must be a sequence of paths, not a single path (%s)",
+                        Py_TYPE(obj)->tp_name);
+    if (!PySequence_Check(obj))
+        return ns_raise(st, "NeonsignTypeError", "paths must be a sequence of paths, not %s",
+                        Py_TYPE(obj)->tp_name);
+    PyObject *tuple = PySequence_Tuple(obj);
+    if (!tuple) ns_translate_error(st, "paths");
+    return tuple;
 }
 
 /* str / bytes / os.PathLike -> file-system bytes, kept alive in job->encoded. */
-static int load_paths(ns_state *st, PyObject *list, load_job *job) {
+static int load_paths(ns_state *st, load_job *job) {
     job->encoded = PyMem_Calloc((size_t)job->n + 1, sizeof(PyObject *));
     job->paths = PyMem_Calloc((size_t)job->n + 1, sizeof(char *));
     if (!job->encoded || !job->paths) {
@@ -387,7 +405,8 @@ static int load_paths(ns_state *st, PyObject *list, load_job *job) {
         return 0;
     }
     for (Py_ssize_t i = 0; i < job->n; i++) {
-        if (!ns_conv_path(st, PyList_GET_ITEM(list, i), "paths", &job->encoded[i])) return 0;
+        PyObject *item = PyTuple_GET_ITEM(job->paths_tuple, i);
+        if (!ns_conv_path(st, item, "paths", &job->encoded[i])) return 0;
         job->paths[i] = PyBytes_AS_STRING(job->encoded[i]);
     }
     return 1;
@@ -405,15 +424,15 @@ static PyObject *py_load_images(PyObject *module, PyObject *const *args, Py_ssiz
     ns_load_request req;
     memset(&req, 0, sizeof req);
     if (!ns_parse_args(st, &load_images_spec, args, nargs, kwnames, a)) return NULL;
-    if (!PyList_Check(a[0]))
-        return ns_raise(st, "NeonsignTypeError", "paths must be a list, not %s",
-                        Py_TYPE(a[0])->tp_name);
-    load_job job = {PyList_GET_SIZE(a[0]), NULL, NULL, NULL, NULL, NULL};
-    req.count = (size_t)job.n;
-    if (!load_request(st, a, &req) || !load_rois(st, a[1], job.n, &req)) return NULL;
-    ns_pool *pool = ns_state_pool(st);
-    if (!pool) return NULL;
     PyObject *result = NULL;
+    load_job job = {NULL, 0, NULL, NULL, NULL, NULL, NULL};
+    if (!(job.paths_tuple = paths_snapshot(st, a[0]))) return NULL;
+    job.n = PyTuple_GET_SIZE(job.paths_tuple);
+    req.count = (size_t)job.n;
+    ns_pool *pool = NULL;
+    if (!load_request(st, a, &req) || !load_rois(st, a[1], job.n, &req) ||
+        !(pool = ns_state_pool(st)))
+        goto done;
     job.images = load_output(st, &req, job.n);
     npy_intp okdim = job.n;
     job.ok = job.images ? (PyArrayObject *)PyArray_SimpleNew(1, &okdim, NPY_BOOL) : NULL;
@@ -422,7 +441,7 @@ static PyObject *py_load_images(PyObject *module, PyObject *const *args, Py_ssiz
         PyErr_NoMemory();
         goto done;
     }
-    if (!load_paths(st, a[0], &job)) goto done;
+    if (!load_paths(st, &job)) goto done;
     req.paths = job.paths;
     req.out = PyArray_DATA(job.images);
     req.ok = PyArray_DATA(job.ok);

@@ -63,7 +63,7 @@ def normalize(
     images: npt.NDArray[np.uint8], mean: Sequence[float], std: Sequence[float]
 ) -> npt.NDArray[np.float32]: ...
 def load_images(
-    paths: list[str | bytes | PathLike[str] | PathLike[bytes]],
+    paths: Sequence[str | bytes | PathLike[str] | PathLike[bytes]],
     rois: npt.NDArray[np.int64] | None,
     height: int,
     width: int,
