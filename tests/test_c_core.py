@@ -87,3 +87,16 @@ def test_c_program(source: Path, tmp_path: Path) -> None:
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     assert f"{source.stem}: ok" in run.stdout
+
+
+def test_only_the_binding_includes_python() -> None:
+    """csrc/core is pure C (tests/c, the fuzzers and the extension share it); Python.h and NumPy
+    are included only under csrc/binding/."""
+    offenders = [
+        str(path.relative_to(REPO))
+        for path in sorted((REPO / "csrc").rglob("*.[ch]"))
+        if re.search(r"#\s*include\s*[<\"](Python\.h|numpy/)", path.read_text())
+        and path.parent != REPO / "csrc" / "binding"
+    ]
+    assert offenders == []
+    assert (REPO / "csrc" / "binding" / "binding.h").is_file()

@@ -15,7 +15,7 @@ import pytest
 import neonsign
 from engine_reference import forward as np_forward
 from engine_reference import random_images, random_state_dict
-from neonsign.engine import LAYERS, WEIGHT_SHAPES, Engine, available_kernels
+from neonsign.engine import LAYERS, Engine, available_kernels
 from neonsign.errors import ModelError, NeonsignValueError, UnsupportedError
 from support import EMULATED
 
@@ -332,17 +332,15 @@ def test_bad_inputs(sd, bad):
 
 
 def test_native_forward_validates(sd, images):
-    from neonsign import _native
-
     eng = Engine(sd)
     with pytest.raises(NeonsignValueError, match="C-contiguous"):
-        _native.net_forward(eng._net, np.asfortranarray(images[:2]))
+        eng._net.forward(np.asfortranarray(images[:2]))
     with pytest.raises(NeonsignValueError, match="float32"):
-        _native.net_forward(eng._net, images[:2].astype(np.float64))
+        eng._net.forward(images[:2].astype(np.float64))
     with pytest.raises(NeonsignValueError, match=r"shape \(N, 3, 32, 32\)"):
-        _native.net_forward(eng._net, images[:2, :, :31].copy())
+        eng._net.forward(images[:2, :, :31].copy())
     with pytest.raises(ValueError):
-        _native.net_forward(eng._net, images[:2], -1)
+        eng._net.forward(images[:2], -1)
     # a non-contiguous view is fine through the Python API (it copies)
     np.testing.assert_array_equal(eng.predict(images[:4:2]), eng.predict(images[[0, 2]]))
 
@@ -368,15 +366,14 @@ def test_bad_weights(sd):
 def test_native_create_names_the_tensor(sd):
     from neonsign import _native
 
-    args = [sd[k] for k in WEIGHT_SHAPES]
-    args[4] = np.zeros((128, 2300), np.float32)
+    weights = dict(sd, **{"fc1.weight": np.zeros((128, 2300), np.float32)})
     with pytest.raises(
         ModelError, match=r"fc1.weight must have shape \(128, 2304\), got \(128, 2300\)"
     ):
-        _native.net_create(*args)
-    args[4] = sd["fc1.weight"].astype(np.float64)
+        _native.Net(weights)
+    weights["fc1.weight"] = sd["fc1.weight"].astype(np.float64)
     with pytest.raises(ModelError, match="fc1.weight must have dtype float32"):
-        _native.net_create(*args)
+        _native.Net(weights)
 
 
 def test_prefixed_state_dict(sd, images):

@@ -22,3 +22,13 @@ def test_set_threads_rejects_negative():
 
     with pytest.raises(ValueError):
         neonsign.set_threads(-1)
+
+
+def test_the_stub_ships_with_the_package():
+    """_native.pyi (the extension's types) and py.typed are installed with the package (wheel and
+    editable install alike: meson's install_subdir copies python/neonsign)."""
+    from pathlib import Path
+
+    package = Path(neonsign.__file__).parent
+    assert (package / "_native.pyi").is_file()
+    assert (package / "py.typed").is_file()

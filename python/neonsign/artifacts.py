@@ -31,6 +31,7 @@ from typing import Any, TypedDict
 import numpy as np
 from numpy.typing import NDArray
 
+from . import _native
 from .errors import (
     ModelError,
     ModelNotFoundError,
@@ -66,19 +67,11 @@ __all__ = [
 SCHEMA_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model_card.json"
-NUM_CLASSES = 43
+#: Logits of TrafficSignNet (from the C engine, like the shapes below).
+NUM_CLASSES: int = _native.NUM_CLASSES
 
-#: TrafficSignNet's state_dict: PyTorch name -> shape.
-STATE_DICT_SHAPES: dict[str, tuple[int, ...]] = {
-    "conv1.weight": (32, 3, 3, 3),
-    "conv1.bias": (32,),
-    "conv2.weight": (64, 32, 3, 3),
-    "conv2.bias": (64,),
-    "fc1.weight": (128, 64 * 6 * 6),
-    "fc1.bias": (128,),
-    "fc2.weight": (NUM_CLASSES, 128),
-    "fc2.bias": (NUM_CLASSES,),
-}
+#: TrafficSignNet's state_dict: PyTorch name -> shape, in the engine's order.
+STATE_DICT_SHAPES: dict[str, tuple[int, ...]] = dict(_native.WEIGHT_SHAPES)
 
 
 class Preprocessing(TypedDict):

@@ -11,7 +11,8 @@ Backends
     ``torch-channels-last`` (NHWC input and conv weights) and ``torch-bf16`` (CPU autocast to
     bfloat16, only where the CPU has bf16 instructions).
 
-Importing this module imports neither torch nor the native extension.
+Importing this module does not import torch (the kernel names come from the native extension,
+which ``import neonsign`` loads anyway).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import _native
+
 __all__ = [
     "BACKEND_NAMES",
     "NATIVE_KERNELS",
@@ -36,11 +39,11 @@ __all__ = [
     "resolve",
 ]
 
-#: Kernels of the native engine, each a ``native-<kernel>`` backend.
-NATIVE_KERNELS = ("ref", "neon", "avx2", "avx512")
+#: Kernels of the native engine, each a ``native-<kernel>`` backend (whether built here or not).
+NATIVE_KERNELS: tuple[str, ...] = _native.KERNELS
 
 #: libtorch backends and what each one is.
-TORCH_BACKENDS = {
+TORCH_BACKENDS: dict[str, str] = {
     "torch": "libtorch default (oneDNN; Arm Compute Library on AArch64 builds)",
     "torch-onednn-off": "libtorch with oneDNN disabled (OpenBLAS / NNPACK / native aten kernels)",
     "torch-channels-last": "libtorch default with channels_last (NHWC) input and weights",
@@ -69,7 +72,8 @@ class Backend:
 
 def cpuinfo() -> tuple[str, list[str]]:
     """(CPU model, sorted feature flags) from /proc/cpuinfo, or from platform as a fallback."""
-    model, flags = "", set()
+    model = ""
+    flags: set[str] = set()
     try:
         text = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:
@@ -92,16 +96,7 @@ def cpuinfo() -> tuple[str, list[str]]:
 
 
 def _native_backends() -> list[Backend]:
-    try:
-        from .engine import Engine  # noqa: PLC0415
-    except ImportError as exc:
-        why = f"the native engine is not built ({exc})"
-        return [
-            Backend(n, "native", "native C engine", False, why)
-            for n in BACKEND_NAMES
-            if n.startswith("native")
-        ]
-    kernels = list(Engine.available_kernels())
+    kernels = _native.available_kernels()
     out = [Backend("native", "native", "native C engine, kernel chosen for this CPU", True)]
     for k in NATIVE_KERNELS:
         ok = k in kernels
@@ -139,7 +134,8 @@ def _torch_backends() -> list[Backend]:
         return [Backend(n, "torch", d, False, why) for n, d in TORCH_BACKENDS.items()]
     import torch  # noqa: PLC0415
 
-    mkldnn = torch.backends.mkldnn.is_available()
+    # torch.backends.mkldnn.is_available() carries no annotations in PyTorch's sources
+    mkldnn = bool(torch.backends.mkldnn.is_available())  # type: ignore[no-untyped-call]
     out = [Backend("torch", "torch", TORCH_BACKENDS["torch"], True)]
     out.append(
         Backend(

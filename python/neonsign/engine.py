@@ -20,46 +20,47 @@ Example::
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _native
 from ._math import softmax
-from .artifacts import STATE_DICT_SHAPES, read_weights_file, validate_state_dict
-from .errors import ModelError, NeonsignValueError
+from .artifacts import read_weights_file, validate_state_dict
+from .errors import ModelError, NeonsignFileNotFoundError, NeonsignValueError
 
-__all__ = ["Engine", "LAYERS", "WEIGHT_SHAPES", "available_kernels"]
+__all__ = ["Engine", "INPUT_SHAPE", "LAYERS", "NUM_CLASSES", "WEIGHT_SHAPES", "available_kernels"]
 
-#: Expected state_dict entries and their shapes.
-WEIGHT_SHAPES: dict[str, tuple[int, ...]] = STATE_DICT_SHAPES
+#: Expected state_dict entries and their shapes, in the engine's order (from the C engine).
+WEIGHT_SHAPES: dict[str, tuple[int, ...]] = dict(_native.WEIGHT_SHAPES)
 
 #: Layer names of the per-layer timers, in execution order. With the SIMD kernels, relu1 and
 #: pool1 are fused into conv1, relu2 and pool2 into conv2, relu3 into fc1, and flatten is free
 #: (fc1's weights are permuted at load): those report 0 ns and only count calls.
-LAYERS: tuple[str, ...] = (
-    "conv1",
-    "relu1",
-    "pool1",
-    "conv2",
-    "relu2",
-    "pool2",
-    "flatten",
-    "fc1",
-    "relu3",
-    "fc2",
-)
+LAYERS: tuple[str, ...] = _native.LAYER_NAMES
 
-INPUT_SHAPE = (3, 32, 32)
+#: One image: (channels, height, width).
+INPUT_SHAPE: tuple[int, int, int] = _native.INPUT_SHAPE
+
+#: Logits per image.
+NUM_CLASSES: int = _native.NUM_CLASSES
+
+
+class TorchModule(Protocol):
+    """What :meth:`Engine.from_torch` needs of a ``torch.nn.Module``."""
+
+    def state_dict(self) -> Mapping[str, Any]: ...
 
 
 def available_kernels() -> list[str]:
     """Kernels compiled into this build and supported by this CPU, e.g. ``['ref', 'avx2',
     'avx512']`` on x86-64 or ``['ref', 'neon']`` on AArch64."""
-    return list(_native.available_kernels())
+    return _native.available_kernels()
 
 
 class Engine:
@@ -84,9 +85,8 @@ class Engine:
         threads: int | None = None,
     ) -> None:
         weights = validate_state_dict(state_dict, "state_dict")
-        arrays = [weights[name] for name in WEIGHT_SHAPES]
-        self._weights = dict(zip(WEIGHT_SHAPES, arrays, strict=False))
-        self._net = _native.net_create(*arrays, kernel=kernel)
+        self._weights = {name: weights[name] for name in WEIGHT_SHAPES}
+        self._net = _native.Net(self._weights, kernel=kernel)
         self._threads: int | None = None
         self.threads = threads
 
@@ -100,7 +100,7 @@ class Engine:
 
     @classmethod
     def from_torch(
-        cls, module: Any, kernel: str | None = None, threads: int | None = None
+        cls, module: TorchModule, kernel: str | None = None, threads: int | None = None
     ) -> Engine:
         """From a ``torch.nn.Module`` with TrafficSignNet's parameters (uses its state_dict)."""
         if not hasattr(module, "state_dict"):
@@ -120,7 +120,7 @@ class Engine:
                 raise ModelError(f"model directory {p} has no model.safetensors")
             p = cand
         if not p.exists():
-            raise FileNotFoundError(f"model file not found: {p}")
+            raise NeonsignFileNotFoundError(f"model file not found: {p}", errno.ENOENT, str(p))
         sd = read_weights_file(p)  # raises ModelError naming the file for unknown or bad files
         try:
             return cls(sd, kernel=kernel, threads=threads)
@@ -137,11 +137,11 @@ class Engine:
     def kernel(self) -> str:
         """The kernel in use (``"ref"``, ``"neon"``, ``"avx2"`` or ``"avx512"``). Setting it
         repacks the weights; an unavailable kernel raises :class:`~neonsign.errors.UnsupportedError`."""
-        return str(_native.net_kernel(self._net))
+        return self._net.kernel
 
     @kernel.setter
     def kernel(self, name: str | None) -> None:
-        _native.net_set_kernel(self._net, name)
+        self._net.set_kernel(name)
 
     @property
     def threads(self) -> int | None:
@@ -157,12 +157,12 @@ class Engine:
         self._threads = n
 
     @property
-    def state_dict(self) -> dict[str, np.ndarray]:
+    def state_dict(self) -> dict[str, npt.NDArray[np.float32]]:
         """The float32 weights this engine was built from (copies)."""
         return {k: v.copy() for k, v in self._weights.items()}
 
     # ---- inference --------------------------------------------------------------------------
-    def _batch(self, x: Any) -> tuple[np.ndarray, bool]:
+    def _batch(self, x: npt.ArrayLike) -> tuple[npt.NDArray[np.float32], bool]:
         arr = np.asarray(x)
         if arr.dtype != np.float32:
             if arr.dtype.kind != "f":
@@ -173,13 +173,14 @@ class Engine:
         single = arr.ndim == 3
         if single:
             arr = arr[None]
+        c, h, w = INPUT_SHAPE
         if arr.ndim != 4 or arr.shape[1:] != INPUT_SHAPE or arr.shape[0] < 1:
             raise NeonsignValueError(
-                f"input must have shape (N, 3, 32, 32) with N >= 1 or (3, 32, 32), got {np.shape(x)}"
+                f"input must have shape (N, {c}, {h}, {w}) with N >= 1 or ({c}, {h}, {w}), got {np.shape(x)}"
             )
         return np.ascontiguousarray(arr), single
 
-    def predict(self, x: Any) -> np.ndarray:
+    def predict(self, x: npt.ArrayLike) -> npt.NDArray[np.float32]:
         """Logits for a batch.
 
         Args:
@@ -189,10 +190,12 @@ class Engine:
             float32 (N, 43) logits ((43,) for a single image).
         """
         arr, single = self._batch(x)
-        out = _native.net_forward(self._net, arr, self._threads)
+        out = self._net.forward(arr, self._threads)
         return out[0] if single else out
 
-    def classify(self, x: Any) -> tuple[np.ndarray, np.ndarray]:
+    def classify(
+        self, x: npt.ArrayLike
+    ) -> tuple[npt.NDArray[np.int64] | np.int64, npt.NDArray[np.float32] | np.float32]:
         """Top-1 class and its softmax probability.
 
         Args:
@@ -213,16 +216,16 @@ class Engine:
     # ---- timers -----------------------------------------------------------------------------
     def enable_timers(self, on: bool = True) -> None:
         """Turn the per-layer timers on or off (off by default; off costs one branch)."""
-        _native.net_enable_timers(self._net, bool(on))
+        self._net.enable_timers(bool(on))
 
     def timers(self) -> dict[str, tuple[int, int]]:
         """Accumulated ``{layer: (nanoseconds, calls)}`` for the layers in :data:`LAYERS`."""
-        raw = _native.net_timers(self._net)
-        return {name: (int(raw[name][0]), int(raw[name][1])) for name in LAYERS}
+        raw = self._net.timers()
+        return {name: raw[name] for name in LAYERS}
 
     def reset_timers(self) -> None:
         """Zero the timers."""
-        _native.net_reset_timers(self._net)
+        self._net.reset_timers()
 
     def __repr__(self) -> str:
         return f"Engine(kernel={self.kernel!r}, threads={self._threads!r})"

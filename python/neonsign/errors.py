@@ -25,6 +25,7 @@ __all__ = [
     "NeonsignError",
     "NeonsignValueError",
     "NeonsignTypeError",
+    "NeonsignOverflowError",
     "ConfigError",
     "DecodeError",
     "AnnotationError",
@@ -59,6 +60,11 @@ class NeonsignValueError(NeonsignError, ValueError):
 
 class NeonsignTypeError(NeonsignError, TypeError):
     """An argument has the wrong type."""
+
+
+class NeonsignOverflowError(NeonsignValueError, OverflowError):
+    """An integer argument does not fit the C type it feeds (negative where a count or a time is
+    needed, too large for 64 bits)."""
 
 
 class ConfigError(NeonsignValueError):

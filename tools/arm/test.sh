@@ -65,7 +65,9 @@ if [ ! -f "$NP1/.complete" ]; then
     touch "$NP1/.complete"
 fi
 
-# 4. Cross-compile (NumPy 2's include dir first: Debian's python3.11 include dir links 1.24's). the extension: every core source, the portable and AArch64 kernels.
+# 4. Cross-compile the extension (NumPy 2's include dir first: Debian's python3.11 include dir
+#    links 1.24's): every core source, the portable and AArch64 kernels, and the binding
+#    (csrc/binding/*.c) with the version from meson.build's project() as NS_VERSION.
 SITE="$BUILD/site"
 rm -rf "$SITE"
 mkdir -p "$SITE"
@@ -73,16 +75,19 @@ cp -r python/neonsign "$SITE/neonsign"
 find "$SITE" -name '__pycache__' -prune -exec rm -rf {} +
 mapfile -t sources < <(ls csrc/core/*.c csrc/core/kernels/*.c 2>/dev/null | grep -v -E '/(avx|x86)[^/]*\.c$')
 NUMPY_INC="$(ls -d "$NP2"/numpy/_core/include)"
+mapfile -t binding < <(ls csrc/binding/*.c)
+VERSION="$(sed -n "s/^ *version: *'\([^']*\)'.*/\1/p" meson.build | head -n 1)"
+[ -n "$VERSION" ] || { echo "cannot read the project version from meson.build" >&2; exit 1; }
 EXT="$SITE/neonsign/_native.cpython-${PYVER/./}-aarch64-linux-gnu.so"
-log "compiling ${#sources[@]} core sources + csrc/module.c for aarch64"
+log "compiling ${#sources[@]} core sources + ${#binding[@]} binding sources (neonsign $VERSION) for aarch64"
 aarch64-linux-gnu-gcc -std=c11 -O2 -shared -fPIC -pthread -fno-math-errno \
     -Wall -Wextra -Wno-unused-parameter -Werror=implicit-function-declaration \
     --sysroot="$SYSROOT" \
-    -DNS_HAVE_NEON=1 \
+    -DNS_HAVE_NEON=1 -DNS_VERSION="\"$VERSION\"" \
     -fno-predictive-commoning -Icsrc -Icsrc/core -Icsrc/core/kernels \
     -I"$NUMPY_INC" \
     -I"$SYSROOT/usr/include/python$PYVER" -I"$SYSROOT/usr/include/aarch64-linux-gnu/python$PYVER" \
-    "${sources[@]}" csrc/module.c -lm -o "$EXT"
+    "${sources[@]}" "${binding[@]}" -lm -o "$EXT"
 
 # 5. The C micro-kernel tester (tests/c/test_microkernels.c) with the NEON kernels, built like
 # the extension (-O2, kernel flags) and run on two CPU models: qemu's "max" (every feature it
@@ -105,8 +110,8 @@ done
 explicit=1
 if [ $# -eq 0 ]; then
     explicit=0
-    set -- tests/test_package.py tests/test_ppm.py tests/test_csv.py tests/test_resize.py \
-        tests/test_loader.py tests/test_kernels.py tests/test_engine.py
+    set -- tests/test_package.py tests/test_native.py tests/test_ppm.py tests/test_csv.py \
+        tests/test_resize.py tests/test_loader.py tests/test_kernels.py tests/test_engine.py
 fi
 run_pytest() {  # $1: extra PYTHONPATH entry
     QEMU_LD_PREFIX="$SYSROOT" \
@@ -118,8 +123,8 @@ run_pytest "$NP2" "$@"
 # The same binary on NumPy 1.x: every binding entry point (the engine's through test_kernels and
 # test_package) without the slowest whole-network cases, unless tests were named explicitly.
 if [ "$explicit" = 0 ]; then
-    set -- tests/test_package.py tests/test_ppm.py tests/test_csv.py tests/test_loader.py \
-        tests/test_kernels.py
+    set -- tests/test_package.py tests/test_native.py tests/test_ppm.py tests/test_csv.py \
+        tests/test_loader.py tests/test_kernels.py
 fi
 log "pytest under qemu-aarch64, Debian's NumPy 1.24"
 run_pytest "$NP1" "$@"

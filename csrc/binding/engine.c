@@ -1,0 +1,459 @@
+/* Engine: the Net type (TrafficSignNet inference, csrc/core/net.c), the kernels, the facts
+ * shared with Python (KERNELS, LAYER_NAMES, WEIGHT_SHAPES, INPUT_SHAPE, NUM_CLASSES) and the
+ * per-layer test entry points. neonsign.engine.Engine is the documented API on top of these. */
+#include "binding.h"
+
+#include "core/net.h"
+
+/* ------------------------------------------------------------------------------------------ */
+/* Facts                                                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+#define CONV_K   3 /* conv kernel side (ns_op_conv3x3) */
+#define NWEIGHTS 8
+
+/* TrafficSignNet's state_dict, in ns_net_weights order: PyTorch name and shape. The one list in
+ * the binding; Python reads it as _native.WEIGHT_SHAPES. */
+static const struct weight_info {
+    const char *name;
+    int ndim;
+    npy_intp shape[4];
+} weight_table[NWEIGHTS] = {
+    {"conv1.weight", 4, {NS_NET_C1, NS_NET_IN_C, CONV_K, CONV_K}},
+    {"conv1.bias", 1, {NS_NET_C1}},
+    {"conv2.weight", 4, {NS_NET_C2, NS_NET_C1, CONV_K, CONV_K}},
+    {"conv2.bias", 1, {NS_NET_C2}},
+    {"fc1.weight", 2, {NS_NET_HIDDEN, NS_NET_FEATURES}},
+    {"fc1.bias", 1, {NS_NET_HIDDEN}},
+    {"fc2.weight", 2, {NS_NET_CLASSES, NS_NET_HIDDEN}},
+    {"fc2.bias", 1, {NS_NET_CLASSES}},
+};
+
+/* ((name, shape), ...) */
+static PyObject *weight_shapes(void) {
+    PyObject *out = PyTuple_New(NWEIGHTS);
+    for (int i = 0; out && i < NWEIGHTS; i++) {
+        const struct weight_info *w = &weight_table[i];
+        PyObject *shape = PyTuple_New(w->ndim);
+        for (int d = 0; shape && d < w->ndim; d++) {
+            PyObject *v = PyLong_FromSsize_t(w->shape[d]);
+            if (!v)
+                Py_CLEAR(shape);
+            else
+                PyTuple_SET_ITEM(shape, d, v);
+        }
+        PyObject *item = shape ? Py_BuildValue("(sN)", w->name, shape) : NULL;
+        if (!item)
+            Py_CLEAR(out);
+        else
+            PyTuple_SET_ITEM(out, i, item);
+    }
+    return out;
+}
+
+static PyObject *kernel_names(void) {
+    const char *names[NS_KERNEL_COUNT];
+    for (int k = 0; k < NS_KERNEL_COUNT; k++) names[k] = ns_kernel_name((ns_kernel)k);
+    return ns_str_tuple(names, NS_KERNEL_COUNT);
+}
+
+/* Add `value` (a new reference, may be NULL) to the module as `name`. */
+static int add_fact(PyObject *module, const char *name, PyObject *value) {
+    if (!value) return -1;
+    int rc = PyModule_AddObjectRef(module, name, value);
+    Py_DECREF(value);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Net                                                                                          */
+/* ------------------------------------------------------------------------------------------ */
+
+/* A Net caches its module's state: it holds its type, which holds the module. */
+typedef struct {
+    PyObject_HEAD ns_net *net; /* never NULL: a Net is built whole by __new__ */
+    ns_state *st;
+} NetObject;
+
+#define NET(self)       (((NetObject *)(self))->net)
+#define NET_STATE(self) (((NetObject *)(self))->st)
+
+/* weights[name] for every weight, checked (float32, shape); new references in arrays[]. */
+static int net_weights(ns_state *st, PyObject *weights, PyObject **arrays, const float **ptr) {
+    for (int i = 0; i < NWEIGHTS; i++) {
+        const struct weight_info *w = &weight_table[i];
+        arrays[i] = PyMapping_GetItemString(weights, w->name);
+        if (!arrays[i]) {
+            if (PyErr_ExceptionMatches(PyExc_KeyError)) {
+                PyErr_Clear();
+                ns_raise(st, "ModelError", "weights have no %s (need %d tensors: %s, ...)", w->name,
+                         NWEIGHTS, weight_table[0].name);
+            } else {
+                ns_translate_error(st, "weights must be a mapping of name -> float32 array");
+            }
+            return 0;
+        }
+        PyArrayObject *a = ns_check_f32(st, arrays[i], w->name, w->ndim, w->shape, "ModelError");
+        if (!a) return 0;
+        ptr[i] = (const float *)PyArray_DATA(a);
+    }
+    return 1;
+}
+
+static const char *const net_new_args[] = {"weights", "kernel", NULL};
+static const ns_argspec net_new_spec = NS_ARGSPEC("Net", net_new_args, 1);
+
+static PyObject *net_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    ns_state *st = ns_state_of_type(type);
+    PyObject *a[2], *arrays[NWEIGHTS] = {NULL};
+    const float *p[NWEIGHTS];
+    const char *kernel;
+    NetObject *self = NULL;
+    if (!st || !ns_parse_tuple(st, &net_new_spec, args, kwds, a) ||
+        !ns_conv_kernel_name(st, a[1], &kernel) || !net_weights(st, a[0], arrays, p))
+        goto done;
+    ns_net_weights w = {p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]};
+    ns_net *net = NULL;
+    ns_error err;
+    ns_error_clear(&err);
+    ns_status status;
+    Py_BEGIN_ALLOW_THREADS status = ns_net_create(&w, kernel, &net, &err);
+    Py_END_ALLOW_THREADS if (status != NS_OK) {
+        ns_raise_error(st, &err);
+        goto done;
+    }
+    self = (NetObject *)type->tp_alloc(type, 0);
+    if (!self) {
+        ns_net_destroy(net);
+        goto done;
+    }
+    self->net = net;
+    self->st = st;
+done:
+    for (int i = 0; i < NWEIGHTS; i++) Py_XDECREF(arrays[i]);
+    return (PyObject *)self;
+}
+
+static void net_dealloc(PyObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    ns_net_destroy(NET(self));
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyObject *net_repr(PyObject *self) {
+    return PyUnicode_FromFormat("<neonsign._native.Net kernel='%s'>",
+                                ns_kernel_name(ns_net_kernel(NET(self))));
+}
+
+static const char *const forward_args[] = {"x", "threads", NULL};
+static const ns_argspec forward_spec = NS_ARGSPEC("Net.forward", forward_args, 1);
+
+static PyObject *net_forward(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames) {
+    static const npy_intp xshape[4] = {-1, NS_NET_IN_C, NS_NET_IN_H, NS_NET_IN_W};
+    ns_state *st = NET_STATE(self);
+    PyObject *a[2];
+    PyArrayObject *x;
+    int threads;
+    if (!ns_parse_args(st, &forward_spec, args, nargs, kwnames, a) ||
+        !ns_conv_threads(st, a[1], &threads) ||
+        !(x = ns_check_f32(st, a[0], "input x", 4, xshape, "NeonsignValueError")))
+        return NULL;
+    ns_pool *pool = ns_state_pool(st);
+    if (!pool) return NULL;
+    npy_intp n = PyArray_DIM(x, 0);
+    npy_intp oshape[2] = {n, NS_NET_CLASSES};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(2, oshape, NPY_FLOAT32);
+    if (!out) return NULL;
+    ns_error err;
+    ns_error_clear(&err);
+    ns_status status;
+    const float *xp = (const float *)PyArray_DATA(x);
+    float *op = (float *)PyArray_DATA(out);
+    /* x stays alive while the GIL is released: the caller holds it for the call */
+    Py_BEGIN_ALLOW_THREADS status =
+        ns_net_forward(NET(self), pool, threads, xp, (size_t)n, op, &err);
+    Py_END_ALLOW_THREADS if (status != NS_OK) {
+        Py_DECREF(out);
+        return ns_raise_error(st, &err);
+    }
+    return (PyObject *)out;
+}
+
+static const char *const set_kernel_args[] = {"name", NULL};
+static const ns_argspec set_kernel_spec = NS_ARGSPEC("Net.set_kernel", set_kernel_args, 1);
+
+static PyObject *net_set_kernel(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames) {
+    ns_state *st = NET_STATE(self);
+    PyObject *a[1];
+    const char *kernel;
+    if (!ns_parse_args(st, &set_kernel_spec, args, nargs, kwnames, a) ||
+        !ns_conv_kernel_name(st, a[0], &kernel))
+        return NULL;
+    ns_error err;
+    ns_error_clear(&err);
+    ns_status status;
+    Py_BEGIN_ALLOW_THREADS status = ns_net_set_kernel(NET(self), kernel, &err);
+    Py_END_ALLOW_THREADS if (status != NS_OK) return ns_raise_error(st, &err);
+    return PyUnicode_FromString(ns_kernel_name(ns_net_kernel(NET(self))));
+}
+
+static const char *const enable_timers_args[] = {"on", NULL};
+static const ns_argspec enable_timers_spec = NS_ARGSPEC("Net.enable_timers", enable_timers_args, 0);
+
+static PyObject *net_enable_timers(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames) {
+    ns_state *st = NET_STATE(self);
+    PyObject *a[1];
+    int on = 1;
+    if (!ns_parse_args(st, &enable_timers_spec, args, nargs, kwnames, a) ||
+        !ns_conv_bool(st, a[0], "on", &on))
+        return NULL;
+    /* waits for a forward call in progress (the net's mutex) */
+    Py_BEGIN_ALLOW_THREADS ns_net_enable_timers(NET(self), on);
+    Py_END_ALLOW_THREADS Py_RETURN_NONE;
+}
+
+static PyObject *net_timers(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames) {
+    (void)args;
+    if (!ns_no_args(NET_STATE(self), "Net.timers", nargs, kwnames)) return NULL;
+    uint64_t t[NS_NET_LAYERS], c[NS_NET_LAYERS];
+    Py_BEGIN_ALLOW_THREADS ns_net_read_timers(NET(self), t, c);
+    Py_END_ALLOW_THREADS PyObject *d = PyDict_New();
+    for (int l = 0; d && l < NS_NET_LAYERS; l++) {
+        PyObject *v = Py_BuildValue("(KK)", (unsigned long long)t[l], (unsigned long long)c[l]);
+        if (!v || PyDict_SetItemString(d, ns_net_layer_names[l], v) < 0) Py_CLEAR(d);
+        Py_XDECREF(v);
+    }
+    return d;
+}
+
+static PyObject *net_reset_timers(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                  PyObject *kwnames) {
+    (void)args;
+    if (!ns_no_args(NET_STATE(self), "Net.reset_timers", nargs, kwnames)) return NULL;
+    Py_BEGIN_ALLOW_THREADS ns_net_reset_timers(NET(self));
+    Py_END_ALLOW_THREADS Py_RETURN_NONE;
+}
+
+static PyObject *net_get_kernel(PyObject *self, void *closure) {
+    (void)closure;
+    return PyUnicode_FromString(ns_kernel_name(ns_net_kernel(NET(self))));
+}
+
+static PyObject *net_get_timers_enabled(PyObject *self, void *closure) {
+    (void)closure;
+    return PyBool_FromLong(ns_net_timers_enabled(NET(self)));
+}
+
+static PyMethodDef net_methods[] = {
+    {"forward", FASTCALL_KW(net_forward),
+     "forward(x, threads=None) -> float32 (N, NUM_CLASSES)\n\nLogits of x: float32 (N, "
+     "*INPUT_SHAPE), C-contiguous. threads: at most this many pool threads (None: all)."},
+    {"set_kernel", FASTCALL_KW(net_set_kernel),
+     "set_kernel(name) -> str\n\nRepack the weights for kernel `name` (None: $NEONSIGN_KERNEL or "
+     "the best); returns the kernel now in use. On failure the net keeps its kernel."},
+    {"enable_timers", FASTCALL_KW(net_enable_timers),
+     "enable_timers(on=True)\n\nTurn the per-layer timers on or off."},
+    {"timers", FASTCALL_KW(net_timers),
+     "timers() -> dict[str, tuple[int, int]]\n\n{layer: (nanoseconds, calls)} for LAYER_NAMES."},
+    {"reset_timers", FASTCALL_KW(net_reset_timers), "reset_timers()\n\nZero the timers."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef net_getset[] = {
+    {"kernel", net_get_kernel, NULL, "The kernel in use (one of KERNELS).", NULL},
+    {"timers_enabled", net_get_timers_enabled, NULL, "Whether the per-layer timers run.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot net_slots[] = {
+    {Py_tp_doc, "Net(weights, kernel=None)\n\nTrafficSignNet on the native engine. weights: a "
+                "mapping with the float32 arrays named in WEIGHT_SHAPES (PyTorch layouts; "
+                "copied and packed for the kernel). kernel: one of KERNELS, 'auto', or None "
+                "($NEONSIGN_KERNEL or the best available). Calls from several threads run one "
+                "after another."},
+    {Py_tp_new, net_new},
+    {Py_tp_dealloc, net_dealloc},
+    {Py_tp_repr, net_repr},
+    {Py_tp_methods, net_methods},
+    {Py_tp_getset, net_getset},
+    {0, NULL},
+};
+
+static PyType_Spec net_spec = {
+    .name = "neonsign._native.Net",
+    .basicsize = sizeof(NetObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = net_slots,
+};
+
+/* ------------------------------------------------------------------------------------------ */
+/* Kernels                                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+static PyObject *py_available_kernels(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                                      PyObject *kwnames) {
+    (void)args;
+    if (!ns_no_args(ns_state_of_module(module), "available_kernels", nargs, kwnames)) return NULL;
+    PyObject *list = PyList_New(0);
+    for (int k = 0; list && k < NS_KERNEL_COUNT; k++) {
+        if (!ns_kernel_available((ns_kernel)k)) continue;
+        PyObject *s = PyUnicode_FromString(ns_kernel_name((ns_kernel)k));
+        if (!s || PyList_Append(list, s) < 0) Py_CLEAR(list);
+        Py_XDECREF(s);
+    }
+    return list;
+}
+
+static const char *const resolve_args[] = {"name", NULL};
+static const ns_argspec resolve_spec = NS_ARGSPEC("resolve_kernel", resolve_args, 0);
+
+static PyObject *py_resolve_kernel(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames) {
+    ns_state *st = ns_state_of_module(module);
+    PyObject *a[1];
+    const char *name;
+    if (!ns_parse_args(st, &resolve_spec, args, nargs, kwnames, a) ||
+        !ns_conv_kernel_name(st, a[0], &name))
+        return NULL;
+    ns_kernel k;
+    ns_error err;
+    ns_error_clear(&err);
+    if (ns_kernel_resolve(name, &k, &err) != NS_OK) return ns_raise_error(st, &err);
+    return PyUnicode_FromString(ns_kernel_name(k));
+}
+
+static PyObject *py_cpu_ghz(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames) {
+    (void)args;
+    if (!ns_no_args(ns_state_of_module(module), "cpu_ghz", nargs, kwnames)) return NULL;
+    double ghz;
+    Py_BEGIN_ALLOW_THREADS ghz = ns_cpu_ghz_estimate();
+    Py_END_ALLOW_THREADS return PyFloat_FromDouble(ghz);
+}
+
+/* An explicit kernel name (the per-layer entry points): a str naming an available kernel. */
+static int conv_explicit_kernel(ns_state *st, PyObject *obj, ns_kernel *k) {
+    const char *name;
+    if (!ns_conv_kernel_name(st, obj, &name)) return 0;
+    ns_error err;
+    ns_error_clear(&err);
+    if (ns_kernel_resolve(name, k, &err) != NS_OK) {
+        ns_raise_error(st, &err);
+        return 0;
+    }
+    return 1;
+}
+
+static const char *const conv_args[] = {"kernel", "x", "weight", "bias", "relu", "pool", NULL};
+static const ns_argspec conv_spec = NS_ARGSPEC("kernel_conv3x3", conv_args, 4);
+
+static PyObject *py_kernel_conv3x3(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames) {
+    static const npy_intp any4[4] = {-1, -1, -1, -1};
+    ns_state *st = ns_state_of_module(module);
+    PyObject *a[6];
+    int relu = 1, pool = 0;
+    ns_kernel k;
+    PyArrayObject *x, *wa, *ba;
+    if (!ns_parse_args(st, &conv_spec, args, nargs, kwnames, a) ||
+        !ns_conv_bool(st, a[4], "relu", &relu) || !ns_conv_bool(st, a[5], "pool", &pool) ||
+        !conv_explicit_kernel(st, a[0], &k) ||
+        !(x = ns_check_f32(st, a[1], "x", 4, any4, "NeonsignValueError")))
+        return NULL;
+    const npy_intp n = PyArray_DIM(x, 0), cin = PyArray_DIM(x, 1), h = PyArray_DIM(x, 2),
+                   w = PyArray_DIM(x, 3);
+    const npy_intp wshape[4] = {-1, cin, CONV_K, CONV_K};
+    if (!(wa = ns_check_f32(st, a[2], "weight", 4, wshape, "NeonsignValueError"))) return NULL;
+    const npy_intp cout = PyArray_DIM(wa, 0);
+    if (!(ba = ns_check_f32(st, a[3], "bias", 1, &cout, "NeonsignValueError"))) return NULL;
+    const npy_intp minhw = pool ? 4 : 3;
+    if (h < minhw || w < minhw)
+        return ns_raise(st, "NeonsignValueError", "x must be at least %ldx%ld, got %ldx%ld",
+                        (long)minhw, (long)minhw, (long)h, (long)w);
+    npy_intp oshape[4] = {n, cout, pool ? (h - 2) / 2 : h - 2, pool ? (w - 2) / 2 : w - 2};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(4, oshape, NPY_FLOAT32);
+    if (!out) return NULL;
+    ns_error err;
+    ns_error_clear(&err);
+    ns_status status;
+    Py_BEGIN_ALLOW_THREADS status = ns_op_conv3x3(
+        k, PyArray_DATA(x), (size_t)n, (size_t)cin, (size_t)h, (size_t)w, PyArray_DATA(wa),
+        PyArray_DATA(ba), (size_t)cout, relu, pool, PyArray_DATA(out), &err);
+    Py_END_ALLOW_THREADS if (status != NS_OK) {
+        Py_DECREF(out);
+        return ns_raise_error(st, &err);
+    }
+    return (PyObject *)out;
+}
+
+static const char *const linear_args[] = {"kernel", "x", "weight", "bias", "relu", NULL};
+static const ns_argspec linear_spec = NS_ARGSPEC("kernel_linear", linear_args, 4);
+
+static PyObject *py_kernel_linear(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                                  PyObject *kwnames) {
+    static const npy_intp any2[2] = {-1, -1};
+    ns_state *st = ns_state_of_module(module);
+    PyObject *a[5];
+    int relu = 0;
+    ns_kernel k;
+    PyArrayObject *x, *wa, *ba;
+    if (!ns_parse_args(st, &linear_spec, args, nargs, kwnames, a) ||
+        !ns_conv_bool(st, a[4], "relu", &relu) || !conv_explicit_kernel(st, a[0], &k) ||
+        !(x = ns_check_f32(st, a[1], "x", 2, any2, "NeonsignValueError")))
+        return NULL;
+    const npy_intp rows = PyArray_DIM(x, 0), kd = PyArray_DIM(x, 1);
+    const npy_intp wshape[2] = {-1, kd};
+    if (!(wa = ns_check_f32(st, a[2], "weight", 2, wshape, "NeonsignValueError"))) return NULL;
+    const npy_intp nout = PyArray_DIM(wa, 0);
+    if (!(ba = ns_check_f32(st, a[3], "bias", 1, &nout, "NeonsignValueError"))) return NULL;
+    npy_intp oshape[2] = {rows, nout};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(2, oshape, NPY_FLOAT32);
+    if (!out) return NULL;
+    ns_error err;
+    ns_error_clear(&err);
+    ns_status status;
+    Py_BEGIN_ALLOW_THREADS status =
+        ns_op_linear(k, PyArray_DATA(x), (size_t)rows, (size_t)kd, PyArray_DATA(wa),
+                     PyArray_DATA(ba), (size_t)nout, relu, PyArray_DATA(out), &err);
+    Py_END_ALLOW_THREADS if (status != NS_OK) {
+        Py_DECREF(out);
+        return ns_raise_error(st, &err);
+    }
+    return (PyObject *)out;
+}
+
+PyMethodDef ns_engine_methods[] = {
+    {"available_kernels", FASTCALL_KW(py_available_kernels),
+     "available_kernels() -> list[str]\n\nKernels compiled in and supported by this CPU (a "
+     "subset of KERNELS, 'ref' first)."},
+    {"resolve_kernel", FASTCALL_KW(py_resolve_kernel),
+     "resolve_kernel(name=None) -> str\n\nThe kernel a Net created with `name` would use."},
+    {"cpu_ghz", FASTCALL_KW(py_cpu_ghz),
+     "cpu_ghz() -> float\n\nEstimated core clock (GHz) from a dependent add chain "
+     "(benchmarks)."},
+    {"kernel_conv3x3", FASTCALL_KW(py_kernel_conv3x3),
+     "kernel_conv3x3(kernel, x, weight, bias, relu=True, pool=False) -> NCHW float32\n\n"
+     "One conv layer (test entry point)."},
+    {"kernel_linear", FASTCALL_KW(py_kernel_linear),
+     "kernel_linear(kernel, x, weight, bias, relu=False) -> float32\n\nOne linear layer (test "
+     "entry point)."},
+    {NULL, NULL, 0, NULL},
+};
+
+int ns_engine_exec(PyObject *module, ns_state *st) {
+    if (!(st->net_type = ns_add_type(module, &net_spec))) return -1;
+    if (add_fact(module, "KERNELS", kernel_names()) < 0) return -1;
+    if (add_fact(module, "LAYER_NAMES", ns_str_tuple(ns_net_layer_names, NS_NET_LAYERS)) < 0)
+        return -1;
+    if (add_fact(module, "WEIGHT_SHAPES", weight_shapes()) < 0) return -1;
+    if (add_fact(module, "INPUT_SHAPE",
+                 Py_BuildValue("(iii)", NS_NET_IN_C, NS_NET_IN_H, NS_NET_IN_W)) < 0)
+        return -1;
+    if (PyModule_AddIntConstant(module, "NUM_CLASSES", NS_NET_CLASSES) < 0) return -1;
+    return 0;
+}
