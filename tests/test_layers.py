@@ -25,15 +25,24 @@ def _tree(path: Path) -> ast.Module:
     return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
 
 
+def _is_main_guard(node: ast.stmt) -> bool:
+    """``if __name__ == "__main__":``: a script entry point (``torchrun -m neonsign.train``)
+    that may start the command line; it is not part of the importable library."""
+    return isinstance(node, ast.If) and ast.unparse(node.test) == "__name__ == '__main__'"
+
+
 def _imports(path: Path) -> set[str]:
-    """Absolute names of the modules ``path`` imports (relative imports resolved)."""
+    """Absolute names of the modules ``path`` imports (relative imports resolved), outside
+    its ``__main__`` guard."""
     package = (
         "neonsign"
         if path.parent == PKG
         else "neonsign." + ".".join(path.parent.relative_to(PKG).parts)
     )
     names: set[str] = set()
-    for node in ast.walk(_tree(path)):
+    tree = _tree(path)
+    tree.body = [node for node in tree.body if not _is_main_guard(node)]
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):

@@ -442,3 +442,11 @@ def train(
         tracker=tracker,
         data_name=os.fspath(Path(data).resolve()),
     )
+
+
+if __name__ == "__main__":  # `torchrun -m neonsign.train ...` runs the `neonsign train` command
+    import sys
+
+    from neonsign.cli import main
+
+    sys.exit(main(["train", *sys.argv[1:]]))
