@@ -98,13 +98,6 @@ CASES = [
         "data info {ds} --split test -q",
         "NEONSIGN_THREADS",
         env={"NEONSIGN_THREADS": "abc"},
-        marks=(
-            pytest.mark.xfail(
-                strict=False,
-                reason="the C extension reads NEONSIGN_THREADS when it is imported and raises a "
-                "bare ValueError (the native layer's rework makes it lazy, a ConfigError)",
-            ),
-        ),
     ),
     # train
     case(

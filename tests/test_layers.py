@@ -122,3 +122,10 @@ def test_only_serving_config_reads_serve_settings() -> None:
     assert not readers, readers
     config = PKG / "app" / "serving" / "config.py"
     assert "ENV_PREFIX" in config.read_text(encoding="utf-8")
+
+
+def test_class_names_cover_the_engine_classes() -> None:
+    from neonsign import _native
+    from neonsign.data import CLASS_NAMES, NUM_CLASSES
+
+    assert NUM_CLASSES == _native.NUM_CLASSES == len(CLASS_NAMES)

@@ -393,3 +393,24 @@ def test_stub_covers_every_public_name():
         runtime |= {n for n in ("__enter__", "__exit__") if n in vars(getattr(_native, cls))}
         stubbed = members[cls] - {"__init__", "__new__"}
         assert stubbed == runtime, cls
+
+
+@pytest.mark.parametrize("kernel", _native.available_kernels())
+def test_net_names_its_tile_and_the_function_of_every_layer(sd, kernel) -> None:
+    """Tile and ISA in kernel names; the stride specialisation chosen when the weights were
+    packed (conv1 reads 3 channels per pixel, fc1 2304 inputs)."""
+    net = _native.Net(sd, kernel)
+    layers = net.layer_kernels
+    assert list(layers) == list(_native.LAYER_NAMES)
+    if kernel == "ref":
+        assert net.tile == "scalar"
+        assert layers["conv1"] == "ns_ref_conv3x3" and layers["fc2"] == "ns_ref_linear"
+        return
+    isa, _, shape = net.tile.partition("_")
+    mr, _, nr = shape.partition("x")
+    assert isa == kernel and int(mr) > 0 and int(nr) > 0
+    assert all(fn is None or net.tile in fn for fn in layers.values()), layers
+    assert layers["conv1"].endswith("_as3") and layers["fc1"].endswith("_as2304")
+    assert layers["relu1"] is None and layers["flatten"] is None  # fused / free
+    net.set_kernel("ref")
+    assert net.tile == "scalar" and net.layer_kernels["fc1"] == "ns_ref_linear"

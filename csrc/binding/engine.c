@@ -244,6 +244,24 @@ static PyObject *net_get_kernel(PyObject *self, void *closure) {
     return PyUnicode_FromString(ns_kernel_name(ns_net_kernel(NET(self))));
 }
 
+static PyObject *net_get_tile(PyObject *self, void *closure) {
+    (void)closure;
+    const char *tile = ns_kernel_tile(ns_net_kernel(NET(self)));
+    return PyUnicode_FromString(tile ? tile : "");
+}
+
+static PyObject *net_get_layer_kernels(PyObject *self, void *closure) {
+    (void)closure;
+    PyObject *d = PyDict_New();
+    for (int l = 0; d && l < NS_NET_LAYERS; l++) {
+        const char *fn = ns_net_layer_kernel(NET(self), l);
+        PyObject *v = fn ? PyUnicode_FromString(fn) : Py_NewRef(Py_None);
+        if (!v || PyDict_SetItemString(d, ns_net_layer_names[l], v) < 0) Py_CLEAR(d);
+        Py_XDECREF(v);
+    }
+    return d;
+}
+
 static PyObject *net_get_timers_enabled(PyObject *self, void *closure) {
     (void)closure;
     return PyBool_FromLong(ns_net_timers_enabled(NET(self)));
@@ -266,6 +284,13 @@ static PyMethodDef net_methods[] = {
 
 static PyGetSetDef net_getset[] = {
     {"kernel", net_get_kernel, NULL, "The kernel in use (one of KERNELS).", NULL},
+    {"tile", net_get_tile, NULL,
+     "The register tile of the kernel in use, ISA and MR x NR ('avx512_12x32'; 'scalar' for ref).",
+     NULL},
+    {"layer_kernels", net_get_layer_kernels, NULL,
+     "{layer: C function computing it} for LAYER_NAMES ('ns_conv_pool_avx512_12x32_as3'), chosen "
+     "when the weights were packed; None for a layer fused into the one before it.",
+     NULL},
     {"timers_enabled", net_get_timers_enabled, NULL, "Whether the per-layer timers run.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };

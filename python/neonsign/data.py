@@ -30,7 +30,7 @@ from typing import Any, Literal, TypedDict, cast, overload
 import numpy as np
 from numpy.typing import NDArray
 
-from . import preprocess
+from . import _native, preprocess
 from .errors import (
     AnnotationError,
     DatasetNotFoundError,
@@ -100,7 +100,8 @@ CLASS_NAMES: tuple[str, ...] = (
 )
 """The 43 GTSRB class names; ``CLASS_NAMES[class_id]``."""
 
-NUM_CLASSES = len(CLASS_NAMES)
+#: Number of classes (from the C engine, like every model fact; CLASS_NAMES has one name each).
+NUM_CLASSES: int = _native.NUM_CLASSES
 SPLITS = ("train", "test")
 TEST_LABELS_CSV = "GT-final_test.csv"
 

@@ -144,6 +144,19 @@ class Engine:
         self._net.set_kernel(name)
 
     @property
+    def tile(self) -> str:
+        """The register tile of the kernel in use: ISA and MR x NR (``"avx512_12x32"``,
+        ``"neon_4x16"``; ``"scalar"`` for ``ref``)."""
+        return self._net.tile
+
+    @property
+    def layer_kernels(self) -> dict[str, str | None]:
+        """``{layer: C function}`` for :data:`LAYERS`, as chosen when the weights were packed
+        for the layer's strides (``"ns_conv_pool_avx512_12x32_as3"``); None for a layer fused
+        into the one before it."""
+        return self._net.layer_kernels
+
+    @property
     def threads(self) -> int | None:
         """Maximum threads a call uses (None: the whole shared pool)."""
         return self._threads

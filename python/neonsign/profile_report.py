@@ -798,19 +798,34 @@ def compare_backends(
     base_backend: str,
     new_backend: str,
     *,
+    new_report: ProfileReport | str | os.PathLike[str] | None = None,
     fail_if_slower: float | None = None,
     layers: Sequence[str] | None = None,
+    strict: bool = False,
 ) -> Comparison:
-    """Compare two backends of one report (e.g. ``torch-onednn-off`` vs ``torch``: the learning
-    path's OpenBLAS vs oneDNN+ACL comparison), layer by layer and in total."""
+    """Compare two backends (e.g. ``torch-onednn-off`` vs ``torch``: the learning path's
+    OpenBLAS vs oneDNN+ACL comparison), layer by layer and in total: ``base_backend`` of
+    ``report`` against ``new_backend`` of ``new_report`` (default: the same report). Across two
+    reports, differences in machine and settings are listed in ``mismatches``."""
     _check_pct(fail_if_slower)
-    report = report if isinstance(report, ProfileReport) else ProfileReport.load(report)
+    base = report if isinstance(report, ProfileReport) else ProfileReport.load(report)
+    if new_report is None:
+        new = base
+    else:
+        new = (
+            new_report if isinstance(new_report, ProfileReport) else ProfileReport.load(new_report)
+        )
     cmp = Comparison(
-        f"{report.source} [{base_backend}]",
-        f"{report.source} [{new_backend}]",
+        f"{base.source} [{base_backend}]",
+        f"{new.source} [{new_backend}]",
         fail_if_slower=fail_if_slower,
+        strict=strict,
     )
-    _compare_pair(cmp, report.backend(base_backend), report.backend(new_backend), layers)
+    if new is not base:
+        cmp.mismatches = [
+            m for m in _settings_mismatches(base, new) if not m.startswith("backend sets")
+        ]
+    _compare_pair(cmp, base.backend(base_backend), new.backend(new_backend), layers)
     return cmp
 
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..artifacts import DEFAULT_PREPROCESSING
+from ..engine import INPUT_SHAPE
 from ..errors import NeonsignValueError, file_errors
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ def probe_set(
     in [-1, 1] followed by the first ``n_images`` of ``images`` (uint8 (M, 32, 32, 3), if given)
     normalised with ``mean``/``std``."""
     rng = np.random.default_rng(PROBE_SEED)
-    parts = [rng.uniform(-1.0, 1.0, (PROBE_RANDOM, 3, 32, 32)).astype(np.float32)]
+    parts = [rng.uniform(-1.0, 1.0, (PROBE_RANDOM, *INPUT_SHAPE)).astype(np.float32)]
     if images is not None and len(images):
         x = np.asarray(images[:n_images], dtype=np.float32) / np.float32(255.0)
         x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)

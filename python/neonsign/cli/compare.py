@@ -5,21 +5,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
-from ..errors import NeonsignValueError, file_errors
-from ..profile_report import (
-    Comparison,
-    ProfileReport,
-    _check_pct,
-    _compare_pair,
-    _settings_mismatches,
-    append_step_summary,
-    compare,
-    compare_backends,
-)
+from ..errors import NeonsignValueError
+from ..profile_report import Comparison, append_step_summary, compare, compare_backends
 
 
 def percent(text: str) -> float:
@@ -72,27 +61,15 @@ def _backend_pair(args: argparse.Namespace, layers: list[str] | None) -> Compari
     """``--base-backend`` of BASE against ``--new-backend`` of NEW (or of BASE again)."""
     if not (args.base_backend and args.new_backend):
         raise NeonsignValueError("--base-backend and --new-backend go together")
-    if args.new is None:
-        return compare_backends(
-            args.base,
-            args.base_backend,
-            args.new_backend,
-            fail_if_slower=args.fail_if_slower,
-            layers=layers,
-        )
-    base_r, new_r = ProfileReport.load(args.base), ProfileReport.load(args.new)
-    cmp = Comparison(
-        f"{base_r.source} [{args.base_backend}]",
-        f"{new_r.source} [{args.new_backend}]",
+    return compare_backends(
+        args.base,
+        args.base_backend,
+        args.new_backend,
+        new_report=args.new,
         fail_if_slower=args.fail_if_slower,
+        layers=layers,
         strict=args.strict,
     )
-    _check_pct(args.fail_if_slower)
-    cmp.mismatches = [
-        m for m in _settings_mismatches(base_r, new_r) if not m.startswith("backend sets")
-    ]
-    _compare_pair(cmp, base_r.backend(args.base_backend), new_r.backend(args.new_backend), layers)
-    return cmp
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,13 +91,10 @@ def run(args: argparse.Namespace) -> int:
         )
     print(cmp.text())
     if args.json:
-        with file_errors("write the comparison", args.json):
-            Path(args.json).write_text(json.dumps(cmp.to_dict(), indent=2) + "\n", encoding="utf-8")
-    md = cmp.markdown()
+        cmp.save_json(args.json)
     if args.markdown:
-        with file_errors("write the Markdown comparison", args.markdown):
-            Path(args.markdown).write_text(md, encoding="utf-8")
-    append_step_summary(md)
+        cmp.save_markdown(args.markdown)
+    append_step_summary(cmp.markdown())
     if cmp.failed:
         print("neonsign compare: gate failed", file=sys.stderr)
         return 1
