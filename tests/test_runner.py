@@ -139,11 +139,11 @@ def test_both_jobs_share_their_stage_functions() -> None:
         assert main[name].run is getattr(stage_library, name)
 
 
-def test_context_fields_and_dict_style_get(tmp_path: Path) -> None:
+def test_context_fields(tmp_path: Path) -> None:
     ctx = RunContext(RunSettings(run_dir=tmp_path))
     assert ctx.model_dir == tmp_path / "model" and ctx.ran == [] and ctx.accepted is None
     ctx.accuracy = 0.9
-    assert ctx.get("accuracy") == 0.9 and ctx.get("nope", 1) == 1
+    assert ctx.accuracy == 0.9
 
 
 def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -64,18 +64,17 @@ def run(args: argparse.Namespace) -> int:
         from_stage=args.from_stage,
         quiet=args.quiet,
     )
-    keys = (
-        "ran",
-        "skipped",
-        "accuracy",
-        "accepted",
-        "gate_reasons",
-        "registry_version",
-        "promoted",
-        "weights_sha256",
-        "data_checksum",
-    )
-    summary = {k: ctx.get(k) for k in keys}
-    summary["run_dir"] = os.fspath(Path(args.run_dir).resolve())
+    summary = {
+        "ran": ctx.ran,
+        "skipped": ctx.skipped,
+        "accuracy": ctx.accuracy,
+        "accepted": ctx.accepted,
+        "gate_reasons": ctx.gate_reasons,
+        "registry_version": ctx.registry_version,
+        "promoted": ctx.promoted,
+        "weights_sha256": ctx.weights_sha256,
+        "data_checksum": ctx.data_checksum,
+        "run_dir": os.fspath(Path(args.run_dir).resolve()),
+    }
     print(json.dumps(summary, indent=2, default=str))
-    return 0 if ctx.get("accepted") else 1
+    return 0 if ctx.accepted else 1

@@ -216,8 +216,3 @@ class RunContext:
         """Print a progress line unless the run is quiet."""
         if not self.settings.quiet:
             print(message, flush=True)
-
-    def get(self, name: str, default: object = None) -> object:
-        """A field by name, as ``dict.get`` read the dict context this class replaces (the
-        command line prints its JSON summary from a list of field names)."""
-        return getattr(self, name, default)
