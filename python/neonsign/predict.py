@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,7 +79,7 @@ def _folder_images(folder: Path, recursive: bool) -> list[Path]:
     return sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def find_images(inputs: Iterable[str | os.PathLike[str]], *, recursive: bool = False) -> list[Path]:
+def find_images(inputs: Sequence[str | os.PathLike[str]], *, recursive: bool = False) -> list[Path]:
     """The image files named by ``inputs``, in order, each once.
 
     An input is a file (taken whatever its name), a folder (its ``.png``, ``.jpg``, ``.jpeg`` and
@@ -88,8 +88,8 @@ def find_images(inputs: Iterable[str | os.PathLike[str]], *, recursive: bool = F
     expanded like folders.
 
     Raises:
-        NeonsignFileNotFoundError: an input that does not exist or a pattern that matches
-            nothing (the message names it).
+        NeonsignFileNotFoundError: an input that does not exist, a pattern that matches
+            nothing (the message names it), or no image at all.
     """
     out: dict[Path, None] = {}
     for item in inputs:
@@ -107,6 +107,10 @@ def find_images(inputs: Iterable[str | os.PathLike[str]], *, recursive: bool = F
                 out.update(dict.fromkeys(_folder_images(m, recursive) if m.is_dir() else [m]))
         else:
             raise NeonsignFileNotFoundError(f"{text}: no such file or directory", 2, text)
+    if not out:
+        names = ", ".join(os.fspath(i) for i in inputs)
+        hint = "" if recursive else " (sub-folders are searched with recursive=True, -r)"
+        raise NeonsignFileNotFoundError(f"no PNG, JPEG or PPM images in {names}{hint}", 2)
     return list(out)
 
 

@@ -63,6 +63,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     bad.add_argument(
         "--strict", dest="strict", action="store_true", help="an unreadable image is an error"
     )
+    parser.set_defaults(strict=False)  # --skip-bad (store_false) alone would default to True
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -128,10 +129,15 @@ def render(rows: Sequence[PredictionRow], fmt: str) -> str:
 
 def _write(path: str, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file beside it and a rename (created
-    with ``open``, so it gets the umask's permissions)."""
+    with ``open``, so it gets the umask's permissions); a device such as ``/dev/stdout`` is
+    written directly."""
     out = Path(path)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     with file_errors("write the predictions", out):
+        if out.exists() and not out.is_file():  # a device or a pipe: never replace it
+            with open(out, "w", encoding="utf-8") as f:
+                f.write(text)
+            return
         try:
             with open(tmp, "w", encoding="utf-8") as f:
                 f.write(text)
@@ -151,8 +157,8 @@ def run(args: argparse.Namespace) -> int:
     from ..engine import Engine
     from ..predict import find_images, predict_files
 
-    paths = find_images(args.inputs, recursive=args.recursive)
     state_dict, card = load_any(args.model)
+    paths = find_images(args.inputs, recursive=args.recursive)
     engine = Engine.from_state_dict(state_dict, kernel=args.kernel, threads=args.threads)
     bar = None
     if not args.quiet and len(paths) >= _BAR_FROM:
