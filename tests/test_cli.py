@@ -57,7 +57,7 @@ def test_a_command_imports_only_its_module() -> None:
 
 
 def test_every_command_module_has_the_handler_signature() -> None:
-    assert len({c.name for c in cli.COMMANDS}) == len(cli.COMMANDS) == 14
+    assert len({c.name for c in cli.COMMANDS}) == len(cli.COMMANDS) == 16  # + predict, convert
     for command in cli.COMMANDS:
         module = cli.load(command)
         parser = argparse.ArgumentParser(prog=f"neonsign {command.name}")

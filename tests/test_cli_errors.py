@@ -158,6 +158,42 @@ CASES = [
         "pip install 'neonsign[torch]'",
         hide_torch=True,
     ),
+    # predict
+    case("predict-missing-input", "predict {missing_dir} --model {model}", "{missing_dir}"),
+    case("predict-missing-model", "predict {image} --model {missing_dir}", "{missing_dir}"),
+    case("predict-no-images", "predict {tmp}/empty* --model {model}", "{tmp}/empty*"),
+    case("predict-strict-bad-image", "predict {file} --model {model} --strict", "{file}"),
+    case("predict-bad-roi", "predict {image} --model {model} --roi 1,2,3", "--roi"),
+    case("predict-bad-top-k", "predict {image} --model {model} --top-k 0", "top_k"),
+    case("predict-bad-format", "predict {image} --model {model} --format xml", "--format"),
+    case("predict-disk-full", "predict {image} --model {model} -o /dev/full", "/dev/full"),
+    case(
+        "predict-output-under-file",
+        "predict {image} --model {model} -o {file}/rows.json",
+        "{file}/rows.json",
+    ),
+    case(
+        "predict-pth-without-torch",
+        "predict {image} --model {pth}",
+        "pip install 'neonsign[torch]'",
+        hide_torch=True,
+    ),
+    # convert
+    case("convert-missing-source", "convert {missing_dir}/x.pth {tmp}/c1", "{missing_dir}/x.pth"),
+    case("convert-dir-to-dir", "convert {model} {tmp}/c2", "{tmp}/c2"),
+    case("convert-no-arguments", "convert", "src"),
+    case(
+        "convert-pth-without-torch",
+        "convert {pth} {tmp}/c3",
+        "pip install 'neonsign[torch]'",
+        hide_torch=True,
+    ),
+    case(
+        "convert-to-pth-without-torch",
+        "convert {model} {tmp}/c4.pth",
+        "pip install 'neonsign[torch]'",
+        hide_torch=True,
+    ),
     # profile
     case(
         "profile-missing-image",
@@ -293,6 +329,8 @@ def world(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> World:
     test_image = "Final_Test/Images/00000.ppm"
     afile = tmp / "a_file"
     afile.write_text("not a directory, not JSON\n")
+    pth = tmp / "learning.pth"  # never read: without torch the load stops before it
+    pth.write_bytes(b"not a pickle")
     report = tmp / "report.json"
     profile(backends=["native"], batch=1, repeats=1, warmup=0, progress=False).save_json(report)
     values = {
@@ -304,6 +342,8 @@ def world(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> World:
         "missing_dir": str(tmp / "does_not_exist"),
         "file": str(afile),
         "report": str(report),
+        "pth": str(pth),
+        "image": str(synth_root / test_image),
     }
     return World(tmp, values)
 

@@ -58,10 +58,14 @@ __all__ = [
     "make_card",
     "save_model",
     "load_model",
+    "load_any",
+    "pth_card",
+    "is_model_file",
     "load_weights_file",
     "read_weights_file",
     "import_pth",
     "export_pth",
+    "convert",
 ]
 
 SCHEMA_VERSION = 1
@@ -397,13 +401,7 @@ def load_model(
 
 
 def _read_pth(pth_path: str | os.PathLike[str]) -> Mapping[str, Any]:
-    try:
-        import torch
-    except ImportError:
-        raise ModelError(
-            f"loading {pth_path} needs PyTorch (pip install 'neonsign[torch]'); "
-            "or convert it to .safetensors"
-        ) from None
+    torch = require("torch", "torch", f"loading {os.fspath(pth_path)}")
     try:
         obj = torch.load(os.fspath(pth_path), map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -456,6 +454,50 @@ def load_weights_file(path: str | os.PathLike[str]) -> dict[str, NDArray[np.floa
     return validate_state_dict(read_weights_file(path), source=os.fspath(path))
 
 
+def pth_card(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The card of a bare weights file (a learning-path ``.pth``, or a ``.safetensors`` without
+    a card): the learning path's whole-image preprocessing (:data:`DEFAULT_PREPROCESSING`,
+    ``Normalize(0.5, 0.5)``), ``source`` ``"pth"`` or ``"safetensors"``, ``source_file`` the
+    file, and ``weights_sha256`` the sha256 of that file (it identifies these weights; a model
+    directory converted from it records the sha256 of its own ``model.safetensors``)."""
+    p = Path(path)
+    kind = "safetensors" if p.suffix.lower() == ".safetensors" else "pth"
+    card = make_card(source=kind, source_file=os.fspath(p))
+    card["weights_sha256"] = sha256_file(p)
+    return card
+
+
+def load_any(
+    path: str | os.PathLike[str],
+) -> tuple[dict[str, NDArray[np.float32]], dict[str, Any]]:
+    """(state_dict as float32 NumPy arrays, model card) of any model a user may name: a model
+    directory (:func:`load_model`, sha256 verified), a bare ``.safetensors`` file, or a
+    learning-path ``.pth``/``.pt`` state_dict (loaded with ``torch.load(weights_only=True)``;
+    MissingDependencyError naming the ``torch`` extra without PyTorch). A bare file gets the
+    synthetic card of :func:`pth_card`.
+
+    Every command that takes a model (``test``, ``serve``, ``predict``, ``gate``, ``registry
+    register``, ``convert``) reads it through this function.
+
+    Raises:
+        ModelNotFoundError: nothing at ``path`` (a FileNotFoundError).
+        ModelError: a malformed or tampered model, an unknown file type.
+    """
+    p = Path(path)
+    if p.is_dir() or p.suffix.lower() not in (".pth", ".pt", ".safetensors"):
+        return load_model(p)  # a model directory, or "model directory ... not found"
+    if not p.exists():
+        raise ModelNotFoundError(f"model file {p} not found", filename=str(p))
+    return load_weights_file(p), pth_card(p)
+
+
+def is_model_file(path: str | os.PathLike[str]) -> bool:
+    """True for a bare weights file :func:`load_any` reads (``.pth``, ``.pt``,
+    ``.safetensors``), False for anything else (a model directory)."""
+    p = Path(path)
+    return not p.is_dir() and p.suffix.lower() in (".pth", ".pt", ".safetensors")
+
+
 def import_pth(
     pth_path: str | os.PathLike[str],
     directory: str | os.PathLike[str],
@@ -490,3 +532,32 @@ def export_pth(
     state = {name: torch.from_numpy(arr.copy()) for name, arr in tensors.items()}
     _atomic_write(out, lambda tmp: torch.save(state, tmp))
     return out
+
+
+def convert(
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], *, overwrite: bool = False
+) -> Path:
+    """Convert between a learning-path ``.pth`` and a model directory, either way.
+
+    * ``src`` a ``.pth``/``.pt`` (or bare ``.safetensors``) file: ``dst`` becomes a model
+      directory with the learning path's preprocessing (:func:`load_any`, :func:`save_model`);
+    * ``src`` a model directory and ``dst`` ending in ``.pth``/``.pt``: the weights are written
+      as a state_dict (:func:`export_pth`; needs PyTorch).
+
+    Raises:
+        ModelError: another combination, or a destination that exists (unless ``overwrite``).
+    """
+    source, target = Path(src), Path(dst)
+    if is_model_file(source):
+        if target.suffix.lower() in (".pth", ".pt", ".safetensors"):
+            raise ModelError(
+                f"{target}: converting the weights file {source} makes a model directory; "
+                "name a directory, not a file"
+            )
+        return save_model(target, *load_any(source), overwrite=overwrite)
+    if target.suffix.lower() in (".pth", ".pt"):
+        return export_pth(source, target, overwrite=overwrite)
+    raise ModelError(
+        f"cannot convert {source} to {target}: convert a .pth into a model directory, or a "
+        "model directory into a file ending in .pth"
+    )

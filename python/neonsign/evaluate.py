@@ -27,7 +27,7 @@ from typing import Any, TypedDict
 import numpy as np
 import numpy.typing as npt
 
-from .artifacts import NUM_CLASSES, load_model
+from .artifacts import NUM_CLASSES, load_any
 from .backends import BACKEND_NAMES, TorchToggles, list_backends
 from .backends import resolve as resolve_backend
 from .errors import NeonsignValueError, UnsupportedError, file_errors, require
@@ -151,10 +151,10 @@ def make_predictor(
     model_dir: str | os.PathLike[str], backend: str, threads: int | None = None
 ) -> Predictor:
     """A function float32 (N, 3, 32, 32) -> logits float32 (N, 43) for ``backend`` (a name of
-    :data:`BACKENDS`), from a model directory whose sha256 is verified
-    (:func:`neonsign.artifacts.load_model`)."""
+    :data:`BACKENDS`), from a model directory whose sha256 is verified, a ``.safetensors`` file
+    or a learning-path ``.pth`` (:func:`neonsign.artifacts.load_any`)."""
     b = resolve_backend(backend)
-    state_dict, _ = load_model(model_dir)
+    state_dict, _ = load_any(model_dir)
     if b.family == "native":
         from .engine import Engine
 
@@ -353,7 +353,8 @@ def evaluate_arrays(
     quiet: bool = True,
     split: str = "arrays",
 ) -> EvaluationResult:
-    """Test the model directory ``model`` on uint8 RGB images (N, H, W, 3) with int labels (N,).
+    """Test the model ``model`` (a model directory or a ``.pth``/``.safetensors`` file, see
+    :func:`neonsign.artifacts.load_any`) on uint8 RGB images (N, H, W, 3) with int labels (N,).
 
     Images are normalised as the model card says (mean, std); they must already have the card's
     size. Returns the JSON-ready dict described in :func:`evaluate` (without the data fields).
@@ -362,7 +363,7 @@ def evaluate_arrays(
     resolve_backend(backend)
     if batch_size < 1:
         raise NeonsignValueError(f"batch_size must be >= 1, got {batch_size}")
-    _, card = load_model(model)
+    _, card = load_any(model)
     prep = card["preprocessing"]
     images, labels = _check_arrays(images, labels, int(prep["size"]), split)
     n = images.shape[0]
@@ -421,7 +422,7 @@ def evaluate(
     plot: str | os.PathLike[str] | None = None,
     quiet: bool = True,
 ) -> EvaluationResult:
-    """Test the model directory ``model`` on ``split`` of the GTSRB data under ``data``.
+    """Test the model ``model`` (a model directory or a ``.pth``/``.safetensors`` file) on ``split`` of the GTSRB data under ``data``.
 
     Images are loaded by neonsign's loader as the model card says (size, roi) and normalised with
     its mean/std. Returns a JSON-ready dict with ``accuracy`` (fraction), ``n_images``,
@@ -433,7 +434,7 @@ def evaluate(
     """
     from .data import load_split
 
-    _, card = load_model(model)
+    _, card = load_any(model)
     prep = card["preprocessing"]
     t0 = time.perf_counter()
     with file_errors(f"load the {split} split of", data):

@@ -210,10 +210,10 @@ def _card_and_split(
     model: str, data: str | os.PathLike[str], split: str, threads: int | None
 ) -> tuple[dict[str, Any], Split]:
     """The model's card and ``split`` of ``data`` loaded (uint8) as the card says."""
-    from ..artifacts import load_model
+    from ..artifacts import load_any
     from ..data import load_split
 
-    _, card = load_model(model)
+    _, card = load_any(model)
     prep = card["preprocessing"]
     loaded = load_split(
         os.fspath(data),
@@ -245,9 +245,9 @@ def gate(
     """Run the gate's checks (see the module doc) and return the verdict dict.
 
     Args:
-        candidate: the candidate's model directory.
+        candidate: the candidate's model directory, or a ``.pth``/``.safetensors`` file.
         data: GTSRB root holding ``split`` (the evaluation split).
-        champion: the champion's model directory or a registry spec (``registry:champion``);
+        champion: the champion's model directory (or weights file) or a registry spec (``registry:champion``);
             None when there is none yet.
         candidate_result: a ``neonsign test --json`` result of the candidate on the same data
             and split (reused instead of evaluating again when its data checksum matches).

@@ -27,12 +27,13 @@ import builtins
 import json
 import os
 import re
+import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import CARD_FILE, load_model
+from ..artifacts import CARD_FILE, is_model_file, load_any, load_model, save_model
 from ..errors import ConfigError, ModelError, NeonsignValueError, file_errors, require
 
 __all__ = [
@@ -317,24 +318,43 @@ class Registry:
     ) -> ModelVersion:
         """Register a model directory as a new version (its sha256 is verified first).
 
+        A learning-path ``.pth`` (or a bare ``.safetensors``) is first converted into a model
+        directory in a temporary folder (:func:`neonsign.artifacts.load_any`: the learning
+        path's preprocessing) and that directory is registered; ``source_dir`` names the file.
+
         The card's metrics become run metrics; ``data_checksum``, ``code_version``,
         ``weights_sha256``, epochs and seed become params and version tags. ``alias`` (e.g.
         ``challenger``) is set on the new version; ``metrics`` (e.g. ``test_accuracy``) are
         logged with the card's.
         """
         path = Path(model_dir)
+        if is_model_file(path):
+            with tempfile.TemporaryDirectory(prefix="neonsign-register-") as tmp:
+                converted = save_model(Path(tmp) / path.stem, *load_any(path))
+                return self._register_dir(converted, path, alias, tags, metrics)
+        return self._register_dir(path, path, alias, tags, metrics)
+
+    def _register_dir(
+        self,
+        path: Path,
+        source: Path,
+        alias: str | None,
+        tags: dict[str, str] | None,
+        metrics: dict[str, float] | None,
+    ) -> ModelVersion:
+        """:meth:`register` of the model directory ``path``, which came from ``source``."""
         _, card = load_model(path)  # raises ModelError on a bad / tampered directory
         info = {
             "weights_sha256": str(card.get("weights_sha256")),
             "data_checksum": str(card.get("data_checksum")),
             "code_version": str(card.get("code_version")),
             "created": str(card.get("created")),
-            "source_dir": os.fspath(path.resolve()),
+            "source_dir": os.fspath(source.resolve()),
         }
         info.update(tags or {})
         self._ensure_model()
         run_id, artifact_uri = self._store.create_run(
-            self.experiment_id(), f"register-{path.name}", {"neonsign.kind": "register"}
+            self.experiment_id(), f"register-{source.name}", {"neonsign.kind": "register"}
         )
         params: dict[str, object] = {
             k: info[k] for k in ("weights_sha256", "data_checksum", "code_version")

@@ -51,6 +51,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("data", "data", "inspect data sets"),
     Command("train", "train", "train TrafficSignNet and write a model directory"),
     Command("test", "test", "test a model on a split: accuracy, per-class, confusion, profile"),
+    Command("predict", "predict", "classify image files: one row per image (table, CSV, JSON)"),
+    Command("convert", "convert", "convert a learning-path .pth to a model directory, or back"),
     Command("profile", "profile", "per-layer timing of every backend in one process"),
     Command("backends", "backends", "list the profiler's backends on this machine"),
     Command(

@@ -17,7 +17,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "The validation gate: may a candidate model replace the champion? (``neonsign gate``)"
     )
-    parser.add_argument("--candidate", required=True, help="candidate model directory")
+    parser.add_argument(
+        "--candidate", required=True, help="candidate model directory or learning-path .pth"
+    )
     parser.add_argument("--data", required=True, help="GTSRB root holding the evaluation split")
     parser.add_argument(
         "--champion",

@@ -30,8 +30,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sub.add_parser("list", help="every version, newest first")
     s = sub.add_parser("show", help="one version (number or alias)")
     s.add_argument("ref")
-    s = sub.add_parser("register", help="register a model directory as a new version")
-    s.add_argument("model_dir")
+    s = sub.add_parser(
+        "register", help="register a model directory (or a learning-path .pth) as a new version"
+    )
+    s.add_argument("model_dir", help="model directory, or a .pth converted to one first")
     s.add_argument("--alias", default=None, help="also point this alias at it (e.g. challenger)")
     s = sub.add_parser("promote", help="point an alias (default champion) at a version")
     s.add_argument("ref", help="version number or alias (e.g. challenger)")

@@ -24,8 +24,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "model",
         nargs="?",
         default=None,
-        help="model directory (model.safetensors + model_card.json) or registered "
-        "source; default $NEONSIGN_MODEL",
+        help="model directory (model.safetensors + model_card.json), learning-path .pth or "
+        "registered source; default $NEONSIGN_MODEL",
     )
     parser.add_argument("--host", help="address to bind (default $NEONSIGN_HOST or 127.0.0.1)")
     parser.add_argument("--port", type=_port, help="port (default $NEONSIGN_PORT or 8000)")

@@ -17,7 +17,9 @@ from ..evaluate import evaluate, format_summary
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = "Testing a model: ``neonsign test`` and :func:`evaluate`."
     parser.add_argument(
-        "--model", required=True, help="model directory (model.safetensors + model_card.json)"
+        "--model",
+        required=True,
+        help="model directory (model.safetensors + model_card.json) or learning-path .pth",
     )
     parser.add_argument("--data", required=True, help="GTSRB root (any supported layout)")
     parser.add_argument(

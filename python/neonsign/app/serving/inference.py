@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import io
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -25,10 +24,9 @@ from typing import Generic, Protocol, TypedDict, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from ... import preprocess
+from ... import images
 from ..._math import softmax
 from ...data import CLASS_NAMES
-from ...errors import DecodeError, NeonsignError, ResourceLimitError, UnsupportedError
 from .models import LoadedModel
 
 __all__ = [
@@ -43,9 +41,6 @@ __all__ = [
     "prepare",
 ]
 
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-_JPEG_MAGIC = b"\xff\xd8\xff"
-
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -55,7 +50,8 @@ R = TypeVar("R")
 
 
 def decode_image(data: bytes, max_pixels: int) -> tuple[NDArray[np.uint8], str]:
-    """Decode PNG, JPEG (Pillow) or PPM (neonsign's C decoder) bytes to ``uint8 (H, W, 3)`` RGB.
+    """Decode PNG, JPEG or PPM bytes of any mode to ``uint8 (H, W, 3)`` RGB with the library's
+    one decoder (:func:`neonsign.images.decode`: 16-bit scaled, transparency on white).
 
     The pixel count is checked from the header before decoding (decompression bombs).
 
@@ -66,35 +62,8 @@ def decode_image(data: bytes, max_pixels: int) -> tuple[NDArray[np.uint8], str]:
         DecodeError: corrupt or truncated.
         ResourceLimitError: more than ``max_pixels`` pixels.
     """
-    if data[:2] in (b"P6", b"P3"):
-        return preprocess.decode_ppm(data, max_pixels=max_pixels), "PPM"
-    if not data.startswith((_PNG_MAGIC, _JPEG_MAGIC)):
-        raise UnsupportedError(
-            f"unsupported image format (first bytes {data[:8]!r}); send PNG, JPEG or PPM (P6/P3)"
-        )
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data), formats=("PNG", "JPEG")) as im:
-            fmt = str(im.format)
-            w, h = im.size
-            if w * h > max_pixels:
-                raise ResourceLimitError(
-                    f"{fmt} image of {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels}"
-                )
-            rgb = im.convert("RGB")  # loads: truncated or corrupt data raises here
-    except Image.DecompressionBombError as exc:
-        raise ResourceLimitError(
-            f"image rejected by Pillow as a decompression bomb: {exc}"
-        ) from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        if isinstance(exc, NeonsignError):
-            raise
-        raise DecodeError(f"corrupt or truncated image: {exc}") from exc
-    arr = np.asarray(rgb, dtype=np.uint8)
-    if arr.ndim != 3 or arr.shape[2] != 3 or arr.size == 0:
-        raise DecodeError(f"decoded image has an unusable shape {arr.shape}")
-    return np.ascontiguousarray(arr), fmt
+    image, fmt = images.decode(data, max_pixels=max_pixels, source="upload")
+    return image, fmt
 
 
 @dataclass(frozen=True)
@@ -116,12 +85,12 @@ class Prepared:
 
 
 def prepare(data: bytes, model: LoadedModel, max_pixels: int) -> Prepared:
-    """Decode ``data`` and preprocess it as ``model``'s card says (size, mean, std). Uploads
-    carry no ROI annotation, so the whole image is resized."""
-    image, fmt = decode_image(data, max_pixels)
-    small = preprocess.resize(image, model.size)
-    x = preprocess.normalize(small, model.mean, model.std)
-    return Prepared(x, fmt, image.shape[1], image.shape[0], float(small.mean()) / 255.0)
+    """Decode ``data`` and preprocess it as ``model``'s card says (size, mean, std) with the
+    library's one preparation path (:func:`neonsign.images.prepare_image`). Uploads carry no
+    ROI annotation, so the whole image is resized."""
+    preprocessing = {"size": model.size, "mean": model.mean, "std": model.std}
+    p = images.prepare_image(data, preprocessing, max_pixels=max_pixels, source="upload")
+    return Prepared(p.x, p.format, p.width, p.height, float(p.small.mean()) / 255.0)
 
 
 class TopClass(TypedDict):

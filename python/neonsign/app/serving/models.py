@@ -47,11 +47,12 @@ def register_model_loader(scheme: str, loader: ModelLoader) -> None:
 
 
 def _load_model_dir(source: str) -> tuple[Mapping[str, np.ndarray], dict[str, Any]]:
-    """A model directory, read by :func:`neonsign.artifacts.load_model` (which checks the
-    weights' sha256 against the card and the tensors against TrafficSignNet)."""
-    from ...artifacts import load_model
+    """A model directory, or a learning-path ``.pth`` / bare ``.safetensors`` file, read by
+    :func:`neonsign.artifacts.load_any` (a directory's weights sha256 is checked against its
+    card; a bare file gets the learning path's preprocessing)."""
+    from ...artifacts import load_any
 
-    return load_model(source)
+    return load_any(source)
 
 
 def load_model_source(source: str) -> tuple[Mapping[str, np.ndarray], dict[str, Any]]:
