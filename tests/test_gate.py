@@ -53,9 +53,7 @@ def test_gate_refuses_worse_accepts_better(models: tuple[Path, Path], synth_root
     assert not floor["accepted"] and floor["reasons"][0].startswith("accuracy_floor")
 
 
-def test_gate_default_floor_and_champion_floor(
-    models: tuple[Path, Path], synth_root: Path
-) -> None:
+def test_gate_default_floor_and_champion_floor(models: tuple[Path, Path], synth_root: Path) -> None:
     """The floor defaults to DEFAULT_MIN_ACCURACY (a 7%-accurate model does not become the
     first champion of a fresh registry), and with a champion it is never below the
     champion's accuracy minus max_drop, whatever min_accuracy says."""

@@ -153,12 +153,6 @@ def _dockerfile_cmd_env() -> tuple[list[str], dict[str, str]]:
     return cmd, env
 
 
-def _as_container_user() -> None:  # preexec_fn: runs in the child before exec
-    os.setgroups([])
-    os.setgid(CONTAINER_UID)
-    os.setuid(CONTAINER_UID)
-
-
 def _interpreter_for(uid: int) -> str:
     """A CPython of this minor version that ``uid`` can run: this one, or the system's
     (this one may live under /root, which other users cannot enter)."""
@@ -169,7 +163,9 @@ def _interpreter_for(uid: int) -> str:
         try:
             r = subprocess.run(
                 [exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                preexec_fn=_as_container_user,
+                user=CONTAINER_UID,  # the image's user and group, no other groups
+                group=CONTAINER_UID,
+                extra_groups=[],
                 capture_output=True,
                 text=True,
                 cwd="/",
@@ -248,7 +244,9 @@ def _serve_as_container_user(
         "HOME": str(root),
     }
     # the console script `neonsign` (pyproject: neonsign.cli:main) with the CMD's arguments
-    launcher = "import sys; from neonsign.cli import main; sys.argv[0] = 'neonsign'; sys.exit(main())"
+    launcher = (
+        "import sys; from neonsign.cli import main; sys.argv[0] = 'neonsign'; sys.exit(main())"
+    )
     log = root / "serve.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -257,7 +255,9 @@ def _serve_as_container_user(
             cwd="/",
             stdout=out,
             stderr=subprocess.STDOUT,
-            preexec_fn=_as_container_user,
+            user=CONTAINER_UID,  # the image's user and group, no other groups
+            group=CONTAINER_UID,
+            extra_groups=[],
         )
         base = f"http://127.0.0.1:{port}"
         try:
