@@ -78,6 +78,26 @@ def test_umask_read_without_proc(monkeypatch: pytest.MonkeyPatch) -> None:
         assert _fileio.umask() == 0o027 and os.umask(0o027) == 0o027
 
 
+def test_atomic_write_through_links_and_into_devices(tmp_path: Path) -> None:
+    """A symlink is written through (the link stays); a device is written in place, never
+    renamed over (``--json /dev/full`` must fail with a full disk, not replace /dev/full)."""
+    from neonsign.errors import DiskFullError
+
+    real = tmp_path / "real.json"
+    real.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    assert _fileio.atomic_write_text(link, "new") == link
+    assert link.is_symlink() and real.read_text() == "new"
+    if Path("/dev/full").exists():
+        with pytest.raises(DiskFullError, match="/dev/full"):
+            _fileio.atomic_write_text("/dev/full", "x" * 10000)
+        assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+    if Path("/dev/null").exists():
+        _fileio.atomic_write_text("/dev/null", "x")
+        assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
 def test_other_outputs_follow_the_umask(tmp_path: Path) -> None:
     """The other files written through a temporary name: test results, profile reports, the
     pipeline's JSON, a .pth export."""

@@ -77,11 +77,16 @@ def atomic_write(
 
     The temporary file is flushed to disk (fsync) and given :func:`file_mode` before the
     rename, so a reader sees the old file or the whole new one, readable as the umask allows.
-    An OSError becomes the matching NeonsignOSError subclass ("cannot ACTION PATH: ..."); the
-    temporary file is removed on any failure.
+    A symlink is written through (its target is replaced, the link stays). A path that exists
+    and is not a regular file -- a device or a pipe (``/dev/stdout``, ``/dev/full``) -- cannot
+    be renamed over: it is written in place. An OSError becomes the matching NeonsignOSError
+    subclass ("cannot ACTION PATH: ..."); the temporary file is removed on any failure.
     """
-    target = Path(path)
-    with file_errors(action, target):
+    with file_errors(action, path):
+        target = Path(os.path.realpath(path))
+        if target.exists() and not target.is_file():
+            write(os.fspath(target))
+            return Path(path)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         os.close(fd)
         try:
@@ -98,7 +103,7 @@ def atomic_write(
                 os.unlink(tmp)
             raise
         _fsync_dir(target.parent)
-    return target
+    return Path(path)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, action: str = "write") -> Path:
