@@ -40,16 +40,39 @@ def models(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[
 
 def test_gate_refuses_worse_accepts_better(models: tuple[Path, Path], synth_root: Path) -> None:
     trained, rnd = models
-    worse = gate(rnd, synth_root, champion=str(trained), fail_if_slower=400.0)
+    # a few epochs on the small synthetic set: far below the default floor, so set one
+    worse = gate(rnd, synth_root, champion=str(trained), min_accuracy=0.0, fail_if_slower=400.0)
     assert not worse["accepted"]
     assert any(r.startswith("accuracy_vs_champion") for r in worse["reasons"])
-    better = gate(trained, synth_root, champion=str(rnd), fail_if_slower=400.0)
+    better = gate(trained, synth_root, champion=str(rnd), min_accuracy=0.0, fail_if_slower=400.0)
     assert better["accepted"], better["reasons"]
     assert better["candidate"]["accuracy"] > better["champion"]["accuracy"]
     names = [c["name"] for c in better["checks"]]
     assert names == ["accuracy_floor", "accuracy_vs_champion", "latency", "probe_parity"]
     floor = gate(trained, synth_root, min_accuracy=1.0, fail_if_slower=400.0)
     assert not floor["accepted"] and floor["reasons"][0].startswith("accuracy_floor")
+
+
+def test_gate_default_floor_and_champion_floor(models: tuple[Path, Path], synth_root: Path) -> None:
+    """The floor defaults to DEFAULT_MIN_ACCURACY (a 7%-accurate model does not become the
+    first champion of a fresh registry), and with a champion it is never below the
+    champion's accuracy minus max_drop, whatever min_accuracy says."""
+    from neonsign.app.gate import DEFAULT_MIN_ACCURACY, _accuracy_checks
+
+    trained, _ = models
+    assert 0.5 <= DEFAULT_MIN_ACCURACY < 1.0
+    fresh = gate(trained, synth_root, fail_if_slower=400.0)
+    floor = fresh["checks"][0]
+    assert floor["name"] == "accuracy_floor" and floor["min_accuracy"] == DEFAULT_MIN_ACCURACY
+    if fresh["candidate"]["accuracy"] < DEFAULT_MIN_ACCURACY:
+        assert not fresh["accepted"] and fresh["reasons"][0].startswith("accuracy_floor")
+    raised, vs = _accuracy_checks(0.93, 0.97, "test", 0.5, 0.01)
+    assert raised["floor"] == pytest.approx(0.96) and not raised["passed"]
+    assert "champion 0.9700" in raised["detail"] and not vs["passed"]
+    kept, _ = _accuracy_checks(0.93, 0.60, "test", 0.9, 0.01)
+    assert kept["floor"] == 0.9 and kept["passed"]
+    alone, none = _accuracy_checks(0.2, None, "test", 0.9, 0.01)
+    assert alone["floor"] == 0.9 and not alone["passed"] and none["passed"]
 
 
 def test_probe_parity_detects_a_different_model(models: tuple[Path, Path]) -> None:
@@ -83,6 +106,8 @@ def test_gate_cli_exit_codes(models: tuple[Path, Path], synth_root: Path, tmp_pa
         str(synth_root),
         "--fail-if-slower",
         "400",
+        "--min-accuracy",
+        "0",
         "--out",
         str(out),
     ]

@@ -22,8 +22,7 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TypedDict
@@ -32,6 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import _native
+from ._fileio import atomic_write, atomic_write_text
 from .errors import (
     ModelError,
     ModelNotFoundError,
@@ -62,6 +62,7 @@ __all__ = [
     "pth_card",
     "is_model_file",
     "load_weights_file",
+    "check_stats",
     "read_weights_file",
     "import_pth",
     "export_pth",
@@ -267,24 +268,6 @@ def _card_json(card: Mapping[str, Any]) -> str:
         raise NeonsignValueError(f"model card cannot be written as JSON: {exc}") from None
 
 
-def _atomic_write(path: Path, write: Callable[[str], object]) -> None:
-    """Write through ``write(tmp_path)`` into a temporary file beside ``path``, then rename.
-
-    An OSError (read-only folder, full disk, ...) becomes the matching NeonsignOSError subclass
-    naming ``path``; the temporary file is removed.
-    """
-    with file_errors("write", path):
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        os.close(fd)
-        try:
-            write(tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-
-
 def save_model(
     directory: str | os.PathLike[str],
     state_dict: Mapping[str, Any],
@@ -326,10 +309,10 @@ def save_model(
     with file_errors("create the model directory", path):
         path.mkdir(parents=True, exist_ok=True)
     weights = path / WEIGHTS_FILE
-    _atomic_write(weights, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    atomic_write(weights, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
     card_out["weights_sha256"] = sha256_file(weights)
     text = _card_json(card_out)
-    _atomic_write(path / CARD_FILE, lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
+    atomic_write_text(path / CARD_FILE, text + "\n")
     return path
 
 
@@ -359,7 +342,28 @@ def _read_card(card_path: Path) -> dict[str, Any]:
         raise ModelError(
             f"model card {card_path}: 'preprocessing' must hold {list(_PREPROCESSING_REQUIRED)}"
         )
+    for key in ("mean", "std"):
+        check_stats(prep.get(key, DEFAULT_PREPROCESSING[key]), f"model card {card_path}", key)
     return card
+
+
+def check_stats(values: object, source: str, key: str) -> tuple[float, float, float]:
+    """Per-channel ``preprocessing.mean`` / ``preprocessing.std`` as three finite floats (a std
+    also non-zero: images are divided by it); :class:`ModelError` naming ``source`` and the
+    field otherwise. A NaN here would make every image non-finite after normalisation."""
+    try:
+        if not isinstance(values, (list, tuple, np.ndarray)):
+            raise TypeError(f"a {type(values).__name__}")
+        stats = tuple(float(v) for v in values)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(
+            f"{source}: preprocessing.{key} must be 3 numbers, got {values!r} ({exc})"
+        ) from None
+    if len(stats) != 3 or not all(np.isfinite(stats)):
+        raise ModelError(f"{source}: preprocessing.{key} must be 3 finite numbers, got {values!r}")
+    if key == "std" and any(v == 0 for v in stats):
+        raise ModelError(f"{source}: preprocessing.std must be non-zero, got {values!r}")
+    return stats[0], stats[1], stats[2]
 
 
 def load_model(
@@ -393,7 +397,11 @@ def load_model(
             f"weights file {weights} has sha256 {digest}, but {CARD_FILE} records "
             f"{card['weights_sha256']}: the weights were modified or belong to another model"
         )
-    return load_weights_file(weights), card
+    tensors = load_weights_file(weights)
+    from .engine import Engine  # engine imports this module: imported when first needed
+
+    Engine(tensors).warm_up(f"weights file {weights}")
+    return tensors, card
 
 
 # ----------------------------------------------------------------------------------------------
@@ -530,7 +538,7 @@ def export_pth(
         raise ModelError(f"{out} already exists; refusing to overwrite it (pass overwrite=True)")
     tensors, _ = load_model(directory)
     state = {name: torch.from_numpy(arr.copy()) for name, arr in tensors.items()}
-    _atomic_write(out, lambda tmp: torch.save(state, tmp))
+    atomic_write(out, lambda tmp: torch.save(state, tmp))
     return out
 
 

@@ -57,6 +57,19 @@ class TorchModule(Protocol):
     def state_dict(self) -> Mapping[str, Any]: ...
 
 
+#: Seed of the fixed probe batch every loaded model is tried on (see :meth:`Engine.warm_up`).
+_PROBE_SEED = 13
+
+
+def _probe_batch() -> npt.NDArray[np.float32]:
+    """The fixed batch a model is tried on before it is accepted: a blank image plus three
+    pseudo-random ones spanning the range of normalised pixels (about -2..2), the same on
+    every call so a refusal can be reproduced."""
+    rng = np.random.default_rng(_PROBE_SEED)
+    noise = rng.uniform(-2.0, 2.0, size=(3, *INPUT_SHAPE))
+    return np.concatenate([np.zeros((1, *INPUT_SHAPE)), noise]).astype(np.float32)
+
+
 def available_kernels() -> list[str]:
     """Kernels compiled into this build and supported by this CPU, e.g. ``['ref', 'avx2',
     'avx512']`` on x86-64 or ``['ref', 'neon']`` on AArch64."""
@@ -123,9 +136,11 @@ class Engine:
             raise NeonsignFileNotFoundError(f"model file not found: {p}", errno.ENOENT, str(p))
         sd = read_weights_file(p)  # raises ModelError naming the file for unknown or bad files
         try:
-            return cls(sd, kernel=kernel, threads=threads)
+            engine = cls(sd, kernel=kernel, threads=threads)
         except ModelError as exc:
             raise ModelError(f"{p}: {exc}") from exc
+        engine.warm_up(str(p))
+        return engine
 
     # ---- properties -------------------------------------------------------------------------
     @staticmethod
@@ -225,6 +240,24 @@ class Engine:
         return classes, probs
 
     __call__ = predict
+
+    def warm_up(self, source: str = "model") -> None:
+        """Run the fixed probe batch (:func:`_probe_batch`) once (packs caches, pages the weights in) and
+        refuse a model whose logits are not finite.
+
+        Finite weights can still overflow float32 on the way (weights scaled by 1e38, say):
+        such a model would answer every request with a NaN probability. Raises
+        :class:`ModelError` naming ``source`` and the first bad class.
+        """
+        logits = self.predict(_probe_batch())
+        bad = ~np.isfinite(logits)
+        if bad.any():
+            image, cls = (int(i) for i in np.argwhere(bad)[0])
+            raise ModelError(
+                f"{source}: the model's logits are not finite on the warm-up probe batch "
+                f"(image {image}, class {cls}: {logits[image, cls]}): the weights overflow "
+                "float32; refusing to load it"
+            )
 
     # ---- timers -----------------------------------------------------------------------------
     def enable_timers(self, on: bool = True) -> None:

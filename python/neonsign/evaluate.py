@@ -27,6 +27,7 @@ from typing import Any, TypedDict
 import numpy as np
 import numpy.typing as npt
 
+from ._fileio import atomic_write_text
 from .artifacts import NUM_CLASSES, load_any
 from .backends import BACKEND_NAMES, TorchToggles, list_backends
 from .backends import resolve as resolve_backend
@@ -255,8 +256,7 @@ def save_result(result: EvaluationResult, path: str | os.PathLike[str]) -> Path:
     """Write ``result`` as indented JSON to ``path`` (a NeonsignOSError subclass naming the path
     when it cannot be written: DiskFullError, NeonsignPermissionError, ...)."""
     out = Path(path)
-    with file_errors("write the test results", out):
-        out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(out, json.dumps(result, indent=2) + "\n", "write the test results")
     return out
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict, cast
 
+from ._fileio import atomic_write_text
 from .errors import NeonsignValueError, UnsupportedError, file_errors, require
 
 __all__ = [
@@ -219,10 +220,7 @@ _HEADERS = (
 def write_text(path: str | os.PathLike[str], text: str, action: str) -> Path:
     """Write ``text`` (UTF-8) to ``path``, raising the NeonsignOSError subclass that matches
     the failure ("cannot ACTION PATH: REASON"); the path written."""
-    p = Path(path)
-    with file_errors(action, p):
-        p.write_text(text, encoding="utf-8")
-    return p
+    return atomic_write_text(path, text, action)
 
 
 def schema_path() -> Path:

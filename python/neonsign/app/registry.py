@@ -28,11 +28,14 @@ import json
 import os
 import re
 import tempfile
+import urllib.parse
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._fileio import publish_tree
 from ..artifacts import CARD_FILE, is_model_file, load_any, load_model, save_model
 from ..errors import ConfigError, ModelError, NeonsignValueError, file_errors, require
 
@@ -361,6 +364,7 @@ class Registry:
         }
         params.update({k: card[k] for k in ("epochs", "seed") if card.get(k) is not None})
         self._store.log_run(run_id, params, {**_flat_metrics(card), **(metrics or {})}, path)
+        _publish_local(f"{artifact_uri}/model")
         version = self._store.create_version(self.name, f"{artifact_uri}/model", run_id, info)
         if alias:
             self.promote(version, alias)
@@ -419,11 +423,26 @@ class Registry:
         place; remote ones are downloaded into ``dst`` or a temporary directory)."""
         mv = self.show(ref)
         path = self._store.download(mv.source, None if dst is None else os.fspath(dst))
+        if dst is not None:  # a copy of our own: readable as the umask allows, like any output
+            publish_tree(path)
         if not (path / CARD_FILE).is_file():
             raise ModelError(
                 f"registry {self.uri}: version {mv.version} artifacts {mv.source} hold no {CARD_FILE}"
             )
         return path
+
+
+def _publish_local(artifact_uri: str) -> None:
+    """Give the copy MLflow made in a local artifact store (``file:`` URI or a plain path) the
+    umask's modes: MLflow copies keep the source's mode bits, so a model directory written
+    ``0600`` by an older neonsign would stay unreadable to the serving container's user.
+    Remote stores are left to their own permissions."""
+    parsed = urllib.parse.urlparse(artifact_uri)
+    if parsed.scheme not in ("", "file"):
+        return
+    local = Path(urllib.request.url2pathname(parsed.path))
+    if local.exists():
+        publish_tree(local)
 
 
 def parse_spec(spec: str) -> tuple[str, str]:

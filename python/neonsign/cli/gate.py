@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..app.gate import gate
+from ..app.gate import DEFAULT_MAX_DROP, DEFAULT_MIN_ACCURACY, gate
 from ..errors import file_errors
 
 
@@ -27,9 +27,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="champion model directory or registry spec (registry:champion); omit if none",
     )
     parser.add_argument("--split", default="test")
-    parser.add_argument("--min-accuracy", type=float, default=0.0, help="accuracy floor (fraction)")
     parser.add_argument(
-        "--max-drop", type=float, default=0.01, help="allowed accuracy drop vs champion (fraction)"
+        "--min-accuracy",
+        type=float,
+        default=DEFAULT_MIN_ACCURACY,
+        help="accuracy floor (fraction, default %(default)s); never below the champion's "
+        "accuracy minus --max-drop",
+    )
+    parser.add_argument(
+        "--max-drop",
+        type=float,
+        default=DEFAULT_MAX_DROP,
+        help="allowed accuracy drop vs champion (fraction, default %(default)s)",
     )
     parser.add_argument(
         "--fail-if-slower", type=float, default=25.0, help="latency regression limit in percent"

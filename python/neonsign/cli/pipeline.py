@@ -11,6 +11,7 @@ import json
 import os
 from pathlib import Path
 
+from ..app.gate import DEFAULT_MAX_DROP, DEFAULT_MIN_ACCURACY
 from ..app.pipeline import LIFECYCLE, run_pipeline
 
 
@@ -39,8 +40,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-registry", action="store_true", help="no champion, no register stage")
     parser.add_argument("--alias", default="champion", help="alias promoted when the gate accepts")
-    parser.add_argument("--min-accuracy", type=float, default=0.0)
-    parser.add_argument("--max-drop", type=float, default=0.01)
+    parser.add_argument(
+        "--min-accuracy",
+        type=float,
+        default=DEFAULT_MIN_ACCURACY,
+        help="the gate's accuracy floor (fraction, default %(default)s); never below the "
+        "champion's accuracy minus --max-drop",
+    )
+    parser.add_argument(
+        "--max-drop",
+        type=float,
+        default=DEFAULT_MAX_DROP,
+        help="allowed accuracy drop vs champion (fraction, default %(default)s)",
+    )
     parser.add_argument("--fail-if-slower", type=float, default=25.0)
     parser.add_argument("--repeats", type=int, default=10, help="profile repeats")
     parser.add_argument("--quiet", action="store_true")

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from ...errors import ConfigError
+from ..gate import DEFAULT_MAX_DROP, DEFAULT_MIN_ACCURACY
 
 if TYPE_CHECKING:
     from ...data import SplitMeta
@@ -133,8 +134,8 @@ class GateSettings:
     a model that passes is promoted to."""
 
     alias: str = "champion"
-    min_accuracy: float = 0.0
-    max_drop: float = 0.01
+    min_accuracy: float = DEFAULT_MIN_ACCURACY
+    max_drop: float = DEFAULT_MAX_DROP
     fail_if_slower: float = 25.0
 
 

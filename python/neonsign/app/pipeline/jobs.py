@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import NeonsignFileExistsError, file_errors
+from ..gate import DEFAULT_MAX_DROP, DEFAULT_MIN_ACCURACY
 from . import stages
 from .context import (
     EvalSettings,
@@ -121,8 +122,8 @@ def run_pipeline(
     registry_uri: str | None = None,
     use_registry: bool = True,
     alias: str = "champion",
-    min_accuracy: float = 0.0,
-    max_drop: float = 0.01,
+    min_accuracy: float = DEFAULT_MIN_ACCURACY,
+    max_drop: float = DEFAULT_MAX_DROP,
     fail_if_slower: float = 25.0,
     repeats: int = 10,
     from_stage: str | None = None,

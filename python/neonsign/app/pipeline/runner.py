@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..._fileio import atomic_write_text
 from ...errors import NeonsignValueError, file_errors
 from .context import RunContext
 
@@ -61,10 +62,7 @@ class Stage:
 
 def write_json(path: Path, obj: object) -> None:
     """Write ``obj`` as indented JSON, atomically (a reader never sees half a file)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with file_errors("write", path):
-        tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def _sha(path: Path) -> str:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ...artifacts import DEFAULT_PREPROCESSING
+from ...artifacts import DEFAULT_PREPROCESSING, check_stats
 from ...errors import ModelError, NeonsignValueError
 from .config import ServeConfig
 
@@ -79,17 +79,16 @@ def _preprocessing(source: str, card: Mapping[str, Any]) -> tuple[tuple[int, int
     try:
         size = prep.get("size", DEFAULT_PREPROCESSING["size"])
         h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-        mean = tuple(float(v) for v in prep.get("mean", DEFAULT_PREPROCESSING["mean"]))
-        std = tuple(float(v) for v in prep.get("std", DEFAULT_PREPROCESSING["std"]))
     except (TypeError, ValueError, IndexError) as exc:
         raise ModelError(f"{source}: bad preprocessing section in the model card: {exc}") from exc
     if (3, h, w) != INPUT_SHAPE:
         raise ModelError(
             f"{source}: the engine takes {INPUT_SHAPE[1]}x{INPUT_SHAPE[2]} images, card says {h}x{w}"
         )
-    if len(mean) != 3 or len(std) != 3 or any(s == 0 for s in std):
-        raise ModelError(f"{source}: preprocessing mean/std need 3 values, std non-zero: {prep}")
-    return (h, w), (mean[0], mean[1], mean[2]), (std[0], std[1], std[2])
+    # finite, 3 values, std non-zero (a loader registered by a user may skip load_model's check)
+    mean = check_stats(prep.get("mean", DEFAULT_PREPROCESSING["mean"]), source, "mean")
+    std = check_stats(prep.get("std", DEFAULT_PREPROCESSING["std"]), source, "std")
+    return (h, w), mean, std
 
 
 @dataclass(frozen=True)
@@ -122,14 +121,16 @@ class LoadedModel:
         """Load ``source``, build the engine, and warm it with one forward pass.
 
         Raises:
-            ModelError: bad weights, card or preprocessing; FileNotFoundError: no such source.
+            ModelError: bad weights, card or preprocessing (non-finite weights, mean or std, a
+                zero std) or logits that are not finite on the warm-up probe batch;
+                FileNotFoundError: no such source.
         """
-        from ...engine import INPUT_SHAPE, Engine
+        from ...engine import Engine
 
         state_dict, card = load_model_source(source)
         size, mean, std = _preprocessing(source, card)
         engine = Engine.from_state_dict(state_dict, kernel=kernel, threads=threads)
-        engine.predict(np.zeros((1, *INPUT_SHAPE), np.float32))  # warm: packs caches, pages in
+        engine.warm_up(source)  # packs caches, pages in; ModelError if the logits overflow
         version = str(card.get("weights_sha256", "unknown"))
         return cls(engine, dict(card), source, version, size, mean, std)
 

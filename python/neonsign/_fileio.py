@@ -1,0 +1,135 @@
+"""Files neonsign writes for its users: atomically, with the permissions the user's umask gives.
+
+Why this module exists: :func:`tempfile.mkstemp` creates its file mode ``0600`` whatever the
+umask, so a file written "temp name, then rename" stays private to the writer. A model
+directory written that way cannot be read by anyone else -- not by the container image's
+non-root user (uid 10001) that mounts it read-only, not by a colleague on a shared disk.
+Here every such file is made ``0o666 & ~umask`` (``0644`` under the usual umask 022, ``0600``
+under 077: the user decides, as for any file ``open()`` creates) and every directory copied in
+``0o777 & ~umask``.
+
+Reading the umask: POSIX has no call that reads it without setting it. On Linux it is read
+from the ``Umask:`` field of ``/proc/self/status`` (no side effect, safe in threads). Elsewhere
+it is read with ``os.umask(0)`` / ``os.umask(old)`` under a module lock: the lock keeps two
+of our readers from seeing each other's 0, but a file created by another thread in that
+instant gets umask 0 -- a small window, and only where ``/proc`` is missing. It is read at
+every write, not cached at import, so a process that changes its umask is obeyed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import file_errors
+
+__all__ = ["umask", "file_mode", "dir_mode", "atomic_write", "atomic_write_text", "publish_tree"]
+
+_UMASK_LOCK = threading.Lock()
+
+
+def umask() -> int:
+    """The process's current umask (see the module docstring for how it is read)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        old = os.umask(0o077)  # the most private value for the instant it is in force
+        os.umask(old)
+    return old
+
+
+def file_mode() -> int:
+    """Mode of a new regular file: ``0o666 & ~umask`` (what ``open()`` would give)."""
+    return 0o666 & ~umask()
+
+
+def dir_mode() -> int:
+    """Mode of a new directory: ``0o777 & ~umask`` (what ``mkdir`` would give)."""
+    return 0o777 & ~umask()
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (best effort: some file systems refuse it)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(
+    path: str | os.PathLike[str], write: Callable[[str], object], action: str = "write"
+) -> Path:
+    """Write ``path`` through ``write(tmp_path)`` into a temporary file beside it, then rename.
+
+    The temporary file is flushed to disk (fsync) and given :func:`file_mode` before the
+    rename, so a reader sees the old file or the whole new one, readable as the umask allows.
+    A symlink is written through (its target is replaced, the link stays). A path that exists
+    and is not a regular file -- a device or a pipe (``/dev/stdout``, ``/dev/full``) -- cannot
+    be renamed over: it is written in place. An OSError becomes the matching NeonsignOSError
+    subclass ("cannot ACTION PATH: ..."); the temporary file is removed on any failure.
+    """
+    with file_errors(action, path):
+        target = Path(os.path.realpath(path))
+        if target.exists() and not target.is_file():
+            write(os.fspath(target))
+            return Path(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        os.close(fd)
+        try:
+            write(tmp)
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.chmod(tmp, file_mode())
+            os.replace(tmp, target)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(target.parent)
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, action: str = "write") -> Path:
+    """:func:`atomic_write` of UTF-8 ``text``."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), action)
+
+
+def publish_tree(root: str | os.PathLike[str]) -> None:
+    """Give a directory tree copied by someone else's code (MLflow copies keep the source's
+    mode bits) the umask's modes: :func:`dir_mode` for directories, :func:`file_mode` for
+    files (plus the execute bits the umask allows where the file had them). Symlinks are left
+    alone."""
+    top = Path(root)
+    fmode, dmode = file_mode(), dir_mode()
+    with file_errors("set the permissions of", top):
+        if top.is_file():
+            os.chmod(top, fmode)
+            return
+        os.chmod(top, dmode)
+        for dirpath, dirnames, filenames in os.walk(top):
+            for name in dirnames:
+                p = os.path.join(dirpath, name)
+                if not os.path.islink(p):
+                    os.chmod(p, dmode)
+            for name in filenames:
+                p = os.path.join(dirpath, name)
+                if not os.path.islink(p):
+                    execs = os.stat(p).st_mode & 0o111 and dmode & 0o111
+                    os.chmod(p, fmode | execs)
