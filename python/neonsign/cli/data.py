@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .._fileio import atomic_write_text
 from ..data import CLASS_NAMES, SPLITS, SplitMeta, find_split, load_split
-from ..errors import DatasetNotFoundError, NeonsignValueError, file_errors
+from ..errors import DatasetNotFoundError, NeonsignValueError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -68,8 +69,7 @@ def _info(args: argparse.Namespace) -> int:
     if not reports:
         raise DatasetNotFoundError(f"no GTSRB split under {root} (see the places listed above)")
     if args.json:
-        with file_errors("write the JSON report", args.json):
-            Path(args.json).write_text(json.dumps(reports, indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps(reports, indent=2) + "\n", "write the JSON report")
     if bad:  # the report covers the good files; the exit status says the split is damaged
         split, row, path, message = bad[0]
         raise NeonsignValueError(

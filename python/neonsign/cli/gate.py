@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
+from .._fileio import atomic_write_text
 from ..app.gate import DEFAULT_MAX_DROP, DEFAULT_MIN_ACCURACY, gate
-from ..errors import file_errors
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -78,7 +77,6 @@ def run(args: argparse.Namespace) -> int:
     )
     text = json.dumps(verdict, indent=2)
     if args.out:
-        with file_errors("write the verdict", args.out):
-            Path(args.out).write_text(text + "\n", encoding="utf-8")
+        atomic_write_text(args.out, text + "\n", "write the verdict")
     print(text)
     return 0 if verdict["accepted"] else 1

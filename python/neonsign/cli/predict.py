@@ -12,12 +12,11 @@ import argparse
 import csv
 import io
 import json
-import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-from ..errors import NeonsignError, file_errors
+from .._fileio import atomic_write_text
+from ..errors import NeonsignError
 from ..predict import DEFAULT_BATCH, PredictionRow
 
 #: More images than this show a progress bar (unless --quiet).
@@ -128,24 +127,9 @@ def render(rows: Sequence[PredictionRow], fmt: str) -> str:
 
 
 def _write(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file beside it and a rename (created
-    with ``open``, so it gets the umask's permissions); a device such as ``/dev/stdout`` is
-    written directly."""
-    out = Path(path)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    with file_errors("write the predictions", out):
-        if out.exists() and not out.is_file():  # a device or a pipe: never replace it
-            with open(out, "w", encoding="utf-8") as f:
-                f.write(text)
-            return
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, out)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+    """Write ``text`` to ``path`` whole or not at all, with the umask's permissions (a device
+    such as ``/dev/stdout`` is written in place: :func:`neonsign._fileio.atomic_write_text`)."""
+    atomic_write_text(path, text, "write the predictions")
 
 
 def _report(path: str, exc: NeonsignError) -> None:

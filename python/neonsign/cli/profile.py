@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from ..errors import file_errors
 from ..profile_report import append_step_summary
 from ..profiler import profile
 from .backends import print_backends
@@ -88,8 +86,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.json}", file=sys.stderr)
     md = report.markdown()
     if args.markdown:
-        with file_errors("write the Markdown report", args.markdown):
-            Path(args.markdown).write_text(md, encoding="utf-8")
+        report.save_markdown(args.markdown)
         print(f"wrote {args.markdown}", file=sys.stderr)
     append_step_summary(md)
     return 0

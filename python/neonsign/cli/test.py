@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import sys
 from pathlib import Path
 
 from ..backends import BACKEND_NAMES
-from ..errors import file_errors
-from ..evaluate import evaluate, format_summary
+from ..evaluate import evaluate, format_summary, save_result
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -69,8 +67,7 @@ def run(args: argparse.Namespace) -> int:
         print(result["profile_table"])
     print(format_summary(result))
     if args.json is not None:
-        with file_errors("write the results", args.json):
-            Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        save_result(result, args.json)
         print(
             f"results written to {args.json}" + (f", confusion matrix plot {plot}" if plot else "")
         )
