@@ -110,7 +110,7 @@ config = TrainConfig(epochs=env_int("NEONSIGN_NB_EPOCHS", 3), seed=0,
                      threads=env_int("NEONSIGN_NB_THREADS", 0) or None)
 model_dir = WORKDIR / "model"
 result = train_loaded(images, labels, meta, model_dir, config=config, quiet=True,
-                      overwrite=True, track=False)
+                      overwrite=True)
 print(f"validation accuracy by track: {result.val_accuracy}, best epoch {result.best_epoch}, "
       f"{result.seconds:.1f} s")
 for row in result.history:
