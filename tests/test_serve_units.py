@@ -295,12 +295,14 @@ def test_prediction_top5_and_softmax(loaded: LoadedModel) -> None:
 def test_api_error_mapping() -> None:
     pytest.importorskip("fastapi")
     from neonsign.app.serving.errors import api_error
+    from neonsign.app.serving.inference import RoiError
     from neonsign.errors import ResourceLimitError
 
     cases = {
         ResourceLimitError("big"): (413, "too_many_pixels"),
         UnsupportedError("gif"): (415, "unsupported_media_type"),
         DecodeError("bad"): (400, "decode_error"),
+        RoiError("roi 0,0,9,9 does not fit"): (422, "invalid_roi"),
         RuntimeError("boom"): (500, "internal_error"),
     }
     for exc, (status, kind) in cases.items():
@@ -349,3 +351,169 @@ def test_routes_are_mounted_from_the_router(tmp_path: Path) -> None:
         assert metric_value(metrics, "neonsign_predictions_total") == 1
         labels = {"route": "/predict/batch", "status": "413"}
         assert metric_value(metrics, "neonsign_http_requests_total", **labels) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# The optional ROI sent with an upload
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (None, None),
+        ("", None),
+        ("  ", None),
+        ("1,2,30,40", (1, 2, 30, 40)),
+        (" 0, 0 ,0,0", (0,) * 4),
+    ],
+)
+def test_parse_roi_accepts(text: str | None, expected: tuple[int, ...] | None) -> None:
+    from neonsign.app.serving.inference import parse_roi
+
+    assert parse_roi(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("1,2,3", "four integers"),
+        ("1,2,3,4,5", "four integers"),
+        ("a,b,c,d", "four integers"),
+        ("1.5,2,3,4", "four integers"),
+        ("-1,0,3,3", "0 <= x1 <= x2"),
+        ("5,0,4,3", "0 <= x1 <= x2"),
+        ("0,5,4,3", "0 <= y1 <= y2"),
+    ],
+)
+def test_parse_roi_refuses(text: str, message: str) -> None:
+    from neonsign.app.serving.inference import RoiError, parse_roi
+
+    with pytest.raises(RoiError, match=message) as info:
+        parse_roi(text)
+    assert isinstance(info.value, NeonsignValueError) and "roi" in str(info.value)
+
+
+def test_parse_rois() -> None:
+    from neonsign.app.serving.inference import RoiError, parse_rois
+
+    assert parse_rois(None, 2) == [None, None]
+    assert parse_rois("[[1, 2, 3, 4], null]", 2) == [(1, 2, 3, 4), None]
+    for text, message in [
+        ("[[1, 2, 3, 4]]", "list of 2 entries"),
+        ("{}", "list of 2 entries"),
+        ("not json", "list of 2 entries"),
+        ("[[1, 2, 3], null]", r"rois\[0\]: expected \[x1, y1, x2, y2\]"),
+        ("[null, [1, 2, 3, true]]", r"rois\[1\]"),
+        ("[null, [1, 2, 3, 4.0]]", r"rois\[1\]"),
+        ("[null, [3, 2, 1, 4]]", r"rois\[1\]: expected 0 <= x1 <= x2"),
+    ]:
+        with pytest.raises(RoiError, match=message):
+            parse_rois(text, 2)
+
+
+def test_roi_crop_is_the_library_path(loaded: LoadedModel) -> None:
+    """A ROI sent with an upload gives exactly the input of neonsign.images.prepare(roi=...),
+    the function ``neonsign predict --roi`` calls; a ROI outside the image is a RoiError."""
+    from neonsign import images
+    from neonsign.app.serving.inference import RoiError, prepare
+
+    image = sign_like_images(1, seed=31)[0]
+    h, w = image.shape[:2]
+    png = encode(image, "PNG")
+    card = {"size": loaded.size, "mean": loaded.mean, "std": loaded.std}
+    for roi in [(0, 0, w - 1, h - 1), (3, 4, w // 2, h // 2), (w - 1, h - 1, w - 1, h - 1)]:
+        got = prepare(png, loaded, 10**6, roi)
+        assert np.array_equal(got.x, images.prepare(png, card, roi))
+        assert (got.width, got.height, got.fmt) == (w, h, "PNG")
+    assert not np.array_equal(
+        prepare(png, loaded, 10**6, (3, 4, 9, 9)).x, prepare(png, loaded, 10**6).x
+    )
+    for roi in [(0, 0, w, h - 1), (0, 0, w - 1, h)]:
+        with pytest.raises(RoiError, match=f"does not fit the {w}x{h} image"):
+            prepare(png, loaded, 10**6, roi)
+
+
+def _ranked(pred: dict) -> list[int]:
+    return [c["class_id"] for c in pred["top5"]]
+
+
+def test_rois_in_a_batch_and_coalesced(counted: LoadedModel) -> None:
+    """Per-file ROIs of a batch, and ROIs of concurrent single requests coalesced into one
+    engine call, each give the answer of that image cropped on its own."""
+    from neonsign.app.serving.inference import Upload
+
+    blobs = _blobs(4, seed=33)
+    rois = [(1, 1, 15, 15), None, (0, 2, 10, 19), None]
+    solo = Inference(max_pixels=10**6, max_batch=1, threads=1)
+    inference = Inference(max_pixels=10**6, max_batch=64, threads=1)
+    try:
+        expected = [solo.run_batch([b], counted, [r])[0] for b, r in zip(blobs, rois, strict=True)]
+        batch = asyncio.run(inference.predict_batch(blobs, counted, rois))
+        coalesced = inference.run_coalesced(
+            [Upload(b, counted, r) for b, r in zip(blobs, rois, strict=True)]
+        )
+    finally:
+        solo.close()
+        inference.close()
+    # the engine's last bits depend on the batch's size (odd sizes take another path), so
+    # compare the classes and the probabilities to float32 precision
+    for got in (batch, coalesced):
+        assert [_ranked(p) for p in got] == [_ranked(p) for p in expected]
+        for p, q in zip(got, expected, strict=True):
+            assert p["probability"] == pytest.approx(q["probability"], rel=1e-4, abs=1e-6)
+    whole = _expected(counted, blobs)
+    assert [p["predicted_class"] for p in expected][1::2] == whole[1::2]
+
+
+def test_roi_form_fields(tmp_path: Path) -> None:
+    """``roi`` on /predict and /predict/, ``rois`` on /predict/batch: the crop's answer, and
+    422 ``invalid_roi`` naming the problem for a malformed or out-of-image ROI."""
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx")
+    from fastapi.testclient import TestClient
+
+    from neonsign.app.serving import create_app
+
+    image = sign_like_images(1, seed=35)[0]
+    h, w = image.shape[:2]
+    png = encode(image, "PNG")
+    app = create_app(str(make_model_dir(tmp_path / "m", seed=6)), threads=1)
+    with TestClient(app) as client:
+        model = app.state.holder.current
+        inference = Inference(max_pixels=10**6, max_batch=1, threads=1)
+        try:
+            crop = inference.run_batch([png], model, [(2, 3, w - 5, h - 6)])[0]
+            whole = inference.run_batch([png], model)[0]
+        finally:
+            inference.close()
+
+        def post(path: str, **data: str) -> tuple[int, dict]:
+            r = client.post(path, files={"file": ("a.png", png)}, data=data)
+            return r.status_code, r.json()
+
+        for path in ("/predict", "/predict/"):
+            assert post(path, roi=f"2,3,{w - 5},{h - 6}") == (200, crop)
+            assert post(path, roi="") == (200, whole) == post(path)
+        for roi, message in [
+            ("1,2,3", "four integers"),
+            ("9,0,1,5", "0 <= x1 <= x2"),
+            (f"0,0,{w},{h - 1}", f"does not fit the {w}x{h} image"),
+        ]:
+            status, body = post("/predict", roi=roi)
+            assert status == 422 and body["error"] == "invalid_roi" and message in body["detail"]
+        files = [("files", (f"{i}.png", png)) for i in range(2)]
+        r = client.post(
+            "/predict/batch", files=files, data={"rois": f"[null, [2, 3, {w - 5}, {h - 6}]]"}
+        )
+        assert r.status_code == 200
+        assert [_ranked(p) for p in r.json()["predictions"]] == [_ranked(whole), _ranked(crop)]
+        r = client.post("/predict/batch", files=files, data={"rois": "[null]"})
+        assert r.status_code == 422 and r.json()["error"] == "invalid_roi"
+        assert "list of 2 entries" in r.json()["detail"]
+        schema = app.openapi()["components"]["schemas"]
+        assert (
+            "x1,y1,x2,y2" in schema["Body_predict_predict_post"]["properties"]["roi"]["description"]
+        )
+        assert "rois" in schema["Body_predict_batch_predict_batch_post"]["properties"]
+        metrics = client.get("/metrics").text
+        assert metric_value(metrics, "neonsign_errors_total", kind="invalid_roi") == 4

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from ...errors import DecodeError, NeonsignValueError, ResourceLimitError, UnsupportedError
+from .inference import RoiError
 from .metrics import Metrics
 
 __all__ = ["ApiError", "BodyTooLarge", "api_error", "install_error_handlers"]
@@ -49,6 +50,8 @@ def api_error(exc: BaseException) -> ApiError:
         return exc
     if isinstance(exc, ResourceLimitError):
         return ApiError(413, "too_many_pixels", str(exc))
+    if isinstance(exc, RoiError):
+        return ApiError(422, "invalid_roi", str(exc))
     if isinstance(exc, UnsupportedError):
         return ApiError(415, "unsupported_media_type", str(exc))
     if isinstance(exc, (DecodeError, NeonsignValueError)):

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypedDict, TypeVar
+from typing import Generic, NamedTuple, Protocol, TypedDict, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,6 +28,8 @@ from numpy.typing import NDArray
 from ... import images
 from ..._math import softmax
 from ...data import CLASS_NAMES
+from ...errors import NeonsignValueError
+from ...preprocess import Roi
 from .models import LoadedModel
 
 __all__ = [
@@ -35,14 +38,105 @@ __all__ = [
     "InferenceObserver",
     "Prediction",
     "Prepared",
+    "RoiError",
     "TopClass",
+    "Upload",
+    "check_roi",
     "decode_image",
+    "parse_roi",
+    "parse_rois",
     "prediction",
     "prepare",
 ]
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+# ---------------------------------------------------------------------------------------------
+# Regions of interest sent with an upload
+
+
+class RoiError(NeonsignValueError):
+    """A ROI sent with an upload is malformed or does not fit the image (the API answers 422
+    ``invalid_roi``)."""
+
+
+def _ordered(values: Sequence[int], field: str) -> Roi:
+    """``values`` as a ROI, or RoiError unless ``0 <= x1 <= x2`` and ``0 <= y1 <= y2``."""
+    x1, y1, x2, y2 = values
+    if min(x1, y1) < 0 or x2 < x1 or y2 < y1:
+        raise RoiError(
+            f"{field}: expected 0 <= x1 <= x2 and 0 <= y1 <= y2, got {x1},{y1},{x2},{y2}"
+        )
+    return (x1, y1, x2, y2)
+
+
+def parse_roi(text: str | None, field: str = "roi") -> Roi | None:
+    """The ROI form field of ``/predict``: ``x1,y1,x2,y2``, four integers, inclusive corners in
+    the uploaded image's pixels (as in GTSRB's CSV files and ``neonsign predict --roi``).
+    None for an absent or blank field: the whole image is used.
+
+    Raises:
+        RoiError: not four integers, negative, or ``x2 < x1`` / ``y2 < y1``.
+    """
+    if text is None or not text.strip():
+        return None
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 4:
+        raise RoiError(f"{field}: expected x1,y1,x2,y2 (four integers), got {text[:100]!r}")
+    return _ordered(values, field)
+
+
+def _roi_entry(entry: object, index: int) -> Roi | None:
+    """One entry of the ``rois`` list: ``[x1, y1, x2, y2]`` or null."""
+    if entry is None:
+        return None
+    if (
+        not isinstance(entry, list)
+        or len(entry) != 4
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in entry)
+    ):
+        raise RoiError(
+            f"rois[{index}]: expected [x1, y1, x2, y2] (four integers) or null, "
+            f"got {json.dumps(entry)[:100]}"
+        )
+    return _ordered(entry, f"rois[{index}]")
+
+
+def parse_rois(text: str | None, n: int) -> list[Roi | None]:
+    """The ROI form field of ``/predict/batch``: a JSON list with one entry per file, in the
+    files' order, each ``[x1, y1, x2, y2]`` or null (that file whole). Absent or blank: every
+    file whole.
+
+    Raises:
+        RoiError: not a JSON list of ``n`` such entries.
+    """
+    if text is None or not text.strip():
+        return [None] * n
+    try:
+        entries = json.loads(text)
+    except ValueError:
+        entries = None
+    if not isinstance(entries, list) or len(entries) != n:
+        raise RoiError(
+            f"rois: expected a JSON list of {n} entries, one per file ([x1, y1, x2, y2] or "
+            f"null), got {text[:100]!r}"
+        )
+    return [_roi_entry(entry, i) for i, entry in enumerate(entries)]
+
+
+def check_roi(roi: Roi, width: int, height: int) -> None:
+    """RoiError unless ``roi`` (inclusive corners) lies inside a ``width x height`` image."""
+    x1, y1, x2, y2 = roi
+    if x2 >= width or y2 >= height:
+        raise RoiError(
+            f"roi {x1},{y1},{x2},{y2} does not fit the {width}x{height} image (corners are "
+            f"inclusive: need x2 < {width} and y2 < {height})"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -84,13 +178,23 @@ class Prepared:
     brightness: float
 
 
-def prepare(data: bytes, model: LoadedModel, max_pixels: int) -> Prepared:
+def prepare(data: bytes, model: LoadedModel, max_pixels: int, roi: Roi | None = None) -> Prepared:
     """Decode ``data`` and preprocess it as ``model``'s card says (size, mean, std) with the
-    library's one preparation path (:func:`neonsign.images.prepare_image`). Uploads carry no
-    ROI annotation, so the whole image is resized."""
+    library's one preparation path (:func:`neonsign.images.prepare_image`, the one of
+    ``neonsign predict`` and of ``neonsign test``'s loader): crop to ``roi`` if given, else
+    resize the whole image.
+
+    Raises:
+        RoiError: ``roi`` does not fit the decoded image.
+        and the errors of :func:`decode_image`.
+    """
+    image, fmt = decode_image(data, max_pixels)
+    height, width = int(image.shape[0]), int(image.shape[1])
+    if roi is not None:
+        check_roi(roi, width, height)
     preprocessing = {"size": model.size, "mean": model.mean, "std": model.std}
-    p = images.prepare_image(data, preprocessing, max_pixels=max_pixels, source="upload")
-    return Prepared(p.x, p.format, p.width, p.height, float(p.small.mean()) / 255.0)
+    p = images.prepare_image(image, preprocessing, roi, source="upload")
+    return Prepared(p.x, fmt, width, height, float(p.small.mean()) / 255.0)
 
 
 class TopClass(TypedDict):
@@ -195,6 +299,15 @@ class Coalescer(Generic[T, R]):
 # The inference service
 
 
+class Upload(NamedTuple):
+    """One single-image request waiting to be coalesced: its bytes, the model it reads and its
+    optional ROI."""
+
+    data: bytes
+    model: LoadedModel
+    roi: Roi | None = None
+
+
 class InferenceObserver(Protocol):
     """What :class:`Inference` reports as it works (the Prometheus metrics implement it)."""
 
@@ -254,16 +367,16 @@ class Inference:
         self.max_pixels = max_pixels
         self.observer: InferenceObserver = observer or _Unobserved()
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="neonsign-serve")
-        self.coalescer: Coalescer[tuple[bytes, LoadedModel], Prediction] = Coalescer(
+        self.coalescer: Coalescer[Upload, Prediction] = Coalescer(
             self.executor, self.run_coalesced, max_items=max_batch, max_running=workers
         )
 
     # ---- worker-thread steps ----------------------------------------------------------------
-    def prepare(self, data: bytes, model: LoadedModel) -> Prepared:
-        """Decode and preprocess one upload for ``model``."""
+    def prepare(self, data: bytes, model: LoadedModel, roi: Roi | None = None) -> Prepared:
+        """Decode and preprocess one upload for ``model``, cropped to ``roi`` if given."""
         t0 = time.perf_counter()
         self.observer.upload(len(data))
-        p = prepare(data, model, self.max_pixels)
+        p = prepare(data, model, self.max_pixels, roi)
         self.observer.prepared(p, time.perf_counter() - t0)
         return p
 
@@ -280,20 +393,27 @@ class Inference:
             out.append(pred)
         return out
 
-    def run_batch(self, blobs: Sequence[bytes], model: LoadedModel) -> list[Prediction]:
-        """A batch request: all images in one engine call; any bad image fails it."""
-        return self.classify([self.prepare(data, model) for data in blobs], model)
+    def run_batch(
+        self,
+        blobs: Sequence[bytes],
+        model: LoadedModel,
+        rois: Sequence[Roi | None] | None = None,
+    ) -> list[Prediction]:
+        """A batch request: all images in one engine call; any bad image fails it. ``rois``:
+        one optional ROI per blob (None: all whole)."""
+        crops = list(rois) if rois is not None else [None] * len(blobs)
+        prepared = [self.prepare(d, model, r) for d, r in zip(blobs, crops, strict=True)]
+        return self.classify(prepared, model)
 
-    def run_coalesced(
-        self, items: Sequence[tuple[bytes, LoadedModel]]
-    ) -> list[Prediction | BaseException]:
+    def run_coalesced(self, items: Sequence[Upload]) -> list[Prediction | BaseException]:
         """Independent single-image requests that queued up together. Each gets its
         prediction or its own error; one engine call per model among them."""
         results: dict[int, Prediction | BaseException] = {}
         groups: dict[int, list[tuple[int, Prepared]]] = {}
-        for i, (data, model) in enumerate(items):
+        for i, item in enumerate(items):
+            data, model, roi = Upload(*item)  # a plain (data, model) tuple is a whole image
             try:
-                prepared = self.prepare(data, model)
+                prepared = self.prepare(data, model, roi)
             except Exception as exc:  # noqa: BLE001 - this request's own error
                 results[i] = exc
                 continue
@@ -310,17 +430,27 @@ class Inference:
         return [results[i] for i in range(len(items))]
 
     # ---- event-loop API ---------------------------------------------------------------------
-    async def predict_one(self, data: bytes, model: LoadedModel) -> Prediction:
-        """Classify one upload; coalesced with whatever other requests are queued."""
-        return await self.coalescer.submit((data, model))
+    async def predict_one(
+        self, data: bytes, model: LoadedModel, roi: Roi | None = None
+    ) -> Prediction:
+        """Classify one upload (cropped to ``roi`` if given); coalesced with whatever other
+        requests are queued."""
+        return await self.coalescer.submit(Upload(data, model, roi))
 
-    async def predict_batch(self, blobs: Sequence[bytes], model: LoadedModel) -> list[Prediction]:
+    async def predict_batch(
+        self,
+        blobs: Sequence[bytes],
+        model: LoadedModel,
+        rois: Sequence[Roi | None] | None = None,
+    ) -> list[Prediction]:
         """Classify several uploads in one engine call, in order (one upload: as
-        :meth:`predict_one`)."""
+        :meth:`predict_one`); ``rois`` as in :meth:`run_batch`."""
+        if rois is not None and len(rois) != len(blobs):
+            raise RoiError(f"{len(rois)} ROIs for {len(blobs)} images")
         if len(blobs) == 1:
-            return [await self.predict_one(blobs[0], model)]
+            return [await self.predict_one(blobs[0], model, rois[0] if rois else None)]
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, self.run_batch, blobs, model)
+        return await loop.run_in_executor(self.executor, self.run_batch, blobs, model, rois)
 
     def close(self) -> None:
         """Stop the worker threads; queued work is cancelled."""

@@ -3,8 +3,10 @@
 Handlers get the app's :class:`~neonsign.app.serving.service.Service` through a FastAPI
 dependency (``app.state.service``); they hold no state of their own.
 
-    POST /predict         multipart field ``file`` (PNG, JPEG or PPM) -> top-1 + top-5 (also /predict/)
-    POST /predict/batch   multipart field ``files`` (several images)  -> {"predictions": [...]}
+    POST /predict         multipart field ``file`` (PNG, JPEG or PPM), optional ``roi``
+                          (``x1,y1,x2,y2``) -> top-1 + top-5 (also /predict/)
+    POST /predict/batch   multipart field ``files`` (several images), optional ``rois`` (a JSON
+                          list, one ``[x1, y1, x2, y2]`` or null per file) -> {"predictions": [...]}
     GET  /healthz         the process answers
     GET  /readyz          a model is loaded and warmed (503 before)
     GET  /model           the model card of the model being served
@@ -18,11 +20,13 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Depends, File, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from ...errors import ModelError
+from ...preprocess import Roi
 from .errors import ApiError, api_error
+from .inference import RoiError, parse_roi, parse_rois
 from .models import LoadedModel
 from .service import Service
 
@@ -45,7 +49,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "corrupt image"},
     413: {"description": "too large"},
     415: {"description": "unsupported image format"},
-    422: {"description": "missing or misnamed form field"},
+    422: {"description": "missing or misnamed form field, malformed or out-of-image ROI"},
     503: {"description": "no model loaded"},
 }
 
@@ -58,10 +62,24 @@ def _serving(service: Service) -> LoadedModel:
     return current
 
 
-async def _infer(service: Service, blobs: list[bytes]) -> list[dict[str, Any]]:
+#: The ROI form fields, as the OpenAPI document and ``/docs`` show them.
+ROI_HELP = (
+    "optional crop before resizing: x1,y1,x2,y2, four integers, inclusive corners in the "
+    "uploaded image's pixels (GTSRB's Roi.X1..Roi.Y2, neonsign predict --roi); absent or "
+    "empty: the whole image"
+)
+ROIS_HELP = (
+    "optional crops, a JSON list with one entry per file in order: [x1, y1, x2, y2] "
+    "(inclusive corners) or null for the whole image, e.g. [[5, 6, 40, 41], null]"
+)
+
+
+async def _infer(
+    service: Service, blobs: list[bytes], rois: list[Roi | None] | None = None
+) -> list[dict[str, Any]]:
     model = _serving(service)
     try:
-        predictions = await service.inference.predict_batch(blobs, model)
+        predictions = await service.inference.predict_batch(blobs, model, rois)
     except Exception as exc:  # noqa: BLE001 - answered as the matching HTTP error
         raise api_error(exc) from exc
     return [dict(p) for p in predictions]
@@ -70,10 +88,18 @@ async def _infer(service: Service, blobs: list[bytes]) -> list[dict[str, Any]]:
 async def predict(
     service: ServiceDep,
     file: UploadFile = File(..., description="PNG, JPEG or PPM image"),
+    roi: str | None = Form(None, description=ROI_HELP, examples=["5,6,40,41"]),
 ) -> dict[str, Any]:
     """Classify one image: ``predicted_class`` (0..42), its ``label``, ``probability``
-    (softmax), ``top5`` and the ``model_version`` (weights sha256)."""
-    return (await _infer(service, [await file.read()]))[0]
+    (softmax), ``top5`` and the ``model_version`` (weights sha256). With ``roi=x1,y1,x2,y2``
+    the image is cropped to that box (inclusive corners) before resizing, exactly as
+    ``neonsign predict --roi`` and ``neonsign test``'s ROI crop do; a malformed ROI or one
+    outside the image is answered 422 ``invalid_roi``."""
+    try:
+        crop = parse_roi(roi)
+    except RoiError as exc:
+        raise api_error(exc) from exc
+    return (await _infer(service, [await file.read()], [crop]))[0]
 
 
 router.post("/predict", responses=_RESPONSES, summary="Classify one image")(predict)
@@ -84,13 +110,20 @@ router.post("/predict/", include_in_schema=False)(predict)  # the learning path'
 async def predict_batch(
     service: ServiceDep,
     files: list[UploadFile] = File(..., description="images"),
+    rois: str | None = Form(None, description=ROIS_HELP, examples=["[[5, 6, 40, 41], null]"]),
 ) -> dict[str, Any]:
-    """Classify several images in one engine call: ``{"predictions": [...]}`` in order."""
+    """Classify several images in one engine call: ``{"predictions": [...]}`` in order. With
+    ``rois`` (a JSON list aligned with the files, ``[x1, y1, x2, y2]`` or null each) every
+    image is cropped to its own box first, as ``/predict``'s ``roi`` does."""
     limit = service.config.max_batch
     if len(files) > limit:
         raise ApiError(413, "too_many_files", f"{len(files)} files; at most {limit} per batch")
+    try:
+        crops = parse_rois(rois, len(files))
+    except RoiError as exc:
+        raise api_error(exc) from exc
     blobs = [await f.read() for f in files]
-    return {"predictions": await _infer(service, blobs)}
+    return {"predictions": await _infer(service, blobs, crops)}
 
 
 @router.get("/healthz", summary="Liveness")
