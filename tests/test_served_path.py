@@ -63,6 +63,7 @@ def _png_bytes(pixels: np.ndarray) -> bytes:
 def test_one_preprocessing_path(synth_root: Path, tmp_path: Path, crop: bool) -> None:
     """The C loader of ``neonsign test``, ``neonsign predict``'s prepare and the server's
     prepare give bit-identical inputs for the same PPM file, and for its PNG copy."""
+    pytest.importorskip("fastapi")
     from neonsign.app.serving import LoadedModel
     from neonsign.app.serving.inference import prepare as served_prepare
     from neonsign.evaluate import normalize_images
