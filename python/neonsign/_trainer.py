@@ -391,9 +391,8 @@ def fit(
         result.history.append(record)
         if bar is not None:
             bar.set_postfix(
-                epoch=epoch,
-                loss=f"{loss:.3f}",
-                **{f"val_{k}": f"{v:.4f}" for k, v in accs.items()},
+                {"epoch": epoch, "loss": f"{loss:.3f}"}
+                | {f"val_{k}": f"{v:.4f}" for k, v in accs.items()}
             )
         score = _score(accs, val_acc, framing.select_on_mean, epoch)
         if score > best_acc:

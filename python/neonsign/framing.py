@@ -114,9 +114,13 @@ def load_views(
     if images.shape[0] != n:
         raise NeonsignValueError(f"images has {images.shape[0]} rows, the split {n}")
     rng = np.random.default_rng([seed, 0x5F3A])
-    boxes = np.stack(
-        [random_boxes(meta.rois, meta.widths, meta.heights, rng) for _ in range(random_views)]
-    ) if random_views else np.empty((0, n, 4), np.int64)
+    boxes = (
+        np.stack(
+            [random_boxes(meta.rois, meta.widths, meta.heights, rng) for _ in range(random_views)]
+        )
+        if random_views
+        else np.empty((0, n, 4), np.int64)
+    )
     out = np.empty((2 + random_views, *images.shape), dtype=np.uint8)
     loaded = ROI_VIEW if meta.roi else WHOLE_VIEW
     out[loaded] = images

@@ -27,7 +27,6 @@ import numpy as np
 import numpy.typing as npt
 
 from .artifacts import DEFAULT_PREPROCESSING, NUM_CLASSES
-from .framing import FRAMING_KINDS
 from .errors import (
     ModelError,
     NeonsignFileExistsError,
@@ -37,6 +36,7 @@ from .errors import (
     file_errors,
     require,
 )
+from .framing import FRAMING_KINDS
 
 if TYPE_CHECKING:
     from ._trainer import EpochRecord, FitResult, Framing
@@ -368,8 +368,9 @@ def _views(
 
     primary = "roi" if cfg.roi else "whole"
     if cfg.framing == "roi-to-whole":
-        v = load_views(meta, images, random_views=cfg.framing_views, seed=cfg.seed,
-                       threads=cfg.threads)
+        v = load_views(
+            meta, images, random_views=cfg.framing_views, seed=cfg.seed, threads=cfg.threads
+        )
         names = {"roi": ROI_VIEW, "whole": WHOLE_VIEW}
         return v.images, Framing(v.count, names, primary, select_on_mean=True)
     v = load_views(meta, images, random_views=0, seed=cfg.seed, threads=cfg.threads)

@@ -10,10 +10,12 @@ A candidate passes only if every check passes:
 ``accuracy_vs_champion``
     it is not worse than the champion's accuracy on the same split by more than ``max_drop``
     (absolute fraction; passes when there is no champion);
-``accuracy_floor_<framing>``, ``accuracy_vs_champion_<framing>``
-    the same two checks for the other framing (``whole``: whole images, what the server sees;
-    or ``roi``), measured on the same split, so a model that is only accurate on ROI crops
-    cannot pass (each check names its ``framing``);
+
+Both accuracy checks hold for each framing of the split: the ROI crops and the whole images
+(what the server sees), so a model accurate only on ROI crops cannot pass. Their top-level
+``accuracy``/``floor`` are the card's framing's; ``framings`` has each framing's figures and
+verdict, and ``detail`` names the framing that failed. The champion is measured live in both
+framings, so the champion rule holds per framing whatever its card records.
 ``latency``
     its native per-batch latency did not regress beyond ``fail_if_slower`` percent against the
     champion's (:func:`neonsign.profile_report.compare` on native profiles, given as report
@@ -198,10 +200,9 @@ def _accuracy_checks(
     min_accuracy: float,
     max_drop: float,
     framing: str = "",
-    suffix: str = "",
 ) -> list[dict[str, Any]]:
-    """The accuracy floor and the comparison with the champion (passes without one) for one
-    framing (named ``accuracy_floor{suffix}`` and ``accuracy_vs_champion{suffix}``).
+    """The accuracy floor and the comparison with the champion (passes without one) on one
+    framing (named in the details when given).
 
     The floor is ``min_accuracy``, raised to ``champ_acc - max_drop`` when there is a champion
     (``floor`` in the check; ``min_accuracy`` keeps the configured value)."""
@@ -211,8 +212,7 @@ def _accuracy_checks(
     )
     on = f"{split} ({framing})" if framing else split
     floor = {
-        "name": f"accuracy_floor{suffix}",
-        "framing": framing,
+        "name": "accuracy_floor",
         "passed": acc >= bar,
         "accuracy": acc,
         "min_accuracy": min_accuracy,
@@ -222,16 +222,10 @@ def _accuracy_checks(
     if champ_acc is None:
         return [
             floor,
-            {
-                "name": f"accuracy_vs_champion{suffix}",
-                "framing": framing,
-                "passed": True,
-                "detail": "no champion yet",
-            },
+            {"name": "accuracy_vs_champion", "passed": True, "detail": "no champion yet"},
         ]
     vs = {
-        "name": f"accuracy_vs_champion{suffix}",
-        "framing": framing,
+        "name": "accuracy_vs_champion",
         "passed": acc >= champ_acc - max_drop,
         "accuracy": acc,
         "champion_accuracy": champ_acc,
@@ -240,6 +234,39 @@ def _accuracy_checks(
         f"(allowed drop {max_drop:.4f})",
     }
     return [floor, vs]
+
+
+def _framed_checks(
+    accuracies: dict[str, tuple[float, float | None]],
+    split: str,
+    min_accuracy: float,
+    max_drop: float,
+) -> list[dict[str, Any]]:
+    """``accuracy_floor`` and ``accuracy_vs_champion`` over every framing of ``accuracies``
+    (framing -> (candidate, champion or None), the card's framing first): each passes when it
+    passes on every framing; its top-level figures are the first framing's, ``framings`` holds
+    each framing's check and ``detail`` the failing framings' details (else all of them)."""
+    per = {
+        name: _accuracy_checks(acc, champ, split, min_accuracy, max_drop, name)
+        for name, (acc, champ) in accuracies.items()
+    }
+    merged: list[dict[str, Any]] = []
+    for i in range(2):
+        checks = {name: pair[i] for name, pair in per.items()}
+        failed = [c["detail"] for c in checks.values() if not c["passed"]]
+        first = next(iter(checks.values()))
+        details = failed or [c["detail"] for c in checks.values()]
+        merged.append(
+            {
+                **first,
+                "passed": not failed,
+                "detail": "; ".join(dict.fromkeys(details)),
+                "framings": {
+                    name: {k: v for k, v in c.items() if k != "name"} for name, c in checks.items()
+                },
+            }
+        )
+    return merged
 
 
 def _native_accuracy(
@@ -302,7 +329,9 @@ def _card_and_splits(
     prep = card["preprocessing"]
     crop = bool(prep["roi"])
     splits: dict[str, Split] = {}
-    for name, roi in ((("roi", True), ("whole", False)) if crop else (("whole", False), ("roi", True))):
+    for name, roi in (
+        (("roi", True), ("whole", False)) if crop else (("whole", False), ("roi", True))
+    ):
         splits[name] = load_split(
             os.fspath(data), split, size=int(prep["size"]), roi=roi, dtype="uint8", threads=threads
         )
@@ -349,10 +378,7 @@ def gate(
     cand = _reused_result(candidate_result, split, meta.checksum)
     accuracies = _framing_accuracies(candidate, champion_dir, splits, cand, threads)
     acc, champ_acc = accuracies[primary]
-    checks: list[dict[str, Any]] = []
-    for name, (a, c) in accuracies.items():
-        suffix = "" if name == primary else f"_{name}"
-        checks += _accuracy_checks(a, c, split, min_accuracy, max_drop, name, suffix)
+    checks = _framed_checks(accuracies, split, min_accuracy, max_drop)
     profiles = (candidate_profile, champion_profile)
     checks.append(_latency(candidate, champion_dir, fail_if_slower, *profiles, repeats))
     probes = probe_set(images, prep["mean"], prep["std"])
