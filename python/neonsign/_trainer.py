@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EpochRecord",
     "FitResult",
+    "Framing",
     "bf16_supported",
     "resolve_precision",
     "augment_batch",
@@ -51,6 +52,7 @@ class EpochRecord(TypedDict):
     train_loss: float
     train_accuracy: float
     val_accuracy: float | None
+    val_framings: dict[str, float]  # validation accuracy per framing ("roi", "whole")
     lr: float
     seconds: float
 
@@ -63,9 +65,26 @@ class FitResult:
     history: list[EpochRecord] = field(default_factory=list)
     best_epoch: int = 0
     val_accuracy: float | None = None
+    val_framings: dict[str, float] = field(default_factory=dict)
     per_class_accuracy: list[float | None] = field(default_factory=list)
     seconds: float = 0.0
     precision: str = "float32"
+
+
+@dataclass(frozen=True)
+class Framing:
+    """Which views of the images a run trains on and validates.
+
+    ``train_views``: training draws each sample from views ``0 .. train_views - 1``;
+    ``val_views``: framing name ("roi", "whole") -> the view validated under that name;
+    ``primary``: the framing reported as ``val_accuracy``; ``select_on_mean``: pick the best
+    epoch by the mean validation accuracy over the framings (else by the primary one).
+    """
+
+    train_views: int = 1
+    val_views: dict[str, int] = field(default_factory=lambda: {"roi": 0})
+    primary: str = "roi"
+    select_on_mean: bool = False
 
 
 def bf16_supported() -> bool:
@@ -172,15 +191,17 @@ def _validate(
 
 @dataclass
 class _Data:
-    """The training arrays as tensors: images uint8 (N, H, W, 3), int64 targets, the training
-    indices, and the normalised validation set."""
+    """The training arrays as tensors: views of the images uint8 (V, N, H, W, 3) of which the
+    first ``train_views`` are trained on, int64 targets, the training indices, and the
+    normalised validation set of each validated framing (name -> (M, 3, H, W))."""
 
     images: torch.Tensor
+    train_views: int
     targets: torch.Tensor
     train_idx: torch.Tensor
     mean: torch.Tensor
     std: torch.Tensor
-    x_val: torch.Tensor
+    x_val: dict[str, torch.Tensor]
     y_val: torch.Tensor
 
 
@@ -190,16 +211,24 @@ def _tensors(
     train_idx: npt.NDArray[np.integer[Any]],
     val_idx: npt.NDArray[np.integer[Any]],
     cfg: TrainConfig,
+    framing: Framing,
 ) -> _Data:
     data = torch.from_numpy(np.ascontiguousarray(images))
+    if data.ndim == 4:  # one view
+        data = data.unsqueeze(0)
     targets = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
     tr = torch.from_numpy(np.asarray(train_idx, dtype=np.int64))
     va = torch.from_numpy(np.asarray(val_idx, dtype=np.int64))
     if tr.numel() == 0:
         raise NeonsignValueError("training set is empty (no indices in train_idx)")
+    if not 1 <= framing.train_views <= data.shape[0]:
+        raise NeonsignValueError(
+            f"train_views must lie in [1, {data.shape[0]}], got {framing.train_views}"
+        )
     mean = torch.tensor(cfg.mean, dtype=torch.float32)
     std = torch.tensor(cfg.std, dtype=torch.float32)
-    return _Data(data, targets, tr, mean, std, to_float(data[va], mean, std), targets[va])
+    x_val = {name: to_float(data[view, va], mean, std) for name, view in framing.val_views.items()}
+    return _Data(data, framing.train_views, targets, tr, mean, std, x_val, targets[va])
 
 
 @dataclass
@@ -258,7 +287,12 @@ def _train_epoch(
     seen = 0
     mean, std = data.mean.view(1, -1, 1, 1), data.std.view(1, -1, 1, 1)
     for batch in torch.split(shard, cfg.batch_size):
-        x = data.images[batch].permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
+        if data.train_views > 1:  # each sample in one of the training views, drawn per batch
+            view = torch.randint(data.train_views, (batch.numel(),), generator=aug_gen)
+            u8 = data.images[view, batch]
+        else:
+            u8 = data.images[0, batch]
+        x = u8.permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
         if cfg.augment:
             x = augment_batch(x, aug_gen, cfg)
         x = x.sub_(mean).div_(std).contiguous(memory_format=torch.channels_last)
@@ -286,6 +320,19 @@ def _progress_bar(total: int, show: bool) -> tqdm[Any] | None:
     return tqdm(total=total, unit="batch", desc="train", dynamic_ncols=True)
 
 
+def _validate_framings(
+    model: nn.Module, data: _Data, rank: int, world: int, primary: str
+) -> tuple[dict[str, float], list[float | None]]:
+    """Validation accuracy per framing, and the per-class accuracy of the ``primary`` one."""
+    accs: dict[str, float] = {}
+    per_class: list[float | None] = []
+    for name, x in data.x_val.items():
+        accs[name], classes = _validate(model, x, data.y_val, rank, world)
+        if name == primary:
+            per_class = classes
+    return accs, per_class
+
+
 def fit(
     images: npt.NDArray[np.uint8],
     labels: npt.NDArray[np.integer[Any]],
@@ -293,13 +340,15 @@ def fit(
     val_idx: npt.NDArray[np.integer[Any]],
     cfg: TrainConfig,
     *,
+    framing: Framing | None = None,
     progress: bool = True,
     on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> FitResult:
     """Train TrafficSignNet on ``images[train_idx]``, validating on ``images[val_idx]`` per epoch.
 
-    images: uint8 (N, H, W, 3); labels: int64 (N,) in [0, 43). ``cfg`` is a
-    :class:`neonsign.train.TrainConfig`. Returns the weights of the epoch with the best
+    images: uint8 (N, H, W, 3), or views of them (V, N, H, W, 3) as ``framing`` describes
+    (default: one view, validated as the ROI framing); labels: int64 (N,) in [0, 43). ``cfg``
+    is a :class:`neonsign.train.TrainConfig`. Returns the weights of the epoch with the best
     validation accuracy (the last epoch when there is no validation set). Same seed, same data
     and same thread count give identical weights.
     """
@@ -310,7 +359,8 @@ def fit(
     torch.manual_seed(cfg.seed)
     shuffle_gen = torch.Generator().manual_seed(cfg.seed)  # same on every rank
     aug_gen = torch.Generator().manual_seed(cfg.seed * 1009 + 17 + rank)  # per rank
-    data = _tensors(images, labels, train_idx, val_idx, cfg)
+    framing = framing or Framing()
+    data = _tensors(images, labels, train_idx, val_idx, cfg, framing)
     tr = data.train_idx
     steps_per_epoch = -(-_shard(tr, rank, world).numel() // cfg.batch_size)
     precision = resolve_precision(cfg.bf16)
@@ -323,36 +373,48 @@ def fit(
         t0 = time.perf_counter()
         shard = _shard(tr[torch.randperm(tr.numel(), generator=shuffle_gen)], rank, world)
         loss, accuracy = _train_epoch(opt, data, shard, cfg, aug_gen, bar)
-        val_acc, per_class = (
-            _validate(opt.model, data.x_val, data.y_val, rank, world)
+        accs, per_class = (
+            _validate_framings(opt.model, data, rank, world, framing.primary)
             if data.y_val.numel()
-            else (None, [])
+            else ({}, [])
         )
+        val_acc = accs.get(framing.primary)
         record: EpochRecord = {
             "epoch": epoch,
             "train_loss": loss,
             "train_accuracy": accuracy,
             "val_accuracy": val_acc,
+            "val_framings": accs,
             "lr": float(opt.scheduler.get_last_lr()[0]),
             "seconds": time.perf_counter() - t0,
         }
         result.history.append(record)
         if bar is not None:
             bar.set_postfix(
-                epoch=epoch,
-                loss=f"{loss:.3f}",
-                val_acc="-" if val_acc is None else f"{val_acc:.4f}",
+                {"epoch": epoch, "loss": f"{loss:.3f}"}
+                | {f"val_{k}": f"{v:.4f}" for k, v in accs.items()}
             )
-        score = val_acc if val_acc is not None else float(epoch)
+        score = _score(accs, val_acc, framing.select_on_mean, epoch)
         if score > best_acc:
             best_acc = score
             _keep_best(result, opt.model, epoch, val_acc, per_class)
+            result.val_framings = dict(accs)
         if on_epoch is not None and rank == 0:
             on_epoch(record)
     if bar is not None:
         bar.close()
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _score(accs: dict[str, float], primary: float | None, on_mean: bool, epoch: int) -> float:
+    """The number the best epoch maximises: the mean over framings or the primary framing's
+    validation accuracy; the epoch itself without validation (the last epoch wins)."""
+    if not accs:
+        return float(epoch)
+    if on_mean:
+        return sum(accs.values()) / len(accs)
+    return primary if primary is not None else float(epoch)
 
 
 def _keep_best(

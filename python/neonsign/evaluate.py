@@ -42,6 +42,7 @@ __all__ = [
     "classification_metrics",
     "ClassificationMetrics",
     "EvaluationResult",
+    "FramingMetrics",
     "Timing",
     "evaluate",
     "evaluate_arrays",
@@ -91,14 +92,27 @@ class _EvaluationBase(ClassificationMetrics):
     profile_table: str | None
 
 
+class FramingMetrics(TypedDict):
+    """The accuracy of one framing of the split (``EvaluationResult["framings"][name]``)."""
+
+    accuracy: float
+    n_images: int
+    n_correct: int
+    per_class_accuracy: list[float | None]
+
+
 class EvaluationResult(_EvaluationBase, total=False):
     """What :func:`evaluate_arrays` and :func:`evaluate` return (JSON-ready): the metrics, how
     they were measured, ``confusion_plot`` when a plot was written, ``data`` and
-    ``data_checksum`` when :func:`evaluate` loaded the split itself."""
+    ``data_checksum`` when :func:`evaluate` loaded the split itself; ``framing`` (the framing
+    the top-level metrics are for, ``"roi"`` or ``"whole"``) and ``framings`` (name ->
+    :class:`FramingMetrics`, both framings) when :func:`evaluate` measured both."""
 
     confusion_plot: str
     data: str
     data_checksum: str | None
+    framing: str
+    framings: dict[str, FramingMetrics]
 
 
 def _has(module: str) -> bool:
@@ -409,6 +423,15 @@ def evaluate_arrays(
     return result
 
 
+def _framing_metrics(result: ClassificationMetrics) -> FramingMetrics:
+    return {
+        "accuracy": result["accuracy"],
+        "n_images": result["n_images"],
+        "n_correct": result["n_correct"],
+        "per_class_accuracy": result["per_class_accuracy"],
+    }
+
+
 def evaluate(
     model: str | os.PathLike[str],
     data: str | os.PathLike[str],
@@ -421,32 +444,28 @@ def evaluate(
     profile: bool = True,
     plot: str | os.PathLike[str] | None = None,
     quiet: bool = True,
+    roi: bool | None = None,
+    framings: bool = True,
 ) -> EvaluationResult:
     """Test the model ``model`` (a model directory or a ``.pth``/``.safetensors`` file) on ``split`` of the GTSRB data under ``data``.
 
-    Images are loaded by neonsign's loader as the model card says (size, roi) and normalised with
-    its mean/std. Returns a JSON-ready dict with ``accuracy`` (fraction), ``n_images``,
-    ``n_correct``, ``per_class_accuracy`` (43 entries, None for classes absent from the split),
-    ``per_class_count``, ``confusion_matrix`` (43x43, rows = true class), ``backend``, ``split``,
-    ``data_checksum``, ``timing`` and ``profile_table`` (torch.profiler table of one batch of
-    64, None without torch); writes the confusion matrix PNG to ``plot`` if given. A file of
-    the split that is missing or unreadable raises the matching NeonsignOSError subclass.
+    Images are loaded by neonsign's loader at the card's size, cropped to their ROI when ``roi``
+    (None: as the card's ``preprocessing.roi`` says) and normalised with its mean/std. Returns
+    a JSON-ready dict with ``accuracy`` (fraction), ``n_images``, ``n_correct``,
+    ``per_class_accuracy`` (43 entries, None for classes absent from the split),
+    ``per_class_count``, ``confusion_matrix`` (43x43, rows = true class), ``backend``,
+    ``split``, ``data_checksum``, ``timing`` and ``profile_table`` (torch.profiler table of one
+    batch of 64, None without torch), all for that framing (``framing``: "roi" or "whole").
+    With ``framings`` the other framing is measured too and ``framings`` holds the accuracy of
+    both (``{"roi": {...}, "whole": {...}}``): a served model meets whole photos. Writes the
+    confusion matrix PNG to ``plot`` if given. A file of the split that is missing or
+    unreadable raises the matching NeonsignOSError subclass.
     """
-    from .data import load_split
-
     _, card = load_any(model)
     prep = card["preprocessing"]
+    crop = bool(prep["roi"]) if roi is None else bool(roi)
     t0 = time.perf_counter()
-    with file_errors(f"load the {split} split of", data):
-        images, labels, meta = load_split(
-            Path(data),
-            split,
-            size=int(prep["size"]),
-            roi=bool(prep["roi"]),
-            dtype="uint8",
-            threads=threads,
-            limit=limit,
-        )
+    images, labels, meta = _load(data, split, int(prep["size"]), crop, threads, limit)
     load_seconds = time.perf_counter() - t0
     result = evaluate_arrays(
         model,
@@ -460,10 +479,49 @@ def evaluate(
         quiet=quiet,
         split=split,
     )
+    name, other = ("roi", "whole") if crop else ("whole", "roi")
+    result["framing"] = name
+    if framings:
+        images, labels, _ = _load(data, split, int(prep["size"]), not crop, threads, limit)
+        measured = evaluate_arrays(
+            model,
+            images,
+            labels,
+            backend=backend,
+            batch_size=batch_size,
+            threads=threads,
+            profile=False,
+            split=split,
+        )
+        both = {name: _framing_metrics(result), other: _framing_metrics(measured)}
+        result["framings"] = {k: both[k] for k in ("roi", "whole")}
     result["data"] = os.fspath(Path(data).resolve())
     result["data_checksum"] = getattr(meta, "checksum", None)
     result["timing"]["load_seconds"] = load_seconds
     return result
+
+
+def _load(
+    data: str | os.PathLike[str],
+    split: str,
+    size: int,
+    roi: bool,
+    threads: int | None,
+    limit: int | None,
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64], Any]:
+    """``split`` of the GTSRB data under ``data`` as uint8 at ``size``, ROI crops or whole."""
+    from .data import load_split
+
+    with file_errors(f"load the {split} split of", data):
+        return load_split(
+            Path(data),
+            split,
+            size=size,
+            roi=roi,
+            dtype="uint8",
+            threads=threads,
+            limit=limit,
+        )
 
 
 def _class_name(c: int) -> str:
@@ -482,6 +540,16 @@ def format_summary(result: Mapping[str, Any], worst: int = 5) -> str:
         f"{result['split']}: accuracy {result['accuracy'] * 100:.2f}% "
         f"({result['n_correct']}/{result['n_images']}) backend {result['backend']}",
     ]
+    framings = result.get("framings") or {}
+    if framings:
+        lines.append(
+            "framings: "
+            + ", ".join(
+                f"{name} {m['accuracy'] * 100:.2f}% ({m['n_correct']}/{m['n_images']})"
+                for name, m in framings.items()
+            )
+            + f"; the figures below are for the {result.get('framing', '?')} framing"
+        )
     ips = result["timing"]["images_per_second"]
     if ips:
         lines.append(

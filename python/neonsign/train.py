@@ -36,9 +36,10 @@ from .errors import (
     file_errors,
     require,
 )
+from .framing import FRAMING_KINDS
 
 if TYPE_CHECKING:
-    from ._trainer import EpochRecord, FitResult
+    from ._trainer import EpochRecord, FitResult, Framing
     from .data import SplitMeta
 
 __all__ = [
@@ -87,7 +88,13 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None  # torch intra-op threads (None: torch's default)
     size: int = 32
-    roi: bool = True  # crop to the annotated ROI (+1.5 points by track, see docs)
+    # the framing the card asks evaluation for (``neonsign test``'s default; the ROI crop)
+    roi: bool = True
+    # training framings (see neonsign.framing): "roi-to-whole" trains on the ROI crop, the whole
+    # image and ``framing_views`` random boxes in between, so the model serves whole photos as
+    # well as ROI crops; "fixed" trains on the loaded framing only (the recipe before issue 13)
+    framing: str = "roi-to-whole"
+    framing_views: int = 4
     mean: _RGB = _rgb(DEFAULT_PREPROCESSING["mean"])  # the learning path's normalisation
     std: _RGB = _rgb(DEFAULT_PREPROCESSING["std"])
     # bfloat16 autocast of the forward/backward pass (weights and optimizer stay float32):
@@ -111,6 +118,8 @@ class TrainConfig:
             ("contrast", 0 <= self.contrast < 1),
             ("threads", self.threads is None or self.threads >= 1),
             ("size", self.size == 32),
+            ("framing", self.framing in FRAMING_KINDS),
+            ("framing_views", 0 <= self.framing_views <= 16),
             ("std", all(s > 0 for s in self.std)),
             ("bf16", self.bf16 is None or isinstance(self.bf16, bool)),
         ]
@@ -288,12 +297,18 @@ def _model_card(
     world: int,
     data_name: str,
 ) -> dict[str, Any]:
-    """The model card of a finished run (see :func:`neonsign.artifacts.make_card`)."""
+    """The model card of a finished run (see :func:`neonsign.artifacts.make_card`).
+
+    ``metrics.val_accuracy`` is the accuracy in the framing the card asks evaluation for
+    (``preprocessing.roi``); ``val_accuracy_roi`` and ``val_accuracy_whole`` are both framings
+    of the same by-track validation images (absent without validation)."""
     from . import artifacts
 
+    per_framing = {f"val_accuracy_{k}": v for k, v in sorted(res.val_framings.items())}
     return artifacts.make_card(
         metrics={
             "val_accuracy": res.val_accuracy,
+            **per_framing,
             "per_class_accuracy": res.per_class_accuracy,
             "best_epoch": res.best_epoch,
             "history": res.history,
@@ -319,8 +334,50 @@ def _model_card(
             "data": data_name,
             "precision": res.precision,
             "bf16_option": "auto" if cfg.bf16 is None else cfg.bf16,
+            "framing": _framing_record(cfg),
         },
     )
+
+
+def _framing_record(cfg: TrainConfig) -> dict[str, Any]:
+    """The model card's ``training.framing``: which framings the network was trained on."""
+    if cfg.framing == "fixed":
+        return {"kind": "fixed", "views": ["roi" if cfg.roi else "whole"]}
+    return {
+        "kind": "roi-to-whole",
+        "views": ["roi", "whole", *(["random"] * cfg.framing_views)],
+        "random_views": cfg.framing_views,
+        "random_box": "contains the ROI; each side moved towards the border by U(0, 1) of the room",
+        "per_sample": "one view drawn uniformly per sample and batch, then the affine/colour "
+        "augmentation",
+        "resize": "neonsign's C loader (the resize the server and neonsign test use)",
+    }
+
+
+def _views(
+    images: npt.NDArray[np.uint8], meta: SplitMeta, cfg: TrainConfig
+) -> tuple[npt.NDArray[np.uint8], Framing]:
+    """The image views a run trains and validates on (see :mod:`neonsign.framing`).
+
+    ``roi-to-whole``: the ROI crop, the whole image and ``framing_views`` random boxes, all
+    trained on, the best epoch picked by the mean of the ROI and whole validation accuracies.
+    ``fixed``: the loaded framing trained on and picked by; the other framing only validated.
+    """
+    from ._trainer import Framing
+    from .framing import ROI_VIEW, WHOLE_VIEW, load_views
+
+    primary = "roi" if cfg.roi else "whole"
+    if cfg.framing == "roi-to-whole":
+        v = load_views(
+            meta, images, random_views=cfg.framing_views, seed=cfg.seed, threads=cfg.threads
+        )
+        names = {"roi": ROI_VIEW, "whole": WHOLE_VIEW}
+        return v.images, Framing(v.count, names, primary, select_on_mean=True)
+    v = load_views(meta, images, random_views=0, seed=cfg.seed, threads=cfg.threads)
+    loaded = ROI_VIEW if meta.roi else WHOLE_VIEW
+    order = [loaded, 1 - loaded]  # the loaded framing first: the only one trained on
+    names = {"roi" if meta.roi else "whole": 0, "whole" if meta.roi else "roi": 1}
+    return v.images[order], Framing(1, names, primary, select_on_mean=False)
 
 
 def train_loaded(
@@ -369,8 +426,16 @@ def train_loaded(
                 "n_val": len(val_idx),
             }
         )
+        views, framing = _views(images, meta, cfg)
         res = _fit(
-            images, labels, train_idx, val_idx, cfg, progress=not quiet, on_epoch=report.epoch
+            views,
+            labels,
+            train_idx,
+            val_idx,
+            cfg,
+            framing=framing,
+            progress=not quiet,
+            on_epoch=report.epoch,
         )
         card = _model_card(
             res, cfg, int(len(train_idx)), int(len(val_idx)), checksum, world, data_name

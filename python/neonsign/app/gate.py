@@ -3,12 +3,19 @@
 A candidate passes only if every check passes:
 
 ``accuracy_floor``
-    its accuracy on the evaluation split is at least the floor: ``min_accuracy``
-    (default :data:`DEFAULT_MIN_ACCURACY`, 0.90), raised to the champion's accuracy minus
-    ``max_drop`` when there is a champion -- the floor never sits below what is served today;
+    its accuracy on the evaluation split, in the framing its card asks for (the ROI crop by
+    default), is at least the floor: ``min_accuracy`` (default :data:`DEFAULT_MIN_ACCURACY`,
+    0.90), raised to the champion's accuracy minus ``max_drop`` when there is a champion -- the
+    floor never sits below what is served today;
 ``accuracy_vs_champion``
     it is not worse than the champion's accuracy on the same split by more than ``max_drop``
     (absolute fraction; passes when there is no champion);
+
+Both accuracy checks hold for each framing of the split: the ROI crops and the whole images
+(what the server sees), so a model accurate only on ROI crops cannot pass. Their top-level
+``accuracy``/``floor`` are the card's framing's; ``framings`` has each framing's figures and
+verdict, and ``detail`` names the framing that failed. The champion is measured live in both
+framings, so the champion rule holds per framing whatever its card records.
 ``latency``
     its native per-batch latency did not regress beyond ``fail_if_slower`` percent against the
     champion's (:func:`neonsign.profile_report.compare` on native profiles, given as report
@@ -187,9 +194,15 @@ def _reused_result(
 
 
 def _accuracy_checks(
-    acc: float, champ_acc: float | None, split: str, min_accuracy: float, max_drop: float
+    acc: float,
+    champ_acc: float | None,
+    split: str,
+    min_accuracy: float,
+    max_drop: float,
+    framing: str = "",
 ) -> list[dict[str, Any]]:
-    """The accuracy floor and the comparison with the champion (passes without one).
+    """The accuracy floor and the comparison with the champion (passes without one) on one
+    framing (named in the details when given).
 
     The floor is ``min_accuracy``, raised to ``champ_acc - max_drop`` when there is a champion
     (``floor`` in the check; ``min_accuracy`` keeps the configured value)."""
@@ -197,13 +210,14 @@ def _accuracy_checks(
     why = (
         "" if bar == min_accuracy else f" (champion {champ_acc:.4f} - allowed drop {max_drop:.4f})"
     )
+    on = f"{split} ({framing})" if framing else split
     floor = {
         "name": "accuracy_floor",
         "passed": acc >= bar,
         "accuracy": acc,
         "min_accuracy": min_accuracy,
         "floor": bar,
-        "detail": f"accuracy {acc:.4f} on {split} {'>=' if acc >= bar else '<'} floor {bar:.4f}{why}",
+        "detail": f"accuracy {acc:.4f} on {on} {'>=' if acc >= bar else '<'} floor {bar:.4f}{why}",
     }
     if champ_acc is None:
         return [
@@ -216,9 +230,43 @@ def _accuracy_checks(
         "accuracy": acc,
         "champion_accuracy": champ_acc,
         "max_drop": max_drop,
-        "detail": f"accuracy {acc:.4f} vs champion {champ_acc:.4f} (allowed drop {max_drop:.4f})",
+        "detail": f"accuracy {acc:.4f} on {on} vs champion {champ_acc:.4f} "
+        f"(allowed drop {max_drop:.4f})",
     }
     return [floor, vs]
+
+
+def _framed_checks(
+    accuracies: dict[str, tuple[float, float | None]],
+    split: str,
+    min_accuracy: float,
+    max_drop: float,
+) -> list[dict[str, Any]]:
+    """``accuracy_floor`` and ``accuracy_vs_champion`` over every framing of ``accuracies``
+    (framing -> (candidate, champion or None), the card's framing first): each passes when it
+    passes on every framing; its top-level figures are the first framing's, ``framings`` holds
+    each framing's check and ``detail`` the failing framings' details (else all of them)."""
+    per = {
+        name: _accuracy_checks(acc, champ, split, min_accuracy, max_drop, name)
+        for name, (acc, champ) in accuracies.items()
+    }
+    merged: list[dict[str, Any]] = []
+    for i in range(2):
+        checks = {name: pair[i] for name, pair in per.items()}
+        failed = [c["detail"] for c in checks.values() if not c["passed"]]
+        first = next(iter(checks.values()))
+        details = failed or [c["detail"] for c in checks.values()]
+        merged.append(
+            {
+                **first,
+                "passed": not failed,
+                "detail": "; ".join(dict.fromkeys(details)),
+                "framings": {
+                    name: {k: v for k, v in c.items() if k != "name"} for name, c in checks.items()
+                },
+            }
+        )
+    return merged
 
 
 def _native_accuracy(
@@ -232,24 +280,62 @@ def _native_accuracy(
     return float(result["accuracy"])
 
 
-def _card_and_split(
+def _framing_accuracies(
+    candidate: str,
+    champion_dir: str | None,
+    splits: dict[str, Split],
+    reused: dict[str, Any] | None,
+    threads: int | None,
+) -> dict[str, tuple[float, float | None]]:
+    """framing -> (candidate accuracy, champion accuracy or None) on each loaded framing (the
+    first is the card's); the candidate's from its reused ``neonsign test`` result where that
+    has the framing."""
+    out: dict[str, tuple[float, float | None]] = {}
+    primary = next(iter(splits))
+    for name, (images, labels, meta) in splits.items():
+        acc = _reused_accuracy(reused, name, primary)
+        if acc is None:
+            acc = _native_accuracy(candidate, images, labels, meta.split, threads)
+        champ = None
+        if champion_dir is not None:
+            champ = _native_accuracy(champion_dir, images, labels, meta.split, threads)
+        out[name] = (acc, champ)
+    return out
+
+
+def _reused_accuracy(reused: dict[str, Any] | None, framing: str, primary: str) -> float | None:
+    """The accuracy of ``framing`` in a reused ``neonsign test --json`` result, None when it
+    does not have it. A result without ``framings`` (written before per-framing reporting)
+    has only the card's framing (``primary``), as its top-level ``accuracy``."""
+    if reused is None:
+        return None
+    measured = (reused.get("framings") or {}).get(framing)
+    if isinstance(measured, dict) and "accuracy" in measured:
+        return float(measured["accuracy"])
+    if framing == primary and reused.get("framing", primary) == primary:
+        return float(reused["accuracy"])
+    return None
+
+
+def _card_and_splits(
     model: str, data: str | os.PathLike[str], split: str, threads: int | None
-) -> tuple[dict[str, Any], Split]:
-    """The model's card and ``split`` of ``data`` loaded (uint8) as the card says."""
+) -> tuple[dict[str, Any], dict[str, Split]]:
+    """The model's card and ``split`` of ``data`` loaded (uint8) at the card's size in both
+    framings: framing name -> split, the card's framing first."""
     from ..artifacts import load_any
     from ..data import load_split
 
     _, card = load_any(model)
     prep = card["preprocessing"]
-    loaded = load_split(
-        os.fspath(data),
-        split,
-        size=int(prep["size"]),
-        roi=bool(prep["roi"]),
-        dtype="uint8",
-        threads=threads,
-    )
-    return card, loaded
+    crop = bool(prep["roi"])
+    splits: dict[str, Split] = {}
+    for name, roi in (
+        (("roi", True), ("whole", False)) if crop else (("whole", False), ("roi", True))
+    ):
+        splits[name] = load_split(
+            os.fspath(data), split, size=int(prep["size"]), roi=roi, dtype="uint8", threads=threads
+        )
+    return card, splits
 
 
 def gate(
@@ -285,17 +371,14 @@ def gate(
     _check_limits(min_accuracy, max_drop, fail_if_slower, max_logit_diff)
     candidate = os.fspath(candidate)
     champion_dir = _champion_dir(champion)
-    card, (images, labels, meta) = _card_and_split(candidate, data, split, threads)
+    card, splits = _card_and_splits(candidate, data, split, threads)
     prep = card["preprocessing"]
+    primary = next(iter(splits))
+    images, labels, meta = splits[primary]
     cand = _reused_result(candidate_result, split, meta.checksum)
-    if cand is not None:
-        acc = float(cand["accuracy"])
-    else:
-        acc = _native_accuracy(candidate, images, labels, split, threads)
-    champ_acc = None
-    if champion_dir is not None:
-        champ_acc = _native_accuracy(champion_dir, images, labels, split, threads)
-    checks = _accuracy_checks(acc, champ_acc, split, min_accuracy, max_drop)
+    accuracies = _framing_accuracies(candidate, champion_dir, splits, cand, threads)
+    acc, champ_acc = accuracies[primary]
+    checks = _framed_checks(accuracies, split, min_accuracy, max_drop)
     profiles = (candidate_profile, champion_profile)
     checks.append(_latency(candidate, champion_dir, fail_if_slower, *profiles, repeats))
     probes = probe_set(images, prep["mean"], prep["std"])
@@ -309,10 +392,17 @@ def gate(
             "model": os.path.abspath(candidate),
             "weights_sha256": card.get("weights_sha256"),
             "accuracy": acc,
+            "framing": primary,
+            "framings": {k: {"accuracy": a} for k, (a, _) in accuracies.items()},
         },
         "champion": None
         if champion_dir is None
-        else {"spec": champion, "model": os.path.abspath(champion_dir), "accuracy": champ_acc},
+        else {
+            "spec": champion,
+            "model": os.path.abspath(champion_dir),
+            "accuracy": champ_acc,
+            "framings": {k: {"accuracy": c} for k, (_, c) in accuracies.items()},
+        },
         "data": {
             "root": os.path.abspath(data),
             "split": split,

@@ -505,6 +505,9 @@ class MlflowTracker:
             for k, v in record.items()
             if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool)
         }
+        framings = record.get("val_framings")
+        if isinstance(framings, Mapping):  # per-framing validation: val_accuracy_roi, ..._whole
+            metrics.update({f"val_accuracy_{k}": float(v) for k, v in framings.items()})
         self._mlflow.log_metrics(metrics, step=int(str(record["epoch"])))
 
     def finish(self, model_dir: Path | None, ok: bool) -> None:

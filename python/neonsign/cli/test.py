@@ -29,6 +29,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         choices=BACKEND_NAMES,
         help="inference backend (default: the fastest available, native if built)",
     )
+    parser.add_argument(
+        "--framing",
+        default=None,
+        choices=("roi", "whole"),
+        help="the framing the top-level accuracy is for: roi (ROI crops) or whole (whole images, "
+        "as the server sees uploads); default: the model card's. Both are always measured "
+        "and reported under 'framings'",
+    )
     parser.add_argument("--json", default=None, help="write the results as JSON to this file")
     parser.add_argument(
         "--plot", default=None, help="confusion matrix PNG (default: the JSON path with .png)"
@@ -62,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         profile=not args.no_profile,
         plot=plot,
         quiet=args.quiet,
+        roi=None if args.framing is None else args.framing == "roi",
     )
     if result["profile_table"] and not args.quiet:
         print(result["profile_table"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from ..framing import FRAMING_KINDS
 from ..train import TrainConfig, train
 
 if TYPE_CHECKING:
@@ -45,6 +46,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=d.roi,
         help="crop each image to its annotated ROI before resizing",
     )
+    parser.add_argument(
+        "--framing",
+        default=d.framing,
+        choices=FRAMING_KINDS,
+        help="training framings: roi-to-whole (default) trains on the ROI crop, the whole image "
+        "and random boxes in between, so one model serves ROI crops and whole photos; fixed "
+        "trains on the --roi framing only (the earlier recipe)",
+    )
+    parser.add_argument(
+        "--framing-views",
+        type=int,
+        default=d.framing_views,
+        help=f"random in-between boxes per image for roi-to-whole (default {d.framing_views})",
+    )
     parser.add_argument("--no-augment", action="store_true", help="disable batch augmentation")
     parser.add_argument(
         "--bf16",
@@ -80,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
         label_smoothing=args.label_smoothing,
         val_fraction=args.val_fraction,
         roi=args.roi,
+        framing=args.framing,
+        framing_views=args.framing_views,
         augment=not args.no_augment,
         bf16=args.bf16,
     )
@@ -94,8 +111,14 @@ def run(args: argparse.Namespace) -> int:
     )
     if res.model_dir is not None:
         acc = "n/a" if res.val_accuracy is None else f"{res.val_accuracy:.4f}"
+        metrics = res.card.get("metrics", {})
+        framings = "".join(
+            f", {name} {metrics[f'val_accuracy_{name}']:.4f}"
+            for name in ("roi", "whole")
+            if metrics.get(f"val_accuracy_{name}") is not None
+        )
         print(
-            f"model written to {res.model_dir} (val accuracy by track {acc}, best epoch "
-            f"{res.best_epoch}/{cfg.epochs}, {res.seconds:.1f} s)"
+            f"model written to {res.model_dir} (val accuracy by track {acc}{framings}, best "
+            f"epoch {res.best_epoch}/{cfg.epochs}, {res.seconds:.1f} s)"
         )
     return 0
