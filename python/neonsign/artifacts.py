@@ -367,9 +367,13 @@ def check_stats(values: object, source: str, key: str) -> tuple[float, float, fl
 
 
 def load_model(
-    directory: str | os.PathLike[str],
+    directory: str | os.PathLike[str], *, check_logits: bool = True
 ) -> tuple[dict[str, NDArray[np.float32]], dict[str, Any]]:
     """Read a model directory: (state_dict as float32 NumPy arrays, model card).
+
+    With ``check_logits`` (default) the weights are tried on the engine's fixed probe batch
+    (:meth:`neonsign.engine.Engine.warm_up`); a caller that builds and warms its own engine
+    right after (the server) passes False so the work is not done twice.
 
     Verifies the sha256 of ``model.safetensors`` against the card and the tensors against
     TrafficSignNet; raises :class:`ModelError` (naming the file) when anything is missing,
@@ -400,7 +404,8 @@ def load_model(
     tensors = load_weights_file(weights)
     from .engine import Engine  # engine imports this module: imported when first needed
 
-    Engine(tensors).warm_up(f"weights file {weights}")
+    if check_logits:
+        Engine(tensors).warm_up(f"weights file {weights}")
     return tensors, card
 
 
@@ -476,7 +481,7 @@ def pth_card(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def load_any(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str], *, check_logits: bool = True
 ) -> tuple[dict[str, NDArray[np.float32]], dict[str, Any]]:
     """(state_dict as float32 NumPy arrays, model card) of any model a user may name: a model
     directory (:func:`load_model`, sha256 verified), a bare ``.safetensors`` file, or a
@@ -493,7 +498,7 @@ def load_any(
     """
     p = Path(path)
     if p.is_dir() or p.suffix.lower() not in (".pth", ".pt", ".safetensors"):
-        return load_model(p)  # a model directory, or "model directory ... not found"
+        return load_model(p, check_logits=check_logits)  # or "model directory ... not found"
     if not p.exists():
         raise ModelNotFoundError(f"model file {p} not found", filename=str(p))
     return load_weights_file(p), pth_card(p)

@@ -43,17 +43,22 @@ from .errors import (
     ModelError,
     NeonsignError,
     NeonsignTypeError,
+    NeonsignValueError,
     ResourceLimitError,
     UnsupportedError,
     file_errors,
 )
-from .preprocess import ImageF32, ImageU8
+from .preprocess import ImageF32, ImageU8, Roi
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from PIL.Image import Image as PILImage
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "RoiError",
+    "check_roi",
+    "parse_roi",
+    "roi_from_values",
     "Decoded",
     "PreparedImage",
     "decode",
@@ -288,3 +293,51 @@ def prepare(
     mean, std)``: Pillow's BILINEAR resize and torchvision's ``ToTensor`` + ``Normalize``.
     """
     return prepare_image(image, preprocessing, roi, max_pixels=max_pixels, source=source).x
+
+
+# ---------------------------------------------------------------------------------------------
+# Regions of interest given as text (the server's ``roi`` field, ``neonsign predict --roi``)
+
+
+class RoiError(NeonsignValueError):
+    """A ROI given with an image is malformed or does not fit it (the server answers 422
+    ``invalid_roi``; ``neonsign predict --roi`` reports it as an argument error)."""
+
+
+def roi_from_values(values: Sequence[int], field: str) -> Roi:
+    """``values`` as a ROI, or RoiError unless ``0 <= x1 <= x2`` and ``0 <= y1 <= y2``."""
+    x1, y1, x2, y2 = values
+    if min(x1, y1) < 0 or x2 < x1 or y2 < y1:
+        raise RoiError(
+            f"{field}: expected 0 <= x1 <= x2 and 0 <= y1 <= y2, got {x1},{y1},{x2},{y2}"
+        )
+    return (x1, y1, x2, y2)
+
+
+def parse_roi(text: str | None, field: str = "roi") -> Roi | None:
+    """The ROI form field of ``/predict``: ``x1,y1,x2,y2``, four integers, inclusive corners in
+    the uploaded image's pixels (as in GTSRB's CSV files and ``neonsign predict --roi``).
+    None for an absent or blank field: the whole image is used.
+
+    Raises:
+        RoiError: not four integers, negative, or ``x2 < x1`` / ``y2 < y1``.
+    """
+    if text is None or not text.strip():
+        return None
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 4:
+        raise RoiError(f"{field}: expected x1,y1,x2,y2 (four integers), got {text[:100]!r}")
+    return roi_from_values(values, field)
+
+
+def check_roi(roi: Roi, width: int, height: int) -> None:
+    """RoiError unless ``roi`` (inclusive corners) lies inside a ``width x height`` image."""
+    x1, y1, x2, y2 = roi
+    if x2 >= width or y2 >= height:
+        raise RoiError(
+            f"roi {x1},{y1},{x2},{y2} does not fit the {width}x{height} image (corners are "
+            f"inclusive: need x2 < {width} and y2 < {height})"
+        )

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from .._fileio import atomic_write_text
 from ..errors import NeonsignError
+from ..images import RoiError, parse_roi
 from ..predict import DEFAULT_BATCH, PredictionRow
 
 #: More images than this show a progress bar (unless --quiet).
@@ -67,16 +68,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _roi(text: str) -> tuple[int, int, int, int]:
-    """``x1,y1,x2,y2``: four integers, inclusive corners, x1 <= x2 and y1 <= y2."""
+    """``x1,y1,x2,y2``: four integers, inclusive corners (:func:`neonsign.images.parse_roi`,
+    the parser of the server's ``roi`` field)."""
     try:
-        x1, y1, x2, y2 = (int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected X1,Y1,X2,Y2 (4 integers), got '{text}'"
-        ) from None
-    if min(x1, y1) < 0 or x2 < x1 or y2 < y1:
-        raise argparse.ArgumentTypeError(f"expected 0 <= X1 <= X2 and 0 <= Y1 <= Y2, got '{text}'")
-    return x1, y1, x2, y2
+        roi = parse_roi(text, "--roi")
+    except RoiError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if roi is None:
+        raise argparse.ArgumentTypeError("expected X1,Y1,X2,Y2 (four integers), got ''")
+    return roi
 
 
 def _table(rows: Sequence[PredictionRow]) -> str:

@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 from ... import images
 from ..._math import softmax
 from ...data import CLASS_NAMES
-from ...errors import NeonsignValueError
+from ...images import RoiError, check_roi, parse_roi, roi_from_values
 from ...preprocess import Roi
 from .models import LoadedModel
 
@@ -57,40 +57,6 @@ R = TypeVar("R")
 # Regions of interest sent with an upload
 
 
-class RoiError(NeonsignValueError):
-    """A ROI sent with an upload is malformed or does not fit the image (the API answers 422
-    ``invalid_roi``)."""
-
-
-def _ordered(values: Sequence[int], field: str) -> Roi:
-    """``values`` as a ROI, or RoiError unless ``0 <= x1 <= x2`` and ``0 <= y1 <= y2``."""
-    x1, y1, x2, y2 = values
-    if min(x1, y1) < 0 or x2 < x1 or y2 < y1:
-        raise RoiError(
-            f"{field}: expected 0 <= x1 <= x2 and 0 <= y1 <= y2, got {x1},{y1},{x2},{y2}"
-        )
-    return (x1, y1, x2, y2)
-
-
-def parse_roi(text: str | None, field: str = "roi") -> Roi | None:
-    """The ROI form field of ``/predict``: ``x1,y1,x2,y2``, four integers, inclusive corners in
-    the uploaded image's pixels (as in GTSRB's CSV files and ``neonsign predict --roi``).
-    None for an absent or blank field: the whole image is used.
-
-    Raises:
-        RoiError: not four integers, negative, or ``x2 < x1`` / ``y2 < y1``.
-    """
-    if text is None or not text.strip():
-        return None
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if len(values) != 4:
-        raise RoiError(f"{field}: expected x1,y1,x2,y2 (four integers), got {text[:100]!r}")
-    return _ordered(values, field)
-
-
 def _roi_entry(entry: object, index: int) -> Roi | None:
     """One entry of the ``rois`` list: ``[x1, y1, x2, y2]`` or null."""
     if entry is None:
@@ -104,7 +70,7 @@ def _roi_entry(entry: object, index: int) -> Roi | None:
             f"rois[{index}]: expected [x1, y1, x2, y2] (four integers) or null, "
             f"got {json.dumps(entry)[:100]}"
         )
-    return _ordered(entry, f"rois[{index}]")
+    return roi_from_values(entry, f"rois[{index}]")
 
 
 def parse_rois(text: str | None, n: int) -> list[Roi | None]:
@@ -127,16 +93,6 @@ def parse_rois(text: str | None, n: int) -> list[Roi | None]:
             f"null), got {text[:100]!r}"
         )
     return [_roi_entry(entry, i) for i, entry in enumerate(entries)]
-
-
-def check_roi(roi: Roi, width: int, height: int) -> None:
-    """RoiError unless ``roi`` (inclusive corners) lies inside a ``width x height`` image."""
-    x1, y1, x2, y2 = roi
-    if x2 >= width or y2 >= height:
-        raise RoiError(
-            f"roi {x1},{y1},{x2},{y2} does not fit the {width}x{height} image (corners are "
-            f"inclusive: need x2 < {width} and y2 < {height})"
-        )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -49,10 +49,11 @@ def register_model_loader(scheme: str, loader: ModelLoader) -> None:
 def _load_model_dir(source: str) -> tuple[Mapping[str, np.ndarray], dict[str, Any]]:
     """A model directory, or a learning-path ``.pth`` / bare ``.safetensors`` file, read by
     :func:`neonsign.artifacts.load_any` (a directory's weights sha256 is checked against its
-    card; a bare file gets the learning path's preprocessing)."""
+    card; a bare file gets the learning path's preprocessing). The probe-batch logits check is
+    left to :meth:`LoadedModel.load`, which warms the engine it serves with."""
     from ...artifacts import load_any
 
-    return load_any(source)
+    return load_any(source, check_logits=False)
 
 
 def load_model_source(source: str) -> tuple[Mapping[str, np.ndarray], dict[str, Any]]:
