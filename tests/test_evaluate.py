@@ -249,3 +249,33 @@ def test_torch_backend_without_torch_is_a_missing_dependency(model_and_data, mon
     with pytest.raises(MissingDependencyError) as info:
         evaluate._torch_predictor(state, "torch")
     assert isinstance(info.value, ImportError) and "neonsign[torch]" in str(info.value)
+
+
+@pytest.mark.parametrize("loaded_roi", [True, False])
+def test_reframe_and_add_other_framing_match_evaluate(synth, model_and_data, loaded_roi):
+    """The pipeline's held-out path: rows of a split loaded in one framing, the same rows
+    reframed (``data.reframe``) and measured with ``add_other_framing`` -- the figures
+    ``evaluate`` gives when it loads both framings itself."""
+    from neonsign import data
+
+    d = model_and_data[0]
+    images, labels, meta = data.load_split(synth, "test", roi=loaded_roi, dtype="uint8")
+    other_all, _, _ = data.load_split(synth, "test", roi=not loaded_roi, dtype="uint8")
+    rows = np.arange(0, len(meta), 3)
+    other = data.reframe(meta, rows, roi=not loaded_roi)
+    assert np.array_equal(other, other_all[rows])
+    assert np.array_equal(data.reframe(meta, roi=loaded_roi), images)  # the loaded framing too
+
+    result = evaluate.evaluate_arrays(d, images, labels, backend="native", profile=False)
+    result["framing"] = "roi" if loaded_roi else "whole"
+    evaluate.add_other_framing(result, d, other_all, labels)
+    expected = evaluate.evaluate(
+        d, synth, split="test", backend="native", roi=loaded_roi, profile=False
+    )
+    assert result["framings"] == expected["framings"]
+    assert result["framings"]["roi"]["n_images"] == len(meta)
+
+    with pytest.raises(NeonsignValueError, match="same images"):
+        evaluate.add_other_framing(result, d, other, labels[rows])
+    with pytest.raises(NeonsignValueError, match="rows must lie"):
+        data.reframe(meta, np.array([len(meta)]), roi=True)

@@ -49,6 +49,7 @@ __all__ = [
     "class_name",
     "find_split",
     "load_split",
+    "reframe",
     "split_checksum",
     "track_split",
 ]
@@ -630,6 +631,35 @@ def load_split(
         seconds=seconds,
     )
     return images, labels, meta
+
+
+def reframe(
+    meta: SplitMeta,
+    rows: NDArray[np.integer[Any]] | None = None,
+    *,
+    roi: bool,
+    threads: int | None = None,
+) -> ImageU8:
+    """The images of ``rows`` (default: all) of the split ``meta`` describes, decoded again by
+    the C loader as uint8 (N, size, size, 3) in the framing ``roi`` names (ROI crop or whole).
+
+    ``load_split`` loads one framing; this gives the other one of the same rows -- e.g. the
+    whole images of a by-track validation part that was loaded as ROI crops -- through the same
+    decode and resize, so both framings of the same images can be measured.
+    """
+    idx = np.arange(len(meta)) if rows is None else np.asarray(rows, dtype=np.int64)
+    if idx.size and (idx.min() < 0 or idx.max() >= len(meta)):
+        raise NeonsignValueError(
+            f"rows must lie in [0, {len(meta)}), got [{idx.min()}, {idx.max()}]"
+        )
+    result = preprocess.load_images(
+        [meta.paths[i] for i in idx],
+        rois=meta.rois[idx] if roi else None,
+        size=meta.size,
+        dtype="uint8",
+        threads=threads,
+    )
+    return cast(ImageU8, result.images)
 
 
 # --------------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ __all__ = [
     "EvaluationResult",
     "FramingMetrics",
     "Timing",
+    "add_other_framing",
     "evaluate",
     "evaluate_arrays",
     "format_summary",
@@ -432,6 +433,46 @@ def _framing_metrics(result: ClassificationMetrics) -> FramingMetrics:
     }
 
 
+def add_other_framing(
+    result: EvaluationResult,
+    model: str | os.PathLike[str],
+    images: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    *,
+    backend: str | None = None,
+    batch_size: int = 256,
+    threads: int | None = None,
+) -> EvaluationResult:
+    """Measure the framing ``result`` is not for on ``images`` (the same images as ``result``'s,
+    framed the other way: whole images for a ROI-crop result, ROI crops for a whole-image one)
+    and fill ``result["framings"]`` with both; returns ``result``.
+
+    ``result["framing"]`` ("roi" or "whole") names the framing ``result`` was measured in.
+    """
+    name = result.get("framing")
+    if name not in ("roi", "whole"):
+        raise NeonsignValueError(f"result framing must be 'roi' or 'whole', got {name!r}")
+    other = "whole" if name == "roi" else "roi"
+    measured = evaluate_arrays(
+        model,
+        images,
+        labels,
+        backend=backend or result["backend"],
+        batch_size=batch_size,
+        threads=threads,
+        profile=False,
+        split=result["split"],
+    )
+    if measured["n_images"] != result["n_images"]:
+        raise NeonsignValueError(
+            f"the {other} framing has {measured['n_images']} images, the {name} framing "
+            f"{result['n_images']}: both framings must show the same images"
+        )
+    both = {name: _framing_metrics(result), other: _framing_metrics(measured)}
+    result["framings"] = {k: both[k] for k in ("roi", "whole")}
+    return result
+
+
 def evaluate(
     model: str | os.PathLike[str],
     data: str | os.PathLike[str],
@@ -479,22 +520,12 @@ def evaluate(
         quiet=quiet,
         split=split,
     )
-    name, other = ("roi", "whole") if crop else ("whole", "roi")
-    result["framing"] = name
+    result["framing"] = "roi" if crop else "whole"
     if framings:
         images, labels, _ = _load(data, split, int(prep["size"]), not crop, threads, limit)
-        measured = evaluate_arrays(
-            model,
-            images,
-            labels,
-            backend=backend,
-            batch_size=batch_size,
-            threads=threads,
-            profile=False,
-            split=split,
+        add_other_framing(
+            result, model, images, labels, backend=backend, batch_size=batch_size, threads=threads
         )
-        both = {name: _framing_metrics(result), other: _framing_metrics(measured)}
-        result["framings"] = {k: both[k] for k in ("roi", "whole")}
     result["data"] = os.fspath(Path(data).resolve())
     result["data_checksum"] = getattr(meta, "checksum", None)
     result["timing"]["load_seconds"] = load_seconds
