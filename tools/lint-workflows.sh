@@ -25,5 +25,5 @@ workflows=(.github/workflows/*.yml .github/workflows/*.yaml)
 echo "== actionlint $(.venv/bin/actionlint -version | head -1) on ${#workflows[@]} workflows"
 .venv/bin/actionlint "${workflows[@]}"
 echo "== $(.venv/bin/zizmor --version)"
-.venv/bin/zizmor --offline --persona pedantic --strict-collection .github/workflows/
+.venv/bin/zizmor --offline --persona pedantic --strict-collection .github/workflows/ .github/actions/*/action.yml
 echo "== workflows: no findings"
