@@ -72,8 +72,8 @@ def multipart(field: str, path: Path, content_type: str) -> tuple[bytes, str]:
     """A multipart/form-data body with one file field (what ``curl -F field=@path`` sends)."""
     boundary = uuid.uuid4().hex
     head = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; "
-        f"filename=\"{path.name}\"\r\nContent-Type: {content_type}\r\n\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; '
+        f'filename="{path.name}"\r\nContent-Type: {content_type}\r\n\r\n'
     ).encode()
     body = head + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
     return body, f"multipart/form-data; boundary={boundary}"

@@ -81,8 +81,10 @@ def gate_table(path: Path) -> str:
     lines = [f"### Validation gate: {head}", ""]
     cand, champ = v.get("candidate") or {}, v.get("champion") or {}
     if cand:
-        lines.append(f"Candidate `{str(cand.get('weights_sha256'))[:12]}`, champion: "
-                     + (f"`{str(champ.get('weights_sha256'))[:12]}`" if champ else "none yet"))
+        lines.append(
+            f"Candidate `{str(cand.get('weights_sha256'))[:12]}`, champion: "
+            + (f"`{str(champ.get('weights_sha256'))[:12]}`" if champ else "none yet")
+        )
         lines.append("")
     lines += ["| check | passed | detail |", "|---|---|---|"]
     for check in v["checks"]:
