@@ -613,6 +613,25 @@ def test_actions_are_the_verified_node24_releases(path: Path) -> None:
         assert rest.strip() == f"# {version}", f"{path.name}: {ref} comment {rest!r}"
 
 
+def test_lifecycle_doc_example_uses_the_verified_pins() -> None:
+    """docs/lifecycle.md's scheduled example: pinned actions, bash, no secrets in run:."""
+    text = (ROOT / "docs" / "lifecycle.md").read_text(encoding="utf-8")
+    (block,) = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    doc = yaml.safe_load(block)
+    assert doc["defaults"]["run"]["shell"] == "bash" and doc["permissions"] == {"contents": "read"}
+    for ref, rest in USES.findall(block):
+        if ref.startswith("./"):
+            continue
+        repo = "/".join(ref.partition("@")[0].split("/")[:2])
+        sha, version, _ = VERIFIED_PINS[repo]
+        assert ref.endswith("@" + sha) and rest.strip() == f"# {version}", ref
+    for job in doc["jobs"].values():
+        for step in steps(job):
+            assert "secrets." not in str(step.get("run", "")) and "vars." not in str(
+                step.get("run", "")
+            )
+
+
 def test_same_action_same_sha() -> None:
     seen: dict[str, set[str]] = {}
     for path in WORKFLOWS + ACTIONS:
