@@ -789,6 +789,7 @@ esac
 """
 
 
+@pytest.mark.slow
 def test_registry_store_keeps_the_champion_across_runs(tmp_path: Path) -> None:
     """registry-store.sh: a first run starts empty; the registry packed and published by one
     run is restored by the next at the same path with its champion; a release without the
@@ -832,3 +833,91 @@ def test_registry_store_keeps_the_champion_across_runs(tmp_path: Path) -> None:
     (tmp_path / "releases" / "mlops-registry" / "registry.tar.gz").unlink()
     broken = run("bash", store, "restore")
     assert broken.returncode == 1 and "could not be downloaded" in broken.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# mlops.yml's steps replayed: the commands and flags the workflow runs, on synthetic data
+
+
+def _step(wf: dict[str, Any], job: str, marker: str) -> str:
+    (script,) = [s["run"] for s in steps(wf["jobs"][job]) if marker in str(s.get("run", ""))]
+    return str(script)
+
+
+def _outputs(path: Path) -> dict[str, str]:
+    text = path.read_text() if path.exists() else ""
+    return dict(ln.split("=", 1) for ln in text.splitlines() if "=" in ln)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, synth_root: Path) -> Path:
+    """A job's working directory: the checkout's scripts, this venv as .venv, the synthetic
+    data at $DATA, a model, a stand-in gh without the registry release yet."""
+    from serve_helpers import make_model_dir
+
+    ws = tmp_path / "ws"
+    (ws / ".github").mkdir(parents=True)
+    (ws / ".github" / "scripts").symlink_to(SCRIPTS)
+    (ws / ".venv").symlink_to(Path(sys.prefix))  # this venv, with its pyvenv.cfg
+    (ws / "data").mkdir()
+    (ws / "data" / "gtsrb").symlink_to(synth_root)
+    make_model_dir(ws / "model", seed=5)
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "gh").write_text(GH_STUB)
+    (tmp_path / "bin" / "gh").chmod(0o755)
+    return ws
+
+
+@pytest.mark.slow
+def test_mlops_steps_replayed(workspace: Path, tmp_path: Path) -> None:
+    """mlops.yml's own scripts (data sample, test, gate, register) run in order under the
+    workflow's shell: an accepted model becomes the champion; a refused one is only the
+    challenger and the step still reports the verdict rather than failing."""
+    pytest.importorskip("torch", reason="the gate's parity check needs PyTorch")
+    pytest.importorskip("mlflow")
+    wf = load(MLOPS)
+    env = {
+        **os.environ,
+        "PATH": f"{tmp_path / 'bin'}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}"
+        + os.environ["PATH"],
+        "RELEASES": str(tmp_path / "releases"),
+        "DATA": wf["env"]["DATA"],
+        "NEONSIGN_REGISTRY": str(tmp_path / "registry"),
+        "FAIL_IF_SLOWER": "1000",  # same model on both sides: latency is not what is tested
+        "MLFLOW_TRACKING_URI": "",
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+    }
+    shell = ["bash", "--noprofile", "--norc", "-eo", "pipefail"]
+
+    def replay(job: str, marker: str, **extra: str) -> dict[str, str]:
+        out = tmp_path / f"output-{job}"
+        out.unlink(missing_ok=True)
+        script = tmp_path / "step.sh"
+        script.write_text(_step(wf, job, marker))
+        run_env = {**env, "GITHUB_OUTPUT": str(out), **extra}
+        r = subprocess.run([*shell, str(script)], cwd=workspace, env=run_env,
+                           capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert r.returncode == 0, f"{job}: {marker}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+        return _outputs(out)
+
+    replay("data", "samples/img.png")
+    assert (workspace / "samples" / "img.png").read_bytes().startswith(b"\x89PNG")
+    replay("test", "neonsign test", BACKEND="native")
+    assert json.loads((workspace / "results" / "test-native.json").read_text())["framings"]
+    for name in ("torch", "torch-onednn-off"):  # what the other matrix jobs leave for the gate
+        shutil.copy(
+            workspace / "results" / "test-native.json", workspace / f"results/test-{name}.json"
+        )
+    replay("gate", "registry-store.sh restore")
+    assert replay("gate", "neonsign gate", MIN_ACCURACY="0")["accepted"] == "true"
+    first = replay("register", "registry promote", ACCEPTED="true")
+    assert first == {"version": "1", "store": "release"}
+    refused = replay("gate", "neonsign gate", MIN_ACCURACY="0.99")  # now against the champion
+    assert refused["accepted"] == "false"
+    assert "Validation gate: **refused**" in (tmp_path / "summary.md").read_text()
+    assert json.loads((workspace / "results" / "gate.json").read_text())["champion"]
+    assert replay("register", "registry promote", ACCEPTED="false")["version"] == "2"
+    shown = subprocess.run([sys.executable, "-m", "neonsign", "registry", "--json", "list"],
+                           env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    aliases = {v["version"]: v["aliases"] for v in json.loads(shown.stdout)}
+    assert aliases == {2: ["challenger"], 1: ["champion"]}
