@@ -921,3 +921,21 @@ def test_mlops_steps_replayed(workspace: Path, tmp_path: Path) -> None:
                            env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
     aliases = {v["version"]: v["aliases"] for v in json.loads(shown.stdout)}
     assert aliases == {2: ["challenger"], 1: ["champion"]}
+
+
+@pytest.mark.slow
+def test_notebooks_rendered_to_html_with_their_figures(tmp_path: Path) -> None:
+    """ci.yml's notebook step (`NEONSIGN_NB_HTML=DIR tools/notebooks.sh`): the notebook is
+    executed and written as HTML with its outputs, figures embedded as PNG."""
+    for module in ("nbconvert", "ipykernel", "matplotlib"):
+        pytest.importorskip(module)
+    out = tmp_path / "html"
+    env = {**os.environ, "NEONSIGN_NB_HTML": str(out), "PYTHON": sys.executable}
+    r = subprocess.run(
+        ["bash", str(ROOT / "tools" / "notebooks.sh"), "notebooks/03_preprocessing.ipynb"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    html = (out / "03_preprocessing.html").read_text(encoding="utf-8")
+    assert html.count("data:image/png;base64,") >= 2, "figures missing from the HTML"
+    assert "Traceback" not in html

@@ -28,7 +28,9 @@ export NEONSIGN_NB_BATCH="${NEONSIGN_NB_BATCH:-16}" NEONSIGN_NB_REPEATS="${NEONS
 export NEONSIGN_NB_N="${NEONSIGN_NB_N:-500}"
 run_notebook() {  # NOTEBOOK NAME
     if [ -n "${NEONSIGN_NB_HTML:-}" ]; then
-        "$PY" -m jupyter nbconvert --log-level WARN --to html --execute \
+        # the kernel's inline backend (not Agg) puts each figure into the HTML
+        MPLBACKEND=module://matplotlib_inline.backend_inline \
+            "$PY" -m jupyter nbconvert --log-level WARN --to html --execute \
             --ExecutePreprocessor.timeout=1800 --output-dir "$NEONSIGN_NB_HTML" "$1"
     else
         "$PY" -m jupyter nbconvert --log-level WARN --to script --output-dir "$tmp" "$1" \
