@@ -243,12 +243,29 @@ class _Optimisation:
     use_bf16: bool
 
 
+def _add_dropout(model: TrafficSignNet, p: float) -> None:
+    """Dropout (rate ``p``) on the inputs of ``fc1`` and ``fc2`` while training.
+
+    A regulariser of the training run only: forward pre-hooks, so the architecture, the
+    state_dict and the eval-mode outputs stay TrafficSignNet's (the engine, the learning path's
+    ``.pth`` and every backend see the same model). Random masks come from torch's global RNG,
+    seeded with the run."""
+
+    def drop(module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        return (F.dropout(args[0], p, module.training), *args[1:])
+
+    for layer in (model.fc1, model.fc2):
+        layer.register_forward_pre_hook(drop)
+
+
 def _optimisation(cfg: TrainConfig, world: int, total_steps: int, precision: str) -> _Optimisation:
     """A fresh TrafficSignNet (initialised from torch's global RNG), AdamW, the one-cycle
     schedule over ``total_steps`` and the label-smoothed loss."""
     # channels_last: oneDNN's convolutions train about 1.3x faster in NHWC on CPU
-    model: nn.Module = TrafficSignNet()
-    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub omits memory_format
+    net_module = TrafficSignNet()
+    if cfg.dropout > 0:
+        _add_dropout(net_module, cfg.dropout)
+    model: nn.Module = net_module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub omits memory_format
     net: nn.Module = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     # fused: one kernel for all parameters' AdamW update (CPU-fused since torch 2.4)
     optimizer = torch.optim.AdamW(

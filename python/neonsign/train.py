@@ -78,6 +78,7 @@ class TrainConfig:
     warmup_fraction: float = 0.2  # fraction of steps spent increasing the learning rate
     weight_decay: float = 1e-4  # AdamW decoupled weight decay
     label_smoothing: float = 0.05
+    dropout: float = 0.0  # training-only dropout on the inputs of fc1 and fc2
     augment: bool = True
     rotation: float = 10.0  # degrees, +-
     scale: tuple[float, float] = (0.9, 1.1)
@@ -110,6 +111,7 @@ class TrainConfig:
             ("warmup_fraction", 0 < self.warmup_fraction < 1),
             ("weight_decay", self.weight_decay >= 0),
             ("label_smoothing", 0 <= self.label_smoothing < 1),
+            ("dropout", 0 <= self.dropout < 1),
             ("val_fraction", 0 <= self.val_fraction < 1),
             ("scale", 0 < self.scale[0] <= self.scale[1]),
             ("translate", 0 <= self.translate < 1),

@@ -35,6 +35,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
     parser.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
     parser.add_argument(
+        "--dropout",
+        type=float,
+        default=d.dropout,
+        help=f"training-only dropout before fc1 and fc2 (default {d.dropout})",
+    )
+    parser.add_argument(
         "--val-fraction",
         type=float,
         default=d.val_fraction,
@@ -93,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         lr=args.lr,
         weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing,
+        dropout=args.dropout,
         val_fraction=args.val_fraction,
         roi=args.roi,
         framing=args.framing,
