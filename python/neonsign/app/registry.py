@@ -608,9 +608,17 @@ class Registry:
         try:
             self._store.log_run(run_id, params, {**_flat_metrics(card), **(metrics or {})}, path)
             _publish_local(f"{artifact_uri}/model")
-            return self._store.create_version(self.name, f"{artifact_uri}/model", run_id, info)
         except BaseException:
             self._store.abandon_run(run_id, artifact_uri)
+            raise
+        try:
+            return self._store.create_version(self.name, f"{artifact_uri}/model", run_id, info)
+        except BaseException:
+            # The version may be committed although the call did not return (an interrupt just
+            # after it): its artifacts must stay. Abandon the run only when surely unversioned.
+            with contextlib.suppress(Exception):
+                if not any(v.run_id == run_id for v in self._store.versions(self.name)):
+                    self._store.abandon_run(run_id, artifact_uri)
             raise
 
     def list(self) -> list[ModelVersion]:
