@@ -86,69 +86,82 @@ WORKER = """
 import sys, time
 from pathlib import Path
 from neonsign.app.registry import Registry
-uri, go, model, shared, action = sys.argv[1:6]
+uri, sync, i, model, shared, rollback = sys.argv[1:7]
+sync = Path(sync)
+
+def barrier(name):
+    (sync / f"{name}-{i}").touch()
+    while not (sync / name).exists():
+        time.sleep(0.01)
+
 reg = Registry(uri)
-while not Path(go).exists():
-    time.sleep(0.01)
-if action == "register":
-    v = reg.register(model, alias="challenger").version
-    s = reg.register(shared).version
-    reg.promote(v, "champion")
-    print(v, s)
-else:
+barrier("go")
+v = reg.register(model, alias="challenger").version
+s = reg.register(shared).version
+reg.promote(v, "champion")
+print(v, s, flush=True)
+barrier("rollback")
+if rollback == "yes":
     print(reg.rollback("champion").version)
 """
 
 
-def _workers(
-    tmp: Path, n: int, args: Callable[[int], list[str]]
-) -> list[subprocess.CompletedProcess[str]]:
-    """Start ``n`` worker processes, release them at once, wait for all."""
-    go = tmp / f"go-{time.monotonic_ns()}"
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", WORKER, *args(i)[:1], str(go), *args(i)[1:]],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(n)
-    ]
-    time.sleep(1.0)  # let them import MLflow and open the store, then start them together
-    go.touch()
-    results = []
-    for p in procs:
-        out, err = p.communicate(timeout=600)
-        results.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
-    for r in results:
-        assert r.returncode == 0, r.stderr[-2000:]
-    return results
+def _wait(sync: Path, name: str, n: int, procs: list[subprocess.Popen[str]]) -> None:
+    """Wait until all ``n`` workers reached barrier ``name``."""
+    deadline = time.monotonic() + 600
+    while len(list(sync.glob(f"{name}-*"))) < n:
+        assert all(p.poll() is None for p in procs), [p.communicate()[1][-2000:] for p in procs]
+        assert time.monotonic() < deadline, f"workers did not reach {name}"
+        time.sleep(0.02)
+
+
+def _release(sync: Path, name: str, n: int, procs: list[subprocess.Popen[str]]) -> None:
+    """Wait until all ``n`` workers reached barrier ``name``, then release them together."""
+    _wait(sync, name, n, procs)
+    (sync / name).touch()
 
 
 def test_concurrent_registers_promotes_and_rollbacks_lose_nothing(tmp_path: Path) -> None:
     store = uri(tmp_path / "reg")  # a fresh store: the workers also race to create it
+    sync = tmp_path / "sync"
+    sync.mkdir()
     models = [make_model(tmp_path / f"m{i}", i) for i in range(4)]
     shared = make_model(tmp_path / "shared", 99)
-    done = _workers(
-        tmp_path, 4, lambda i: [store, os.fspath(models[i]), os.fspath(shared), "register"]
-    )
-    mine = [int(r.stdout.split()[0]) for r in done]
-    shared_versions = {int(r.stdout.split()[1]) for r in done}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, store, os.fspath(sync), str(i)]
+            + [os.fspath(models[i]), os.fspath(shared), "yes" if i < 3 else "no"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
+    _release(sync, "go", 4, procs)  # four concurrent registers + promotions
+    _wait(sync, "rollback", 4, procs)
     reg = Registry(store)
+    promoted = reg.history("champion")  # read between the two phases
+    (sync / "rollback").touch()  # then three concurrent rollbacks
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-2000:]
+        outs.append(out.split())
+    mine = [int(o[0]) for o in outs]
+    shared_versions = {int(o[1]) for o in outs}
+    rolled = [int(o[2]) for o in outs[:3]]
+
     # five distinct weights, five versions: the shared model registered once by four callers
     assert len(reg.list()) == 5 and len(shared_versions) == 1
     assert sorted(mine + list(shared_versions)) == [1, 2, 3, 4, 5]
-    # every promotion recorded, in some serial order, and each alias ends on its last entry
-    challengers, champions = reg.history("challenger"), reg.history("champion")
+    # every promotion recorded in some serial order; each alias ends on its history's last
+    challengers = reg.history("challenger")
     assert sorted(challengers) == sorted(mine) and len(challengers) == 4
-    assert sorted(champions) == sorted(mine) and len(champions) == 4
     assert reg.show("challenger").version == challengers[-1]
-    assert reg.show("champion").version == champions[-1]
-
-    rolled = _workers(tmp_path, 3, lambda i: [store, "-", "-", "rollback"])
-    assert sorted(int(r.stdout) for r in rolled) == sorted(champions[:3])
-    assert reg.history("champion") == champions[:1]
-    assert reg.show("champion").version == champions[0]
+    assert sorted(promoted) == sorted(mine) and len(promoted) == 4
+    # three rollbacks in some order: each stepped back once, together to the first promotion
+    assert sorted(rolled) == sorted(promoted[:3])
+    assert reg.history("champion") == promoted[:1] == [reg.show("champion").version]
 
 
 def test_register_is_idempotent_and_keeps_history(tmp_path: Path) -> None:
@@ -203,7 +216,7 @@ def _small_tmpfs(path: Path, size: str) -> Iterator[Path]:
     try:
         yield path
     finally:
-        subprocess.run(["umount", os.fspath(path)], check=False)
+        subprocess.run(["umount", "-l", os.fspath(path)], check=False)  # -l: MLflow may hold the db
 
 
 def test_cli_register_on_a_real_full_disk(tmp_path: Path) -> None:
