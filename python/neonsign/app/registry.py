@@ -311,6 +311,14 @@ class _MlflowStore:
             self.client.log_artifacts(run_id, os.fspath(artifacts), "model")
         self.client.set_terminated(run_id)
 
+    def running_registers(self, experiment_id: str) -> list[tuple[str, str]]:
+        """(run id, artifact URI) of every register run still RUNNING."""
+        runs = self.client.search_runs(
+            [experiment_id],
+            filter_string="attributes.status = 'RUNNING' and tags.`neonsign.kind` = 'register'",
+        )
+        return [(str(r.info.run_id), str(r.info.artifact_uri)) for r in runs]
+
     def abandon_run(self, run_id: str, artifact_uri: str) -> None:
         """Undo a run whose register failed half way: delete its local artifacts first (on a
         full disk that frees the space the database needs), then end it FAILED and delete it.
@@ -601,9 +609,17 @@ class Registry:
         metrics: dict[str, float] | None,
     ) -> int:
         """One run holding ``path`` as artifacts and a version pointing at it; on any failure
-        (BaseException: an interrupt too) the run is abandoned before the error goes on."""
+        (BaseException: an interrupt too) the run is abandoned before the error goes on.
+
+        Register runs still RUNNING are abandoned first: every register holds the store's lock,
+        so one seen while holding it belongs to a register that died or was interrupted (even
+        between MLflow creating the run and the call returning, where no handler can catch it).
+        """
+        experiment = self.experiment_id()
+        for stale in self._store.running_registers(experiment):
+            self._store.abandon_run(*stale)
         run_id, artifact_uri = self._store.create_run(
-            self.experiment_id(), f"register-{source.name}", {"neonsign.kind": "register"}
+            experiment, f"register-{source.name}", {"neonsign.kind": "register"}
         )
         try:
             self._store.log_run(run_id, params, {**_flat_metrics(card), **(metrics or {})}, path)
