@@ -175,10 +175,14 @@ class _StoreLock:
         self._depth = 0
         self._fd: int | None = None
 
-    def _acquire_file(self) -> int:
-        with file_errors("open the registry lock file", self.path):
+    def _acquire_file(self, optional: bool) -> int | None:
+        try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            if optional and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                return None  # a read-only store: nothing to serialise
+            raise os_error(exc, "open the registry lock file", self.path) from exc
         deadline = time.monotonic() + self.timeout
         while True:
             try:
@@ -197,10 +201,13 @@ class _StoreLock:
                 raise os_error(exc, "lock the registry", self.path) from exc
 
     @contextlib.contextmanager
-    def __call__(self) -> Iterator[None]:
+    def __call__(self, optional: bool = False) -> Iterator[None]:
+        """Hold the lock for the block. ``optional``: a lock file that cannot be created (a
+        read-only registry, e.g. mounted into the serving container) means no lock, not an
+        error; for the reads of opening a store that cannot be written anyway."""
         with self._thread_lock:
             if self._depth == 0:
-                self._fd = self._acquire_file()
+                self._fd = self._acquire_file(optional)
             self._depth += 1
             try:
                 yield
@@ -460,7 +467,8 @@ class Registry:
             self._artifact_root = (db.parent / "artifacts").resolve().as_uri()
         _bound_http(self.uri)
         self._lock = _StoreLock(_lock_path(self.uri))
-        with self._lock():  # a new SQLite database is created (migrated) by one process only
+        # a new SQLite database is created (migrated) by one process only
+        with self._lock(optional=True):
             self._store = _MlflowStore(self.uri)
 
     @property
