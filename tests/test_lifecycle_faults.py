@@ -240,7 +240,7 @@ def test_cli_register_on_a_real_full_disk(tmp_path: Path) -> None:
 
 
 def test_registry_inputs_are_checked(tmp_path: Path) -> None:
-    for bad in ("x'y", "a\"b", "", "a/b", "a@b", "-x", "x" * 200):
+    for bad in ("x'y", 'a"b', "", "a/b", "a@b", "-x", "x" * 200):
         with pytest.raises(NeonsignValueError, match="registered model name"):
             Registry(uri(tmp_path / "reg"), name=bad)
     with socket.socket() as s:  # a port nothing listens on
