@@ -35,7 +35,7 @@ pytest.importorskip("mlflow", reason="mlflow not installed (pip install 'neonsig
 
 import mlflow  # noqa: E402
 
-from neonsign.app.pipeline import jobs, run_pipeline  # noqa: E402
+from neonsign.app.pipeline import interrupts, jobs, run_pipeline  # noqa: E402
 from neonsign.app.pipeline.runner import Stage  # noqa: E402
 from neonsign.app.registry import Registry, RegistryError  # noqa: E402
 from neonsign.artifacts import make_card, save_model  # noqa: E402
@@ -462,6 +462,7 @@ def test_a_swallowed_interrupt_still_stops_the_pipeline(
     assert calls == ["train"]  # train finished (the interrupt was swallowed), nothing after it
     assert Registry(uri(store)).list() == []
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # trap restored it
+    assert not interrupts.pending()  # and a later run in this process is not interrupted
 
 
 def test_ctrl_c_stops_the_pipeline_in_its_first_seconds(synth_root: Path, tmp_path: Path) -> None:

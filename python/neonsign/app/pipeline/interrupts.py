@@ -43,7 +43,7 @@ def check() -> None:
 @contextmanager
 def trap() -> Iterator[None]:
     """Record every SIGINT of the block (see the module doc); the previous handler is restored
-    on exit. In a thread other than the main one (where no handler can be installed), or when
+    and the record cleared on exit (call :func:`check` inside the block to act on it). In a thread other than the main one (where no handler can be installed), or when
     SIGINT is ignored (a background job of a non-interactive shell, ``nohup``), the block runs
     unchanged."""
     _pending.clear()
@@ -56,3 +56,4 @@ def trap() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+        _pending.clear()  # handled by now (raised, or reported by the caller's last check)
