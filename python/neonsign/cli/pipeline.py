@@ -1,7 +1,9 @@
 """``neonsign pipeline``: the lifecycle pipeline, train -> test -> profile -> gate ->
 register/promote, resumable in its run directory (:func:`neonsign.app.pipeline.run_pipeline`).
 
-Prints a JSON summary; exit status 1 when the gate refused the model.
+Prints a JSON summary; exit status 1 when the gate refused the model, 130 when interrupted
+(Ctrl-C), even when the interrupt landed where Python swallows it (:mod:`neonsign.app.pipeline
+.interrupts`): the run stops before its next stage, never going on to register or promote.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import os
 from pathlib import Path
 
 from ..app.gate import DEFAULT_MAX_DROP, DEFAULT_MIN_ACCURACY
-from ..app.pipeline import LIFECYCLE, run_pipeline
+from ..app.pipeline import LIFECYCLE, interrupts, run_pipeline
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +61,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    with interrupts.trap():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     ctx = run_pipeline(
         args.data,
         args.run_dir,
@@ -76,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         from_stage=args.from_stage,
         quiet=args.quiet,
     )
+    interrupts.check()  # one swallowed during the last stage: no summary, exit 130
     summary = {
         "ran": ctx.ran,
         "skipped": ctx.skipped,

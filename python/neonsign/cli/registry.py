@@ -12,33 +12,54 @@ from ..app.registry import DEFAULT_NAME, Registry
 from ..errors import NeonsignValueError
 
 
+def _common(parser: argparse.ArgumentParser, default: Any) -> None:
+    """The options every action takes, before or after the action word
+    (``neonsign registry --json show champion`` and ``neonsign registry show champion --json``).
+    The action's copies default to SUPPRESS so they never overwrite a value given before it."""
+
+    def value(v: object) -> object:
+        return argparse.SUPPRESS if default is argparse.SUPPRESS else v
+
+    parser.add_argument(
+        "--registry-uri",
+        default=value(None),
+        help="MLflow URI (default: $MLFLOW_TRACKING_URI, else sqlite in $NEONSIGN_REGISTRY or ./registry)",
+    )
+    parser.add_argument(
+        "--name",
+        default=value(DEFAULT_NAME),
+        help=f"registered model name (default {DEFAULT_NAME}; letters, digits, '_', '-', '.')",
+    )
+    parser.add_argument("--json", action="store_true", default=value(False), help="print JSON")
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Model registry on MLflow: register model directories, list, show, promote, roll back."
     )
-    parser.add_argument(
-        "--registry-uri",
-        default=None,
-        help="MLflow URI (default: $MLFLOW_TRACKING_URI, else sqlite in $NEONSIGN_REGISTRY or ./registry)",
-    )
-    parser.add_argument(
-        "--name", default=DEFAULT_NAME, help=f"registered model name (default {DEFAULT_NAME})"
-    )
-    parser.add_argument("--json", action="store_true", help="print JSON")
+    _common(parser, None)
     sub = parser.add_subparsers(dest="registry_command", metavar="ACTION")
     sub.required = True
-    sub.add_parser("list", help="every version, newest first")
-    s = sub.add_parser("show", help="one version (number or alias)")
+
+    def action(name: str, summary: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=summary)
+        _common(p, argparse.SUPPRESS)
+        return p
+
+    action("list", "every version, newest first")
+    s = action("show", "one version (number or alias)")
     s.add_argument("ref")
-    s = sub.add_parser(
-        "register", help="register a model directory (or a learning-path .pth) as a new version"
+    s = action(
+        "register",
+        "register a model directory (or a learning-path .pth) as a new version; weights "
+        "already registered give back their version",
     )
     s.add_argument("model_dir", help="model directory, or a .pth converted to one first")
     s.add_argument("--alias", default=None, help="also point this alias at it (e.g. challenger)")
-    s = sub.add_parser("promote", help="point an alias (default champion) at a version")
+    s = action("promote", "point an alias (default champion) at a version")
     s.add_argument("ref", help="version number or alias (e.g. challenger)")
     s.add_argument("--alias", default="champion")
-    s = sub.add_parser("rollback", help="move an alias back to its previous version")
+    s = action("rollback", "move an alias back to its previous version")
     s.add_argument("--alias", default="champion")
 
 

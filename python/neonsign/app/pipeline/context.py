@@ -179,7 +179,8 @@ class RunContext:
     train_result: TrainResult | None = None
     weights_sha256: str | None = None
     val_accuracy: float | None = None
-    # test
+    # test (and gate): the evaluation data's checksum, computed once per run
+    eval_checksum: str | None = None
     test_result: EvaluationResult | None = None
     heldout_images: np.ndarray | None = None
     accuracy: float | None = None

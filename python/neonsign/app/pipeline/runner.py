@@ -14,7 +14,9 @@ inputs are unchanged (data, training configuration, upstream outputs, the champi
      "failed": {"stage": NAME, "error": "...", "at": ISO time}}   # only after a failed stage
 
 A stage that raises stops the run: the runner writes ``failed`` (the stage, the error and when)
-and re-raises; the next successful run of that stage removes it.
+and re-raises; the next successful run of that stage removes it. An interrupt (Ctrl-C) is
+recorded the same way; one that was swallowed (see :mod:`.interrupts`) is raised again before
+the next stage starts, so an interrupted run never goes on to register or promote.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 
 from ..._fileio import atomic_write_text
 from ...errors import NeonsignValueError, file_errors
+from . import interrupts
 from .context import RunContext
 
 __all__ = ["LINEAGE_FILE", "Stage", "read_lineage", "run_stages", "write_json"]
@@ -160,6 +163,7 @@ def run_stages(
     ctx.ran, ctx.skipped, ctx.failed = [], [], None
     forced = False
     for stage in stages:
+        interrupts.check()
         forced = forced or stage.name == from_stage
         inputs = stage.inputs(ctx)
         record = ctx.lineage["stages"].get(stage.name)
@@ -176,6 +180,7 @@ def run_stages(
             del ctx.lineage["failed"]
         ctx.lineage.update({k: _json_value(getattr(ctx, k)) for k in _TOP_LEVEL})
         write_json(path, ctx.lineage)
+    interrupts.check()
     return ctx.lineage
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import ModelError, NeonsignTypeError, file_errors
+from . import interrupts
 from .context import RunContext, TrainSettings, gtsrb_root_from_env, need
 from .runner import LINEAGE_FILE, Stage, write_json
 
@@ -57,6 +58,7 @@ __all__ = [
     "TRAIN",
     "comparisons",
     "load_training_data",
+    "split_files_sha256",
     "train_config",
 ]
 
@@ -434,9 +436,12 @@ def register(ctx: RunContext) -> None:
         "gate_accepted": str(promoted).lower(),
         "lineage": os.fspath((ctx.run_dir / LINEAGE_FILE).resolve()),
     }
+    # Registry.register is idempotent (weights already registered give back their version), so
+    # a register stage interrupted after the version was made and run again adds no duplicate.
     mv = reg.register(
         ctx.model_dir, alias="challenger", tags=tags, metrics={"test_accuracy": float(accuracy)}
     )
+    interrupts.check()  # an interrupt swallowed while registering must not promote
     alias = ctx.settings.gate.alias
     if promoted:
         mv = reg.promote(mv.version, alias)
@@ -463,6 +468,40 @@ def _file_sha(ctx: RunContext, name: str) -> str | None:
     return sha256_file(path) if path.is_file() else None
 
 
+def split_files_sha256(root: Path, split: str) -> str:
+    """sha256 of every file of a split as :func:`neonsign.data.find_split` finds it under
+    ``root``: each file's path relative to the split folder and its bytes' sha256, in sorted
+    order, plus the labels CSV when it lies outside that folder. Relabelling (a CSV edit),
+    replacing, adding or removing an image all change it; reading is all it costs (no decode).
+    """
+    from ...artifacts import sha256_file
+    from ...data import find_split
+
+    spec = find_split(root, split)
+    base = spec.images_dir
+    with file_errors("list the files of", base):
+        files = sorted(p for p in base.rglob("*") if p.is_file())
+    if spec.labels_csv is not None and base not in spec.labels_csv.parents:
+        files.append(spec.labels_csv)
+    h = hashlib.sha256(f"neonsign-split-files-v1;{split};".encode())
+    for path in files:
+        name = path.relative_to(base) if base in path.parents else Path("..", path.name)
+        h.update(f"{name.as_posix()}\0{sha256_file(path)}\n".encode())
+    return h.hexdigest()
+
+
+def _evaluation_checksum(ctx: RunContext) -> str | None:
+    """The checksum of the data the test and gate stages evaluate on: the named split's files
+    (:func:`split_files_sha256`, computed once per run), else the held-out split's checksum
+    (the loaded test split, or the training split whose by-track part is held out)."""
+    split = ctx.settings.evaluation.split
+    if split is None:
+        return ctx.test_split[2].checksum if ctx.test_split is not None else ctx.data_checksum
+    if ctx.eval_checksum is None:
+        ctx.eval_checksum = split_files_sha256(need(ctx.data_root, "the data root"), split)
+    return ctx.eval_checksum
+
+
 def _train_inputs(ctx: RunContext) -> dict[str, Any]:
     config = need(ctx.config, "the training configuration")
     return {"data_checksum": ctx.data_checksum, "config": config_hash(config)}
@@ -473,16 +512,24 @@ def _test_inputs(ctx: RunContext) -> dict[str, Any]:
         "weights_sha256": ctx.weights_sha256,
         "split": ctx.settings.evaluation.split,
         "data_root": None if ctx.data_root is None else os.fspath(ctx.data_root),
+        "eval_data_checksum": _evaluation_checksum(ctx),
     }
 
 
 def _profile_inputs(ctx: RunContext) -> dict[str, Any]:
-    return {"weights_sha256": ctx.weights_sha256, "repeats": ctx.settings.profile.repeats}
+    inputs = {"weights_sha256": ctx.weights_sha256, "repeats": ctx.settings.profile.repeats}
+    if ctx.settings.profile.on_heldout:  # timed on held-out images, not random inputs
+        inputs["eval_data_checksum"] = _evaluation_checksum(ctx)
+    return inputs
 
 
 def _gate_inputs(ctx: RunContext) -> dict[str, Any]:
+    """The gate reads the model, the evaluation split (the champion is evaluated on it and the
+    probe set holds its first images), test.json, profile.json and the champion's weights."""
     g = ctx.settings.gate
     return {
+        "weights_sha256": ctx.weights_sha256,
+        "eval_data_checksum": _evaluation_checksum(ctx),
         "test.json": _file_sha(ctx, "test.json"),
         "profile.json": _file_sha(ctx, "profile.json"),
         "champion_weights_sha256": _other_champion(ctx),
@@ -492,6 +539,7 @@ def _gate_inputs(ctx: RunContext) -> dict[str, Any]:
 
 def _register_inputs(ctx: RunContext) -> dict[str, Any]:
     return {
+        "weights_sha256": ctx.weights_sha256,
         "gate.json": _file_sha(ctx, "gate.json"),
         "registry_uri": ctx.registry.uri if ctx.registry is not None else None,
     }
