@@ -25,6 +25,10 @@ def test_main_job_runs_every_stage_and_never_overwrites(synth, tmp_path, capsys,
     assert 0 <= summary["accuracy"] <= 1
     test = json.loads((run_dir / "test.json").read_text())
     assert test["accuracy"] == summary["accuracy"] and len(test["per_class_accuracy"]) == 43
+    # both framings of the same images (the gate checks each): the card's framing is the top level
+    assert set(test["framings"]) == {"roi", "whole"}
+    assert test["framings"][test["framing"]]["accuracy"] == test["accuracy"]
+    assert {f["n_images"] for f in test["framings"].values()} == {86}
     assert (run_dir / "confusion.png").exists()
     artifacts.load_model(run_dir / "model")
     out = capsys.readouterr().out

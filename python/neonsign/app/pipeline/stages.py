@@ -41,6 +41,7 @@ from .context import RunContext, TrainSettings, gtsrb_root_from_env, need
 from .runner import LINEAGE_FILE, Stage, write_json
 
 if TYPE_CHECKING:
+    from ...data import SplitMeta
     from ...profile_report import Comparison, ProfileReport
     from ...train import TrainConfig
     from ..registry import MlflowTracker
@@ -219,34 +220,37 @@ def train(ctx: RunContext) -> None:
     )
 
 
-def _heldout(ctx: RunContext) -> tuple[Any, Any, str]:
-    """The loaded test split, else the by-track validation part of the training split."""
+def _heldout(ctx: RunContext) -> tuple[Any, Any, str, SplitMeta, Any]:
+    """The loaded test split, else the by-track validation part of the training split:
+    (images, labels, split name, the split's meta, its rows in that meta or None for all)."""
     if ctx.test_split is not None:
-        images, labels, _ = ctx.test_split
-        return images, labels, "test"
-    images, labels, _ = need(ctx.train_split, "the training split")
+        images, labels, meta = ctx.test_split
+        return images, labels, "test", meta, None
+    images, labels, meta = need(ctx.train_split, "the training split")
     idx = need(ctx.train_result, "the training result").val_idx
-    return images[idx], labels[idx], "validation (by track)"
+    return images[idx], labels[idx], "validation (by track)", meta, idx
 
 
 def test(ctx: RunContext) -> None:
-    """Evaluate the model on the evaluation split; ``<run>/test.json`` (+ ``confusion.png``)."""
-    from ...evaluate import evaluate, evaluate_arrays, format_summary
+    """Evaluate the model on the evaluation split, in both framings (ROI crop and whole
+    image); ``<run>/test.json`` (+ ``confusion.png``)."""
+    from ...data import reframe
+    from ...evaluate import add_other_framing, evaluate, evaluate_arrays, format_summary
 
     s = ctx.settings.evaluation
     # The PNG needs matplotlib (the notebooks/dev extras); the JSON always has the matrix.
     want_plot = s.plot and importlib.util.find_spec("matplotlib") is not None
     plot = ctx.run_dir / "confusion.png" if want_plot else None
+    threads = ctx.settings.train.threads
     common: dict[str, Any] = dict(
-        backend=s.backend,
-        threads=ctx.settings.train.threads,
-        profile=s.profile_table,
-        plot=plot,
-        quiet=ctx.quiet,
+        backend=s.backend, threads=threads, profile=s.profile_table, plot=plot, quiet=ctx.quiet
     )
     if s.split is None:
-        images, labels, split = _heldout(ctx)
+        images, labels, split, meta, rows = _heldout(ctx)
         result = evaluate_arrays(ctx.model_dir, images, labels, split=split, **common)
+        result["framing"] = "roi" if meta.roi else "whole"
+        other = reframe(meta, rows, roi=not meta.roi, threads=threads)
+        add_other_framing(result, ctx.model_dir, other, labels, backend=s.backend, threads=threads)
         ctx.heldout_images = images
     else:
         root = need(ctx.data_root, "the data root")
