@@ -153,28 +153,27 @@ def nearest_existing(path: str | os.PathLike[str]) -> Path:
     return Path(p.anchor)
 
 
-def check_dir_writable(path: str | os.PathLike[str], action: str = "write") -> None:
+def check_dir_writable(
+    path: str | os.PathLike[str], action: str = "write", name: str | os.PathLike[str] | None = None
+) -> None:
     """Check, before any work, that the directory ``path`` can be created or written: it is a
     directory if it exists, else its nearest existing ancestor is one, and that directory is
-    writable (``os.access``; a read-only file system included).
+    writable (``os.access``; a read-only file system included). Messages name ``name``
+    (default ``path``): "cannot ACTION NAME: ...".
 
     Raises:
         NeonsignNotADirectoryError: ``path`` or the ancestor is a file.
         NeonsignPermissionError: that directory cannot be written.
     """
+    shown = os.fspath(path if name is None else name)
     base = nearest_existing(path)
     if not base.is_dir():
-        where = "it" if base == Path(path).absolute() else f"{base}"
         raise NeonsignNotADirectoryError(
-            f"cannot {action} {os.fspath(path)}: {where} is not a directory",
-            errno.ENOTDIR,
-            os.fspath(path),
+            f"cannot {action} {shown}: {base} is not a directory", errno.ENOTDIR, shown
         )
     if not os.access(base, os.W_OK | os.X_OK):
         raise NeonsignPermissionError(
-            f"cannot {action} {os.fspath(path)}: {base} is not writable",
-            errno.EACCES,
-            os.fspath(path),
+            f"cannot {action} {shown}: {base} is not writable", errno.EACCES, shown
         )
 
 
@@ -205,7 +204,7 @@ def check_file_writable(path: str | os.PathLike[str], action: str = "write") -> 
             errno.ENOENT,
             name,
         )
-    check_dir_writable(target.parent, action)
+    check_dir_writable(target.parent, action, name)
 
 
 def _swap_in(staging: Path, target: Path, replace: bool) -> None:

@@ -33,7 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import _native
-from ._fileio import atomic_dir, atomic_write
+from ._fileio import atomic_dir, atomic_write, check_dir_writable, check_file_writable
 from .errors import (
     ModelError,
     ModelNotFoundError,
@@ -599,10 +599,22 @@ def export_pth(
     out = Path(pth_path)
     if out.exists() and not overwrite:
         raise ModelError(f"{out} already exists; refusing to overwrite it (pass overwrite=True)")
+    check_file_writable(out, "write the .pth file")  # before the model is read
     tensors, _ = load_model(directory)
     state = {name: torch.from_numpy(arr.copy()) for name, arr in tensors.items()}
     atomic_write(out, lambda tmp: torch.save(state, tmp))
     return out
+
+
+def _check_model_dir_out(path: Path, overwrite: bool) -> None:
+    """The checks :func:`save_model` makes of its directory, made before any work."""
+    with file_errors("inspect the model directory", path):
+        if path.is_dir() and any(path.iterdir()) and not overwrite:
+            raise ModelError(
+                f"model directory {path} already exists and is not empty; refusing to overwrite "
+                "it (pass overwrite=True, or --force on the command line)"
+            )
+    check_dir_writable(path, "write the model directory")
 
 
 def convert(
@@ -625,6 +637,7 @@ def convert(
                 f"{target}: converting the weights file {source} makes a model directory; "
                 "name a directory, not a file"
             )
+        _check_model_dir_out(target, overwrite)  # before reading (and converting) anything
         return save_model(target, *load_any(source), overwrite=overwrite)
     if target.suffix.lower() in (".pth", ".pt"):
         return export_pth(source, target, overwrite=overwrite)

@@ -27,7 +27,7 @@ from typing import Any, TypedDict
 import numpy as np
 import numpy.typing as npt
 
-from ._fileio import atomic_write_text
+from ._fileio import atomic_write, atomic_write_text
 from .artifacts import NUM_CLASSES, load_any
 from .backends import BACKEND_NAMES, TorchToggles, list_backends
 from .backends import resolve as resolve_backend
@@ -258,9 +258,10 @@ def plot_confusion(
     fig.tight_layout()
     out = Path(path)
     try:
-        with file_errors("write the confusion matrix plot", out):
-            # without a suffix matplotlib would append ".png" and write another file than `out`
-            fig.savefig(out, format=None if out.suffix else "png")
+        # whole or absent: through a temporary name (which has no suffix, so the format is
+        # named: the path's suffix, else PNG -- matplotlib would append ".png" to `out`)
+        fmt = out.suffix[1:].lower() or "png"
+        atomic_write(out, lambda tmp: fig.savefig(tmp, format=fmt), "write the confusion matrix plot")
     finally:
         plt.close(fig)
     return out
