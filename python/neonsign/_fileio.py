@@ -196,7 +196,9 @@ def check_file_writable(path: str | os.PathLike[str], action: str = "write") -> 
         )
     if target.exists() and not target.is_file():
         if not os.access(target, os.W_OK):
-            raise NeonsignPermissionError(f"cannot {action} {name}: not writable", errno.EACCES, name)
+            raise NeonsignPermissionError(
+                f"cannot {action} {name}: not writable", errno.EACCES, name
+            )
         return
     if not target.parent.exists():
         raise NeonsignFileNotFoundError(
@@ -262,7 +264,9 @@ def atomic_dir(
     with file_errors(action, path):
         check_dir_writable(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        staging = Path(
+            tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        )
         try:
             fill(staging)
             publish_tree(staging)

@@ -484,7 +484,9 @@ def _parse_weights(data: bytes, path: Path) -> Mapping[str, Any]:
     if suffix in (".pth", ".pt"):
         return _parse_pth(data, path)
     if suffix != ".safetensors":
-        raise ModelError(f"{path}: unknown model file type {path.suffix!r} (.safetensors, .pth or .pt)")
+        raise ModelError(
+            f"{path}: unknown model file type {path.suffix!r} (.safetensors, .pth or .pt)"
+        )
     from safetensors import SafetensorError
     from safetensors.numpy import load
 
@@ -497,7 +499,9 @@ def _parse_weights(data: bytes, path: Path) -> Mapping[str, Any]:
 def _read_weights(path: Path) -> tuple[Mapping[str, Any], str]:
     """(tensors as stored, sha256 of the bytes they were parsed from) of a bare weights file."""
     if path.suffix.lower() not in _WEIGHT_SUFFIXES:
-        raise ModelError(f"{path}: unknown model file type {path.suffix!r} (.safetensors, .pth or .pt)")
+        raise ModelError(
+            f"{path}: unknown model file type {path.suffix!r} (.safetensors, .pth or .pt)"
+        )
     data = read_model_file(path, "weights file")
     return _parse_weights(data, path), hashlib.sha256(data).hexdigest()
 

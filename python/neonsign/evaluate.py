@@ -261,7 +261,9 @@ def plot_confusion(
         # whole or absent: through a temporary name (which has no suffix, so the format is
         # named: the path's suffix, else PNG -- matplotlib would append ".png" to `out`)
         fmt = out.suffix[1:].lower() or "png"
-        atomic_write(out, lambda tmp: fig.savefig(tmp, format=fmt), "write the confusion matrix plot")
+        atomic_write(
+            out, lambda tmp: fig.savefig(tmp, format=fmt), "write the confusion matrix plot"
+        )
     finally:
         plt.close(fig)
     return out
