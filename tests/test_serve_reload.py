@@ -26,9 +26,8 @@ pytest.importorskip("httpx")
 import httpx  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
-from neonsign.app.serving import ServeConfig, create_app  # noqa: E402
+from neonsign.app.serving import ServeConfig, create_app, routes  # noqa: E402
 from neonsign.app.serving import models as serving_models  # noqa: E402
-from neonsign.app.serving import routes  # noqa: E402
 from neonsign.app.serving.config import is_loopback  # noqa: E402
 from neonsign.artifacts import CARD_FILE, load_model  # noqa: E402
 from neonsign.errors import ConfigError  # noqa: E402
