@@ -339,3 +339,37 @@ def test_outputs_are_checked_before_work(
         train = ("train", "--data", str(missing), "--out", str(existing), "--no-mlflow")
         status, err = _cli(capsys, *train)
         assert status == 2 and "already exists and is not empty" in err, err
+
+
+def test_a_mount_point_is_written_in_place_card_last(
+    tmp_path: Path, weights_pages: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A volume mounted at the destination (``docker run -v host:/out``) cannot be renamed
+    over: the model is staged inside it and moved in, the card last; ``--force`` replaces the
+    model's files and leaves the volume's other files alone."""
+    old, new = _model_file(tmp_path, 1), _model_file(tmp_path, 2)
+    with _tmpfs(tmp_path / "fs", (3 * weights_pages + 8) * PAGE) as fs:
+        assert _cli(capsys, "convert", str(old), str(fs)) == (0, "")
+        np.testing.assert_array_equal(
+            artifacts.load_model(fs)[0]["fc2.bias"], random_state_dict(1)["fc2.bias"]
+        )
+        (fs / "README").write_text("the volume's own file\n")
+        assert _cli(capsys, "convert", str(new), str(fs), "--force") == (0, "")
+        np.testing.assert_array_equal(
+            artifacts.load_model(fs)[0]["fc2.bias"], random_state_dict(2)["fc2.bias"]
+        )
+        assert sorted(os.listdir(fs)) == ["README", "model.safetensors", "model_card.json"]
+
+
+def test_synth_replaces_its_own_entries_and_keeps_other_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "gtsrb"
+    root.mkdir()
+    (root / "README").write_text("mine\n")
+    assert _cli(capsys, "synth", str(root), "--per-class", "1", "--test", "5", "-q")[0] == 0
+    assert (root / "Final_Test").is_dir() and (root / MARKER).is_file()
+    assert _cli(capsys, "synth", str(root), "--per-class", "2", "--test", "0", "-q")[0] == 0
+    assert sorted(os.listdir(root)) == ["Final_Training", "README", MARKER]  # no stale test set
+    assert json.loads((root / MARKER).read_text())["n_per_class"] == 2
+    assert (root / "README").read_text() == "mine\n"

@@ -23,7 +23,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .errors import (
@@ -42,6 +42,7 @@ __all__ = [
     "atomic_write",
     "atomic_write_text",
     "atomic_dir",
+    "move_entries",
     "check_dir_writable",
     "check_file_writable",
     "nearest_existing",
@@ -237,11 +238,40 @@ def _swap_in(staging: Path, target: Path, replace: bool) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def move_entries(
+    staging: Path,
+    target: Path,
+    *,
+    names: Iterable[str] | None = None,
+    last: Iterable[str] = (),
+) -> None:
+    """Move the entries of ``staging`` into the directory ``target`` (same file system), for
+    when ``target`` itself cannot be renamed (a mount point) or holds other files to keep.
+
+    The entries of ``target`` named in ``names`` (default: those ``staging`` brings) are moved
+    aside first and deleted at the end; entries named in ``last`` (a model's card, a data set's
+    marker) leave first and arrive last, so that a reader that trusts them only ever finds them
+    beside a complete set. Other entries of ``target`` are left alone."""
+    arriving = os.listdir(staging)
+    replaced = set(arriving if names is None else names)
+    final = set(last)
+    trash = Path(tempfile.mkdtemp(prefix=".old-", suffix=".tmp", dir=target))
+    try:
+        for name in sorted(replaced, key=lambda n: n not in final):
+            if os.path.lexists(target / name):
+                os.rename(target / name, trash / name)
+        for name in sorted(arriving, key=lambda n: n in final):
+            os.rename(staging / name, target / name)
+    finally:
+        shutil.rmtree(trash, ignore_errors=True)
+
+
 def atomic_dir(
     path: str | os.PathLike[str],
     fill: Callable[[Path], object],
     *,
     replace: bool = False,
+    last: Iterable[str] = (),
     action: str = "write",
 ) -> Path:
     """Write the directory ``path`` whole or not at all: ``fill(staging)`` writes its content
@@ -255,6 +285,10 @@ def atomic_dir(
     interrupt -- the staging directory is removed and ``path`` is as it was. The parent
     directories of ``path`` are created if needed.
 
+    A mount point (a volume mounted at ``path``) cannot be renamed: there the staging directory
+    is made inside ``path`` and its entries are moved in (:func:`move_entries`, the ``last``
+    names last).
+
     Raises:
         NeonsignFileExistsError: ``path`` is a non-empty directory and ``replace`` is false.
         NeonsignNotADirectoryError: ``path`` exists and is not a directory.
@@ -262,20 +296,30 @@ def atomic_dir(
     """
     target = Path(os.path.realpath(path))
     with file_errors(action, path):
-        check_dir_writable(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(
-            tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        )
+        check_dir_writable(path, action)
+        if not replace and target.is_dir() and any(target.iterdir()):
+            raise NeonsignFileExistsError(
+                f"cannot {action} {os.fspath(path)}: it exists and is not empty",
+                errno.EEXIST,
+                os.fspath(path),
+            )
+        in_place = target.is_dir() and os.path.ismount(target)
+        home = target if in_place else target.parent
+        home.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=home))
         try:
             fill(staging)
             publish_tree(staging)
             _sync_tree(staging)
-            _swap_in(staging, target, replace)
+            if in_place:
+                move_entries(staging, target, last=last)
+                staging.rmdir()
+            else:
+                _swap_in(staging, target, replace)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        _fsync_dir(target.parent)
+        _fsync_dir(home)
     return Path(path)
 
 

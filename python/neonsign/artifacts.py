@@ -359,7 +359,7 @@ def save_model(
         with file_errors("write", path / CARD_FILE):
             (staging / CARD_FILE).write_text(_card_json(card_out) + "\n", encoding="utf-8")
 
-    atomic_dir(path, fill, replace=overwrite, action="write the model directory")
+    atomic_dir(path, fill, replace=overwrite, last=(CARD_FILE,), action="write the model directory")
     return path
 
 

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .._fileio import atomic_dir, check_dir_writable
+from .._fileio import atomic_dir, check_dir_writable, move_entries
 from ..errors import NeonsignValueError, file_errors
 from ..synth import MARKER, synthesize
 
@@ -46,22 +46,6 @@ def _others(root: Path) -> list[str]:
     return [n for n in names if n not in _ENTRIES]
 
 
-def _swap_entries(staging: Path, root: Path) -> None:
-    """Move a generated data set from ``staging`` into a ``root`` that holds other files too:
-    the old marker goes first and the new one comes last, so ``SYNTHETIC.json`` is only ever
-    beside a complete data set."""
-    trash = Path(tempfile.mkdtemp(prefix=".synth-old-", dir=root))
-    try:
-        for name in (MARKER, *_ENTRIES[:-1]):
-            if (root / name).exists():
-                (root / name).rename(trash / name)
-        for name in (*_ENTRIES[:-1], MARKER):
-            if (staging / name).exists():
-                (staging / name).rename(root / name)
-    finally:
-        shutil.rmtree(trash, ignore_errors=True)
-
-
 def run(args: argparse.Namespace) -> int:
     root = Path(args.root)
     check_dir_writable(root, "write the data set")  # in the first second, before drawing
@@ -79,13 +63,13 @@ def run(args: argparse.Namespace) -> int:
         )
 
     if not others:  # nothing else in root: the whole folder is replaced in one rename
-        atomic_dir(root, fill, replace=True, action="write the data set")
-    else:
+        atomic_dir(root, fill, replace=True, last=(MARKER,), action="write the data set")
+    else:  # other files beside it: the data set's entries are moved in, the marker last
         with file_errors("write the data set", root):
             staging = Path(tempfile.mkdtemp(prefix=".synth-", suffix=".tmp", dir=root))
             try:
                 fill(staging)
-                _swap_entries(staging, root)
+                move_entries(staging, root, names=_ENTRIES, last=(MARKER,))
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
     if not args.quiet:
