@@ -148,3 +148,15 @@ def test_a_fifo_in_a_models_place_is_refused_without_blocking(tmp_path: Path, wh
     assert outcome, f"loading a model whose {which} is a FIFO blocked"
     assert isinstance(outcome[0], ModelError), outcome[0]
     assert "not a regular file" in str(outcome[0]) and which in str(outcome[0])
+
+
+def test_an_oversized_model_file_is_refused_before_it_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = save_model(tmp_path / "m", random_state_dict(1), artifacts.make_card())
+    size = (model / WEIGHTS_FILE).stat().st_size
+    monkeypatch.setattr(artifacts, "MAX_MODEL_FILE_BYTES", size - 1)
+    with pytest.raises(ModelError, match=rf"model\.safetensors is {size} bytes, more than"):
+        load_model(model)
+    monkeypatch.setattr(artifacts, "MAX_MODEL_FILE_BYTES", size)
+    load_model(model)

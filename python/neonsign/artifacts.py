@@ -47,6 +47,7 @@ from .preprocess import DEFAULT_MEAN, DEFAULT_STD
 
 __all__ = [
     "SCHEMA_VERSION",
+    "MAX_MODEL_FILE_BYTES",
     "WEIGHTS_FILE",
     "CARD_FILE",
     "NUM_CLASSES",
@@ -73,6 +74,9 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
+#: Largest card or weights file a loader reads into memory (TrafficSignNet's weights are about
+#: 1.3 MB; a learning-path checkpoint with optimizer state a few times that).
+MAX_MODEL_FILE_BYTES = 256 << 20
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model_card.json"
 #: Logits of TrafficSignNet (from the C engine, like the shapes below).
@@ -198,7 +202,7 @@ def read_model_file(path: str | os.PathLike[str], what: str = "model file") -> b
 
     Raises:
         ModelNotFoundError: no such file (``what`` and the path in the message).
-        ModelError: not a regular file.
+        ModelError: not a regular file, or larger than :data:`MAX_MODEL_FILE_BYTES`.
         NeonsignOSError subclasses: the file cannot be read (permission, a directory, I/O).
     """
     name = os.fspath(path)
@@ -209,11 +213,16 @@ def read_model_file(path: str | os.PathLike[str], what: str = "model file") -> b
     except OSError as exc:
         raise os_error(exc, f"read the {what}", name) from exc
     with file_errors(f"read the {what}", name), os.fdopen(fd, "rb") as f:
-        mode = os.fstat(f.fileno()).st_mode
-        if not stat.S_ISREG(mode):
-            kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO, socket or device"
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "a FIFO, socket or device"
             raise ModelError(f"{what} {name} is {kind}, not a regular file; refusing to read it")
-        return f.read()
+        if info.st_size > MAX_MODEL_FILE_BYTES:
+            raise ModelError(
+                f"{what} {name} is {info.st_size} bytes, more than any TrafficSignNet model file "
+                f"({MAX_MODEL_FILE_BYTES} at most); refusing to read it into memory"
+            )
+        return f.read(MAX_MODEL_FILE_BYTES + 1)
 
 
 def code_version() -> str:
