@@ -233,3 +233,19 @@ def _wait_version(base: str, version: str) -> None:
     while httpx.get(base + "/model", timeout=10).json()["version"] != version:
         assert time.monotonic() < deadline, "SIGHUP did not reload the model"
         time.sleep(0.1)
+
+
+def test_registry_errors_are_422_not_500(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error of MLflow itself (here: a store that raises) is a failed reload, not a crash."""
+    from neonsign.app import registry
+
+    def broken(spec: str) -> Any:
+        raise RuntimeError("the tracking server answered 503")
+
+    monkeypatch.setattr(serving_models, "_check_registry", lambda source: None)
+    monkeypatch.setattr(registry, "load_from_registry", broken)
+    r = client.post("/admin/reload", json={"source": "models:/gtsrb@champion"}, headers=AUTH)
+    assert r.status_code == 422 and r.json()["error"] == "reload_failed", r.text
+    assert "RuntimeError: the tracking server answered 503" in r.json()["detail"]

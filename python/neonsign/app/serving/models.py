@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...artifacts import DEFAULT_PREPROCESSING, check_stats
-from ...errors import ModelError, ModelNotFoundError, NeonsignValueError
+from ...errors import ModelError, ModelNotFoundError, NeonsignError, NeonsignValueError
 from .config import ServeConfig
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -113,7 +113,14 @@ def load_model_source(source: str) -> tuple[Mapping[str, np.ndarray], dict[str, 
         from ..registry import load_from_registry
 
         _check_registry(source)
-        return load_from_registry(source)
+        try:
+            return load_from_registry(source)
+        except NeonsignError:
+            raise
+        except Exception as exc:  # MLflow's own errors (a store that does not answer, ...)
+            raise ModelError(
+                f"{source}: cannot load it from the registry: {type(exc).__name__}: {exc}"
+            ) from exc
     if sep and scheme == "file":
         return _load_model_dir(rest[2:] if rest.startswith("//") else rest)
     return _load_model_dir(source)
