@@ -428,10 +428,12 @@ def load_model(
 
     The weights file is read once; its sha256 is computed on those bytes, checked against the
     card, and the tensors are parsed from the same bytes (a file replaced meanwhile cannot be
-    checked as one file and loaded as another). Verifies the tensors against TrafficSignNet; raises :class:`ModelError` (naming the file) when anything is missing,
-    malformed or tampered with: :class:`~neonsign.errors.ModelNotFoundError` (also a
-    FileNotFoundError) for a missing directory, card or weights file. A card or weights file
-    that cannot be read raises the matching NeonsignOSError subclass.
+    checked as one file and loaded as another). Verifies the tensors against TrafficSignNet;
+    raises :class:`ModelError` (naming the file) when anything is missing, malformed, tampered
+    with or not a regular file (a FIFO is refused, not waited on):
+    :class:`~neonsign.errors.ModelNotFoundError` (also a FileNotFoundError) for a missing
+    directory, card or weights file. A card or weights file that cannot be read raises the
+    matching NeonsignOSError subclass.
 
     The card stays a ``dict``: besides the fields :func:`make_card` writes it holds whatever
     the caller added (metrics, hyperparameters, extra keys); ``card["preprocessing"]`` has the
