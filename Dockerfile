@@ -7,6 +7,10 @@
 # baked into a derived image (FROM neonsign-serve + COPY model /models/current). Settings are
 # NEONSIGN_* environment variables (see `neonsign serve --help`); `docker kill -s HUP` reloads
 # the model without dropping requests.
+#
+# POST /admin/reload is disabled (403) in this image: it binds 0.0.0.0 and sets no admin token.
+# Opt in explicitly with a token, e.g. -e NEONSIGN_ADMIN_TOKEN="$(openssl rand -hex 32)"; the
+# endpoint then needs `Authorization: Bearer <token>` (docs/serving.md).
 ARG PYTHON_VERSION=3.11
 
 # ---- builder: compile the C extension into a wheel (per target architecture) ----------------

@@ -423,20 +423,22 @@ def test_save_model_on_a_full_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     with pytest.raises(DiskFullError) as info:
         artifacts.save_model(target, _state_dict(), artifacts.make_card())
     assert_file_error(info.value, DiskFullError, target / artifacts.WEIGHTS_FILE)
-    assert list(target.iterdir()) == []  # the temporary file is gone
+    assert list(tmp_path.iterdir()) == []  # whole or absent: no directory, no temporary left
 
 
 def test_save_model_into_a_read_only_folder_injected(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def mkstemp(*args: Any, dir: Any = None, **kwargs: Any) -> tuple[int, str]:  # noqa: A002
+    # the model directory is written into a temporary sibling (tempfile.mkdtemp), then renamed
+    def mkdtemp(*args: Any, dir: Any = None, **kwargs: Any) -> str:  # noqa: A002
         raise _permission_denied(dir)
 
-    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
     target = tmp_path / "m"
     with pytest.raises(PermissionError) as info:
         artifacts.save_model(target, _state_dict(), artifacts.make_card())
-    assert_file_error(info.value, NeonsignPermissionError, target / artifacts.WEIGHTS_FILE)
+    assert_file_error(info.value, NeonsignPermissionError, target)
+    assert not target.exists()
 
 
 @not_root

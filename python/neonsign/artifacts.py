@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import io
 import json
 import os
 import platform
+import stat
 import subprocess
 from collections.abc import Mapping
 from importlib import metadata
@@ -31,7 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import _native
-from ._fileio import atomic_write, atomic_write_text
+from ._fileio import atomic_dir, atomic_write, check_dir_writable, check_file_writable
 from .errors import (
     ModelError,
     ModelNotFoundError,
@@ -45,6 +47,7 @@ from .preprocess import DEFAULT_MEAN, DEFAULT_STD
 
 __all__ = [
     "SCHEMA_VERSION",
+    "MAX_MODEL_FILE_BYTES",
     "WEIGHTS_FILE",
     "CARD_FILE",
     "NUM_CLASSES",
@@ -53,6 +56,7 @@ __all__ = [
     "Preprocessing",
     "validate_state_dict",
     "sha256_file",
+    "read_model_file",
     "code_version",
     "library_versions",
     "make_card",
@@ -70,6 +74,9 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
+#: Largest card or weights file a loader reads into memory (TrafficSignNet's weights are about
+#: 1.3 MB; a learning-path checkpoint with optimizer state a few times that).
+MAX_MODEL_FILE_BYTES = 256 << 20
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model_card.json"
 #: Logits of TrafficSignNet (from the C engine, like the shapes below).
@@ -172,12 +179,50 @@ def validate_state_dict(
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file's bytes (a NeonsignOSError subclass naming the file if unreadable)."""
+    """Hex sha256 of a file's bytes (a NeonsignOSError subclass naming the file if unreadable).
+
+    For a file that is then used, hash the bytes that are used instead (:func:`read_model_file`
+    and ``hashlib.sha256(data)``): a file replaced between the hash and the read would be
+    checked and used as two different files."""
     h = hashlib.sha256()
     with file_errors("read", path), open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def read_model_file(path: str | os.PathLike[str], what: str = "model file") -> bytes:
+    """The whole content of the regular file ``path``, read once (a card, a weights file).
+
+    Every model loader reads through this function and then hashes and parses the same bytes,
+    so what is checked is what is used even while the file is being replaced. The file is
+    opened with ``O_NONBLOCK`` and refused unless it is a regular file: a FIFO or a device in
+    a model's place (a hung mount, a mistake) raises :class:`ModelError` at once instead of
+    blocking the reader -- the server's reload among them -- forever.
+
+    Raises:
+        ModelNotFoundError: no such file (``what`` and the path in the message).
+        ModelError: not a regular file, or larger than :data:`MAX_MODEL_FILE_BYTES`.
+        NeonsignOSError subclasses: the file cannot be read (permission, a directory, I/O).
+    """
+    name = os.fspath(path)
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise ModelNotFoundError(f"{what} {name} not found", filename=name) from None
+    except OSError as exc:
+        raise os_error(exc, f"read the {what}", name) from exc
+    with file_errors(f"read the {what}", name), os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "a FIFO, socket or device"
+            raise ModelError(f"{what} {name} is {kind}, not a regular file; refusing to read it")
+        if info.st_size > MAX_MODEL_FILE_BYTES:
+            raise ModelError(
+                f"{what} {name} is {info.st_size} bytes, more than any TrafficSignNet model file "
+                f"({MAX_MODEL_FILE_BYTES} at most); refusing to read it into memory"
+            )
+        return f.read(MAX_MODEL_FILE_BYTES + 1)
 
 
 def code_version() -> str:
@@ -279,8 +324,14 @@ def save_model(
 
     ``state_dict``: TrafficSignNet tensors (NumPy float arrays or torch tensors), stored as
     float32. ``card``: typically from :func:`make_card`; ``weights_sha256`` and
-    ``schema_version`` are set here. An existing non-empty directory raises :class:`ModelError`
-    unless ``overwrite=True`` (then the two files are replaced, each atomically).
+    ``schema_version`` are set here; ``weights_sha256`` is the hash of the bytes written. An
+    existing non-empty directory raises :class:`ModelError` unless ``overwrite=True``.
+
+    The directory is written whole or not at all: both files go into a temporary sibling
+    directory that is then renamed into place (:func:`neonsign._fileio.atomic_dir`; with
+    ``overwrite`` the old directory is renamed away first and deleted after). A failure -- a
+    full disk between the weights and the card, an interrupt -- leaves the old directory (or
+    nothing) and no temporary directory.
 
     Raises:
         ModelError: bad tensors, or a directory that exists and may not be replaced.
@@ -306,25 +357,25 @@ def save_model(
     card_out["schema_version"] = SCHEMA_VERSION
     card_out.setdefault("preprocessing", {**DEFAULT_PREPROCESSING})
     _card_json(card_out)  # refuse a card JSON cannot hold before writing anything
-    with file_errors("create the model directory", path):
-        path.mkdir(parents=True, exist_ok=True)
-    weights = path / WEIGHTS_FILE
-    atomic_write(weights, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
-    card_out["weights_sha256"] = sha256_file(weights)
-    text = _card_json(card_out)
-    atomic_write_text(path / CARD_FILE, text + "\n")
+
+    def fill(staging: Path) -> None:
+        # the staging directory is private (0700) until published: hashing the file written
+        # there hashes exactly the bytes that are published
+        with file_errors("write", path / WEIGHTS_FILE):
+            save_file(tensors, os.fspath(staging / WEIGHTS_FILE), metadata={"format": "pt"})
+        data = read_model_file(staging / WEIGHTS_FILE, "weights file")
+        card_out["weights_sha256"] = hashlib.sha256(data).hexdigest()
+        with file_errors("write", path / CARD_FILE):
+            (staging / CARD_FILE).write_text(_card_json(card_out) + "\n", encoding="utf-8")
+
+    atomic_dir(path, fill, replace=overwrite, last=(CARD_FILE,), action="write the model directory")
     return path
 
 
 def _read_card(card_path: Path) -> dict[str, Any]:
+    data = read_model_file(card_path, "model card")
     try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelNotFoundError(
-            f"model card {card_path} not found", filename=str(card_path)
-        ) from None
-    except OSError as exc:  # permission, a directory in its place, an I/O error
-        raise os_error(exc, "read the model card", card_path) from exc
+        card = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelError(f"model card {card_path} is unreadable: {exc}") from None
     if not isinstance(card, dict):
@@ -375,11 +426,14 @@ def load_model(
     (:meth:`neonsign.engine.Engine.warm_up`); a caller that builds and warms its own engine
     right after (the server) passes False so the work is not done twice.
 
-    Verifies the sha256 of ``model.safetensors`` against the card and the tensors against
-    TrafficSignNet; raises :class:`ModelError` (naming the file) when anything is missing,
-    malformed or tampered with: :class:`~neonsign.errors.ModelNotFoundError` (also a
-    FileNotFoundError) for a missing directory, card or weights file. A card or weights file
-    that cannot be read raises the matching NeonsignOSError subclass.
+    The weights file is read once; its sha256 is computed on those bytes, checked against the
+    card, and the tensors are parsed from the same bytes (a file replaced meanwhile cannot be
+    checked as one file and loaded as another). Verifies the tensors against TrafficSignNet;
+    raises :class:`ModelError` (naming the file) when anything is missing, malformed, tampered
+    with or not a regular file (a FIFO is refused, not waited on):
+    :class:`~neonsign.errors.ModelNotFoundError` (also a FileNotFoundError) for a missing
+    directory, card or weights file. A card or weights file that cannot be read raises the
+    matching NeonsignOSError subclass.
 
     The card stays a ``dict``: besides the fields :func:`make_card` writes it holds whatever
     the caller added (metrics, hyperparameters, extra keys); ``card["preprocessing"]`` has the
@@ -393,15 +447,14 @@ def load_model(
         )
     card = _read_card(path / CARD_FILE)
     weights = path / WEIGHTS_FILE
-    if not weights.is_file():
-        raise ModelNotFoundError(f"weights file {weights} not found", filename=str(weights))
-    digest = sha256_file(weights)
+    data = read_model_file(weights, "weights file")
+    digest = hashlib.sha256(data).hexdigest()
     if digest != card["weights_sha256"]:
         raise ModelError(
             f"weights file {weights} has sha256 {digest}, but {CARD_FILE} records "
             f"{card['weights_sha256']}: the weights were modified or belong to another model"
         )
-    tensors = load_weights_file(weights)
+    tensors = validate_state_dict(_parse_weights(data, weights), source=os.fspath(weights))
     from .engine import Engine  # engine imports this module: imported when first needed
 
     if check_logits:
@@ -410,19 +463,17 @@ def load_model(
 
 
 # ----------------------------------------------------------------------------------------------
-# The learning path's .pth files (PyTorch pickles of a state_dict; need torch)
+# Bare weights files: safetensors, and the learning path's .pth files (PyTorch pickles of a
+# state_dict; need torch). Each is read once (read_model_file) and parsed from those bytes.
+
+_WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors")
 
 
-def _read_pth(pth_path: str | os.PathLike[str]) -> Mapping[str, Any]:
+def _parse_pth(data: bytes, pth_path: str | os.PathLike[str]) -> Mapping[str, Any]:
+    """The state_dict in the bytes of a ``.pth`` (``torch.load(weights_only=True)``)."""
     torch = require("torch", "torch", f"loading {os.fspath(pth_path)}")
     try:
-        obj = torch.load(os.fspath(pth_path), map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ModelNotFoundError(
-            f".pth file {pth_path} not found", filename=os.fspath(pth_path)
-        ) from None
-    except OSError as exc:  # permission, a directory in its place, an I/O error
-        raise os_error(exc, "read the .pth file", pth_path) from exc
+        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or unsafe pickles
         raise ModelError(
             f".pth file {pth_path} could not be loaded as a state_dict: {exc}"
@@ -437,27 +488,45 @@ def _read_pth(pth_path: str | os.PathLike[str]) -> Mapping[str, Any]:
     return obj
 
 
+def _parse_weights(data: bytes, path: Path) -> Mapping[str, Any]:
+    """The tensors in the bytes of a weights file, by its suffix: safetensors (NumPy arrays)
+    or a ``.pth``/``.pt`` state_dict (torch tensors). Not yet validated."""
+    suffix = path.suffix.lower()
+    if suffix in (".pth", ".pt"):
+        return _parse_pth(data, path)
+    if suffix != ".safetensors":
+        raise ModelError(
+            f"{path}: unknown model file type {path.suffix!r} (.safetensors, .pth or .pt)"
+        )
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    try:
+        return load(data)
+    except (SafetensorError, ValueError) as exc:
+        raise ModelError(f"weights file {path} is not valid safetensors: {exc}") from None
+
+
+def _read_weights(path: Path) -> tuple[Mapping[str, Any], str]:
+    """(tensors as stored, sha256 of the bytes they were parsed from) of a bare weights file."""
+    if path.suffix.lower() not in _WEIGHT_SUFFIXES:
+        raise ModelError(
+            f"{path}: unknown model file type {path.suffix!r} (.safetensors, .pth or .pt)"
+        )
+    data = read_model_file(path, "weights file")
+    return _parse_weights(data, path), hashlib.sha256(data).hexdigest()
+
+
+def _read_pth(pth_path: str | os.PathLike[str]) -> Mapping[str, Any]:
+    return _parse_pth(read_model_file(pth_path, ".pth file"), pth_path)
+
+
 def read_weights_file(path: str | os.PathLike[str]) -> Mapping[str, Any]:
     """The tensors of a bare ``.safetensors`` file (NumPy arrays) or a learning-path ``.pth``/``.pt``
     state_dict (torch tensors; needs PyTorch, loaded with ``weights_only=True``), as stored: not
-    yet validated (see :func:`load_weights_file`). Raises :class:`ModelError` naming the file."""
-    p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix in (".pth", ".pt"):
-        return _read_pth(p)
-    if suffix != ".safetensors":
-        raise ModelError(f"{p}: unknown model file type {p.suffix!r} (.safetensors, .pth or .pt)")
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
-    try:
-        return load_file(p)
-    except FileNotFoundError:
-        raise ModelNotFoundError(f"weights file {p} not found", filename=str(p)) from None
-    except OSError as exc:  # permission, a directory in its place, an I/O error
-        raise os_error(exc, "read the weights file", p) from exc
-    except (SafetensorError, ValueError) as exc:
-        raise ModelError(f"weights file {p} is not valid safetensors: {exc}") from None
+    yet validated (see :func:`load_weights_file`). The file is read once and parsed from memory
+    (:func:`read_model_file`: regular files only). Raises :class:`ModelError` naming the file."""
+    return _read_weights(Path(path))[0]
 
 
 def load_weights_file(path: str | os.PathLike[str]) -> dict[str, NDArray[np.float32]]:
@@ -467,16 +536,18 @@ def load_weights_file(path: str | os.PathLike[str]) -> dict[str, NDArray[np.floa
     return validate_state_dict(read_weights_file(path), source=os.fspath(path))
 
 
-def pth_card(path: str | os.PathLike[str]) -> dict[str, Any]:
+def pth_card(path: str | os.PathLike[str], weights_sha256: str | None = None) -> dict[str, Any]:
     """The card of a bare weights file (a learning-path ``.pth``, or a ``.safetensors`` without
     a card): the learning path's whole-image preprocessing (:data:`DEFAULT_PREPROCESSING`,
     ``Normalize(0.5, 0.5)``), ``source`` ``"pth"`` or ``"safetensors"``, ``source_file`` the
     file, and ``weights_sha256`` the sha256 of that file (it identifies these weights; a model
-    directory converted from it records the sha256 of its own ``model.safetensors``)."""
+    directory converted from it records the sha256 of its own ``model.safetensors``). Pass
+    ``weights_sha256`` when the file was already read (:func:`load_any` does: the hash is of
+    the bytes it loaded); otherwise the file is hashed here."""
     p = Path(path)
     kind = "safetensors" if p.suffix.lower() == ".safetensors" else "pth"
     card = make_card(source=kind, source_file=os.fspath(p))
-    card["weights_sha256"] = sha256_file(p)
+    card["weights_sha256"] = weights_sha256 or sha256_file(p)
     return card
 
 
@@ -487,21 +558,23 @@ def load_any(
     directory (:func:`load_model`, sha256 verified), a bare ``.safetensors`` file, or a
     learning-path ``.pth``/``.pt`` state_dict (loaded with ``torch.load(weights_only=True)``;
     MissingDependencyError naming the ``torch`` extra without PyTorch). A bare file gets the
-    synthetic card of :func:`pth_card`.
+    synthetic card of :func:`pth_card`, whose ``weights_sha256`` is the hash of the bytes
+    loaded.
 
     Every command that takes a model (``test``, ``serve``, ``predict``, ``gate``, ``registry
     register``, ``convert``) reads it through this function.
 
     Raises:
         ModelNotFoundError: nothing at ``path`` (a FileNotFoundError).
-        ModelError: a malformed or tampered model, an unknown file type.
+        ModelError: a malformed or tampered model, an unknown file type, a FIFO or device.
     """
     p = Path(path)
-    if p.is_dir() or p.suffix.lower() not in (".pth", ".pt", ".safetensors"):
+    if p.is_dir() or p.suffix.lower() not in _WEIGHT_SUFFIXES:
         return load_model(p, check_logits=check_logits)  # or "model directory ... not found"
     if not p.exists():
         raise ModelNotFoundError(f"model file {p} not found", filename=str(p))
-    return load_weights_file(p), pth_card(p)
+    stored, digest = _read_weights(p)
+    return validate_state_dict(stored, source=os.fspath(p)), pth_card(p, digest)
 
 
 def is_model_file(path: str | os.PathLike[str]) -> bool:
@@ -541,10 +614,22 @@ def export_pth(
     out = Path(pth_path)
     if out.exists() and not overwrite:
         raise ModelError(f"{out} already exists; refusing to overwrite it (pass overwrite=True)")
+    check_file_writable(out, "write the .pth file")  # before the model is read
     tensors, _ = load_model(directory)
     state = {name: torch.from_numpy(arr.copy()) for name, arr in tensors.items()}
     atomic_write(out, lambda tmp: torch.save(state, tmp))
     return out
+
+
+def _check_model_dir_out(path: Path, overwrite: bool) -> None:
+    """The checks :func:`save_model` makes of its directory, made before any work."""
+    with file_errors("inspect the model directory", path):
+        if path.is_dir() and any(path.iterdir()) and not overwrite:
+            raise ModelError(
+                f"model directory {path} already exists and is not empty; refusing to overwrite "
+                "it (pass overwrite=True, or --force on the command line)"
+            )
+    check_dir_writable(path, "write the model directory")
 
 
 def convert(
@@ -567,6 +652,7 @@ def convert(
                 f"{target}: converting the weights file {source} makes a model directory; "
                 "name a directory, not a file"
             )
+        _check_model_dir_out(target, overwrite)  # before reading (and converting) anything
         return save_model(target, *load_any(source), overwrite=overwrite)
     if target.suffix.lower() in (".pth", ".pt"):
         return export_pth(source, target, overwrite=overwrite)

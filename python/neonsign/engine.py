@@ -31,7 +31,7 @@ import numpy.typing as npt
 
 from . import _native
 from ._math import softmax
-from .artifacts import read_weights_file, validate_state_dict
+from .artifacts import CARD_FILE, WEIGHTS_FILE, load_model, read_weights_file, validate_state_dict
 from .errors import ModelError, NeonsignFileNotFoundError, NeonsignValueError
 
 __all__ = ["Engine", "INPUT_SHAPE", "LAYERS", "NUM_CLASSES", "WEIGHT_SHAPES", "available_kernels"]
@@ -124,22 +124,39 @@ class Engine:
     def from_file(
         cls, path: str | os.PathLike[str], kernel: str | None = None, threads: int | None = None
     ) -> Engine:
-        """From a ``.safetensors`` file, a model directory holding ``model.safetensors``, or a
-        learning-path ``.pth`` state_dict (needs PyTorch; loaded with ``weights_only=True``)."""
+        """From a model directory, a ``.safetensors`` file, or a learning-path ``.pth``
+        state_dict (needs PyTorch; loaded with ``weights_only=True``).
+
+        A directory with a ``model_card.json`` is read by :func:`neonsign.artifacts.load_model`:
+        the weights file is read once, its sha256 checked against the card and the tensors
+        parsed from the same bytes, so a tampered (or concurrently replaced) weights file is
+        refused with :class:`ModelError`. A directory holding only ``model.safetensors`` and a
+        bare file are read once too, without a card to check against.
+        """
         p = Path(path)
         if p.is_dir():
-            cand = p / "model.safetensors"
+            if (p / CARD_FILE).exists():
+                sd: Mapping[str, Any] = load_model(p, check_logits=False)[0]
+                return cls._built(sd, str(p / WEIGHTS_FILE), kernel, threads)
+            cand = p / WEIGHTS_FILE
             if not cand.is_file():
-                raise ModelError(f"model directory {p} has no model.safetensors")
+                raise ModelError(f"model directory {p} has no {WEIGHTS_FILE}")
             p = cand
         if not p.exists():
             raise NeonsignFileNotFoundError(f"model file not found: {p}", errno.ENOENT, str(p))
         sd = read_weights_file(p)  # raises ModelError naming the file for unknown or bad files
+        return cls._built(sd, str(p), kernel, threads)
+
+    @classmethod
+    def _built(
+        cls, sd: Mapping[str, Any], source: str, kernel: str | None, threads: int | None
+    ) -> Engine:
+        """An engine of ``sd`` tried on the probe batch; errors name ``source``."""
         try:
             engine = cls(sd, kernel=kernel, threads=threads)
         except ModelError as exc:
-            raise ModelError(f"{p}: {exc}") from exc
-        engine.warm_up(str(p))
+            raise ModelError(f"{source}: {exc}") from exc
+        engine.warm_up(source)
         return engine
 
     # ---- properties -------------------------------------------------------------------------

@@ -27,8 +27,8 @@ from typing import Any, TypedDict
 import numpy as np
 import numpy.typing as npt
 
-from ._fileio import atomic_write_text
-from .artifacts import NUM_CLASSES, load_any
+from ._fileio import atomic_write, atomic_write_text
+from .artifacts import NUM_CLASSES, load_any, validate_state_dict
 from .backends import BACKEND_NAMES, TorchToggles, list_backends
 from .backends import resolve as resolve_backend
 from .errors import NeonsignValueError, UnsupportedError, file_errors, require
@@ -164,13 +164,17 @@ def _torch_predictor(state_dict: dict[str, npt.NDArray[np.float32]], backend: st
 
 
 def make_predictor(
-    model_dir: str | os.PathLike[str], backend: str, threads: int | None = None
+    model_dir: str | os.PathLike[str] | Mapping[str, Any], backend: str, threads: int | None = None
 ) -> Predictor:
     """A function float32 (N, 3, 32, 32) -> logits float32 (N, 43) for ``backend`` (a name of
     :data:`BACKENDS`), from a model directory whose sha256 is verified, a ``.safetensors`` file
-    or a learning-path ``.pth`` (:func:`neonsign.artifacts.load_any`)."""
+    or a learning-path ``.pth`` (:func:`neonsign.artifacts.load_any`), or weights already
+    loaded (a state_dict: the caller's card then describes exactly these weights)."""
     b = resolve_backend(backend)
-    state_dict, _ = load_any(model_dir)
+    if isinstance(model_dir, Mapping):
+        state_dict = validate_state_dict(model_dir, "state_dict")
+    else:
+        state_dict = load_any(model_dir)[0]
     if b.family == "native":
         from .engine import Engine
 
@@ -259,9 +263,12 @@ def plot_confusion(
     fig.tight_layout()
     out = Path(path)
     try:
-        with file_errors("write the confusion matrix plot", out):
-            # without a suffix matplotlib would append ".png" and write another file than `out`
-            fig.savefig(out, format=None if out.suffix else "png")
+        # whole or absent: through a temporary name (which has no suffix, so the format is
+        # named: the path's suffix, else PNG -- matplotlib would append ".png" to `out`)
+        fmt = out.suffix[1:].lower() or "png"
+        atomic_write(
+            out, lambda tmp: fig.savefig(tmp, format=fmt), "write the confusion matrix plot"
+        )
     finally:
         plt.close(fig)
     return out
@@ -378,7 +385,7 @@ def evaluate_arrays(
     resolve_backend(backend)
     if batch_size < 1:
         raise NeonsignValueError(f"batch_size must be >= 1, got {batch_size}")
-    _, card = load_any(model)
+    state_dict, card = load_any(model)  # one read: the card describes the weights tested
     prep = card["preprocessing"]
     images, labels = _check_arrays(images, labels, int(prep["size"]), split)
     n = images.shape[0]
@@ -386,7 +393,7 @@ def evaluate_arrays(
         import torch
 
         torch.set_num_threads(threads)
-    predict = make_predictor(model, backend, threads=threads)
+    predict = make_predictor(state_dict, backend, threads=threads)
     x = normalize_images(images, prep["mean"], prep["std"])
     preds, infer_seconds = _predict_all(
         predict, x, batch_size, None if quiet else f"test ({backend})"

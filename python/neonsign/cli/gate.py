@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .._fileio import atomic_write_text
+from .._fileio import atomic_write_text, check_file_writable
 from ..app.gate import DEFAULT_MAX_DROP, DEFAULT_MIN_ACCURACY, gate
 
 
@@ -60,6 +60,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out:  # before the models are tested and profiled
+        check_file_writable(args.out, "write the verdict")
     verdict = gate(
         args.candidate,
         args.data,

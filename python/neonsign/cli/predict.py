@@ -15,7 +15,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from .._fileio import atomic_write_text
+from .._fileio import atomic_write_text, check_file_writable
 from ..errors import NeonsignError
 from ..images import RoiError, parse_roi
 from ..predict import DEFAULT_BATCH, PredictionRow
@@ -141,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
     from ..engine import Engine
     from ..predict import find_images, predict_files
 
+    if args.output is not None:  # before the model is loaded and the images classified
+        check_file_writable(args.output, "write the predictions")
     state_dict, card = load_any(args.model)
     paths = find_images(args.inputs, recursive=args.recursive)
     engine = Engine.from_state_dict(state_dict, kernel=args.kernel, threads=args.threads)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .._fileio import check_file_writable
 from ..profile_report import append_step_summary
 from ..profiler import profile
 from .backends import print_backends
@@ -64,6 +65,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.list_backends:
         return print_backends()
+    for path in (args.json, args.markdown):  # before the backends are timed
+        if path:
+            check_file_writable(path, "write the profile report")
     report = profile(
         model=args.model,
         data=args.data,

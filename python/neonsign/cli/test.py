@@ -8,6 +8,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from .._fileio import check_file_writable
 from ..backends import BACKEND_NAMES
 from ..evaluate import evaluate, format_summary, save_result
 
@@ -49,6 +50,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    for path in (args.json, args.plot):  # before the model and the data are loaded
+        if path is not None:
+            check_file_writable(path, "write the test results")
     plot = args.plot
     if plot is None and args.json is not None:
         if importlib.util.find_spec("matplotlib") is None:

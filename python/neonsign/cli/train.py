@@ -10,7 +10,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from ..framing import FRAMING_KINDS
-from ..train import TrainConfig, train
+from ..train import TrainConfig, check_out, train
 
 if TYPE_CHECKING:
     from ..app.registry import MlflowTracker
@@ -91,6 +91,7 @@ def _tracker() -> MlflowTracker | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_out(args.out, args.force)  # in the first second, before MLflow or the data
     cfg = TrainConfig(
         epochs=args.epochs,
         seed=args.seed,

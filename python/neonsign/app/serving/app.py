@@ -10,6 +10,7 @@ app built from the ``NEONSIGN_*`` variables.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import threading
@@ -122,6 +123,7 @@ def run_server(config: ServeConfig, options: ServerOptions | None = None) -> Non
     """
     options = options or ServerOptions()
     uvicorn = require("uvicorn", "serve", "neonsign serve")
+    config = dataclasses.replace(config, host=options.host)  # the admin endpoint's policy
     LoadedModel.load(config.model, config.kernel, config.engine_threads)  # fail before binding
     os.environ.update(config.to_env())  # the factory (and every worker) reads it back
     uvicorn.run(

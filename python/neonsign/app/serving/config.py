@@ -13,6 +13,7 @@ Settings reach uvicorn's worker processes through the environment: ``neonsign se
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ __all__ = [
     "ServerOptions",
     "env_int",
     "env_str",
+    "is_loopback",
 ]
 
 ENV_PREFIX = "NEONSIGN_"
@@ -44,6 +46,7 @@ _INT_RANGES: dict[str, tuple[int, int | None]] = {
     "MAX_PIXELS": (1, None),
     "MAX_BATCH": (1, None),
     "LIMIT_CONCURRENCY": (1, None),
+    "RELOAD_TIMEOUT": (1, None),
 }
 
 
@@ -112,7 +115,16 @@ class ServeConfig:
         max_pixels: largest ``width * height`` decoded; checked from the header (413).
         max_batch: most images in one ``/predict/batch`` request (413 beyond).
         admin_token: if set, ``/admin/reload`` needs ``Authorization: Bearer <token>`` and may
-            then name another source; if unset it reloads the configured source only.
+            then name another source; if unset it reloads the configured source only, and only
+            on a loopback address (see ``host``): elsewhere it is disabled (403).
+        host: the address the server is bound to, when known (``neonsign serve`` sets it from
+            ``--host`` / ``NEONSIGN_HOST``). Bound to a non-loopback address (the container's
+            ``0.0.0.0``), the admin endpoint needs ``admin_token``: the deployment opts in by
+            setting ``NEONSIGN_ADMIN_TOKEN``. None: in-process use (tests, an embedding app);
+            each request's local address is checked instead.
+        reload_timeout: seconds a reload may take (read the source, build, warm) before it is
+            abandoned (504 ``reload_timeout``; the previous model keeps serving and later
+            reloads are not blocked by the abandoned one).
     """
 
     model: str
@@ -123,6 +135,8 @@ class ServeConfig:
     max_pixels: int = 4096 * 4096
     max_batch: int = 64
     admin_token: str | None = None
+    host: str | None = None
+    reload_timeout: int = 120
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
@@ -130,8 +144,12 @@ class ServeConfig:
         for name in ("threads", "engine_threads"):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), 1)
-        for name in ("max_upload_bytes", "max_pixels", "max_batch"):
+        for name in ("max_upload_bytes", "max_pixels", "max_batch", "reload_timeout"):
             _check_int(name, getattr(self, name), 1)
+        if self.admin_token is not None and (
+            not isinstance(self.admin_token, str) or not self.admin_token.isprintable()
+        ):
+            raise ConfigError("admin_token must be a string of printable characters")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServeConfig:
@@ -157,6 +175,8 @@ class ServeConfig:
             "max_pixels": env_int("MAX_PIXELS", cls.max_pixels, environ),
             "max_batch": env_int("MAX_BATCH", cls.max_batch, environ),
             "admin_token": env_str("ADMIN_TOKEN", None, environ),
+            "host": env_str("HOST", None, environ),
+            "reload_timeout": env_int("RELOAD_TIMEOUT", cls.reload_timeout, environ),
         }
         values.update(overrides)
         return cls(**values)
@@ -172,8 +192,23 @@ class ServeConfig:
             "MAX_PIXELS": str(self.max_pixels),
             "MAX_BATCH": str(self.max_batch),
             "ADMIN_TOKEN": self.admin_token or "",
+            "HOST": self.host or "",
+            "RELOAD_TIMEOUT": str(self.reload_timeout),
         }
         return {ENV_PREFIX + k: v for k, v in env.items()}
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and the loopback addresses (127.0.0.0/8, ::1): a server bound
+    there is reachable from this machine only. Any other address, ``0.0.0.0`` and ``::``
+    included, is reachable from elsewhere."""
+    name = host.strip().strip("[]").lower()
+    if name in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
 
 
 @dataclass(frozen=True)

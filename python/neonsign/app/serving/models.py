@@ -12,12 +12,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ...artifacts import DEFAULT_PREPROCESSING, check_stats
-from ...errors import ModelError, NeonsignValueError
+from ...errors import ModelError, ModelNotFoundError, NeonsignError, NeonsignValueError
 from .config import ServeConfig
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -26,6 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 __all__ = [
     "ModelLoader",
     "register_model_loader",
+    "check_source",
     "load_model_source",
     "LoadedModel",
     "ModelHolder",
@@ -56,16 +58,69 @@ def _load_model_dir(source: str) -> tuple[Mapping[str, np.ndarray], dict[str, An
     return load_any(source, check_logits=False)
 
 
+_REGISTRY_SCHEMES = ("models", "registry")
+
+
+def check_source(source: object) -> str:
+    """``source`` if it is a model source this server can try to load: a non-empty string,
+    and for the registry a well-formed spec (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``,
+    ``registry:REF``). Checked before anything is read (``/admin/reload`` answers 400).
+
+    Raises:
+        NeonsignValueError: not a string, empty, or a malformed registry spec.
+    """
+    if not isinstance(source, str) or not source.strip():
+        raise NeonsignValueError(f"a model source must be a non-empty string, got {source!r}")
+    if "\0" in source:
+        raise NeonsignValueError("a model source must not contain NUL characters")
+    scheme, sep, _ = source.partition(":")
+    if sep and scheme in _REGISTRY_SCHEMES and scheme not in _LOADERS:
+        from ..registry import parse_spec
+
+        parse_spec(source)
+    return source
+
+
+def _check_registry(source: str) -> None:
+    """Refuse a registry source when no registry is configured: the default store is SQLite in
+    ``./registry`` (relative to the server's working directory), and opening it would create
+    an empty ``registry/mlflow.db`` there. A local SQLite store must already exist."""
+    from ..registry import MLFLOW_URI_ENV, REGISTRY_DIR_ENV, default_uri
+
+    uri = default_uri()
+    if not uri.startswith("sqlite:///"):
+        return  # a tracking server or another store: MLflow reports what it finds
+    db = Path(uri[len("sqlite:///") :])
+    if not db.is_file():
+        raise ModelNotFoundError(
+            f"{source}: no model registry at {db.parent} (no {db.name}); set {REGISTRY_DIR_ENV} "
+            f"or {MLFLOW_URI_ENV} to the registry this server should read",
+            filename=str(db),
+        )
+
+
 def load_model_source(source: str) -> tuple[Mapping[str, np.ndarray], dict[str, Any]]:
     """Resolve a model source to ``(state_dict, card)``: ``scheme:rest`` goes to the loader
-    registered for ``scheme``, anything else (a path, or ``file:PATH``) is a model directory."""
+    registered for ``scheme``, anything else (a path, or ``file:PATH``) is a model directory.
+
+    Files are read once and must be regular files (a FIFO or a device is refused at once,
+    :func:`neonsign.artifacts.read_model_file`), so a load cannot block on them."""
+    source = check_source(source)
     scheme, sep, rest = source.partition(":")
     if sep and scheme in _LOADERS:
         return _LOADERS[scheme](source)
-    if sep and scheme in ("models", "registry"):  # the model registry, resolved at each (re)load
+    if sep and scheme in _REGISTRY_SCHEMES:  # the model registry, resolved at each (re)load
         from ..registry import load_from_registry
 
-        return load_from_registry(source)
+        _check_registry(source)
+        try:
+            return load_from_registry(source)
+        except NeonsignError:
+            raise
+        except Exception as exc:  # MLflow's own errors (a store that does not answer, ...)
+            raise ModelError(
+                f"{source}: cannot load it from the registry: {type(exc).__name__}: {exc}"
+            ) from exc
     if sep and scheme == "file":
         return _load_model_dir(rest[2:] if rest.startswith("//") else rest)
     return _load_model_dir(source)
@@ -137,20 +192,30 @@ class LoadedModel:
 
 
 class ModelHolder:
-    """The model being served. ``current`` is one reference read once per request; ``reload``
-    builds the new model completely before replacing it, so in-flight requests keep theirs."""
+    """The model being served. ``current`` is one reference read once per request; a reload
+    builds the new model completely (:meth:`load`, no lock held) before :meth:`swap` replaces
+    it, so in-flight requests keep theirs and a load that never returns (a hung file system)
+    cannot block later reloads: only the swap, which does no I/O, takes the lock."""
 
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
         self.current: LoadedModel | None = None
-        self._lock = threading.Lock()  # one load at a time
+        self._lock = threading.Lock()  # the swap only
+
+    def load(self, source: str | None = None) -> LoadedModel:
+        """Load and warm ``source`` (default: the configured one); nothing is swapped."""
+        return LoadedModel.load(
+            source or self.config.model, self.config.kernel, self.config.engine_threads
+        )
+
+    def swap(self, new: LoadedModel) -> LoadedModel | None:
+        """Serve ``new`` from now on; return the model it replaces."""
+        with self._lock:
+            old, self.current = self.current, new
+        return old
 
     def reload(self, source: str | None = None) -> tuple[LoadedModel | None, LoadedModel]:
-        """Load ``source`` (default: the configured one) and swap it in; return (old, new).
-        On error the old model stays and the exception propagates."""
-        with self._lock:
-            new = LoadedModel.load(
-                source or self.config.model, self.config.kernel, self.config.engine_threads
-            )
-            old, self.current = self.current, new
-            return old, new
+        """:meth:`load` then :meth:`swap`; return (old, new). On error the old model stays
+        and the exception propagates."""
+        new = self.load(source)
+        return self.swap(new), new

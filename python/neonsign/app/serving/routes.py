@@ -16,6 +16,8 @@ dependency (``app.state.service``); they hold no state of their own.
 """
 
 # No "from __future__ import annotations": FastAPI evaluates the endpoints' annotations.
+import hmac
+import ipaddress
 import json
 from pathlib import Path
 from typing import Annotated, Any, cast
@@ -23,12 +25,13 @@ from typing import Annotated, Any, cast
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from ...errors import ModelError
+from ...errors import NeonsignError, NeonsignValueError
 from ...preprocess import Roi
+from .config import is_loopback
 from .errors import ApiError, api_error
 from .inference import RoiError, parse_roi, parse_rois
-from .models import LoadedModel
-from .service import Service
+from .models import LoadedModel, check_source
+from .service import ReloadTimeout, Service
 
 __all__ = ["router", "STATIC"]
 
@@ -163,41 +166,89 @@ async def prom_metrics(service: ServiceDep) -> Response:
     return Response(body, media_type=content_type)
 
 
+def _exposed(service: Service, request: Request) -> bool:
+    """Whether this request may come from another machine: the server is bound to a
+    non-loopback address (``config.host``), or the request reached a non-loopback local
+    address (a server started some other way, e.g. ``uvicorn --host 0.0.0.0``)."""
+    host = service.config.host
+    if host is not None and not is_loopback(host):
+        return True
+    local = request.scope.get("server")
+    if not local or not isinstance(local[0], str):
+        return False  # a Unix socket, or no address (in-process clients)
+    try:
+        ipaddress.ip_address(local[0])
+    except ValueError:
+        return False  # not an address: an in-process test client's "testserver"
+    return not is_loopback(local[0])
+
+
+def _token_matches(header: str | None, token: str) -> bool:
+    """``Authorization: Bearer <token>``, compared in constant time (hmac.compare_digest), so
+    the answer's timing does not reveal how much of a guess was right."""
+    given = (header or "").encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(given, f"Bearer {token}".encode())
+
+
 async def _reload_source(service: Service, request: Request) -> str | None:
     """The source a reload request asks for: with an admin token configured, the bearer token
-    must match and the body may be ``{"source": "..."}``; without one, the configured source."""
+    must match and the body may be ``{"source": "..."}`` (checked: 400 if it is not a
+    well-formed source); without one, the configured source -- and only when the server is not
+    exposed beyond loopback (403 otherwise: the deployment must set a token to opt in)."""
     token = service.config.admin_token
     if token is None:
+        if _exposed(service, request):
+            raise ApiError(
+                403,
+                "admin_disabled",
+                "/admin/reload is disabled on a server reachable beyond loopback without an "
+                "admin token: set NEONSIGN_ADMIN_TOKEN to enable it (SIGHUP still reloads)",
+            )
         return None
-    if request.headers.get("authorization") != f"Bearer {token}":
+    if not _token_matches(request.headers.get("authorization"), token):
         raise ApiError(401, "unauthorized", "missing or wrong admin bearer token")
     body = await request.body()
     if not body:
         return None
     try:
-        source = json.loads(body).get("source")
-    except (ValueError, AttributeError):
-        source = 0  # not a JSON object: refused below
-    if source is not None and not isinstance(source, str):
+        payload = json.loads(body)
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict) or set(payload) - {"source"}:
         raise ApiError(400, "bad_request", 'body must be JSON {"source": "..."}')
-    return source
+    source = payload.get("source")
+    if source is None:
+        return None
+    try:
+        return check_source(source)
+    except NeonsignValueError as exc:
+        raise ApiError(400, "bad_source", str(exc)) from exc
 
 
 @router.post(
     "/admin/reload",
     summary="Load the model again and swap it in",
-    responses={401: {"description": "bad token"}, 422: {"description": "bad model"}},
+    responses={
+        400: {"description": "malformed body or source"},
+        401: {"description": "bad token"},
+        403: {"description": "disabled: no admin token on a non-loopback address"},
+        422: {"description": "the source cannot be loaded"},
+        504: {"description": "the load did not finish in time"},
+    },
 )
 async def admin_reload(service: ServiceDep, request: Request) -> dict[str, Any]:
     """Reload the configured source (or, with an admin token, ``{"source": ...}``).
-    Requests already running finish on the previous model."""
+    Requests already running finish on the previous model; on any failure it keeps serving."""
     source = await _reload_source(service, request)
     try:
         old, new = await service.reload(source)
-    except (ModelError, FileNotFoundError, OSError) as exc:
+    except (NeonsignError, OSError) as exc:
         current = service.holder.current
         serving = current.version if current else "nothing"
-        raise ApiError(422, "reload_failed", f"{exc}; still serving {serving}") from exc
+        status, kind = (
+            (504, "reload_timeout") if isinstance(exc, ReloadTimeout) else (422, "reload_failed")
+        )
+        raise ApiError(status, kind, f"{exc}; still serving {serving}") from exc
     return {
         "status": "reloaded",
         "previous_version": old.version if old else None,

@@ -6,17 +6,58 @@ in ``app.state.service``; the routes reach it through a FastAPI dependency.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar, cast
 
+from ...errors import NeonsignError
 from .config import ServeConfig
 from .inference import Inference
 from .metrics import Metrics
 from .models import LoadedModel, ModelHolder
 
-__all__ = ["Service"]
+__all__ = ["ReloadTimeout", "Service"]
 
 log = logging.getLogger("neonsign.serve")
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class ReloadTimeout(NeonsignError, TimeoutError):
+    """A reload did not finish within ``reload_timeout`` seconds; it was abandoned."""
+
+
+def _in_daemon_thread(fn: Callable[[T], R], arg: T) -> asyncio.Future[R]:
+    """``fn(arg)`` in a new daemon thread, as a future of the running loop. Not the loop's
+    executor: a load stuck in the kernel (a hung mount) would hold one of its threads forever
+    and keep the process from exiting; a daemon thread does neither."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[R] = loop.create_future()
+
+    def settle(result: R | None, error: BaseException | None) -> None:
+        if fut.done():  # abandoned (timed out, cancelled)
+            return
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(cast(R, result))
+
+    def work() -> None:
+        outcome: tuple[R | None, BaseException | None]
+        try:
+            outcome = (fn(arg), None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+            outcome = (None, exc)
+        # a closed loop (RuntimeError): the server stopped while this load hung
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, *outcome)
+
+    threading.Thread(target=work, name="neonsign-reload", daemon=True).start()
+    return fut
 
 
 @dataclass
@@ -51,13 +92,24 @@ class Service:
     async def reload(self, source: str | None = None) -> tuple[LoadedModel | None, LoadedModel]:
         """Load ``source`` (default: the configured one) off the event loop, swap it in and
         return ``(old, new)``. On error the old model keeps serving and the error propagates;
-        either way ``neonsign_model_reloads_total{result}`` counts it."""
-        loop = asyncio.get_running_loop()
+        either way ``neonsign_model_reloads_total{result}`` counts it.
+
+        A load that takes longer than ``config.reload_timeout`` raises :class:`ReloadTimeout`;
+        its thread is left to finish on its own and its model, if it ever comes, is dropped.
+        No lock is held while loading, so an abandoned load never blocks the next reload."""
+        timeout = self.config.reload_timeout
         try:
-            old, new = await loop.run_in_executor(None, self.holder.reload, source)
+            try:
+                new = await asyncio.wait_for(_in_daemon_thread(self.holder.load, source), timeout)
+            except asyncio.TimeoutError:
+                raise ReloadTimeout(
+                    f"loading {source or self.config.model} did not finish within {timeout} s; "
+                    "abandoned"
+                ) from None
         except Exception:
             self.metrics.reloads.labels("error").inc()
             raise
+        old = self.holder.swap(new)
         self.metrics.reloads.labels("ok").inc()
         self.metrics.set_model(old, new)
         log.info("serving model %s from %s", new.version, new.source)
