@@ -23,12 +23,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from container_helpers import interpreter_for
 from neonsign import _fileio, artifacts
 from neonsign.cli import main
 from neonsign.synth import MARKER
 from serve_helpers import encode, make_model_dir, random_state_dict, sign_like_images
 from support import needs_subprocess
-from test_permissions import CONTAINER_UID, _interpreter_for, _site_for_container
+from test_permissions import CONTAINER_UID, _site_for_container
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root: to run as uid 10001 / to mount")
@@ -47,7 +48,7 @@ class _AsUser:
 
     def __init__(self, root: Path, synth_root: Path) -> None:
         self.root = root
-        self.python = _interpreter_for(CONTAINER_UID)
+        self.python = interpreter_for(CONTAINER_UID)
         self.site = _site_for_container(root)
         self.model = make_model_dir(root / "model", seed=1)
         self.data = Path(shutil.copytree(synth_root, root / "data"))
