@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from neonsign import artifacts  # noqa: E402
-from neonsign._trainer import _shard, augment_batch, bf16_supported, resolve_precision  # noqa: E402
+from neonsign._trainer import _shard, augment_batch, resolve_precision  # noqa: E402
 from neonsign.errors import ModelError, NeonsignValueError  # noqa: E402
 from neonsign.train import TrainConfig, fit  # noqa: E402
 
@@ -72,11 +73,47 @@ def test_both_precisions_learn_and_are_reproducible(bf16):
     assert a.val_accuracy > 0.5  # chance is 1/43
 
 
-def test_precision_auto_follows_the_cpu():
-    assert resolve_precision(None) == ("bfloat16" if bf16_supported() else "float32")
+def test_precision_auto_is_measured_and_cached(tmp_path, monkeypatch):
+    """Auto precision (issue 18): float32 without native bf16; with it, a side-by-side timing
+    of real training steps decides, is cached per CPU/threads/batch, and the next run reads
+    the cache instead of measuring; forcing still wins."""
+    from neonsign import _precision
+
+    monkeypatch.setenv("NEONSIGN_CACHE_DIR", str(tmp_path / "cache"))
     assert resolve_precision(True) == "bfloat16" and resolve_precision(False) == "float32"
+    monkeypatch.setattr(_precision, "bf16_supported", lambda: False)
+    assert _precision.choose_precision(None, 64, 1).precision == "float32"
+    assert not (tmp_path / "cache").exists()  # nothing to measure without native bf16
+
+    monkeypatch.setattr(_precision, "bf16_supported", lambda: True)
+    cases = [(10.0, 5.0, "bfloat16"), (10.0, 9.5, "float32"), (5.0, 10.0, "float32")]
+    for batch, (f32, b16, expected) in zip((31, 32, 33), cases):  # one cache key each
+        monkeypatch.setattr(
+            _precision, "_time_steps", lambda b, t=(f32, b16): {"float32": t[0], "bfloat16": t[1]}
+        )
+        choice = _precision.choose_precision(None, batch, 1)
+        assert choice.precision == expected and choice.step_ms == {"float32": f32, "bfloat16": b16}
+        assert "measured" in choice.reason
+    cached = json.loads(_precision.cache_path().read_text())
+    assert len(cached) == 3 and {c["precision"] for c in cached.values()} == {"bfloat16", "float32"}
+
+    def no_measuring(batch_size):
+        raise AssertionError("measured again although cached")
+
+    monkeypatch.setattr(_precision, "_time_steps", no_measuring)
+    assert _precision.choose_precision(None, 31, 1).precision == "bfloat16"  # from cache
+    assert _precision.choose_precision(None, 32, 1).precision == "float32"
+    assert _precision.choose_precision(False, 31, 1).precision == "float32"  # forced wins
     with pytest.raises(NeonsignValueError, match="bf16"):
         TrainConfig(bf16="yes").validate()  # type: ignore[arg-type]
+
+
+def test_precision_measurement_times_real_steps(tmp_path, monkeypatch):
+    """The real measurement runs both precisions' training steps and gives positive times."""
+    from neonsign import _precision
+
+    step_ms = _precision._time_steps(8)
+    assert set(step_ms) == {"float32", "bfloat16"} and min(step_ms.values()) > 0
 
 
 def test_exactly_one_warmup_step_trains():
@@ -194,8 +231,10 @@ def test_train_cli_writes_model_and_refuses_existing_dir(synth, tmp_path):
     assert m["history"][-1]["train_accuracy"] > 0.5
     assert m["val_accuracy"] > 2.5 / 43
     assert card["preprocessing"]["roi"] == TrainConfig().roi
-    assert card["training"]["precision"] == resolve_precision(None)
+    assert card["training"]["precision"] == resolve_precision(None, 16, 1)
     assert card["training"]["bf16_option"] == "auto"
+    choice = card["training"]["precision_choice"]
+    assert choice["precision"] == card["training"]["precision"] and choice["reason"]
     assert len(card["data_checksum"]) == 64
     r = _cli("train", "--data", str(synth), "--out", str(out), "--epochs", "1", "--quiet")
     assert r.returncode == 2 and "refusing to overwrite" in r.stderr
@@ -357,3 +396,14 @@ def test_dropout_regularises_training_only():
     assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
     with pytest.raises(NeonsignValueError, match="dropout"):
         TrainConfig(dropout=1.0).validate()
+
+
+def test_measuring_precision_leaves_the_global_rng_alone():
+    """A run that measures precision must initialise like a run that reads the cache."""
+    from neonsign import _precision
+
+    torch.manual_seed(5)
+    _precision._time_steps(4)
+    after = torch.rand(3)
+    torch.manual_seed(5)
+    assert torch.equal(after, torch.rand(3))

@@ -23,6 +23,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from ._precision import PrecisionChoice, bf16_supported, choose_precision
 from .artifacts import NUM_CLASSES
 from .errors import NeonsignValueError
 from .model import TrafficSignNet
@@ -69,6 +70,7 @@ class FitResult:
     per_class_accuracy: list[float | None] = field(default_factory=list)
     seconds: float = 0.0
     precision: str = "float32"
+    precision_choice: dict[str, Any] = field(default_factory=dict)  # what was chosen and why
 
 
 @dataclass(frozen=True)
@@ -87,19 +89,10 @@ class Framing:
     select_on_mean: bool = False
 
 
-def bf16_supported() -> bool:
-    """True when oneDNN has native bf16 on this CPU (AVX512_BF16/AMX on x86-64, BF16 on Arm)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def resolve_precision(bf16: bool | None) -> str:
-    """ "bfloat16" or "float32" for ``TrainConfig.bf16`` (None: bfloat16 where the CPU has it)."""
-    if bf16 is None:
-        return "bfloat16" if bf16_supported() else "float32"
-    return "bfloat16" if bf16 else "float32"
+def resolve_precision(bf16: bool | None, batch_size: int = 64, threads: int | None = None) -> str:
+    """ "bfloat16" or "float32" for ``TrainConfig.bf16``: forced by True/False; None measures
+    which is faster on this CPU (:func:`neonsign._precision.choose_precision`)."""
+    return choose_precision(bf16, batch_size, threads).precision
 
 
 def to_float(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -258,6 +251,18 @@ def _add_dropout(model: TrafficSignNet, p: float) -> None:
         layer.register_forward_pre_hook(drop)
 
 
+def _agreed_precision(cfg: TrainConfig, world: int) -> PrecisionChoice:
+    """The run's precision choice; in a distributed run every rank trains in bfloat16 only if
+    every rank chose it (each may have measured on its own)."""
+    choice = choose_precision(cfg.bf16, cfg.batch_size, cfg.threads)
+    if world > 1:
+        flag = torch.tensor([int(choice.precision == "bfloat16")])
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        if not flag.item() and choice.precision == "bfloat16":
+            return PrecisionChoice("float32", "auto: another rank measured float32 faster")
+    return choice
+
+
 def _optimisation(cfg: TrainConfig, world: int, total_steps: int, precision: str) -> _Optimisation:
     """A fresh TrafficSignNet (initialised from torch's global RNG), AdamW, the one-cycle
     schedule over ``total_steps`` and the label-smoothed loss."""
@@ -380,10 +385,11 @@ def fit(
     data = _tensors(images, labels, train_idx, val_idx, cfg, framing)
     tr = data.train_idx
     steps_per_epoch = -(-_shard(tr, rank, world).numel() // cfg.batch_size)
-    precision = resolve_precision(cfg.bf16)
+    choice = _agreed_precision(cfg, world)
+    precision = choice.precision
     opt = _optimisation(cfg, world, cfg.epochs * steps_per_epoch, precision)
     bar = _progress_bar(cfg.epochs * steps_per_epoch, progress and rank == 0)
-    result = FitResult(state_dict={}, precision=precision)
+    result = FitResult(state_dict={}, precision=precision, precision_choice=choice.record())
     best_acc = -1.0
     start = time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):

@@ -99,7 +99,8 @@ class TrainConfig:
     mean: _RGB = _rgb(DEFAULT_PREPROCESSING["mean"])  # the learning path's normalisation
     std: _RGB = _rgb(DEFAULT_PREPROCESSING["std"])
     # bfloat16 autocast of the forward/backward pass (weights and optimizer stay float32):
-    # None = on where the CPU has native bf16 (x86-64 AVX512_BF16/AMX, Arm BF16), else float32.
+    # None = measured: bfloat16 only where this CPU has native bf16 and a few timed training
+    # steps show it faster than float32 (neonsign._precision; cached per CPU).
     bf16: bool | None = None
 
     def validate(self) -> None:
@@ -335,6 +336,7 @@ def _model_card(
             "seconds": res.seconds,
             "data": data_name,
             "precision": res.precision,
+            "precision_choice": res.precision_choice,
             "bf16_option": "auto" if cfg.bf16 is None else cfg.bf16,
             "framing": _framing_record(cfg),
         },

@@ -71,7 +71,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--bf16",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="bfloat16 autocast for forward/backward (default: on where the CPU has bf16)",
+        help="bfloat16 autocast for forward/backward (default: measured, on only where the CPU has bf16 and it is faster)",
     )
     parser.add_argument("--limit", type=int, default=None, help="load at most this many images")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
