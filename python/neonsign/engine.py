@@ -34,7 +34,15 @@ from ._math import softmax
 from .artifacts import read_weights_file, validate_state_dict
 from .errors import ModelError, NeonsignFileNotFoundError, NeonsignValueError
 
-__all__ = ["Engine", "INPUT_SHAPE", "LAYERS", "NUM_CLASSES", "WEIGHT_SHAPES", "available_kernels"]
+__all__ = [
+    "Engine",
+    "INPUT_SHAPE",
+    "LAYERS",
+    "NUM_CLASSES",
+    "WEIGHT_SHAPES",
+    "available_int8_kernels",
+    "available_kernels",
+]
 
 #: Expected state_dict entries and their shapes, in the engine's order (from the C engine).
 WEIGHT_SHAPES: dict[str, tuple[int, ...]] = dict(_native.WEIGHT_SHAPES)
@@ -76,6 +84,26 @@ def available_kernels() -> list[str]:
     return _native.available_kernels()
 
 
+def available_int8_kernels() -> list[str]:
+    """int8 kernels usable here, e.g. ``['ref', 'avx512vnni']`` or ``['ref', 'dotprod', 'i8mm']``
+    (see docs/int8.md)."""
+    return _native.available_int8_kernels()
+
+
+def _card_quantization(model_dir: Path) -> Mapping[str, Any] | None:
+    """The ``quantization`` section of a model directory's card, or None (FP32 model)."""
+    import json
+
+    from .artifacts import CARD_FILE
+
+    try:
+        card = json.loads((model_dir / CARD_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # no readable card: a bare weights directory, loaded as FP32 as before
+    q = card.get("quantization") if isinstance(card, dict) else None
+    return q if isinstance(q, Mapping) and q else None
+
+
 class Engine:
     """TrafficSignNet inference on the native C engine.
 
@@ -89,6 +117,9 @@ class Engine:
             ``NEONSIGN_KERNEL`` environment variable if set, else the best available).
         threads: maximum threads per call (None: the whole shared pool, see
             :func:`neonsign.set_threads`).
+        quantization: a model card's ``quantization`` section (:mod:`neonsign.quantize`): run
+            the model in int8 (``kernel`` then names an int8 kernel, see
+            :func:`available_int8_kernels`). None: float32.
     """
 
     def __init__(
@@ -96,20 +127,33 @@ class Engine:
         state_dict: Mapping[str, Any],
         kernel: str | None = None,
         threads: int | None = None,
+        quantization: Mapping[str, Any] | None = None,
     ) -> None:
         weights = validate_state_dict(state_dict, "state_dict")
         self._weights = {name: weights[name] for name in WEIGHT_SHAPES}
-        self._net = _native.Net(self._weights, kernel=kernel)
+        self._net: _native.Net | _native.QNet
+        if quantization:
+            from .quantize import engine_params
+
+            self._net = _native.QNet(engine_params(self._weights, quantization), kernel=kernel)
+        else:
+            self._net = _native.Net(self._weights, kernel=kernel)
+        self._precision = "int8" if quantization else "fp32"
         self._threads: int | None = None
         self.threads = threads
 
     # ---- constructors -----------------------------------------------------------------------
     @classmethod
     def from_state_dict(
-        cls, state_dict: Mapping[str, Any], kernel: str | None = None, threads: int | None = None
+        cls,
+        state_dict: Mapping[str, Any],
+        kernel: str | None = None,
+        threads: int | None = None,
+        quantization: Mapping[str, Any] | None = None,
     ) -> Engine:
-        """From a mapping of NumPy arrays or torch tensors with the TrafficSignNet keys."""
-        return cls(state_dict, kernel=kernel, threads=threads)
+        """From a mapping of NumPy arrays or torch tensors with the TrafficSignNet keys (int8
+        with a card's ``quantization`` section)."""
+        return cls(state_dict, kernel=kernel, threads=threads, quantization=quantization)
 
     @classmethod
     def from_torch(
@@ -125,8 +169,10 @@ class Engine:
         cls, path: str | os.PathLike[str], kernel: str | None = None, threads: int | None = None
     ) -> Engine:
         """From a ``.safetensors`` file, a model directory holding ``model.safetensors``, or a
-        learning-path ``.pth`` state_dict (needs PyTorch; loaded with ``weights_only=True``)."""
+        learning-path ``.pth`` state_dict (needs PyTorch; loaded with ``weights_only=True``).
+        A quantized model directory (``neonsign quantize``) runs in int8."""
         p = Path(path)
+        quantization = _card_quantization(p) if p.is_dir() else None
         if p.is_dir():
             cand = p / "model.safetensors"
             if not cand.is_file():
@@ -136,7 +182,7 @@ class Engine:
             raise NeonsignFileNotFoundError(f"model file not found: {p}", errno.ENOENT, str(p))
         sd = read_weights_file(p)  # raises ModelError naming the file for unknown or bad files
         try:
-            engine = cls(sd, kernel=kernel, threads=threads)
+            engine = cls(sd, kernel=kernel, threads=threads, quantization=quantization)
         except ModelError as exc:
             raise ModelError(f"{p}: {exc}") from exc
         engine.warm_up(str(p))
@@ -157,6 +203,11 @@ class Engine:
     @kernel.setter
     def kernel(self, name: str | None) -> None:
         self._net.set_kernel(name)
+
+    @property
+    def precision(self) -> str:
+        """``"fp32"``, or ``"int8"`` for a quantized model (:mod:`neonsign.quantize`)."""
+        return self._precision
 
     @property
     def tile(self) -> str:
@@ -274,4 +325,4 @@ class Engine:
         self._net.reset_timers()
 
     def __repr__(self) -> str:
-        return f"Engine(kernel={self.kernel!r}, threads={self._threads!r})"
+        return f"Engine(kernel={self.kernel!r}, threads={self._threads!r}, precision={self._precision!r})"
