@@ -169,12 +169,14 @@ def make_predictor(
     :data:`BACKENDS`), from a model directory whose sha256 is verified, a ``.safetensors`` file
     or a learning-path ``.pth`` (:func:`neonsign.artifacts.load_any`)."""
     b = resolve_backend(backend)
-    state_dict, _ = load_any(model_dir)
+    state_dict, card = load_any(model_dir)
     if b.family == "native":
         from .engine import Engine
 
         kernel = None if backend == "native" else backend.removeprefix("native-")
-        engine = Engine.from_state_dict(state_dict, kernel=kernel, threads=threads)
+        engine = Engine.from_state_dict(
+            state_dict, kernel=kernel, threads=threads, quantization=card.get("quantization")
+        )
         return lambda x: np.asarray(engine.predict(x), dtype=np.float32)
     return _torch_predictor(state_dict, backend)
 

@@ -44,6 +44,8 @@ __all__ = [
     "engine_params",
     "quantization_section",
     "quantize_model",
+    "validation_accuracy",
+    "validation_split",
 ]
 
 SCHEME = "int8-v1"
@@ -299,6 +301,55 @@ def quantize_model(
     qcard = {**card, "quantization": section}
     qcard.pop("weights_sha256", None)
     return save_model(out, state_dict, qcard, overwrite=overwrite)
+
+
+def validation_split(
+    data: str | os.PathLike[str], card: Mapping[str, Any], roi: bool
+) -> tuple[F32, npt.NDArray[np.int64]]:
+    """The by-track validation rows of the training split (the card's val_fraction and seed),
+    preprocessed as the card says but framed by ``roi`` (True: ROI crop, False: whole image)."""
+    from .data import load_split, track_split
+    from .evaluate import normalize_images
+
+    prep = card["preprocessing"]
+    hyper = card.get("hyperparameters") or {}
+    with file_errors("load the training split of", data):
+        x_u8, labels, meta = load_split(Path(data), "train", size=int(prep["size"]), roi=roi, dtype="uint8")
+    _, val = track_split(
+        meta, val_fraction=float(hyper.get("val_fraction", 0.2)) or 0.2, seed=int(card.get("seed") or 0)
+    )
+    return normalize_images(x_u8[val], prep["mean"], prep["std"]), labels[val]
+
+
+def validation_accuracy(
+    fp32_model: str | os.PathLike[str],
+    int8_model: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    kernel: str | None = None,
+) -> dict[str, Any]:
+    """FP32 vs int8 top-1 accuracy (and their top-1 agreement) on the by-track validation split
+    of the FP32 model's card, for both framings: ``{"roi": {...}, "whole": {...}}``."""
+    from .artifacts import load_any
+    from .engine import Engine
+
+    sd, card = load_any(fp32_model)
+    sdq, qcard = load_any(int8_model)
+    e32 = Engine(sd)
+    e8 = Engine(sdq, kernel=kernel, quantization=qcard.get("quantization"))
+    out: dict[str, Any] = {"int8": method_label(qcard.get("quantization")), "kernel": e8.kernel}
+    for name, roi in (("roi", True), ("whole", False)):
+        x, y = validation_split(data, card, roi)
+        p32 = e32.predict(x).argmax(axis=1)
+        p8 = e8.predict(x).argmax(axis=1)
+        a32, a8 = float((p32 == y).mean()), float((p8 == y).mean())
+        out[name] = {
+            "images": int(len(y)),
+            "fp32": a32,
+            "int8": a8,
+            "delta_points": 100.0 * (a8 - a32),
+            "top1_agreement": float((p32 == p8).mean()),
+        }
+    return out
 
 
 def method_label(quantization: Mapping[str, Any] | None) -> str:

@@ -71,6 +71,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "retrain-check", "retrain_check", "decide whether to retrain (data change, drift, age)"
     ),
+    Command("quantize", "quantize", "post-training int8 quantization of a model directory"),
 )
 
 #: Optional dependencies and the extra that installs them (for MissingDependencyError messages).

@@ -143,7 +143,9 @@ def run(args: argparse.Namespace) -> int:
 
     state_dict, card = load_any(args.model)
     paths = find_images(args.inputs, recursive=args.recursive)
-    engine = Engine.from_state_dict(state_dict, kernel=args.kernel, threads=args.threads)
+    engine = Engine.from_state_dict(
+        state_dict, kernel=args.kernel, threads=args.threads, quantization=card.get("quantization")
+    )
     bar = None
     if not args.quiet and len(paths) >= _BAR_FROM:
         from tqdm.auto import tqdm
