@@ -4,6 +4,9 @@ NumPy int64 model of the same arithmetic (no PyTorch)."""
 
 from __future__ import annotations
 
+import os
+import platform
+
 import numpy as np
 import pytest
 
@@ -141,6 +144,21 @@ def test_kernel_property_and_environment(monkeypatch):
     assert Engine(sd, quantization=q).kernel == "ref"
     monkeypatch.setenv("NEONSIGN_KERNEL", "avx512")  # an FP32 kernel name: the best int8 one
     assert Engine(sd, quantization=q).kernel == KERNELS[-1]
+
+
+def test_best_kernel_is_the_one_this_cpu_model_should_pick():
+    """tools/arm/test.sh runs this file under qemu CPU models with and without I8MM and names the
+    kernel dispatch must choose there (HWCAP/HWCAP2); on x86-64 the CPU flags decide."""
+    want = os.environ.get("NEONSIGN_EXPECT_INT8_KERNEL")
+    if not want:
+        x86 = platform.machine() == "x86_64" and os.path.exists("/proc/cpuinfo")
+        with open("/proc/cpuinfo" if x86 else os.devnull) as f:
+            flags = f.read()
+        if " avx512_vnni" not in flags:
+            pytest.skip("no expectation for this CPU (set NEONSIGN_EXPECT_INT8_KERNEL)")
+        want = "avx512vnni"
+    assert available_int8_kernels()[-1] == want
+    assert _native.available_int8_kernels()[0] == "ref"
 
 
 def test_unknown_and_unavailable_int8_kernels():

@@ -333,7 +333,8 @@ static void task_qimage(void *vctx, size_t i, int worker) {
     uint8_t *xin = net->work + (size_t)worker * net->work_stride;
     uint8_t *p1 = xin + round_up(IN_PIX * MAX_CPAD, QALIGN);
     const uint64_t t0 = f->timers ? ns_now_ns() : 0;
-    ns_qinput_nhwc(f->x + i * IN_SIZE, NS_NET_IN_C, IN_PIX, net->inv_scale, net->cpad, xin);
+    ns_qinput_nhwc(f->x + i * IN_SIZE, NS_NET_IN_C, IN_PIX, net->inv_scale, net->cpad,
+                   isa->s8_act ? 0x80 : 0, xin);
     qconv_pool_rows(isa, &net->P[0], net->cpad, NS_NET_IN_W, xin, 0, P1_H, p1);
     const uint64_t t1 = f->timers ? ns_now_ns() : 0;
     qconv_pool_rows(isa, &net->P[1], NS_NET_C1, P1_H, p1, 0, P2_H, f->feat + i * NS_NET_FEATURES);
@@ -352,7 +353,7 @@ static void task_qimage_ref(void *vctx, size_t i, int worker) {
     uint8_t *p1 = c1 + round_up(NS_NET_C1 * (NS_NET_IN_H - 2) * (NS_NET_IN_W - 2), QALIGN);
     uint8_t *c2 = p1 + round_up(P1_SIZE, QALIGN);
     const uint64_t t0 = f->timers ? ns_now_ns() : 0;
-    ns_qinput_nhwc(f->x + i * IN_SIZE, NS_NET_IN_C, IN_PIX, net->inv_scale, NS_NET_IN_C, nhwc);
+    ns_qinput_nhwc(f->x + i * IN_SIZE, NS_NET_IN_C, IN_PIX, net->inv_scale, NS_NET_IN_C, 0, nhwc);
     for (size_t c = 0; c < NS_NET_IN_C; c++) /* NHWC -> NCHW */
         for (size_t p = 0; p < IN_PIX; p++) x[c * IN_PIX + p] = nhwc[p * NS_NET_IN_C + c];
     const ns_qlayer *L = net->L;
@@ -502,8 +503,9 @@ static void qop_conv_image(const ns_qisa *isa, const qpacked *P, const uint8_t *
                            uint8_t *out) {
     const size_t cout = P->nout, nr = isa->nr, oh = pool ? (h - 2) / 2 : h - 2,
                  ow = pool ? (w - 2) / 2 : w - 2;
+    const uint8_t flip = isa->s8_act ? 0x80 : 0; /* the ISA's activation storage */
     for (size_t p = 0; p < h * w; p++)
-        for (size_t c = 0; c < cpad; c++) xin[p * cpad + c] = c < cin ? x[c * h * w + p] : 0;
+        for (size_t c = 0; c < cpad; c++) xin[p * cpad + c] = (c < cin ? x[c * h * w + p] : 0) ^ flip;
     if (pool) {
         qconv_pool_rows(isa, P, cpad, w, xin, 0, oh, o);
     } else {
@@ -516,7 +518,7 @@ static void qop_conv_image(const ns_qisa *isa, const qpacked *P, const uint8_t *
             }
     }
     for (size_t c = 0; c < cout; c++)
-        for (size_t p = 0; p < oh * ow; p++) out[c * oh * ow + p] = o[p * cout + c];
+        for (size_t p = 0; p < oh * ow; p++) out[c * oh * ow + p] = o[p * cout + c] ^ flip;
 }
 
 ns_status ns_qop_conv3x3(ns_qkernel k, const uint8_t *x, size_t n, size_t cin, size_t h, size_t w,
@@ -577,8 +579,9 @@ ns_status ns_qop_linear(ns_qkernel k, const uint8_t *x, size_t rows, size_t kdim
         return ns_set_error(err, NS_ERR_NOMEM, "int8 linear: out of memory");
     }
     for (size_t i = 0; i < kp; i++) map[i] = i < kdim ? i : SIZE_MAX;
+    const uint8_t flip = isa->s8_act ? 0x80 : 0; /* the ISA's activation storage */
     for (size_t r = 0; r < rows; r++)
-        for (size_t i = 0; i < kp; i++) xp[r * kp + i] = i < kdim ? x[r * kdim + i] : 0;
+        for (size_t i = 0; i < kp; i++) xp[r * kp + i] = (i < kdim ? x[r * kdim + i] : 0) ^ flip;
     qpacked P;
     st = qpack(&P, isa, L, nout, kdim, kp, map, err);
     for (size_t b = 0; st == NS_OK && b < P.nb; b++) {
@@ -588,6 +591,7 @@ ns_status ns_qop_linear(ns_qkernel k, const uint8_t *x, size_t rows, size_t kdim
                   L->scale ? (void *)(fout + b * nr) : (void *)(out + b * nr), nout);
     }
     if (st == NS_OK) qpacked_free(&P);
+    for (size_t i = 0; flip && !L->scale && st == NS_OK && i < rows * nout; i++) out[i] ^= flip;
     free(map);
     free(xp);
     return st;

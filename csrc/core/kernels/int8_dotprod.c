@@ -1,7 +1,7 @@
 /* AArch64 dotprod (Armv8.2 SDOT, every Neoverse) int8 micro-kernels: GEMM tile 4 rows x 16
  * output channels, conv + 2x2 max-pool tile 2 conv rows x 2 columns x 16 channels. Per 16 K
- * the tile loads one q-register of A per row (4 K groups; uint8 activations become int8 by
- * flipping the top bit, a - 128, which the packed bias compensates: s8_act) and 4 weight
+ * the tile loads one q-register of A per row (4 K groups; activations are stored as int8,
+ * a - 128, by whoever writes them, and the packed bias compensates: s8_act) and 4 weight
  * q-registers per group, and issues SDOT by element (vdotq_laneq_s32): 16 accumulators + 4 A +
  * 4 W of the 32 registers, 5 loads per 16 SDOTs. Requantization is SQRDMULH + SRSHL, the
  * reference's integers exactly. Compiled with -march=armv8.2-a+dotprod. */
@@ -10,14 +10,15 @@
 
 #include "int8_kernels.h"
 
+/* A bytes are already int8 (a - 128: s8_act, flipped where activations are written). */
 static inline int32x4_t loada_dot(const uint8_t *p) {
-    return vreinterpretq_s32_u8(veorq_u8(vld1q_u8(p), vdupq_n_u8(0x80)));
+    return vreinterpretq_s32_u8(vld1q_u8(p));
 }
 
 static inline int32x4_t loada4_dot(const uint8_t *p) {
     uint32_t v;
     memcpy(&v, p, 4);
-    return vreinterpretq_s32_u32(veorq_u32(vdupq_n_u32(v), vdupq_n_u32(0x80808080u)));
+    return vreinterpretq_s32_u32(vdupq_n_u32(v));
 }
 
 static inline int32x4_t requant_neon(int32x4_t v, const int32_t *mult, const int32_t *shift) {
@@ -28,7 +29,8 @@ static inline int32x4_t requant_neon(int32x4_t v, const int32_t *mult, const int
 
 static inline void store_u8_neon(uint8_t *p, int32x4_t v, size_t n) {
     const int16x4_t h = vmovn_s32(v);
-    const uint8x8_t b = vreinterpret_u8_s8(vmovn_s16(vcombine_s16(h, h)));
+    /* outputs are the next layer's A: stored as int8 (a - 128), the top bit flipped */
+    const uint8x8_t b = veor_u8(vreinterpret_u8_s8(vmovn_s16(vcombine_s16(h, h))), vdup_n_u8(0x80));
     if (n == 4) {
         vst1_lane_u32((uint32_t *)(void *)p, vreinterpret_u32_u8(b), 0);
         return;

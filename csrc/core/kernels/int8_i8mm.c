@@ -46,6 +46,9 @@ I8_INLINE void i8mm_accumulate(const uint8_t *const r[4], size_t nseg, size_t kc
                     acc[1][cp] = vusmmlaq_s32(acc[1][cp], a[1][h], wv);
                 }
                 w += NCP * 16;
+                /* keep the next half's 8 weight loads below this half's USMMLAs: hoisted, they
+                 * need 16 + 4 + 16 registers and GCC shuffles accumulators with MOVs */
+                __asm__ volatile("" ::: "memory");
             }
         }
         for (; k < kc; k += 8) {

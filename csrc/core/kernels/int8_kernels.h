@@ -76,7 +76,9 @@ typedef struct ns_qisa {
     size_t mr, nr;     /* register tile: rows x output channels */
     size_t kgroup;     /* kc must be a multiple of this: 4 (dot4) or 8 (mmla8) */
     ns_qpack layout;   /* weight packing */
-    int s8_act;        /* 1: the kernel multiplies (a - 128) (SDOT, s8 x s8): its bias must be
+    int s8_act;        /* 1: SDOT (s8 x s8): activation buffers hold a ^ 0x80 = a - 128 as int8,
+                          both the kernel's A and its uint8 outputs (the top bit flipped once,
+                          where activations are written, not per load); its bias must be
                           bias + 128 * sum_k w[n][k] (ns_qpack_weights does it) */
     size_t pool_mc;    /* conv columns per conv-pool tile */
     ns_qgemm_fn gemm;
@@ -120,9 +122,10 @@ static inline uint8_t ns_requant(int32_t acc, int32_t mult, int32_t shift) {
     return (uint8_t)(t < 0 ? 0 : t > 255 ? 255 : t);
 }
 /* Quantize float NCHW (c, hw) to uint8 NHWC (hw, cpad) with zero point 128: u8 =
- * clamp(rint(x * inv_scale), -128, 127) + 128 (round half to even); channels c..cpad-1 = 128. */
+ * clamp(rint(x * inv_scale), -128, 127) + 128 (round half to even); channels c..cpad-1 = 128;
+ * every byte XORed with flip (0x80 for s8_act ISAs, else 0). */
 void ns_qinput_nhwc(const float *src, size_t c, size_t hw, float inv_scale, size_t cpad,
-                    uint8_t *dst);
+                    uint8_t flip, uint8_t *dst);
 /* Conv 3x3 valid on uint8 NCHW in (cin,h,w): acc = bias[co] + sum in * w (int8 (cout,cin,3,3)),
  * then requant to uint8 NCHW out (cout,h-2,w-2). */
 void ns_qref_conv3x3(const uint8_t *in, size_t cin, size_t h, size_t w, const int8_t *weight,

@@ -5,15 +5,15 @@
 #include "int8_kernels.h"
 
 void ns_qinput_nhwc(const float *src, size_t c, size_t hw, float inv_scale, size_t cpad,
-                    uint8_t *dst) {
+                    uint8_t flip, uint8_t *dst) {
     for (size_t i = 0; i < hw; i++) {
         for (size_t ch = 0; ch < c; ch++) {
             float v = src[ch * hw + i] * inv_scale;
             v = v > 127.0f ? 127.0f : v; /* NaN compares false: clamped below to -128 */
             v = v >= -128.0f ? v : -128.0f;
-            dst[i * cpad + ch] = (uint8_t)((int)lrintf(v) + 128);
+            dst[i * cpad + ch] = (uint8_t)(((int)lrintf(v) + 128) ^ flip);
         }
-        for (size_t ch = c; ch < cpad; ch++) dst[i * cpad + ch] = 128;
+        for (size_t ch = c; ch < cpad; ch++) dst[i * cpad + ch] = (uint8_t)(128 ^ flip);
     }
 }
 
@@ -71,14 +71,17 @@ static int32_t packed_w(const ns_qisa *isa, const int8_t *w, size_t k, size_t n)
     return w[((k / 4) * nr + n) * 4 + k % 4];
 }
 
-/* acc of one row and column of the micro-kernel operation, exactly as the ISA computes it. */
+/* acc of one row and column of the micro-kernel operation, exactly as the ISA computes it: an
+ * s8_act ISA's A bytes are int8 (a - 128, its bias corrected at packing). */
 static int32_t ref_acc(const ns_qisa *isa, size_t nseg, size_t kc, const uint8_t *a, size_t ss,
                        const int8_t *w, const ns_qout *q, size_t n) {
     int32_t acc = q->bias[n];
-    const int32_t off = isa->s8_act ? 128 : 0;
     for (size_t s = 0; s < nseg; s++)
-        for (size_t k = 0; k < kc; k++)
-            acc += ((int32_t)a[s * ss + k] - off) * packed_w(isa, w, s * kc + k, n);
+        for (size_t k = 0; k < kc; k++) {
+            const uint8_t v = a[s * ss + k];
+            const int32_t x = isa->s8_act ? (int32_t)(int8_t)v : (int32_t)v;
+            acc += x * packed_w(isa, w, s * kc + k, n);
+        }
     return acc;
 }
 
@@ -91,7 +94,8 @@ void ns_qref_gemm(const ns_qisa *isa, size_t M, size_t nc, size_t nseg, size_t k
             if (q->scale)
                 ((float *)c)[m * cs + n] = (float)acc * q->scale[n];
             else
-                ((uint8_t *)c)[m * cs + n] = ns_requant(acc, q->mult[n], q->shift[n]);
+                ((uint8_t *)c)[m * cs + n] =
+                    (uint8_t)(ns_requant(acc, q->mult[n], q->shift[n]) ^ (isa->s8_act ? 0x80 : 0));
         }
 }
 
@@ -107,7 +111,7 @@ void ns_qref_conv_pool(const ns_qisa *isa, size_t pw, size_t nc, size_t kc, cons
                                              q->shift[n]);
                 if (v > best) best = v;
             }
-            c[px * cs + n] = best;
+            c[px * cs + n] = (uint8_t)(best ^ (isa->s8_act ? 0x80 : 0));
         }
 }
 
