@@ -124,3 +124,18 @@ def test_cli_quantize_errors(synth, model_dir, tmp_path):
     assert r.returncode == 2 and "not found" in r.stderr and "Traceback" not in r.stderr
     r = _cli("quantize", "--model", str(model_dir), "--data", str(synth), "--out", str(tmp_path / "o"), "--images", "0")
     assert r.returncode == 2 and "positive" in r.stderr
+
+
+def test_gate_checks_int8_parity(synth, model_dir, tmp_path):
+    pytest.importorskip("torch")
+    from neonsign.app.gate import gate
+
+    q = quantize.quantize_model(model_dir, synth, tmp_path / "q", images=40)
+    verdict = gate(q, synth, min_accuracy=0.0, fail_if_slower=1000.0, repeats=1)
+    checks = {c["name"]: c for c in verdict["checks"]}
+    assert checks["probe_parity"]["passed"], checks["probe_parity"]  # FP32 weights vs torch
+    parity = checks["int8_parity"]
+    assert parity["n_images"] > 0 and 0.0 <= parity["top1_agreement"] <= 1.0
+    assert parity["passed"] == (parity["top1_agreement"] >= parity["limit"])
+    plain = gate(model_dir, synth, min_accuracy=0.0, fail_if_slower=1000.0, repeats=1)
+    assert "int8_parity" not in {c["name"] for c in plain["checks"]}
