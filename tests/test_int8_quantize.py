@@ -139,3 +139,20 @@ def test_gate_checks_int8_parity(synth, model_dir, tmp_path):
     assert parity["passed"] == (parity["top1_agreement"] >= parity["limit"])
     plain = gate(model_dir, synth, min_accuracy=0.0, fail_if_slower=1000.0, repeats=1)
     assert "int8_parity" not in {c["name"] for c in plain["checks"]}
+
+
+def test_profiler_times_the_int8_layers(synth, model_dir, tmp_path):
+    from neonsign.profiler import profile
+
+    q = quantize.quantize_model(model_dir, synth, tmp_path / "q", images=20)
+    report = profile(q, backends=["native"], batch=8, repeats=2, warmup=1, aten=False)
+    entry = report.data["backends"][0]
+    assert entry["settings"]["kernel"] in quantize_kernels()
+    timed = {r["name"] for r in entry["layers"] if r["self_ns_total"] > 0}
+    assert {"conv1", "conv2", "fc1", "fc2"} <= timed
+
+
+def quantize_kernels():
+    from neonsign.engine import available_int8_kernels
+
+    return available_int8_kernels()
