@@ -45,6 +45,7 @@ import numpy as np
 
 import neonsign
 from neonsign import _native
+from neonsign.artifacts import load_any
 from neonsign.engine import Engine, available_kernels
 
 FLOP_PER_IMAGE = 8.4e6  # 4.2 M multiply-adds
@@ -143,6 +144,41 @@ def ort_int8(onnx_path: Path, calib: np.ndarray, out_path: Path) -> str | None:
         return f"{type(exc).__name__}: {exc}"
 
 
+def ort_backends(
+    ort: object, paths: dict[str, Path], threads: int, x: np.ndarray
+) -> dict[str, Callable[[], object]]:
+    """One ONNX Runtime session per model file (name -> path), ``threads`` intra-op threads."""
+    out: dict[str, Callable[[], object]] = {}
+    for name, path in paths.items():
+        so = ort.SessionOptions()  # type: ignore[attr-defined]
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])  # type: ignore[attr-defined]
+        out[name] = lambda sess=sess: sess.run(None, {"x": x})
+    return out
+
+
+def add_int8_engines(
+    engines: dict[str, Engine],
+    sd: dict[str, np.ndarray],
+    calib: np.ndarray,
+    args: argparse.Namespace,
+) -> list[str]:
+    """Add an int8 engine per int8 kernel (``int8-<kernel>``), calibrated on ``calib``."""
+    from neonsign.engine import available_int8_kernels
+    from neonsign.quantize import quantization_section
+
+    section = quantization_section(sd, calib, method=args.method)
+    kernels = (
+        args.int8_kernels.split(",")
+        if args.int8_kernels
+        else [k for k in available_int8_kernels() if k != "ref"] or ["ref"]
+    )
+    for k in kernels:
+        engines[f"int8-{k}"] = Engine(sd, kernel=k, quantization=section)
+    return kernels
+
+
 def bench(
     backends: dict[str, Callable[[], object]], rounds: int, warmup: int
 ) -> tuple[dict[str, float], dict[str, float]]:
@@ -194,30 +230,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     neonsign.set_threads(max(threads_list))
 
-    if args.model:
-        from neonsign.artifacts import load_any
-
-        sd = load_any(args.model)[0]
-    else:
-        sd = random_state_dict(0)
+    sd = load_any(args.model)[0] if args.model else random_state_dict(0)
     net = torch_model(sd)
     rng = np.random.default_rng(1)
     inputs = {b: rng.uniform(-1, 1, size=(b, 3, 32, 32)).astype(np.float32) for b in batches}
     engines = {k: Engine(sd, kernel=k) for k in kernels}
     calib = rng.uniform(-1, 1, size=(64, 3, 32, 32)).astype(np.float32)
-    int8_kernels: list[str] = []
-    if not args.no_int8:
-        from neonsign.engine import available_int8_kernels
-        from neonsign.quantize import quantization_section
-
-        section = quantization_section(sd, calib, method=args.method)
-        int8_kernels = (
-            args.int8_kernels.split(",")
-            if args.int8_kernels
-            else [k for k in available_int8_kernels() if k != "ref"] or ["ref"]
-        )
-        for k in int8_kernels:
-            engines[f"int8-{k}"] = Engine(sd, kernel=k, quantization=section)
+    int8_kernels = [] if args.no_int8 else add_int8_engines(engines, sd, calib, args)
 
     ort = None
     ort_note = None
@@ -231,11 +250,13 @@ def main(argv: list[str] | None = None) -> int:
         ort_note = export_onnx(net, onnx_path)
         if ort_note:
             ort = None
-        elif not args.no_int8:
-            ort_int8_path = Path(tmp.name) / "trafficsignnet-int8.onnx"
-            ort_int8_note = ort_int8(onnx_path, calib, ort_int8_path)
     except ImportError as exc:
         ort_note = f"onnxruntime not installed: {exc}"
+    ort_paths = {} if ort is None else {"onnxruntime": onnx_path}
+    if ort is not None and not args.no_int8:
+        ort_int8_path = Path(tmp.name) / "trafficsignnet-int8.onnx"
+        ort_int8_note = ort_int8(onnx_path, calib, ort_int8_path)
+        ort_paths.update({} if ort_int8_note else {"onnxruntime-int8": ort_int8_path})
 
     info = cpu_info()
     results = []
@@ -278,17 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             backends["torch-default"] = torch_default
             backends["torch-onednn-off"] = torch_no_onednn
             backends["torch-channels-last"] = torch_channels_last
-            if ort is not None:
-                so = ort.SessionOptions()
-                so.intra_op_num_threads = t
-                so.inter_op_num_threads = 1
-                sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
-                backends["onnxruntime"] = lambda sess=sess: sess.run(None, {"x": x})
-                if ort_int8_path is not None and not ort_int8_note:
-                    s8 = ort.InferenceSession(
-                        str(ort_int8_path), so, providers=["CPUExecutionProvider"]
-                    )
-                    backends["onnxruntime-int8"] = lambda s8=s8: s8.run(None, {"x": x})
+            backends.update(ort_backends(ort, ort_paths, t, x))
             rounds = args.rounds or (200 if b == 1 else 30)
             med, best = bench(backends, rounds=rounds, warmup=max(3, rounds // 10))
             torch_min = min(v for k, v in best.items() if k.startswith("torch-"))
@@ -326,10 +337,10 @@ def main(argv: list[str] | None = None) -> int:
                     if "onnxruntime-int8" in med
                     else None,
                 }
-                if name == "onnxruntime-int8":
+                if name == "onnxruntime-int8":  # ORT's own int8: its top-1 vs FP32 PyTorch
                     got = np.asarray(backends[name]()[0])  # type: ignore[index]
                     row["top1_agreement_vs_torch"] = float((got.argmax(1) == want.argmax(1)).mean())
-                if kern:
+                elif kern:
                     got = engines[kern].predict(x)
                     row["max_abs_logit_diff_vs_torch"] = float(np.abs(got - want).max())
                     row["top1_agreement_vs_torch"] = float((got.argmax(1) == want.argmax(1)).mean())

@@ -35,12 +35,22 @@ def main(argv: list[str] | None = None) -> int:
     sd, card = load_any(args.model)
     calib, info = quantize.calibration_images(args.data, card, args.images, seed=0)
     acts = quantize.activations(sd, calib)
-    framings = {name: quantize.validation_split(args.data, card, roi) for name, roi in (("roi", True), ("whole", False))}
+    framings = {
+        name: quantize.validation_split(args.data, card, roi)
+        for name, roi in (("roi", True), ("whole", False))
+    }
     fp32 = Engine(sd)
     p32 = {name: fp32.predict(x).argmax(1) for name, (x, _) in framings.items()}
     rows = []
     for name, (_, y) in framings.items():
-        rows.append({"method": "fp32", "framing": name, "images": len(y), "accuracy": float((p32[name] == y).mean())})
+        rows.append(
+            {
+                "method": "fp32",
+                "framing": name,
+                "images": len(y),
+                "accuracy": float((p32[name] == y).mean()),
+            }
+        )
     for spec in args.methods.split(","):
         method, _, pct = spec.partition(":")
         percentile = float(pct) if pct else quantize.DEFAULT_PERCENTILE
@@ -54,17 +64,28 @@ def main(argv: list[str] | None = None) -> int:
             p8 = eng.predict(x).argmax(1)
             a32 = float((p32[name] == y).mean())
             a8 = float((p8 == y).mean())
-            rows.append({
-                "method": spec, "framing": name, "images": len(y), "accuracy": a8,
-                "delta_points": 100 * (a8 - a32), "top1_agreement_fp32": float((p8 == p32[name]).mean()),
-                "kernel": eng.kernel, "scales": scales,
-            })
-    print(f"model {args.model}, calibration: {len(calib)} training images (sha256 {info['sha256'][:12]})")
+            rows.append(
+                {
+                    "method": spec,
+                    "framing": name,
+                    "images": len(y),
+                    "accuracy": a8,
+                    "delta_points": 100 * (a8 - a32),
+                    "top1_agreement_fp32": float((p8 == p32[name]).mean()),
+                    "kernel": eng.kernel,
+                    "scales": scales,
+                }
+            )
+    print(
+        f"model {args.model}, calibration: {len(calib)} training images (sha256 {info['sha256'][:12]})"
+    )
     print(f"{'method':<18} {'framing':<6} {'images':>6} {'top-1':>7} {'vs fp32':>8} {'agree':>7}")
     for r in rows:
         d = f"{r['delta_points']:+.2f}" if "delta_points" in r else ""
         ag = f"{100 * r['top1_agreement_fp32']:.2f}%" if "top1_agreement_fp32" in r else ""
-        print(f"{r['method']:<18} {r['framing']:<6} {r['images']:>6} {100 * r['accuracy']:>6.2f}% {d:>8} {ag:>7}")
+        print(
+            f"{r['method']:<18} {r['framing']:<6} {r['images']:>6} {100 * r['accuracy']:>6.2f}% {d:>8} {ag:>7}"
+        )
     doc = {
         "benchmark": "int8_accuracy",
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

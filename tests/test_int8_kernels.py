@@ -72,7 +72,16 @@ def test_qconv_bit_exact(kernel, shape, pool):
 
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize(
-    "rows,k,n", [(1, 2304, 128), (64, 2304, 128), (17, 128, 43), (3, 128, 43), (13, 20, 33), (100, 36, 70), (1, 6, 1)]
+    "rows,k,n",
+    [
+        (1, 2304, 128),
+        (64, 2304, 128),
+        (17, 128, 43),
+        (3, 128, 43),
+        (13, 20, 33),
+        (100, 36, 70),
+        (1, 6, 1),
+    ],
 )
 @pytest.mark.parametrize("dequant", [False, True])
 def test_qlinear_bit_exact(kernel, rows, k, n, dequant):
@@ -104,12 +113,22 @@ def _numpy_int8_forward(params, x):
 
     def conv_pool(a, name):
         acc = _conv_acc(a, params[f"{name}.weight"], params[f"{name}.bias"].astype(np.int64))
-        o = requant(acc, params[f"{name}.mult"][None, :, None, None], params[f"{name}.shift"][None, :, None, None])
+        o = requant(
+            acc,
+            params[f"{name}.mult"][None, :, None, None],
+            params[f"{name}.shift"][None, :, None, None],
+        )
         n, c, h, w = o.shape
-        return o[:, :, : h // 2 * 2, : w // 2 * 2].reshape(n, c, h // 2, 2, w // 2, 2).max(axis=(3, 5))
+        return (
+            o[:, :, : h // 2 * 2, : w // 2 * 2].reshape(n, c, h // 2, 2, w // 2, 2).max(axis=(3, 5))
+        )
 
     p2 = conv_pool(conv_pool(q, "conv1"), "conv2").reshape(len(x), -1).astype(np.int64)
-    h = requant(p2 @ params["fc1.weight"].astype(np.int64).T + params["fc1.bias"], params["fc1.mult"], params["fc1.shift"])
+    h = requant(
+        p2 @ params["fc1.weight"].astype(np.int64).T + params["fc1.bias"],
+        params["fc1.mult"],
+        params["fc1.shift"],
+    )
     acc = h.astype(np.int64) @ params["fc2.weight"].astype(np.int64).T + params["fc2.bias"]
     return acc.astype(np.float32) * params["fc2.scale"]
 

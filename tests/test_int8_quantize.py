@@ -39,8 +39,8 @@ def test_fixed_point_multipliers_match_the_real_ones():
     act = section["activation_scales"]
     s_in = {"conv1": act["input"], "conv2": act["pool1"], "fc1": act["pool2"]}
     s_out = {"conv1": act["pool1"], "conv2": act["pool2"], "fc1": act["fc1"]}
-    for layer in s_in:
-        real = s_in[layer] * np.asarray(section["weight_scales"][layer]) / s_out[layer]
+    for layer, scale_in in s_in.items():
+        real = scale_in * np.asarray(section["weight_scales"][layer]) / s_out[layer]
         mult = params[f"{layer}.mult"].astype(np.float64)
         fixed = mult * 2.0 ** -(31 + params[f"{layer}.shift"].astype(np.float64))
         assert ((mult >= 2**30) & (mult < 2**31)).all()
@@ -79,9 +79,7 @@ def test_quantize_model_directory(synth, model_dir, tmp_path):
     assert eng.precision == "int8" and Engine.from_file(model_dir).precision == "fp32"
     sd, _ = load_any(out)  # every command's loader reads it: FP32 weights + the card section
     x = np.random.default_rng(0).uniform(-1, 1, (8, 3, 32, 32)).astype(np.float32)
-    np.testing.assert_array_equal(
-        eng.predict(x), Engine(sd, quantization=q).predict(x)
-    )
+    np.testing.assert_array_equal(eng.predict(x), Engine(sd, quantization=q).predict(x))
     with pytest.raises(ModelError, match="already quantized"):
         quantize.quantize_model(out, synth, tmp_path / "qq", images=10)
 
@@ -107,7 +105,17 @@ def _cli(*args):
 
 def test_cli_quantize_then_predict_and_test(synth, model_dir, tmp_path):
     q = tmp_path / "q"
-    r = _cli("quantize", "--model", str(model_dir), "--data", str(synth), "--out", str(q), "--images", "40")
+    r = _cli(
+        "quantize",
+        "--model",
+        str(model_dir),
+        "--data",
+        str(synth),
+        "--out",
+        str(q),
+        "--images",
+        "40",
+    )
     assert r.returncode == 0, r.stderr
     assert "int8" in r.stdout
     img = next((synth / "Final_Test" / "Images").glob("*.ppm"), None) or next(synth.rglob("*.ppm"))
@@ -116,13 +124,33 @@ def test_cli_quantize_then_predict_and_test(synth, model_dir, tmp_path):
     rows = json.loads(r.stdout)
     assert len(rows) == 1
     r2 = _cli("quantize", "--model", str(model_dir), "--data", str(synth), "--out", str(q))
-    assert r2.returncode == 2 and "neonsign quantize: error:" in r2.stderr and "--force" in r2.stderr
+    assert (
+        r2.returncode == 2 and "neonsign quantize: error:" in r2.stderr and "--force" in r2.stderr
+    )
 
 
 def test_cli_quantize_errors(synth, model_dir, tmp_path):
-    r = _cli("quantize", "--model", str(tmp_path / "nope"), "--data", str(synth), "--out", str(tmp_path / "o"))
+    r = _cli(
+        "quantize",
+        "--model",
+        str(tmp_path / "nope"),
+        "--data",
+        str(synth),
+        "--out",
+        str(tmp_path / "o"),
+    )
     assert r.returncode == 2 and "not found" in r.stderr and "Traceback" not in r.stderr
-    r = _cli("quantize", "--model", str(model_dir), "--data", str(synth), "--out", str(tmp_path / "o"), "--images", "0")
+    r = _cli(
+        "quantize",
+        "--model",
+        str(model_dir),
+        "--data",
+        str(synth),
+        "--out",
+        str(tmp_path / "o"),
+        "--images",
+        "0",
+    )
     assert r.returncode == 2 and "positive" in r.stderr
 
 

@@ -75,13 +75,39 @@ def test_qdq_export_agrees_with_the_int8_engine(synth, model_dir, tmp_path):
 def test_cli_export_onnx(model_dir, tmp_path):
     out = tmp_path / "cli.onnx"
     r = subprocess.run(
-        [sys.executable, "-m", "neonsign", "export-onnx", "--model", str(model_dir), "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "neonsign",
+            "export-onnx",
+            "--model",
+            str(model_dir),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert r.returncode == 0, r.stderr
     assert out.is_file() and "fp32" in r.stdout
     r = subprocess.run(
-        [sys.executable, "-m", "neonsign", "export-onnx", "--model", str(tmp_path / "none"), "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "neonsign",
+            "export-onnx",
+            "--model",
+            str(tmp_path / "none"),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    assert r.returncode == 2 and "neonsign export-onnx: error:" in r.stderr and "Traceback" not in r.stderr
+    assert (
+        r.returncode == 2
+        and "neonsign export-onnx: error:" in r.stderr
+        and "Traceback" not in r.stderr
+    )

@@ -510,15 +510,15 @@ static int qnet_params(ns_state *st, PyObject *params, ns_qnet_params *p, PyObje
         const npy_intp n[1] = {wi->shape[0]};
         char key[32];
         snprintf(key, sizeof key, "%s.weight", layers[i]);
-        if (!(out[i]->w = qparam(st, params, key, NPY_INT8, "int8", wi->ndim, wi->shape,
-                                 &keep[used++])))
+        if (!(out[i]->w =
+                  qparam(st, params, key, NPY_INT8, "int8", wi->ndim, wi->shape, &keep[used++])))
             return 0;
         snprintf(key, sizeof key, "%s.bias", layers[i]);
         if (!(out[i]->bias = qparam(st, params, key, NPY_INT32, "int32", 1, n, &keep[used++])))
             return 0;
         if (i == 3) {
-            if (!(out[i]->scale = qparam(st, params, "fc2.scale", NPY_FLOAT32, "float32", 1, n,
-                                         &keep[used++])))
+            if (!(out[i]->scale =
+                      qparam(st, params, "fc2.scale", NPY_FLOAT32, "float32", 1, n, &keep[used++])))
                 return 0;
             continue;
         }
@@ -767,8 +767,8 @@ static int qlayer_args(ns_state *st, PyObject *const *a, int wdim, const npy_int
         return 1;
     }
     PyArrayObject *m = a[2] ? check_typed(st, a[2], "mult", NPY_INT32, "int32", 1, nout) : NULL;
-    PyArrayObject *sh = m && a[3] ? check_typed(st, a[3], "shift", NPY_INT32, "int32", 1, nout)
-                                  : NULL;
+    PyArrayObject *sh =
+        m && a[3] ? check_typed(st, a[3], "shift", NPY_INT32, "int32", 1, nout) : NULL;
     if (!sh) {
         if (!PyErr_Occurred()) ns_raise(st, "NeonsignValueError", "need mult and shift, or scale");
         return 0;
@@ -834,8 +834,8 @@ static PyObject *py_qkernel_linear(PyObject *module, PyObject *const *args, Py_s
     PyObject *a[7];
     ns_qkernel k;
     PyArrayObject *x;
-    if (!ns_parse_args(st, &qlinear_spec, args, nargs, kwnames, a) ||
-        !conv_qkernel(st, a[0], &k) || !(x = check_typed(st, a[1], "x", NPY_UINT8, "uint8", 2, any2)))
+    if (!ns_parse_args(st, &qlinear_spec, args, nargs, kwnames, a) || !conv_qkernel(st, a[0], &k) ||
+        !(x = check_typed(st, a[1], "x", NPY_UINT8, "uint8", 2, any2)))
         return NULL;
     const npy_intp rows = PyArray_DIM(x, 0), kd = PyArray_DIM(x, 1);
     const npy_intp wshape[2] = {-1, kd};

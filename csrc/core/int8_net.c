@@ -121,15 +121,16 @@ static ns_status qpack_all(ns_qnet *net, const ns_qisa *isa, ns_error *err) {
     if (!isa) return NS_OK;
     net->cpad = round_up(NS_NET_IN_C, isa->kgroup);
     ns_status st = qpack_conv(&net->P[0], isa, &net->L[0], NS_NET_C1, NS_NET_IN_C, net->cpad, err);
-    if (st == NS_OK) st = qpack_conv(&net->P[1], isa, &net->L[1], NS_NET_C2, NS_NET_C1, NS_NET_C1, err);
+    if (st == NS_OK)
+        st = qpack_conv(&net->P[1], isa, &net->L[1], NS_NET_C2, NS_NET_C1, NS_NET_C1, err);
     if (st == NS_OK) { /* fc1 reads NHWC features (y, x, c); PyTorch's flatten is c*36 + y*6 + x */
         size_t *map = malloc(NS_NET_FEATURES * sizeof *map);
         if (!map) st = ns_set_error(err, NS_ERR_NOMEM, "cannot allocate a packing map");
         for (size_t i = 0; map && i < NS_NET_FEATURES; i++)
             map[i] = (i % NS_NET_C2) * P2_H * P2_H + i / NS_NET_C2;
         if (map)
-            st = qpack(&net->P[2], isa, &net->L[2], NS_NET_HIDDEN, NS_NET_FEATURES,
-                       NS_NET_FEATURES, map, err);
+            st = qpack(&net->P[2], isa, &net->L[2], NS_NET_HIDDEN, NS_NET_FEATURES, NS_NET_FEATURES,
+                       map, err);
         free(map);
     }
     if (st == NS_OK)
@@ -173,8 +174,9 @@ static ns_status qcopy_params(ns_qnet *net, const ns_qnet_params *p, ns_error *e
         } else {
             memcpy(t + 3 * n, src[i]->scale, n * sizeof(float));
         }
-        net->L[i] = (ns_qlayer){(const int8_t *)b, t, i < 3 ? t + n : NULL, i < 3 ? t + 2 * n : NULL,
-                                i == 3 ? (const float *)(const void *)(t + 3 * n) : NULL};
+        net->L[i] =
+            (ns_qlayer){(const int8_t *)b, t, i < 3 ? t + n : NULL, i < 3 ? t + 2 * n : NULL,
+                        i == 3 ? (const float *)(const void *)(t + 3 * n) : NULL};
         b += round_up(nw, 16) + 4 * n * sizeof(int32_t);
     }
     net->inv_scale = p->input_inv_scale;
@@ -361,8 +363,8 @@ static void task_qimage_ref(void *vctx, size_t i, int worker) {
                     L[0].shift, NS_NET_C1, c1);
     ns_qref_maxpool2x2(c1, NS_NET_C1, NS_NET_IN_H - 2, NS_NET_IN_W - 2, p1);
     const uint64_t t1 = f->timers ? ns_now_ns() : 0;
-    ns_qref_conv3x3(p1, NS_NET_C1, P1_H, P1_H, L[1].w, L[1].bias, L[1].mult, L[1].shift,
-                    NS_NET_C2, c2);
+    ns_qref_conv3x3(p1, NS_NET_C1, P1_H, P1_H, L[1].w, L[1].bias, L[1].mult, L[1].shift, NS_NET_C2,
+                    c2);
     /* pool2 writes (64,6,6): PyTorch's flatten order, fc1's unpermuted weights apply */
     ns_qref_maxpool2x2(c2, NS_NET_C2, C2_H, C2_H, f->feat + i * NS_NET_FEATURES);
     if (f->timers) {
@@ -387,8 +389,8 @@ static void task_qfc1(void *vctx, size_t t, int worker) {
     for (size_t b = 0; b < P->nb; b++) {
         const size_t nc = P->nout - b * nr < nr ? P->nout - b * nr : nr;
         const ns_qout q = qout_of(P, b, nr);
-        net->isa->gemm(m1 - m0, nc, 1, P->k, f->feat + m0 * P->k, P->k, 0, P->w + b * P->k * nr,
-                       &q, f->hid + m0 * NS_NET_HIDDEN + b * nr, NS_NET_HIDDEN);
+        net->isa->gemm(m1 - m0, nc, 1, P->k, f->feat + m0 * P->k, P->k, 0, P->w + b * P->k * nr, &q,
+                       f->hid + m0 * NS_NET_HIDDEN + b * nr, NS_NET_HIDDEN);
     }
 }
 
@@ -505,7 +507,8 @@ static void qop_conv_image(const ns_qisa *isa, const qpacked *P, const uint8_t *
                  ow = pool ? (w - 2) / 2 : w - 2;
     const uint8_t flip = isa->s8_act ? 0x80 : 0; /* the ISA's activation storage */
     for (size_t p = 0; p < h * w; p++)
-        for (size_t c = 0; c < cpad; c++) xin[p * cpad + c] = (c < cin ? x[c * h * w + p] : 0) ^ flip;
+        for (size_t c = 0; c < cpad; c++)
+            xin[p * cpad + c] = (c < cin ? x[c * h * w + p] : 0) ^ flip;
     if (pool) {
         qconv_pool_rows(isa, P, cpad, w, xin, 0, oh, o);
     } else {
@@ -535,8 +538,8 @@ ns_status ns_qop_conv3x3(ns_qkernel k, const uint8_t *x, size_t n, size_t cin, s
         uint8_t *c = malloc(full);
         if (!c) return ns_set_error(err, NS_ERR_NOMEM, "int8 conv3x3: out of memory");
         for (size_t i = 0; i < n; i++) {
-            ns_qref_conv3x3(x + i * cin * h * w, cin, h, w, L->w, L->bias, L->mult, L->shift,
-                            cout, pool ? c : out + i * full);
+            ns_qref_conv3x3(x + i * cin * h * w, cin, h, w, L->w, L->bias, L->mult, L->shift, cout,
+                            pool ? c : out + i * full);
             if (pool) ns_qref_maxpool2x2(c, cout, h - 2, w - 2, out + i * cout * oh * ow);
         }
         free(c);
@@ -558,8 +561,7 @@ ns_status ns_qop_conv3x3(ns_qkernel k, const uint8_t *x, size_t n, size_t cin, s
 }
 
 ns_status ns_qop_linear(ns_qkernel k, const uint8_t *x, size_t rows, size_t kdim,
-                        const ns_qlayer *L, size_t nout, uint8_t *out, float *fout,
-                        ns_error *err) {
+                        const ns_qlayer *L, size_t nout, uint8_t *out, float *fout, ns_error *err) {
     const ns_qisa *isa;
     ns_status st = qop_check(k, &isa, err);
     if (st != NS_OK) return st;

@@ -47,8 +47,7 @@ typedef struct ns_qnet ns_qnet;
 
 /* Copies the parameters (checks mult in [2^30, 2^31) and shift in [0, 30]) and packs them for
  * kernel (NULL: $NEONSIGN_KERNEL if it names an int8 kernel, else the best). */
-ns_status ns_qnet_create(const ns_qnet_params *p, const char *kernel, ns_qnet **out,
-                         ns_error *err);
+ns_status ns_qnet_create(const ns_qnet_params *p, const char *kernel, ns_qnet **out, ns_error *err);
 void ns_qnet_destroy(ns_qnet *net);
 ns_status ns_qnet_set_kernel(ns_qnet *net, const char *kernel, ns_error *err);
 ns_qkernel ns_qnet_kernel(const ns_qnet *net);
@@ -68,8 +67,7 @@ void ns_qnet_reset_timers(ns_qnet *net);
 ns_status ns_qop_conv3x3(ns_qkernel k, const uint8_t *x, size_t n, size_t cin, size_t h, size_t w,
                          const ns_qlayer *L, size_t cout, int pool, uint8_t *out, ns_error *err);
 ns_status ns_qop_linear(ns_qkernel k, const uint8_t *x, size_t rows, size_t kdim,
-                        const ns_qlayer *L, size_t nout, uint8_t *out, float *fout,
-                        ns_error *err);
+                        const ns_qlayer *L, size_t nout, uint8_t *out, float *fout, ns_error *err);
 
 #ifdef __cplusplus
 }

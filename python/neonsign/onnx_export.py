@@ -147,9 +147,7 @@ def build_model(
     return model
 
 
-def export_onnx(
-    model: str | os.PathLike[str], out: str | os.PathLike[str]
-) -> tuple[Path, str]:
+def export_onnx(model: str | os.PathLike[str], out: str | os.PathLike[str]) -> tuple[Path, str]:
     """Export the model at ``model`` (any source :func:`neonsign.artifacts.load_any` reads) to
     the ONNX file ``out`` (written atomically); returns (path, "fp32" or "int8 (QDQ)")."""
     from .artifacts import load_any

@@ -75,7 +75,7 @@ def _conv3x3(x: F32, w: F32, b: F32) -> F32:
 def _relu_pool(x: F32) -> F32:
     n, c, h, w = x.shape
     x = np.maximum(x[:, :, : h // 2 * 2, : w // 2 * 2], 0)
-    return x.reshape(n, c, h // 2, 2, w // 2, 2).max(axis=(3, 5))
+    return np.asarray(x.reshape(n, c, h // 2, 2, w // 2, 2).max(axis=(3, 5)), np.float32)
 
 
 def activations(state_dict: Mapping[str, F32], x: F32, batch: int = 256) -> dict[str, F32]:
@@ -90,7 +90,7 @@ def activations(state_dict: Mapping[str, F32], x: F32, batch: int = 256) -> dict
         h = np.maximum(p2 @ sd["fc1.weight"].T + sd["fc1.bias"], 0)
         for name, value in zip(ACTIVATIONS, (xb, p1, p2, h), strict=True):
             parts[name].append(value)
-    return {name: np.concatenate(v) for name, v in parts.items()}
+    return {name: np.concatenate(v).astype(np.float32, copy=False) for name, v in parts.items()}
 
 
 def _mse_range(mag: npt.NDArray[np.float32], levels: int) -> float:
@@ -185,7 +185,9 @@ def engine_params(
     try:
         act = {name: float(raw[name]) for name in ACTIVATIONS}  # type: ignore[index]
     except (TypeError, KeyError, ValueError) as exc:
-        raise ModelError(f"quantization: activation_scales must map {ACTIVATIONS} to numbers") from exc
+        raise ModelError(
+            f"quantization: activation_scales must map {ACTIVATIONS} to numbers"
+        ) from exc
     if not all(math.isfinite(v) and v > 0 for v in act.values()):
         raise ModelError(f"quantization: activation scales must be positive, got {act}")
     params = _derive(state_dict, act)
@@ -290,7 +292,9 @@ def calibration_images(
         "split": "train (training side of the by-track split)",
         "seed": seed,
         "roi": bool(prep["roi"]),
-        "sha256": split_checksum(x_u8[pick], labels[pick], size=int(prep["size"]), roi=bool(prep["roi"])),
+        "sha256": split_checksum(
+            x_u8[pick], labels[pick], size=int(prep["size"]), roi=bool(prep["roi"])
+        ),
     }
     return x, info
 
@@ -341,9 +345,13 @@ def validation_split(
     prep = card["preprocessing"]
     hyper = card.get("hyperparameters") or {}
     with file_errors("load the training split of", data):
-        x_u8, labels, meta = load_split(Path(data), "train", size=int(prep["size"]), roi=roi, dtype="uint8")
+        x_u8, labels, meta = load_split(
+            Path(data), "train", size=int(prep["size"]), roi=roi, dtype="uint8"
+        )
     _, val = track_split(
-        meta, val_fraction=float(hyper.get("val_fraction", 0.2)) or 0.2, seed=int(card.get("seed") or 0)
+        meta,
+        val_fraction=float(hyper.get("val_fraction", 0.2)) or 0.2,
+        seed=int(card.get("seed") or 0),
     )
     return normalize_images(x_u8[val], prep["mean"], prep["std"]), labels[val]
 
@@ -385,4 +393,6 @@ def method_label(quantization: Mapping[str, Any] | None) -> str:
         return "fp32"
     m = quantization.get("method")
     p = quantization.get("percentile")
-    return f"int8 ({m} {p:g})" if m == "percentile" and isinstance(p, (int, float)) else f"int8 ({m})"
+    return (
+        f"int8 ({m} {p:g})" if m == "percentile" and isinstance(p, (int, float)) else f"int8 ({m})"
+    )

@@ -41,8 +41,19 @@ PEAK_INSN = {
 
 
 def compile_asm(cc: str, source: str, march: str, defines: list[str], out: Path) -> str:
-    cmd = [cc, *BASE_FLAGS, f"-march={march}", *defines, "-Icsrc", "-Icsrc/core",
-           "-Icsrc/core/kernels", "-S", source, "-o", str(out)]
+    cmd = [
+        cc,
+        *BASE_FLAGS,
+        f"-march={march}",
+        *defines,
+        "-Icsrc",
+        "-Icsrc/core",
+        "-Icsrc/core/kernels",
+        "-S",
+        source,
+        "-o",
+        str(out),
+    ]
     subprocess.run(cmd, cwd=REPO, check=True)
     return out.read_text()
 
@@ -61,7 +72,12 @@ def inner_loops(asm: str, op: str) -> dict[str, list[str]]:
                 func = m.group(1)
             continue
         b = re.match(r"^\s+(b\.?\w*|cbn?z|tbn?z)\s+.*?([.\w$]+)$", ln)
-        if not b or b.group(1) in ("bl", "blr", "br") or b.group(2) not in labels or labels[b.group(2)] >= i:
+        if (
+            not b
+            or b.group(1) in ("bl", "blr", "br")
+            or b.group(2) not in labels
+            or labels[b.group(2)] >= i
+        ):
             continue
         body = [x for x in lines[labels[b.group(2)] + 1 : i + 1] if x.strip()]
         if any(re.match(r"^[.\w$]+:", x) for x in body):
@@ -77,12 +93,19 @@ def mca(tool: str, cpu: str, body: list[str], tmp: Path) -> float:
     """Cycles per iteration of `body` on `cpu` (llvm-mca, 200 iterations)."""
     src = tmp / "block.s"
     # GCC prints a byte MOVI's immediate sign-extended (0xffffffffffffff80); LLVM wants 0..255
-    fixed = [re.sub(r"(movi\s+v\d+\.(?:16|8)b,\s*)(0x[0-9a-f]+)",
-                    lambda m: f"{m.group(1)}{int(m.group(2), 16) & 0xFF:#x}", x) for x in body]
+    fixed = [
+        re.sub(
+            r"(movi\s+v\d+\.(?:16|8)b,\s*)(0x[0-9a-f]+)",
+            lambda m: f"{m.group(1)}{int(m.group(2), 16) & 0xFF:#x}",
+            x,
+        )
+        for x in body
+    ]
     src.write_text("\n".join(fixed) + "\n")
     proc = subprocess.run(
         [tool, "-mtriple=aarch64-linux-gnu", f"-mcpu={cpu}", "-iterations=200", str(src)],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     if proc.returncode != 0:
         raise SystemExit(f"llvm-mca failed on {cpu}:\n{proc.stderr}\n--- block:\n{src.read_text()}")
@@ -101,27 +124,44 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        peak = {(cpu, op): 8 / mca(args.llvm_mca, cpu, [PEAK_INSN[op].format(n=n) for n in range(8)], tmp)
-                for cpu in CPUS for op in PEAK_INSN}
+        peak = {
+            (cpu, op): 8
+            / mca(args.llvm_mca, cpu, [PEAK_INSN[op].format(n=n) for n in range(8)], tmp)
+            for cpu in CPUS
+            for op in PEAK_INSN
+        }
         for name, (source, march, op, defines) in KERNELS.items():
             asm = compile_asm(args.cc, source, march, defines, tmp / "k.s")
             for func, body in sorted(inner_loops(asm, op).items()):
                 n = sum(1 for x in body if x.split() and x.split()[0] == op)
-                row = {"kernel": name, "function": func, "op": op, "ops_per_iter": n,
-                       "insns_per_iter": len(body)}
+                row = {
+                    "kernel": name,
+                    "function": func,
+                    "op": op,
+                    "ops_per_iter": n,
+                    "insns_per_iter": len(body),
+                }
                 for cpu in CPUS:
                     cyc = mca(args.llvm_mca, cpu, body, tmp)
-                    row[cpu] = {"cycles_per_iter": round(cyc, 3),
-                                "peak_ops_per_cycle": round(peak[(cpu, op)], 3),
-                                "fraction_of_peak": round(n / cyc / peak[(cpu, op)], 3)}
+                    row[cpu] = {
+                        "cycles_per_iter": round(cyc, 3),
+                        "peak_ops_per_cycle": round(peak[(cpu, op)], 3),
+                        "fraction_of_peak": round(n / cyc / peak[(cpu, op)], 3),
+                    }
                 rows.append(row)
-    print(f"{'kernel':16} {'function':36} {'op':7} {'ops':>4} {'insns':>5}  "
-          + "  ".join(f"{c + ' cyc':>16} {'peak':>6}" for c in CPUS))
+    print(
+        f"{'kernel':16} {'function':36} {'op':7} {'ops':>4} {'insns':>5}  "
+        + "  ".join(f"{c + ' cyc':>16} {'peak':>6}" for c in CPUS)
+    )
     for r in rows:
-        cells = "  ".join(f"{r[c]['cycles_per_iter']:>16.2f} {100 * r[c]['fraction_of_peak']:>5.0f}%"
-                          for c in CPUS)
-        print(f"{r['kernel']:16} {r['function'][:36]:36} {r['op']:7} {r['ops_per_iter']:>4} "
-              f"{r['insns_per_iter']:>5}  {cells}")
+        cells = "  ".join(
+            f"{r[c]['cycles_per_iter']:>16.2f} {100 * r[c]['fraction_of_peak']:>5.0f}%"
+            for c in CPUS
+        )
+        print(
+            f"{r['kernel']:16} {r['function'][:36]:36} {r['op']:7} {r['ops_per_iter']:>4} "
+            f"{r['insns_per_iter']:>5}  {cells}"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps({"cpus": CPUS, "rows": rows}, indent=2) + "\n")
     return 0

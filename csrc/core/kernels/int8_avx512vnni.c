@@ -29,16 +29,16 @@ static inline __m512i requant_512(__m512i v, const int32_t *mult, const int32_t 
     return _mm512_min_epi32(_mm512_max_epi32(t, _mm512_setzero_si512()), _mm512_set1_epi32(255));
 }
 
-#define NS_QMASK(n) ((__mmask16)((1u << (n)) - 1u))
-#define NS_QV       __m512i
-#define NS_QLANES   16
-#define NS_QNV      2
-#define NS_QMR      12
-#define NS_QLOADW(p) _mm512_loadu_si512((const void *)(p))
-#define NS_QLOADI(p) _mm512_loadu_si512((const void *)(p))
-#define NS_QZERO()   _mm512_setzero_si512()
-#define NS_QADD(a, b) _mm512_add_epi32((a), (b))
-#define NS_QMAX(a, b) _mm512_max_epi32((a), (b))
+#define NS_QMASK(n)              ((__mmask16)((1u << (n)) - 1u))
+#define NS_QV                    __m512i
+#define NS_QLANES                16
+#define NS_QNV                   2
+#define NS_QMR                   12
+#define NS_QLOADW(p)             _mm512_loadu_si512((const void *)(p))
+#define NS_QLOADI(p)             _mm512_loadu_si512((const void *)(p))
+#define NS_QZERO()               _mm512_setzero_si512()
+#define NS_QADD(a, b)            _mm512_add_epi32((a), (b))
+#define NS_QMAX(a, b)            _mm512_max_epi32((a), (b))
 #define NS_QDOT_BCAST(acc, p, w) _mm512_dpbusd_epi32((acc), bcast4_512(p), (w))
 #define NS_QREQUANT(v, m, s)     requant_512((v), (m), (s))
 #define NS_QSTORE_U8(p, v, n)    _mm512_mask_cvtepi32_storeu_epi8((p), NS_QMASK(n), (v))

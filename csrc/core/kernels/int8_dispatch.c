@@ -33,7 +33,8 @@ static int x86_vnni(int want512) {
 }
 #endif
 
-#if defined(__aarch64__) && defined(__linux__) && (defined(NS_HAVE_DOTPROD) || defined(NS_HAVE_I8MM))
+#if defined(__aarch64__) && defined(__linux__) &&                                                  \
+    (defined(NS_HAVE_DOTPROD) || defined(NS_HAVE_I8MM))
 #include <sys/auxv.h>
 #ifndef HWCAP_ASIMDDP
 #define HWCAP_ASIMDDP (1UL << 20)

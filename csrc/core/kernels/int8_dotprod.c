@@ -51,17 +51,17 @@ static inline void store_f32_neon(float *p, int32x4_t v, const float *s, size_t 
     memcpy(p, tmp, n * sizeof(float));
 }
 
-#define NS_QV           int32x4_t
-#define NS_QLANES       4
-#define NS_QNV          4
-#define NS_QMR          4
-#define NS_QLOADW(p)    vreinterpretq_s32_s8(vld1q_s8(p))
-#define NS_QLOADI(p)    vld1q_s32(p)
-#define NS_QLOADA(p)    loada_dot(p)
-#define NS_QLOADA4(p)   loada4_dot(p)
-#define NS_QZERO()      vdupq_n_s32(0)
-#define NS_QADD(a, b)   vaddq_s32((a), (b))
-#define NS_QMAX(a, b)   vmaxq_s32((a), (b))
+#define NS_QV         int32x4_t
+#define NS_QLANES     4
+#define NS_QNV        4
+#define NS_QMR        4
+#define NS_QLOADW(p)  vreinterpretq_s32_s8(vld1q_s8(p))
+#define NS_QLOADI(p)  vld1q_s32(p)
+#define NS_QLOADA(p)  loada_dot(p)
+#define NS_QLOADA4(p) loada4_dot(p)
+#define NS_QZERO()    vdupq_n_s32(0)
+#define NS_QADD(a, b) vaddq_s32((a), (b))
+#define NS_QMAX(a, b) vmaxq_s32((a), (b))
 #define NS_QDOT_LANE(acc, w, a, L)                                                                 \
     vdotq_laneq_s32((acc), vreinterpretq_s8_s32(w), vreinterpretq_s8_s32(a), L)
 #define NS_QREQUANT(v, m, s)      requant_neon((v), (m), (s))

@@ -136,7 +136,8 @@ static void ns_qconv_pool_i8mm_4x16(size_t pw, size_t nc, size_t kc, const uint8
             acc[0][cp] = vmaxq_s32(m, vextq_s32(m, m, 2)); /* lanes 0, 1: channels 2cp, 2cp+1 */
         }
         I8_UNROLL for (int j = 0; j < 4; j++) {
-            const int32x4_t v = vcombine_s32(vget_low_s32(acc[0][2 * j]), vget_low_s32(acc[0][2 * j + 1]));
+            const int32x4_t v =
+                vcombine_s32(vget_low_s32(acc[0][2 * j]), vget_low_s32(acc[0][2 * j + 1]));
             store4(v, 4 * (size_t)j, nc, q, c + px * cs);
         }
     }

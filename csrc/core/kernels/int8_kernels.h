@@ -70,17 +70,17 @@ typedef enum ns_qpack { NS_QPACK_DOT4 = 0, NS_QPACK_MMLA8 = 1 } ns_qpack;
 
 /* One int8 ISA's kernels. */
 typedef struct ns_qisa {
-    const char *name;  /* user-facing kernel name: "avx512vnni" */
+    const char *name;                       /* user-facing kernel name: "avx512vnni" */
     const char *gemm_name, *conv_pool_name; /* "ns_qgemm_avx512vnni_12x32", ... */
-    const char *tile;  /* "avx512vnni_12x32" */
-    size_t mr, nr;     /* register tile: rows x output channels */
-    size_t kgroup;     /* kc must be a multiple of this: 4 (dot4) or 8 (mmla8) */
-    ns_qpack layout;   /* weight packing */
-    int s8_act;        /* 1: SDOT (s8 x s8): activation buffers hold a ^ 0x80 = a - 128 as int8,
+    const char *tile;                       /* "avx512vnni_12x32" */
+    size_t mr, nr;                          /* register tile: rows x output channels */
+    size_t kgroup;   /* kc must be a multiple of this: 4 (dot4) or 8 (mmla8) */
+    ns_qpack layout; /* weight packing */
+    int s8_act;      /* 1: SDOT (s8 x s8): activation buffers hold a ^ 0x80 = a - 128 as int8,
                           both the kernel's A and its uint8 outputs (the top bit flipped once,
                           where activations are written, not per load); its bias must be
                           bias + 128 * sum_k w[n][k] (ns_qpack_weights does it) */
-    size_t pool_mc;    /* conv columns per conv-pool tile */
+    size_t pool_mc;  /* conv columns per conv-pool tile */
     ns_qgemm_fn gemm;
     ns_qconv_pool_fn conv_pool;
 } ns_qisa;
@@ -139,9 +139,8 @@ void ns_qref_linear(const uint8_t *in, size_t rows, size_t k, const int8_t *weig
                     const int32_t *bias, const int32_t *mult, const int32_t *shift,
                     const float *scale, size_t n, uint8_t *out, float *fout);
 /* The micro-kernel operations in plain loops over isa's packed layout (tests' reference). */
-void ns_qref_gemm(const ns_qisa *isa, size_t M, size_t nc, size_t nseg, size_t kc,
-                  const uint8_t *a, size_t as, size_t ss, const int8_t *w, const ns_qout *q,
-                  void *c, size_t cs);
+void ns_qref_gemm(const ns_qisa *isa, size_t M, size_t nc, size_t nseg, size_t kc, const uint8_t *a,
+                  size_t as, size_t ss, const int8_t *w, const ns_qout *q, void *c, size_t cs);
 void ns_qref_conv_pool(const ns_qisa *isa, size_t pw, size_t nc, size_t kc, const uint8_t *a,
                        size_t as, size_t rs, const int8_t *w, const ns_qout *q, uint8_t *c,
                        size_t cs);

@@ -85,9 +85,8 @@ static int32_t ref_acc(const ns_qisa *isa, size_t nseg, size_t kc, const uint8_t
     return acc;
 }
 
-void ns_qref_gemm(const ns_qisa *isa, size_t M, size_t nc, size_t nseg, size_t kc,
-                  const uint8_t *a, size_t as, size_t ss, const int8_t *w, const ns_qout *q,
-                  void *c, size_t cs) {
+void ns_qref_gemm(const ns_qisa *isa, size_t M, size_t nc, size_t nseg, size_t kc, const uint8_t *a,
+                  size_t as, size_t ss, const int8_t *w, const ns_qout *q, void *c, size_t cs) {
     for (size_t m = 0; m < M; m++)
         for (size_t n = 0; n < nc; n++) {
             const int32_t acc = ref_acc(isa, nseg, kc, a + m * as, ss, w, q, n);
@@ -107,8 +106,8 @@ void ns_qref_conv_pool(const ns_qisa *isa, size_t pw, size_t nc, size_t kc, cons
             uint8_t best = 0;
             for (size_t d = 0; d < 4; d++) { /* the 2x2 window: conv row d / 2, column d % 2 */
                 const uint8_t *ap = a + (d / 2) * rs + (2 * px + d % 2) * as;
-                const uint8_t v = ns_requant(ref_acc(isa, 3, kc, ap, rs, w, q, n), q->mult[n],
-                                             q->shift[n]);
+                const uint8_t v =
+                    ns_requant(ref_acc(isa, 3, kc, ap, rs, w, q, n), q->mult[n], q->shift[n]);
                 if (v > best) best = v;
             }
             c[px * cs + n] = (uint8_t)(best ^ (isa->s8_act ? 0x80 : 0));
@@ -124,8 +123,8 @@ static void qgemm_ref(size_t M, size_t nc, size_t nseg, size_t kc, const uint8_t
     ns_qref_gemm(&ref_isa_template, M, nc, nseg, kc, a, as, ss, w, q, c, cs);
 }
 
-static void qconv_pool_ref(size_t pw, size_t nc, size_t kc, const uint8_t *a, size_t as,
-                           size_t rs, const int8_t *w, const ns_qout *q, uint8_t *c, size_t cs) {
+static void qconv_pool_ref(size_t pw, size_t nc, size_t kc, const uint8_t *a, size_t as, size_t rs,
+                           const int8_t *w, const ns_qout *q, uint8_t *c, size_t cs) {
     ns_qref_conv_pool(&ref_isa_template, pw, nc, kc, a, as, rs, w, q, c, cs);
 }
 

@@ -17,9 +17,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "directory every command accepts; the engine runs it in int8."
     )
     parser.add_argument("--model", required=True, help="the FP32 model directory (or weights file)")
-    parser.add_argument("--data", required=True, help="GTSRB root: calibration images come from its training split")
+    parser.add_argument(
+        "--data", required=True, help="GTSRB root: calibration images come from its training split"
+    )
     parser.add_argument("--out", required=True, help="the quantized model directory to write")
-    parser.add_argument("--method", default=DEFAULT_METHOD, choices=METHODS, help="calibration statistic")
+    parser.add_argument(
+        "--method", default=DEFAULT_METHOD, choices=METHODS, help="calibration statistic"
+    )
     parser.add_argument(
         "--percentile", type=float, default=DEFAULT_PERCENTILE, help="for --method percentile"
     )
