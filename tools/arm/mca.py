@@ -6,7 +6,7 @@ kernel flags of meson.build, per-ISA -march) by Debian's aarch64-linux-gnu-gcc; 
 every innermost loop (a backward branch with no label inside its body) is found, and for each
 function the loop with the most multiply instructions (FMLA / SDOT / USMMLA) is its inner loop.
 llvm-mca (Debian llvm-19) simulates it on Neoverse N2 and V2. The pipe peak is measured by the
-same model: a block of 8 independent copies of the multiply instruction gives its best rate per
+same model: a block of 24 independent copies of the multiply instruction gives its best rate per
 cycle, so "fraction of peak" = (multiplies per iteration / cycles per iteration) / that rate.
 
 Usage: python3 tools/arm/mca.py [--json OUT] [--llvm-mca llvm-mca-19] [--cc aarch64-linux-gnu-gcc]
@@ -32,6 +32,8 @@ KERNELS = {
     "i8mm (int8)": ("csrc/core/kernels/int8_i8mm.c", "armv8.2-a+dotprod+i8mm", "usmmla", []),
 }
 CPUS = ("neoverse-n2", "neoverse-v2")
+#: Independent copies in the peak block: enough to cover latency x pipes on both cores.
+PEAK_COPIES = 24
 #: One instance of each multiply for the peak block (v<N> accumulators are independent).
 PEAK_INSN = {
     "fmla": "fmla v{n}.4s, v30.4s, v31.s[0]",
@@ -125,8 +127,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         peak = {
-            (cpu, op): 8
-            / mca(args.llvm_mca, cpu, [PEAK_INSN[op].format(n=n) for n in range(8)], tmp)
+            (cpu, op): PEAK_COPIES
+            / mca(args.llvm_mca, cpu, [PEAK_INSN[op].format(n=n) for n in range(PEAK_COPIES)], tmp)
             for cpu in CPUS
             for op in PEAK_INSN
         }
