@@ -145,6 +145,9 @@ int main(void) {
         const ns_qisa *isa = ns_qkernel_isa((ns_qkernel)k);
         if (isa) test_isa(isa);
     }
+#if defined(NS_AVXVNNI_AS_EVEX)
+    test_isa(ns_qisa_avxvnni()); /* the AVX-VNNI kernel, EVEX-encoded (see int8_avxvnni.c) */
+#endif
     if (failures) {
         printf("test_int8_microkernels: %d failures\n", failures);
         return 1;

@@ -51,16 +51,22 @@ static inline void store_f32_256(float *p, __m256i v, const float *s, size_t n) 
     memcpy(p, tmp, n * sizeof(float));
 }
 
-#define NS_QV                     __m256i
-#define NS_QLANES                 8
-#define NS_QNV                    2
-#define NS_QMR                    6
-#define NS_QLOADW(p)              _mm256_loadu_si256((const __m256i *)(p))
-#define NS_QLOADI(p)              _mm256_loadu_si256((const __m256i *)(p))
-#define NS_QZERO()                _mm256_setzero_si256()
-#define NS_QADD(a, b)             _mm256_add_epi32((a), (b))
-#define NS_QMAX(a, b)             _mm256_max_epi32((a), (b))
-#define NS_QDOT_BCAST(acc, p, w)  _mm256_dpbusd_avx_epi32((acc), bcast4_256(p), (w))
+#define NS_QV         __m256i
+#define NS_QLANES     8
+#define NS_QNV        2
+#define NS_QMR        6
+#define NS_QLOADW(p)  _mm256_loadu_si256((const __m256i *)(p))
+#define NS_QLOADI(p)  _mm256_loadu_si256((const __m256i *)(p))
+#define NS_QZERO()    _mm256_setzero_si256()
+#define NS_QADD(a, b) _mm256_add_epi32((a), (b))
+#define NS_QMAX(a, b) _mm256_max_epi32((a), (b))
+#if defined(NS_AVXVNNI_AS_EVEX)
+/* Tests only (tests/test_int8_avxvnni.py): the same kernel with vpdpbusd's EVEX encoding
+ * (AVX512VL + AVX512_VNNI), so that CPUs without AVX-VNNI (and qemu 7.2, which lacks it) run it. */
+#define NS_QDOT_BCAST(acc, p, w) _mm256_dpbusd_epi32((acc), bcast4_256(p), (w))
+#else
+#define NS_QDOT_BCAST(acc, p, w) _mm256_dpbusd_avx_epi32((acc), bcast4_256(p), (w))
+#endif
 #define NS_QREQUANT(v, m, s)      requant_256((v), (m), (s))
 #define NS_QSTORE_U8(p, v, n)     store_u8_256((p), (v), (n))
 #define NS_QSTORE_F32(p, v, s, n) store_f32_256((p), (v), (s), (n))
