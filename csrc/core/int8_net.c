@@ -273,10 +273,17 @@ const char *ns_qnet_layer_kernel(const ns_qnet *net, int layer) {
 
 /* ---- scratch ----------------------------------------------------------------------------- */
 
-/* Per worker: SIMD: quantized NHWC input (IN_PIX * cpad) + pool1 output; ref: NCHW input,
+/* Per worker: SIMD: quantized NHWC input (IN_PIX * cpad) + pool1 output + a pair-layout
+ * buffer; ref: NCHW input,
  * conv1 output, pool1 output, conv2 output. */
 static size_t work_bytes(const ns_qnet *net) {
-    if (net->isa) return round_up(IN_PIX * MAX_CPAD, QALIGN) + round_up(P1_SIZE, QALIGN);
+    if (net->isa) { /* + the pair-layout copy of conv1's input, the larger one; fc1's row
+                       pairs (paired ISAs) reuse the scratch between the conv and fc phases */
+        const size_t conv = round_up(IN_PIX * MAX_CPAD, QALIGN) + round_up(P1_SIZE, QALIGN) +
+                            round_up(IN_PIX * 2 * MAX_CPAD, QALIGN);
+        const size_t fc = (QFC_ROWS + 1) * NS_NET_FEATURES;
+        return conv > fc ? conv : fc;
+    }
     return round_up(IN_PIX * NS_NET_IN_C * 2, QALIGN) +
            round_up(NS_NET_C1 * (NS_NET_IN_H - 2) * (NS_NET_IN_W - 2), QALIGN) +
            round_up(P1_SIZE, QALIGN) + round_up(NS_NET_C2 * C2_H * C2_H, QALIGN);
@@ -295,7 +302,9 @@ static ns_status ensure_scratch(ns_qnet *net, int workers, size_t rows, ns_error
     }
     if (rows > net->arena_rows) {
         ns_free_aligned(net->arena);
-        net->arena = ns_alloc_aligned(rows * (NS_NET_FEATURES + NS_NET_HIDDEN), QALIGN);
+        /* features, hidden, and hidden as row pairs (paired ISAs' fc2 input) */
+        net->arena = ns_alloc_aligned(
+            rows * (NS_NET_FEATURES + NS_NET_HIDDEN) + (rows + 1) * NS_NET_HIDDEN, QALIGN);
         net->arena_rows = net->arena ? rows : 0;
         if (!net->arena)
             return ns_set_error(err, NS_ERR_NOMEM, "cannot allocate int8 engine scratch");
@@ -315,15 +324,24 @@ typedef struct qfwd {
 } qfwd;
 
 /* Conv 3x3 + requant + 2x2 pool of one NHWC uint8 image in (h, w, cin) with packed layer P
- * into out (ph, pw, cout), pooled rows [r0, r1). */
-static void qconv_pool_rows(const ns_qisa *isa, const qpacked *P, size_t cin, size_t w,
-                            const uint8_t *in, size_t r0, size_t r1, uint8_t *out) {
-    const size_t nr = isa->nr, cout = P->nout, rs = w * cin, pw = (w - 2) / 2;
+ * into out (ph, pw, cout), pooled rows [r0, r1). A paired ISA (I8MM) reads the image in the pair
+ * layout, written first into pairbuf (h * w * 2 * cin bytes). */
+static void qconv_pool_rows(const ns_qisa *isa, const qpacked *P, size_t cin, size_t h, size_t w,
+                            const uint8_t *in, size_t r0, size_t r1, uint8_t *out,
+                            uint8_t *pairbuf) {
+    const size_t nr = isa->nr, cout = P->nout, pw = (w - 2) / 2;
+    size_t as = cin, rs = w * cin;
+    if (isa->paired) {
+        ns_qpair_image(in, h, w, cin, pairbuf);
+        in = pairbuf;
+        as = 2 * cin;
+        rs = w * 2 * cin;
+    }
     for (size_t py = r0; py < r1; py++)
         for (size_t b = 0; b < P->nb; b++) {
             const size_t nc = cout - b * nr < nr ? cout - b * nr : nr;
             const ns_qout q = qout_of(P, b, nr);
-            isa->conv_pool(pw, nc, 3 * cin, in + 2 * py * rs, cin, rs, P->w + b * P->k * nr, &q,
+            isa->conv_pool(pw, nc, 3 * cin, in + 2 * py * rs, as, rs, P->w + b * P->k * nr, &q,
                            out + py * pw * cout + b * nr, cout);
         }
 }
@@ -334,12 +352,14 @@ static void task_qimage(void *vctx, size_t i, int worker) {
     const ns_qisa *isa = net->isa;
     uint8_t *xin = net->work + (size_t)worker * net->work_stride;
     uint8_t *p1 = xin + round_up(IN_PIX * MAX_CPAD, QALIGN);
+    uint8_t *pairs = p1 + round_up(P1_SIZE, QALIGN); /* paired ISAs' conv input */
     const uint64_t t0 = f->timers ? ns_now_ns() : 0;
     ns_qinput_nhwc(f->x + i * IN_SIZE, NS_NET_IN_C, IN_PIX, net->inv_scale, net->cpad,
                    isa->s8_act ? 0x80 : 0, xin);
-    qconv_pool_rows(isa, &net->P[0], net->cpad, NS_NET_IN_W, xin, 0, P1_H, p1);
+    qconv_pool_rows(isa, &net->P[0], net->cpad, NS_NET_IN_H, NS_NET_IN_W, xin, 0, P1_H, p1, pairs);
     const uint64_t t1 = f->timers ? ns_now_ns() : 0;
-    qconv_pool_rows(isa, &net->P[1], NS_NET_C1, P1_H, p1, 0, P2_H, f->feat + i * NS_NET_FEATURES);
+    qconv_pool_rows(isa, &net->P[1], NS_NET_C1, P1_H, P1_H, p1, 0, P2_H,
+                    f->feat + i * NS_NET_FEATURES, pairs);
     if (f->timers) {
         net->wtime[2 * worker] += t1 - t0;
         net->wtime[2 * worker + 1] += ns_now_ns() - t1;
@@ -374,7 +394,6 @@ static void task_qimage_ref(void *vctx, size_t i, int worker) {
 }
 
 static void task_qfc1(void *vctx, size_t t, int worker) {
-    (void)worker;
     qfwd *f = vctx;
     ns_qnet *net = f->net;
     const size_t m0 = t * QFC_ROWS, m1 = m0 + QFC_ROWS < f->m ? m0 + QFC_ROWS : f->m;
@@ -386,10 +405,18 @@ static void task_qfc1(void *vctx, size_t t, int worker) {
     }
     const qpacked *P = &net->P[2];
     const size_t nr = net->isa->nr;
+    const uint8_t *x = f->feat + m0 * P->k;
+    size_t as = P->k;
+    if (net->isa->paired) { /* QFC_ROWS rows fit the worker's scratch as row pairs */
+        uint8_t *pairs = net->work + (size_t)worker * net->work_stride;
+        ns_qpair_rows(x, m1 - m0, P->k, pairs);
+        x = pairs;
+        as = 2 * P->k;
+    }
     for (size_t b = 0; b < P->nb; b++) {
         const size_t nc = P->nout - b * nr < nr ? P->nout - b * nr : nr;
         const ns_qout q = qout_of(P, b, nr);
-        net->isa->gemm(m1 - m0, nc, 1, P->k, f->feat + m0 * P->k, P->k, 0, P->w + b * P->k * nr, &q,
+        net->isa->gemm(m1 - m0, nc, 1, P->k, x, as, 0, P->w + b * P->k * nr, &q,
                        f->hid + m0 * NS_NET_HIDDEN + b * nr, NS_NET_HIDDEN);
     }
 }
@@ -404,11 +431,19 @@ static void qfc2(qfwd *f) {
     }
     const qpacked *P = &net->P[3];
     const size_t nr = net->isa->nr;
+    const uint8_t *x = f->hid;
+    size_t as = P->k;
+    if (net->isa->paired) {
+        uint8_t *pairs = f->hid + f->m * NS_NET_HIDDEN; /* the arena's pair space */
+        ns_qpair_rows(x, f->m, P->k, pairs);
+        x = pairs;
+        as = 2 * P->k;
+    }
     for (size_t b = 0; b < P->nb; b++) {
         const size_t nc = P->nout - b * nr < nr ? P->nout - b * nr : nr;
         const ns_qout q = qout_of(P, b, nr);
-        net->isa->gemm(f->m, nc, 1, P->k, f->hid, P->k, 0, P->w + b * P->k * nr, &q,
-                       f->logits + b * nr, NS_NET_CLASSES);
+        net->isa->gemm(f->m, nc, 1, P->k, x, as, 0, P->w + b * P->k * nr, &q, f->logits + b * nr,
+                       NS_NET_CLASSES);
     }
 }
 
@@ -502,7 +537,7 @@ static ns_status qop_check(ns_qkernel k, const ns_qisa **isa, ns_error *err) {
 /* One image through the SIMD conv path: NCHW -> NHWC (cpad channels) -> conv (+ pool) -> NCHW. */
 static void qop_conv_image(const ns_qisa *isa, const qpacked *P, const uint8_t *x, size_t cin,
                            size_t cpad, size_t h, size_t w, int pool, uint8_t *xin, uint8_t *o,
-                           uint8_t *out) {
+                           uint8_t *out, uint8_t *pairbuf) {
     const size_t cout = P->nout, nr = isa->nr, oh = pool ? (h - 2) / 2 : h - 2,
                  ow = pool ? (w - 2) / 2 : w - 2;
     const uint8_t flip = isa->s8_act ? 0x80 : 0; /* the ISA's activation storage */
@@ -510,14 +545,22 @@ static void qop_conv_image(const ns_qisa *isa, const qpacked *P, const uint8_t *
         for (size_t c = 0; c < cpad; c++)
             xin[p * cpad + c] = (c < cin ? x[c * h * w + p] : 0) ^ flip;
     if (pool) {
-        qconv_pool_rows(isa, P, cpad, w, xin, 0, oh, o);
-    } else {
+        qconv_pool_rows(isa, P, cpad, h, w, xin, 0, oh, o, pairbuf);
+    } else { /* rows are the output pixels; a paired ISA reads pixel pairs of the pair image */
+        const uint8_t *a = xin;
+        size_t as = cpad, rs = w * cpad;
+        if (isa->paired) {
+            ns_qpair_image(xin, h, w, cpad, pairbuf);
+            a = pairbuf;
+            as = 4 * cpad; /* pixel pair (2p, 2p+1) = pair block 2p */
+            rs = w * 2 * cpad;
+        }
         for (size_t y = 0; y < oh; y++)
             for (size_t b = 0; b < P->nb; b++) {
                 const size_t nc = cout - b * nr < nr ? cout - b * nr : nr;
                 const ns_qout q = qout_of(P, b, nr);
-                isa->gemm(ow, nc, 3, 3 * cpad, xin + y * w * cpad, cpad, w * cpad,
-                          P->w + b * P->k * nr, &q, o + y * ow * cout + b * nr, cout);
+                isa->gemm(ow, nc, 3, 3 * cpad, a + y * rs, as, rs, P->w + b * P->k * nr, &q,
+                          o + y * ow * cout + b * nr, cout);
             }
     }
     for (size_t c = 0; c < cout; c++)
@@ -549,11 +592,12 @@ ns_status ns_qop_conv3x3(ns_qkernel k, const uint8_t *x, size_t n, size_t cin, s
     qpacked P;
     st = qpack_conv(&P, isa, L, cout, cin, cpad, err);
     if (st != NS_OK) return st;
-    uint8_t *xin = malloc(h * w * cpad + 64), *o = malloc(full);
-    if (!xin || !o) st = ns_set_error(err, NS_ERR_NOMEM, "int8 conv3x3: out of memory");
+    uint8_t *xin = malloc(h * w * cpad + 64), *o = malloc(full), *pairs = malloc(2 * h * w * cpad);
+    if (!xin || !o || !pairs) st = ns_set_error(err, NS_ERR_NOMEM, "int8 conv3x3: out of memory");
     for (size_t i = 0; st == NS_OK && i < n; i++)
         qop_conv_image(isa, &P, x + i * cin * h * w, cin, cpad, h, w, pool, xin, o,
-                       out + i * cout * oh * ow);
+                       out + i * cout * oh * ow, pairs);
+    free(pairs);
     free(xin);
     free(o);
     qpacked_free(&P);
@@ -586,12 +630,19 @@ ns_status ns_qop_linear(ns_qkernel k, const uint8_t *x, size_t rows, size_t kdim
         for (size_t i = 0; i < kp; i++) xp[r * kp + i] = (i < kdim ? x[r * kdim + i] : 0) ^ flip;
     qpacked P;
     st = qpack(&P, isa, L, nout, kdim, kp, map, err);
+    uint8_t *pairs = isa->paired ? malloc((rows + 1) * kp + 64) : NULL;
+    if (isa->paired && !pairs && st == NS_OK) {
+        qpacked_free(&P);
+        st = ns_set_error(err, NS_ERR_NOMEM, "int8 linear: out of memory");
+    }
+    if (pairs) ns_qpair_rows(xp, rows, kp, pairs);
     for (size_t b = 0; st == NS_OK && b < P.nb; b++) {
         const size_t nr = isa->nr, nc = nout - b * nr < nr ? nout - b * nr : nr;
         const ns_qout q = qout_of(&P, b, nr);
-        isa->gemm(rows, nc, 1, kp, xp, kp, 0, P.w + b * kp * nr, &q,
-                  L->scale ? (void *)(fout + b * nr) : (void *)(out + b * nr), nout);
+        isa->gemm(rows, nc, 1, kp, pairs ? pairs : xp, pairs ? 2 * kp : kp, 0, P.w + b * kp * nr,
+                  &q, L->scale ? (void *)(fout + b * nr) : (void *)(out + b * nr), nout);
     }
+    free(pairs);
     if (st == NS_OK) qpacked_free(&P);
     for (size_t i = 0; flip && !L->scale && st == NS_OK && i < rows * nout; i++) out[i] ^= flip;
     free(map);

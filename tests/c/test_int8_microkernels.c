@@ -47,8 +47,10 @@ static void fill_params(qparams *p, size_t nr) {
 
 /* One GEMM case of isa: random A (M rows, stride as) and packed W, compare with the reference. */
 static void gemm_case(const ns_qisa *isa, size_t M, size_t nc, size_t nseg, size_t kc, int fp) {
-    const size_t nr = isa->nr, as = nseg * kc + 3, ss = kc + 1, cs = nr + 5;
-    const size_t alen = (M - 1) * as + (nseg - 1) * ss + kc;
+    const size_t nr = isa->nr, cs = nr + 5;
+    /* plain: row m at m * as; paired: row pair m/2 at (m/2) * as, 2 * kc bytes per segment */
+    const size_t seg = isa->paired ? 2 * kc : kc, ss = seg + 1, as = nseg * ss + 3;
+    const size_t alen = ((isa->paired ? (M + 1) / 2 : M) - 1) * as + (nseg - 1) * ss + seg;
     uint8_t *a = malloc(alen);
     int8_t *w = malloc(nseg * kc * nr);
     for (size_t i = 0; i < alen; i++) a[i] = (uint8_t)rnd();
@@ -73,27 +75,37 @@ static void gemm_case(const ns_qisa *isa, size_t M, size_t nc, size_t nseg, size
     free(want);
 }
 
+/* The conv + pool inputs: a random NHWC image of 4 rows x (2*pw + 3) pixels x kc/3 channels
+ * (plus a row and pixel gap for the plain layout's odd strides), or its pair layout. */
 static void conv_pool_case(const ns_qisa *isa, size_t pw, size_t nc, size_t kc) {
-    const size_t nr = isa->nr, as = kc / 3 + (kc % 3 == 0 ? 0 : 1), cs = nr + 3;
-    const size_t rs = (2 * pw + 2) * as + 7, alen = 3 * rs + (2 * pw + 1) * as + kc;
-    uint8_t *a = malloc(alen);
-    int8_t *w = malloc(3 * kc * nr);
-    for (size_t i = 0; i < alen; i++) a[i] = (uint8_t)rnd();
-    for (size_t i = 0; i < 3 * kc * nr; i++) w[i] = (int8_t)((int)(rnd() % 255) - 127);
+    const size_t nr = isa->nr, cs = nr + 3, ch = kc / 3, w = 2 * pw + 3;
+    size_t as = ch, rs = w * ch + 7, alen = 4 * rs;
+    uint8_t *img = malloc(alen), *a = img;
+    for (size_t i = 0; i < alen; i++) img[i] = (uint8_t)rnd();
+    if (isa->paired) {
+        rs = w * ch; /* ns_qpair_image takes a packed NHWC image */
+        as = 2 * ch;
+        a = malloc(4 * w * 2 * ch);
+        ns_qpair_image(img, 4, w, ch, a);
+        rs = w * 2 * ch;
+    }
+    int8_t *w8 = malloc(3 * kc * nr);
+    for (size_t i = 0; i < 3 * kc * nr; i++) w8[i] = (int8_t)((int)(rnd() % 255) - 127);
     qparams p;
     fill_params(&p, nr);
     const ns_qout q = {p.bias, p.mult, p.shift, NULL};
     uint8_t *got = malloc(pw * cs), *want = malloc(pw * cs);
     memset(got, 0xA5, pw * cs);
     memset(want, 0xA5, pw * cs);
-    isa->conv_pool(pw, nc, kc, a, as, rs, w, &q, got, cs);
-    ns_qref_conv_pool(isa, pw, nc, kc, a, as, rs, w, &q, want, cs);
+    isa->conv_pool(pw, nc, kc, a, as, rs, w8, &q, got, cs);
+    ns_qref_conv_pool(isa, pw, nc, kc, a, as, rs, w8, &q, want, cs);
     if (memcmp(got, want, pw * cs) != 0) {
         failures++;
         printf("FAIL %s pw=%zu nc=%zu kc=%zu\n", isa->conv_pool_name, pw, nc, kc);
     }
-    free(a);
-    free(w);
+    if (a != img) free(a);
+    free(img);
+    free(w8);
     free(got);
     free(want);
 }

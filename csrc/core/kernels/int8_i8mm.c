@@ -1,12 +1,14 @@
 /* AArch64 I8MM (Armv8.6 matrix multiply: Neoverse N2, V1, V2) int8 micro-kernels: USMMLA
  * multiplies a 2x8 uint8 block (two rows' 8 consecutive K) by an 8x2 int8 block (two output
  * channels' 8 K) into a 2x2 int32 block, 8x the multiply-adds of an FP32 FMLA. Tile: 4 rows (2
- * row pairs) x 16 output channels (8 channel pairs) = 16 accumulators; per 16 K it loads one
- * q-register per row and pairs rows with ZIP1/ZIP2 on 64-bit lanes (2 per row pair), and 8
- * weight q-registers per 8 K (NS_QPACK_MMLA8: channel pair p, K group g at w + (g*8 + p)*16):
- * 4 A + 8 W + 16 accumulators = 28 of the 32 registers, 32 USMMLA per 4 zips and 20 loads.
- * The conv + 2x2 max-pool tile is the same 4 rows: one conv row pair = the two columns a pooled
- * pixel takes from one conv row. Requantization as the dotprod kernels (SQRDMULH + SRSHL).
+ * row pairs) x 16 output channels (8 channel pairs) = 16 accumulators. The two rows of a pair
+ * must sit in one register, so A comes in row pairs (ns_qisa.paired): the previous layer's output
+ * rewritten with each row interleaved with its neighbour in 8-byte chunks (ns_qpair_image for
+ * the conv layers, whose rows are neighbouring pixels; ns_qpair_rows for fc). The inner loop is
+ * then 2 A loads + 8 weight loads (NS_QPACK_MMLA8: channel pair p, K group g at w + (g*8 + p)*16)
+ * + 16 USMMLA per 8 K, nothing else: 2 + 8 + 16 = 26 of the 32 registers. The conv + 2x2 pool
+ * tile is the same 4 rows: a row pair is the two columns a pooled pixel takes from one conv row.
+ * Requantization as the dotprod kernels (SQRDMULH + SRSHL).
  * Compiled with -march=armv8.2-a+dotprod+i8mm. */
 #include <arm_neon.h>
 #include <string.h>
@@ -24,41 +26,18 @@
 #define I8_UNROLL
 #endif
 
-/* acc[rp][cp] += rows (r[2rp], r[2rp+1]) x channel pairs cp over nseg segments of kc (kc % 8
- * == 0) at segment stride ss. */
-I8_INLINE void i8mm_accumulate(const uint8_t *const r[4], size_t nseg, size_t kc, size_t ss,
+/* acc[rp][cp] += the row pair at p[rp] (pair layout: 16 bytes = both rows' 8 K, the operand as
+ * is) x channel pairs cp, over nseg segments (ss apart) of kc K each: plain loads, no ZIPs. */
+I8_INLINE void i8mm_accumulate(const uint8_t *const p[2], size_t nseg, size_t kc, size_t ss,
                                const int8_t *w, int32x4_t acc[2][NCP]) {
     for (size_t s = 0; s < nseg; s++) {
-        const size_t so = s * ss;
-        size_t k = 0;
-        for (; k + 16 <= kc; k += 16) {
-            uint8x16_t a[2][2]; /* [row pair][K half] */
-            I8_UNROLL for (int rp = 0; rp < 2; rp++) {
-                const uint64x2_t x = vreinterpretq_u64_u8(vld1q_u8(r[2 * rp] + so + k));
-                const uint64x2_t y = vreinterpretq_u64_u8(vld1q_u8(r[2 * rp + 1] + so + k));
-                a[rp][0] = vreinterpretq_u8_u64(vzip1q_u64(x, y));
-                a[rp][1] = vreinterpretq_u8_u64(vzip2q_u64(x, y));
-            }
-            I8_UNROLL for (int h = 0; h < 2; h++) {
-                I8_UNROLL for (int cp = 0; cp < NCP; cp++) {
-                    const int8x16_t wv = vld1q_s8(w + cp * 16);
-                    acc[0][cp] = vusmmlaq_s32(acc[0][cp], a[0][h], wv);
-                    acc[1][cp] = vusmmlaq_s32(acc[1][cp], a[1][h], wv);
-                }
-                w += NCP * 16;
-                /* keep the next half's 8 weight loads below this half's USMMLAs: hoisted, they
-                 * need 16 + 4 + 16 registers and GCC shuffles accumulators with MOVs */
-                __asm__ volatile("" ::: "memory");
-            }
-        }
-        for (; k < kc; k += 8) {
-            uint8x16_t a[2];
-            I8_UNROLL for (int rp = 0; rp < 2; rp++) a[rp] =
-                vcombine_u8(vld1_u8(r[2 * rp] + so + k), vld1_u8(r[2 * rp + 1] + so + k));
+        const uint8_t *a0 = p[0] + s * ss, *a1 = p[1] + s * ss;
+        for (size_t k = 0; k < kc; k += 8) {
+            const uint8x16_t x0 = vld1q_u8(a0 + 2 * k), x1 = vld1q_u8(a1 + 2 * k);
             I8_UNROLL for (int cp = 0; cp < NCP; cp++) {
                 const int8x16_t wv = vld1q_s8(w + cp * 16);
-                acc[0][cp] = vusmmlaq_s32(acc[0][cp], a[0], wv);
-                acc[1][cp] = vusmmlaq_s32(acc[1][cp], a[1], wv);
+                acc[0][cp] = vusmmlaq_s32(acc[0][cp], x0, wv);
+                acc[1][cp] = vusmmlaq_s32(acc[1][cp], x1, wv);
             }
             w += NCP * 16;
         }
@@ -103,13 +82,12 @@ static void ns_qgemm_i8mm_4x16(size_t M, size_t nc, size_t nseg, size_t kc, cons
     const size_t esz = q->scale ? sizeof(float) : 1;
     for (size_t m = 0; m < M; m += 4) {
         const size_t rows = M - m < 4 ? M - m : 4;
-        const uint8_t *r[4];
-        for (size_t i = 0; i < 4; i++) r[i] = a + (m + (i < rows ? i : rows - 1)) * as;
+        const uint8_t *p[2] = {a + (m / 2) * as, a + (m / 2 + (rows > 2)) * as};
         int32x4_t acc[2][NCP];
         I8_UNROLL for (int rp = 0; rp < 2; rp++) {
             I8_UNROLL for (int cp = 0; cp < NCP; cp++) acc[rp][cp] = vdupq_n_s32(0);
         }
-        i8mm_accumulate(r, nseg, kc, ss, w, acc);
+        i8mm_accumulate(p, nseg, kc, ss, w, acc);
         for (size_t i = 0; i < rows; i++) {
             int32x4_t v[4];
             row_of_pair(acc, (int)(i / 2), (int)(i % 2), v);
@@ -119,17 +97,18 @@ static void ns_qgemm_i8mm_4x16(size_t M, size_t nc, size_t nseg, size_t kc, cons
     }
 }
 
+/* The conv + pool tile on the pair layout (int8_kernels.h): row pair 0 = conv row 0's pixels
+ * 2px, 2px+1 = pair block 2px of input row 2py (+ kernel row); row pair 1 = conv row 1's. */
 static void ns_qconv_pool_i8mm_4x16(size_t pw, size_t nc, size_t kc, const uint8_t *a, size_t as,
                                     size_t rs, const int8_t *w, const ns_qout *q, uint8_t *c,
                                     size_t cs) {
     for (size_t px = 0; px < pw; px++) {
-        const uint8_t *base = a + 2 * px * as;
-        const uint8_t *r[4] = {base, base + as, base + rs, base + rs + as};
+        const uint8_t *p[2] = {a + 2 * px * as, a + rs + 2 * px * as};
         int32x4_t acc[2][NCP];
         I8_UNROLL for (int rp = 0; rp < 2; rp++) {
             I8_UNROLL for (int cp = 0; cp < NCP; cp++) acc[rp][cp] = vdupq_n_s32(0);
         }
-        i8mm_accumulate(r, 3, kc, rs, w, acc);
+        i8mm_accumulate(p, 3, kc, rs, w, acc);
         /* the 2x2 window = both rows of both pairs: max over the pairs, then over the rows */
         I8_UNROLL for (int cp = 0; cp < NCP; cp++) {
             const int32x4_t m = vmaxq_s32(acc[0][cp], acc[1][cp]);
@@ -154,6 +133,7 @@ const ns_qisa *ns_qisa_i8mm(void) {
                                 .layout = NS_QPACK_MMLA8,
                                 .s8_act = 0,
                                 .pool_mc = 2,
+                                .paired = 1,
                                 .gemm = ns_qgemm_i8mm_4x16,
                                 .conv_pool = ns_qconv_pool_i8mm_4x16};
     return &isa;

@@ -81,6 +81,9 @@ typedef struct ns_qisa {
                           where activations are written, not per load); its bias must be
                           bias + 128 * sum_k w[n][k] (ns_qpack_weights does it) */
     size_t pool_mc;  /* conv columns per conv-pool tile */
+    int paired;      /* 1: A in row pairs (I8MM): conv_pool reads the pair image
+                        (ns_qpair_image), gemm reads row pair m/2 at a + (m/2)*as with row m's
+                        K value k of segment s at s*ss + (k/8)*16 + (m%2)*8 + k%8 */
     ns_qgemm_fn gemm;
     ns_qconv_pool_fn conv_pool;
 } ns_qisa;
@@ -112,6 +115,18 @@ const ns_qisa *ns_qkernel_isa(ns_qkernel k);
  * bias: + 128 * column sum for s8_act kernels), zero padded. */
 void ns_qpack_weights(const ns_qisa *isa, size_t nout, size_t k, const int8_t *src, size_t ld,
                       const size_t *map, const int32_t *bias, int8_t *wpacked, int32_t *bias_out);
+
+/* The pair layout (I8MM's conv input: USMMLA multiplies two rows' 8 K values held in one
+ * register, and a conv tile's rows are neighbouring pixels): NHWC (h, w, c), c % 8 == 0, to
+ * (h, w, 2c) where block (y, x) interleaves pixels x and x+1 (x again for the last) in 8-channel
+ * chunks: bytes [16j, 16j+8) = pixel x channels 8j..8j+7, [16j+8, 16j+16) = pixel x+1's. A conv
+ * row pair (x, x+1) then reads each kernel row as one contiguous run of 2 * 3c bytes, 16 per
+ * 8 K. A paired conv_pool kernel takes a = the pair image at conv input row 2*py, as = 2c (the
+ * block stride), rs = w * 2c (the pair row stride), kc = 3c. */
+void ns_qpair_image(const uint8_t *src, size_t h, size_t w, size_t c, uint8_t *dst);
+/* Rows (m, k) (row stride k, k % 8 == 0) to ceil(m/2) row pairs of 2k bytes (a paired gemm's
+ * A with as = 2k): pair p interleaves rows 2p and 2p+1 (row 2p again when m is odd). */
+void ns_qpair_rows(const uint8_t *src, size_t m, size_t k, uint8_t *dst);
 
 /* ---- int8_ref.c: the scalar reference --------------------------------------------------- */
 /* The requantization above, one value. */

@@ -1,6 +1,7 @@
 /* Scalar int8 reference: plain loops, integer arithmetic, the definition of correct for every
  * int8 kernel (see int8_kernels.h for the number formats). */
 #include <math.h>
+#include <string.h>
 
 #include "int8_kernels.h"
 
@@ -74,11 +75,12 @@ static int32_t packed_w(const ns_qisa *isa, const int8_t *w, size_t k, size_t n)
 /* acc of one row and column of the micro-kernel operation, exactly as the ISA computes it: an
  * s8_act ISA's A bytes are int8 (a - 128, its bias corrected at packing). */
 static int32_t ref_acc(const ns_qisa *isa, size_t nseg, size_t kc, const uint8_t *a, size_t ss,
-                       const int8_t *w, const ns_qout *q, size_t n) {
+                       const int8_t *w, const ns_qout *q, size_t n, int half) {
     int32_t acc = q->bias[n];
     for (size_t s = 0; s < nseg; s++)
-        for (size_t k = 0; k < kc; k++) {
-            const uint8_t v = a[s * ss + k];
+        for (size_t k = 0; k < kc; k++) { /* half >= 0: a row pair's row (ns_qisa.paired) */
+            const uint8_t v =
+                half < 0 ? a[s * ss + k] : a[s * ss + (k / 8) * 16 + (size_t)half * 8 + k % 8];
             const int32_t x = isa->s8_act ? (int32_t)(int8_t)v : (int32_t)v;
             acc += x * packed_w(isa, w, s * kc + k, n);
         }
@@ -89,7 +91,9 @@ void ns_qref_gemm(const ns_qisa *isa, size_t M, size_t nc, size_t nseg, size_t k
                   size_t as, size_t ss, const int8_t *w, const ns_qout *q, void *c, size_t cs) {
     for (size_t m = 0; m < M; m++)
         for (size_t n = 0; n < nc; n++) {
-            const int32_t acc = ref_acc(isa, nseg, kc, a + m * as, ss, w, q, n);
+            const int32_t acc =
+                isa->paired ? ref_acc(isa, nseg, kc, a + (m / 2) * as, ss, w, q, n, (int)(m % 2))
+                            : ref_acc(isa, nseg, kc, a + m * as, ss, w, q, n, -1);
             if (q->scale)
                 ((float *)c)[m * cs + n] = (float)acc * q->scale[n];
             else
@@ -98,16 +102,69 @@ void ns_qref_gemm(const ns_qisa *isa, size_t M, size_t nc, size_t nseg, size_t k
         }
 }
 
+void ns_qpair_image(const uint8_t *src, size_t h, size_t w, size_t c, uint8_t *dst) {
+    for (size_t y = 0; y < h; y++)
+        for (size_t x = 0; x < w; x++) {
+            uint8_t *blk = dst + (y * w + x) * 2 * c;
+            const uint8_t *p0 = src + (y * w + x) * c, *p1 = x + 1 < w ? p0 + c : p0;
+            for (size_t j = 0; j < c / 8; j++) {
+                memcpy(blk + 16 * j, p0 + 8 * j, 8);
+                memcpy(blk + 16 * j + 8, p1 + 8 * j, 8);
+            }
+        }
+}
+
+void ns_qpair_rows(const uint8_t *src, size_t m, size_t k, uint8_t *dst) {
+    for (size_t p = 0; p < (m + 1) / 2; p++) {
+        const uint8_t *r0 = src + 2 * p * k, *r1 = 2 * p + 1 < m ? r0 + k : r0;
+        for (size_t j = 0; j < k / 8; j++) {
+            memcpy(dst + p * 2 * k + 16 * j, r0 + 8 * j, 8);
+            memcpy(dst + p * 2 * k + 16 * j + 8, r1 + 8 * j, 8);
+        }
+    }
+}
+
+/* Pixel p, channel ci of a pair-layout row (blocks as bytes apart): block p's first half. */
+static uint8_t unpair(const uint8_t *row, size_t as, size_t p, size_t ci) {
+    return row[p * as + (ci / 8) * 16 + ci % 8];
+}
+
+/* The conv-pool operation on a pair-layout input (int8_kernels.h, ns_qpair_image). */
+static void ref_conv_pool_paired(const ns_qisa *isa, size_t pw, size_t nc, size_t kc,
+                                 const uint8_t *a, size_t as, size_t rs, const int8_t *w,
+                                 const ns_qout *q, uint8_t *c, size_t cs) {
+    const size_t ch = kc / 3;
+    for (size_t px = 0; px < pw; px++)
+        for (size_t n = 0; n < nc; n++) {
+            uint8_t best = 0;
+            for (size_t d = 0; d < 4; d++) {
+                int32_t acc = q->bias[n];
+                for (size_t s = 0; s < 3; s++)
+                    for (size_t k = 0; k < kc; k++)
+                        acc += (int32_t)unpair(a + (d / 2 + s) * rs, as, 2 * px + d % 2 + k / ch,
+                                               k % ch) *
+                               packed_w(isa, w, s * kc + k, n);
+                const uint8_t v = ns_requant(acc, q->mult[n], q->shift[n]);
+                if (v > best) best = v;
+            }
+            c[px * cs + n] = best;
+        }
+}
+
 void ns_qref_conv_pool(const ns_qisa *isa, size_t pw, size_t nc, size_t kc, const uint8_t *a,
                        size_t as, size_t rs, const int8_t *w, const ns_qout *q, uint8_t *c,
                        size_t cs) {
+    if (isa->paired) {
+        ref_conv_pool_paired(isa, pw, nc, kc, a, as, rs, w, q, c, cs);
+        return;
+    }
     for (size_t px = 0; px < pw; px++)
         for (size_t n = 0; n < nc; n++) {
             uint8_t best = 0;
             for (size_t d = 0; d < 4; d++) { /* the 2x2 window: conv row d / 2, column d % 2 */
                 const uint8_t *ap = a + (d / 2) * rs + (2 * px + d % 2) * as;
                 const uint8_t v =
-                    ns_requant(ref_acc(isa, 3, kc, ap, rs, w, q, n), q->mult[n], q->shift[n]);
+                    ns_requant(ref_acc(isa, 3, kc, ap, rs, w, q, n, -1), q->mult[n], q->shift[n]);
                 if (v > best) best = v;
             }
             c[px * cs + n] = (uint8_t)(best ^ (isa->s8_act ? 0x80 : 0));
