@@ -1,5 +1,13 @@
-"""Inference benchmark: the native engine (every available kernel) vs PyTorch eager and ONNX
-Runtime on the same TrafficSignNet weights, batch 1 and 64, 1 and 2 threads.
+"""Inference benchmark: the native engine (every available kernel, FP32 and int8) vs PyTorch
+eager and ONNX Runtime (FP32, and int8 from its own static quantization) on the same
+TrafficSignNet weights, batch 1 and 64, 1 and 2 threads.
+
+int8 (issue 16): the native int8 engine (neonsign.quantize, every int8 kernel but the scalar
+reference) and ONNX Runtime's int8 (``onnxruntime.quantization.quantize_static``: QDQ,
+per-channel int8 weights, uint8 activations, MinMax calibration) are calibrated on the same
+images (the benchmark's batch-64 input; the native engine with ``--method``, default minmax like
+ORT). Their rows report the speedup over the best FP32 native kernel ("vs fp32") and their top-1
+agreement with PyTorch's FP32 logits.
 
 Method (see /work/shared/docs/performance.md section 2): for each (batch, threads) all backends
 are timed side by side, interleaved round by round (so machine noise hits them alike; in each
@@ -16,6 +24,7 @@ add chain, turbo included; /proc/cpuinfo's nominal MHz is reported too). Assumed
 2 for AVX-512 and AVX2 (Sapphire Rapids-class Xeon), 2 x 128-bit for NEON (Neoverse N1).
 
 Usage: python benchmarks/inference.py [--rounds N] [--out FILE] [--kernels avx512,avx2]
+       [--int8-kernels avx512vnni] [--no-int8] [--model DIR]
 Writes JSON (default benchmarks/results/inference.json) and prints a table.
 """
 
@@ -36,6 +45,7 @@ import numpy as np
 
 import neonsign
 from neonsign import _native
+from neonsign.artifacts import load_any
 from neonsign.engine import Engine, available_kernels
 
 FLOP_PER_IMAGE = 8.4e6  # 4.2 M multiply-adds
@@ -100,6 +110,75 @@ def export_onnx(net, path: Path) -> str | None:
     return "; ".join(errors)
 
 
+def ort_int8(onnx_path: Path, calib: np.ndarray, out_path: Path) -> str | None:
+    """ONNX Runtime's static int8 quantization of onnx_path (QDQ, per-channel weights, MinMax
+    on `calib`) into out_path; None on success, else the reason it failed."""
+    try:
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
+
+        class Reader(CalibrationDataReader):
+            def __init__(self) -> None:
+                self.batches = iter([{"x": calib[i : i + 16]} for i in range(0, len(calib), 16)])
+
+            def get_next(self):  # noqa: ANN202 - ORT's interface
+                return next(self.batches, None)
+
+        quantize_static(
+            str(onnx_path),
+            str(out_path),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+        return None
+    except Exception as exc:  # noqa: BLE001 - reported in the JSON, the rest still runs
+        return f"{type(exc).__name__}: {exc}"
+
+
+def ort_backends(
+    ort: object, paths: dict[str, Path], threads: int, x: np.ndarray
+) -> dict[str, Callable[[], object]]:
+    """One ONNX Runtime session per model file (name -> path), ``threads`` intra-op threads."""
+    out: dict[str, Callable[[], object]] = {}
+    for name, path in paths.items():
+        so = ort.SessionOptions()  # type: ignore[attr-defined]
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])  # type: ignore[attr-defined]
+        out[name] = lambda sess=sess: sess.run(None, {"x": x})
+    return out
+
+
+def add_int8_engines(
+    engines: dict[str, Engine],
+    sd: dict[str, np.ndarray],
+    calib: np.ndarray,
+    args: argparse.Namespace,
+) -> list[str]:
+    """Add an int8 engine per int8 kernel (``int8-<kernel>``), calibrated on ``calib``."""
+    from neonsign.engine import available_int8_kernels
+    from neonsign.quantize import quantization_section
+
+    section = quantization_section(sd, calib, method=args.method)
+    kernels = (
+        args.int8_kernels.split(",")
+        if args.int8_kernels
+        else [k for k in available_int8_kernels() if k != "ref"] or ["ref"]
+    )
+    for k in kernels:
+        engines[f"int8-{k}"] = Engine(sd, kernel=k, quantization=section)
+    return kernels
+
+
 def bench(
     backends: dict[str, Callable[[], object]], rounds: int, warmup: int
 ) -> tuple[dict[str, float], dict[str, float]]:
@@ -128,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     ap.add_argument("--batches", default="1,64", help="comma-separated batch sizes")
     ap.add_argument("--kernels", default="", help="native kernels (default: all but ref)")
+    ap.add_argument("--int8-kernels", default="", help="int8 kernels (default: all but ref)")
+    ap.add_argument("--no-int8", action="store_true", help="skip the int8 rows")
+    ap.add_argument("--method", default="minmax", help="native int8 calibration method")
+    ap.add_argument("--model", default="", help="model directory (default: random weights)")
     ap.add_argument("--out", default="benchmarks/results/inference.json")
     ap.add_argument(
         "--quick", action="store_true", help="CI smoke run: 5 rounds, batches 1,16, 1 thread"
@@ -147,14 +230,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     neonsign.set_threads(max(threads_list))
 
-    sd = random_state_dict(0)
+    sd = load_any(args.model)[0] if args.model else random_state_dict(0)
     net = torch_model(sd)
     rng = np.random.default_rng(1)
     inputs = {b: rng.uniform(-1, 1, size=(b, 3, 32, 32)).astype(np.float32) for b in batches}
     engines = {k: Engine(sd, kernel=k) for k in kernels}
+    calib = rng.uniform(-1, 1, size=(64, 3, 32, 32)).astype(np.float32)
+    int8_kernels = [] if args.no_int8 else add_int8_engines(engines, sd, calib, args)
 
     ort = None
     ort_note = None
+    ort_int8_note: str | None = "not run (--no-int8 or no ONNX Runtime)"
+    ort_int8_path: Path | None = None
     tmp = tempfile.TemporaryDirectory()
     try:
         import onnxruntime as ort  # noqa: F811
@@ -165,6 +252,11 @@ def main(argv: list[str] | None = None) -> int:
             ort = None
     except ImportError as exc:
         ort_note = f"onnxruntime not installed: {exc}"
+    ort_paths = {} if ort is None else {"onnxruntime": onnx_path}
+    if ort is not None and not args.no_int8:
+        ort_int8_path = Path(tmp.name) / "trafficsignnet-int8.onnx"
+        ort_int8_note = ort_int8(onnx_path, calib, ort_int8_path)
+        ort_paths.update({} if ort_int8_note else {"onnxruntime-int8": ort_int8_path})
 
     info = cpu_info()
     results = []
@@ -173,8 +265,9 @@ def main(argv: list[str] | None = None) -> int:
         f"measured clock {info['measured_ghz']} GHz (nominal {info.get('cpu MHz', '?')} MHz)"
     )
     header = (
-        f"{'batch':>5} {'thr':>3} {'backend':<22} {'ms/call':>9} {'img/s':>10} {'GFLOP/s':>8} "
-        f"{'%peak':>6} {'vs torch':>8} {'vs ORT':>7} {'min ms':>8} {'min vs torch':>12}"
+        f"{'batch':>5} {'thr':>3} {'backend':<26} {'ms/call':>9} {'img/s':>10} {'GFLOP/s':>8} "
+        f"{'%peak':>6} {'vs torch':>8} {'vs ORT':>7} {'vs fp32':>7} {'vs ORT8':>8} "
+        f"{'min ms':>8} {'min vs torch':>12}"
     )
     print(header)
     print("-" * len(header))
@@ -206,18 +299,17 @@ def main(argv: list[str] | None = None) -> int:
             backends["torch-default"] = torch_default
             backends["torch-onednn-off"] = torch_no_onednn
             backends["torch-channels-last"] = torch_channels_last
-            if ort is not None:
-                so = ort.SessionOptions()
-                so.intra_op_num_threads = t
-                so.inter_op_num_threads = 1
-                sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
-                backends["onnxruntime"] = lambda sess=sess: sess.run(None, {"x": x})
+            backends.update(ort_backends(ort, ort_paths, t, x))
             rounds = args.rounds or (200 if b == 1 else 30)
             med, best = bench(backends, rounds=rounds, warmup=max(3, rounds // 10))
             torch_min = min(v for k, v in best.items() if k.startswith("torch-"))
             torch_best = min(v for k, v in med.items() if k.startswith("torch-"))
             torch_best_name = min((v, k) for k, v in med.items() if k.startswith("torch-"))[1]
             ort_t = med.get("onnxruntime")
+            fp32_best = min(
+                (v for k, v in med.items() if k.startswith("native-") and "int8" not in k),
+                default=None,
+            )
             for name, sec in med.items():
                 kern = name.split("-", 1)[1] if name.startswith("native-") else None
                 gflops = FLOP_PER_IMAGE * b / sec / 1e9
@@ -240,23 +332,33 @@ def main(argv: list[str] | None = None) -> int:
                     "min_speedup_vs_onnxruntime": (best["onnxruntime"] / best[name])
                     if ort_t
                     else None,
+                    "speedup_vs_fp32_native_best": fp32_best / sec if fp32_best else None,
+                    "speedup_vs_onnxruntime_int8": med["onnxruntime-int8"] / sec
+                    if "onnxruntime-int8" in med
+                    else None,
                 }
-                if kern:
+                if name == "onnxruntime-int8":  # ORT's own int8: its top-1 vs FP32 PyTorch
+                    got = np.asarray(backends[name]()[0])  # type: ignore[index]
+                    row["top1_agreement_vs_torch"] = float((got.argmax(1) == want.argmax(1)).mean())
+                elif kern:
                     got = engines[kern].predict(x)
                     row["max_abs_logit_diff_vs_torch"] = float(np.abs(got - want).max())
                     row["top1_agreement_vs_torch"] = float((got.argmax(1) == want.argmax(1)).mean())
                 results.append(row)
                 pk = f"{row['percent_of_peak']:.0f}" if peak else "-"
                 vo = f"{row['speedup_vs_onnxruntime']:.2f}x" if ort_t else "-"
+                vf = f"{fp32_best / sec:.2f}x" if fp32_best else "-"
+                v8 = row["speedup_vs_onnxruntime_int8"]
                 print(
-                    f"{b:>5} {t:>3} {name:<22} {sec * 1e3:>9.3f} {b / sec:>10.0f} {gflops:>8.1f} "
-                    f"{pk:>6} {torch_best / sec:>7.2f}x {vo:>7} {best[name] * 1e3:>8.3f} "
+                    f"{b:>5} {t:>3} {name:<26} {sec * 1e3:>9.3f} {b / sec:>10.0f} {gflops:>8.1f} "
+                    f"{pk:>6} {torch_best / sec:>7.2f}x {vo:>7} {vf:>7} "
+                    f"{(f'{v8:.2f}x' if v8 else '-'):>8} {best[name] * 1e3:>8.3f} "
                     f"{torch_min / best[name]:>11.2f}x"
                 )
     # thread scaling of the native engine
     scaling = {}
     for b in batches:
-        for k in kernels:
+        for k in [*kernels, *(f"int8-{q}" for q in int8_kernels)]:
             r = {
                 row["threads"]: row["seconds_per_call"]
                 for row in results
@@ -283,6 +385,9 @@ def main(argv: list[str] | None = None) -> int:
             "compiler": _native.build_info().get("compiler"),
         },
         "onnx_note": ort_note,
+        "onnxruntime_int8_note": ort_int8_note,
+        "int8_kernels": int8_kernels,
+        "int8_calibration": f"{args.method} on the 64 benchmark calibration images (ORT: MinMax)",
         "results": results,
         "thread_scaling_2_vs_1": scaling,
     }

@@ -31,10 +31,19 @@ SIMD_KERNELS: dict[str, tuple[dict[str, list[str]], list[str]]] = {
         {
             "kernels/avx2.c": ["-mavx2", "-mfma"],
             "kernels/avx512.c": ["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mfma"],
+            "kernels/int8_avx512vnni.c": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni"],
+            "kernels/int8_avxvnni.c": ["-mavx2", "-mfma", "-mavxvnni"],
         },
-        ["-DNS_HAVE_AVX2", "-DNS_HAVE_AVX512"],
+        ["-DNS_HAVE_AVX2", "-DNS_HAVE_AVX512", "-DNS_HAVE_AVX512VNNI", "-DNS_HAVE_AVXVNNI"],
     ),
-    "aarch64": ({"kernels/neon.c": []}, ["-DNS_HAVE_NEON"]),
+    "aarch64": (
+        {
+            "kernels/neon.c": [],
+            "kernels/int8_dotprod.c": ["-march=armv8.2-a+dotprod"],
+            "kernels/int8_i8mm.c": ["-march=armv8.2-a+dotprod+i8mm"],
+        },
+        ["-DNS_HAVE_NEON", "-DNS_HAVE_DOTPROD", "-DNS_HAVE_I8MM"],
+    ),
 }
 FLAGS = [
     "-std=c11",

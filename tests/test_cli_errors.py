@@ -296,6 +296,38 @@ CASES = [
         "{missing_dir}",
     ),
     case("retrain-bad-psi", "retrain-check --baseline {model} --max-psi abc", "--max-psi"),
+    # quantize (issue 16)
+    case(
+        "quantize-missing-model",
+        "quantize --model {missing_dir} --data {ds} --out {tmp}/q",
+        "{missing_dir}",
+    ),
+    case(
+        "quantize-missing-data",
+        "quantize --model {model} --data {missing_dir} --out {tmp}/q",
+        "{missing_dir}",
+    ),
+    case(
+        "quantize-out-under-file",
+        "quantize --model {model} --data {ds} --out {file}/q --images 8",
+        "{file}/q",
+    ),
+    case(
+        "quantize-bad-method",
+        "quantize --model {model} --data {ds} --out {tmp}/q --method best",
+        "--method",
+    ),
+    # export-onnx (issue 16)
+    case(
+        "export-onnx-missing-model",
+        "export-onnx --model {missing_dir} --out {tmp}/m.onnx",
+        "{missing_dir}",
+    ),
+    case(
+        "export-onnx-out-under-file",
+        "export-onnx --model {model} --out {file}/m.onnx",
+        "{file}/m.onnx",
+    ),
 ]
 
 

@@ -87,7 +87,7 @@ def test_precision_auto_is_measured_and_cached(tmp_path, monkeypatch):
 
     monkeypatch.setattr(_precision, "bf16_supported", lambda: True)
     cases = [(10.0, 5.0, "bfloat16"), (10.0, 9.5, "float32"), (5.0, 10.0, "float32")]
-    for batch, (f32, b16, expected) in zip((31, 32, 33), cases):  # one cache key each
+    for batch, (f32, b16, expected) in zip((31, 32, 33), cases, strict=True):  # a key each
         monkeypatch.setattr(
             _precision, "_time_steps", lambda b, t=(f32, b16): {"float32": t[0], "bfloat16": t[1]}
         )

@@ -34,7 +34,15 @@ from ._math import softmax
 from .artifacts import CARD_FILE, WEIGHTS_FILE, load_model, read_weights_file, validate_state_dict
 from .errors import ModelError, NeonsignFileNotFoundError, NeonsignValueError
 
-__all__ = ["Engine", "INPUT_SHAPE", "LAYERS", "NUM_CLASSES", "WEIGHT_SHAPES", "available_kernels"]
+__all__ = [
+    "Engine",
+    "INPUT_SHAPE",
+    "LAYERS",
+    "NUM_CLASSES",
+    "WEIGHT_SHAPES",
+    "available_int8_kernels",
+    "available_kernels",
+]
 
 #: Expected state_dict entries and their shapes, in the engine's order (from the C engine).
 WEIGHT_SHAPES: dict[str, tuple[int, ...]] = dict(_native.WEIGHT_SHAPES)
@@ -76,6 +84,12 @@ def available_kernels() -> list[str]:
     return _native.available_kernels()
 
 
+def available_int8_kernels() -> list[str]:
+    """int8 kernels usable here, e.g. ``['ref', 'avx512vnni']`` or ``['ref', 'dotprod', 'i8mm']``
+    (see docs/int8.md)."""
+    return _native.available_int8_kernels()
+
+
 class Engine:
     """TrafficSignNet inference on the native C engine.
 
@@ -89,6 +103,9 @@ class Engine:
             ``NEONSIGN_KERNEL`` environment variable if set, else the best available).
         threads: maximum threads per call (None: the whole shared pool, see
             :func:`neonsign.set_threads`).
+        quantization: a model card's ``quantization`` section (:mod:`neonsign.quantize`): run
+            the model in int8 (``kernel`` then names an int8 kernel, see
+            :func:`available_int8_kernels`). None: float32.
     """
 
     def __init__(
@@ -96,20 +113,33 @@ class Engine:
         state_dict: Mapping[str, Any],
         kernel: str | None = None,
         threads: int | None = None,
+        quantization: Mapping[str, Any] | None = None,
     ) -> None:
         weights = validate_state_dict(state_dict, "state_dict")
         self._weights = {name: weights[name] for name in WEIGHT_SHAPES}
-        self._net = _native.Net(self._weights, kernel=kernel)
+        self._net: _native.Net | _native.QNet
+        if quantization:
+            from .quantize import engine_params
+
+            self._net = _native.QNet(engine_params(self._weights, quantization), kernel=kernel)
+        else:
+            self._net = _native.Net(self._weights, kernel=kernel)
+        self._precision = "int8" if quantization else "fp32"
         self._threads: int | None = None
         self.threads = threads
 
     # ---- constructors -----------------------------------------------------------------------
     @classmethod
     def from_state_dict(
-        cls, state_dict: Mapping[str, Any], kernel: str | None = None, threads: int | None = None
+        cls,
+        state_dict: Mapping[str, Any],
+        kernel: str | None = None,
+        threads: int | None = None,
+        quantization: Mapping[str, Any] | None = None,
     ) -> Engine:
-        """From a mapping of NumPy arrays or torch tensors with the TrafficSignNet keys."""
-        return cls(state_dict, kernel=kernel, threads=threads)
+        """From a mapping of NumPy arrays or torch tensors with the TrafficSignNet keys (int8
+        with a card's ``quantization`` section)."""
+        return cls(state_dict, kernel=kernel, threads=threads, quantization=quantization)
 
     @classmethod
     def from_torch(
@@ -130,14 +160,17 @@ class Engine:
         A directory with a ``model_card.json`` is read by :func:`neonsign.artifacts.load_model`:
         the weights file is read once, its sha256 checked against the card and the tensors
         parsed from the same bytes, so a tampered (or concurrently replaced) weights file is
-        refused with :class:`ModelError`. A directory holding only ``model.safetensors`` and a
-        bare file are read once too, without a card to check against.
+        refused with :class:`ModelError`; a quantized directory (``neonsign quantize``) runs in
+        int8. A directory holding only ``model.safetensors`` and a bare file are read once too,
+        without a card to check against.
         """
         p = Path(path)
         if p.is_dir():
             if (p / CARD_FILE).exists():
-                sd: Mapping[str, Any] = load_model(p, check_logits=False)[0]
-                return cls._built(sd, str(p / WEIGHTS_FILE), kernel, threads)
+                weights, card = load_model(p, check_logits=False)
+                q = card.get("quantization")
+                quantization = q if isinstance(q, Mapping) and q else None
+                return cls._built(weights, str(p / WEIGHTS_FILE), kernel, threads, quantization)
             cand = p / WEIGHTS_FILE
             if not cand.is_file():
                 raise ModelError(f"model directory {p} has no {WEIGHTS_FILE}")
@@ -149,11 +182,17 @@ class Engine:
 
     @classmethod
     def _built(
-        cls, sd: Mapping[str, Any], source: str, kernel: str | None, threads: int | None
+        cls,
+        sd: Mapping[str, Any],
+        source: str,
+        kernel: str | None,
+        threads: int | None,
+        quantization: Mapping[str, Any] | None = None,
     ) -> Engine:
-        """An engine of ``sd`` tried on the probe batch; errors name ``source``."""
+        """An engine of ``sd`` (int8 with ``quantization``) tried on the probe batch; errors
+        name ``source``."""
         try:
-            engine = cls(sd, kernel=kernel, threads=threads)
+            engine = cls(sd, kernel=kernel, threads=threads, quantization=quantization)
         except ModelError as exc:
             raise ModelError(f"{source}: {exc}") from exc
         engine.warm_up(source)
@@ -174,6 +213,11 @@ class Engine:
     @kernel.setter
     def kernel(self, name: str | None) -> None:
         self._net.set_kernel(name)
+
+    @property
+    def precision(self) -> str:
+        """``"fp32"``, or ``"int8"`` for a quantized model (:mod:`neonsign.quantize`)."""
+        return self._precision
 
     @property
     def tile(self) -> str:
@@ -291,4 +335,4 @@ class Engine:
         self._net.reset_timers()
 
     def __repr__(self) -> str:
-        return f"Engine(kernel={self.kernel!r}, threads={self._threads!r})"
+        return f"Engine(kernel={self.kernel!r}, threads={self._threads!r}, precision={self._precision!r})"

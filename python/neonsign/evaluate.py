@@ -164,22 +164,31 @@ def _torch_predictor(state_dict: dict[str, npt.NDArray[np.float32]], backend: st
 
 
 def make_predictor(
-    model_dir: str | os.PathLike[str] | Mapping[str, Any], backend: str, threads: int | None = None
+    model_dir: str | os.PathLike[str] | Mapping[str, Any],
+    backend: str,
+    threads: int | None = None,
+    *,
+    quantization: Mapping[str, Any] | None = None,
 ) -> Predictor:
     """A function float32 (N, 3, 32, 32) -> logits float32 (N, 43) for ``backend`` (a name of
     :data:`BACKENDS`), from a model directory whose sha256 is verified, a ``.safetensors`` file
     or a learning-path ``.pth`` (:func:`neonsign.artifacts.load_any`), or weights already
-    loaded (a state_dict: the caller's card then describes exactly these weights)."""
+    loaded (a state_dict: the caller's card then describes exactly these weights, and
+    ``quantization`` is its ``quantization`` section, if any; a directory's card gives its own).
+    A quantized model runs in int8 on the native backends."""
     b = resolve_backend(backend)
     if isinstance(model_dir, Mapping):
         state_dict = validate_state_dict(model_dir, "state_dict")
     else:
-        state_dict = load_any(model_dir)[0]
+        state_dict, card = load_any(model_dir)
+        quantization = card.get("quantization")
     if b.family == "native":
         from .engine import Engine
 
         kernel = None if backend == "native" else backend.removeprefix("native-")
-        engine = Engine.from_state_dict(state_dict, kernel=kernel, threads=threads)
+        engine = Engine.from_state_dict(
+            state_dict, kernel=kernel, threads=threads, quantization=quantization
+        )
         return lambda x: np.asarray(engine.predict(x), dtype=np.float32)
     return _torch_predictor(state_dict, backend)
 
@@ -393,7 +402,9 @@ def evaluate_arrays(
         import torch
 
         torch.set_num_threads(threads)
-    predict = make_predictor(state_dict, backend, threads=threads)
+    predict = make_predictor(
+        state_dict, backend, threads=threads, quantization=card.get("quantization")
+    )
     x = normalize_images(images, prep["mean"], prep["std"])
     preds, infer_seconds = _predict_all(
         predict, x, batch_size, None if quiet else f"test ({backend})"

@@ -498,9 +498,15 @@ class Runner(Protocol):
 
 class _NativeRunner:
     def __init__(
-        self, backend: Backend, state: Mapping[str, Float32Array], threads: int, rec: Recorder
+        self,
+        backend: Backend,
+        state: Mapping[str, Float32Array],
+        threads: int,
+        rec: Recorder,
+        quantization: Mapping[str, Any] | None = None,
     ) -> None:
-        engine = Engine.from_state_dict(dict(state))
+        # a quantized model (its card's quantization section) profiles the int8 engine
+        engine = Engine.from_state_dict(dict(state), quantization=quantization)
         rec.engine = engine
         if backend.name != "native":
             rec.kernel = backend.name.removeprefix("native-")  # switched through the recorder
@@ -620,16 +626,21 @@ def _layer_kernels(events: Iterable[Any], layer_names: Sequence[str]) -> dict[st
     return layer_kernels
 
 
-def build_runners(request: ProfileRequest, state: Mapping[str, Float32Array]) -> dict[str, Runner]:
+def build_runners(
+    request: ProfileRequest,
+    state: Mapping[str, Float32Array],
+    quantization: Mapping[str, Any] | None = None,
+) -> dict[str, Runner]:
     """One runner per requested backend (by name, in run order), each with its own disabled
-    recorder. Call inside :func:`pool_threads`: runners read the thread count when built."""
+    recorder. Call inside :func:`pool_threads`: runners read the thread count when built.
+    ``quantization`` (a quantized model's card section): the native runners run int8."""
     runners: dict[str, Runner] = {}
     for b in request.backends:
         rec = Recorder(capacity=(request.repeats + 1) * 16, enabled=False)
-        cls: type[_NativeRunner | _TorchRunner] = (
-            _NativeRunner if b.family == "native" else _TorchRunner
-        )
-        runners[b.name] = cls(b, state, request.threads, rec)
+        if b.family == "native":
+            runners[b.name] = _NativeRunner(b, state, request.threads, rec, quantization)
+        else:
+            runners[b.name] = _TorchRunner(b, state, request.threads, rec)
     return runners
 
 
@@ -943,7 +954,7 @@ def profile(
     x, input_source = _load_inputs(data, request.batch, split, seed, card)
     sources = _Sources(model_source, model is None, input_source, data is None)
     with pool_threads(request.threads, torch_too=request.uses_torch):
-        runners = build_runners(request, state)
+        runners = build_runners(request, state, (card or {}).get("quantization"))
         logits = run_schedule(runners, x, request)
         kernels: dict[str, KernelInfo] = {
             name: r.aten_pass(x) if aten else {"aten_kernels": [], "layer_kernels": {}}

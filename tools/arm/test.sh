@@ -73,7 +73,20 @@ rm -rf "$SITE"
 mkdir -p "$SITE"
 cp -r python/neonsign "$SITE/neonsign"
 find "$SITE" -name '__pycache__' -prune -exec rm -rf {} +
-mapfile -t sources < <(ls csrc/core/*.c csrc/core/kernels/*.c 2>/dev/null | grep -v -E '/(avx|x86)[^/]*\.c$')
+mapfile -t sources < <(ls csrc/core/*.c csrc/core/kernels/*.c 2>/dev/null | grep -v -E '/(int8_)?(avx|x86|dotprod|i8mm)[^/]*\.c$')
+# The int8 dot-product kernels need their architecture extensions (as meson.build compiles them);
+# dispatch (int8_dispatch.c) runs them only where HWCAP/HWCAP2 say the CPU has them.
+INT8_OBJS=()
+compile_int8() {  # $1: kernel source, $2: -march, $3: output object
+    aarch64-linux-gnu-gcc -std=c11 -O2 -fPIC -fno-math-errno -fno-predictive-commoning \
+        -Wall -Wextra -Wno-unused-parameter --sysroot="$SYSROOT" -march="$2" \
+        -Icsrc -Icsrc/core -Icsrc/core/kernels -c "$1" -o "$3"
+}
+mkdir -p "$BUILD/obj"
+compile_int8 csrc/core/kernels/int8_dotprod.c armv8.2-a+dotprod "$BUILD/obj/int8_dotprod.o"
+compile_int8 csrc/core/kernels/int8_i8mm.c armv8.2-a+dotprod+i8mm "$BUILD/obj/int8_i8mm.o"
+INT8_OBJS=("$BUILD/obj/int8_dotprod.o" "$BUILD/obj/int8_i8mm.o")
+INT8_DEFS=(-DNS_HAVE_DOTPROD=1 -DNS_HAVE_I8MM=1)
 NUMPY_INC="$(ls -d "$NP2"/numpy/_core/include)"
 mapfile -t binding < <(ls csrc/binding/*.c)
 VERSION="$(sed -n "s/^ *version: *'\([^']*\)'.*/\1/p" meson.build | head -n 1)"
@@ -83,11 +96,11 @@ log "compiling ${#sources[@]} core sources + ${#binding[@]} binding sources (neo
 aarch64-linux-gnu-gcc -std=c11 -O2 -shared -fPIC -pthread -fno-math-errno \
     -Wall -Wextra -Wno-unused-parameter -Werror=implicit-function-declaration \
     --sysroot="$SYSROOT" \
-    -DNS_HAVE_NEON=1 -DNS_VERSION="\"$VERSION\"" \
+    -DNS_HAVE_NEON=1 "${INT8_DEFS[@]}" -DNS_VERSION="\"$VERSION\"" \
     -fno-predictive-commoning -Icsrc -Icsrc/core -Icsrc/core/kernels \
     -I"$NUMPY_INC" \
     -I"$SYSROOT/usr/include/python$PYVER" -I"$SYSROOT/usr/include/aarch64-linux-gnu/python$PYVER" \
-    "${sources[@]}" "${binding[@]}" -lm -o "$EXT"
+    "${sources[@]}" "${binding[@]}" "${INT8_OBJS[@]}" -lm -o "$EXT"
 
 # 5. The C micro-kernel tester (tests/c/test_microkernels.c) with the NEON kernels, built like
 # the extension (-O2, kernel flags) and run on two CPU models: qemu's "max" (every feature it
@@ -104,6 +117,24 @@ for cpu in max neoverse-n1; do
     QEMU_LD_PREFIX="$SYSROOT" qemu-aarch64 -cpu "$cpu" "$CEXE"
 done
 
+# 5b. The int8 micro-kernel tester with the dotprod and I8MM kernels, on a CPU model with I8MM
+# and dotprod (qemu's "max": Armv8.6+) and one with dotprod only (Neoverse N1, Armv8.2): each
+# must pick its best kernel by HWCAP/HWCAP2 (i8mm, dotprod) and test every kernel it has.
+qtest=tests/c/test_int8_microkernels.c
+mapfile -t qsources < <(sed -n 's/^ \* sources://p' "$qtest" | tr ' ' '\n' | sed '/^$/d; s|^|csrc/core/|')
+QEXE="$BUILD/test_int8_microkernels"
+log "compiling $qtest with the dotprod and I8MM kernels for aarch64"
+aarch64-linux-gnu-gcc -std=c11 -O2 -pthread -fno-math-errno -Wall -Wextra -Wno-unused-parameter \
+    --sysroot="$SYSROOT" "${INT8_DEFS[@]}" -Icsrc -Icsrc/core -Itests/c "$qtest" "${qsources[@]}" \
+    "${INT8_OBJS[@]}" -lm -o "$QEXE"
+for pair in max:i8mm neoverse-n1:dotprod; do
+    cpu="${pair%%:*}" want="${pair##*:}"
+    log "$qtest under qemu-aarch64 -cpu $cpu (expects int8 kernel $want)"
+    out="$(QEMU_LD_PREFIX="$SYSROOT" qemu-aarch64 -cpu "$cpu" "$QEXE")" || { echo "$out"; exit 1; }
+    echo "$out"
+    grep -qx "int8 best: $want" <<<"$out" || { echo "-cpu $cpu picked the wrong int8 kernel" >&2; exit 1; }
+done
+
 # 6. Run the tests as aarch64 under qemu, with NumPy 2 and then NumPy 1.24.
 # Default: the tests of code that is compiled per ISA (C core, kernels, engine). Pure-Python
 # layers are covered by the x86-64 run; emulation is 10-50x slower.
@@ -111,15 +142,19 @@ explicit=1
 if [ $# -eq 0 ]; then
     explicit=0
     set -- tests/test_package.py tests/test_native.py tests/test_ppm.py tests/test_csv.py \
-        tests/test_resize.py tests/test_loader.py tests/test_kernels.py tests/test_engine.py
+        tests/test_resize.py tests/test_loader.py tests/test_kernels.py tests/test_engine.py \
+        tests/test_int8_kernels.py
 fi
-run_pytest() {  # $1: extra PYTHONPATH entry
-    QEMU_LD_PREFIX="$SYSROOT" \
-    QEMU_SET_ENV="LD_LIBRARY_PATH=/usr/lib/aarch64-linux-gnu/blas:/usr/lib/aarch64-linux-gnu/lapack,PYTHONPATH=$SITE:$1,NEONSIGN_EMULATED=qemu-aarch64,PYTHONDONTWRITEBYTECODE=1" \
+run_pytest() {  # $1: extra PYTHONPATH entry; $CPU: qemu CPU model, $INT8: its expected int8 kernel
+    QEMU_LD_PREFIX="$SYSROOT" QEMU_CPU="${CPU:-max}" \
+    QEMU_SET_ENV="LD_LIBRARY_PATH=/usr/lib/aarch64-linux-gnu/blas:/usr/lib/aarch64-linux-gnu/lapack,PYTHONPATH=$SITE:$1,NEONSIGN_EMULATED=qemu-aarch64,PYTHONDONTWRITEBYTECODE=1,NEONSIGN_EXPECT_INT8_KERNEL=${INT8:-i8mm}" \
         qemu-aarch64 "$SYSROOT/usr/bin/python$PYVER" -m pytest -p no:cacheprovider -q "${@:2}"
 }
-log "pytest under qemu-aarch64, NumPy $NUMPY_VERSION"
+log "pytest under qemu-aarch64 -cpu max, NumPy $NUMPY_VERSION"
 run_pytest "$NP2" "$@"
+# The int8 tests again on a CPU model with dotprod but no I8MM: dispatch must fall back to SDOT.
+log "int8 tests under qemu-aarch64 -cpu neoverse-n1 (dotprod, no I8MM)"
+CPU=neoverse-n1 INT8=dotprod run_pytest "$NP2" tests/test_int8_kernels.py
 # The same binary on NumPy 1.x: every binding entry point (the engine's through test_kernels and
 # test_package) without the slowest whole-network cases, unless tests were named explicitly.
 if [ "$explicit" = 0 ]; then

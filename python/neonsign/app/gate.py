@@ -22,7 +22,12 @@ framings, so the champion rule holds per framing whatever its card records.
     files or measured here side by side); passes when there is no champion;
 ``probe_parity``
     on a fixed probe set (seeded random inputs plus the first evaluation images) the native
-    engine and PyTorch agree: identical top-1 and max abs logit difference <= ``max_logit_diff``.
+    engine and PyTorch agree: identical top-1 and max abs logit difference <= ``max_logit_diff``
+    (for a quantized candidate: its FP32 weights on the FP32 engine);
+``int8_parity``
+    only for a quantized candidate (``neonsign quantize``): on the evaluation images its int8
+    engine's top-1 agrees with the FP32 engine on the same weights for at least
+    :data:`DEFAULT_MIN_INT8_AGREEMENT` of them.
 
 The verdict is a JSON-ready dict (``accepted``, ``checks``, ``reasons``); the CLI writes it and
 exits 1 when the candidate is refused (the command line is in :mod:`neonsign.cli.gate`).
@@ -54,6 +59,7 @@ __all__ = [
     "PROBE_RANDOM",
     "probe_set",
     "probe_parity",
+    "int8_parity",
     "gate",
 ]
 
@@ -65,6 +71,9 @@ __all__ = [
 DEFAULT_MIN_ACCURACY = 0.90
 #: The default tolerance against the champion's accuracy (absolute fraction).
 DEFAULT_MAX_DROP = 0.01
+
+#: The int8 parity floor: top-1 agreement of a quantized candidate with its FP32 weights.
+DEFAULT_MIN_INT8_AGREEMENT = 0.99
 
 PROBE_RANDOM = 32  # seeded random inputs in the probe set
 PROBE_SEED = 20240  # fixed: the probe set is the same for every candidate
@@ -101,7 +110,7 @@ def probe_parity(
             "passed": False,
             "detail": "PyTorch is not installed: the native engine cannot be checked against it",
         }
-    native = make_predictor(model, "native")(probes)
+    native = _fp32_native(model)(probes)
     ref = make_predictor(model, "torch")(probes)
     mism = int(np.count_nonzero(native.argmax(1) != ref.argmax(1)))
     diff = float(np.max(np.abs(native.astype(np.float64) - ref)))
@@ -338,6 +347,37 @@ def _card_and_splits(
     return card, splits
 
 
+def _fp32_native(model: str | os.PathLike[str]) -> Any:
+    """The FP32 native engine's predict on the model's weights (also for a quantized model)."""
+    from ..artifacts import load_any
+    from ..engine import Engine
+
+    return Engine(load_any(model)[0]).predict
+
+
+def int8_parity(
+    model: str | os.PathLike[str], x: np.ndarray, min_agreement: float = DEFAULT_MIN_INT8_AGREEMENT
+) -> dict[str, Any]:
+    """A quantized model's int8 engine vs the FP32 engine on its weights, on images ``x``
+    (float32 NCHW): a check dict (``passed``, ``top1_agreement``, ``detail``)."""
+    from ..artifacts import load_any
+    from ..engine import Engine
+
+    sd, card = load_any(model)
+    p32 = Engine(sd).predict(x).argmax(1)
+    p8 = Engine(sd, quantization=card["quantization"]).predict(x).argmax(1)
+    agree = float((p32 == p8).mean()) if len(x) else 1.0
+    return {
+        "name": "int8_parity",
+        "passed": agree >= min_agreement,
+        "n_images": int(len(x)),
+        "top1_agreement": agree,
+        "limit": min_agreement,
+        "detail": f"int8 vs FP32 top-1 agreement {100 * agree:.2f}% on {len(x)} images "
+        f"(floor {100 * min_agreement:g}%)",
+    }
+
+
 def gate(
     candidate: str | os.PathLike[str],
     data: str | os.PathLike[str],
@@ -383,6 +423,10 @@ def gate(
     checks.append(_latency(candidate, champion_dir, fail_if_slower, *profiles, repeats))
     probes = probe_set(images, prep["mean"], prep["std"])
     checks.append(probe_parity(candidate, probes, max_logit_diff))
+    if card.get("quantization"):
+        from ..evaluate import normalize_images
+
+        checks.append(int8_parity(candidate, normalize_images(images, prep["mean"], prep["std"])))
     reasons = [f"{c['name']}: {c['detail']}" for c in checks if not c["passed"]]
     return {
         "accepted": not reasons,

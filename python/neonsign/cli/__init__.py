@@ -71,6 +71,8 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "retrain-check", "retrain_check", "decide whether to retrain (data change, drift, age)"
     ),
+    Command("quantize", "quantize", "post-training int8 quantization of a model directory"),
+    Command("export-onnx", "export_onnx", "export a model to ONNX (float32, or QDQ int8)"),
 )
 
 #: Optional dependencies and the extra that installs them (for MissingDependencyError messages).
@@ -86,6 +88,7 @@ _EXTRAS = {
     "sqlalchemy": "mlflow",
     "alembic": "mlflow",
     "matplotlib": "notebooks",
+    "onnx": "onnx",
 }
 
 

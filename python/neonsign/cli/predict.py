@@ -145,7 +145,9 @@ def run(args: argparse.Namespace) -> int:
         check_file_writable(args.output, "write the predictions")
     state_dict, card = load_any(args.model)
     paths = find_images(args.inputs, recursive=args.recursive)
-    engine = Engine.from_state_dict(state_dict, kernel=args.kernel, threads=args.threads)
+    engine = Engine.from_state_dict(
+        state_dict, kernel=args.kernel, threads=args.threads, quantization=card.get("quantization")
+    )
     bar = None
     if not args.quiet and len(paths) >= _BAR_FROM:
         from tqdm.auto import tqdm

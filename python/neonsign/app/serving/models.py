@@ -185,7 +185,9 @@ class LoadedModel:
 
         state_dict, card = load_model_source(source)
         size, mean, std = _preprocessing(source, card)
-        engine = Engine.from_state_dict(state_dict, kernel=kernel, threads=threads)
+        engine = Engine.from_state_dict(
+            state_dict, kernel=kernel, threads=threads, quantization=card.get("quantization")
+        )
         engine.warm_up(source)  # packs caches, pages in; ModelError if the logits overflow
         version = str(card.get("weights_sha256", "unknown"))
         return cls(engine, dict(card), source, version, size, mean, std)
