@@ -72,13 +72,13 @@ class ModelDirectoryExistsError(NeonsignFileExistsError, ModelError):
 class TrainConfig:
     """Hyperparameters and data options of a training run (defaults tuned on GTSRB by track)."""
 
-    epochs: int = 12
+    epochs: int = 24
     batch_size: int = 64
     lr: float = 3e-3  # peak learning rate of the one-cycle schedule
     warmup_fraction: float = 0.2  # fraction of steps spent increasing the learning rate
     weight_decay: float = 1e-4  # AdamW decoupled weight decay
     label_smoothing: float = 0.05
-    dropout: float = 0.0  # training-only dropout on the inputs of fc1 and fc2
+    dropout: float = 0.3  # training-only dropout on the inputs of fc1 and fc2
     augment: bool = True
     rotation: float = 10.0  # degrees, +-
     scale: tuple[float, float] = (0.9, 1.1)
