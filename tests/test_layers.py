@@ -18,6 +18,8 @@ LIBRARY = sorted(p for p in PKG.glob("*.py") if p.name != "__main__.py")
 LIBRARY_ENV = {
     "train.py": {"WORLD_SIZE"},  # torchrun's process-group size
     "profile_report.py": {"GITHUB_STEP_SUMMARY"},  # GitHub Actions' job summary file
+    # the measured training precision's cache (docs/training.md)
+    "_precision.py": {"NEONSIGN_CACHE_DIR", "XDG_CACHE_HOME"},
 }
 
 

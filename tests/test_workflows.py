@@ -912,6 +912,17 @@ def test_mlops_steps_replayed(workspace: Path, tmp_path: Path) -> None:
     assert replay("gate", "neonsign gate", MIN_ACCURACY="0")["accepted"] == "true"
     first = replay("register", "registry promote", ACCEPTED="true")
     assert first == {"version": "1", "store": "release"}
+    # a new candidate (other weights: registering the same weights again is idempotent and
+    # returns version 1) is tested and refused against the champion
+    from serve_helpers import make_model_dir
+
+    shutil.rmtree(workspace / "model")
+    make_model_dir(workspace / "model", seed=6)
+    replay("test", "neonsign test", BACKEND="native")
+    for name in ("torch", "torch-onednn-off"):
+        shutil.copy(
+            workspace / "results" / "test-native.json", workspace / f"results/test-{name}.json"
+        )
     refused = replay("gate", "neonsign gate", MIN_ACCURACY="0.99")  # now against the champion
     assert refused["accepted"] == "false"
     assert "Validation gate: **refused**" in (tmp_path / "summary.md").read_text()
