@@ -72,7 +72,7 @@ class ModelDirectoryExistsError(NeonsignFileExistsError, ModelError):
 class TrainConfig:
     """Hyperparameters and data options of a training run (defaults tuned on GTSRB by track)."""
 
-    epochs: int = 24
+    epochs: int = 28
     batch_size: int = 64
     lr: float = 3e-3  # peak learning rate of the one-cycle schedule
     warmup_fraction: float = 0.2  # fraction of steps spent increasing the learning rate
@@ -95,7 +95,7 @@ class TrainConfig:
     # image and ``framing_views`` random boxes in between, so the model serves whole photos as
     # well as ROI crops; "fixed" trains on the loaded framing only (the recipe before issue 13)
     framing: str = "roi-to-whole"
-    framing_views: int = 4
+    framing_views: int = 2
     mean: _RGB = _rgb(DEFAULT_PREPROCESSING["mean"])  # the learning path's normalisation
     std: _RGB = _rgb(DEFAULT_PREPROCESSING["std"])
     # bfloat16 autocast of the forward/backward pass (weights and optimizer stay float32):
