@@ -458,3 +458,18 @@ def test_every_command_is_in_the_matrix() -> None:
 
     covered = {c.args[0] for c in CASES}
     assert covered == {c.name for c in COMMANDS}
+
+
+def test_a_reader_that_goes_away_is_not_an_error() -> None:
+    """`neonsign ... | head`: when the reader of stdout has closed the pipe, the command stops
+    quietly with SIGPIPE's status (141), no "error: Broken pipe" and no traceback."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "neonsign.cli", "backends"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the child (still importing) writes anything
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, err
+    assert "error" not in err and "Traceback" not in err and "Exception ignored" not in err

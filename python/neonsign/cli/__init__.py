@@ -190,16 +190,46 @@ def _as_neonsign_error(exc: Exception) -> NeonsignError:
     )
 
 
+def _stdout_is_broken() -> bool:
+    """True when standard output is a pipe whose reader has closed it (poll reports POLLERR
+    on such a pipe's write end); a broken pipe elsewhere (a socket) is a real error."""
+    try:
+        import select
+
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), no file descriptor
+        return False
+
+
+def _quiet_after_broken_stdout() -> int:
+    """Point stdout at /dev/null (so the interpreter's final flush cannot fail again) and
+    return 141, the status of a process ended by SIGPIPE, as ``yes | head`` reports it."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``neonsign ARGV`` (default ``sys.argv[1:]``) and return the exit status: 0 on
     success, 1 when a command's check failed (gate, compare, retrain-check), 2 on an error,
-    130 when interrupted. Argument errors exit through argparse (SystemExit with status 2)."""
+    130 when interrupted, 141 (as SIGPIPE would) when the reader of stdout has gone away.
+    Argument errors exit through argparse (SystemExit with status 2)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     name = _command_name(argv)
     debug = _debug(argv, name)
     try:
         args = _parse(argv, name)
         return int(args.run(args))
+    except BrokenPipeError as exc:
+        if _stdout_is_broken():  # the reader went away (`neonsign ... | head`): not an error
+            return _quiet_after_broken_stdout()
+        if debug:
+            raise
+        print(f"neonsign {name}: error: {_as_neonsign_error(exc)}", file=sys.stderr)
+        return 2
     except (NeonsignError, OSError, ImportError) as exc:
         if debug:
             raise
