@@ -480,3 +480,32 @@ def test_ctrl_c_stops_the_pipeline_in_its_first_seconds(synth_root: Path, tmp_pa
     assert '"registry_version"' not in out
     if (store / "mlflow.db").exists():
         assert Registry(uri(store)).list() == []
+
+
+def test_interrupted_store_creation_leaves_no_half_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C during MLflow's first schema migration used to leave a half-migrated mlflow.db
+    that no later command could open ("table registered_models already exists"): the store is
+    now created under a temporary name and renamed into place."""
+    import sqlite3
+
+    from mlflow.store.tracking import sqlalchemy_store
+
+    store = tmp_path / "reg"
+    db = store / "mlflow.db"
+
+    class Interrupted(sqlalchemy_store.SqlAlchemyStore):  # type: ignore[misc]
+        def __init__(self, db_uri: str, default_artifact_root: str) -> None:
+            path = db_uri[len("sqlite:///") :]
+            with sqlite3.connect(path) as con:  # the migration's first table, then Ctrl-C
+                con.execute("CREATE TABLE registered_models (name VARCHAR(256))")
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(sqlalchemy_store, "SqlAlchemyStore", Interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        Registry(uri(store))
+    assert not db.exists() and (store / "mlflow.db.init").exists()
+    monkeypatch.undo()
+    assert Registry(uri(store)).list() == []  # a whole new store; the leftover is replaced
+    assert db.exists() and not (store / "mlflow.db.init").exists()

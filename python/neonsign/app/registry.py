@@ -438,6 +438,25 @@ def _flat_metrics(card: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def _create_sqlite_store(db: Path, artifact_root: str) -> None:
+    """Create and migrate a new MLflow SQLite store under a temporary name beside ``db``, then
+    rename it into place. An interrupt during MLflow's schema migration (seconds on a first
+    run) then leaves no half-migrated database, which MLflow cannot open again ("table
+    registered_models already exists"): ``db`` is either absent or complete."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    tmp = db.with_name(db.name + ".init")
+    with file_errors("create the registry database", db):
+        tmp.unlink(missing_ok=True)  # left by an interrupted creation
+        try:
+            store = SqlAlchemyStore(f"sqlite:///{tmp}", artifact_root)  # type: ignore[no-untyped-call]  # MLflow is untyped
+        except MlflowException as exc:
+            raise RegistryError(f"sqlite:///{db}: cannot create the registry: {exc}") from exc
+        store.engine.dispose()
+        os.replace(tmp, db)
+
+
 class Registry:
     """The MLflow Model Registry for neonsign models.
 
@@ -467,8 +486,10 @@ class Registry:
             self._artifact_root = (db.parent / "artifacts").resolve().as_uri()
         _bound_http(self.uri)
         self._lock = _StoreLock(_lock_path(self.uri))
-        # a new SQLite database is created (migrated) by one process only
+        # a new SQLite database is created (migrated) by one process only, whole or not at all
         with self._lock(optional=True):
+            if self._artifact_root is not None and not db.exists():
+                _create_sqlite_store(db, self._artifact_root)
             self._store = _MlflowStore(self.uri)
 
     @property
