@@ -217,19 +217,24 @@ static PyObject *net_enable_timers(PyObject *self, PyObject *const *args, Py_ssi
     Py_END_ALLOW_THREADS Py_RETURN_NONE;
 }
 
-static PyObject *net_timers(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
-                            PyObject *kwnames) {
-    (void)args;
-    if (!ns_no_args(NET_STATE(self), "Net.timers", nargs, kwnames)) return NULL;
-    uint64_t t[NS_NET_LAYERS], c[NS_NET_LAYERS];
-    Py_BEGIN_ALLOW_THREADS ns_net_read_timers(NET(self), t, c);
-    Py_END_ALLOW_THREADS PyObject *d = PyDict_New();
+/* {layer name: (nanoseconds, calls)} of a net's per-layer timers (Net and QNet share it). */
+static PyObject *timers_dict(const uint64_t t[NS_NET_LAYERS], const uint64_t c[NS_NET_LAYERS]) {
+    PyObject *d = PyDict_New();
     for (int l = 0; d && l < NS_NET_LAYERS; l++) {
         PyObject *v = Py_BuildValue("(KK)", (unsigned long long)t[l], (unsigned long long)c[l]);
         if (!v || PyDict_SetItemString(d, ns_net_layer_names[l], v) < 0) Py_CLEAR(d);
         Py_XDECREF(v);
     }
     return d;
+}
+
+static PyObject *net_timers(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames) {
+    (void)args;
+    if (!ns_no_args(NET_STATE(self), "Net.timers", nargs, kwnames)) return NULL;
+    uint64_t t[NS_NET_LAYERS], c[NS_NET_LAYERS];
+    Py_BEGIN_ALLOW_THREADS ns_net_read_timers(NET(self), t, c);
+    Py_END_ALLOW_THREADS return timers_dict(t, c);
 }
 
 static PyObject *net_reset_timers(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
@@ -641,13 +646,7 @@ static PyObject *qnet_timers(PyObject *self, PyObject *const *args, Py_ssize_t n
     if (!ns_no_args(QNET_STATE(self), "QNet.timers", nargs, kwnames)) return NULL;
     uint64_t t[NS_NET_LAYERS], c[NS_NET_LAYERS];
     Py_BEGIN_ALLOW_THREADS ns_qnet_read_timers(QNET(self), t, c);
-    Py_END_ALLOW_THREADS PyObject *d = PyDict_New();
-    for (int l = 0; d && l < NS_NET_LAYERS; l++) {
-        PyObject *v = Py_BuildValue("(KK)", (unsigned long long)t[l], (unsigned long long)c[l]);
-        if (!v || PyDict_SetItemString(d, ns_net_layer_names[l], v) < 0) Py_CLEAR(d);
-        Py_XDECREF(v);
-    }
-    return d;
+    Py_END_ALLOW_THREADS return timers_dict(t, c);
 }
 
 static PyObject *qnet_reset_timers(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
