@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import struct
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -63,6 +65,7 @@ __all__ = [
     "PreparedImage",
     "decode",
     "decode_image",
+    "probe",
     "read_image",
     "preprocessing_params",
     "prepare_image",
@@ -147,7 +150,22 @@ def _pil_rgb(im: PILImage) -> NDArray[np.uint8]:
     return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
-def _decode_pillow(data: bytes, max_pixels: int, source: str) -> Decoded:
+def _draft(im: PILImage, reduce_above: int | None) -> None:
+    """Ask Pillow to decode a JPEG of more than ``reduce_above`` pixels at the smallest DCT
+    scale (1/2, 1/4 or 1/8) that still keeps at least ``reduce_above`` pixels: libjpeg then
+    skips most of the work. Other formats, and smaller JPEGs, decode at full size."""
+    w, h = im.size
+    if reduce_above is None or im.format != "JPEG" or w * h <= reduce_above:
+        return
+    for scale in (8, 4, 2):
+        if (w // scale) * (h // scale) >= reduce_above:
+            im.draft("RGB", (w // scale, h // scale))
+            return
+
+
+def _decode_pillow(
+    data: bytes, max_pixels: int, source: str, reduce_above: int | None = None
+) -> Decoded:
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -159,6 +177,7 @@ def _decode_pillow(data: bytes, max_pixels: int, source: str) -> Decoded:
                     f"{source}: {fmt} image of {w}x{h} = {w * h} pixels exceeds the limit of "
                     f"{max_pixels}"
                 )
+            _draft(im, reduce_above)
             im.load()  # truncated or corrupt data raises here
             arr = _pil_rgb(im)
     except Image.DecompressionBombError as exc:
@@ -175,7 +194,11 @@ def _decode_pillow(data: bytes, max_pixels: int, source: str) -> Decoded:
 
 
 def decode(
-    data: bytes | bytearray | memoryview, *, max_pixels: int | None = None, source: str = "<upload>"
+    data: bytes | bytearray | memoryview,
+    *,
+    max_pixels: int | None = None,
+    source: str = "<upload>",
+    reduce_above: int | None = None,
 ) -> Decoded:
     """Decode PNG, JPEG or PPM bytes of any mode to ``uint8 (H, W, 3)`` RGB (module doc).
 
@@ -183,6 +206,10 @@ def decode(
         data: the encoded image.
         max_pixels: largest ``width * height`` decoded (None: :func:`neonsign.preprocess.get_limits`).
         source: names the image in error messages (a file name, ``"<upload>"``).
+        reduce_above: a JPEG of more pixels than this is decoded at a reduced DCT scale
+            (libjpeg's 1/2, 1/4 or 1/8, keeping at least this many pixels): far less work for a
+            camera-size photo, but other pixels than a full decode. None (the default): every
+            image at full size.
 
     Raises:
         UnsupportedError: not a PNG, JPEG or PPM.
@@ -203,7 +230,42 @@ def decode(
             f"{source}: unsupported image format (first bytes {data[:8]!r}); "
             "send PNG, JPEG or PPM (P6/P3)"
         )
-    return _decode_pillow(data, limit, source)
+    return _decode_pillow(data, limit, source, reduce_above)
+
+
+_PPM_HEADER = re.compile(rb"P[36](?:\s+|#[^\n]*\n)+(\d+)(?:\s+|#[^\n]*\n)+(\d+)")
+
+
+def probe(data: bytes | bytearray | memoryview, *, source: str = "<upload>") -> tuple[str, int, int]:
+    """``(format, width, height)`` of an encoded image, read from its header without decoding
+    it (a PNG's IHDR, a JPEG's frame header through Pillow, a PPM's text header): what a pixel
+    budget is checked against before any decoding work is spent.
+
+    Raises:
+        UnsupportedError: not a PNG, JPEG or PPM.
+        DecodeError: the header is corrupt or truncated.
+    """
+    head = bytes(data[:64])
+    if head[:2] in (b"P6", b"P3"):
+        match = _PPM_HEADER.match(bytes(data))
+        if match is None:
+            raise DecodeError(f"{source}: corrupt or truncated PPM header")
+        return "PPM", int(match.group(1)), int(match.group(2))
+    if head.startswith(_PNG_MAGIC) and head[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", head[16:24])
+        return "PNG", int(width), int(height)
+    if not head.startswith((_PNG_MAGIC, _JPEG_MAGIC)):
+        raise UnsupportedError(
+            f"{source}: unsupported image format (first bytes {head[:8]!r}); "
+            "send PNG, JPEG or PPM (P6/P3)"
+        )
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(bytes(data)), formats=("PNG", "JPEG")) as im:
+            return str(im.format), int(im.size[0]), int(im.size[1])
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DecodeError(f"{source}: corrupt or truncated image header: {exc}") from exc
 
 
 def decode_image(

@@ -50,6 +50,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="answer 503 beyond this many concurrent connections (uvicorn)",
     )
     parser.add_argument("--log-level")
+    parser.add_argument(
+        "--header-timeout",
+        type=int,
+        help="seconds a connection may take to send a request's headers (default 10)",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=int,
+        help="seconds a request may take to send its body after its headers (default 60)",
+    )
+    parser.add_argument(
+        "--keep-alive", type=int, help="seconds an idle keep-alive connection stays open (5)"
+    )
 
 
 def _port(text: str) -> int:
@@ -63,7 +76,16 @@ def _port(text: str) -> int:
     return value
 
 
-_SERVER_OPTIONS = ("host", "port", "workers", "limit_concurrency", "log_level")
+_SERVER_OPTIONS = (
+    "host",
+    "port",
+    "workers",
+    "limit_concurrency",
+    "log_level",
+    "header_timeout",
+    "body_timeout",
+    "keep_alive",
+)
 _APP_OPTIONS = ("model", "threads", "kernel", "max_upload_bytes", "max_pixels", "max_batch")
 
 

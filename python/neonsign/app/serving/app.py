@@ -51,6 +51,7 @@ def create_app(model: str | ServeConfig, **options: Any) -> FastAPI:
     from fastapi import FastAPI
 
     from .errors import install_error_handlers
+    from .fastpath import PredictFastPath
     from .guard import RequestGuard
     from .routes import router
     from .service import Service
@@ -66,6 +67,7 @@ def create_app(model: str | ServeConfig, **options: Any) -> FastAPI:
     )
     app.state.service = service
     app.state.holder, app.state.metrics, app.state.config = service.holder, service.metrics, config
+    app.add_middleware(PredictFastPath, service=service)
     app.add_middleware(RequestGuard, limit=config.max_upload_bytes, metrics=service.metrics)
     install_error_handlers(app)
     app.include_router(router)
@@ -126,6 +128,9 @@ def run_server(config: ServeConfig, options: ServerOptions | None = None) -> Non
     config = dataclasses.replace(config, host=options.host)  # the admin endpoint's policy
     LoadedModel.load(config.model, config.kernel, config.engine_threads)  # fail before binding
     os.environ.update(config.to_env())  # the factory (and every worker) reads it back
+    os.environ.update(options.timeouts_env())  # the protocol (in every worker) reads them
+    from .protocol import protocol_class
+
     uvicorn.run(
         FACTORY,
         factory=True,
@@ -134,6 +139,8 @@ def run_server(config: ServeConfig, options: ServerOptions | None = None) -> Non
         workers=options.workers,
         log_level=options.log_level.lower(),
         limit_concurrency=options.limit_concurrency,
+        timeout_keep_alive=options.keep_alive,
+        http=protocol_class(),
         timeout_graceful_shutdown=10,
     )
 

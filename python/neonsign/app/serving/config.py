@@ -47,6 +47,14 @@ _INT_RANGES: dict[str, tuple[int, int | None]] = {
     "MAX_BATCH": (1, None),
     "LIMIT_CONCURRENCY": (1, None),
     "RELOAD_TIMEOUT": (1, None),
+    "MAX_BATCH_PIXELS": (1, None),
+    "BATCH_QUEUE": (1, None),
+    "MAX_QUEUE": (1, None),
+    "INLINE_PIXELS": (0, None),
+    "REDUCE_JPEG_ABOVE": (1, None),
+    "HEADER_TIMEOUT": (1, None),
+    "BODY_TIMEOUT": (1, None),
+    "KEEP_ALIVE": (1, None),
 }
 
 
@@ -125,6 +133,15 @@ class ServeConfig:
         reload_timeout: seconds a reload may take (read the source, build, warm) before it is
             abandoned (504 ``reload_timeout``; the previous model keeps serving and later
             reloads are not blocked by the abandoned one).
+        max_batch_pixels: declared pixels of one ``/predict/batch`` request, all its images
+            together, checked from the headers before decoding (413 ``too_many_pixels``).
+        batch_queue: batch requests processed at once per worker (one thread decodes them);
+            more are answered 503 ``busy`` and ``/readyz`` reports the saturation.
+        max_queue: single-image requests waiting per lane; more are answered 503 ``busy``.
+        inline_pixels: single images declaring at most this many pixels are prepared on the
+            event loop, without a thread hand-off (0: never).
+        reduce_jpeg_above: a whole JPEG of more pixels is decoded at a reduced DCT scale (keeping
+            at least this many pixels): a camera photo costs a fraction of a full decode.
     """
 
     model: str
@@ -137,6 +154,11 @@ class ServeConfig:
     admin_token: str | None = None
     host: str | None = None
     reload_timeout: int = 120
+    max_batch_pixels: int = 4096 * 4096
+    batch_queue: int = 2
+    max_queue: int = 256
+    inline_pixels: int = 128 * 128
+    reduce_jpeg_above: int = 1024 * 1024
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
@@ -144,8 +166,18 @@ class ServeConfig:
         for name in ("threads", "engine_threads"):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), 1)
-        for name in ("max_upload_bytes", "max_pixels", "max_batch", "reload_timeout"):
+        for name in (
+            "max_upload_bytes",
+            "max_pixels",
+            "max_batch",
+            "reload_timeout",
+            "max_batch_pixels",
+            "batch_queue",
+            "max_queue",
+            "reduce_jpeg_above",
+        ):
             _check_int(name, getattr(self, name), 1)
+        _check_int("inline_pixels", self.inline_pixels, 0)
         if self.admin_token is not None and (
             not isinstance(self.admin_token, str) or not self.admin_token.isprintable()
         ):
@@ -177,6 +209,11 @@ class ServeConfig:
             "admin_token": env_str("ADMIN_TOKEN", None, environ),
             "host": env_str("HOST", None, environ),
             "reload_timeout": env_int("RELOAD_TIMEOUT", cls.reload_timeout, environ),
+            "max_batch_pixels": env_int("MAX_BATCH_PIXELS", cls.max_batch_pixels, environ),
+            "batch_queue": env_int("BATCH_QUEUE", cls.batch_queue, environ),
+            "max_queue": env_int("MAX_QUEUE", cls.max_queue, environ),
+            "inline_pixels": env_int("INLINE_PIXELS", cls.inline_pixels, environ),
+            "reduce_jpeg_above": env_int("REDUCE_JPEG_ABOVE", cls.reduce_jpeg_above, environ),
         }
         values.update(overrides)
         return cls(**values)
@@ -194,6 +231,11 @@ class ServeConfig:
             "ADMIN_TOKEN": self.admin_token or "",
             "HOST": self.host or "",
             "RELOAD_TIMEOUT": str(self.reload_timeout),
+            "MAX_BATCH_PIXELS": str(self.max_batch_pixels),
+            "BATCH_QUEUE": str(self.batch_queue),
+            "MAX_QUEUE": str(self.max_queue),
+            "INLINE_PIXELS": str(self.inline_pixels),
+            "REDUCE_JPEG_ABOVE": str(self.reduce_jpeg_above),
         }
         return {ENV_PREFIX + k: v for k, v in env.items()}
 
@@ -221,6 +263,11 @@ class ServerOptions:
         workers: worker processes, each with its own app, model and metrics.
         limit_concurrency: answer 503 beyond this many concurrent connections (None: no cap).
         log_level: one of :data:`LOG_LEVELS`.
+        header_timeout: seconds a connection may take to send a request's headers (from its
+            opening, or from the previous response); then it is closed.
+        body_timeout: seconds a request may take to send its body once its headers are in.
+        keep_alive: seconds an idle keep-alive connection stays open (uvicorn's
+            ``timeout_keep_alive``).
     """
 
     host: str = "127.0.0.1"
@@ -228,6 +275,9 @@ class ServerOptions:
     workers: int = 1
     limit_concurrency: int | None = None
     log_level: str = "info"
+    header_timeout: int = 10
+    body_timeout: int = 60
+    keep_alive: int = 5
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -236,15 +286,26 @@ class ServerOptions:
         _check_int("workers", self.workers, 1)
         if self.limit_concurrency is not None:
             _check_int("limit_concurrency", self.limit_concurrency, 1)
+        for name in ("header_timeout", "body_timeout", "keep_alive"):
+            _check_int(name, getattr(self, name), 1)
         if not isinstance(self.log_level, str) or self.log_level.lower() not in LOG_LEVELS:
             raise ConfigError(
                 f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"
             )
 
+    def timeouts_env(self) -> dict[str, str]:
+        """The connection timeouts as ``NEONSIGN_*`` variables: how they reach the HTTP
+        protocol of every uvicorn worker process (:mod:`neonsign.app.serving.protocol`)."""
+        return {
+            ENV_PREFIX + "HEADER_TIMEOUT": str(self.header_timeout),
+            ENV_PREFIX + "BODY_TIMEOUT": str(self.body_timeout),
+        }
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerOptions:
         """Build from ``NEONSIGN_HOST``, ``NEONSIGN_PORT``, ``NEONSIGN_WORKERS``,
-        ``NEONSIGN_LIMIT_CONCURRENCY`` and ``NEONSIGN_LOG_LEVEL``; ``overrides`` win.
+        ``NEONSIGN_LIMIT_CONCURRENCY``, ``NEONSIGN_LOG_LEVEL``, ``NEONSIGN_HEADER_TIMEOUT``,
+        ``NEONSIGN_BODY_TIMEOUT`` and ``NEONSIGN_KEEP_ALIVE``; ``overrides`` win.
 
         Raises:
             ConfigError: a variable has a bad value.
@@ -261,6 +322,9 @@ class ServerOptions:
             "workers": env_int("WORKERS", cls.workers, environ),
             "limit_concurrency": env_int("LIMIT_CONCURRENCY", None, environ),
             "log_level": level,
+            "header_timeout": env_int("HEADER_TIMEOUT", cls.header_timeout, environ),
+            "body_timeout": env_int("BODY_TIMEOUT", cls.body_timeout, environ),
+            "keep_alive": env_int("KEEP_ALIVE", cls.keep_alive, environ),
         }
         values.update(overrides)
         return cls(**values)

@@ -7,6 +7,7 @@ registers the handlers that answer them, FastAPI's own errors (404, 405, 422) in
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import cast
 
@@ -16,10 +17,10 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from ...errors import DecodeError, NeonsignValueError, ResourceLimitError, UnsupportedError
-from .inference import RoiError
+from .inference import Busy, RoiError
 from .metrics import Metrics
 
-__all__ = ["ApiError", "BodyTooLarge", "api_error", "install_error_handlers"]
+__all__ = ["ApiError", "BodyTooLarge", "api_error", "error_body", "install_error_handlers"]
 
 log = logging.getLogger("neonsign.serve")
 
@@ -48,6 +49,8 @@ def api_error(exc: BaseException) -> ApiError:
     logged with their traceback and answered 500 ``internal_error``)."""
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, Busy):
+        return ApiError(503, "busy", str(exc))
     if isinstance(exc, ResourceLimitError):
         return ApiError(413, "too_many_pixels", str(exc))
     if isinstance(exc, RoiError):
@@ -58,6 +61,11 @@ def api_error(exc: BaseException) -> ApiError:
         return ApiError(400, "decode_error", str(exc))
     log.error("unhandled error", exc_info=exc)
     return ApiError(500, "internal_error", f"{type(exc).__name__}: {exc}")
+
+
+def error_body(err: ApiError) -> bytes:
+    """The JSON body that answers ``err``."""
+    return json.dumps({"error": err.kind, "detail": err.detail}).encode()
 
 
 def _count(request: Request, kind: str) -> None:

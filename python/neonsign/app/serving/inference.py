@@ -16,6 +16,7 @@ import asyncio
 import functools
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -27,12 +28,14 @@ from numpy.typing import NDArray
 
 from ... import images
 from ..._math import softmax
+from ...errors import NeonsignError, ResourceLimitError
 from ...data import CLASS_NAMES
 from ...images import RoiError, check_roi, parse_roi, roi_from_values
 from ...preprocess import Roi
 from .models import LoadedModel
 
 __all__ = [
+    "Busy",
     "Coalescer",
     "Inference",
     "InferenceObserver",
@@ -51,6 +54,11 @@ __all__ = [
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class Busy(NeonsignError):
+    """A queue of the inference service is full: the request is refused at once (503
+    ``busy``) instead of waiting behind work it cannot overtake."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -99,11 +107,15 @@ def parse_rois(text: str | None, n: int) -> list[Roi | None]:
 # Pure steps
 
 
-def decode_image(data: bytes, max_pixels: int) -> tuple[NDArray[np.uint8], str]:
+def decode_image(
+    data: bytes, max_pixels: int, reduce_above: int | None = None
+) -> tuple[NDArray[np.uint8], str]:
     """Decode PNG, JPEG or PPM bytes of any mode to ``uint8 (H, W, 3)`` RGB with the library's
     one decoder (:func:`neonsign.images.decode`: 16-bit scaled, transparency on white).
 
-    The pixel count is checked from the header before decoding (decompression bombs).
+    The pixel count is checked from the header before decoding (decompression bombs). A JPEG
+    of more than ``reduce_above`` pixels is decoded at a reduced DCT scale
+    (:func:`neonsign.images.decode`).
 
     Returns:
         (image, format name ``"PNG"``, ``"JPEG"`` or ``"PPM"``).
@@ -112,7 +124,9 @@ def decode_image(data: bytes, max_pixels: int) -> tuple[NDArray[np.uint8], str]:
         DecodeError: corrupt or truncated.
         ResourceLimitError: more than ``max_pixels`` pixels.
     """
-    image, fmt = images.decode(data, max_pixels=max_pixels, source="upload")
+    image, fmt = images.decode(
+        data, max_pixels=max_pixels, source="upload", reduce_above=reduce_above
+    )
     return image, fmt
 
 
@@ -134,17 +148,25 @@ class Prepared:
     brightness: float
 
 
-def prepare(data: bytes, model: LoadedModel, max_pixels: int, roi: Roi | None = None) -> Prepared:
+def prepare(
+    data: bytes,
+    model: LoadedModel,
+    max_pixels: int,
+    roi: Roi | None = None,
+    reduce_above: int | None = None,
+) -> Prepared:
     """Decode ``data`` and preprocess it as ``model``'s card says (size, mean, std) with the
     library's one preparation path (:func:`neonsign.images.prepare_image`, the one of
     ``neonsign predict`` and of ``neonsign test``'s loader): crop to ``roi`` if given, else
-    resize the whole image.
+    resize the whole image. A whole (uncropped) JPEG of more than ``reduce_above`` pixels is
+    decoded at a reduced scale first (a ROI's corners are in full-size pixels, so a cropped
+    one never is).
 
     Raises:
         RoiError: ``roi`` does not fit the decoded image.
         and the errors of :func:`decode_image`.
     """
-    image, fmt = decode_image(data, max_pixels)
+    image, fmt = decode_image(data, max_pixels, None if roi is not None else reduce_above)
     height, width = int(image.shape[0]), int(image.shape[1])
     if roi is not None:
         check_roi(roi, width, height)
@@ -201,22 +223,40 @@ class Coalescer(Generic[T, R]):
     ``work(items) -> results`` runs in ``executor`` and returns one result per item, in order;
     a result that is an exception is raised to its own caller only. If ``work`` itself
     raises, every caller of that job gets the exception. Use from one event loop.
+
+    ``executor`` None runs each job on the event loop itself, as a callback scheduled right
+    after the submitting coroutine yields: the requests whose bodies arrived in the same loop
+    iteration share one job, with no thread hand-off (for work small enough to run inline).
+    ``max_pending`` bounds the queue: beyond it :meth:`submit` raises :class:`Busy`.
     """
 
     def __init__(
         self,
-        executor: Executor,
+        executor: Executor | None,
         work: Callable[[list[T]], Sequence[R | BaseException]],
         max_items: int,
         max_running: int,
+        max_pending: int | None = None,
     ) -> None:
         self.executor, self.work = executor, work
         self.max_items, self.max_running = max_items, max_running
+        self.max_pending = max_pending
         self.pending: list[tuple[T, asyncio.Future[R | BaseException]]] = []
         self.running = 0
 
+    @property
+    def saturated(self) -> bool:
+        """The queue is at ``max_pending``: new items are refused."""
+        return self.max_pending is not None and len(self.pending) >= self.max_pending
+
     async def submit(self, item: T) -> R:
-        """Queue ``item``; return its result or raise its error."""
+        """Queue ``item``; return its result or raise its error.
+
+        Raises:
+            Busy: ``max_pending`` items are already queued.
+        """
+        if self.saturated:
+            raise Busy(f"{len(self.pending)} requests already queued; try again shortly")
         fut: asyncio.Future[R | BaseException] = asyncio.get_running_loop().create_future()
         self.pending.append((item, fut))
         self._start()
@@ -227,11 +267,27 @@ class Coalescer(Generic[T, R]):
 
     def _start(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.executor is None:  # inline: one flush at a time, taking what queued by then
+            if self.pending and not self.running:
+                self.running = 1
+                loop.call_soon(self._flush_inline)
+            return
         while self.pending and self.running < self.max_running:
             batch, self.pending = self.pending[: self.max_items], self.pending[self.max_items :]
             self.running += 1
             job = loop.run_in_executor(self.executor, self.work, [item for item, _ in batch])
             job.add_done_callback(functools.partial(self._finish, batch=batch))
+
+    def _flush_inline(self) -> None:
+        """Run one job on the event loop with everything queued (up to ``max_items``)."""
+        batch, self.pending = self.pending[: self.max_items], self.pending[self.max_items :]
+        results: Sequence[R | BaseException]
+        try:
+            results = self.work([item for item, _ in batch])
+        except Exception as exc:  # noqa: BLE001 - handed to every caller of the batch
+            results = [exc] * len(batch)
+        self.running = 0
+        self._settle(batch, results)
 
     def _finish(
         self,
@@ -244,6 +300,14 @@ class Coalescer(Generic[T, R]):
             results = job.result()
         except BaseException as exc:  # noqa: BLE001 - handed to every caller of the batch
             results = [exc] * len(batch)
+        self._settle(batch, results)
+
+    def _settle(
+        self,
+        batch: list[tuple[T, asyncio.Future[R | BaseException]]],
+        results: Sequence[R | BaseException],
+    ) -> None:
+        """Hand each caller its result, then start the next job if anything is queued."""
         for (_, fut), res in zip(batch, results, strict=False):
             if not fut.done():  # the caller may have gone (client disconnected)
                 fut.set_result(res)
@@ -297,18 +361,37 @@ class _Unobserved:
 
 
 class Inference:
-    """Decode, prepare and classify uploads in a thread pool, coalescing concurrent
-    single-image requests into one engine call per model.
+    """Decode, prepare and classify uploads, coalescing concurrent single-image requests into
+    one engine call per model, in three lanes so that cheap requests never wait behind costly
+    ones:
+
+    * **inline** (``inline_pixels`` > 0): a single image whose header declares at most
+      ``inline_pixels`` pixels (a GTSRB-size sign decodes in ~0.1 ms) is prepared and classified
+      on the event loop, coalesced with the others that arrived in the same loop iteration: no
+      thread hand-off, which costs more than the work itself;
+    * **pooled**: larger single images, coalesced in a pool of ``threads`` threads;
+    * **batch**: ``/predict/batch`` uploads of several images, in their own pool of
+      ``batch_threads`` threads, at most ``batch_queue`` admitted at once (:class:`Busy`
+      beyond), each within ``max_batch_pixels`` declared pixels in total (checked from the
+      headers before anything is decoded), so batches never take the decode capacity single
+      requests need.
 
     Args:
         max_pixels: largest ``width * height`` decoded (``ResourceLimitError`` beyond).
         max_batch: most single-image requests taken into one engine call.
-        threads: worker threads, and most coalesced jobs running at once (None: CPU count).
+        threads: pooled-lane threads, and most coalesced jobs running at once (None: CPU count).
         observer: told about every upload, preprocessing and engine call (metrics).
+        inline_pixels: largest declared size prepared on the event loop (0: none).
+        max_queue: most single-image requests waiting in a lane (None: unbounded).
+        batch_threads, batch_queue: the batch lane's threads and admitted batches.
+        max_batch_pixels: declared pixels of one batch request, all images together (None: no
+            budget beyond ``max_pixels`` per image).
+        reduce_above: whole JPEGs of more pixels are decoded at a reduced DCT scale (None: never).
 
     Each request passes the :class:`LoadedModel` it reads once, so a reload in between never
     mixes two models in one answer. Errors are the library's (``DecodeError``,
-    ``UnsupportedError``, ``ResourceLimitError``...), raised to the request that caused them.
+    ``UnsupportedError``, ``ResourceLimitError``...) or :class:`Busy`, raised to the request
+    that caused them.
     """
 
     def __init__(
@@ -318,21 +401,74 @@ class Inference:
         max_batch: int,
         threads: int | None = None,
         observer: InferenceObserver | None = None,
+        inline_pixels: int = 0,
+        max_queue: int | None = None,
+        batch_threads: int = 1,
+        batch_queue: int | None = None,
+        max_batch_pixels: int | None = None,
+        reduce_above: int | None = None,
     ) -> None:
         workers = threads or os.cpu_count() or 1
-        self.max_pixels = max_pixels
+        self.max_pixels, self.inline_pixels = max_pixels, inline_pixels
+        self.max_batch_pixels, self.reduce_above = max_batch_pixels, reduce_above
+        self.batch_queue, self.batches = batch_queue, 0
+        self._batch_lock = threading.Lock()
         self.observer: InferenceObserver = observer or _Unobserved()
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="neonsign-serve")
-        self.coalescer: Coalescer[Upload, Prediction] = Coalescer(
-            self.executor, self.run_coalesced, max_items=max_batch, max_running=workers
+        self.batch_executor = ThreadPoolExecutor(
+            max_workers=batch_threads, thread_name_prefix="neonsign-batch"
         )
+        self.coalescer: Coalescer[Upload, Prediction] = Coalescer(
+            self.executor, self.run_coalesced, max_batch, workers, max_queue
+        )
+        self.inline: Coalescer[Upload, Prediction] = Coalescer(
+            None, self.run_coalesced, min(max_batch, 32), 1, max_queue
+        )
+
+    def saturation(self) -> str | None:
+        """Why new requests would be refused right now (None: they are admitted)."""
+        if self.inline.saturated or self.coalescer.saturated:
+            return "the single-image request queue is full"
+        if self.batch_queue is not None and self.batches >= self.batch_queue:
+            return f"{self.batches} batch requests are being processed (the most admitted)"
+        return None
+
+    def _inline_size(self, data: bytes) -> bool:
+        """Whether ``data`` is small enough for the inline lane: its header declares at most
+        ``inline_pixels`` pixels (an unreadable header too: its error is found at once)."""
+        if self.inline_pixels <= 0:
+            return False
+        try:
+            _, width, height = images.probe(data)
+        except NeonsignError:
+            return True
+        return width * height <= self.inline_pixels
+
+    def check_batch_budget(self, blobs: Sequence[bytes]) -> None:
+        """Refuse a batch whose headers declare more than ``max_batch_pixels`` pixels in all
+        (before any of it is decoded).
+
+        Raises:
+            ResourceLimitError: over the budget; and the errors of :func:`neonsign.images.probe`.
+        """
+        if self.max_batch_pixels is None:
+            return
+        total = 0
+        for i, blob in enumerate(blobs):
+            _, width, height = images.probe(blob, source=f"upload {i}")
+            total += width * height
+        if total > self.max_batch_pixels:
+            raise ResourceLimitError(
+                f"the {len(blobs)} images of this batch declare {total} pixels in all, over the "
+                f"batch budget of {self.max_batch_pixels}; send fewer or smaller images"
+            )
 
     # ---- worker-thread steps ----------------------------------------------------------------
     def prepare(self, data: bytes, model: LoadedModel, roi: Roi | None = None) -> Prepared:
         """Decode and preprocess one upload for ``model``, cropped to ``roi`` if given."""
         t0 = time.perf_counter()
         self.observer.upload(len(data))
-        p = prepare(data, model, self.max_pixels, roi)
+        p = prepare(data, model, self.max_pixels, roi, self.reduce_above)
         self.observer.prepared(p, time.perf_counter() - t0)
         return p
 
@@ -389,9 +525,10 @@ class Inference:
     async def predict_one(
         self, data: bytes, model: LoadedModel, roi: Roi | None = None
     ) -> Prediction:
-        """Classify one upload (cropped to ``roi`` if given); coalesced with whatever other
-        requests are queued."""
-        return await self.coalescer.submit(Upload(data, model, roi))
+        """Classify one upload (cropped to ``roi`` if given), in the inline lane if it is small
+        enough, else the pooled one; coalesced with whatever else is queued there."""
+        lane = self.inline if self._inline_size(data) else self.coalescer
+        return await lane.submit(Upload(data, model, roi))
 
     async def predict_batch(
         self,
@@ -400,14 +537,30 @@ class Inference:
         rois: Sequence[Roi | None] | None = None,
     ) -> list[Prediction]:
         """Classify several uploads in one engine call, in order (one upload: as
-        :meth:`predict_one`); ``rois`` as in :meth:`run_batch`."""
+        :meth:`predict_one`), in the batch lane; ``rois`` as in :meth:`run_batch`.
+
+        Raises:
+            Busy: ``batch_queue`` batches are already admitted.
+            ResourceLimitError: over the batch pixel budget.
+        """
         if rois is not None and len(rois) != len(blobs):
             raise RoiError(f"{len(rois)} ROIs for {len(blobs)} images")
         if len(blobs) == 1:
             return [await self.predict_one(blobs[0], model, rois[0] if rois else None)]
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, self.run_batch, blobs, model, rois)
+        if self.batch_queue is not None and self.batches >= self.batch_queue:
+            raise Busy(f"{self.batches} batch requests are being processed; try again shortly")
+        self.check_batch_budget(blobs)
+        job = self.batch_executor.submit(self.run_batch, blobs, model, rois)
+        with self._batch_lock:  # counted until the work itself ends, even if the client leaves
+            self.batches += 1
+        job.add_done_callback(self._batch_done)
+        return await asyncio.wrap_future(job)
+
+    def _batch_done(self, _job: object) -> None:
+        with self._batch_lock:
+            self.batches -= 1
 
     def close(self) -> None:
         """Stop the worker threads; queued work is cancelled."""
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.batch_executor.shutdown(wait=False, cancel_futures=True)

@@ -26,10 +26,9 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from ...errors import NeonsignError, NeonsignValueError
-from ...preprocess import Roi
 from .config import is_loopback
-from .errors import ApiError, api_error
-from .inference import RoiError, parse_roi, parse_rois
+from .errors import ApiError
+from .fastpath import check_batch_size, predict_many, predict_one
 from .models import LoadedModel, check_source
 from .service import ReloadTimeout, Service
 
@@ -41,8 +40,9 @@ STATIC = Path(__file__).resolve().parent / "static"
 router = APIRouter()
 
 
-def get_service(request: Request) -> Service:
-    """The app's :class:`Service` (a FastAPI dependency)."""
+async def get_service(request: Request) -> Service:
+    """The app's :class:`Service` (a FastAPI dependency; async, so FastAPI does not run it in
+    a worker thread for every request)."""
     return cast(Service, request.app.state.service)
 
 
@@ -53,7 +53,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"description": "too large"},
     415: {"description": "unsupported image format"},
     422: {"description": "missing or misnamed form field, malformed or out-of-image ROI"},
-    503: {"description": "no model loaded"},
+    503: {"description": "no model loaded, or the server is saturated (busy)"},
 }
 
 
@@ -77,17 +77,6 @@ ROIS_HELP = (
 )
 
 
-async def _infer(
-    service: Service, blobs: list[bytes], rois: list[Roi | None] | None = None
-) -> list[dict[str, Any]]:
-    model = _serving(service)
-    try:
-        predictions = await service.inference.predict_batch(blobs, model, rois)
-    except Exception as exc:  # noqa: BLE001 - answered as the matching HTTP error
-        raise api_error(exc) from exc
-    return [dict(p) for p in predictions]
-
-
 async def predict(
     service: ServiceDep,
     file: UploadFile = File(..., description="PNG, JPEG or PPM image"),
@@ -97,12 +86,9 @@ async def predict(
     (softmax), ``top5`` and the ``model_version`` (weights sha256). With ``roi=x1,y1,x2,y2``
     the image is cropped to that box (inclusive corners) before resizing, exactly as
     ``neonsign predict --roi`` and ``neonsign test``'s ROI crop do; a malformed ROI or one
-    outside the image is answered 422 ``invalid_roi``."""
-    try:
-        crop = parse_roi(roi)
-    except RoiError as exc:
-        raise api_error(exc) from exc
-    return (await _infer(service, [await file.read()], [crop]))[0]
+    outside the image is answered 422 ``invalid_roi``. (Plain multipart requests are answered
+    by the fast path, :mod:`.fastpath`, with the same function.)"""
+    return await predict_one(service, await file.read(), roi)
 
 
 router.post("/predict", responses=_RESPONSES, summary="Classify one image")(predict)
@@ -118,15 +104,8 @@ async def predict_batch(
     """Classify several images in one engine call: ``{"predictions": [...]}`` in order. With
     ``rois`` (a JSON list aligned with the files, ``[x1, y1, x2, y2]`` or null each) every
     image is cropped to its own box first, as ``/predict``'s ``roi`` does."""
-    limit = service.config.max_batch
-    if len(files) > limit:
-        raise ApiError(413, "too_many_files", f"{len(files)} files; at most {limit} per batch")
-    try:
-        crops = parse_rois(rois, len(files))
-    except RoiError as exc:
-        raise api_error(exc) from exc
-    blobs = [await f.read() for f in files]
-    return {"predictions": await _infer(service, blobs, crops)}
+    check_batch_size(service, len(files))  # before reading them
+    return await predict_many(service, [await f.read() for f in files], rois)
 
 
 @router.get("/healthz", summary="Liveness")
@@ -135,12 +114,18 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness", responses={503: {"description": "not ready"}})
+@router.get(
+    "/readyz", summary="Readiness", responses={503: {"description": "loading or saturated"}}
+)
 async def readyz(service: ServiceDep) -> JSONResponse:
-    """200 once a model is loaded and warmed, 503 before."""
+    """200 once a model is loaded and warmed and the server admits requests; 503 before
+    (``loading``) and while a queue is full (``saturated``, with the ``reason``)."""
     current = service.holder.current
     if current is None:
         return JSONResponse({"status": "loading"}, status_code=503)
+    reason = service.inference.saturation()
+    if reason is not None:
+        return JSONResponse({"status": "saturated", "reason": reason}, status_code=503)
     return JSONResponse(
         {"status": "ready", "model_version": current.version, "kernel": current.engine.kernel}
     )

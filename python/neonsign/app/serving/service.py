@@ -86,6 +86,11 @@ class Service:
             max_batch=config.max_batch,
             threads=config.threads,
             observer=metrics,
+            inline_pixels=config.inline_pixels,
+            max_queue=config.max_queue,
+            batch_queue=config.batch_queue,
+            max_batch_pixels=config.max_batch_pixels,
+            reduce_above=config.reduce_jpeg_above,
         )
         return cls(config, ModelHolder(config), metrics, inference)
 
