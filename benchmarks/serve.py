@@ -150,8 +150,15 @@ def write_bodies(blobs: list[bytes], folder: Path) -> str:
     return ctype
 
 
-def run_wrk(base: str, args: argparse.Namespace, script: Path, bodies: Path, n: int, ctype: str,
-            seconds: float) -> dict[str, Any]:
+def run_wrk(
+    base: str,
+    args: argparse.Namespace,
+    script: Path,
+    bodies: Path,
+    n: int,
+    ctype: str,
+    seconds: float,
+) -> dict[str, Any]:
     """One wrk run against ``base + /predict/``; wrk's summary as a dict."""
     cmd = [
         "wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{seconds:g}s",
@@ -185,8 +192,15 @@ def server_argv(name: str, model: Path, port: int, workers: int) -> list[str]:
     ]  # fmt: skip
 
 
-def bench_one(name: str, workers: int, model: Path, blobs: list[bytes],
-              args: argparse.Namespace, tmp: Path, ctype: str) -> dict[str, Any]:
+def bench_one(
+    name: str,
+    workers: int,
+    model: Path,
+    blobs: list[bytes],
+    args: argparse.Namespace,
+    tmp: Path,
+    ctype: str,
+) -> dict[str, Any]:
     """Start one server, check its answer, warm it, measure it with wrk, stop it."""
     port = free_port()
     env = {"NEONSIGN_REFERENCE_MODEL": str(model), "NEONSIGN_REFERENCE_THREADS": "1"}

@@ -32,7 +32,9 @@ from neonsign.app.serving.multipart import Part, boundary_of, parse_form  # noqa
 from neonsign.errors import DecodeError, ResourceLimitError, UnsupportedError  # noqa: E402
 
 
-def _encoded(files: list[tuple[str, tuple[str, bytes]]], data: dict[str, str]) -> tuple[bytes, bytes]:
+def _encoded(
+    files: list[tuple[str, tuple[str, bytes]]], data: dict[str, str]
+) -> tuple[bytes, bytes]:
     """A multipart body and its content type, as httpx encodes them."""
     request = httpx.Request("POST", "http://x/", files=files, data=data)
     return request.read(), request.headers["content-type"].encode()
@@ -41,11 +43,16 @@ def _encoded(files: list[tuple[str, tuple[str, bytes]]], data: dict[str, str]) -
 def test_parse_form_reads_what_clients_send() -> None:
     body, ctype = _encoded([("file", ("a b.png", b"\x89PNG\r\n--x\r\n"))], {"roi": "1,2,3,4"})
     form = parse_form(body, ctype, max_parts=4)
-    assert form == {"roi": [Part(None, b"1,2,3,4")], "file": [Part("a b.png", b"\x89PNG\r\n--x\r\n")]}
+    assert form == {
+        "roi": [Part(None, b"1,2,3,4")],
+        "file": [Part("a b.png", b"\x89PNG\r\n--x\r\n")],
+    }
     files = [("files", (f"{i}.png", bytes([i]) * 10)) for i in range(3)]
     body, ctype = _encoded(files, {})
     form = parse_form(body, ctype, max_parts=4)
-    assert form is not None and [p.data for p in form["files"]] == [bytes([i]) * 10 for i in range(3)]
+    assert form is not None and [p.data for p in form["files"]] == [
+        bytes([i]) * 10 for i in range(3)
+    ]
     assert parse_form(body, ctype, max_parts=2) is None  # more parts than allowed
 
 
@@ -115,7 +122,9 @@ def test_fast_path_and_fastapi_route_answer_alike(model_dir: Path) -> None:
         metrics = client.get("/metrics").text
     assert metric_value(metrics, "neonsign_errors_total", kind="invalid_roi") == 4
     assert metric_value(metrics, "neonsign_errors_total", kind="too_many_files") == 2
-    assert metric_value(metrics, "neonsign_http_requests_total", route="/predict", status="200") == 2
+    assert (
+        metric_value(metrics, "neonsign_http_requests_total", route="/predict", status="200") == 2
+    )
 
 
 def test_probe_reads_sizes_from_headers() -> None:
@@ -139,7 +148,10 @@ def test_reduced_jpeg_decode_only_above_the_threshold() -> None:
     np.testing.assert_array_equal(
         images.decode(small, reduce_above=1 << 20).image, images.decode(small).image
     )
-    big = encode(np.kron(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8), np.ones((80, 80, 1), np.uint8)), "JPEG")
+    big = encode(
+        np.kron(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8), np.ones((80, 80, 1), np.uint8)),
+        "JPEG",
+    )
     assert images.probe(big) == ("JPEG", 3200, 2400)
     full = images.decode(big).image
     reduced = images.decode(big, reduce_above=1 << 20).image
@@ -192,7 +204,10 @@ def test_inline_lane_coalesces_what_arrived_together(blocking: LoadedModel) -> N
     finally:
         inference.close()
     assert blocking.engine.calls == [6]  # type: ignore[attr-defined]
-    expected = [r["predicted_class"] for r in Inference(max_pixels=10**6, max_batch=1).run_batch(blobs[:1], blocking)]
+    expected = [
+        r["predicted_class"]
+        for r in Inference(max_pixels=10**6, max_batch=1).run_batch(blobs[:1], blocking)
+    ]
     assert results[0]["predicted_class"] == expected[0]  # type: ignore[index]
 
 

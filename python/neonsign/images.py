@@ -236,7 +236,9 @@ def decode(
 _PPM_HEADER = re.compile(rb"P[36](?:\s+|#[^\n]*\n)+(\d+)(?:\s+|#[^\n]*\n)+(\d+)")
 
 
-def probe(data: bytes | bytearray | memoryview, *, source: str = "<upload>") -> tuple[str, int, int]:
+def probe(
+    data: bytes | bytearray | memoryview, *, source: str = "<upload>"
+) -> tuple[str, int, int]:
     """``(format, width, height)`` of an encoded image, read from its header without decoding
     it (a PNG's IHDR, a JPEG's frame header through Pillow, a PPM's text header): what a pixel
     budget is checked against before any decoding work is spent.

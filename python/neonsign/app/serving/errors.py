@@ -44,21 +44,25 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"request body exceeds {limit} bytes")
 
 
+#: The library's errors as (status, kind), checked in this order (subclasses first).
+_LIBRARY_ERRORS: dict[type[BaseException], tuple[int, str]] = {
+    Busy: (503, "busy"),
+    ResourceLimitError: (413, "too_many_pixels"),
+    RoiError: (422, "invalid_roi"),
+    UnsupportedError: (415, "unsupported_media_type"),
+    DecodeError: (400, "decode_error"),
+    NeonsignValueError: (400, "decode_error"),
+}
+
+
 def api_error(exc: BaseException) -> ApiError:
     """The answer to an exception raised while handling an upload (unexpected ones are
     logged with their traceback and answered 500 ``internal_error``)."""
     if isinstance(exc, ApiError):
         return exc
-    if isinstance(exc, Busy):
-        return ApiError(503, "busy", str(exc))
-    if isinstance(exc, ResourceLimitError):
-        return ApiError(413, "too_many_pixels", str(exc))
-    if isinstance(exc, RoiError):
-        return ApiError(422, "invalid_roi", str(exc))
-    if isinstance(exc, UnsupportedError):
-        return ApiError(415, "unsupported_media_type", str(exc))
-    if isinstance(exc, (DecodeError, NeonsignValueError)):
-        return ApiError(400, "decode_error", str(exc))
+    for kind, (status, name) in _LIBRARY_ERRORS.items():
+        if isinstance(exc, kind):
+            return ApiError(status, name, str(exc))
     log.error("unhandled error", exc_info=exc)
     return ApiError(500, "internal_error", f"{type(exc).__name__}: {exc}")
 

@@ -28,8 +28,8 @@ from numpy.typing import NDArray
 
 from ... import images
 from ..._math import softmax
-from ...errors import NeonsignError, ResourceLimitError
 from ...data import CLASS_NAMES
+from ...errors import NeonsignError, ResourceLimitError
 from ...images import RoiError, check_roi, parse_roi, roi_from_values
 from ...preprocess import Roi
 from .models import LoadedModel

@@ -60,11 +60,9 @@ def boundary_of(content_type: bytes) -> bytes | None:
     return boundary
 
 
-def _part(raw: bytes) -> tuple[str, Part] | None:
-    """``(field name, part)`` of one part (its headers, a blank line, its data), or None."""
-    head, sep, data = raw.partition(b"\r\n\r\n")
-    if not sep:
-        return None
+def _disposition(head: bytes) -> dict[bytes, bytes] | None:
+    """The ``Content-Disposition: form-data`` parameters of a part's headers; None if it has
+    none, several, or any header other than it and ``Content-Type``."""
     params = None
     for line in head.split(b"\r\n"):
         name, colon, value = line.partition(b":")
@@ -80,6 +78,13 @@ def _part(raw: bytes) -> tuple[str, Part] | None:
                 return None
         elif name != b"content-type":
             return None
+    return params
+
+
+def _part(raw: bytes) -> tuple[str, Part] | None:
+    """``(field name, part)`` of one part (its headers, a blank line, its data), or None."""
+    head, sep, data = raw.partition(b"\r\n\r\n")
+    params = _disposition(head) if sep else None
     if not params or b"name" not in params or set(params) - {b"name", b"filename"}:
         return None
     try:

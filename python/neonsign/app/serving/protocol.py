@@ -31,8 +31,10 @@ from .config import ServerOptions, env_int
 
 try:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    HAVE_HTTPTOOLS = True
 except ImportError:  # httptools is not installed
-    HttpToolsProtocol = None
+    HAVE_HTTPTOOLS = False
 
 __all__ = ["DeadlineMixin", "H11DeadlineProtocol", "protocol_class", "deadlines"]
 
@@ -55,9 +57,9 @@ class DeadlineMixin:
     cycle: Any
     transport: asyncio.Transport
     _timer: asyncio.TimerHandle | None = None
-    _watched: object = None
+    _watched: Any = None
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)  # type: ignore[misc]
         self._arm("headers")
 
@@ -113,7 +115,7 @@ class H11DeadlineProtocol(DeadlineMixin, H11Protocol):
     """h11's protocol (pure Python) with the deadlines."""
 
 
-if HttpToolsProtocol is not None:
+if HAVE_HTTPTOOLS:
 
     class HttpToolsDeadlineProtocol(DeadlineMixin, HttpToolsProtocol):
         """httptools' protocol (the C parser) with the deadlines."""
@@ -123,6 +125,6 @@ def protocol_class() -> type[asyncio.Protocol]:
     """The class for ``uvicorn.run(http=...)``: httptools' protocol with the deadlines, or
     h11's if httptools is not installed (module-level classes, so uvicorn can hand them to
     its worker processes)."""
-    if HttpToolsProtocol is not None:
+    if HAVE_HTTPTOOLS:
         return HttpToolsDeadlineProtocol
     return H11DeadlineProtocol
