@@ -58,6 +58,8 @@ class DeadlineMixin:
     transport: asyncio.Transport
     _timer: asyncio.TimerHandle | None = None
     _watched: Any = None
+    _phase: str | None = None
+    _due: float = 0.0
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)  # type: ignore[misc]
@@ -73,7 +75,7 @@ class DeadlineMixin:
                 self._arm("body")
             else:
                 self._cancel(cycle)
-        elif not cycle.more_body and self._timer is not None:
+        elif not cycle.more_body and self._phase is not None:
             self._cancel(cycle)  # its body is complete
 
     def on_response_complete(self) -> None:
@@ -84,30 +86,42 @@ class DeadlineMixin:
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel(None)
-        super().connection_lost(exc)  # type: ignore[misc]
-
-    def _arm(self, phase: str) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        header_timeout, body_timeout = deadlines()
-        delay = header_timeout if phase == "headers" else body_timeout
-        self._watched = self.cycle
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(delay, self._expired, phase, self.cycle)
-
-    def _cancel(self, watched: object) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._watched = watched
+        super().connection_lost(exc)  # type: ignore[misc]
 
-    def _expired(self, phase: str, cycle: Any) -> None:
+    def _arm(self, phase: str) -> None:
+        """Set the deadline of ``phase`` for the current request. One timer per connection,
+        moved rather than replaced: a keep-alive connection re-arms it after every response,
+        and creating and cancelling a timer each time is a measurable cost per request."""
+        header_timeout, body_timeout = deadlines()
+        loop = asyncio.get_running_loop()
+        self._phase, self._watched = phase, self.cycle
+        self._due = loop.time() + (header_timeout if phase == "headers" else body_timeout)
+        if self._timer is not None and self._timer.when() > self._due:
+            self._timer.cancel()  # the new deadline is earlier than the timer
+            self._timer = None
+        if self._timer is None:
+            self._timer = loop.call_at(self._due, self._expired)
+
+    def _cancel(self, watched: object) -> None:
+        """No deadline for now (the timer, if any, finds nothing to do when it fires)."""
+        self._phase, self._watched = None, watched
+
+    def _expired(self) -> None:
         """Close the connection if it is still where it was when the deadline was set."""
         self._timer = None
-        if self.cycle is not cycle or self.transport.is_closing():
+        if self._phase is None or self.transport.is_closing():
             return
-        stalled = phase == "headers" or (cycle.more_body and not cycle.response_complete)
-        if stalled:
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._due:  # moved later since the timer was set
+            self._timer = loop.call_at(self._due, self._expired)
+            return
+        cycle = self._watched
+        if self.cycle is not cycle:
+            return
+        if self._phase == "headers" or (cycle.more_body and not cycle.response_complete):
             self.transport.close()
 
 
