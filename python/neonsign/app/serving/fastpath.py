@@ -80,11 +80,16 @@ class _Route(NamedTuple):
 _FIELDS = {"/predict": ("file", "roi"), "/predict/": ("file", "roi")}
 _FIELDS["/predict/batch"] = ("files", "rois")
 _ROUTES = {path: _Route(path) for path in _FIELDS}
+#: One encoder for every answer (``json.dumps`` with options builds a new one per call).
+_JSON = json.JSONEncoder(separators=(",", ":"))
 #: Longest ROI text field the fast path reads (Starlette's own limit for fields is 1 MiB).
 _MAX_FIELD = 4096
 
 
-def _fields(form: dict[str, list[Part]], files: str, text: str, many: bool) -> Any:
+_Request = tuple[list[bytes], str | None]
+
+
+def _fields(form: dict[str, list[Part]], files: str, text: str, many: bool) -> _Request | None:
     """``(blobs, text or None)`` when ``form`` has exactly the fields a route expects: one file
     (or, for a batch, one or more) and at most one text field; else None."""
     if set(form) - {files, text} or files not in form:
@@ -133,12 +138,13 @@ class PredictFastPath:
             else:
                 answer = await predict_one(self.service, blobs[0], text)
         except ApiError as err:
-            self.service.metrics.errors.labels(err.kind).inc()
+            metrics = self.service.metrics
+            metrics.child(metrics.errors, err.kind).inc()
             await _respond(send, err.status, error_body(err))
             return
-        await _respond(send, 200, json.dumps(answer, separators=(",", ":")).encode())
+        await _respond(send, 200, _JSON.encode(answer).encode())
 
-    def _parse(self, scope: Scope, body: bytes, path: str) -> Any:
+    def _parse(self, scope: Scope, body: bytes, path: str) -> _Request | None:
         """The route's ``(blobs, text field)`` if the body is a form the fast path reads."""
         content_type = b""
         for name, value in scope["headers"]:

@@ -75,8 +75,9 @@ class RequestGuard:
         finally:
             route = scope.get("route")
             name = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(scope.get("method", ""), name, str(exchange.status)).inc()
-            self.metrics.request_latency.labels(name).observe(time.perf_counter() - start)
+            m = self.metrics
+            m.child(m.requests, scope.get("method", ""), name, str(exchange.status)).inc()
+            m.child(m.request_latency, name).observe(time.perf_counter() - start)
 
     async def _too_large(self, exchange: _Exchange, exc: BodyTooLarge) -> None:
         """Answer 413 unless a response has already started (then the connection just ends)."""

@@ -435,27 +435,33 @@ class Inference:
 
     def _inline_size(self, data: bytes) -> bool:
         """Whether ``data`` is small enough for the inline lane: its header declares at most
-        ``inline_pixels`` pixels (an unreadable header too: its error is found at once)."""
+        ``inline_pixels`` pixels. A header :func:`neonsign.images.probe` cannot read goes to
+        the pooled lane, where the decoder gives the answer (or the error) off the loop."""
         if self.inline_pixels <= 0:
             return False
         try:
             _, width, height = images.probe(data)
         except NeonsignError:
-            return True
+            return False
         return width * height <= self.inline_pixels
 
     def check_batch_budget(self, blobs: Sequence[bytes]) -> None:
         """Refuse a batch whose headers declare more than ``max_batch_pixels`` pixels in all
-        (before any of it is decoded).
+        (before any of it is decoded). An image whose header :func:`neonsign.images.probe`
+        cannot read counts as ``max_pixels`` (the most its decoder may decode); the decoder
+        then reports what is wrong with it.
 
         Raises:
-            ResourceLimitError: over the budget; and the errors of :func:`neonsign.images.probe`.
+            ResourceLimitError: over the budget.
         """
         if self.max_batch_pixels is None:
             return
         total = 0
-        for i, blob in enumerate(blobs):
-            _, width, height = images.probe(blob, source=f"upload {i}")
+        for blob in blobs:
+            try:
+                _, width, height = images.probe(blob)
+            except NeonsignError:
+                width, height = self.max_pixels, 1
             total += width * height
         if total > self.max_batch_pixels:
             raise ResourceLimitError(

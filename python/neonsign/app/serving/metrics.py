@@ -9,7 +9,7 @@ them (``neonsign_input_brightness``).
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -52,6 +52,18 @@ class Metrics:
         self.errors = Counter("neonsign_errors", "Errors by kind", ["kind"], registry=r)
         self._input_metrics(r)
         self._model_metrics(r)
+        self._children: dict[tuple[object, ...], Any] = {}
+
+    def child(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, cached: prometheus-client validates the values and
+        takes a lock on every ``labels`` call, a visible cost per request. Only for metrics
+        whose samples are never removed, with bounded label values (routes, statuses, formats,
+        classes)."""
+        key = (id(metric), *values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
 
     def _inference_metrics(self, r: CollectorRegistry) -> None:
         self.inference_latency = Histogram(
@@ -132,7 +144,7 @@ class Metrics:
 
     def prepared(self, image: Prepared, seconds: float) -> None:
         self.preprocess_latency.observe(seconds)
-        self.formats.labels(image.fmt).inc()
+        self.child(self.formats, image.fmt).inc()
         self.image_pixels.observe(image.width * image.height)
         self.brightness.observe(image.brightness)
 
@@ -141,7 +153,7 @@ class Metrics:
         self.batch_images.observe(images)
 
     def predicted(self, prediction: Prediction) -> None:
-        self.predictions.labels(str(prediction["predicted_class"]), prediction["label"]).inc()
+        self.child(self.predictions, str(prediction["predicted_class"]), prediction["label"]).inc()
         self.confidence.observe(prediction["probability"])
 
     # ---- exposition -----------------------------------------------------------------------
