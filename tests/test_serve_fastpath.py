@@ -242,3 +242,22 @@ def test_batch_lane_budget_admission_and_singles_meanwhile(blocking: LoadedModel
     assert reason is not None and "batch" in reason and after is None
     assert not done_before and single["predicted_class"] == batch[0]["predicted_class"]  # type: ignore[index]
     assert engine.calls == [4, 1]  # type: ignore[attr-defined]  # the budget refusal decoded nothing
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("BATCH_QUEUE", "0"), ("MAX_BATCH_PIXELS", "-5"), ("MAX_QUEUE", "x"), ("INLINE_PIXELS", "-1")],
+)
+def test_new_serve_settings_are_checked(name: str, value: str) -> None:
+    from neonsign.app.serving import ServeConfig, ServerOptions
+    from neonsign.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"NEONSIGN_{name}"):
+        ServeConfig.from_env({"NEONSIGN_MODEL": "m", f"NEONSIGN_{name}": value})
+    with pytest.raises(ConfigError, match="NEONSIGN_HEADER_TIMEOUT"):
+        ServerOptions.from_env({"NEONSIGN_HEADER_TIMEOUT": "0"})
+    config = ServeConfig.from_env({"NEONSIGN_MODEL": "m", "NEONSIGN_INLINE_PIXELS": "0"})
+    assert config.inline_pixels == 0
+    assert ServeConfig.from_env(config.to_env()) == config
+    options = ServerOptions.from_env({"NEONSIGN_BODY_TIMEOUT": "7"})
+    assert options.body_timeout == 7 and options.timeouts_env()["NEONSIGN_BODY_TIMEOUT"] == "7"
