@@ -437,11 +437,11 @@ def with_outputs(name: str, old: nbformat.NotebookNode | None) -> nbformat.Noteb
 def main(argv: list[str]) -> int:
     check = "--check" in argv
     stale = []
-    for name in NOTEBOOKS:
+    for name, cells in NOTEBOOKS.items():
         path = HERE / name
         old = nbformat.read(path, as_version=4) if path.exists() else None
         if check:
-            if old is None or sources(old) != sources(build(NOTEBOOKS[name])):
+            if old is None or sources(old) != sources(build(cells)):
                 stale.append(name)
         else:
             path.write_text(nbformat.writes(with_outputs(name, old)) + "\n", encoding="utf-8")

@@ -83,9 +83,7 @@ def test_notebooks_match_generator() -> None:
         )
         # regenerating keeps the recorded outputs of unchanged cells
         kept = module.with_outputs(path.name, committed)
-        assert [c.get("outputs") for c in kept.cells] == [
-            c.get("outputs") for c in committed.cells
-        ]
+        assert [c.get("outputs") for c in kept.cells] == [c.get("outputs") for c in committed.cells]
 
 
 def test_structure_comparison_ignores_what_varies_and_catches_what_matters() -> None:
@@ -119,9 +117,7 @@ def test_structure_comparison_ignores_what_varies_and_catches_what_matters() -> 
     lost.cells[figure_cell]["outputs"] = [
         o for o in lost.cells[figure_cell]["outputs"] if "image/png" not in o.get("data", {})
     ]
-    assert [d.split(":")[0] for d in tool.differences(committed, lost)] == [
-        f"cell {figure_cell}"
-    ]
+    assert [d.split(":")[0] for d in tool.differences(committed, lost)] == [f"cell {figure_cell}"]
 
     grown = copy.deepcopy(committed)
     grown.cells.append(nbformat.v4.new_code_cell("print(1)"))

@@ -58,7 +58,9 @@ def test_profile_figure_stacks_layers_per_backend_with_speedups(report_path: Pat
     assert legend == [n for n in LAYERS if n != "forward"]  # every layer, forward order
     # each layer is one bar container; its heights are the report's medians per backend
     medians = {
-        b: {r["name"]: r["self_ns_per_forward"]["median"] / 1e6 for r in report.backend(b)["layers"]}
+        b: {
+            r["name"]: r["self_ns_per_forward"]["median"] / 1e6 for r in report.backend(b)["layers"]
+        }
         for b in report.backends
     }
     for layer, bars in zip(legend, ax.containers, strict=True):
@@ -67,7 +69,9 @@ def test_profile_figure_stacks_layers_per_backend_with_speedups(report_path: Pat
     notes = [t.get_text() for t in ax.texts]
     base = report.total_ms("native-ref")
     assert notes[1] == f"{base:.2f} ms\nbaseline"
-    assert notes[0] == f"{report.total_ms('native'):.2f} ms\n{base / report.total_ms('native'):.2f}x"
+    assert (
+        notes[0] == f"{report.total_ms('native'):.2f} ms\n{base / report.total_ms('native'):.2f}x"
+    )
     assert "speedup vs native-ref" in ax.get_title()
     assert ax.get_ylabel() == "median self time per forward (ms)"
     # another baseline moves the annotation
@@ -135,4 +139,3 @@ def test_missing_matplotlib_names_the_extra(
     assert not out.exists()  # refused before profiling or comparing
     with pytest.raises(MissingDependencyError, match=r"neonsign\[plots\]"):
         profile_figure(ProfileReport.load(report_path))
-

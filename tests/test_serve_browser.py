@@ -258,8 +258,11 @@ def test_keyboard_examples_typed_roi_and_error_messages(served, page) -> None:
     index = json.loads((EXAMPLES / "index.json").read_text())["examples"]
     assert page.locator("#examples button").count() == len(index)
     for n in range(page.locator("#examples button").count()):
-        assert page.locator("#examples button").nth(n).get_attribute("aria-label").startswith(
-            "example: "
+        assert (
+            page.locator("#examples button")
+            .nth(n)
+            .get_attribute("aria-label")
+            .startswith("example: ")
         )
     assert page.get_attribute("#status", "aria-live") == "polite"
     assert page.get_attribute("#error", "role") == "alert"

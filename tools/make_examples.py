@@ -81,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     files = render()
     if args.check:
-        stale = [n for n, b in files.items() if not (OUT / n).is_file() or (OUT / n).read_bytes() != b]
+        stale = [
+            n for n, b in files.items() if not (OUT / n).is_file() or (OUT / n).read_bytes() != b
+        ]
         extra = sorted(p.name for p in OUT.glob("*") if p.name not in files)
         for name in stale + extra:
             print(f"{OUT / name}: out of date (run tools/make_examples.py)", file=sys.stderr)

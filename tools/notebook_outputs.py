@@ -58,10 +58,7 @@ def output_kinds(outputs: list[dict[str, Any]]) -> list[str]:
 
 def structure(nb: Any) -> list[tuple[str, str, list[str]]]:
     """``(cell type, source, output kinds)`` per cell."""
-    return [
-        (c["cell_type"], c["source"], output_kinds(c.get("outputs", [])))
-        for c in nb["cells"]
-    ]
+    return [(c["cell_type"], c["source"], output_kinds(c.get("outputs", []))) for c in nb["cells"]]
 
 
 def differences(committed: Any, executed: Any) -> list[str]:
@@ -130,7 +127,7 @@ def run_one(path: Path, args: argparse.Namespace) -> bool:
             return False
     seconds = time.perf_counter() - t0
     for folder, suffix, write in (
-        (args.out, ".ipynb", lambda nb, p: nbformat.write(nb, p)),
+        (args.out, ".ipynb", nbformat.write),
         (args.html, ".html", write_html),
     ):
         if folder:

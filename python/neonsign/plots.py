@@ -178,4 +178,3 @@ def save_png(fig: Figure, path: str | os.PathLike[str], dpi: int = 110) -> Path:
     fig.savefig(buf, format="png", dpi=dpi)
     data = buf.getvalue()
     return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), "write the plot")
-
