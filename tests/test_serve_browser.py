@@ -295,10 +295,10 @@ def test_keyboard_examples_typed_roi_and_error_messages(served, page) -> None:
     page.focus("#card-0 .y2")
     page.keyboard.press("Enter")
     page.wait_for_function(
-        "document.querySelector('#status').textContent.includes('[10, 8, 45, 47]')",
+        "document.querySelector('#status').textContent.includes('with [10, 8, 45, 47]: ')",
         timeout=TIMEOUT_MS,
     )
-    wait_state(page, "done")
+    assert page.get_attribute("#status", "data-state") == "done"
     api = httpx.post(
         base + "/predict",
         files={"file": (first["file"], data, "image/png")},
@@ -316,8 +316,12 @@ def test_keyboard_examples_typed_roi_and_error_messages(served, page) -> None:
     message = page.inner_text("#card-0 .error")
     assert message.startswith("Error: HTTP 400: ") and "Server says:" in message
     drop_files(page, [("a.txt", b"hello", "text/plain"), ("b.txt", b"world", "text/plain")])
-    wait_state(page, "failed")
+    page.wait_for_function(  # the state was already "failed": wait for this batch's message
+        "document.querySelector('#status').textContent.startsWith('The batch failed')",
+        timeout=TIMEOUT_MS,
+    )
     assert "HTTP 415: unsupported image format" in page.inner_text("#error")
+    assert "the batch failed" in page.inner_text("#card-1 .error")
     page.screenshot(path=str(screenshot_dir() / "serve-page-error.png"), full_page=True)
 
 
