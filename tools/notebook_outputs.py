@@ -6,7 +6,8 @@ outputs are out of date *in structure*: a different list of cells, a changed sou
 cell whose outputs are not the same kinds in the same order (a figure that disappeared, a table
 that became text, an error). What legitimately varies between runs is ignored: numbers and
 timings inside the text, images' pixels, execution counts and metadata, and ``stderr`` streams
-(warnings and progress bars depend on the machine and library versions).
+(warnings, progress bars and libraries' log lines depend on the machine and library versions;
+they are also left out of the committed outputs).
 
     python tools/notebook_outputs.py run [--update] [--html DIR] [--out DIR] NOTEBOOK...
 
@@ -81,11 +82,18 @@ def differences(committed: Any, executed: Any) -> list[str]:
 
 
 def clean(nb: Any) -> Any:
-    """``nb`` without what changes on every run and says nothing: per-cell execution metadata
-    (timestamps) and the kernel's version details."""
+    """``nb`` without what changes on every run and says nothing to a reader: per-cell
+    execution metadata (timestamps), the kernel's version details and stderr (libraries' log
+    lines, warnings and progress bars, which also differ between machines)."""
     nb = copy.deepcopy(nb)
     for cell in nb["cells"]:
         cell.get("metadata", {}).pop("execution", None)
+        if "outputs" in cell:
+            cell["outputs"] = [
+                o
+                for o in cell["outputs"]
+                if not (o.get("output_type") == "stream" and o.get("name") in IGNORED_STREAMS)
+            ]
     nb["metadata"].get("language_info", {}).pop("version", None)
     return nb
 
