@@ -18,7 +18,13 @@ from neonsign.profile_report import ProfileReport, compare_backends
 
 pytest.importorskip("matplotlib")
 
-from neonsign.plots import compare_figure, layer_order, profile_figure, save_png  # noqa: E402
+from neonsign.plots import (  # noqa: E402
+    FORWARD_LABEL,
+    compare_figure,
+    layer_order,
+    profile_figure,
+    save_png,
+)
 
 BACKENDS = "native,native-ref"
 
@@ -55,7 +61,11 @@ def test_profile_figure_stacks_layers_per_backend_with_speedups(report_path: Pat
     (ax,) = fig.axes
     assert [t.get_text() for t in ax.get_xticklabels()] == report.backends
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend[-1] == FORWARD_LABEL
+    legend = legend[:-1]
     assert legend == [n for n in LAYERS if n != "forward"]  # every layer, forward order
+    forward = [line.get_ydata()[0] for line in ax.get_lines()]
+    assert np.allclose(forward, [report.total_ms(b) for b in report.backends])
     # each layer is one bar container; its heights are the report's medians per backend
     medians = {
         b: {

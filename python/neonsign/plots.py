@@ -39,6 +39,9 @@ __all__ = [
 #: The pip extra that installs matplotlib (``pip install 'neonsign[plots]'``).
 EXTRA = "plots"
 
+#: The legend entry of the black line marking each backend's median forward time.
+FORWARD_LABEL = "whole forward pass (median)"
+
 #: Span names that are not a layer of the network (the whole pass, as a profile and a
 #: comparison name it).
 _NOT_LAYERS = frozenset({"forward", "total"})
@@ -77,7 +80,8 @@ def _colours(n: int) -> list[Any]:
 
 def profile_figure(report: ProfileReport, baseline: str | None = None) -> Figure:
     """One stacked bar per backend: each layer's median self time per forward (ms), bottom to
-    top in forward order; above each bar its median forward time and its speedup against
+    top in forward order; a black line at its median forward time, and above it that time and
+    its speedup against
     ``baseline`` (default: the report's baseline; ``1.00x`` on the baseline itself).
 
     Raises:
@@ -105,6 +109,10 @@ def profile_figure(report: ProfileReport, baseline: str | None = None) -> Figure
     top = max([*bottoms, *(report.total_ms(b) for b in backends), 1e-9])
     for i, b in enumerate(backends):
         ms = report.total_ms(b)
+        # the whole forward pass: above the stack by the time outside the layers (the medians
+        # of the parts need not add up to the median of the whole)
+        ax.plot([i - 0.4, i + 0.4], [ms, ms], color="black", lw=1.2,
+                label=FORWARD_LABEL if i == 0 else None)  # fmt: skip
         note = f"{ms:.2f} ms"
         if base_ms is not None and ms > 0:
             note += "\nbaseline" if b == base else f"\n{base_ms / ms:.2f}x"
@@ -118,7 +126,10 @@ def profile_figure(report: ProfileReport, baseline: str | None = None) -> Figure
         + (f"; speedup vs {base}" if base_ms is not None else "")
     )
     ax.tick_params(axis="x", labelrotation=20)
-    ax.legend(title="layer (forward order)", fontsize="small", loc="upper left",
+    handles, labels = ax.get_legend_handles_labels()  # layers first, then the forward line
+    order = sorted(range(len(labels)), key=lambda k: labels[k] == FORWARD_LABEL)
+    ax.legend([handles[k] for k in order], [labels[k] for k in order],
+              title="layer (forward order)", fontsize="small", loc="upper left",
               bbox_to_anchor=(1.01, 1.0))  # fmt: skip
     return fig
 
