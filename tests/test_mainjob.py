@@ -73,5 +73,9 @@ def test_main_job_runs_every_stage_and_never_overwrites(synth, tmp_path, capsys,
     md = (run_dir / "summary.md").read_text()
     assert "## neonsign profile" in md and "## neonsign compare" in md and "accuracy" in md
     assert step_summary.read_text() == md + "\n"
+    # the per-layer pictures (issue 19) beside summary.md, linked from it
+    for name in ("profile.png", "compare.png"):
+        assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"![{name}]({name})" in md
     ctx2 = run_main_job(data=synth, runs_dir=runs, epochs=1, threads=1, backend="torch", quiet=True)
     assert ctx2.run_dir != run_dir and (run_dir / "summary.json").exists()

@@ -332,8 +332,9 @@ def test_routes_are_mounted_from_the_router(tmp_path: Path) -> None:
         "/admin/reload",
         "/",
         "/docs",
+        "/examples/{name}",
     }
-    assert set(app.openapi()["paths"]) == ours - {"/predict/", "/", "/docs"}
+    assert set(app.openapi()["paths"]) == ours - {"/predict/", "/", "/docs", "/examples/{name}"}
     with pytest.raises(ConfigError, match="not both"):
         create_app(ServeConfig(model=str(model_dir)), threads=1)
     png = _blobs(1, seed=27)[0]

@@ -1,13 +1,17 @@
 """``neonsign compare``: compare two profile reports, or two backends of one or two reports
 (:func:`neonsign.profile_report.compare`), and gate on regressions: exit 1 with
-``--fail-if-slower`` when the total or a ``--layers`` layer got slower by more than PCT."""
+``--fail-if-slower`` when the total or a ``--layers`` layer got slower by more than PCT. ``--plot``
+draws the per-layer changes (:func:`neonsign.plots.compare_figure`; matplotlib, the ``plots``
+extra)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from .._fileio import check_file_writable
 from ..errors import NeonsignValueError
+from ..plots import compare_figure, require_matplotlib, save_png
 from ..profile_report import Comparison, append_step_summary, compare, compare_backends
 
 
@@ -51,6 +55,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", help="write the comparison as JSON here")
     parser.add_argument("--markdown", help="write the comparison as Markdown here")
+    parser.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="draw base and new per-layer times with their changes here (needs matplotlib)",
+    )
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -73,6 +82,9 @@ def _backend_pair(args: argparse.Namespace, layers: list[str] | None) -> Compari
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.plot:
+        check_file_writable(args.plot, "write the plot")
+        require_matplotlib("--plot")
     layers = _split(args.layers)
     if args.base_backend or args.new_backend:
         cmp = _backend_pair(args, layers)
@@ -94,6 +106,9 @@ def run(args: argparse.Namespace) -> int:
         cmp.save_json(args.json)
     if args.markdown:
         cmp.save_markdown(args.markdown)
+    if args.plot:
+        save_png(compare_figure(cmp), args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
     append_step_summary(cmp.markdown())
     if cmp.failed:
         print("neonsign compare: gate failed", file=sys.stderr)

@@ -1,6 +1,7 @@
 """``neonsign profile``: per-layer timing of every backend in one process
 (:func:`neonsign.profiler.profile`), printed as torch.profiler-style tables, written as JSON
-and Markdown (and appended to ``$GITHUB_STEP_SUMMARY`` when set)."""
+and Markdown (and appended to ``$GITHUB_STEP_SUMMARY`` when set), drawn as a PNG with ``--plot``
+(:func:`neonsign.plots.profile_figure`; needs matplotlib, the ``plots`` extra)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import argparse
 import sys
 
 from .._fileio import check_file_writable
+from ..plots import profile_figure, require_matplotlib, save_png
 from ..profile_report import append_step_summary
 from ..profiler import profile
 from .backends import print_backends
@@ -58,6 +60,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", help="write the report as JSON here")
     parser.add_argument("--markdown", help="write the report as Markdown here")
+    parser.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="draw per-layer stacked bars per backend with speedups here (needs matplotlib)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no tables or progress bar")
     parser.add_argument("--list-backends", action="store_true", help="list backends and exit")
 
@@ -65,9 +72,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.list_backends:
         return print_backends()
-    for path in (args.json, args.markdown):  # before the backends are timed
+    for path in (args.json, args.markdown, args.plot):  # before the backends are timed
         if path:
             check_file_writable(path, "write the profile report")
+    if args.plot:
+        require_matplotlib("--plot")  # fail now, not after minutes of timing
     report = profile(
         model=args.model,
         data=args.data,
@@ -92,5 +101,8 @@ def run(args: argparse.Namespace) -> int:
     if args.markdown:
         report.save_markdown(args.markdown)
         print(f"wrote {args.markdown}", file=sys.stderr)
+    if args.plot:
+        save_png(profile_figure(report, args.baseline), args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
     append_step_summary(md)
     return 0

@@ -337,7 +337,23 @@ def _summary(ctx: RunContext) -> dict[str, Any]:
     }
 
 
-def _summary_markdown(ctx: RunContext) -> str:
+def _write_plots(ctx: RunContext) -> list[str]:
+    """``profile.png`` (per-layer bars per backend) and ``compare.png`` (the comparisons) beside
+    ``summary.md`` when matplotlib is installed and the test stage plots; their file names."""
+    if not ctx.settings.evaluation.plot or importlib.util.find_spec("matplotlib") is None:
+        return []
+    from ...plots import compare_figure, profile_figure, save_png
+
+    save_png(profile_figure(need(ctx.profile_report, "the profile report")),
+             ctx.run_dir / "profile.png")  # fmt: skip
+    written = ["profile.png"]
+    if ctx.comparisons:
+        save_png(compare_figure(ctx.comparisons), ctx.run_dir / "compare.png")
+        written.append("compare.png")
+    return written
+
+
+def _summary_markdown(ctx: RunContext, plots: list[str] | None = None) -> str:
     from ...evaluate import format_summary
 
     parts = [
@@ -351,6 +367,7 @@ def _summary_markdown(ctx: RunContext) -> str:
         "",
         need(ctx.profile_report, "the profile report").markdown(),
     ]
+    parts += [f"![{name}]({name})\n" for name in plots or []]  # relative links, beside summary.md
     parts += [c.markdown() for c in ctx.comparisons]
     return "\n".join(parts)
 
@@ -361,7 +378,7 @@ def report(ctx: RunContext) -> None:
     from ...profile_report import append_step_summary
 
     write_json(ctx.run_dir / "summary.json", _summary(ctx))
-    md = _summary_markdown(ctx)
+    md = _summary_markdown(ctx, _write_plots(ctx))
     with file_errors("write", ctx.run_dir / "summary.md"):
         (ctx.run_dir / "summary.md").write_text(md, encoding="utf-8")
     with file_errors("append to $GITHUB_STEP_SUMMARY"):
@@ -371,7 +388,7 @@ def report(ctx: RunContext) -> None:
         print(c.text(), flush=True)
     print(
         f"artifacts in {ctx.run_dir}: model/ (safetensors + model_card.json), test.json, "
-        f"confusion.png, profile.json, compare.json, summary.json, summary.md",
+        f"confusion.png, profile.json (+ .png), compare.json (+ .png), summary.json, summary.md",
         flush=True,
     )
 

@@ -13,6 +13,7 @@ dependency (``app.state.service``); they hold no state of their own.
     GET  /metrics         Prometheus metrics (latency, predictions per class, errors, input drift)
     POST /admin/reload    load the model source again and swap it in atomically (also SIGHUP)
     GET  /                a self-contained upload page;  GET /docs: self-contained API reference
+    GET  /examples/NAME   the upload page's example images (static/examples/, index.json)
 """
 
 # No "from __future__ import annotations": FastAPI evaluates the endpoints' annotations.
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from ...errors import NeonsignError, NeonsignValueError
 from .config import is_loopback
@@ -250,3 +251,12 @@ async def index() -> HTMLResponse:
 @router.get("/docs", response_class=HTMLResponse, include_in_schema=False)
 async def docs() -> HTMLResponse:
     return HTMLResponse((STATIC / "docs.html").read_text(encoding="utf-8"))
+
+
+@router.get("/examples/{name}", include_in_schema=False)
+async def example(name: str) -> FileResponse:
+    """The upload page's example images (made by tools/make_examples.py)."""
+    path = STATIC / "examples" / name
+    if name.startswith(".") or not path.is_file():
+        raise ApiError(404, "not_found", f"no example named {name!r}")
+    return FileResponse(path)
