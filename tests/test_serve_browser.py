@@ -42,6 +42,7 @@ CHROMIUM = (
     os.environ.get("NEONSIGN_CHROMIUM")
     or shutil.which("chromium")
     or shutil.which("chromium-browser")
+    or shutil.which("google-chrome")  # GitHub's x86-64 runner images
 )
 pytestmark = [
     needs_subprocess,

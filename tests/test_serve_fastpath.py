@@ -244,6 +244,44 @@ def test_batch_lane_budget_admission_and_singles_meanwhile(blocking: LoadedModel
     assert engine.calls == [4, 1]  # type: ignore[attr-defined]  # the budget refusal decoded nothing
 
 
+def test_a_bad_file_in_a_batch_is_named_by_its_position(model_dir: Path) -> None:
+    """A batch with a file that is no image at all is refused as unsupported (415), not as
+    over the pixel budget its unreadable header would count for; a corrupt image is a decode
+    error (400); both name the image's position in the batch."""
+    from fastapi.testclient import TestClient
+
+    from neonsign.app.serving import create_app
+
+    png = encode(sign_like_images(1, seed=15)[0], "PNG")
+    corrupt = png[:40]
+    app = create_app(str(model_dir), threads=1, max_batch=4)
+    with TestClient(app) as client:
+        text = [
+            ("files", ("a.png", png)),
+            ("files", ("b.txt", b"hello")),
+            ("files", ("c.txt", b"x")),
+        ]
+        r = client.post("/predict/batch", files=text)
+        assert r.status_code == 415, r.text
+        assert (
+            "image 2 of 3" in r.json()["detail"]
+            and "unsupported image format" in r.json()["detail"]
+        )
+        r = client.post(
+            "/predict/batch", files=[("files", ("a.png", png)), ("files", ("b.png", corrupt))]
+        )
+        assert r.status_code == 400, r.text
+        assert "image 2 of 2" in r.json()["detail"]
+    inference = Inference(max_pixels=10**6, max_batch=4, max_batch_pixels=10**12)
+    try:
+        with pytest.raises(UnsupportedError, match="image 1 of 2"):
+            inference.check_batch_budget([b"GIF89a" + bytes(30), png])
+        with pytest.raises(DecodeError, match="image 2 of 2"):
+            inference.run_batch([png, corrupt], LoadedModel.load(str(model_dir)))
+    finally:
+        inference.close()
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [("BATCH_QUEUE", "0"), ("MAX_BATCH_PIXELS", "-5"), ("MAX_QUEUE", "x"), ("INLINE_PIXELS", "-1")],

@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from ... import images
 from ..._math import softmax
 from ...data import CLASS_NAMES
-from ...errors import NeonsignError, ResourceLimitError
+from ...errors import NeonsignError, ResourceLimitError, UnsupportedError
 from ...images import RoiError, check_roi, parse_roi, roi_from_values
 from ...preprocess import Roi
 from .models import LoadedModel
@@ -54,6 +54,11 @@ __all__ = [
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+def _in_batch(exc: NeonsignError, index: int, count: int) -> NeonsignError:
+    """``exc`` (same type, so the same HTTP status) with the image's position in its batch."""
+    return type(exc)(f"image {index + 1} of {count}: {exc}")
 
 
 class Busy(NeonsignError):
@@ -449,17 +454,21 @@ class Inference:
         """Refuse a batch whose headers declare more than ``max_batch_pixels`` pixels in all
         (before any of it is decoded). An image whose header :func:`neonsign.images.probe`
         cannot read counts as ``max_pixels`` (the most its decoder may decode); the decoder
-        then reports what is wrong with it.
+        then reports what is wrong with it. A file that is no PNG, JPEG or PPM at all is refused
+        as such, named by its position.
 
         Raises:
             ResourceLimitError: over the budget.
+            UnsupportedError: an image of an unsupported format.
         """
         if self.max_batch_pixels is None:
             return
         total = 0
-        for blob in blobs:
+        for i, blob in enumerate(blobs):
             try:
                 _, width, height = images.probe(blob)
+            except UnsupportedError as exc:  # never decodable: say so rather than count it
+                raise _in_batch(exc, i, len(blobs)) from exc
             except NeonsignError:
                 width, height = self.max_pixels, 1
             total += width * height
@@ -497,10 +506,16 @@ class Inference:
         model: LoadedModel,
         rois: Sequence[Roi | None] | None = None,
     ) -> list[Prediction]:
-        """A batch request: all images in one engine call; any bad image fails it. ``rois``:
-        one optional ROI per blob (None: all whole)."""
+        """A batch request: all images in one engine call; any bad image fails it, its error
+        naming its position (``image 2 of 5: ...``). ``rois``: one optional ROI per blob (None:
+        all whole)."""
         crops = list(rois) if rois is not None else [None] * len(blobs)
-        prepared = [self.prepare(d, model, r) for d, r in zip(blobs, crops, strict=True)]
+        prepared = []
+        for i, (data, roi) in enumerate(zip(blobs, crops, strict=True)):
+            try:
+                prepared.append(self.prepare(data, model, roi))
+            except NeonsignError as exc:  # the client needs to know which of its files
+                raise _in_batch(exc, i, len(blobs)) from exc
         return self.classify(prepared, model)
 
     def run_coalesced(self, items: Sequence[Upload]) -> list[Prediction | BaseException]:
