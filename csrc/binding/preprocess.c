@@ -363,6 +363,7 @@ typedef struct {
     const char **paths;
     char **messages;
     PyArrayObject *images, *ok;
+    PyArrayObject *images_u8; /* the uint8 side output of a float32 load, when asked for */
 } load_job;
 
 static void load_cleanup(load_job *job) {
@@ -376,6 +377,7 @@ static void load_cleanup(load_job *job) {
     }
     PyMem_Free(job->paths);
     Py_XDECREF(job->images);
+    Py_XDECREF(job->images_u8);
     Py_XDECREF(job->ok);
     Py_XDECREF(job->paths_tuple);
 }
@@ -413,19 +415,31 @@ static int load_paths(ns_state *st, load_job *job) {
 }
 
 static const char *const load_images_args[] = {
-    "paths", "rois",       "height",         "width",    "layout",  "mean",
-    "std",   "max_pixels", "max_file_bytes", "skip_bad", "threads", NULL};
-static const ns_argspec load_images_spec = NS_ARGSPEC("load_images", load_images_args, 11);
+    "paths",      "rois",           "height",   "width",   "layout",     "mean", "std",
+    "max_pixels", "max_file_bytes", "skip_bad", "threads", "keep_uint8", NULL};
+static const ns_argspec load_images_spec = NS_ARGSPEC("load_images", load_images_args, 12);
+
+/* For a float32 load with keep_uint8: the (n, h, w, 3) uint8 array the resizes are kept in. */
+static int load_side_output(ns_state *st, PyObject *keep, load_job *job, ns_load_request *req) {
+    int want = 0;
+    if (!ns_conv_bool(st, keep, "keep_uint8", &want)) return 0;
+    if (!want || req->layout != NS_LAYOUT_F32_NCHW) return 1;
+    npy_intp dims[4] = {job->n, (npy_intp)req->out_h, (npy_intp)req->out_w, 3};
+    job->images_u8 = (PyArrayObject *)PyArray_SimpleNew(4, dims, NPY_UINT8);
+    if (!job->images_u8) return 0;
+    req->out_u8 = PyArray_DATA(job->images_u8);
+    return 1;
+}
 
 static PyObject *py_load_images(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                                 PyObject *kwnames) {
     ns_state *st = ns_state_of_module(module);
-    PyObject *a[11];
+    PyObject *a[12];
     ns_load_request req;
     memset(&req, 0, sizeof req);
     if (!ns_parse_args(st, &load_images_spec, args, nargs, kwnames, a)) return NULL;
     PyObject *result = NULL;
-    load_job job = {NULL, 0, NULL, NULL, NULL, NULL, NULL};
+    load_job job = {NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL};
     if (!(job.paths_tuple = paths_snapshot(st, a[0]))) return NULL;
     job.n = PyTuple_GET_SIZE(job.paths_tuple);
     req.count = (size_t)job.n;
@@ -436,7 +450,7 @@ static PyObject *py_load_images(PyObject *module, PyObject *const *args, Py_ssiz
     job.images = load_output(st, &req, job.n);
     npy_intp okdim = job.n;
     job.ok = job.images ? (PyArrayObject *)PyArray_SimpleNew(1, &okdim, NPY_BOOL) : NULL;
-    if (!job.ok) goto done;
+    if (!job.ok || !load_side_output(st, a[11], &job, &req)) goto done;
     if (req.skip_bad && !(job.messages = PyMem_Calloc((size_t)job.n + 1, sizeof(char *)))) {
         PyErr_NoMemory();
         goto done;
@@ -457,7 +471,8 @@ static PyObject *py_load_images(PyObject *module, PyObject *const *args, Py_ssiz
         goto done;
     }
     PyObject *errors = load_errors(&req, job.n);
-    if (errors) result = Py_BuildValue("(OON)", job.images, job.ok, errors);
+    PyObject *side = job.images_u8 ? (PyObject *)job.images_u8 : Py_None;
+    if (errors) result = Py_BuildValue("(OONO)", job.images, job.ok, errors, side);
 done:
     load_cleanup(&job);
     return result;
@@ -489,7 +504,9 @@ PyMethodDef ns_preprocess_methods[] = {
      "normalize(images, mean, std) -> float32 (N, 3, H, W)\n\nimages: uint8 (N, H, W, 3)."},
     {"load_images", FASTCALL_KW(py_load_images),
      "load_images(paths, rois, height, width, layout, mean, std, max_pixels, max_file_bytes, "
-     "skip_bad, threads) -> (images, ok, errors)"},
+     "skip_bad, threads, keep_uint8) -> (images, ok, errors, images_u8)\n\nimages_u8: with "
+     "keep_uint8 and the float32 layout, the uint8 (N, H, W, 3) resizes the float32 images were "
+     "normalised from (filled in the same pass); else None."},
     {NULL, NULL, 0, NULL},
 };
 
