@@ -71,7 +71,9 @@ def test_load_images_and_uint8_is_both_loads_in_one(tmp_path: Path) -> None:
     for i in range(12):
         h, w = (int(v) for v in rng.integers(10, 90, 2))
         p = tmp_path / f"{i}.ppm"
-        p.write_bytes(b"P6\n%d %d\n255\n" % (w, h) + rng.integers(0, 256, h * w * 3, np.uint8).tobytes())
+        p.write_bytes(
+            b"P6\n%d %d\n255\n" % (w, h) + rng.integers(0, 256, h * w * 3, np.uint8).tobytes()
+        )
         paths.append(p)
     paths[5].write_bytes(b"P6\n9 9\n255\n\x00")  # truncated: a zero row in both outputs
     rois = np.array([[-1, -1, -1, -1] if i % 2 else [1, 2, 8, 9] for i in range(12)], np.int64)
@@ -154,7 +156,9 @@ def test_dev_zero_symlink_is_refused_before_reading(tmp_path: Path) -> None:
 
 @needs_fifo
 @needs_dev_zero
-def test_split_with_fifo_and_dev_zero(synth_root: Path, tmp_path: Path, watchdog: list[str]) -> None:
+def test_split_with_fifo_and_dev_zero(
+    synth_root: Path, tmp_path: Path, watchdog: list[str]
+) -> None:
     root = _train_copy(synth_root, tmp_path / "r")
     images_dir = root / "Final_Training" / "Images"
     fifo = images_dir / "00003" / "00000_00001.ppm"  # listed in GT-00003.csv
