@@ -311,7 +311,10 @@ def _class_dirs(folder: Path) -> list[Path]:
 
 def _has_ppm(folder: Path) -> bool:
     with file_errors("list the folder", folder):
-        return folder.is_dir() and any(p.suffix.lower() == ".ppm" for p in folder.iterdir())
+        if not folder.is_dir():
+            return False
+        with os.scandir(folder) as entries:  # stops at the first image, unlike a full listing
+            return any(e.name[-4:].lower() == ".ppm" for e in entries)
 
 
 def _find_test_labels(images_dir: Path, root: Path) -> tuple[Path | None, list[Path]]:
