@@ -20,6 +20,7 @@ import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -27,7 +28,7 @@ from PIL import Image
 
 from neonsign import data
 from neonsign import preprocess as pp
-from neonsign.errors import NeonsignIsADirectoryError, NeonsignOSError
+from neonsign.errors import NeonsignIsADirectoryError, NeonsignOSError, NeonsignValueError
 from pillow_ref import assert_matches_pillow
 
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
@@ -207,3 +208,37 @@ def test_split_paths_is_a_sequence_of_paths(synth_root: Path) -> None:
     assert paths == tuple(paths) and paths == list(paths) and paths[2:4] == (paths[2], paths[3])
     assert paths.index(paths[7]) == 7 and paths[7] in paths
     assert paths.strings()[0] == str(paths[0]) and paths != tuple(paths)[:9]
+
+
+def test_out_arrays_are_filled_in_place(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    paths = []
+    for i in range(6):
+        p = tmp_path / f"{i}.ppm"
+        p.write_bytes(b"P6\n40 30\n255\n" + rng.integers(0, 256, 40 * 30 * 3, np.uint8).tobytes())
+        paths.append(p)
+    big = np.full((10, 3, 8, 8), 7.0, np.float32)  # rows 2..7 are the output, the rest untouched
+    side = np.full((10, 8, 8, 3), 9, np.uint8)
+    res, u8 = pp.load_images_and_uint8(paths, size=8, out=big[2:8], out_uint8=side[2:8])
+    ref, ref8 = pp.load_images_and_uint8(paths, size=8)
+    np.testing.assert_array_equal(big[2:8], ref.images)
+    np.testing.assert_array_equal(side[2:8], ref8)
+    assert np.shares_memory(res.images, big) and np.shares_memory(u8, side)
+    assert (big[[0, 1, 8, 9]] == 7).all() and (side[[0, 1, 8, 9]] == 9).all()
+    plain = np.zeros((6, 8, 8, 3), np.uint8)
+    assert pp.load_images(paths, size=8, dtype="uint8", out=plain).images is plain
+    np.testing.assert_array_equal(plain, ref8)
+    flat = big[2:8].reshape(-1).view(np.uint8)[: 6 * 8 * 8 * 3].reshape(6, 8, 8, 3)
+    bad_outs: list[dict[str, Any]] = [
+        dict(out=big[2:7]),  # wrong length
+        dict(out=big[2:8].transpose(0, 1, 3, 2)),  # not C-contiguous
+        dict(out=big[2:8].astype(np.float64)),  # wrong dtype
+        dict(out=np.asfortranarray(big[2:8])),
+        dict(out=big[2:8], out_uint8=flat),  # overlaps out
+    ]
+    readonly = big[2:8].copy()
+    readonly.flags.writeable = False
+    bad_outs.append(dict(out=readonly))
+    for kwargs in bad_outs:
+        with pytest.raises(NeonsignValueError):
+            pp.load_images_and_uint8(paths, size=8, **kwargs)

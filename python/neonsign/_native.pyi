@@ -75,6 +75,8 @@ def load_images(
     skip_bad: bool,
     threads: int | None,
     keep_uint8: bool = False,
+    out: npt.NDArray[np.float32] | npt.NDArray[np.uint8] | None = None,
+    out_uint8: npt.NDArray[np.uint8] | None = None,
 ) -> tuple[
     npt.NDArray[np.float32] | npt.NDArray[np.uint8],
     npt.NDArray[np.bool_],

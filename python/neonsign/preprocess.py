@@ -122,6 +122,9 @@ class _PreprocessCore(Protocol):
         threads: int | None,
         keep_uint8: bool,
         /,
+        *,
+        out: ImageF32 | ImageU8 | None,
+        out_uint8: ImageU8 | None,
     ) -> tuple[ImageF32 | ImageU8, NDArray[np.bool_], list[tuple[int, str]], ImageU8 | None]: ...
 
 
@@ -509,6 +512,7 @@ def load_images(
     std: Sequence[float] = DEFAULT_STD,
     threads: int | None = None,
     skip_bad: bool = False,
+    out: ImageF32 | ImageU8 | None = None,
 ) -> LoadResult:
     """Load PPM files into one array: read, decode, crop, resize and normalise in C.
 
@@ -529,6 +533,9 @@ def load_images(
             :func:`neonsign.set_threads`; 1: no threads, all work on the calling thread).
         skip_bad: if False, the first bad file (lowest index) raises; if True, failed images are
             zero rows, ``ok`` is False for them and ``errors`` lists them.
+        out: an array to write the images into instead of a new one (exactly the dtype and
+            shape described above, C-contiguous, writeable; e.g. a slice of a larger array);
+            it is ``images`` of the result.
 
     Raises:
         NeonsignFileNotFoundError (a FileNotFoundError) / other NeonsignOSError subclasses: a
@@ -537,7 +544,9 @@ def load_images(
         ResourceLimitError: a file exceeds :func:`get_limits`.
         NeonsignValueError / NeonsignTypeError: a bad argument.
     """
-    result, _ = _load(paths, rois, size, dtype, mean, std, threads, skip_bad, keep_uint8=False)
+    result, _ = _load(
+        paths, rois, size, dtype, mean, std, threads, skip_bad, keep_uint8=False, out=out
+    )
     return result
 
 
@@ -551,6 +560,8 @@ def load_images_and_uint8(
     std: Sequence[float] = DEFAULT_STD,
     threads: int | None = None,
     skip_bad: bool = False,
+    out: ImageF32 | ImageU8 | None = None,
+    out_uint8: ImageU8 | None = None,
 ) -> tuple[LoadResult, ImageU8]:
     """:func:`load_images`, plus the ``uint8 (N, H, W, 3)`` resizes the images come from.
 
@@ -558,9 +569,22 @@ def load_images_and_uint8(
     resize in a second array (the float32 images are exactly :func:`normalize` of it), so a
     caller that needs both -- e.g. a checksum over the decode beside float32 training input --
     pays for no second decode and no NumPy pass. For ``dtype="uint8"`` it is ``result.images``.
-    Failed rows are zero in both. Arguments and errors as :func:`load_images`.
+    Failed rows are zero in both. Arguments and errors as :func:`load_images`; ``out_uint8``
+    (float32 only): an array for the resizes, like ``out`` (it must not overlap ``out``).
     """
-    result, u8 = _load(paths, rois, size, dtype, mean, std, threads, skip_bad, keep_uint8=True)
+    result, u8 = _load(
+        paths,
+        rois,
+        size,
+        dtype,
+        mean,
+        std,
+        threads,
+        skip_bad,
+        keep_uint8=True,
+        out=out,
+        out_uint8=out_uint8,
+    )
     if u8 is None:  # the uint8 layout: the images are the resizes
         u8 = cast(ImageU8, result.images)
     return result, u8
@@ -577,6 +601,8 @@ def _load(
     skip_bad: bool,
     *,
     keep_uint8: bool,
+    out: ImageF32 | ImageU8 | None = None,
+    out_uint8: ImageU8 | None = None,
 ) -> tuple[LoadResult, ImageU8 | None]:
     """Validate the arguments of :func:`load_images` and run the C loader."""
     h, w = _size_hw(size)
@@ -611,6 +637,8 @@ def _load(
             bool(skip_bad),
             threads,
             keep_uint8,
+            out=out,
+            out_uint8=out_uint8,
         )
     errors = [(i, os.fsdecode(path_list[i]), msg) for i, msg in errs]
     return LoadResult(images, ok, errors), u8
