@@ -46,6 +46,7 @@ import numpy as np
 import neonsign
 from neonsign import _native
 from neonsign.artifacts import load_any
+from neonsign.backends import ort_session_options
 from neonsign.engine import Engine, available_kernels
 
 FLOP_PER_IMAGE = 8.4e6  # 4.2 M multiply-adds
@@ -150,9 +151,7 @@ def ort_backends(
     """One ONNX Runtime session per model file (name -> path), ``threads`` intra-op threads."""
     out: dict[str, Callable[[], object]] = {}
     for name, path in paths.items():
-        so = ort.SessionOptions()  # type: ignore[attr-defined]
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
+        so = ort_session_options(threads)  # no spinning threads between the timed backends
         sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])  # type: ignore[attr-defined]
         out[name] = lambda sess=sess: sess.run(None, {"x": x})
     return out

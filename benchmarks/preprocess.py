@@ -16,10 +16,26 @@ bilinear) to the original Width x Height of ``original-annotations`` (a seeded s
 classes, ``--n``); if the shared data is absent, synthetic PPMs with sides drawn from 15..250;
 (2) the 32x32 shared files themselves (or synthetic 32x32 files).
 
+Split section (issue 15: loading at the I/O floor): a GTSRB *test split* of ``--split-n``
+(default 12,630, the official count) real-size PPMs with ``GT-final_test.csv``, written to a
+temporary folder -- sizes and ROIs drawn from the original annotations of the shared training
+split (mean about 51x51, like the official test split), pixels the shared 32x32 files upsampled
+to those sizes (synthetic images from :mod:`neonsign.synth` when the shared data is absent).
+Timed side by side, in interleaved rounds so load drift on a shared machine hits all alike:
+
+* ``open-read``: one Python thread that opens and reads every file (the I/O floor);
+* ``load_split-1thread`` / ``load_split-2threads``: ``neonsign.data.load_split(root, "test")``
+  (float32, the whole call: listing, C pass, checksum);
+* ``torchvision-style``: the learning path's per-item pipeline (``reference-1proc`` above);
+* ``pillow-numpy``: the lean Pillow + NumPy loop.
+
+and printed as ratios to ``open-read`` (goal: ``load_split-2threads`` >= 1.0x).
+
 Prints a table and writes JSON (machine, CPU flags, threads, versions, every figure) to
 benchmarks/results/preprocess-<host>.json (or ``--json``).
 
     python benchmarks/preprocess.py --n 5000
+    python benchmarks/preprocess.py --split-only       # only the split section (about a minute)
 """
 
 from __future__ import annotations
@@ -185,6 +201,119 @@ def reference_loader(paths: Sequence[Path], workers: int):
     return run
 
 
+def _annotation_rows() -> list[tuple[Path, int, int, tuple[int, int, int, int], int]]:
+    """(32x32 file, original width, height, ROI, class) of every shared training image."""
+    rows = []
+    ann_root = SHARED / "original-annotations" / "Final_Training" / "Images"
+    for class_dir in sorted(ann_root.iterdir()):
+        for csv_path in sorted(class_dir.glob("GT-*.csv")):
+            with open(csv_path, newline="") as f:
+                for rec in csv.DictReader(f, delimiter=";"):
+                    p = SHARED / "Final_Training" / "Images" / class_dir.name / rec["Filename"]
+                    roi = tuple(int(rec[k]) for k in ("Roi.X1", "Roi.Y1", "Roi.X2", "Roi.Y2"))
+                    rows.append(
+                        (p, int(rec["Width"]), int(rec["Height"]), roi, int(rec["ClassId"]))
+                    )
+    return rows  # type: ignore[return-value]
+
+
+def make_test_split(root: Path, n: int, seed: int) -> str:
+    """Write a GTSRB test split of n real-size PPMs under root (official layout); its source."""
+    images = root / "GTSRB" / "Final_Test" / "Images"
+    images.mkdir(parents=True, exist_ok=True)
+    if not (SHARED / "original-annotations").is_dir():
+        from neonsign.synth import synthesize
+
+        synthesize(root / "synth", n_per_class=1, with_test=True, n_test=n, seed=seed)
+        return f"synthetic (neonsign.synth), {n} test images: shared GTSRB data not found"
+    rows = _annotation_rows()
+    rng = random.Random(seed)
+    lines = ["Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId"]
+    for i in range(n):
+        p, w, h, roi, cls = rows[rng.randrange(len(rows))]
+        img = Image.open(p).convert("RGB").resize((w, h), Image.BILINEAR)
+        name = f"{i:05d}.ppm"
+        write_ppm(images / name, np.asarray(img))
+        lines.append(f"{name};{w};{h};{roi[0]};{roi[1]};{roi[2]};{roi[3]};{cls}")
+    (root / "GT-final_test.csv").write_text("\n".join(lines) + "\n")
+    return (
+        f"{n} real-size PPMs: sizes/ROIs drawn from {SHARED}/original-annotations, "
+        "pixels the shared 32x32 files upsampled (Pillow bilinear)"
+    )
+
+
+def bench_split(args: argparse.Namespace, workdir: Path, have_torch: bool) -> dict:
+    """The split section: load_split against the open+read floor, side by side."""
+    from neonsign import data
+
+    t0 = time.perf_counter()
+    root = workdir / "split"
+    source = make_test_split(root, args.split_n, args.seed)
+    if (root / "synth").is_dir():
+        root = root / "synth"
+    spec = data.find_split(root, "test")
+    paths = sorted(spec.images_dir.glob("*.ppm"))
+    sizes = np.array([Image.open(p).size for p in paths[:: max(1, len(paths) // 2000)]])
+    n = len(paths)
+    print(
+        f"\nsplit: {source}; {n} files, mean {sizes[:, 0].mean():.1f}x{sizes[:, 1].mean():.1f} "
+        f"(made in {time.perf_counter() - t0:.1f} s)"
+    )
+    fast: dict[str, Callable[[], object]] = {
+        "open-read": lambda: run_read_bytes(paths),
+        "load_split-1thread": lambda: data.load_split(root, "test", threads=1),
+        "load_split-2threads": lambda: data.load_split(root, "test", threads=2),
+    }
+    slow: dict[str, Callable[[], object]] = {"pillow-numpy": lambda: run_lean(paths)}
+    if have_torch:
+        slow["torchvision-style"] = reference_loader(paths, 0)
+    times: dict[str, list[float]] = {k: [] for k in (*fast, *slow)}
+    cpu: dict[str, list[float]] = {k: [] for k in times}
+
+    def timed_once(name: str, fn: Callable[[], object]) -> None:
+        c, t = time.process_time(), time.perf_counter()
+        fn()
+        times[name].append(time.perf_counter() - t)
+        cpu[name].append(time.process_time() - c)
+
+    for fn in (*fast.values(), *slow.values()):
+        fn()  # warm-up: page cache, pool threads, imports
+    for r in range(args.split_repeats):  # interleaved rounds: drift hits every method alike
+        for name, fn in fast.items():
+            timed_once(name, fn)
+        if r < args.ref_repeats:
+            for name, fn in slow.items():
+                timed_once(name, fn)
+    figures = {
+        k: {
+            "median_s": statistics.median(v),
+            "times_s": v,
+            "images_per_s": n / statistics.median(v),
+            # CPU time of this process (all its threads): what the method costs, whatever the
+            # other load on the machine lets the wall clock show
+            "cpu_us_per_image": statistics.median(cpu[k]) / n * 1e6,
+        }
+        for k, v in times.items()
+    }
+    floor = figures["open-read"]["images_per_s"]
+    ratios = {f"{k}_vs_open-read": f["images_per_s"] / floor for k, f in figures.items()}
+    for k in ("torchvision-style", "pillow-numpy"):
+        if k in figures:
+            ratios[f"load_split-2threads_vs_{k}"] = (
+                figures["load_split-2threads"]["images_per_s"] / figures[k]["images_per_s"]
+            )
+    for k, f in figures.items():
+        print(
+            f"  split {k:22s} {f['images_per_s']:12,.0f} img/s   "
+            f"{ratios[f'{k}_vs_open-read']:5.2f}x open-read   {f['cpu_us_per_image']:7.2f} CPU us/img"
+        )
+    print(
+        "  goal: load_split-2threads >= 1.0x open-read "
+        f"(got {ratios['load_split-2threads_vs_open-read']:.2f}x)"
+    )
+    return {"source": source, "n": n, "figures": figures, "ratios": ratios, "goal": 1.0}
+
+
 def run_read_bytes(paths: Sequence[Path]) -> None:
     for p in paths:
         with open(p, "rb") as f:
@@ -251,6 +380,36 @@ def versions() -> dict:
     return v
 
 
+def _torch_threads(threads: int) -> bool:
+    """Give libtorch the benchmark's thread count; False when PyTorch is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    torch.set_num_threads(threads)
+    return True
+
+
+def write_report(args: argparse.Namespace, threads: int, sections: dict) -> None:
+    """JSON of a ``--split-only`` run (the full run writes its own, with more sections)."""
+    report = {
+        "benchmark": "preprocess",
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine_info(),
+        "versions": versions(),
+        "threads": threads,
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        **sections,
+    }
+    out = (
+        args.json
+        or Path(__file__).resolve().parent / "results" / f"preprocess-split-{platform.node()}.json"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {out}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=5000, help="images per set (default 5000)")
@@ -268,9 +427,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--quick", action="store_true", help="CI smoke run: 200 images, one timed run each"
     )
+    ap.add_argument("--split-n", type=int, default=12630, help="test-split files (12,630)")
+    ap.add_argument("--split-repeats", type=int, default=7, help="interleaved split rounds")
+    ap.add_argument("--split-only", action="store_true", help="only the split section")
     args = ap.parse_args(argv)
     if args.quick:
         args.n, args.repeats, args.ref_repeats = 200, 1, 1
+        args.split_n, args.split_repeats = 300, 1
 
     if args.threads is not None:
         neonsign.set_threads(args.threads)
@@ -281,6 +444,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         tmp = tempfile.mkdtemp(prefix="neonsign-bench-")
         workdir = Path(tmp)
     try:
+        if args.split_only:
+            have_torch = not args.no_torch and _torch_threads(threads)
+            write_report(args, threads, {"split": bench_split(args, workdir, have_torch)})
+            return 0
         t0 = time.perf_counter()
         real, small, source = make_sets(args.n, args.seed, workdir)
         setup_s = time.perf_counter() - t0
@@ -290,14 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"real sizes: mean {np.mean([w for w, _ in sizes]):.0f}x{np.mean([h for _, h in sizes]):.0f}, "
             f"max {max(w for w, _ in sizes)}x{max(h for _, h in sizes)}"
         )
-        have_torch = not args.no_torch
-        if have_torch:
-            try:
-                import torch
-
-                torch.set_num_threads(threads)
-            except ImportError:
-                have_torch = False
+        have_torch = not args.no_torch and _torch_threads(threads)
 
         results: dict[str, dict] = {}
         for set_name, paths in (("real-size", real), ("32x32", small)):
@@ -401,6 +561,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"CPU per image, {set_name}: neonsign (1 thread) {base:.1f} us; others cost "
                 + ", ".join(parts)
             )
+        split = bench_split(args, workdir, have_torch)
         if hasattr(os, "getloadavg"):
             print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
@@ -414,6 +575,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "repeats": {"fast": args.repeats, "reference": args.ref_repeats},
             "results": results,
             "resize_only": resize_only,
+            "split": split,
             "targets": {
                 "neonsign_vs_reference-1proc": 30,
                 "neonsign_vs_reference-2workers": 15,

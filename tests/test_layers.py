@@ -20,6 +20,8 @@ LIBRARY_ENV = {
     "profile_report.py": {"GITHUB_STEP_SUMMARY"},  # GitHub Actions' job summary file
     # the measured training precision's cache (docs/training.md)
     "_precision.py": {"NEONSIGN_CACHE_DIR", "XDG_CACHE_HOME"},
+    # libgomp's wait policy for libtorch's idle threads (docs/profiler.md)
+    "backends.py": {"OMP_WAIT_POLICY"},
 }
 
 

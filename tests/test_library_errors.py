@@ -180,14 +180,14 @@ def test_unreadable_class_folder_injected(
 ) -> None:
     root = _small_train_copy(synth_root, tmp_path / "r")
     locked = root / "Final_Training" / "Images" / "00002"
-    real_iterdir = Path.iterdir
+    real_listdir = os.listdir  # the class folders are listed by name (no Path per file)
 
-    def iterdir(self: Path) -> Iterator[Path]:
-        if self == locked:
-            raise _permission_denied(self)
-        return real_iterdir(self)
+    def listdir(path: str | os.PathLike[str] = ".") -> list[str]:
+        if Path(path) == locked:
+            raise _permission_denied(locked)
+        return real_listdir(path)
 
-    monkeypatch.setattr(Path, "iterdir", iterdir)
+    monkeypatch.setattr(os, "listdir", listdir)
     with pytest.raises(PermissionError) as info:
         data.load_split(root, "train")
     assert_file_error(info.value, NeonsignPermissionError, locked)

@@ -326,8 +326,30 @@ static int load_rois(ns_state *st, PyObject *obj, Py_ssize_t n, ns_load_request 
     return 1;
 }
 
-/* The output images array for req: (n, 3, h, w) float32 or (n, h, w, 3) uint8. */
-static PyArrayObject *load_output(ns_state *st, const ns_load_request *req, Py_ssize_t n) {
+/* `given` as an output array of `type` and shape dims (ndim 4), or a new one when it is None:
+ * a new reference. A given array must be exactly that: C-contiguous, aligned and writeable. */
+static PyArrayObject *output_array(ns_state *st, PyObject *given, const npy_intp *dims, int type,
+                                   const char *name) {
+    if (!given || given == Py_None) /* omitted or None: a new array */
+        return (PyArrayObject *)PyArray_SimpleNew(4, (npy_intp *)dims, type);
+    PyArrayObject *a = (PyArrayObject *)given;
+    if (!PyArray_Check(given) || PyArray_TYPE(a) != type || PyArray_NDIM(a) != 4 ||
+        memcmp(PyArray_DIMS(a), dims, 4 * sizeof(npy_intp)) != 0 || !PyArray_IS_C_CONTIGUOUS(a) ||
+        !PyArray_ISALIGNED(a) || !PyArray_ISWRITEABLE(a)) {
+        ns_raise(st, "NeonsignValueError",
+                 "%s must be a writeable C-contiguous %s array of shape (%zd, %zd, %zd, %zd)", name,
+                 type == NPY_FLOAT32 ? "float32" : "uint8", (Py_ssize_t)dims[0],
+                 (Py_ssize_t)dims[1], (Py_ssize_t)dims[2], (Py_ssize_t)dims[3]);
+        return NULL;
+    }
+    Py_INCREF(given);
+    return a;
+}
+
+/* The output images array for req: (n, 3, h, w) float32 or (n, h, w, 3) uint8; `given` (the
+ * caller's) or new. */
+static PyArrayObject *load_output(ns_state *st, const ns_load_request *req, Py_ssize_t n,
+                                  PyObject *given) {
     size_t plane, total;
     if (ns_mul_overflow(req->out_h, req->out_w, &plane) || ns_mul_overflow(plane, 3, &plane) ||
         ns_mul_overflow(plane, req->count, &total) ||
@@ -338,8 +360,8 @@ static PyArrayObject *load_output(ns_state *st, const ns_load_request *req, Py_s
     npy_intp dims[4] = {n, (npy_intp)req->out_h, (npy_intp)req->out_w, 3};
     if (req->layout == NS_LAYOUT_F32_NCHW)
         dims[1] = 3, dims[2] = (npy_intp)req->out_h, dims[3] = (npy_intp)req->out_w;
-    return (PyArrayObject *)PyArray_SimpleNew(
-        4, dims, req->layout == NS_LAYOUT_F32_NCHW ? NPY_FLOAT32 : NPY_UINT8);
+    return output_array(st, given, dims,
+                        req->layout == NS_LAYOUT_F32_NCHW ? NPY_FLOAT32 : NPY_UINT8, "out");
 }
 
 /* The (index, message) list of the images skipped. */
@@ -363,6 +385,7 @@ typedef struct {
     const char **paths;
     char **messages;
     PyArrayObject *images, *ok;
+    PyArrayObject *images_u8; /* the uint8 side output of a float32 load, when asked for */
 } load_job;
 
 static void load_cleanup(load_job *job) {
@@ -376,6 +399,7 @@ static void load_cleanup(load_job *job) {
     }
     PyMem_Free(job->paths);
     Py_XDECREF(job->images);
+    Py_XDECREF(job->images_u8);
     Py_XDECREF(job->ok);
     Py_XDECREF(job->paths_tuple);
 }
@@ -413,19 +437,40 @@ static int load_paths(ns_state *st, load_job *job) {
 }
 
 static const char *const load_images_args[] = {
-    "paths", "rois",       "height",         "width",    "layout",  "mean",
-    "std",   "max_pixels", "max_file_bytes", "skip_bad", "threads", NULL};
+    "paths",   "rois",       "height",     "width",          "layout",
+    "mean",    "std",        "max_pixels", "max_file_bytes", "skip_bad",
+    "threads", "keep_uint8", "out",        "out_uint8",      NULL};
 static const ns_argspec load_images_spec = NS_ARGSPEC("load_images", load_images_args, 11);
+
+/* For a float32 load with keep_uint8: the (n, h, w, 3) uint8 array the resizes are kept in
+ * (`given`, the caller's, or new); it must not overlap the float32 output. */
+static int load_side_output(ns_state *st, PyObject *keep, PyObject *given, load_job *job,
+                            ns_load_request *req) {
+    int want = 0;
+    if (keep && !ns_conv_bool(st, keep, "keep_uint8", &want)) return 0;
+    if (!want || req->layout != NS_LAYOUT_F32_NCHW) return 1;
+    npy_intp dims[4] = {job->n, (npy_intp)req->out_h, (npy_intp)req->out_w, 3};
+    job->images_u8 = output_array(st, given, dims, NPY_UINT8, "out_uint8");
+    if (!job->images_u8) return 0;
+    const char *u8 = PyArray_DATA(job->images_u8), *f = PyArray_DATA(job->images);
+    if (u8 < f + PyArray_NBYTES(job->images) && f < u8 + PyArray_NBYTES(job->images_u8) &&
+        PyArray_NBYTES(job->images_u8) > 0) {
+        ns_raise(st, "NeonsignValueError", "out and out_uint8 must not overlap");
+        return 0;
+    }
+    req->out_u8 = PyArray_DATA(job->images_u8);
+    return 1;
+}
 
 static PyObject *py_load_images(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                                 PyObject *kwnames) {
     ns_state *st = ns_state_of_module(module);
-    PyObject *a[11];
+    PyObject *a[14];
     ns_load_request req;
     memset(&req, 0, sizeof req);
     if (!ns_parse_args(st, &load_images_spec, args, nargs, kwnames, a)) return NULL;
     PyObject *result = NULL;
-    load_job job = {NULL, 0, NULL, NULL, NULL, NULL, NULL};
+    load_job job = {NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL};
     if (!(job.paths_tuple = paths_snapshot(st, a[0]))) return NULL;
     job.n = PyTuple_GET_SIZE(job.paths_tuple);
     req.count = (size_t)job.n;
@@ -433,10 +478,10 @@ static PyObject *py_load_images(PyObject *module, PyObject *const *args, Py_ssiz
     if (!load_request(st, a, &req) || !load_rois(st, a[1], job.n, &req) ||
         !(pool = ns_state_pool(st)))
         goto done;
-    job.images = load_output(st, &req, job.n);
+    job.images = load_output(st, &req, job.n, a[12]);
     npy_intp okdim = job.n;
     job.ok = job.images ? (PyArrayObject *)PyArray_SimpleNew(1, &okdim, NPY_BOOL) : NULL;
-    if (!job.ok) goto done;
+    if (!job.ok || !load_side_output(st, a[11], a[13], &job, &req)) goto done;
     if (req.skip_bad && !(job.messages = PyMem_Calloc((size_t)job.n + 1, sizeof(char *)))) {
         PyErr_NoMemory();
         goto done;
@@ -449,15 +494,17 @@ static PyObject *py_load_images(PyObject *module, PyObject *const *args, Py_ssiz
     ns_error err;
     ns_error_clear(&err);
     ns_status status;
-    /* The paths are our own bytes objects and the arrays are ours: nothing the loader reads
-     * can change while the GIL is released. */
+    /* The paths are our own bytes objects and we hold references to the arrays (a caller's
+     * array cannot be resized or freed while referenced): nothing the loader reads or writes
+     * can go away while the GIL is released. */
     Py_BEGIN_ALLOW_THREADS status = ns_load_images(pool, &req, &err);
     Py_END_ALLOW_THREADS if (status != NS_OK) {
         ns_raise_error(st, &err);
         goto done;
     }
     PyObject *errors = load_errors(&req, job.n);
-    if (errors) result = Py_BuildValue("(OON)", job.images, job.ok, errors);
+    PyObject *side = job.images_u8 ? (PyObject *)job.images_u8 : Py_None;
+    if (errors) result = Py_BuildValue("(OONO)", job.images, job.ok, errors, side);
 done:
     load_cleanup(&job);
     return result;
@@ -489,7 +536,10 @@ PyMethodDef ns_preprocess_methods[] = {
      "normalize(images, mean, std) -> float32 (N, 3, H, W)\n\nimages: uint8 (N, H, W, 3)."},
     {"load_images", FASTCALL_KW(py_load_images),
      "load_images(paths, rois, height, width, layout, mean, std, max_pixels, max_file_bytes, "
-     "skip_bad, threads) -> (images, ok, errors)"},
+     "skip_bad, threads, keep_uint8, out, out_uint8) -> (images, ok, errors, images_u8)\n\n"
+     "images_u8: with keep_uint8 and the float32 layout, the uint8 (N, H, W, 3) resizes the "
+     "float32 images were normalised from (filled in the same pass); else None. out / "
+     "out_uint8: None, or the caller's arrays to fill (exact dtype and shape, C-contiguous)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -20,12 +20,23 @@ ns_status ns_read_file(const char *path, size_t max_bytes, ns_buf *buf, size_t *
     return ns_read_file_at(AT_FDCWD, path, path, max_bytes, buf, len, err);
 }
 
+/* What a non-regular file is, for the message that refuses it. */
+static const char *file_kind(mode_t mode) {
+    if (S_ISFIFO(mode)) return "a FIFO";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    if (S_ISSOCK(mode)) return "a socket";
+    return "not a regular file";
+}
+
 ns_status ns_read_file_at(int dirfd, const char *name, const char *path, size_t max_bytes,
                           ns_buf *buf, size_t *len, ns_error *err) {
     *len = 0;
     int fd;
+    /* O_NONBLOCK: opening a FIFO nobody writes to returns at once instead of waiting for a
+     * writer (it is refused below); on a regular file the flag changes nothing. */
     do {
-        fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+        fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     } while (fd < 0 && errno == EINTR);
     if (fd < 0) return io_error(err, path, "cannot open", errno);
 
@@ -39,32 +50,29 @@ ns_status ns_read_file_at(int dirfd, const char *name, const char *path, size_t 
         close(fd);
         return io_error(err, path, "cannot read", EISDIR);
     }
-    ns_status st;
-    size_t used = 0;
-    if (S_ISREG(sb.st_mode)) {
-        if ((uintmax_t)sb.st_size > (uintmax_t)max_bytes) {
-            close(fd);
-            return ns_set_error(err, NS_ERR_LIMIT,
-                                "%s: file is %jd bytes, more than the limit of %zu bytes", path,
-                                (intmax_t)sb.st_size, max_bytes);
-        }
-        /* one byte more than the size so that a file that grew is noticed below */
-        size_t want = (size_t)sb.st_size + 1;
-        st = ns_buf_reserve(buf, want, "a file buffer", err);
-        if (st != NS_OK) {
-            close(fd);
-            return st;
-        }
-    } else if (buf->cap == 0) {
-        st = ns_buf_reserve(buf, 65536, "a file buffer", err);
-        if (st != NS_OK) {
-            close(fd);
-            return st;
-        }
+    if (!S_ISREG(sb.st_mode)) { /* a FIFO, /dev/zero (also through a symlink), a socket... */
+        close(fd);
+        ns_set_error(err, NS_ERR_IO, "%s: is %s, not a regular file; refusing to read it", path,
+                     file_kind(sb.st_mode));
+        if (err) err->sys_errno = EINVAL;
+        return NS_ERR_IO;
     }
+    if ((uintmax_t)sb.st_size > (uintmax_t)max_bytes) {
+        close(fd);
+        return ns_set_error(err, NS_ERR_LIMIT,
+                            "%s: file is %jd bytes, more than the limit of %zu bytes", path,
+                            (intmax_t)sb.st_size, max_bytes);
+    }
+    /* one byte more than the size so that a file that grew since fstat is noticed below */
+    ns_status st = ns_buf_reserve(buf, (size_t)sb.st_size + 1, "a file buffer", err);
+    if (st != NS_OK) {
+        close(fd);
+        return st;
+    }
+    size_t used = 0;
     for (;;) {
         if (used == buf->cap) {
-            /* a file that is not regular, or grew since fstat: grow the buffer, keep contents */
+            /* the file grew since fstat: grow the buffer up to the limit, keep the contents */
             if (used >= max_bytes) {
                 close(fd);
                 return ns_set_error(err, NS_ERR_LIMIT,
@@ -91,10 +99,8 @@ ns_status ns_read_file_at(int dirfd, const char *name, const char *path, size_t 
         }
         if (n == 0) break;
         used += (size_t)n;
-        if (S_ISREG(sb.st_mode) && used == (size_t)sb.st_size && used < buf->cap) {
-            /* the common case: we read exactly the size fstat gave; skip the EOF read */
-            break;
-        }
+        /* the common case: exactly the size fstat gave was read; skip the EOF read */
+        if (used == (size_t)sb.st_size && used < buf->cap) break;
     }
     close(fd);
     if (used > max_bytes)

@@ -8,10 +8,13 @@
 #include "buf.h"
 #include "common.h"
 
-/* Read the file at `path` into buf (grown as needed); *len receives the byte count.
- * Files larger than max_bytes fail with NS_ERR_LIMIT before any allocation. A missing file gives
- * NS_ERR_NOTFOUND, other open/read failures NS_ERR_IO (err->sys_errno holds errno). Messages
- * start with the path. */
+/* Read the regular file at `path` into buf (grown as needed); *len receives the byte count.
+ * The file is opened without blocking and checked with fstat before anything is read: a
+ * directory fails with NS_ERR_IO (EISDIR), anything else that is not a regular file (a FIFO, a
+ * character device such as /dev/zero, also behind a symlink, a socket) with NS_ERR_IO (EINVAL),
+ * and a file larger than max_bytes with NS_ERR_LIMIT, all before any allocation or read. A
+ * missing file gives NS_ERR_NOTFOUND, other open/read failures NS_ERR_IO (err->sys_errno holds
+ * errno). Messages start with the path. */
 ns_status ns_read_file(const char *path, size_t max_bytes, ns_buf *buf, size_t *len, ns_error *err);
 
 /* The same for `name` relative to the directory descriptor dirfd (AT_FDCWD: the current

@@ -43,6 +43,47 @@ typedef struct {
     atomic_flag lock;
 } load_ctx;
 
+/* The crop of req's ROI i inside a width x height image: origin (*x0, *y0), size *w x *h. */
+static ns_status crop_of(const ns_load_request *req, size_t i, size_t width, size_t height,
+                         size_t *x0, size_t *y0, size_t *w, size_t *h, ns_error *err) {
+    *x0 = 0, *y0 = 0, *w = width, *h = height;
+    if (!req->rois || req->rois[4 * i] < 0) return NS_OK;
+    const int64_t *r = req->rois + 4 * i;
+    if (r[1] < 0 || r[2] < r[0] || r[3] < r[1] || (uint64_t)r[2] >= width ||
+        (uint64_t)r[3] >= height)
+        return ns_set_error(err, NS_ERR_FORMAT,
+                            "ROI (%lld, %lld, %lld, %lld) does not fit the %zux%zu image "
+                            "(corners inclusive)",
+                            (long long)r[0], (long long)r[1], (long long)r[2], (long long)r[3],
+                            width, height);
+    *x0 = (size_t)r[0], *y0 = (size_t)r[1];
+    *w = (size_t)(r[2] - r[0]) + 1, *h = (size_t)(r[3] - r[1]) + 1;
+    return NS_OK;
+}
+
+/* Resize the w x h image at src (row stride `stride` bytes) into output slot i of req, and for
+ * float32 normalise it there (through the uint8 side array when the caller gave one). */
+static ns_status resize_into(load_ctx *ctx, worker_scratch *ws, size_t i, const uint8_t *src,
+                             size_t w, size_t h, size_t stride, ns_error *err) {
+    const ns_load_request *req = ctx->req;
+    const size_t plane = req->out_h * req->out_w * 3;
+    if (req->layout == NS_LAYOUT_U8_NHWC)
+        return ns_resize_u8c3(src, w, h, stride, (uint8_t *)req->out + i * plane, req->out_w,
+                              req->out_h, &ws->rs, err);
+    uint8_t *small = req->out_u8 ? req->out_u8 + i * plane : NULL;
+    if (!small) {
+        ns_status st = ns_buf_reserve(&ws->small, plane, "the resized image", err);
+        if (st != NS_OK) return st;
+        small = ws->small.data;
+    }
+    ns_status st = ns_resize_u8c3(src, w, h, stride, small, req->out_w, req->out_h, &ws->rs, err);
+    if (st == NS_OK)
+        ns_normalize_hwc_to_chw(small, req->out_h, req->out_w, ctx->lut,
+                                (float *)req->out + i * plane);
+    return st;
+}
+
+/* Image i, start to end: read, decode, crop, resize, normalise. */
 static ns_status load_one(load_ctx *ctx, worker_scratch *ws, size_t i, ns_error *err) {
     const ns_load_request *req = ctx->req;
     const char *path = req->paths[i];
@@ -52,53 +93,20 @@ static ns_status load_one(load_ctx *ctx, worker_scratch *ws, size_t i, ns_error 
     const uint8_t *data = (const uint8_t *)ws->file.data;
     ns_ppm_info info;
     st = ns_ppm_parse_header(data, len, req->max_pixels, &info, err);
+    const uint8_t *pix = NULL;
+    if (st == NS_OK && ns_ppm_is_raw8(&info)) {
+        pix = data + info.data_offset; /* 8-bit P6: resampled straight from the file buffer */
+    } else if (st == NS_OK) {
+        size_t bytes = info.width * info.height * 3; /* bounded by max_pixels */
+        st = ns_buf_reserve(&ws->pixels, bytes, "decoded pixels", err);
+        if (st == NS_OK) st = ns_ppm_decode_pixels(data, len, &info, ws->pixels.data, err);
+        pix = ws->pixels.data;
+    }
+    size_t x0, y0, w, h;
+    if (st == NS_OK) st = crop_of(req, i, info.width, info.height, &x0, &y0, &w, &h, err);
     if (st == NS_OK) {
-        const uint8_t *pix;
-        if (ns_ppm_is_raw8(&info)) {
-            pix = data + info.data_offset;
-        } else {
-            size_t bytes = info.width * info.height * 3; /* bounded by max_pixels */
-            st = ns_buf_reserve(&ws->pixels, bytes, "decoded pixels", err);
-            if (st == NS_OK) st = ns_ppm_decode_pixels(data, len, &info, ws->pixels.data, err);
-            pix = ws->pixels.data;
-        }
-        if (st == NS_OK) {
-            size_t x0 = 0, y0 = 0, w = info.width, h = info.height;
-            if (req->rois && req->rois[4 * i] >= 0) {
-                const int64_t *r = req->rois + 4 * i;
-                if (r[1] < 0 || r[2] < r[0] || r[3] < r[1] || (uint64_t)r[2] >= info.width ||
-                    (uint64_t)r[3] >= info.height) {
-                    st = ns_set_error(err, NS_ERR_FORMAT,
-                                      "ROI (%lld, %lld, %lld, %lld) does not fit the %zux%zu image "
-                                      "(corners inclusive)",
-                                      (long long)r[0], (long long)r[1], (long long)r[2],
-                                      (long long)r[3], info.width, info.height);
-                } else {
-                    x0 = (size_t)r[0];
-                    y0 = (size_t)r[1];
-                    w = (size_t)(r[2] - r[0]) + 1;
-                    h = (size_t)(r[3] - r[1]) + 1;
-                }
-            }
-            if (st == NS_OK) {
-                const size_t stride = info.width * 3;
-                const uint8_t *src = pix + y0 * stride + x0 * 3;
-                const size_t plane = req->out_h * req->out_w * 3;
-                if (req->layout == NS_LAYOUT_U8_NHWC) {
-                    uint8_t *dst = (uint8_t *)req->out + i * plane;
-                    st = ns_resize_u8c3(src, w, h, stride, dst, req->out_w, req->out_h, &ws->rs,
-                                        err);
-                } else {
-                    st = ns_buf_reserve(&ws->small, plane, "the resized image", err);
-                    if (st == NS_OK)
-                        st = ns_resize_u8c3(src, w, h, stride, ws->small.data, req->out_w,
-                                            req->out_h, &ws->rs, err);
-                    if (st == NS_OK)
-                        ns_normalize_hwc_to_chw(ws->small.data, req->out_h, req->out_w, ctx->lut,
-                                                (float *)req->out + i * plane);
-                }
-            }
-        }
+        const size_t stride = info.width * 3;
+        st = resize_into(ctx, ws, i, pix + y0 * stride + x0 * 3, w, h, stride, err);
     }
     if (st != NS_OK && st != NS_ERR_NOMEM) {
         /* prefix the path to messages from the decoder and resizer */
@@ -113,6 +121,7 @@ static void zero_slot(const ns_load_request *req, size_t i) {
     size_t plane = req->out_h * req->out_w * 3;
     size_t elem = req->layout == NS_LAYOUT_U8_NHWC ? 1 : sizeof(float);
     memset((char *)req->out + i * plane * elem, 0, plane * elem);
+    if (req->out_u8 && req->layout == NS_LAYOUT_F32_NCHW) memset(req->out_u8 + i * plane, 0, plane);
 }
 
 static void load_task(void *vctx, size_t i, int worker) {

@@ -4,6 +4,8 @@
  * Every image is one pool task with per-thread scratch (file buffer, decode buffer, resize
  * buffers) reused across images. Each task writes only its own output slot, so the output is
  * identical for any thread count. 8-bit P6 files are resampled in place from the file buffer.
+ * Per image, one pass: open, fstat (non-regular files and files over the limit are refused
+ * before reading), read, decode, crop, resize, normalise into the caller's array.
  */
 #ifndef NS_LOADER_H
 #define NS_LOADER_H
@@ -38,6 +40,9 @@ typedef struct ns_load_request {
     int skip_bad;          /* 0: stop at the first failure (lowest index) */
     int max_threads;       /* <= 0: the whole pool */
     void *out;             /* count * out_h * out_w * 3 elements of the layout's type */
+    uint8_t *out_u8;       /* NULL, or for NS_LAYOUT_F32_NCHW count * out_h * out_w * 3 bytes
+                            * that receive the uint8 (N, H, W, 3) resize the float32 output is
+                            * normalised from (for a checksum over the decode, in the same pass) */
     uint8_t *ok;           /* count flags, set to 1 for images that loaded */
     char **messages;       /* NULL or count pointers set to NULL; failures get a malloc'd
                                  * message (free with free()) when skip_bad */

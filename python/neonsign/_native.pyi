@@ -74,8 +74,14 @@ def load_images(
     max_file_bytes: int,
     skip_bad: bool,
     threads: int | None,
+    keep_uint8: bool = False,
+    out: npt.NDArray[np.float32] | npt.NDArray[np.uint8] | None = None,
+    out_uint8: npt.NDArray[np.uint8] | None = None,
 ) -> tuple[
-    npt.NDArray[np.float32] | npt.NDArray[np.uint8], npt.NDArray[np.bool_], list[tuple[int, str]]
+    npt.NDArray[np.float32] | npt.NDArray[np.uint8],
+    npt.NDArray[np.bool_],
+    list[tuple[int, str]],
+    npt.NDArray[np.uint8] | None,
 ]: ...
 
 # ---- profiler -------------------------------------------------------------------------------

@@ -13,13 +13,24 @@ Backends
 
 Importing this module does not import torch (the kernel names come from the native extension,
 which ``import neonsign`` loads anyway).
+
+Cores are not stolen between backends
+    libtorch's OpenMP runtime (libgomp) keeps its idle worker threads spinning for a while after
+    every parallel region, and ONNX Runtime's thread pools spin by default: a backend timed right
+    after them finds its second core busy. :func:`prefer_passive_openmp` (called by the
+    ``neonsign main`` and ``neonsign profile`` commands before anything loads torch) sets
+    ``OMP_WAIT_POLICY=PASSIVE`` unless the user chose a policy; libgomp reads it once, when
+    torch loads. :func:`openmp_wait_policy` says which policy is in effect;
+    :func:`ort_session_options` makes ONNX Runtime sessions whose threads do not spin.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 import platform
+import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,8 +47,17 @@ __all__ = [
     "TorchToggles",
     "cpuinfo",
     "list_backends",
+    "openmp_wait_policy",
+    "ort_session_options",
+    "prefer_passive_openmp",
     "resolve",
 ]
+
+#: The environment variable libgomp reads (once, when libtorch loads) for its idle threads.
+OMP_WAIT_POLICY = "OMP_WAIT_POLICY"
+
+# Set by prefer_passive_openmp when torch was already loaded (the setting came too late).
+_late: list[bool] = []
 
 #: Kernels of the native engine, each a ``native-<kernel>`` backend (whether built here or not).
 NATIVE_KERNELS: tuple[str, ...] = _native.KERNELS
@@ -171,6 +191,50 @@ def resolve(name: str) -> Backend:
     return b
 
 
+def prefer_passive_openmp(environ: os._Environ[str] | dict[str, str] | None = None) -> bool:
+    """Make libtorch's idle OpenMP workers sleep at once instead of spinning, if still possible.
+
+    Sets ``OMP_WAIT_POLICY=PASSIVE`` in ``environ`` (default ``os.environ``) unless the user set
+    a policy already (theirs is kept). libgomp reads the variable once, when ``import torch``
+    loads it, so this only takes effect when torch is not loaded yet; the CLI calls it first.
+    Returns True when idle libtorch threads will be passive.
+    """
+    env = os.environ if environ is None else environ
+    if OMP_WAIT_POLICY in env:
+        return env[OMP_WAIT_POLICY].strip().lower() == "passive"
+    if "torch" in sys.modules:  # too late: libgomp has read its settings
+        _late.append(True)
+        return False
+    env[OMP_WAIT_POLICY] = "PASSIVE"
+    return True
+
+
+def openmp_wait_policy() -> str:
+    """How libtorch's idle OpenMP threads wait: ``"passive"`` (they sleep at once),
+    ``"active"`` (they spin), or ``"default"`` (libgomp spins for a while, then sleeps) --
+    from ``OMP_WAIT_POLICY``, or ``"default"`` when :func:`prefer_passive_openmp` came after
+    torch had loaded."""
+    value = os.environ.get(OMP_WAIT_POLICY, "").strip().lower()
+    if _late or value not in ("passive", "active"):
+        return "default"
+    return value
+
+
+def ort_session_options(threads: int) -> Any:
+    """ONNX Runtime session options for timing beside other backends: ``threads`` intra-op
+    threads, one inter-op thread, and no spinning (``session.intra_op.allow_spinning`` and
+    ``session.inter_op.allow_spinning`` = 0), so idle ORT threads do not keep cores busy while
+    another backend runs. Imports onnxruntime."""
+    import onnxruntime as ort  # noqa: PLC0415
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return so
+
+
 class TorchToggles:
     """How the libtorch backend ``name`` differs from PyTorch's defaults.
 
@@ -226,4 +290,5 @@ class TorchToggles:
             else "contiguous",
             "autocast": "bfloat16" if self.name == "torch-bf16" else None,
             "cpu_capability": str(self.torch.backends.cpu.get_cpu_capability()),
+            "omp_wait_policy": openmp_wait_policy(),
         }

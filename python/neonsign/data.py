@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -46,6 +47,7 @@ __all__ = [
     "SPLITS",
     "SplitSpec",
     "SplitMeta",
+    "SplitPaths",
     "class_name",
     "find_split",
     "load_split",
@@ -170,6 +172,51 @@ class SizeStats(TypedDict):
     max: float
 
 
+class SplitPaths(Sequence[Path]):
+    """The image file of each row of a split: a read-only sequence of :class:`~pathlib.Path`.
+
+    Holds the paths as strings (what the C loader reads) and makes a ``Path`` only when one is
+    asked for: a split has tens of thousands of rows, and building that many ``Path`` objects
+    up front would cost more than loading the images. Compares equal to any sequence of the
+    same paths (tuple, list, another SplitPaths).
+    """
+
+    __slots__ = ("_paths",)
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self._paths: tuple[str, ...] = tuple(paths)
+
+    def strings(self) -> tuple[str, ...]:
+        """The paths as ``str``, in row order (no ``Path`` objects made)."""
+        return self._paths
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    @overload
+    def __getitem__(self, index: int) -> Path: ...
+    @overload
+    def __getitem__(self, index: slice) -> SplitPaths: ...
+    def __getitem__(self, index: int | slice) -> Path | SplitPaths:
+        if isinstance(index, slice):
+            return SplitPaths(self._paths[index])
+        return Path(self._paths[index])
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SplitPaths):
+            return self._paths == other._paths
+        if isinstance(other, Sequence) and not isinstance(other, str | bytes):
+            return len(other) == len(self) and all(
+                Path(a) == b for a, b in zip(self._paths, other, strict=True)
+            )
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-style equality, like a list
+
+    def __repr__(self) -> str:
+        return f"SplitPaths({len(self)} paths)"
+
+
 @dataclass
 class SplitMeta:
     """Everything :func:`load_split` knows about the images it returned, row for row.
@@ -177,7 +224,7 @@ class SplitMeta:
     Attributes:
         split, layout: as in :class:`SplitSpec`.
         root: the folder the user pointed at.
-        paths: the image file of each row.
+        paths: the image file of each row (a :class:`SplitPaths`: ``Path`` per row on access).
         labels: int64 (N,) class ids.
         track_ids: train: the track (physical sign) of each row from its ``TTTTT_IIIII.ppm`` name,
             or None when the name does not follow that pattern; test: all None.
@@ -198,7 +245,7 @@ class SplitMeta:
     split: str
     layout: str
     root: Path
-    paths: tuple[Path, ...]
+    paths: Sequence[Path]
     labels: NDArray[np.int64]
     track_ids: tuple[int | None, ...]
     widths: NDArray[np.int64]
@@ -264,7 +311,10 @@ def _class_dirs(folder: Path) -> list[Path]:
 
 def _has_ppm(folder: Path) -> bool:
     with file_errors("list the folder", folder):
-        return folder.is_dir() and any(p.suffix.lower() == ".ppm" for p in folder.iterdir())
+        if not folder.is_dir():
+            return False
+        with os.scandir(folder) as entries:  # stops at the first image, unlike a full listing
+            return any(e.name[-4:].lower() == ".ppm" for e in entries)
 
 
 def _find_test_labels(images_dir: Path, root: Path) -> tuple[Path | None, list[Path]]:
@@ -351,7 +401,10 @@ def find_split(root: str | Path, split: str = "train") -> SplitSpec:
 
 @dataclass
 class _Listing:
-    paths: list[Path] = field(default_factory=list)
+    """The rows of a split as plain lists (strings, ints): building them costs about a
+    microsecond per image, so listing stays well below the cost of loading."""
+
+    paths: list[str] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
     tracks: list[int | None] = field(default_factory=list)
     widths: list[int] = field(default_factory=list)
@@ -360,7 +413,7 @@ class _Listing:
 
     def add(
         self,
-        path: Path,
+        path: str,
         label: int,
         track: int | None,
         w: int,
@@ -370,22 +423,18 @@ class _Listing:
         self.paths.append(path)
         self.labels.append(label)
         self.tracks.append(track)
-        self.widths.append(int(w))
-        self.heights.append(int(h))
-        if roi is None:
-            self.rois.append(_NO_ROI)
-        else:
-            x1, y1, x2, y2 = roi
-            self.rois.append((int(x1), int(y1), int(x2), int(y2)))
+        self.widths.append(w)
+        self.heights.append(h)
+        self.rois.append(_NO_ROI if roi is None else roi)
 
 
 def _plain_name(name: str, csv_path: Path) -> str:
-    if not name or Path(name).name != name or name in (".", ".."):
+    if not name or "/" in name or os.sep in name or name in (".", ".."):
         raise AnnotationError(f"{csv_path}: Filename {name!r} is not a plain file name")
     return name
 
 
-def _header_size(path: Path) -> tuple[int, int]:
+def _header_size(path: str) -> tuple[int, int]:
     """(width, height) from an image file's header, without decoding its pixels; (0, 0) when
     the header is unreadable (the loader names the file when it tries to decode it)."""
     from PIL import Image, UnidentifiedImageError
@@ -420,12 +469,13 @@ def _list_train(spec: SplitSpec) -> _Listing:
                     )
                 annotations[name] = ann
         with file_errors("list the class folder", class_dir):
-            names = {p.name for p in class_dir.iterdir() if p.suffix.lower() == ".ppm"}
+            names = {n for n in os.listdir(class_dir) if n[-4:].lower() == ".ppm"}
         names.update(annotations)  # listed files that are missing are reported by the loader
+        folder = str(class_dir) + os.sep
         for name in sorted(names):
             m = _TRAIN_FILE_RE.match(name)
             track = int(m.group(1)) if m else None
-            path = class_dir / name
+            path = folder + name
             known = annotations.get(name)
             if known is not None:
                 out.add(path, label, track, known.width, known.height, known.roi)
@@ -436,21 +486,27 @@ def _list_train(spec: SplitSpec) -> _Listing:
 
 
 def _list_test(spec: SplitSpec) -> _Listing:
-    assert spec.labels_csv is not None  # find_split guarantees it for the test split
-    out = _Listing()
-    for row, ann in enumerate(preprocess.read_annotations(spec.labels_csv)):
-        name = _plain_name(ann.filename, spec.labels_csv)
-        if ann.class_id is None:
+    csv_path = spec.labels_csv
+    assert csv_path is not None  # find_split guarantees it for the test split
+    anns = preprocess.read_annotations(csv_path)
+    if anns and anns[0].class_id is None:
+        raise AnnotationError(f"{csv_path}: has no ClassId column (an unlabelled test list?)")
+    for row, ann in enumerate(anns):
+        _plain_name(ann.filename, csv_path)
+        if not 0 <= cast(int, ann.class_id) < NUM_CLASSES:
             raise AnnotationError(
-                f"{spec.labels_csv}: has no ClassId column (an unlabelled test list?)"
-            )
-        if not 0 <= int(ann.class_id) < NUM_CLASSES:
-            raise AnnotationError(
-                f"{spec.labels_csv}: row {row + 1} ({name}) ClassId {ann.class_id} is outside "
+                f"{csv_path}: row {row + 1} ({ann.filename}) ClassId {ann.class_id} is outside "
                 f"0..{NUM_CLASSES - 1}"
             )
-        out.add(spec.images_dir / name, int(ann.class_id), None, ann.width, ann.height, ann.roi)
-    return out
+    folder = str(spec.images_dir) + os.sep
+    return _Listing(  # column by column: one list comprehension each, no per-row calls
+        paths=[folder + a.filename for a in anns],
+        labels=[cast(int, a.class_id) for a in anns],
+        tracks=[None] * len(anns),
+        widths=[a.width for a in anns],
+        heights=[a.height for a in anns],
+        rois=[a.roi for a in anns],
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -477,11 +533,15 @@ def split_checksum(
         raise NeonsignValueError(
             f"checksum needs uint8 (N,H,W,3) images, got {images_u8.dtype} {images_u8.shape}"
         )
-    h = hashlib.sha256()
-    h.update(f"neonsign-split-v1;size={size};roi={int(roi)};n={images_u8.shape[0]};".encode())
+    h = _checksum_start(size, roi, images_u8.shape[0])
     h.update(np.ascontiguousarray(images_u8).data)
     h.update(np.ascontiguousarray(labels, dtype="<i8").data)
     return h.hexdigest()
+
+
+def _checksum_start(size: int, roi: bool, n: int) -> hashlib._Hash:
+    """The sha256 of :func:`split_checksum` with its version tag fed in."""
+    return hashlib.sha256(f"neonsign-split-v1;size={size};roi={int(roi)};n={n};".encode())
 
 
 @overload
@@ -560,8 +620,14 @@ def load_split(
         ``(images, labels, meta)``: the array described above, int64 (N,) labels and a
         :class:`SplitMeta`. ``meta.checksum`` (see :func:`split_checksum`) is computed from the
         uint8 decode at ``size``/``roi`` and the labels, so it does not depend on ``dtype``,
-        ``mean``/``std`` or the thread count. (float32 is produced by decoding to uint8 once and
-        :func:`neonsign.preprocess.normalize`, the same values the loader's float32 mode gives.)
+        ``mean``/``std`` or the thread count.
+
+    Every image goes through one C pass (:func:`neonsign.preprocess.load_images_and_uint8`:
+    open, fstat, read, decode, crop, resize, normalise into the output array) with the GIL
+    released; for float32 the same pass leaves the uint8 resize the checksum covers in a side
+    array, so nothing is decoded twice and no NumPy pass runs over the images. A FIFO, a
+    device (e.g. a symlink to ``/dev/zero``) or a directory named like an image is refused
+    before anything is read from it (an error naming it, or a skipped row with ``skip_bad``).
 
     Raises:
         DatasetNotFoundError: no such split under ``root``.
@@ -585,11 +651,11 @@ def load_split(
         raise DatasetNotFoundError(f"the GTSRB {split} split at {spec.images_dir} holds no images")
 
     paths = listing.paths
-    labels = np.asarray(listing.labels, dtype=np.int64)
+    labels = np.array(listing.labels, dtype=np.int64)
     tracks = listing.tracks
-    widths = np.asarray(listing.widths, dtype=np.int64)
-    heights = np.asarray(listing.heights, dtype=np.int64)
-    rois = np.asarray(listing.rois, dtype=np.int64).reshape(-1, 4)
+    widths = np.array(listing.widths, dtype=np.int64)
+    heights = np.array(listing.heights, dtype=np.int64)
+    rois = np.array(listing.rois, dtype=np.int64).reshape(-1, 4)
     keep = _subset(len(paths), limit)
     if keep is not None:
         paths = [paths[i] for i in keep]
@@ -597,27 +663,28 @@ def load_split(
         labels, widths, heights, rois = labels[keep], widths[keep], heights[keep], rois[keep]
 
     t0 = time.perf_counter()
-    result = preprocess.load_images(
+    result, images_u8 = preprocess.load_images_and_uint8(
         paths,
         rois=rois if roi else None,
         size=size,
-        dtype="uint8",
+        dtype=dtype,
+        mean=mean,
+        std=std,
         threads=threads,
         skip_bad=skip_bad,
     )
     seconds = time.perf_counter() - t0
-    images_u8 = cast(ImageU8, result.images)  # dtype="uint8" above
+    # sha256 runs after the load, not beside it: on two cores a hashing thread would only take
+    # CPU from the loader threads (measured: no gain), and OpenSSL's SHA-NI hashes the uint8
+    # decode at about 1.7 us per 32x32 image
     checksum = split_checksum(images_u8, labels, size=size, roi=roi)
-    images: ImageF32 | ImageU8 = images_u8
-    if dtype == "float32":  # the loader's float32 output is exactly normalize(its uint8 output)
-        images = preprocess.normalize(images_u8, mean, std)
-        images[~np.asarray(result.ok, dtype=bool)] = 0  # failed rows stay zero, as documented
+    images = result.images
 
     meta = SplitMeta(
         split=split,
         layout=spec.layout,
         root=Path(root),
-        paths=tuple(paths),
+        paths=SplitPaths(paths),
         labels=labels,
         track_ids=tuple(tracks),
         widths=widths,
@@ -652,8 +719,9 @@ def reframe(
         raise NeonsignValueError(
             f"rows must lie in [0, {len(meta)}), got [{idx.min()}, {idx.max()}]"
         )
+    strings = meta.paths.strings() if isinstance(meta.paths, SplitPaths) else meta.paths
     result = preprocess.load_images(
-        [meta.paths[i] for i in idx],
+        [strings[i] for i in idx],
         rois=meta.rois[idx] if roi else None,
         size=meta.size,
         dtype="uint8",

@@ -58,6 +58,7 @@ __all__ = [
     "normalize",
     "preprocess_image",
     "load_images",
+    "load_images_and_uint8",
     "get_limits",
     "set_limits",
 ]
@@ -119,8 +120,12 @@ class _PreprocessCore(Protocol):
         max_file_bytes: int,
         skip_bad: bool,
         threads: int | None,
+        keep_uint8: bool,
         /,
-    ) -> tuple[ImageF32 | ImageU8, NDArray[np.bool_], list[tuple[int, str]]]: ...
+        *,
+        out: ImageF32 | ImageU8 | None,
+        out_uint8: ImageU8 | None,
+    ) -> tuple[ImageF32 | ImageU8, NDArray[np.bool_], list[tuple[int, str]], ImageU8 | None]: ...
 
 
 # The extension has no stub yet (mypy sees an untyped module): the cast gives its calls the
@@ -507,11 +512,15 @@ def load_images(
     std: Sequence[float] = DEFAULT_STD,
     threads: int | None = None,
     skip_bad: bool = False,
+    out: ImageF32 | ImageU8 | None = None,
 ) -> LoadResult:
     """Load PPM files into one array: read, decode, crop, resize and normalise in C.
 
-    The work runs on the shared thread pool with the GIL released; the result is identical for
-    any thread count.
+    One C pass per image on the shared thread pool with the GIL released: open (without
+    blocking), ``fstat`` (anything but a regular file -- a FIFO, ``/dev/zero`` behind a symlink,
+    a directory -- and files over :func:`get_limits` are refused before reading), read, decode,
+    crop, resize, normalise straight into the output array. The result is identical for any
+    thread count.
 
     Args:
         paths: N PPM files.
@@ -524,14 +533,78 @@ def load_images(
             :func:`neonsign.set_threads`; 1: no threads, all work on the calling thread).
         skip_bad: if False, the first bad file (lowest index) raises; if True, failed images are
             zero rows, ``ok`` is False for them and ``errors`` lists them.
+        out: an array to write the images into instead of a new one (exactly the dtype and
+            shape described above, C-contiguous, writeable; e.g. a slice of a larger array);
+            it is ``images`` of the result.
 
     Raises:
         NeonsignFileNotFoundError (a FileNotFoundError) / other NeonsignOSError subclasses: a
-            file is missing or unreadable (the message names it).
+            file is missing, unreadable or not a regular file (the message names it).
         DecodeError: a file is not a valid PPM or its ROI does not fit (message names it).
         ResourceLimitError: a file exceeds :func:`get_limits`.
         NeonsignValueError / NeonsignTypeError: a bad argument.
     """
+    result, _ = _load(
+        paths, rois, size, dtype, mean, std, threads, skip_bad, keep_uint8=False, out=out
+    )
+    return result
+
+
+def load_images_and_uint8(
+    paths: Sequence[PathLike | bytes],
+    *,
+    rois: NDArray[np.integer[Any]] | None = None,
+    size: Size = 32,
+    dtype: str = "float32",
+    mean: Sequence[float] = DEFAULT_MEAN,
+    std: Sequence[float] = DEFAULT_STD,
+    threads: int | None = None,
+    skip_bad: bool = False,
+    out: ImageF32 | ImageU8 | None = None,
+    out_uint8: ImageU8 | None = None,
+) -> tuple[LoadResult, ImageU8]:
+    """:func:`load_images`, plus the ``uint8 (N, H, W, 3)`` resizes the images come from.
+
+    For ``dtype="float32"`` the same C pass that normalises each image also leaves its uint8
+    resize in a second array (the float32 images are exactly :func:`normalize` of it), so a
+    caller that needs both -- e.g. a checksum over the decode beside float32 training input --
+    pays for no second decode and no NumPy pass. For ``dtype="uint8"`` it is ``result.images``.
+    Failed rows are zero in both. Arguments and errors as :func:`load_images`; ``out_uint8``
+    (float32 only): an array for the resizes, like ``out`` (it must not overlap ``out``).
+    """
+    result, u8 = _load(
+        paths,
+        rois,
+        size,
+        dtype,
+        mean,
+        std,
+        threads,
+        skip_bad,
+        keep_uint8=True,
+        out=out,
+        out_uint8=out_uint8,
+    )
+    if u8 is None:  # the uint8 layout: the images are the resizes
+        u8 = cast(ImageU8, result.images)
+    return result, u8
+
+
+def _load(
+    paths: Sequence[PathLike | bytes],
+    rois: NDArray[np.integer[Any]] | None,
+    size: Size,
+    dtype: str,
+    mean: Sequence[float],
+    std: Sequence[float],
+    threads: int | None,
+    skip_bad: bool,
+    *,
+    keep_uint8: bool,
+    out: ImageF32 | ImageU8 | None = None,
+    out_uint8: ImageU8 | None = None,
+) -> tuple[LoadResult, ImageU8 | None]:
+    """Validate the arguments of :func:`load_images` and run the C loader."""
     h, w = _size_hw(size)
     _check_output_pixels(h, w)
     layout = _layout(dtype)
@@ -551,7 +624,7 @@ def load_images(
     ):
         raise NeonsignValueError(f"threads must be a positive int or None, got {threads!r}")
     with _core_errors():
-        images, ok, errs = _core.load_images(
+        images, ok, errs, u8 = _core.load_images(
             path_list,
             roi_arr,
             h,
@@ -563,6 +636,9 @@ def load_images(
             _limits["max_file_bytes"],
             bool(skip_bad),
             threads,
+            keep_uint8,
+            out=out,
+            out_uint8=out_uint8,
         )
     errors = [(i, os.fsdecode(path_list[i]), msg) for i, msg in errs]
-    return LoadResult(images, ok, errors)
+    return LoadResult(images, ok, errors), u8

@@ -20,6 +20,16 @@ Timing
     thread count and warm-up; repeats are interleaved across backends so drift on a shared
     machine hits them alike.
 
+Backends do not steal cores from each other
+    The default backend list runs the native backends first in each round, then libtorch's
+    (names given explicitly run in the order given). libtorch's OpenMP workers
+    would keep spinning after a libtorch pass and take the second core from the native pass
+    that follows: with ``OMP_WAIT_POLICY=PASSIVE`` in effect (the ``neonsign main`` and
+    ``neonsign profile`` commands set it before torch loads, see
+    :func:`neonsign.backends.prefer_passive_openmp`) they sleep at once; without it, every
+    native pass that follows a libtorch pass waits :data:`SETTLE_SECONDS` first (libgomp's
+    default spin ends within milliseconds) and the report notes the policy.
+
 Steps of :func:`profile`
     :meth:`ProfileRequest.create` validates the arguments; :func:`pool_threads` sets the thread
     count of the native pool (and libtorch) for the run and restores it after;
@@ -42,6 +52,7 @@ import datetime as _dt
 import os
 import platform
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,7 +63,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import __version__, _native
-from .backends import Backend, TorchToggles, cpuinfo, list_backends
+from .backends import Backend, TorchToggles, cpuinfo, list_backends, openmp_wait_policy
 from .backends import resolve as resolve_backend
 from .engine import INPUT_SHAPE, LAYERS, WEIGHT_SHAPES, Engine
 from .errors import ModelError, NeonsignValueError, UnsupportedError, file_errors, require
@@ -98,6 +109,10 @@ FORWARD = "forward"
 
 #: The two pass orders of :func:`profile`.
 ORDERS = ("interleaved", "sequential")
+
+#: Pause before a native pass that follows a libtorch pass when libtorch's OpenMP workers are
+#: not passive: longer than libgomp's default spin (``GOMP_SPINCOUNT`` 300,000 pauses).
+SETTLE_SECONDS = 0.03
 
 Float32Array = npt.NDArray[np.float32]
 
@@ -676,8 +691,14 @@ def run_schedule(
         passes = tqdm(passes, desc="profile", unit="pass")
     logits: dict[str, Float32Array] = {}
     rewarm = request.order == "interleaved" and len(runners) > 1
+    family = {b.name: b.family for b in request.backends}
+    settle = openmp_wait_policy() != "passive"
+    previous = ""
     for step, name in passes:
         runner = runners[name]
+        if settle and family.get(previous) == "torch" and family.get(name) == "native":
+            time.sleep(SETTLE_SECONDS)  # let libtorch's spinning OpenMP workers go to sleep
+        previous = name
         if step >= warmup and rewarm:
             runner.rec.disable()
             runner.run(x)
@@ -822,6 +843,14 @@ def _notes(sources: _Sources, entries: Sequence[BackendReport]) -> list[str]:
                 f"{e['name']}: {', '.join(zero)} report 0 ns: the engine fuses them into "
                 "the neighbouring conv/fc layer, whose time includes them"
             )
+    policy = openmp_wait_policy()
+    if policy != "passive" and any(e["family"] == "torch" for e in entries):
+        notes.append(
+            f"libtorch's OpenMP workers were not passive (OMP_WAIT_POLICY {policy}): they spin "
+            "after each libtorch pass; native passes after one waited "
+            f"{SETTLE_SECONDS * 1e3:.0f} ms first. Set OMP_WAIT_POLICY=PASSIVE before torch "
+            "loads (the neonsign CLI does) for rows that do not depend on it"
+        )
     if any(e["name"] == "torch-bf16" for e in entries):
         notes.append(
             "torch-bf16 computes in bfloat16: its top-1 may differ from fp32 backends "

@@ -5,7 +5,10 @@
  *   decode or fail with NS_ERR_FORMAT / NS_ERR_LIMIT and a message;
  * - CSV: the same for annotation files;
  * - resize: random sizes and strides; constant images stay constant; equal sizes copy;
- * - loader: good, truncated and missing files, 1 and 3 threads give identical bytes, skip_bad.
+ * - loader: good, truncated and missing files, 1 and 3 threads give identical bytes, skip_bad;
+ *   the float32 pass's uint8 side output equals the uint8 layout and normalises to the floats;
+ * - files that are not regular (a FIFO nobody writes, a symlink to /dev/zero, a directory) are
+ *   refused before anything is allocated or read, without blocking.
  *
  * sources: common.c pool.c buf.c fileio.c ppm.c csv.c resize.c loader.c
  */
@@ -13,7 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include "fileio.h"
 
 #include "csv.h"
 #include "loader.h"
@@ -211,6 +217,8 @@ static void test_loader(void) {
     ns_pool *pool;
     ns_error err;
     CHECK(ns_pool_create(&pool, 3, &err) == NS_OK);
+    uint8_t *u8_layout = malloc(N * 24 * 20 * 3), *u8_side = malloc(N * 24 * 20 * 3);
+    CHECK(u8_layout && u8_side);
     for (int layout = 0; layout < 2; layout++) {
         size_t elem = layout ? sizeof(float) : 1, per = 24 * 20 * 3 * elem;
         uint8_t *out1 = malloc(N * per), *out3 = malloc(N * per), ok1[N], ok3[N];
@@ -232,7 +240,10 @@ static void test_loader(void) {
         req.out = out1;
         req.ok = ok1;
         req.messages = msg1;
+        req.out_u8 = layout ? u8_side : NULL;
         CHECK(ns_load_images(pool, &req, &err) == NS_OK);
+        if (!layout) memcpy(u8_layout, out1, N * per);
+        req.out_u8 = NULL;
         req.max_threads = 3;
         req.out = out3;
         req.ok = ok3;
@@ -240,6 +251,17 @@ static void test_loader(void) {
         CHECK(ns_load_images(pool, &req, &err) == NS_OK);
         CHECK(memcmp(out1, out3, N * per) == 0);
         CHECK(memcmp(ok1, ok3, N) == 0);
+        if (layout) { /* the side output is the uint8 layout; the floats are its normalisation */
+            CHECK(memcmp(u8_side, u8_layout, N * 24 * 20 * 3) == 0);
+            float lut[3 * 256], *f = malloc(24 * 20 * 3 * sizeof(float));
+            CHECK(f);
+            ns_normalize_lut(req.mean, req.std, lut);
+            for (int i = 0; i < N; i++) {
+                ns_normalize_hwc_to_chw(u8_side + i * 24 * 20 * 3, 24, 20, lut, f);
+                if (ok1[i]) CHECK(memcmp(f, out1 + i * per, per) == 0);
+            }
+            free(f);
+        }
         for (int i = 0; i < N; i++) {
             CHECK(ok1[i] == (i != 13 && i != 21));
             if (!ok1[i]) CHECK(msg1[i] && strstr(msg1[i], names[i]) && msg3[i]);
@@ -254,8 +276,74 @@ static void test_loader(void) {
         free(out1);
         free(out3);
     }
+    free(u8_layout);
+    free(u8_side);
     ns_pool_destroy(pool);
     for (int i = 0; i < N; i++) unlink(names[i]);
+    rmdir(dir);
+}
+
+/* A FIFO nobody writes to (a blocking open would wait forever), a symlink to /dev/zero (would
+ * read up to the size limit) and a directory, all named like images: refused from fstat, with
+ * nothing allocated and nothing read; the loader skips them like any bad file. */
+static void test_not_regular(void) {
+    char dir[] = "/tmp/ns_test_special_XXXXXX";
+    CHECK(mkdtemp(dir));
+    char fifo[128], zero[128], sub[128], good[128];
+    snprintf(fifo, sizeof fifo, "%s/fifo.ppm", dir);
+    snprintf(zero, sizeof zero, "%s/zero.ppm", dir);
+    snprintf(sub, sizeof sub, "%s/dir.ppm", dir);
+    snprintf(good, sizeof good, "%s/good.ppm", dir);
+    CHECK(mkfifo(fifo, 0600) == 0);
+    CHECK(symlink("/dev/zero", zero) == 0);
+    CHECK(mkdir(sub, 0700) == 0);
+    static uint8_t img[4096];
+    write_file(good, img, make_p6(img, 9, 7, 255));
+    const char *bad[3] = {fifo, zero, sub};
+    const char *kind[3] = {"is a FIFO, not a regular file", "is a character device", NULL};
+    for (int k = 0; k < 3; k++) {
+        ns_buf buf = {NULL, 0};
+        size_t len = 1;
+        ns_error err;
+        ns_error_clear(&err);
+        CHECK(ns_read_file(bad[k], (size_t)1 << 30, &buf, &len, &err) == NS_ERR_IO);
+        CHECK(buf.cap == 0 && buf.data == NULL && len == 0); /* nothing allocated, nothing read */
+        CHECK(strstr(err.msg, bad[k]) == err.msg);
+        if (kind[k]) CHECK(strstr(err.msg, kind[k]) != NULL);
+    }
+    ns_pool *pool;
+    ns_error err;
+    CHECK(ns_pool_create(&pool, 2, &err) == NS_OK);
+    const char *paths[4] = {fifo, good, zero, sub};
+    uint8_t out[4 * 8 * 8 * 3], ok[4];
+    char *msgs[4];
+    ns_load_request req;
+    memset(&req, 0, sizeof req);
+    req.count = 4;
+    req.paths = paths;
+    req.out_h = req.out_w = 8;
+    req.layout = NS_LAYOUT_U8_NHWC;
+    req.max_pixels = 1 << 20;
+    req.max_file_bytes = (size_t)1 << 30;
+    req.skip_bad = 1;
+    req.out = out;
+    req.ok = ok;
+    req.messages = msgs;
+    CHECK(ns_load_images(pool, &req, &err) == NS_OK);
+    CHECK(!ok[0] && ok[1] && !ok[2] && !ok[3]);
+    for (int i = 0; i < 4; i++) {
+        if (i != 1) CHECK(msgs[i] && strstr(msgs[i], paths[i]));
+        free(msgs[i]);
+    }
+    req.skip_bad = 0;
+    req.messages = NULL;
+    CHECK(ns_load_images(pool, &req, &err) == NS_ERR_IO);
+    CHECK(strstr(err.msg, fifo) && strstr(err.msg, "FIFO"));
+    ns_pool_destroy(pool);
+    unlink(fifo);
+    unlink(zero);
+    unlink(good);
+    rmdir(sub);
     rmdir(dir);
 }
 
@@ -264,6 +352,7 @@ int main(void) {
     test_csv();
     test_resize();
     test_loader();
+    test_not_regular();
     printf("test_preproc: ok\n");
     return 0;
 }

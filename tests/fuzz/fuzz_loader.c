@@ -3,7 +3,8 @@
  *
  * sources: common.c pool.c buf.c fileio.c ppm.c resize.c loader.c
  *
- * Input: flags byte (bit 0: float32 NCHW else uint8 NHWC; bit 1: use the ROI; bit 2: skip_bad),
+ * Input: flags byte (bit 0: float32 NCHW else uint8 NHWC; bit 1: use the ROI; bit 2: skip_bad;
+ * bit 3: with float32, also the uint8 side output, exact-size, checked against the floats),
  * out_h and out_w bytes (+1), four little-endian int16 ROI corners, then the file contents,
  * written to a temporary file that the loader reads twice (two images, the second with the
  * whole image). The output is an exact-size allocation.
@@ -61,9 +62,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t bytes = 2 * req.out_h * req.out_w * 3 * (f32 ? sizeof(float) : 1);
     req.out = malloc(bytes);
     if (!req.out) return 0;
+    const size_t plane = req.out_h * req.out_w * 3;
+    if (f32 && (data[0] >> 3) & 1 && !(req.out_u8 = malloc(2 * plane))) abort();
     ns_error err;
     ns_status st = ns_load_images(NULL, &req, &err);
     if (st != NS_OK && (skip_bad || err.msg[0] == '\0')) abort();
+    if (req.out_u8 && st == NS_OK) { /* loaded floats are the side output, normalised */
+        float lut[3 * 256];
+        ns_normalize_lut(req.mean, req.std, lut);
+        const float *out = req.out;
+        for (size_t i = 0; i < 2; i++)
+            for (size_t p = 0; ok[i] && p < plane / 3; p++)
+                for (size_t c = 0; c < 3; c++)
+                    if (out[i * plane + c * (plane / 3) + p] !=
+                        lut[c * 256 + req.out_u8[i * plane + 3 * p + c]])
+                        abort();
+    }
+    free(req.out_u8);
     for (int i = 0; i < 2; i++) {
         if (skip_bad && !ok[i] && !messages[i]) abort(); /* failures carry a message */
         free(messages[i]);

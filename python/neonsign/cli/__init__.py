@@ -28,9 +28,15 @@ from collections.abc import Sequence
 from typing import NamedTuple, Protocol, cast
 
 from .. import __version__
+from ..backends import prefer_passive_openmp
 from ..errors import MissingDependencyError, NeonsignError, os_error, os_error_class
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
+
+#: Commands that time libtorch beside the native engine in one process: their libtorch OpenMP
+#: workers sleep when idle instead of spinning on the native engine's cores
+#: (:func:`neonsign.backends.prefer_passive_openmp`; a policy the user set is kept).
+_TIMES_BACKENDS_SIDE_BY_SIDE = frozenset({"main", "profile"})
 
 
 class Command(NamedTuple):
@@ -220,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     name = _command_name(argv)
     debug = _debug(argv, name)
+    if name in _TIMES_BACKENDS_SIDE_BY_SIDE:  # before anything loads torch (libgomp reads it once)
+        prefer_passive_openmp()
     try:
         args = _parse(argv, name)
         return int(args.run(args))
