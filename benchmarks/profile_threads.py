@@ -9,6 +9,8 @@ backend set, batch 64 -- at 1 and at 2 threads, each in a fresh process, in thes
 * ``cli``: the command as shipped (it sets ``OMP_WAIT_POLICY=PASSIVE`` before torch loads);
 * ``spinning``: the old behaviour: libtorch's default wait policy (torch loaded before the
   profiler could choose) and no settle pause before native passes (``SETTLE_SECONDS = 0``);
+* ``settle``: libtorch's default (spinning) policy, as when a user imported torch first, with
+  the profiler's settle pause before each native pass that follows libtorch;
 * ``native-only``: only the native backend, no libtorch in the process (the reference).
 
 and prints native's speedup from 1 to 2 threads, ``t1 / t2``, per mode (goal on a 2-core
@@ -17,7 +19,7 @@ fastest forward pass (min over all runs: on a machine shared with other jobs the
 disturbed figure, since a pass can only be slowed by them). Rounds alternate the modes and
 thread counts so load drift hits them alike.
 
-    python benchmarks/profile_threads.py [--rounds 3] [--repeats 20] [--json out.json]
+    python benchmarks/profile_threads.py [--rounds 3] [--repeats 20] [--modes cli,settle,...] [--json out.json]
 """
 
 from __future__ import annotations
@@ -41,14 +43,20 @@ p.SETTLE_SECONDS = 0.0
 sys.exit(cli.main(sys.argv[1:]))
 """
 
+_SETTLE = """
+import sys, torch  # loaded first: libgomp keeps its default (spinning) wait policy
+from neonsign import cli
+sys.exit(cli.main(sys.argv[1:]))  # the profiler's settle pause lets the spinners sleep
+"""
+
 
 def run_profile(mode: str, threads: int, args: argparse.Namespace, out: Path) -> dict:
     """One ``neonsign profile`` run in a fresh process; its JSON report."""
     common = ["profile", "--batch", str(args.batch), "--threads", str(threads)]
     common += ["--repeats", str(args.repeats), "--no-aten", "--quiet", "--json", str(out)]
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    if mode == "spinning":
-        cmd = [sys.executable, "-c", _SPINNING, *common]
+    if mode in ("spinning", "settle"):
+        cmd = [sys.executable, "-c", _SPINNING if mode == "spinning" else _SETTLE, *common]
     else:
         cmd = [sys.executable, "-m", "neonsign", *common]
         if mode == "native-only":
@@ -68,8 +76,9 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--modes", default="cli,settle,spinning,native-only")
     args = ap.parse_args()
-    modes = ("cli", "spinning", "native-only")
+    modes = tuple(args.modes.split(","))
     ms: dict[str, dict[int, list[float]]] = {m: {1: [], 2: []} for m in modes}
     best: dict[str, dict[int, float]] = {m: {1: float("inf"), 2: float("inf")} for m in modes}
     policy: dict[str, str] = {}
