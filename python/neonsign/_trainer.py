@@ -37,6 +37,8 @@ __all__ = [
     "EpochRecord",
     "FitResult",
     "Framing",
+    "PHASES",
+    "PhaseClock",
     "bf16_supported",
     "resolve_precision",
     "augment_batch",
@@ -293,6 +295,64 @@ def _optimisation(cfg: TrainConfig, world: int, total_steps: int, precision: str
     return _Optimisation(model, net, optimizer, scheduler, criterion, precision == "bfloat16")
 
 
+#: The phases of a training step that :class:`PhaseClock` times (``benchmarks/train.py``'s
+#: split): gathering the batch from the uint8 views, preparing it (float conversion,
+#: augmentation, normalisation, channels_last), forward + loss, backward, the optimizer and
+#: scheduler step, and the loop's bookkeeping (running loss/accuracy, progress bar).
+PHASES = ("gather", "augment", "forward", "backward", "optimizer", "other")
+
+
+class PhaseClock:
+    """Seconds spent in each phase of the training steps (:data:`PHASES`), summed over steps.
+
+    Passed to :func:`fit` by the training benchmark; the loop calls :meth:`lap` at each phase's
+    end (the CPU runs torch's ops synchronously, so wall time between laps is the phase's)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = dict.fromkeys(PHASES, 0.0)
+        self.steps = 0
+        self._last = time.perf_counter()
+
+    def start(self) -> None:
+        """Begin timing a stretch of steps (time before this counts in no phase)."""
+        self._last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        """Charge the time since the previous lap to ``phase``."""
+        now = time.perf_counter()
+        self.seconds[phase] += now - self._last
+        self._last = now
+        if phase == PHASES[-1]:
+            self.steps += 1
+
+    def per_step_ms(self) -> dict[str, float]:
+        """Mean milliseconds per step in each phase."""
+        return {k: v * 1e3 / max(self.steps, 1) for k, v in self.seconds.items()}
+
+
+def _no_lap(phase: str) -> None:
+    """The lap of an untimed run."""
+
+
+def _gather(data: _Data, batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """uint8 (B, H, W, 3) images of the training indices ``batch``, each sample from one
+    training view drawn uniformly from ``gen`` (the only view when there is one)."""
+    if data.train_views > 1:
+        view = torch.randint(data.train_views, (batch.numel(),), generator=gen)
+        return data.images[view, batch]
+    return data.images[0, batch]
+
+
+def _prepare(u8: torch.Tensor, data: _Data, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """The network's input for a gathered uint8 batch: float32 in [0, 1], augmented when
+    ``cfg.augment``, normalised, channels_last (B, 3, H, W)."""
+    x = u8.permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
+    if cfg.augment:
+        x = augment_batch(x, gen, cfg)
+    x = x.sub_(data.mean.view(1, -1, 1, 1)).div_(data.std.view(1, -1, 1, 1))
+    return x.contiguous(memory_format=torch.channels_last)
+
+
 def _train_epoch(
     opt: _Optimisation,
     data: _Data,
@@ -300,6 +360,7 @@ def _train_epoch(
     cfg: TrainConfig,
     aug_gen: torch.Generator,
     bar: tqdm[Any] | None,
+    clock: PhaseClock | None = None,
 ) -> tuple[float, float]:
     """One pass over ``shard`` (training indices) in batches: (mean loss, accuracy)."""
     opt.net.train()
@@ -307,30 +368,31 @@ def _train_epoch(
     loss_sum = torch.zeros((), dtype=torch.float64)
     correct = torch.zeros((), dtype=torch.int64)
     seen = 0
-    mean, std = data.mean.view(1, -1, 1, 1), data.std.view(1, -1, 1, 1)
+    lap = _no_lap if clock is None else clock.lap
+    if clock is not None:
+        clock.start()
     for batch in torch.split(shard, cfg.batch_size):
-        if data.train_views > 1:  # each sample in one of the training views, drawn per batch
-            view = torch.randint(data.train_views, (batch.numel(),), generator=aug_gen)
-            u8 = data.images[view, batch]
-        else:
-            u8 = data.images[0, batch]
-        x = u8.permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
-        if cfg.augment:
-            x = augment_batch(x, aug_gen, cfg)
-        x = x.sub_(mean).div_(std).contiguous(memory_format=torch.channels_last)
+        u8 = _gather(data, batch, aug_gen)
         y = data.targets[batch]
+        lap("gather")
+        x = _prepare(u8, data, cfg, aug_gen)
+        lap("augment")
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=opt.use_bf16):
             logits = opt.net(x)
             loss = opt.criterion(logits, y)
-        opt.optimizer.zero_grad(set_to_none=True)
+        lap("forward")
         loss.backward()
+        lap("backward")
         opt.optimizer.step()
         opt.scheduler.step()
+        opt.optimizer.zero_grad(set_to_none=True)  # the next backward allocates fresh grads
+        lap("optimizer")
         loss_sum += loss.detach() * y.numel()
         correct += (logits.detach().argmax(1) == y).sum()
         seen += y.numel()
         if bar is not None:
             bar.update(1)
+        lap("other")
     return float(loss_sum) / max(seen, 1), int(correct) / max(seen, 1)
 
 
@@ -365,6 +427,7 @@ def fit(
     framing: Framing | None = None,
     progress: bool = True,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    clock: PhaseClock | None = None,
 ) -> FitResult:
     """Train TrafficSignNet on ``images[train_idx]``, validating on ``images[val_idx]`` per epoch.
 
@@ -372,7 +435,8 @@ def fit(
     (default: one view, validated as the ROI framing); labels: int64 (N,) in [0, 43). ``cfg``
     is a :class:`neonsign.train.TrainConfig`. Returns the weights of the epoch with the best
     validation accuracy (the last epoch when there is no validation set). Same seed, same data
-    and same thread count give identical weights.
+    and same thread count give identical weights. ``clock`` (a :class:`PhaseClock`) is
+    charged with the time of every training step's phases.
     """
     rank, world = _rank_world()
     if cfg.threads:
@@ -395,7 +459,7 @@ def fit(
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         shard = _shard(tr[torch.randperm(tr.numel(), generator=shuffle_gen)], rank, world)
-        loss, accuracy = _train_epoch(opt, data, shard, cfg, aug_gen, bar)
+        loss, accuracy = _train_epoch(opt, data, shard, cfg, aug_gen, bar, clock)
         accs, per_class = (
             _validate_framings(opt.model, data, rank, world, framing.primary)
             if data.y_val.numel()
