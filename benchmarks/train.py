@@ -290,7 +290,7 @@ def print_set(name: str, r: dict, res: dict, args: argparse.Namespace) -> None:
             f"{label:<54} {s['median_s']:>9.2f} {s['min_s']:>8.2f} {s['images_per_s']:>8.0f} {sp:>8} {pr:>7}"
         )
     print(f"per step (ms, mean over {args.rounds} rounds): " + " ".join(f"{p:>9}" for p in PHASES))
-    for label, key in rows:
+    for _, key in rows:
         ms = r[key]["split"]["per_step_ms"]
         print(f"  {key:<22}" + " ".join(f"{ms[p]:>9.2f}" for p in PHASES))
     wr = res["whole_run_12"][name]

@@ -10,6 +10,7 @@ DistributedDataParallel and validation counts are summed over ranks.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -42,6 +43,7 @@ __all__ = [
     "bf16_supported",
     "resolve_precision",
     "augment_batch",
+    "prepare_batch",
     "to_float",
     "fit",
     "predict_logits",
@@ -103,34 +105,104 @@ def to_float(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> tor
     return x.sub_(mean.view(1, -1, 1, 1)).div_(std.view(1, -1, 1, 1))
 
 
-def augment_batch(x: torch.Tensor, gen: torch.Generator, cfg: TrainConfig) -> torch.Tensor:
-    """Random affine + brightness/contrast jitter on float32 (B, 3, H, W) images in [0, 1].
+@dataclass(frozen=True)
+class _Draw:
+    """One batch's random augmentation: the affine map ``theta`` (B, 2, 3) from output to
+    input coordinates in [-1, 1] (``affine_grid``'s convention) and the brightness and
+    contrast factors (B, 1, 1, 1)."""
 
-    Rotation uniform in +-``cfg.rotation`` degrees, scale in ``cfg.scale``, translation
+    theta: torch.Tensor
+    bright: torch.Tensor
+    contrast: torch.Tensor
+
+
+def _draw(b: int, gen: torch.Generator, cfg: TrainConfig) -> _Draw:
+    """Rotation uniform in +-``cfg.rotation`` degrees, scale in ``cfg.scale``, translation
     +-``cfg.translate`` of the image size, brightness factor 1 +- ``cfg.brightness``, contrast
-    factor 1 +- ``cfg.contrast`` around each image's mean. Draws only from ``gen``.
-    """
-    b = x.shape[0]
+    factor 1 +- ``cfg.contrast`` around each image's mean, drawn only from ``gen``."""
 
     def uniform(lo: float, hi: float) -> torch.Tensor:
         return lo + (hi - lo) * torch.rand(b, generator=gen)
 
     angle = uniform(-cfg.rotation, cfg.rotation) * (math.pi / 180.0)
     scale = uniform(cfg.scale[0], cfg.scale[1])
-    # affine_grid maps output to input coordinates in [-1, 1]: translation t of the image is 2t.
+    # the map works in [-1, 1] coordinates: a translation t of the image size is 2t there
     tx = uniform(-cfg.translate, cfg.translate) * 2.0
     ty = uniform(-cfg.translate, cfg.translate) * 2.0
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack(
         [torch.stack([cos, -sin, tx], dim=1), torch.stack([sin, cos, ty], dim=1)], dim=1
     )
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     bright = uniform(1.0 - cfg.brightness, 1.0 + cfg.brightness).view(b, 1, 1, 1)
     contrast = uniform(1.0 - cfg.contrast, 1.0 + cfg.contrast).view(b, 1, 1, 1)
+    return _Draw(theta, bright, contrast)
+
+
+@functools.lru_cache(maxsize=8)
+def _base_grid(h: int, w: int) -> torch.Tensor:
+    """(h * w, 3) rows (x, y, 1) of the pixel centres in [-1, 1] (``align_corners=False``)."""
+    xs = (torch.arange(w, dtype=torch.float32) * 2.0 + 1.0).div_(w).sub_(1.0)
+    ys = (torch.arange(h, dtype=torch.float32) * 2.0 + 1.0).div_(h).sub_(1.0)
+    rows = [xs.view(1, w).expand(h, w), ys.view(h, 1).expand(h, w), torch.ones(h, w)]
+    return torch.stack(rows, dim=-1).view(h * w, 3)
+
+
+def _grid(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """``F.affine_grid(theta, (B, C, h, w), align_corners=False)``: the same sampling grid
+    (B, h, w, 2), as one (h*w, 3) x (3, 2B) matrix product instead of affine_grid's batched
+    product with K=3, which costs more than the resampling itself at 32x32 on one thread."""
+    b = theta.shape[0]
+    grid = torch.mm(_base_grid(h, w), theta.reshape(2 * b, 3).t())  # (h*w, 2B)
+    return grid.view(h, w, b, 2).permute(2, 0, 1, 3).contiguous()
+
+
+def _resample(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Bilinear resampling of (B, C, H, W) through the affine maps ``theta`` (border padding)."""
+    grid = _grid(theta, x.shape[2], x.shape[3])
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def augment_batch(x: torch.Tensor, gen: torch.Generator, cfg: TrainConfig) -> torch.Tensor:
+    """Random affine + brightness/contrast jitter on float32 (B, 3, H, W) images in [0, 1].
+
+    The reference form of the training augmentation (see :func:`_draw` for the ranges); the
+    training loop runs the same transform fused with the conversion and normalisation
+    (:func:`prepare_batch`). Draws only from ``gen``.
+    """
+    d = _draw(x.shape[0], gen, cfg)
+    x = _resample(x, d.theta)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    x = (x - mean) * contrast + mean * bright
+    x = (x - mean) * d.contrast + mean * d.bright
     return x.clamp_(0.0, 1.0)
+
+
+def prepare_batch(
+    u8: torch.Tensor,
+    gen: torch.Generator,
+    cfg: TrainConfig,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+) -> torch.Tensor:
+    """The network's input for a uint8 (B, H, W, 3) batch: normalised float32 (B, 3, H, W)
+    channels_last, augmented when ``cfg.augment``.
+
+    Equal (to float rounding) to ``(augment_batch(u8 / 255) - mean) / std`` made channels_last,
+    in fewer passes over the batch: resampled once in 0..255, the jitter and the 1/255 one
+    per-image multiply-add, the clamp, then the normalisation written straight into a
+    channels_last tensor (no separate conversion, division or layout copy).
+    """
+    m, s = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
+    out = torch.empty(u8.shape[0], u8.shape[3], u8.shape[1], u8.shape[2])
+    out = out.contiguous(memory_format=torch.channels_last)
+    if not cfg.augment:  # the uint8 NHWC batch is a channels_last view: no transpose
+        return torch.addcmul(-m / s, u8.permute(0, 3, 1, 2), 1.0 / (255.0 * s), out=out)
+    d = _draw(u8.shape[0], gen, cfg)
+    # grid_sample is faster on contiguous NCHW input; it resamples 0..255 (no /255 pass)
+    y = _resample(u8.permute(0, 3, 1, 2).contiguous().to(torch.float32), d.theta)
+    mu = y.mean(dim=(1, 2, 3), keepdim=True)
+    # ((y - mu) * c + mu * b) / 255 = y * c / 255 + mu * (b - c) / 255, clamped to [0, 1]
+    y = torch.addcmul(mu * ((d.bright - d.contrast) / 255.0), y, d.contrast / 255.0).clamp_(0, 1)
+    return torch.addcmul(-m / s, y, 1.0 / s, out=out)  # normalised, written channels_last
 
 
 @torch.no_grad()
@@ -244,10 +316,17 @@ def _add_dropout(model: TrafficSignNet, p: float) -> None:
     A regulariser of the training run only: forward pre-hooks, so the architecture, the
     state_dict and the eval-mode outputs stay TrafficSignNet's (the engine, the learning path's
     ``.pth`` and every backend see the same model). Random masks come from torch's global RNG,
-    seeded with the run."""
+    seeded with the run. The mask is ``torch.rand >= p`` scaled by 1 / (1 - p), as
+    ``F.dropout`` but about 2x cheaper on CPU, whose ``bernoulli_`` draws element by element
+    (about 1.4 ms per step on fc1's 64 x 2304 input, a few per cent of a training step)."""
+    scale = 1.0 / (1.0 - p)
 
     def drop(module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        return (F.dropout(args[0], p, module.training), *args[1:])
+        x = args[0]
+        if not module.training or p == 0.0:
+            return args
+        mask = (torch.rand(x.shape) >= p).to(x.dtype).mul_(scale)
+        return (x * mask, *args[1:])
 
     for layer in (model.fc1, model.fc2):
         layer.register_forward_pre_hook(drop)
@@ -343,16 +422,6 @@ def _gather(data: _Data, batch: torch.Tensor, gen: torch.Generator) -> torch.Ten
     return data.images[0, batch]
 
 
-def _prepare(u8: torch.Tensor, data: _Data, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
-    """The network's input for a gathered uint8 batch: float32 in [0, 1], augmented when
-    ``cfg.augment``, normalised, channels_last (B, 3, H, W)."""
-    x = u8.permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
-    if cfg.augment:
-        x = augment_batch(x, gen, cfg)
-    x = x.sub_(data.mean.view(1, -1, 1, 1)).div_(data.std.view(1, -1, 1, 1))
-    return x.contiguous(memory_format=torch.channels_last)
-
-
 def _train_epoch(
     opt: _Optimisation,
     data: _Data,
@@ -375,7 +444,7 @@ def _train_epoch(
         u8 = _gather(data, batch, aug_gen)
         y = data.targets[batch]
         lap("gather")
-        x = _prepare(u8, data, cfg, aug_gen)
+        x = prepare_batch(u8, aug_gen, cfg, data.mean, data.std)
         lap("augment")
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=opt.use_bf16):
             logits = opt.net(x)
