@@ -123,3 +123,47 @@ def test_dropout_mask_is_torchs_dropout(dtype):
     net.eval()
     (same,) = hook(net.fc1, (x,))
     assert torch.equal(same, x)
+
+
+def test_whole_weight_draws_the_whole_view_that_much_more_often():
+    """``whole_weight`` w: the whole-image view (view 1) is drawn w times as often as each other
+    view; w = 1 keeps the uniform draw (the stream of runs before the option)."""
+    from neonsign._trainer import Framing, _gather, _tensors
+
+    n = 4000
+    views = np.stack([np.full((n, 32, 32, 3), v, np.uint8) for v in range(4)])  # view id = pixel
+    labels = np.zeros(n, np.int64)
+    cfg = TrainConfig()
+    batch = torch.arange(n)
+    for weights, want in (((1.0, 3.0, 1.0, 1.0), [1 / 6, 3 / 6, 1 / 6, 1 / 6]), (None, [0.25] * 4)):
+        data = _tensors(
+            views,
+            labels,
+            np.arange(n),
+            np.empty(0, np.int64),
+            cfg,
+            Framing(train_views=4, view_weights=weights),
+        )
+        got = _gather(data, batch, torch.Generator().manual_seed(0))[:, 0, 0, 0]
+        freq = torch.bincount(got.long(), minlength=4).double() / n
+        torch.testing.assert_close(freq, torch.tensor(want, dtype=torch.float64), atol=0.03, rtol=0)
+    uniform = _tensors(
+        views,
+        labels,
+        np.arange(n),
+        np.empty(0, np.int64),
+        cfg,
+        Framing(train_views=4, view_weights=(2.0,) * 4),
+    )
+    assert uniform.view_weights is None  # equal weights: the plain uniform draw
+    with pytest.raises(ValueError, match="view_weights"):
+        _tensors(
+            views,
+            labels,
+            np.arange(n),
+            np.empty(0, np.int64),
+            cfg,
+            Framing(train_views=4, view_weights=(1.0, 2.0)),
+        )
+    with pytest.raises(ValueError, match="whole_weight"):
+        TrainConfig(whole_weight=0).validate()

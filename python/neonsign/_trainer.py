@@ -84,13 +84,15 @@ class Framing:
     ``train_views``: training draws each sample from views ``0 .. train_views - 1``;
     ``val_views``: framing name ("roi", "whole") -> the view validated under that name;
     ``primary``: the framing reported as ``val_accuracy``; ``select_on_mean``: pick the best
-    epoch by the mean validation accuracy over the framings (else by the primary one).
+    epoch by the mean validation accuracy over the framings (else by the primary one);
+    ``view_weights``: relative probabilities of drawing each training view (None: uniform).
     """
 
     train_views: int = 1
     val_views: dict[str, int] = field(default_factory=lambda: {"roi": 0})
     primary: str = "roi"
     select_on_mean: bool = False
+    view_weights: tuple[float, ...] | None = None
 
 
 def resolve_precision(bf16: bool | None, batch_size: int = 64, threads: int | None = None) -> str:
@@ -264,6 +266,7 @@ class _Data:
 
     images: torch.Tensor
     train_views: int
+    view_weights: torch.Tensor | None  # float64 (train_views,), None: uniform
     targets: torch.Tensor
     train_idx: torch.Tensor
     mean: torch.Tensor
@@ -295,7 +298,20 @@ def _tensors(
     mean = torch.tensor(cfg.mean, dtype=torch.float32)
     std = torch.tensor(cfg.std, dtype=torch.float32)
     x_val = {name: to_float(data[view, va], mean, std) for name, view in framing.val_views.items()}
-    return _Data(data, framing.train_views, targets, tr, mean, std, x_val, targets[va])
+    weights = _view_weights(framing)
+    return _Data(data, framing.train_views, weights, targets, tr, mean, std, x_val, targets[va])
+
+
+def _view_weights(framing: Framing) -> torch.Tensor | None:
+    """The view-drawing weights as a tensor (None when uniform: the plain ``randint`` draw)."""
+    w = framing.view_weights
+    if w is None or len(set(w)) == 1:
+        return None
+    if len(w) != framing.train_views or min(w) < 0 or sum(w) <= 0:
+        raise NeonsignValueError(
+            f"view_weights must be {framing.train_views} non-negative numbers, not all 0: {w}"
+        )
+    return torch.tensor(w, dtype=torch.float64)
 
 
 @dataclass
@@ -415,7 +431,11 @@ def _no_lap(phase: str) -> None:
 
 def _gather(data: _Data, batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """uint8 (B, H, W, 3) images of the training indices ``batch``, each sample from one
-    training view drawn uniformly from ``gen`` (the only view when there is one)."""
+    training view drawn from ``gen``, uniformly or by ``data.view_weights`` (the only view when
+    there is one)."""
+    if data.view_weights is not None:
+        view = torch.multinomial(data.view_weights, batch.numel(), replacement=True, generator=gen)
+        return data.images[view, batch]
     if data.train_views > 1:
         view = torch.randint(data.train_views, (batch.numel(),), generator=gen)
         return data.images[view, batch]
