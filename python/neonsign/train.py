@@ -72,7 +72,7 @@ class ModelDirectoryExistsError(NeonsignFileExistsError, ModelError):
 class TrainConfig:
     """Hyperparameters and data options of a training run (defaults tuned on GTSRB by track)."""
 
-    epochs: int = 28
+    epochs: int = 40
     batch_size: int = 64
     lr: float = 3e-3  # peak learning rate of the one-cycle schedule
     warmup_fraction: float = 0.2  # fraction of steps spent increasing the learning rate
