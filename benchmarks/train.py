@@ -4,10 +4,16 @@ Reference (Arm's learning path, ``train_model.py``): a Dataset that per item ope
 Pillow, ``Resize((32, 32))`` (bilinear), ``ToTensor`` and ``Normalize(0.5, 0.5)`` (torchvision's
 semantics, written out here because torchvision is not a neonsign dependency), a shuffling
 DataLoader of batch 64 (``--workers``, default 0 as in the learning path), Adam lr 1e-3,
-cross-entropy, float32, ReLU before pooling as written there. neonsign: the same files loaded once by the C loader (uint8, timed
-separately), then :func:`neonsign.train.fit` for one epoch (batch augmentation in torch, AdamW +
-one-cycle, bf16 autocast where the CPU has it), no validation. Same files, same model, same
-batch size, same thread count.
+cross-entropy, float32, ReLU before pooling as written there. neonsign: the same files loaded
+once by the C loader (uint8, timed separately) as many views as the default framing recipe
+trains on, then the training loop (:func:`neonsign._trainer.fit`) for one epoch (batch
+augmentation in torch, AdamW + one-cycle, the precision measured for this CPU), no validation.
+Same files, same model, same batch size, same thread count.
+
+Every step is split into phases (:class:`neonsign._trainer.PhaseClock`: batch gather,
+augmentation, forward + loss, backward, optimizer, bookkeeping) for each pipeline. The
+first-run precision calibration is timed on its own (an empty cache) and included in a
+12-epoch whole-run ratio (``whole_run_12``).
 
 Two file sets, built by ``benchmarks/preprocess.py``'s ``make_sets`` (the learning path reads the
 ORIGINAL GTSRB files, 15..250 px): ``real-size`` -- the shared 32x32 training files upsampled to
