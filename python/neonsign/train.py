@@ -72,7 +72,7 @@ class ModelDirectoryExistsError(NeonsignFileExistsError, ModelError):
 class TrainConfig:
     """Hyperparameters and data options of a training run (defaults tuned on GTSRB by track)."""
 
-    epochs: int = 28
+    epochs: int = 40
     batch_size: int = 64
     lr: float = 3e-3  # peak learning rate of the one-cycle schedule
     warmup_fraction: float = 0.2  # fraction of steps spent increasing the learning rate
@@ -96,6 +96,9 @@ class TrainConfig:
     # well as ROI crops; "fixed" trains on the loaded framing only (the recipe before issue 13)
     framing: str = "roi-to-whole"
     framing_views: int = 2
+    # roi-to-whole: how much more often the whole-image view is drawn than each other view
+    # (1: every view equally often)
+    whole_weight: float = 1.0
     mean: _RGB = _rgb(DEFAULT_PREPROCESSING["mean"])  # the learning path's normalisation
     std: _RGB = _rgb(DEFAULT_PREPROCESSING["std"])
     # bfloat16 autocast of the forward/backward pass (weights and optimizer stay float32):
@@ -123,6 +126,7 @@ class TrainConfig:
             ("size", self.size == 32),
             ("framing", self.framing in FRAMING_KINDS),
             ("framing_views", 0 <= self.framing_views <= 16),
+            ("whole_weight", 0 < self.whole_weight <= 16),
             ("std", all(s > 0 for s in self.std)),
             ("bf16", self.bf16 is None or isinstance(self.bf16, bool)),
         ]
@@ -352,8 +356,8 @@ def _framing_record(cfg: TrainConfig) -> dict[str, Any]:
         "views": ["roi", "whole", *(["random"] * cfg.framing_views)],
         "random_views": cfg.framing_views,
         "random_box": "contains the ROI; each side moved towards the border by U(0, 1) of the room",
-        "per_sample": "one view drawn uniformly per sample and batch, then the affine/colour "
-        "augmentation",
+        "per_sample": "one view drawn per sample and batch, then the affine/colour augmentation",
+        "whole_weight": cfg.whole_weight,
         "resize": "neonsign's C loader (the resize the server and neonsign test use)",
     }
 
@@ -376,7 +380,9 @@ def _views(
             meta, images, random_views=cfg.framing_views, seed=cfg.seed, threads=cfg.threads
         )
         names = {"roi": ROI_VIEW, "whole": WHOLE_VIEW}
-        return v.images, Framing(v.count, names, primary, select_on_mean=True)
+        weights = [1.0] * v.count
+        weights[WHOLE_VIEW] = cfg.whole_weight
+        return v.images, Framing(v.count, names, primary, True, tuple(weights))
     v = load_views(meta, images, random_views=0, seed=cfg.seed, threads=cfg.threads)
     loaded = ROI_VIEW if meta.roi else WHOLE_VIEW
     order = [loaded, 1 - loaded]  # the loaded framing first: the only one trained on

@@ -66,6 +66,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=d.framing_views,
         help=f"random in-between boxes per image for roi-to-whole (default {d.framing_views})",
     )
+    parser.add_argument(
+        "--whole-weight",
+        type=float,
+        default=d.whole_weight,
+        help="roi-to-whole: how much more often the whole-image view is drawn than each other "
+        f"view (default {d.whole_weight:g})",
+    )
     parser.add_argument("--no-augment", action="store_true", help="disable batch augmentation")
     parser.add_argument(
         "--bf16",
@@ -105,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
         roi=args.roi,
         framing=args.framing,
         framing_views=args.framing_views,
+        whole_weight=args.whole_weight,
         augment=not args.no_augment,
         bf16=args.bf16,
     )

@@ -1,0 +1,169 @@
+"""The training step's pieces (issue 18): the fused batch preparation against PyTorch's own
+affine_grid/grid_sample augmentation, and the per-phase clock of benchmarks/train.py."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+F = pytest.importorskip("torch.nn.functional")
+
+from neonsign._trainer import PHASES, PhaseClock, _grid, fit, prepare_batch  # noqa: E402
+from neonsign.train import TrainConfig  # noqa: E402
+
+
+def _reference(u8: torch.Tensor, seed: int, cfg: TrainConfig) -> torch.Tensor:
+    """The augmentation as first written (before issue 18): u8 / 255, ``F.affine_grid`` +
+    ``F.grid_sample``, brightness/contrast around each image's mean, clamp, normalise."""
+    gen = torch.Generator().manual_seed(seed)
+    x = u8.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+    b = x.shape[0]
+
+    def uniform(lo: float, hi: float) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(b, generator=gen)
+
+    if cfg.augment:
+        angle = uniform(-cfg.rotation, cfg.rotation) * (math.pi / 180.0)
+        scale = uniform(cfg.scale[0], cfg.scale[1])
+        tx = uniform(-cfg.translate, cfg.translate) * 2.0
+        ty = uniform(-cfg.translate, cfg.translate) * 2.0
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        theta = torch.stack(
+            [torch.stack([cos, -sin, tx], dim=1), torch.stack([sin, cos, ty], dim=1)], dim=1
+        )
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        bright = uniform(1.0 - cfg.brightness, 1.0 + cfg.brightness).view(b, 1, 1, 1)
+        contrast = uniform(1.0 - cfg.contrast, 1.0 + cfg.contrast).view(b, 1, 1, 1)
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = ((x - mean) * contrast + mean * bright).clamp(0.0, 1.0)
+    m = torch.tensor(cfg.mean).view(1, -1, 1, 1)
+    s = torch.tensor(cfg.std).view(1, -1, 1, 1)
+    return (x - m) / s
+
+
+@pytest.mark.parametrize("augment", [True, False])
+@pytest.mark.parametrize(
+    "mean, std", [((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), ((0.3, 0.4, 0.5), (0.2, 0.25, 0.3))]
+)
+def test_prepare_batch_is_the_reference_augmentation(augment, mean, std):
+    u8 = torch.randint(
+        0, 256, (37, 32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    cfg = TrainConfig(augment=augment, mean=mean, std=std)
+    got = prepare_batch(
+        u8, torch.Generator().manual_seed(7), cfg, torch.tensor(mean), torch.tensor(std)
+    )
+    want = _reference(u8, 7, cfg)
+    assert got.dtype == torch.float32 and got.shape == (37, 3, 32, 32)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got, want, atol=2e-5, rtol=0)
+    # the clamp to [0, 1] happens before normalisation: the output stays in the normalised range
+    lo = ((0 - torch.tensor(mean)) / torch.tensor(std)).view(1, -1, 1, 1)
+    hi = ((1 - torch.tensor(mean)) / torch.tensor(std)).view(1, -1, 1, 1)
+    assert torch.all(got >= lo - 1e-5) and torch.all(got <= hi + 1e-5)
+
+
+@pytest.mark.parametrize("h, w", [(32, 32), (17, 23), (1, 5)])
+def test_grid_is_affine_grid(h, w):
+    theta = torch.randn(9, 2, 3, generator=torch.Generator().manual_seed(h * w))
+    want = F.affine_grid(theta, [9, 3, h, w], align_corners=False)
+    torch.testing.assert_close(_grid(theta, h, w), want, atol=1e-6, rtol=0)
+
+
+def test_phase_clock_charges_every_step_to_its_phases():
+    rng = np.random.default_rng(0)
+    views = rng.integers(0, 256, size=(3, 100, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 43, size=100).astype(np.int64)
+    from neonsign._trainer import Framing
+
+    clock = PhaseClock()
+    cfg = TrainConfig(epochs=2, batch_size=32, threads=1, bf16=False)
+    res = fit(
+        views,
+        labels,
+        np.arange(100),
+        np.empty(0, np.int64),
+        cfg,
+        framing=Framing(train_views=3),
+        progress=False,
+        clock=clock,
+    )
+    assert clock.steps == 2 * 4  # ceil(100 / 32) batches per epoch
+    assert set(clock.seconds) == set(PHASES)
+    assert all(clock.seconds[p] > 0 for p in PHASES)
+    assert sum(clock.seconds.values()) <= res.seconds
+    ms = clock.per_step_ms()
+    assert ms["forward"] == pytest.approx(clock.seconds["forward"] * 1e3 / 8)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_dropout_mask_is_torchs_dropout(dtype):
+    """The training-only dropout hook draws its own mask (cheaper than ``bernoulli_``): the same
+    law as ``F.dropout`` -- survivors scaled by 1 / (1 - p) exactly as F.dropout scales them
+    in that dtype, the rest zero, the dropped fraction p -- and the identity in eval mode."""
+    from neonsign._trainer import _add_dropout
+    from neonsign.model import TrafficSignNet
+
+    p = 0.3
+    net = TrafficSignNet()
+    _add_dropout(net, p)
+    (hook,) = net.fc1._forward_pre_hooks.values()
+    x = torch.ones(256, 2304, dtype=dtype)
+    torch.manual_seed(0)
+    (got,) = hook(net.fc1, (x,))
+    want = F.dropout(x, p, training=True)
+    assert got.dtype == dtype and got.shape == x.shape
+    assert set(got.unique().tolist()) == set(want.unique().tolist())  # {0, 1 / (1 - p)}
+    frac = float((got == 0).float().mean())
+    assert abs(frac - p) < 0.01, frac  # 589,824 draws: the standard error is 0.0006
+    net.eval()
+    (same,) = hook(net.fc1, (x,))
+    assert torch.equal(same, x)
+
+
+def test_whole_weight_draws_the_whole_view_that_much_more_often():
+    """``whole_weight`` w: the whole-image view (view 1) is drawn w times as often as each other
+    view; w = 1 keeps the uniform draw (the stream of runs before the option)."""
+    from neonsign._trainer import Framing, _gather, _tensors
+
+    n = 4000
+    views = np.stack([np.full((n, 32, 32, 3), v, np.uint8) for v in range(4)])  # view id = pixel
+    labels = np.zeros(n, np.int64)
+    cfg = TrainConfig()
+    batch = torch.arange(n)
+    for weights, want in (((1.0, 3.0, 1.0, 1.0), [1 / 6, 3 / 6, 1 / 6, 1 / 6]), (None, [0.25] * 4)):
+        data = _tensors(
+            views,
+            labels,
+            np.arange(n),
+            np.empty(0, np.int64),
+            cfg,
+            Framing(train_views=4, view_weights=weights),
+        )
+        got = _gather(data, batch, torch.Generator().manual_seed(0))[:, 0, 0, 0]
+        freq = torch.bincount(got.long(), minlength=4).double() / n
+        torch.testing.assert_close(freq, torch.tensor(want, dtype=torch.float64), atol=0.03, rtol=0)
+    uniform = _tensors(
+        views,
+        labels,
+        np.arange(n),
+        np.empty(0, np.int64),
+        cfg,
+        Framing(train_views=4, view_weights=(2.0,) * 4),
+    )
+    assert uniform.view_weights is None  # equal weights: the plain uniform draw
+    with pytest.raises(ValueError, match="view_weights"):
+        _tensors(
+            views,
+            labels,
+            np.arange(n),
+            np.empty(0, np.int64),
+            cfg,
+            Framing(train_views=4, view_weights=(1.0, 2.0)),
+        )
+    with pytest.raises(ValueError, match="whole_weight"):
+        TrainConfig(whole_weight=0).validate()
