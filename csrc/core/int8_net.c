@@ -1,6 +1,7 @@
 /* TrafficSignNet int8 inference: packing, the forward pass, threads, timers. See int8_net.h. */
 #define _POSIX_C_SOURCE 200809L
 #include "int8_net.h"
+#include "layer_timers.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -102,9 +103,8 @@ struct ns_qnet {
     int work_workers;
     uint8_t *arena; /* per chunk: features + hidden */
     size_t arena_rows;
-    uint64_t *wtime; /* per worker: conv1, conv2 thread time */
-    int timers_on;
-    uint64_t t_ns[NS_NET_LAYERS], t_calls[NS_NET_LAYERS];
+    uint64_t *wtime;        /* per worker: conv1, conv2 thread time */
+    ns_layer_timers timers; /* guarded by mu */
 };
 
 /* (out channels, weights per channel) of conv1, conv2, fc1, fc2 */
@@ -457,13 +457,13 @@ static void apportion_conv(ns_qnet *net, int workers, uint64_t wall) {
         }
     if (s[0] + s[1] == 0) return;
     const double share = (double)s[0] / (double)(s[0] + s[1]);
-    net->t_ns[NS_LAYER_CONV1] += (uint64_t)((double)wall * share);
-    net->t_ns[NS_LAYER_CONV2] += wall - (uint64_t)((double)wall * share);
+    net->timers.ns[NS_LAYER_CONV1] += (uint64_t)((double)wall * share);
+    net->timers.ns[NS_LAYER_CONV2] += wall - (uint64_t)((double)wall * share);
 }
 
 static void qforward_chunk(ns_qnet *net, ns_pool *pool, int threads, const float *x, size_t m,
                            float *logits) {
-    qfwd f = {net, x, m, net->arena, net->arena + m * NS_NET_FEATURES, logits, net->timers_on};
+    qfwd f = {net, x, m, net->arena, net->arena + m * NS_NET_FEATURES, logits, net->timers.on};
     const uint64_t t0 = f.timers ? ns_now_ns() : 0;
     ns_pool_run(pool, net->isa ? task_qimage : task_qimage_ref, &f, m, threads);
     const uint64_t t1 = f.timers ? ns_now_ns() : 0;
@@ -474,8 +474,8 @@ static void qforward_chunk(ns_qnet *net, ns_pool *pool, int threads, const float
     qfc2(&f);
     if (f.timers) {
         apportion_conv(net, threads, t1 - t0);
-        net->t_ns[NS_LAYER_FC1] += t2 - t1;
-        net->t_ns[NS_LAYER_FC2] += ns_now_ns() - t2;
+        net->timers.ns[NS_LAYER_FC1] += t2 - t1;
+        net->timers.ns[NS_LAYER_FC2] += ns_now_ns() - t2;
     }
 }
 
@@ -492,8 +492,7 @@ ns_status ns_qnet_forward(ns_qnet *net, ns_pool *pool, int max_threads, const fl
         const size_t m = n - off < QCHUNK ? n - off : QCHUNK;
         qforward_chunk(net, pool, threads, x + off * IN_SIZE, m, logits + off * NS_NET_CLASSES);
     }
-    if (st == NS_OK && net->timers_on)
-        for (int l = 0; l < NS_NET_LAYERS; l++) net->t_calls[l]++;
+    if (st == NS_OK) ns_layer_timers_count_call(&net->timers);
     pthread_mutex_unlock(&net->mu);
     return st;
 }
@@ -502,25 +501,23 @@ ns_status ns_qnet_forward(ns_qnet *net, ns_pool *pool, int max_threads, const fl
 
 void ns_qnet_enable_timers(ns_qnet *net, int on) {
     pthread_mutex_lock(&net->mu);
-    net->timers_on = on != 0;
+    net->timers.on = on != 0;
     pthread_mutex_unlock(&net->mu);
 }
 
 int ns_qnet_timers_enabled(const ns_qnet *net) {
-    return net->timers_on;
+    return net->timers.on;
 }
 
 void ns_qnet_read_timers(ns_qnet *net, uint64_t ns[NS_NET_LAYERS], uint64_t calls[NS_NET_LAYERS]) {
     pthread_mutex_lock(&net->mu);
-    memcpy(ns, net->t_ns, sizeof net->t_ns);
-    memcpy(calls, net->t_calls, sizeof net->t_calls);
+    ns_layer_timers_read(&net->timers, ns, calls);
     pthread_mutex_unlock(&net->mu);
 }
 
 void ns_qnet_reset_timers(ns_qnet *net) {
     pthread_mutex_lock(&net->mu);
-    memset(net->t_ns, 0, sizeof net->t_ns);
-    memset(net->t_calls, 0, sizeof net->t_calls);
+    ns_layer_timers_reset(&net->timers);
     pthread_mutex_unlock(&net->mu);
 }
 

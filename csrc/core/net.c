@@ -2,6 +2,7 @@
  * See net.h for the design. */
 #define _POSIX_C_SOURCE 200809L
 #include "net.h"
+#include "layer_timers.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -186,8 +187,7 @@ struct ns_net {
     unsigned small_calls;   /* calls measured so far */
     uint64_t small_best[2]; /* fastest conv phase seen per mode, ns */
     /* timers */
-    int timers_on;
-    uint64_t t_ns[NS_NET_LAYERS], t_calls[NS_NET_LAYERS];
+    ns_layer_timers timers; /* guarded by mu */
 };
 
 static const size_t weight_sizes[8] = {
@@ -356,25 +356,23 @@ ns_status ns_net_set_kernel(ns_net *net, const char *kernel, ns_error *err) {
 
 void ns_net_enable_timers(ns_net *net, int on) {
     pthread_mutex_lock(&net->mu);
-    net->timers_on = on ? 1 : 0;
+    net->timers.on = on ? 1 : 0;
     pthread_mutex_unlock(&net->mu);
 }
 
 int ns_net_timers_enabled(const ns_net *net) {
-    return net->timers_on;
+    return net->timers.on;
 }
 
 void ns_net_read_timers(ns_net *net, uint64_t ns[NS_NET_LAYERS], uint64_t calls[NS_NET_LAYERS]) {
     pthread_mutex_lock(&net->mu);
-    memcpy(ns, net->t_ns, sizeof net->t_ns);
-    memcpy(calls, net->t_calls, sizeof net->t_calls);
+    ns_layer_timers_read(&net->timers, ns, calls);
     pthread_mutex_unlock(&net->mu);
 }
 
 void ns_net_reset_timers(ns_net *net) {
     pthread_mutex_lock(&net->mu);
-    memset(net->t_ns, 0, sizeof net->t_ns);
-    memset(net->t_calls, 0, sizeof net->t_calls);
+    ns_layer_timers_reset(&net->timers);
     pthread_mutex_unlock(&net->mu);
 }
 
@@ -551,7 +549,7 @@ static void apportion(ns_net *net, int workers, uint64_t wall, int l0, int l1) {
     for (int l = l0; l < l1; l++) total += sum[l];
     if (total == 0) return;
     for (int l = l0; l < l1; l++)
-        net->t_ns[l] += (uint64_t)((double)wall * (double)sum[l] / (double)total);
+        net->timers.ns[l] += (uint64_t)((double)wall * (double)sum[l] / (double)total);
 }
 
 static void run_fc(fwd *f, ns_pool *pool, int threads, const packed *L, const float *in, float *out,
@@ -598,7 +596,7 @@ static void forward_chunk(ns_net *net, ns_pool *pool, int threads, const float *
     f.xin = f.feat + net->arena_rows * ARENA_ROW; /* split mode: m <= arena_split images */
     f.p1 = f.xin + net->arena_split * IN_SIZE;
     f.logits = logits;
-    f.timers = net->timers_on;
+    f.timers = net->timers.on;
     const int on = f.timers, ref = net->isa == NULL;
     uint64_t t0 = tnow(on);
     if (ref) {
@@ -612,9 +610,9 @@ static void forward_chunk(ns_net *net, ns_pool *pool, int threads, const float *
         run_fc(&f, pool, 1, &net->f2, f.hid, logits, 0, 1);
         if (on) {
             uint64_t t4 = ns_now_ns();
-            net->t_ns[NS_LAYER_FC1] += t2 - t1;
-            net->t_ns[NS_LAYER_RELU3] += t3 - t2;
-            net->t_ns[NS_LAYER_FC2] += t4 - t3;
+            net->timers.ns[NS_LAYER_FC1] += t2 - t1;
+            net->timers.ns[NS_LAYER_RELU3] += t3 - t2;
+            net->timers.ns[NS_LAYER_FC2] += t4 - t3;
         }
         return;
     }
@@ -631,8 +629,8 @@ static void forward_chunk(ns_net *net, ns_pool *pool, int threads, const float *
         ns_pool_run(pool, task_conv2_rows, &f, m * P2_H * net->c2.nb, threads);
         if (on) {
             uint64_t t2 = ns_now_ns();
-            net->t_ns[NS_LAYER_CONV1] += t1 - t0;
-            net->t_ns[NS_LAYER_CONV2] += t2 - t1;
+            net->timers.ns[NS_LAYER_CONV1] += t1 - t0;
+            net->timers.ns[NS_LAYER_CONV2] += t2 - t1;
         }
     } else {
         ns_pool_run(pool, task_image, &f, m, threads);
@@ -649,8 +647,8 @@ static void forward_chunk(ns_net *net, ns_pool *pool, int threads, const float *
     run_fc(&f, pool, 1, &net->f2, f.hid, logits, 0, 0);
     if (on) {
         uint64_t t4 = ns_now_ns();
-        net->t_ns[NS_LAYER_FC1] += t3 - t2;
-        net->t_ns[NS_LAYER_FC2] += t4 - t3;
+        net->timers.ns[NS_LAYER_FC1] += t3 - t2;
+        net->timers.ns[NS_LAYER_FC2] += t4 - t3;
     }
 }
 
@@ -669,8 +667,7 @@ ns_status ns_net_forward(ns_net *net, ns_pool *pool, int max_threads, const floa
             const size_t m = n - off < CHUNK_IMAGES ? n - off : CHUNK_IMAGES;
             forward_chunk(net, pool, threads, x + off * IN_SIZE, m, logits + off * NS_NET_CLASSES);
         }
-        if (net->timers_on)
-            for (int l = 0; l < NS_NET_LAYERS; l++) net->t_calls[l]++;
+        ns_layer_timers_count_call(&net->timers);
     }
     pthread_mutex_unlock(&net->mu);
     return st;
