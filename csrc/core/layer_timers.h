@@ -12,9 +12,9 @@
 #include "net.h"
 
 typedef struct ns_layer_timers {
-    int on;                           /* forward passes add to the counters */
-    uint64_t ns[NS_NET_LAYERS];       /* nanoseconds per layer */
-    uint64_t calls[NS_NET_LAYERS];    /* forward calls counted per layer */
+    int on;                        /* forward passes add to the counters */
+    uint64_t ns[NS_NET_LAYERS];    /* nanoseconds per layer */
+    uint64_t calls[NS_NET_LAYERS]; /* forward calls counted per layer */
 } ns_layer_timers;
 
 static inline void ns_layer_timers_read(const ns_layer_timers *t, uint64_t ns[NS_NET_LAYERS],
