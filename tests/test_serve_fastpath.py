@@ -127,6 +127,50 @@ def test_fast_path_and_fastapi_route_answer_alike(model_dir: Path) -> None:
     )
 
 
+def test_fast_path_hands_on_what_it_does_not_answer(model_dir: Path) -> None:
+    """The fast path runs in front of the whole FastAPI stack: a request without a
+    Content-Length (chunked) or over the upload limit goes through that stack (the guard's
+    413, the route's answer), and a bug inside the fast path is a JSON 500, not a dropped
+    connection."""
+    from fastapi.testclient import TestClient
+
+    from neonsign.app.serving import create_app
+
+    png = encode(sign_like_images(1, seed=11)[0], "PNG")
+    body, ctype = _encoded([("file", ("a.png", png))], {})
+    headers = {"content-type": ctype.decode()}
+    app = create_app(str(model_dir), threads=1, max_upload_bytes=len(body) + 10)
+    fast = app.fast_path
+    assert fast is not None
+    parsed = []
+    parse = fast._parse
+    fast._parse = lambda *a: parsed.append(1) or parse(*a)  # type: ignore[method-assign]
+    with TestClient(app) as client:
+        plain = client.post("/predict", content=body, headers=headers)
+        chunked = client.post("/predict", content=iter([body[:100], body[100:]]), headers=headers)
+        assert plain.status_code == chunked.status_code == 200
+        assert plain.json() == chunked.json()
+        assert len(parsed) == 1  # the chunked one went through FastAPI
+        big, big_type = _encoded([("file", ("a.png", png + bytes(64)))], {})
+        r = client.post("/predict", content=big, headers={"content-type": big_type.decode()})
+        assert r.status_code == 413 and r.json()["error"] == "too_large"
+
+        async def broken(*_args: object) -> None:
+            raise RuntimeError("a bug")
+
+        fast._answer = broken  # type: ignore[method-assign]
+        r = client.post("/predict", content=body, headers=headers)
+        assert r.status_code == 500 and r.json()["error"] == "internal_error"
+        assert "a bug" in r.json()["detail"]
+        metrics = client.get("/metrics").text
+    assert (
+        metric_value(metrics, "neonsign_http_requests_total", route="/predict", status="200") == 2
+    )
+    assert (
+        metric_value(metrics, "neonsign_http_requests_total", route="/predict", status="500") == 1
+    )
+
+
 def test_probe_reads_sizes_from_headers() -> None:
     img = sign_like_images(1, seed=11)[0]
     h, w = img.shape[:2]

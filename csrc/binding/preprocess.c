@@ -9,6 +9,7 @@
 #include "core/csv.h"
 #include "core/fileio.h"
 #include "core/loader.h"
+#include "core/png.h"
 #include "core/ppm.h"
 
 /* ------------------------------------------------------------------------------------------ */
@@ -92,6 +93,56 @@ static PyObject *py_ppm_read(PyObject *module, PyObject *const *args, Py_ssize_t
     ns_buf_free(&buf);
     Py_DECREF(path_bytes);
     return res;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* PNG rows                                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+static const char *const png_unfilter_args[] = {"data", "width", "height", "channels", NULL};
+static const ns_argspec png_unfilter_spec = NS_ARGSPEC("png_unfilter", png_unfilter_args, 4);
+
+static PyObject *py_png_unfilter(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                                 PyObject *kwnames) {
+    ns_state *st = ns_state_of_module(module);
+    PyObject *a[4];
+    size_t width, height, channels;
+    Py_buffer view;
+    if (!ns_parse_args(st, &png_unfilter_spec, args, nargs, kwnames, a) ||
+        !ns_conv_size(st, a[1], "width", 1, &width) ||
+        !ns_conv_size(st, a[2], "height", 1, &height) ||
+        !ns_conv_size(st, a[3], "channels", 1, &channels))
+        return NULL;
+    if (channels > 4 || ns_png_data_size(width, height, (int)channels) == 0) {
+        ns_error bad;
+        ns_set_error(&bad, NS_ERR_INVALID, "png_unfilter: no %zux%zu image of %zu channels", width,
+                     height, channels);
+        return ns_raise_error(st, &bad);
+    }
+    if (!ns_conv_buffer(st, a[0], "data", &view)) return NULL;
+    npy_intp dims[3] = {(npy_intp)height, (npy_intp)width, 3};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(3, dims, NPY_UINT8);
+    if (!out) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    ns_error err;
+    ns_error_clear(&err);
+    ns_status status;
+    const uint8_t *in = view.buf;
+    uint8_t *dst = PyArray_DATA(out);
+    size_t len = (size_t)view.len;
+    if (len > 65536) { /* the buffer stays exported (unchanged) while the GIL is released */
+        Py_BEGIN_ALLOW_THREADS status =
+            ns_png_unfilter_rgb(in, len, width, height, (int)channels, dst, &err);
+        Py_END_ALLOW_THREADS
+    } else {
+        status = ns_png_unfilter_rgb(in, len, width, height, (int)channels, dst, &err);
+    }
+    PyBuffer_Release(&view);
+    if (status == NS_OK) return (PyObject *)out;
+    Py_DECREF(out);
+    return ns_raise_error(st, &err);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -526,6 +577,9 @@ PyMethodDef ns_preprocess_methods[] = {
     {"ppm_read", FASTCALL_KW(py_ppm_read),
      "ppm_read(path, max_pixels, max_file_bytes) -> uint8 (H, W, 3)\n\nRead and decode a PPM "
      "file."},
+    {"png_unfilter", FASTCALL_KW(py_png_unfilter),
+     "png_unfilter(data, width, height, channels) -> uint8 (height, width, 3)\n\nReconstruct the "
+     "inflated rows of a non-interlaced 8-bit PNG (channels 1-4) as RGB, alpha on white."},
     {"csv_parse", FASTCALL_KW(py_csv_parse),
      "csv_parse(data, source) -> (rows, has_class)\n\nrows: (name, w, h, (x1, y1, x2, y2), cls); "
      "`source` names the file in errors."},

@@ -48,16 +48,14 @@ def create_app(model: str | ServeConfig, **options: Any) -> FastAPI:
     config = model if isinstance(model, ServeConfig) else ServeConfig(model=model, **options)
     require("fastapi", "serve", "serving")
     require("prometheus_client", "serve", "serving metrics")
-    from fastapi import FastAPI
-
     from .errors import install_error_handlers
-    from .fastpath import PredictFastPath
+    from .fastpath import PredictFastPath, ServingAPI
     from .guard import RequestGuard
     from .routes import router
     from .service import Service
 
     service = Service.build(config)
-    app = FastAPI(
+    app = ServingAPI(
         title="neonsign",
         version=_version(),
         lifespan=_lifespan,
@@ -67,10 +65,10 @@ def create_app(model: str | ServeConfig, **options: Any) -> FastAPI:
     )
     app.state.service = service
     app.state.holder, app.state.metrics, app.state.config = service.holder, service.metrics, config
-    app.add_middleware(PredictFastPath, service=service)
     app.add_middleware(RequestGuard, limit=config.max_upload_bytes, metrics=service.metrics)
     install_error_handlers(app)
     app.include_router(router)
+    app.fast_path = PredictFastPath(app.full_stack, service)  # in front of all of the above
     return app
 
 
