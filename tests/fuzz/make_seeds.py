@@ -94,6 +94,13 @@ def main(out: Path) -> None:
         roi = struct.pack("<4h", 0, 0, 1, 1) if i % 2 else struct.pack("<4h", 1, 0, 2, 1)
         loader[name] = bytes([flags, 31, 31]) + roi + data
     corpora["fuzz_loader"] = loader
+    png = {}  # width-1, height-1, channels-1, then one row per filter type
+    for channels in (1, 2, 3, 4):
+        rows = b"".join(
+            bytes([f]) + bytes(rng.randrange(256) for _ in range(3 * channels)) for f in range(5)
+        )
+        png[f"rows_{channels}"] = bytes([2, 4, channels - 1]) + rows
+    corpora["fuzz_png"] = png
     for target, seeds in corpora.items():
         d = out / target
         d.mkdir(parents=True, exist_ok=True)
