@@ -518,3 +518,53 @@ def test_roi_form_fields(tmp_path: Path) -> None:
         assert "rois" in schema["Body_predict_batch_predict_batch_post"]["properties"]
         metrics = client.get("/metrics").text
         assert metric_value(metrics, "neonsign_errors_total", kind="invalid_roi") == 4
+
+
+def test_corked_transport_sends_one_steps_writes_together() -> None:
+    """A response written in one event-loop step (status line + headers, then body) leaves in
+    one write; close sends what is queued first, abort drops it; the rest is delegated."""
+    from neonsign.app.serving.protocol import CorkedTransport
+
+    class Fake:
+        def __init__(self) -> None:
+            self.writes: list[bytes] = []
+            self.events: list[str] = []
+
+        def write(self, data: bytes) -> None:
+            self.writes.append(data)
+
+        def is_closing(self) -> bool:
+            return bool(self.events)
+
+        def close(self) -> None:
+            self.events.append("close")
+
+        def abort(self) -> None:
+            self.events.append("abort")
+
+        def get_extra_info(self, name: str) -> str:
+            return f"info {name}"
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        fake = Fake()
+        corked = CorkedTransport(fake, loop)  # type: ignore[arg-type]
+        corked.write(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n")
+        corked.write(b"body")
+        assert fake.writes == []
+        await asyncio.sleep(0)
+        assert fake.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nbody"]
+        assert corked.get_extra_info("peername") == "info peername"
+        corked.write(b"last")
+        corked.close()
+        assert fake.writes[-1] == b"last" and fake.events == ["close"]
+        await asyncio.sleep(0)  # the scheduled flush finds nothing left to send
+        assert len(fake.writes) == 2
+        other = Fake()
+        dropped = CorkedTransport(other, loop)  # type: ignore[arg-type]
+        dropped.write(b"never sent")
+        dropped.abort()
+        await asyncio.sleep(0)
+        assert other.writes == [] and other.events == ["abort"]
+
+    asyncio.run(scenario())
