@@ -594,8 +594,14 @@ def test_uvicorn_module_app_and_workers(model_dir: Path) -> None:
         files = [("files", (f"{i}.png", png, "image/png")) for i in range(3)]
         assert httpx.post(base + "/predict/batch", files=files).status_code == 413
     port = free_port()
-    with running_server(serve_argv(model_dir, port, "--workers", "2"), port) as (base, _):
+    with running_server(serve_argv(model_dir, port, "--workers", "2"), port) as (base, proc):
         assert all(post_file(base, png).status_code == 200 for _ in range(10))
+        # the supervisor re-executed itself lean: neither NumPy nor neonsign's extension
+        # (nor the model) is mapped in it, only in its workers
+        maps = Path(f"/proc/{proc.pid}/maps")
+        if maps.exists():
+            mapped = maps.read_text()
+            assert "_multiarray_umath" not in mapped and "_native" not in mapped
 
 
 @needs_subprocess

@@ -25,7 +25,6 @@ import platform
 import stat
 import subprocess
 from collections.abc import Mapping
-from importlib import metadata
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -248,6 +247,8 @@ def code_version() -> str:
 
 def library_versions() -> dict[str, str | None]:
     """Versions of Python and of the packages that shape a model (None when not installed)."""
+    from importlib import metadata  # here: loading a model (a server) never needs it
+
     versions: dict[str, str | None] = {"python": platform.python_version()}
     for pkg in _PACKAGES:
         try:

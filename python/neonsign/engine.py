@@ -65,17 +65,14 @@ class TorchModule(Protocol):
     def state_dict(self) -> Mapping[str, Any]: ...
 
 
-#: Seed of the fixed probe batch every loaded model is tried on (see :meth:`Engine.warm_up`).
-_PROBE_SEED = 13
-
-
 def _probe_batch() -> npt.NDArray[np.float32]:
     """The fixed batch a model is tried on before it is accepted: a blank image plus three
-    pseudo-random ones spanning the range of normalised pixels (about -2..2), the same on
-    every call so a refusal can be reproduced."""
-    rng = np.random.default_rng(_PROBE_SEED)
-    noise = rng.uniform(-2.0, 2.0, size=(3, *INPUT_SHAPE))
-    return np.concatenate([np.zeros((1, *INPUT_SHAPE)), noise]).astype(np.float32)
+    that spread evenly over the range of normalised pixels (-2..2, a golden-ratio sequence:
+    no two neighbours alike), the same on every call so a refusal can be reproduced. (No
+    ``numpy.random``: a server process need not load it.)"""
+    n = 3 * int(np.prod(INPUT_SHAPE))
+    spread = (np.arange(1, n + 1) * 0.6180339887498949) % 1.0 * 4.0 - 2.0
+    return np.concatenate([np.zeros(n // 3), spread]).reshape(4, *INPUT_SHAPE).astype(np.float32)
 
 
 def available_kernels() -> list[str]:

@@ -110,5 +110,5 @@ def settings(args: argparse.Namespace) -> tuple[ServeConfig, ServerOptions]:
 def run(args: argparse.Namespace) -> int:
     from ..app.serving import run_server
 
-    run_server(*settings(args))
+    run_server(*settings(args), lean_supervisor=True)
     return 0

@@ -19,9 +19,9 @@ The protocol also corks its writes (:class:`CorkedTransport`): a response leaves
 ``send`` instead of two (status line and headers, then body), which spares the client a
 wake-up per response.
 
-:func:`protocol_class` is the class handed to ``uvicorn.run(http=...)``: httptools' protocol
-(the C parser, installed with the ``serve`` extra) with the deadlines and corked writes, else
-h11's.
+:func:`protocol_class` (:data:`PROTOCOL`, by import string) is the class handed to
+``uvicorn.run(http=...)``: httptools' protocol (the C parser, installed with the ``serve``
+extra) with the deadlines and corked writes, else h11's.
 """
 
 from __future__ import annotations
@@ -41,7 +41,15 @@ try:
 except ImportError:  # httptools is not installed
     HAVE_HTTPTOOLS = False
 
-__all__ = ["CorkedTransport", "DeadlineMixin", "H11DeadlineProtocol", "protocol_class", "deadlines"]
+__all__ = [
+    "PROTOCOL",
+    "CorkedTransport",
+    "DeadlineMixin",
+    "DeadlineProtocol",
+    "H11DeadlineProtocol",
+    "protocol_class",
+    "deadlines",
+]
 
 
 @functools.cache
@@ -207,3 +215,9 @@ def protocol_class() -> type[asyncio.Protocol]:
     if HAVE_HTTPTOOLS:
         return HttpToolsDeadlineProtocol
     return H11DeadlineProtocol
+
+
+#: :func:`protocol_class`'s answer, and its import string for ``uvicorn.run(http=...)``
+#: (resolved in each worker process, so a supervisor handed the string never imports neonsign).
+DeadlineProtocol = protocol_class()
+PROTOCOL = f"{__name__}:DeadlineProtocol"
