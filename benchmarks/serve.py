@@ -15,7 +15,8 @@ Each is driven by ``wrk -t2 -c16`` with a Lua script that sends the learning pat
 when $GTSRB_ROOT or a shared/gtsrb beside the checkout exists, else synthetic sign-like
 images), cycling through --images bodies. After a --warmup run, a --duration run is measured:
 requests/s, p50/p99 latency (wrk's latency distribution), non-2xx answers and socket errors,
-and the RSS summed over the server's process tree (uvicorn's supervisor and its workers). The
+the RSS summed over the server's process tree (uvicorn's supervisor and its workers), and the
+CPU time that tree (and wrk) spent per request. The
 servers run in turn, --rounds times alternating order (machine noise hits all alike), for each
 worker count in --workers; figures are medians over rounds.
 
@@ -36,6 +37,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shlex
 import shutil
 import statistics
@@ -98,8 +100,8 @@ end
 """
 
 
-def tree_rss(pid: int) -> int:
-    """Resident memory (VmRSS, bytes) of ``pid`` and all its descendants (Linux /proc)."""
+def _tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (Linux /proc)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -111,10 +113,18 @@ def tree_rss(pid: int) -> int:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
         children.setdefault(ppid, []).append(int(entry))
-    total, todo = 0, [pid]
+    found, todo = [], [pid]
     while todo:
         p = todo.pop()
+        found.append(p)
         todo.extend(children.get(p, []))
+    return found
+
+
+def tree_rss(pid: int) -> int:
+    """Resident memory (VmRSS, bytes) of ``pid`` and all its descendants (Linux /proc)."""
+    total = 0
+    for p in _tree(pid):
         try:
             with open(f"/proc/{p}/status") as f:
                 for line in f:
@@ -122,6 +132,20 @@ def tree_rss(pid: int) -> int:
                         total += int(line.split()[1]) * 1024
         except OSError:
             pass
+    return total
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its descendants (Linux /proc):
+    what the server spends per request, whatever share of the cores the machine gives it."""
+    total = 0.0
+    for p in _tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
 
 
@@ -210,7 +234,9 @@ def bench_one(
         check_answer(base, blobs[0])
         if args.warmup > 0:
             run_wrk(base, args, script, tmp / "bodies", len(blobs), ctype, args.warmup)
+        cpu0, wrk0 = tree_cpu(proc.pid), _children_cpu()
         res = run_wrk(base, args, script, tmp / "bodies", len(blobs), ctype, args.duration)
+        cpu, wrk_cpu = tree_cpu(proc.pid) - cpu0, _children_cpu() - wrk0
         rss = tree_rss(proc.pid)
     errors = res["connect_errors"] + res["read_errors"] + res["write_errors"] + res["timeouts"]
     return {
@@ -225,7 +251,15 @@ def bench_one(
         "non_2xx": res["non_2xx"],
         "socket_errors": errors,
         "rss_bytes": rss,
+        "cpu_us_per_request": cpu / max(res["requests"], 1) * 1e6,
+        "wrk_cpu_us_per_request": wrk_cpu / max(res["requests"], 1) * 1e6,
     }
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's finished children (the wrk runs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 SERVERS = ("neonsign", "reference", "floor")
@@ -236,7 +270,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     med = {
         name: {
             key: float(statistics.median(r[key] for r in rows if r["server"] == name))
-            for key in ("rps", "p50_ms", "p99_ms", "rss_bytes")
+            for key in ("rps", "p50_ms", "p99_ms", "rss_bytes", "cpu_us_per_request")
         }
         for name in SERVERS
     }
@@ -249,6 +283,11 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "rps_vs_floor": ns["rps"] / floor["rps"],
         "p99_vs_reference": ns["p99_ms"] / ref["p99_ms"],
         "rss_vs_reference": ns["rss_bytes"] / ref["rss_bytes"],
+        # CPU per request: the same comparison, independent of the share of the cores the
+        # machine gave each run (not a goal; what to read on a busy machine)
+        "cpu_per_request_reference_vs_neonsign": ref["cpu_us_per_request"]
+        / ns["cpu_us_per_request"],
+        "cpu_per_request_floor_vs_neonsign": floor["cpu_us_per_request"] / ns["cpu_us_per_request"],
     }
     goals = {
         "rps_vs_reference>=3": ratios["rps_vs_reference"] >= 3.0,
@@ -262,14 +301,17 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def print_summary(workers: int, s: dict[str, Any]) -> None:
     print(f"\n{workers} worker(s): {'server':<10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'RSS MiB':>8} {'failed':>7}")  # fmt: skip
+          f"{'RSS MiB':>8} {'CPU us/req':>10} {'failed':>7}")  # fmt: skip
     for name, m in s["servers"].items():
         print(f"{'':13}{name:<10} {m['rps']:8.0f} {m['p50_ms']:8.2f} {m['p99_ms']:8.2f} "
-              f"{m['rss_bytes'] / 2**20:8.1f} {m['failed_requests']:7.0f}")  # fmt: skip
+              f"{m['rss_bytes'] / 2**20:8.1f} {m['cpu_us_per_request']:10.0f} "
+              f"{m['failed_requests']:7.0f}")  # fmt: skip
     r = s["ratios"]
     print(f"  neonsign/reference {r['rps_vs_reference']:.2f}x (goal 3), neonsign/floor "
           f"{r['rps_vs_floor']:.2f} (goal 0.7), p99 {r['p99_vs_reference']:.2f}x the "
-          f"reference's, RSS {r['rss_vs_reference']:.2f}x (goal <= 0.33)")  # fmt: skip
+          f"reference's, RSS {r['rss_vs_reference']:.2f}x (goal <= 0.33); CPU per request: "
+          f"reference {r['cpu_per_request_reference_vs_neonsign']:.2f}x neonsign's, floor "
+          f"{r['cpu_per_request_floor_vs_neonsign']:.2f}x")  # fmt: skip
     print("  goals: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in s["goals"].items()))
 
 
@@ -312,7 +354,9 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
                 print(f"  {workers}w round {rnd + 1} {name:<10} {row['rps']:8.0f} req/s  p50 "
                       f"{row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:7.2f} ms  RSS "
-                      f"{row['rss_bytes'] / 2**20:6.1f} MiB  failed "
+                      f"{row['rss_bytes'] / 2**20:6.1f} MiB  CPU "
+                      f"{row['cpu_us_per_request']:5.0f} us/req (wrk "
+                      f"{row['wrk_cpu_us_per_request']:3.0f})  failed "
                       f"{row['non_2xx'] + row['socket_errors']}", flush=True)  # fmt: skip
         summaries[str(workers)] = summarise([r for r in rows if r["workers"] == workers])
         print_summary(workers, summaries[str(workers)])
