@@ -209,6 +209,7 @@ def calibration_s(threads: int) -> float:
     """Seconds a first run on this machine spends choosing its precision (the measurement
     behind ``bf16=None``, with an empty cache; later runs read the cached answer)."""
     old = os.environ.get("NEONSIGN_CACHE_DIR")
+    keep_freed_memory()  # as fit() does before it measures
     with tempfile.TemporaryDirectory(prefix="neonsign-precision-") as tmp:
         os.environ["NEONSIGN_CACHE_DIR"] = tmp
         try:
