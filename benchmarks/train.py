@@ -20,6 +20,12 @@ ORIGINAL GTSRB files, 15..250 px): ``real-size`` -- the shared 32x32 training fi
 their original Width x Height from ``original-annotations`` (a seeded subset across all classes),
 the default and headline figure; ``32x32`` -- the shared files themselves.
 
+The reference runs in a process of its own (spawned once per file set, fed one epoch at a
+time), as the learning path's script does: neonsign's training loop tunes the process's
+allocator (:func:`neonsign._trainer.keep_freed_memory`), and a reference sharing that process
+would run under neonsign's setting instead of the defaults its users get. ``--reference-tuned``
+adds a row with the reference under the same setting, to show what it is worth there.
+
 Epochs are interleaved (reference, neonsign variants, reference, ...) so machine noise hits all
 alike; the figures are medians over ``--rounds`` (the minimum is reported too); "paired" is the
 median over rounds of each round's reference / neonsign ratio.
@@ -33,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import shutil
 import statistics
@@ -50,7 +57,7 @@ from torch.utils.data import DataLoader, Dataset
 import neonsign
 from neonsign import preprocess as pp
 from neonsign._precision import choose_precision
-from neonsign._trainer import PHASES, Framing, PhaseClock, resolve_precision
+from neonsign._trainer import PHASES, Framing, PhaseClock, keep_freed_memory, resolve_precision
 from neonsign._trainer import fit as _fit
 from neonsign.model import TrafficSignNet
 from neonsign.train import TrainConfig
@@ -124,6 +131,59 @@ def reference_epoch(loader: DataLoader, seed: int, clock: PhaseClock | None = No
     return time.perf_counter() - t0
 
 
+def _reference_worker(conn, paths: list[Path], labels: np.ndarray, args: dict) -> None:
+    """The reference's own process: builds the learning path's DataLoader, warms up, then runs
+    one epoch per round number received and sends back (seconds, per-phase seconds, steps);
+    None ends it. ``args["tuned"]`` applies neonsign's allocator setting first."""
+    torch.set_num_threads(args["threads"])
+    if args["tuned"]:
+        keep_freed_memory()
+    gen = torch.Generator().manual_seed(0)
+    loader = DataLoader(
+        LearningPathDataset(paths, labels),
+        batch_size=BATCH,
+        shuffle=True,
+        num_workers=args["workers"],
+        generator=gen,
+    )
+    reference_epoch(DataLoader(LearningPathDataset(paths[:256], labels[:256]), batch_size=BATCH), 0)
+    conn.send("ready")
+    while (r := conn.recv()) is not None:
+        clock = PhaseClock()
+        seconds = reference_epoch(loader, r, clock)
+        conn.send((seconds, clock.seconds, clock.steps))
+    conn.close()
+
+
+class ReferenceProcess:
+    """A spawned process running the learning path's epochs on request (see the module notes)."""
+
+    def __init__(
+        self, paths: list[Path], labels: np.ndarray, args: argparse.Namespace, tuned: bool
+    ):
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        opts = {"threads": args.threads, "workers": args.workers, "tuned": tuned}
+        self.proc = ctx.Process(target=_reference_worker, args=(child, paths, labels, opts))
+        self.proc.start()
+        child.close()
+        if self.conn.recv() != "ready":
+            raise RuntimeError("the reference process did not start")
+
+    def epoch(self, r: int, clock: PhaseClock) -> float:
+        """Run epoch ``r`` there; its phases are added to ``clock``."""
+        self.conn.send(r)
+        seconds, phases, steps = self.conn.recv()
+        for k, v in phases.items():
+            clock.seconds[k] += v
+        clock.steps += steps
+        return seconds
+
+    def close(self) -> None:
+        self.conn.send(None)
+        self.proc.join(timeout=60)
+
+
 def neonsign_epoch(
     views: np.ndarray, labels: np.ndarray, cfg: TrainConfig, clock: PhaseClock | None = None
 ) -> float:
@@ -149,6 +209,7 @@ def calibration_s(threads: int) -> float:
     """Seconds a first run on this machine spends choosing its precision (the measurement
     behind ``bf16=None``, with an empty cache; later runs read the cached answer)."""
     old = os.environ.get("NEONSIGN_CACHE_DIR")
+    keep_freed_memory()  # as fit() does before it measures
     with tempfile.TemporaryDirectory(prefix="neonsign-precision-") as tmp:
         os.environ["NEONSIGN_CACHE_DIR"] = tmp
         try:
@@ -207,31 +268,31 @@ def bench_set(name: str, paths: list[Path], labels: np.ndarray, args: argparse.N
     n_views = 2 + TrainConfig().framing_views
     views = np.ascontiguousarray(np.broadcast_to(images, (n_views, *images.shape)))
     sizes = [Image.open(p).size for p in paths[:2000]]
-    gen = torch.Generator().manual_seed(0)
-    loader = DataLoader(
-        LearningPathDataset(paths, labels),
-        batch_size=BATCH,
-        shuffle=True,
-        num_workers=args.workers,
-        generator=gen,
-    )
     variants = variants_of(args.threads)
-    # warm-up (page cache, allocator, oneDNN primitives) on a slice
-    reference_epoch(DataLoader(LearningPathDataset(paths[:256], labels[:256]), batch_size=BATCH), 0)
+    # the reference in its own process(es), warmed up there; neonsign warmed up on a slice
+    # (page cache, allocator, oneDNN primitives)
+    refs = {"reference": ReferenceProcess(paths, labels, args, tuned=False)}
+    if args.reference_tuned:
+        refs["reference_tuned"] = ReferenceProcess(paths, labels, args, tuned=True)
     for cfg in variants.values():
         neonsign_epoch(views[:, :256], labels[:256], cfg)
 
-    times: dict[str, list[float]] = {"reference": [], **{k: [] for k in variants}}
+    times: dict[str, list[float]] = {**{k: [] for k in refs}, **{k: [] for k in variants}}
     clocks = {k: PhaseClock() for k in times}
-    for r in range(args.rounds):
-        times["reference"].append(reference_epoch(loader, r, clocks["reference"]))
-        for key, cfg in variants.items():
-            times[key].append(neonsign_epoch(views, labels, cfg, clocks[key]))
-        print(
-            f"  {name} round {r + 1}/{args.rounds}: "
-            + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()),
-            flush=True,
-        )
+    try:
+        for r in range(args.rounds):
+            for key, ref_proc in refs.items():
+                times[key].append(ref_proc.epoch(r, clocks[key]))
+            for key, cfg in variants.items():
+                times[key].append(neonsign_epoch(views, labels, cfg, clocks[key]))
+            print(
+                f"  {name} round {r + 1}/{args.rounds}: "
+                + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()),
+                flush=True,
+            )
+    finally:
+        for ref_proc in refs.values():
+            ref_proc.close()
     res = {
         "n_images": n,
         "neonsign_views": n_views,
@@ -243,7 +304,7 @@ def bench_set(name: str, paths: list[Path], labels: np.ndarray, args: argparse.N
         **{k: stats(v, n) | {"split": split_of(clocks[k])} for k, v in times.items()},
     }
     ref = res["reference"]
-    for key in variants:
+    for key in [*variants, *(["reference_tuned"] if "reference_tuned" in refs else [])]:
         res[f"speedup_{key}_median"] = ref["median_s"] / res[key]["median_s"]
         res[f"speedup_{key}_min"] = ref["min_s"] / res[key]["min_s"]
         # each round's reference epoch against the neighbouring neonsign epoch: robust to load drift
@@ -279,6 +340,8 @@ def print_set(name: str, r: dict, res: dict, args: argparse.Namespace) -> None:
         ("neonsign (augmentation, float32)", "neonsign_float32"),
         ("neonsign (no augmentation, defaults)", "neonsign_no_augment"),
     ]
+    if "reference_tuned" in r:
+        rows.insert(1, ("learning path under neonsign's allocator setting", "reference_tuned"))
     w, h = r["mean_size_wh"]
     print(
         f"\n{name} set: epoch time, {r['n_images']} images (mean {w:.0f}x{h:.0f} px), batch {BATCH}, "
@@ -314,6 +377,11 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workers", type=int, default=0, help="reference DataLoader workers")
+    ap.add_argument(
+        "--reference-tuned",
+        action="store_true",
+        help="also time the reference under neonsign's allocator setting (its own process)",
+    )
     ap.add_argument("--sets", default="real-size,32x32", help="comma list of real-size, 32x32")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", type=Path, default=None, help="keep the generated files here")

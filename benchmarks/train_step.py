@@ -1,11 +1,16 @@
 """Training step before/after issue 18 part 3, side by side: per-phase milliseconds.
 
 "before" is the step as it was (uint8 -> float /255, ``F.affine_grid`` + ``F.grid_sample``,
-jitter, a separate normalisation and channels_last copy; ``F.dropout`` before fc1 and fc2);
-"after" is the training loop's step now (:func:`neonsign._trainer.prepare_batch`, the cheaper
-dropout mask of :func:`neonsign._trainer._add_dropout`). Same TrafficSignNet initialisation,
-batch, thread count and precision choice; the two step kinds alternate in every round so that
-the load of a shared machine hits both alike. Medians over all timed steps.
+jitter, a separate normalisation and channels_last copy; ``F.dropout`` before fc1 and fc2;
+glibc's default allocator behaviour); "after_default_malloc" is the training loop's step now
+(:func:`neonsign._trainer.prepare_batch`, the cheaper dropout mask of
+:func:`neonsign._trainer._add_dropout`) under the default allocator; "after" is that step as
+:func:`neonsign._trainer.fit` runs it, with :func:`neonsign._trainer.keep_freed_memory` (no
+page faults per step). The allocator setting is process-wide, so every kind runs in a process
+of its own (spawned once, fed one round at a time). Same TrafficSignNet initialisation, batch,
+thread count and precision choice; the kinds alternate in every round so that the load of a
+shared machine hits all alike. Medians over all timed steps; page faults per step are counted
+(``getrusage``).
 
 Usage: python benchmarks/train_step.py [--steps N] [--rounds R] [--threads T] [--bf16|--no-bf16]
 [--out FILE] (default benchmarks/results/train_step.json).
@@ -16,6 +21,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing as mp
+import os
+import resource
 import statistics
 import sys
 import time
@@ -25,11 +33,12 @@ import torch
 import torch.nn.functional as F
 
 import neonsign
-from neonsign._trainer import _add_dropout, prepare_batch, resolve_precision
+from neonsign._trainer import _add_dropout, keep_freed_memory, prepare_batch, resolve_precision
 from neonsign.model import TrafficSignNet
 from neonsign.train import TrainConfig
 
 PHASES = ("augment", "forward", "backward", "optimizer")
+KINDS = ("before", "after_default_malloc", "after")
 
 
 def before_prepare(u8: torch.Tensor, gen: torch.Generator, cfg: TrainConfig) -> torch.Tensor:
@@ -70,7 +79,7 @@ def before_dropout(model: TrafficSignNet, p: float) -> None:
 
 
 def make_step(kind: str, cfg: TrainConfig, bf16: bool):
-    """A closure running one training step of ``kind`` ("before"/"after") on a batch."""
+    """A closure running one training step of ``kind`` (see :data:`KINDS`) on a batch."""
     torch.manual_seed(0)
     model = TrafficSignNet()
     (before_dropout if kind == "before" else _add_dropout)(model, cfg.dropout)
@@ -101,6 +110,61 @@ def make_step(kind: str, cfg: TrainConfig, bf16: bool):
     return step
 
 
+def _worker(conn, kind: str, threads: int, bf16: bool, steps: int) -> None:
+    """One kind's own process: ``steps`` training steps per round number received; sends back
+    the per-phase ms and the page faults (the parent drops round 0, the warm-up). None ends it."""
+    torch.set_num_threads(threads)
+    if kind == "after":
+        keep_freed_memory()
+    cfg = TrainConfig(threads=threads)
+    data = torch.randint(0, 256, (4096, 32, 32, 3), dtype=torch.uint8)
+    labels = torch.randint(0, 43, (4096,))
+    step = make_step(kind, cfg, bf16)
+    gen = torch.Generator().manual_seed(2)
+    conn.send("ready")
+    while conn.recv() is not None:
+        out: dict[str, list[float]] = {p: [] for p in PHASES}
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(steps):
+            idx = torch.randint(0, data.shape[0], (cfg.batch_size,), generator=gen)
+            step(data[idx], labels[idx], out)
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+        conn.send((out, faults))
+    conn.close()
+
+
+def run_rounds(args: argparse.Namespace, bf16: bool) -> tuple[dict, dict]:
+    """Every kind in its own process, alternating round by round: (per-phase ms lists,
+    page faults per timed step) per kind."""
+    ctx = mp.get_context("spawn")
+    procs = {}
+    for kind in KINDS:
+        conn, child = ctx.Pipe()
+        proc = ctx.Process(target=_worker, args=(child, kind, args.threads, bf16, args.steps))
+        proc.start()
+        child.close()
+        procs[kind] = (conn, proc)
+    times = {k: {p: [] for p in PHASES} for k in KINDS}
+    faults = dict.fromkeys(KINDS, 0)
+    try:
+        for conn, _ in procs.values():
+            conn.recv()  # ready
+        for r in range(args.rounds + 1):  # round 0 warms up
+            for kind, (conn, _) in procs.items():
+                conn.send(r)
+                out, n = conn.recv()
+                if r:
+                    for p in PHASES:
+                        times[kind][p] += out[p]
+                    faults[kind] += n
+    finally:
+        for conn, proc in procs.values():
+            conn.send(None)
+            proc.join(timeout=60)
+    per_step = {k: v / (args.steps * args.rounds) for k, v in faults.items()}
+    return times, per_step
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=20, help="timed steps per kind and round")
@@ -114,18 +178,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     cfg = TrainConfig(threads=args.threads)
     precision = resolve_precision(args.bf16, cfg.batch_size, args.threads)
-    bf16 = precision == "bfloat16"
-    data = torch.randint(0, 256, (4096, 32, 32, 3), dtype=torch.uint8)
-    labels = torch.randint(0, 43, (4096,))
-    steps = {k: make_step(k, cfg, bf16) for k in ("before", "after")}
-    times = {k: {p: [] for p in PHASES} for k in steps}
-    gen = torch.Generator().manual_seed(2)
-    for r in range(args.rounds + 1):  # round 0 warms up
-        for kind, step in steps.items():
-            sink = times[kind] if r else {p: [] for p in PHASES}
-            for _ in range(args.steps):
-                idx = torch.randint(0, data.shape[0], (cfg.batch_size,), generator=gen)
-                step(data[idx], labels[idx], sink)
+    times, faults = run_rounds(args, precision == "bfloat16")
     res: dict = {
         "benchmark": "train_step_before_after",
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -134,30 +187,37 @@ def main() -> int:
         "batch_size": cfg.batch_size,
         "precision": precision,
         "steps_per_kind": args.steps * args.rounds,
+        "load_average_end": os.getloadavg()[0],
     }
     for kind, phases in times.items():
         med = {p: statistics.median(v) for p, v in phases.items()}
         totals = [sum(t) for t in zip(*phases.values(), strict=True)]
-        res[kind] = {"median_ms": med, "step_median_ms": statistics.median(totals)}
-    res["speedup_step"] = res["before"]["step_median_ms"] / res["after"]["step_median_ms"]
-    res["speedup_augment"] = (
-        res["before"]["median_ms"]["augment"] / res["after"]["median_ms"]["augment"]
+        res[kind] = {
+            "median_ms": med,
+            "step_median_ms": statistics.median(totals),
+            "page_faults_per_step": faults[kind],
+        }
+    for kind in KINDS[1:]:
+        res[f"speedup_step_{kind}"] = res["before"]["step_median_ms"] / res[kind]["step_median_ms"]
+    res["speedup_step_allocator"] = (
+        res["after_default_malloc"]["step_median_ms"] / res["after"]["step_median_ms"]
     )
-    res["speedup_forward"] = (
-        res["before"]["median_ms"]["forward"] / res["after"]["median_ms"]["forward"]
+    print(
+        f"precision {precision}, {args.threads} thread(s), batch {cfg.batch_size}; median ms; "
+        f"load {res['load_average_end']:.1f}"
     )
-    print(f"precision {precision}, {args.threads} thread(s), batch {cfg.batch_size}; median ms")
-    print(f"{'step':<8}" + "".join(f"{p:>11}" for p in PHASES) + f"{'step':>11}")
-    for kind in steps:
+    print(f"{'step':<21}" + "".join(f"{p:>11}" for p in PHASES) + f"{'step':>11}{'faults':>9}")
+    for kind in KINDS:
         med = res[kind]["median_ms"]
         print(
-            f"{kind:<8}"
+            f"{kind:<21}"
             + "".join(f"{med[p]:>11.2f}" for p in PHASES)
-            + f"{res[kind]['step_median_ms']:>11.2f}"
+            + f"{res[kind]['step_median_ms']:>11.2f}{res[kind]['page_faults_per_step']:>9.0f}"
         )
     print(
-        f"after vs before: step {res['speedup_step']:.2f}x, augment {res['speedup_augment']:.2f}x, "
-        f"forward {res['speedup_forward']:.2f}x"
+        f"vs before: after_default_malloc {res['speedup_step_after_default_malloc']:.2f}x, "
+        f"after {res['speedup_step_after']:.2f}x; allocator setting alone "
+        f"{res['speedup_step_allocator']:.2f}x"
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
