@@ -381,6 +381,19 @@ def test_csv_filename_escaping_its_folder(synth_root: Path, tmp_path: Path) -> N
         data.load_split(tmp_path, "test")
 
 
+def test_test_csv_class_out_of_range_names_row(synth_root: Path, tmp_path: Path) -> None:
+    """The test listing checks ClassId by column (NumPy): the first bad row is named."""
+    shutil.copytree(synth_root / "Final_Test", tmp_path / "Final_Test")
+    csv_path = tmp_path / "GT-final_test.csv"
+    lines = (synth_root / "GT-final_test.csv").read_text().splitlines()
+    for row in (3, 5):
+        lines[row] = lines[row].rsplit(";", 1)[0] + ";43"
+    csv_path.write_text("\n".join(lines) + "\n")
+    name = lines[3].split(";")[0]
+    with pytest.raises(AnnotationError, match=rf"row 3 \({name}\) ClassId 43 is outside 0..42"):
+        data.load_split(tmp_path, "test")
+
+
 def test_unlabelled_test_csv_is_refused(synth_root: Path, tmp_path: Path) -> None:
     shutil.copytree(synth_root / "Final_Test", tmp_path / "Final_Test")
     shutil.copy(

@@ -150,6 +150,69 @@ static PyObject *py_csv_parse(PyObject *module, PyObject *const *args, Py_ssize_
     return Py_BuildValue("(NO)", list, has_class ? Py_True : Py_False);
 }
 
+/* The columns of a parsed CSV: `prefix` + each file name (a list of str) and an int64 (n, 7)
+ * array of width, height, x1, y1, x2, y2, class_id (-1 without a ClassId column). */
+static PyObject *annotation_columns(const Py_buffer *view, const ns_annotations *ann,
+                                    PyObject *prefix) {
+    npy_intp dims[2] = {(npy_intp)ann->count, 7};
+    PyArrayObject *numbers = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_INT64);
+    PyObject *paths = numbers ? PyList_New((Py_ssize_t)ann->count) : NULL;
+    if (!paths) {
+        Py_XDECREF(numbers);
+        return NULL;
+    }
+    int64_t *num = PyArray_DATA(numbers);
+    for (size_t i = 0; i < ann->count; i++) {
+        const ns_annotation *a = &ann->rows[i];
+        PyObject *name = PyUnicode_DecodeUTF8((const char *)view->buf + a->name_offset,
+                                              (Py_ssize_t)a->name_len, "surrogateescape");
+        PyObject *path = name ? PyUnicode_Concat(prefix, name) : NULL;
+        Py_XDECREF(name);
+        if (!path) {
+            Py_DECREF(paths);
+            Py_DECREF(numbers);
+            return NULL;
+        }
+        PyList_SET_ITEM(paths, (Py_ssize_t)i, path);
+        int64_t *row = num + 7 * i;
+        row[0] = a->width, row[1] = a->height, row[2] = a->x1, row[3] = a->y1;
+        row[4] = a->x2, row[5] = a->y2, row[6] = a->class_id;
+    }
+    return Py_BuildValue("(NNO)", paths, numbers, ann->has_class ? Py_True : Py_False);
+}
+
+static const char *const csv_columns_args[] = {"data", "source", "prefix", NULL};
+static const ns_argspec csv_columns_spec = NS_ARGSPEC("csv_columns", csv_columns_args, 3);
+
+/* csv_parse by column: no Python object per row but the path, for whole splits. */
+static PyObject *py_csv_columns(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames) {
+    ns_state *st = ns_state_of_module(module);
+    PyObject *a[3];
+    const char *source;
+    Py_buffer view;
+    if (!ns_parse_args(st, &csv_columns_spec, args, nargs, kwnames, a) ||
+        !ns_conv_str(st, a[1], "source", &source))
+        return NULL;
+    if (!PyUnicode_Check(a[2]))
+        return ns_raise(st, "NeonsignTypeError", "prefix must be a str, not %s",
+                        Py_TYPE(a[2])->tp_name);
+    if (!ns_conv_buffer(st, a[0], "data", &view)) return NULL;
+    ns_annotations ann;
+    ns_error err;
+    ns_error_clear(&err);
+    ns_status status;
+    Py_BEGIN_ALLOW_THREADS status = ns_csv_parse(view.buf, (size_t)view.len, source, &ann, &err);
+    Py_END_ALLOW_THREADS if (status != NS_OK) {
+        PyBuffer_Release(&view);
+        return ns_raise_error_ex(st, &err, "AnnotationError", NULL);
+    }
+    PyObject *result = annotation_columns(&view, &ann, a[2]);
+    ns_annotations_free(&ann);
+    PyBuffer_Release(&view);
+    return result;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Resize and normalise                                                                         */
 /* ------------------------------------------------------------------------------------------ */
@@ -529,6 +592,9 @@ PyMethodDef ns_preprocess_methods[] = {
     {"csv_parse", FASTCALL_KW(py_csv_parse),
      "csv_parse(data, source) -> (rows, has_class)\n\nrows: (name, w, h, (x1, y1, x2, y2), cls); "
      "`source` names the file in errors."},
+    {"csv_columns", FASTCALL_KW(py_csv_columns),
+     "csv_columns(data, source, prefix) -> (paths, numbers, has_class)\n\npaths: prefix + "
+     "each file name; numbers: int64 (n, 7) width, height, x1, y1, x2, y2, class_id (-1: none)."},
     {"resize", FASTCALL_KW(py_resize),
      "resize(image, height, width, roi=None) -> uint8 (height, width, 3)\n\nimage: uint8 (H, W, "
      "3); roi: (x1, y1, x2, y2) inclusive."},

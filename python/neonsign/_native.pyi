@@ -53,6 +53,9 @@ def ppm_read(
 def csv_parse(
     data: Buffer, source: str
 ) -> tuple[list[tuple[str, int, int, tuple[int, int, int, int], int | None]], bool]: ...
+def csv_columns(
+    data: Buffer, source: str, prefix: str
+) -> tuple[list[str], npt.NDArray[np.int64], bool]: ...
 def resize(
     image: npt.NDArray[np.uint8],
     height: int,

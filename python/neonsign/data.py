@@ -401,8 +401,21 @@ def find_split(root: str | Path, split: str = "train") -> SplitSpec:
 
 @dataclass
 class _Listing:
-    """The rows of a split as plain lists (strings, ints): building them costs about a
-    microsecond per image, so listing stays well below the cost of loading."""
+    """The rows of a split column by column: paths as ``str`` (what the C loader reads), the
+    numbers as int64 arrays (``rois`` (N, 4), ``_NO_ROI`` rows for files without one)."""
+
+    paths: list[str]
+    labels: NDArray[np.int64]
+    tracks: list[int | None]
+    widths: NDArray[np.int64]
+    heights: NDArray[np.int64]
+    rois: NDArray[np.int64]
+
+
+@dataclass
+class _RowBuilder:
+    """A :class:`_Listing` built row by row (the training split's per-folder walk): plain
+    lists while adding, about a microsecond per image, arrays once at the end."""
 
     paths: list[str] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
@@ -427,6 +440,16 @@ class _Listing:
         self.heights.append(h)
         self.rois.append(_NO_ROI if roi is None else roi)
 
+    def listing(self) -> _Listing:
+        return _Listing(
+            paths=self.paths,
+            labels=np.array(self.labels, dtype=np.int64),
+            tracks=self.tracks,
+            widths=np.array(self.widths, dtype=np.int64),
+            heights=np.array(self.heights, dtype=np.int64),
+            rois=np.array(self.rois, dtype=np.int64).reshape(-1, 4),
+        )
+
 
 def _plain_name(name: str, csv_path: Path) -> str:
     if not name or "/" in name or os.sep in name or name in (".", ".."):
@@ -448,7 +471,7 @@ def _header_size(path: str) -> tuple[int, int]:
 
 
 def _list_train(spec: SplitSpec) -> _Listing:
-    out = _Listing()
+    out = _RowBuilder()
     for class_dir in spec.class_dirs:
         label = int(class_dir.name)
         if label >= NUM_CLASSES:
@@ -482,30 +505,33 @@ def _list_train(spec: SplitSpec) -> _Listing:
             else:
                 w, h = _header_size(path)
                 out.add(path, label, track, w, h, None)
-    return out
+    return out.listing()
 
 
 def _list_test(spec: SplitSpec) -> _Listing:
     csv_path = spec.labels_csv
     assert csv_path is not None  # find_split guarantees it for the test split
-    anns = preprocess.read_annotations(csv_path)
-    if anns and anns[0].class_id is None:
-        raise AnnotationError(f"{csv_path}: has no ClassId column (an unlabelled test list?)")
-    for row, ann in enumerate(anns):
-        _plain_name(ann.filename, csv_path)
-        if not 0 <= cast(int, ann.class_id) < NUM_CLASSES:
-            raise AnnotationError(
-                f"{csv_path}: row {row + 1} ({ann.filename}) ClassId {ann.class_id} is outside "
-                f"0..{NUM_CLASSES - 1}"
-            )
-    folder = str(spec.images_dir) + os.sep
-    return _Listing(  # column by column: one list comprehension each, no per-row calls
-        paths=[folder + a.filename for a in anns],
-        labels=[cast(int, a.class_id) for a in anns],
-        tracks=[None] * len(anns),
-        widths=[a.width for a in anns],
-        heights=[a.height for a in anns],
-        rois=[a.roi for a in anns],
+    # by column, checked with NumPy: no Python object per row but its path (the C parser has
+    # already refused names with path separators, '.', '..' and bad numbers)
+    table = preprocess.read_annotation_table(csv_path, str(spec.images_dir) + os.sep)
+    if table.class_ids is None:
+        if table.paths:
+            raise AnnotationError(f"{csv_path}: has no ClassId column (an unlabelled test list?)")
+        return _RowBuilder().listing()
+    bad = np.flatnonzero((table.class_ids < 0) | (table.class_ids >= NUM_CLASSES))
+    if bad.size:
+        row = int(bad[0])
+        raise AnnotationError(
+            f"{csv_path}: row {row + 1} ({os.path.basename(table.paths[row])}) ClassId "
+            f"{table.class_ids[row]} is outside 0..{NUM_CLASSES - 1}"
+        )
+    return _Listing(
+        paths=table.paths,
+        labels=np.ascontiguousarray(table.class_ids),
+        tracks=[None] * len(table.paths),
+        widths=np.ascontiguousarray(table.widths),
+        heights=np.ascontiguousarray(table.heights),
+        rois=np.ascontiguousarray(table.rois),
     )
 
 
@@ -650,12 +676,8 @@ def load_split(
     if not listing.paths:
         raise DatasetNotFoundError(f"the GTSRB {split} split at {spec.images_dir} holds no images")
 
-    paths = listing.paths
-    labels = np.array(listing.labels, dtype=np.int64)
-    tracks = listing.tracks
-    widths = np.array(listing.widths, dtype=np.int64)
-    heights = np.array(listing.heights, dtype=np.int64)
-    rois = np.array(listing.rois, dtype=np.int64).reshape(-1, 4)
+    paths, tracks = listing.paths, listing.tracks
+    labels, widths, heights, rois = listing.labels, listing.widths, listing.heights, listing.rois
     keep = _subset(len(paths), limit)
     if keep is not None:
         paths = [paths[i] for i in keep]

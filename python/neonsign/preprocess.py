@@ -54,6 +54,8 @@ __all__ = [
     "read_ppm",
     "parse_annotations",
     "read_annotations",
+    "AnnotationTable",
+    "read_annotation_table",
     "resize",
     "normalize",
     "preprocess_image",
@@ -102,6 +104,10 @@ class _PreprocessCore(Protocol):
     def csv_parse(
         self, data: bytes | bytearray | memoryview, source: str, /
     ) -> tuple[list[_CsvRow], bool]: ...
+
+    def csv_columns(
+        self, data: bytes | bytearray | memoryview, source: str, prefix: str, /
+    ) -> tuple[list[str], NDArray[np.int64], bool]: ...
 
     def resize(self, image: ImageU8, height: int, width: int, roi: Roi | None, /) -> ImageU8: ...
 
@@ -276,11 +282,51 @@ def read_annotations(path: PathLike) -> list[Annotation]:
     NeonsignIsADirectoryError, ...) naming the file when it cannot be read.
     """
     path = os.fspath(path)
+    return parse_annotations(_read_csv_bytes(path), path)
+
+
+def _read_csv_bytes(path: str) -> bytes:
     with file_errors("read the annotation file", path), open(path, "rb") as f:
         data = f.read(_MAX_CSV_BYTES + 1)
     if len(data) > _MAX_CSV_BYTES:
         raise AnnotationError(f"{path}: larger than {_MAX_CSV_BYTES} bytes; not an annotation file")
-    return parse_annotations(data, path)
+    return data
+
+
+class AnnotationTable(NamedTuple):
+    """A GTSRB annotation CSV by column (what :func:`read_annotation_table` returns).
+
+    * ``paths``: ``prefix + Filename`` of each row (``str``);
+    * ``widths``, ``heights``: ``int64 (N,)``;
+    * ``rois``: ``int64 (N, 4)`` inclusive ``(x1, y1, x2, y2)``;
+    * ``class_ids``: ``int64 (N,)``, or None when the file has no ClassId column.
+    """
+
+    paths: list[str]
+    widths: NDArray[np.int64]
+    heights: NDArray[np.int64]
+    rois: NDArray[np.int64]
+    class_ids: NDArray[np.int64] | None
+
+
+def read_annotation_table(path: PathLike, prefix: str = "") -> AnnotationTable:
+    """:func:`read_annotations` by column: the same rows and checks, but NumPy arrays and one
+    ``str`` per row (``prefix`` + its file name, e.g. the image folder and a separator) instead
+    of an :class:`Annotation` per row -- a whole split's listing then costs a fraction of a
+    microsecond per image instead of a few.
+
+    Raises as :func:`read_annotations`; NeonsignTypeError if ``prefix`` is not a str.
+    """
+    path = os.fspath(path)
+    with _core_errors():
+        paths, numbers, has_class = _core.csv_columns(_read_csv_bytes(path), path, prefix)
+    return AnnotationTable(
+        paths=paths,
+        widths=numbers[:, 0],
+        heights=numbers[:, 1],
+        rois=numbers[:, 2:6],
+        class_ids=numbers[:, 6] if has_class else None,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
