@@ -10,6 +10,7 @@
 #include "core/fileio.h"
 #include "core/loader.h"
 #include "core/ppm.h"
+#include "core/sha256.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* PPM                                                                                          */
@@ -500,9 +501,9 @@ static int load_paths(ns_state *st, load_job *job) {
 }
 
 static const char *const load_images_args[] = {
-    "paths",   "rois",       "height",     "width",          "layout",
-    "mean",    "std",        "max_pixels", "max_file_bytes", "skip_bad",
-    "threads", "keep_uint8", "out",        "out_uint8",      NULL};
+    "paths", "rois",       "height",         "width",         "layout",  "mean",
+    "std",   "max_pixels", "max_file_bytes", "skip_bad",      "threads", "keep_uint8",
+    "out",   "out_uint8",  "digest_prefix",  "digest_suffix", NULL};
 static const ns_argspec load_images_spec = NS_ARGSPEC("load_images", load_images_args, 11);
 
 /* For a float32 load with keep_uint8: the (n, h, w, 3) uint8 array the resizes are kept in
@@ -525,15 +526,50 @@ static int load_side_output(ns_state *st, PyObject *keep, PyObject *given, load_
     return 1;
 }
 
+/* digest_prefix / digest_suffix: with a prefix, the loader's workers compute sha256(prefix +
+ * the uint8 rows + suffix) as the rows complete (the uint8 array must then exist). */
+typedef struct {
+    int want;
+    Py_buffer prefix, suffix; /* suffix.buf NULL when omitted */
+    ns_sha256 hash;
+} load_digest;
+
+static int digest_begin(ns_state *st, PyObject *prefix, PyObject *suffix, load_digest *d) {
+    if (!prefix || prefix == Py_None) return 1;
+    if (!ns_conv_buffer(st, prefix, "digest_prefix", &d->prefix)) return 0;
+    d->want = 1;
+    if (suffix && suffix != Py_None && !ns_conv_buffer(st, suffix, "digest_suffix", &d->suffix))
+        return 0;
+    ns_sha256_init(&d->hash);
+    ns_sha256_update(&d->hash, d->prefix.buf, (size_t)d->prefix.len);
+    return 1;
+}
+
+/* The digest's 32 bytes once the rows are in (a new reference), or None without a digest. */
+static PyObject *digest_end(load_digest *d) {
+    if (!d->want) return Py_NewRef(Py_None);
+    if (d->suffix.buf) ns_sha256_update(&d->hash, d->suffix.buf, (size_t)d->suffix.len);
+    uint8_t out[32];
+    ns_sha256_final(&d->hash, out);
+    return PyBytes_FromStringAndSize((const char *)out, sizeof out);
+}
+
+static void digest_release(load_digest *d) {
+    if (d->prefix.buf) PyBuffer_Release(&d->prefix);
+    if (d->suffix.buf) PyBuffer_Release(&d->suffix);
+}
+
 static PyObject *py_load_images(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                                 PyObject *kwnames) {
     ns_state *st = ns_state_of_module(module);
-    PyObject *a[14];
+    PyObject *a[16];
     ns_load_request req;
     memset(&req, 0, sizeof req);
     if (!ns_parse_args(st, &load_images_spec, args, nargs, kwnames, a)) return NULL;
     PyObject *result = NULL;
     load_job job = {NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL};
+    load_digest digest;
+    memset(&digest, 0, sizeof digest);
     if (!(job.paths_tuple = paths_snapshot(st, a[0]))) return NULL;
     job.n = PyTuple_GET_SIZE(job.paths_tuple);
     req.count = (size_t)job.n;
@@ -544,7 +580,14 @@ static PyObject *py_load_images(PyObject *module, PyObject *const *args, Py_ssiz
     job.images = load_output(st, &req, job.n, a[12]);
     npy_intp okdim = job.n;
     job.ok = job.images ? (PyArrayObject *)PyArray_SimpleNew(1, &okdim, NPY_BOOL) : NULL;
-    if (!job.ok || !load_side_output(st, a[11], a[13], &job, &req)) goto done;
+    if (!job.ok || !load_side_output(st, a[11], a[13], &job, &req) ||
+        !digest_begin(st, a[14], a[15], &digest))
+        goto done;
+    if (digest.want && req.layout == NS_LAYOUT_F32_NCHW && !job.images_u8) {
+        ns_raise(st, "NeonsignValueError", "a float32 load with a digest needs keep_uint8");
+        goto done;
+    }
+    req.digest = digest.want ? &digest.hash : NULL;
     if (req.skip_bad && !(job.messages = PyMem_Calloc((size_t)job.n + 1, sizeof(char *)))) {
         PyErr_NoMemory();
         goto done;
@@ -567,10 +610,22 @@ static PyObject *py_load_images(PyObject *module, PyObject *const *args, Py_ssiz
     }
     PyObject *errors = load_errors(&req, job.n);
     PyObject *side = job.images_u8 ? (PyObject *)job.images_u8 : Py_None;
-    if (errors) result = Py_BuildValue("(OONO)", job.images, job.ok, errors, side);
+    PyObject *hash = errors ? digest_end(&digest) : NULL;
+    if (hash)
+        result = Py_BuildValue("(OONON)", job.images, job.ok, errors, side, hash);
+    else
+        Py_XDECREF(errors);
 done:
+    digest_release(&digest);
     load_cleanup(&job);
     return result;
+}
+
+static PyObject *py_sha256_accelerated(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                                       PyObject *kwnames) {
+    (void)args;
+    if (!ns_no_args(ns_state_of_module(module), "sha256_accelerated", nargs, kwnames)) return NULL;
+    return PyBool_FromLong(ns_sha256_accelerated());
 }
 
 static PyObject *py_resize_simd(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
@@ -581,6 +636,9 @@ static PyObject *py_resize_simd(PyObject *module, PyObject *const *args, Py_ssiz
 }
 
 PyMethodDef ns_preprocess_methods[] = {
+    {"sha256_accelerated", FASTCALL_KW(py_sha256_accelerated),
+     "sha256_accelerated() -> bool\n\nWhether load_images' digest uses hardware SHA "
+     "instructions (else hashlib is faster)."},
     {"resize_simd", FASTCALL_KW(py_resize_simd),
      "resize_simd() -> str\n\nSIMD used by the resizer's transposes (neon, ssse3 or none)."},
     {"ppm_decode", FASTCALL_KW(py_ppm_decode),
@@ -602,10 +660,13 @@ PyMethodDef ns_preprocess_methods[] = {
      "normalize(images, mean, std) -> float32 (N, 3, H, W)\n\nimages: uint8 (N, H, W, 3)."},
     {"load_images", FASTCALL_KW(py_load_images),
      "load_images(paths, rois, height, width, layout, mean, std, max_pixels, max_file_bytes, "
-     "skip_bad, threads, keep_uint8, out, out_uint8) -> (images, ok, errors, images_u8)\n\n"
+     "skip_bad, threads, keep_uint8, out, out_uint8, digest_prefix, digest_suffix) -> (images, "
+     "ok, errors, images_u8, digest)\n\n"
      "images_u8: with keep_uint8 and the float32 layout, the uint8 (N, H, W, 3) resizes the "
      "float32 images were normalised from (filled in the same pass); else None. out / "
-     "out_uint8: None, or the caller's arrays to fill (exact dtype and shape, C-contiguous)."},
+     "out_uint8: None, or the caller's arrays to fill (exact dtype and shape, C-contiguous). "
+     "digest: with digest_prefix, sha256(prefix + the uint8 rows in order + digest_suffix) "
+     "computed by the workers as rows complete (float32 needs keep_uint8); else None."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -15,6 +15,7 @@
 
 #include "common.h"
 #include "pool.h"
+#include "sha256.h"
 
 typedef enum ns_layout {
     NS_LAYOUT_U8_NHWC = 0,  /* uint8 (N, H, W, 3) */
@@ -46,6 +47,11 @@ typedef struct ns_load_request {
     uint8_t *ok;           /* count flags, set to 1 for images that loaded */
     char **messages;       /* NULL or count pointers set to NULL; failures get a malloc'd
                                  * message (free with free()) when skip_bad */
+    ns_sha256 *digest;     /* NULL, or a hash (already fed any prefix) that receives the uint8
+                            * (N, H, W, 3) rows -- out_u8, or out for NS_LAYOUT_U8_NHWC -- in
+                            * row order, failed (zero) rows included, hashed by the worker
+                            * threads as rows complete; it requires that uint8 array. Its state
+                            * is unspecified when the call fails. */
 } ns_load_request;
 
 /* Load every image of req. Without skip_bad returns the error of the lowest-index failing image

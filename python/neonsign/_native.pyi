@@ -80,12 +80,16 @@ def load_images(
     keep_uint8: bool = False,
     out: npt.NDArray[np.float32] | npt.NDArray[np.uint8] | None = None,
     out_uint8: npt.NDArray[np.uint8] | None = None,
+    digest_prefix: Buffer | None = None,
+    digest_suffix: Buffer | None = None,
 ) -> tuple[
     npt.NDArray[np.float32] | npt.NDArray[np.uint8],
     npt.NDArray[np.bool_],
     list[tuple[int, str]],
     npt.NDArray[np.uint8] | None,
+    bytes | None,
 ]: ...
+def sha256_accelerated() -> bool: ...
 
 # ---- profiler -------------------------------------------------------------------------------
 def prof_now_ns() -> int: ...

@@ -559,15 +559,15 @@ def split_checksum(
         raise NeonsignValueError(
             f"checksum needs uint8 (N,H,W,3) images, got {images_u8.dtype} {images_u8.shape}"
         )
-    h = _checksum_start(size, roi, images_u8.shape[0])
+    h = hashlib.sha256(_checksum_tag(size, roi, images_u8.shape[0]))
     h.update(np.ascontiguousarray(images_u8).data)
     h.update(np.ascontiguousarray(labels, dtype="<i8").data)
     return h.hexdigest()
 
 
-def _checksum_start(size: int, roi: bool, n: int) -> hashlib._Hash:
-    """The sha256 of :func:`split_checksum` with its version tag fed in."""
-    return hashlib.sha256(f"neonsign-split-v1;size={size};roi={int(roi)};n={n};".encode())
+def _checksum_tag(size: int, roi: bool, n: int) -> bytes:
+    """The version tag :func:`split_checksum` starts with."""
+    return f"neonsign-split-v1;size={size};roi={int(roi)};n={n};".encode()
 
 
 @overload
@@ -685,8 +685,12 @@ def load_split(
         labels, widths, heights, rois = labels[keep], widths[keep], heights[keep], rois[keep]
 
     t0 = time.perf_counter()
-    result, images_u8 = preprocess.load_images_and_uint8(
+    # the checksum is hashed by the loader's threads as rows complete (see split_checksum for
+    # what it covers; load_images_and_digest for how): no serial pass after the load
+    result, _, checksum = preprocess.load_images_and_digest(
         paths,
+        prefix=_checksum_tag(size, roi, len(paths)),
+        suffix=np.ascontiguousarray(labels, dtype="<i8").tobytes(),
         rois=rois if roi else None,
         size=size,
         dtype=dtype,
@@ -696,10 +700,6 @@ def load_split(
         skip_bad=skip_bad,
     )
     seconds = time.perf_counter() - t0
-    # sha256 runs after the load, not beside it: on two cores a hashing thread would only take
-    # CPU from the loader threads (measured: no gain), and OpenSSL's SHA-NI hashes the uint8
-    # decode at about 1.7 us per 32x32 image
-    checksum = split_checksum(images_u8, labels, size=size, roi=roi)
     images = result.images
 
     meta = SplitMeta(

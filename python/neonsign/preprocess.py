@@ -25,6 +25,7 @@ that cannot be read raises the matching :class:`~neonsign.errors.NeonsignOSError
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -61,6 +62,7 @@ __all__ = [
     "preprocess_image",
     "load_images",
     "load_images_and_uint8",
+    "load_images_and_digest",
     "get_limits",
     "set_limits",
 ]
@@ -131,7 +133,13 @@ class _PreprocessCore(Protocol):
         *,
         out: ImageF32 | ImageU8 | None,
         out_uint8: ImageU8 | None,
-    ) -> tuple[ImageF32 | ImageU8, NDArray[np.bool_], list[tuple[int, str]], ImageU8 | None]: ...
+        digest_prefix: bytes | None = None,
+        digest_suffix: bytes | None = None,
+    ) -> tuple[
+        ImageF32 | ImageU8, NDArray[np.bool_], list[tuple[int, str]], ImageU8 | None, bytes | None
+    ]: ...
+
+    def sha256_accelerated(self) -> bool: ...
 
 
 # The extension has no stub yet (mypy sees an untyped module): the cast gives its calls the
@@ -590,7 +598,7 @@ def load_images(
         ResourceLimitError: a file exceeds :func:`get_limits`.
         NeonsignValueError / NeonsignTypeError: a bad argument.
     """
-    result, _ = _load(
+    result, _, _ = _load(
         paths, rois, size, dtype, mean, std, threads, skip_bad, keep_uint8=False, out=out
     )
     return result
@@ -618,7 +626,7 @@ def load_images_and_uint8(
     Failed rows are zero in both. Arguments and errors as :func:`load_images`; ``out_uint8``
     (float32 only): an array for the resizes, like ``out`` (it must not overlap ``out``).
     """
-    result, u8 = _load(
+    result, u8, _ = _load(
         paths,
         rois,
         size,
@@ -636,6 +644,65 @@ def load_images_and_uint8(
     return result, u8
 
 
+_HARDWARE_SHA256 = _core.sha256_accelerated()
+"""Whether the loader's own sha256 uses SHA instructions (x86 SHA-NI); without them OpenSSL
+(hashlib) hashes faster than the portable C, so :func:`load_images_and_digest` uses it."""
+
+
+def load_images_and_digest(
+    paths: Sequence[PathLike | bytes],
+    *,
+    prefix: bytes,
+    suffix: bytes = b"",
+    rois: NDArray[np.integer[Any]] | None = None,
+    size: Size = 32,
+    dtype: str = "float32",
+    mean: Sequence[float] = DEFAULT_MEAN,
+    std: Sequence[float] = DEFAULT_STD,
+    threads: int | None = None,
+    skip_bad: bool = False,
+) -> tuple[LoadResult, ImageU8, str]:
+    """:func:`load_images_and_uint8`, plus the sha256 hex digest of ``prefix``, the uint8
+    ``(N, H, W, 3)`` resizes in row order (failed rows as zeros) and ``suffix``.
+
+    With SHA instructions the loader's worker threads hash the rows as they complete, in row
+    order, while the next images load: the digest costs no serial pass over the images after
+    the load. Elsewhere ``hashlib`` hashes the uint8 array after the load. The value is the
+    same either way (plain sha256 of those bytes), for any thread count.
+    """
+    if not isinstance(prefix, bytes) or not isinstance(suffix, bytes):
+        raise NeonsignTypeError("prefix and suffix must be bytes")
+    if not _HARDWARE_SHA256:
+        result, u8 = load_images_and_uint8(
+            paths,
+            rois=rois,
+            size=size,
+            dtype=dtype,
+            mean=mean,
+            std=std,
+            threads=threads,
+            skip_bad=skip_bad,
+        )
+        h = hashlib.sha256(prefix)
+        h.update(np.ascontiguousarray(u8).data)
+        h.update(suffix)
+        return result, u8, h.hexdigest()
+    result, side, digest = _load(
+        paths,
+        rois,
+        size,
+        dtype,
+        mean,
+        std,
+        threads,
+        skip_bad,
+        keep_uint8=True,
+        digest=(prefix, suffix),
+    )
+    assert digest is not None  # the binding returns one whenever a prefix is given
+    return result, (cast(ImageU8, result.images) if side is None else side), digest.hex()
+
+
 def _load(
     paths: Sequence[PathLike | bytes],
     rois: NDArray[np.integer[Any]] | None,
@@ -649,8 +716,10 @@ def _load(
     keep_uint8: bool,
     out: ImageF32 | ImageU8 | None = None,
     out_uint8: ImageU8 | None = None,
-) -> tuple[LoadResult, ImageU8 | None]:
-    """Validate the arguments of :func:`load_images` and run the C loader."""
+    digest: tuple[bytes, bytes] | None = None,
+) -> tuple[LoadResult, ImageU8 | None, bytes | None]:
+    """Validate the arguments of :func:`load_images` and run the C loader; ``digest``:
+    (prefix, suffix) of the sha256 the loader computes over the uint8 rows."""
     h, w = _size_hw(size)
     _check_output_pixels(h, w)
     layout = _layout(dtype)
@@ -670,7 +739,7 @@ def _load(
     ):
         raise NeonsignValueError(f"threads must be a positive int or None, got {threads!r}")
     with _core_errors():
-        images, ok, errs, u8 = _core.load_images(
+        images, ok, errs, u8, hashed = _core.load_images(
             path_list,
             roi_arr,
             h,
@@ -685,6 +754,8 @@ def _load(
             keep_uint8,
             out=out,
             out_uint8=out_uint8,
+            digest_prefix=None if digest is None else digest[0],
+            digest_suffix=None if digest is None else digest[1],
         )
     errors = [(i, os.fsdecode(path_list[i]), msg) for i, msg in errs]
-    return LoadResult(images, ok, errors), u8
+    return LoadResult(images, ok, errors), u8, hashed

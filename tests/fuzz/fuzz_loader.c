@@ -1,7 +1,7 @@
 /* libFuzzer target: the whole-split loader (read + decode + crop + resize + normalise) on a
  * fuzzed file with a fuzzed ROI and output size.
  *
- * sources: common.c pool.c buf.c fileio.c ppm.c resize.c loader.c
+ * sources: common.c pool.c buf.c fileio.c ppm.c resize.c sha256.c loader.c
  *
  * Input: flags byte (bit 0: float32 NCHW else uint8 NHWC; bit 1: use the ROI; bit 2: skip_bad;
  * bit 3: with float32, also the uint8 side output, exact-size, checked against the floats),
