@@ -33,8 +33,8 @@ void ns_sha256_blocks_ref(uint32_t state[8], const uint8_t *data, size_t blocks)
         uint32_t a = state[0], b = state[1], c = state[2], d = state[3];
         uint32_t e = state[4], f = state[5], g = state[6], h = state[7];
         for (int t = 0; t < 64; t++) {
-            uint32_t t1 = h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) +
-                          K[t] + w[t];
+            uint32_t t1 =
+                h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + K[t] + w[t];
             uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
             h = g, g = f, f = e, e = d + t1;
             d = c, c = b, b = a, a = t1 + t2;
@@ -51,14 +51,13 @@ void ns_sha256_blocks_ref(uint32_t state[8], const uint8_t *data, size_t blocks)
 /* SHA-NI keeps the state as two vectors, ABEF and CDGH; four rounds take one vector of
  * message words plus constants (two sha256rnds2 of two rounds each), and msg1/msg2 extend the
  * message schedule four words at a time. */
-__attribute__((target("sha,sse4.1,ssse3"))) static void blocks_shani(uint32_t state[8],
-                                                                      const uint8_t *data,
-                                                                      size_t blocks) {
+__attribute__((target("sha,sse4.1,ssse3"))) static void
+blocks_shani(uint32_t state[8], const uint8_t *data, size_t blocks) {
     const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
     __m128i tmp = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&state[0]), 0xB1); /* CDAB */
     __m128i s1 = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&state[4]), 0x1B);  /* EFGH */
-    __m128i s0 = _mm_alignr_epi8(tmp, s1, 8);    /* ABEF */
-    s1 = _mm_blend_epi16(s1, tmp, 0xF0);         /* CDGH */
+    __m128i s0 = _mm_alignr_epi8(tmp, s1, 8);                                           /* ABEF */
+    s1 = _mm_blend_epi16(s1, tmp, 0xF0);                                                /* CDGH */
     for (; blocks; blocks--, data += 64) {
         const __m128i abef = s0, cdgh = s1;
         __m128i w[4];
@@ -80,10 +79,10 @@ __attribute__((target("sha,sse4.1,ssse3"))) static void blocks_shani(uint32_t st
         s0 = _mm_add_epi32(s0, abef);
         s1 = _mm_add_epi32(s1, cdgh);
     }
-    tmp = _mm_shuffle_epi32(s0, 0x1B);      /* FEBA */
-    s1 = _mm_shuffle_epi32(s1, 0xB1);       /* DCHG */
-    s0 = _mm_blend_epi16(tmp, s1, 0xF0);    /* DCBA */
-    s1 = _mm_alignr_epi8(s1, tmp, 8);       /* HGFE */
+    tmp = _mm_shuffle_epi32(s0, 0x1B);   /* FEBA */
+    s1 = _mm_shuffle_epi32(s1, 0xB1);    /* DCHG */
+    s0 = _mm_blend_epi16(tmp, s1, 0xF0); /* DCBA */
+    s1 = _mm_alignr_epi8(s1, tmp, 8);    /* HGFE */
     _mm_storeu_si128((__m128i *)&state[0], s0);
     _mm_storeu_si128((__m128i *)&state[4], s1);
 }

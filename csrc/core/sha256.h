@@ -20,9 +20,9 @@ extern "C" {
 
 typedef struct ns_sha256 {
     uint32_t state[8];
-    uint64_t bytes;     /* total fed so far */
-    uint8_t block[64];  /* a partial block */
-    size_t block_len;   /* bytes in block, < 64 */
+    uint64_t bytes;    /* total fed so far */
+    uint8_t block[64]; /* a partial block */
+    size_t block_len;  /* bytes in block, < 64 */
 } ns_sha256;
 
 void ns_sha256_init(ns_sha256 *h);

@@ -542,6 +542,14 @@ def _path_list(paths: Sequence[PathLike | bytes]) -> list[str | bytes]:
     """``os.fspath`` of every path, refusing non-paths and NUL bytes with the row's index."""
     if isinstance(paths, (str, bytes, os.PathLike)):
         raise NeonsignTypeError("paths must be a sequence of paths, not a single path")
+    if isinstance(paths, (list, tuple)):  # the common case, all str: one C-level pass
+        try:
+            joined = "".join(paths)  # TypeError unless all are str
+        except TypeError:
+            pass
+        else:
+            if "\0" not in joined:
+                return list(paths)  # all str, checked above
     out: list[str | bytes] = []
     for i, path in enumerate(paths):
         try:
