@@ -5,7 +5,8 @@
  * buffers) reused across images. Each task writes only its own output slot, so the output is
  * identical for any thread count. 8-bit P6 files are resampled in place from the file buffer.
  * Per image, one pass: open, fstat (non-regular files and files over the limit are refused
- * before reading), read, decode, crop, resize, normalise into the caller's array.
+ * before reading), read, decode, crop, resize, normalise into the caller's array; optionally
+ * the uint8 rows are fed to a sha256 in row order as they complete (the split checksum).
  */
 #ifndef NS_LOADER_H
 #define NS_LOADER_H

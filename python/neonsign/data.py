@@ -239,7 +239,8 @@ class SplitMeta:
         class_counts: int64 (43,) images per class.
         errors: ``(row, path, message)`` of each file that failed to load (only with
             ``skip_bad=True``; those rows are all zeros).
-        seconds: wall time of the C loader call (read, decode, crop, resize), for throughput.
+        seconds: wall time of the C loader call (read, decode, crop, resize, normalise, and the
+            checksum its threads hash alongside), for throughput.
     """
 
     split: str
@@ -553,7 +554,8 @@ def split_checksum(
     Covers, in this order: a version tag with the image size and the roi flag, the number of
     images, the uint8 (N, H, W, 3) pixels in C order after decoding/cropping/resizing, and the
     int64 little-endian labels. It does not cover file names, the original files' bytes, or the
-    float normalisation (mean/std), and it changes with row order.
+    float normalisation (mean/std), and it changes with row order. :func:`load_split` gets
+    the same digest from its loader threads, which hash the rows as they load them.
     """
     if images_u8.dtype != np.uint8 or images_u8.ndim != 4:
         raise NeonsignValueError(
@@ -648,10 +650,11 @@ def load_split(
         uint8 decode at ``size``/``roi`` and the labels, so it does not depend on ``dtype``,
         ``mean``/``std`` or the thread count.
 
-    Every image goes through one C pass (:func:`neonsign.preprocess.load_images_and_uint8`:
+    Every image goes through one C pass (:func:`neonsign.preprocess.load_images_and_digest`:
     open, fstat, read, decode, crop, resize, normalise into the output array) with the GIL
     released; for float32 the same pass leaves the uint8 resize the checksum covers in a side
-    array, so nothing is decoded twice and no NumPy pass runs over the images. A FIFO, a
+    array, and the loader's threads hash those rows in row order as they complete, so nothing
+    is decoded twice, no NumPy pass runs over the images and no hashing pass follows. A FIFO, a
     device (e.g. a symlink to ``/dev/zero``) or a directory named like an image is refused
     before anything is read from it (an error naming it, or a skipped row with ``skip_bad``).
 
