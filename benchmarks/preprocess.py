@@ -59,6 +59,7 @@ from PIL import Image
 
 import neonsign
 from neonsign import preprocess as pp
+from neonsign.backends import openmp_wait_policy, prefer_passive_openmp
 
 
 def _shared_root() -> Path:
@@ -426,6 +427,7 @@ def write_report(args: argparse.Namespace, threads: int, sections: dict) -> None
         "versions": versions(),
         "threads": threads,
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "openmp_wait_policy": openmp_wait_policy(),
         **sections,
     }
     out = (
@@ -458,6 +460,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--split-repeats", type=int, default=7, help="interleaved split rounds")
     ap.add_argument("--split-only", action="store_true", help="only the split section")
     args = ap.parse_args(argv)
+    # libtorch's idle OpenMP workers (the torchvision-style reference) would otherwise spin
+    # after each reference run, taking the second core -- and counting as this process's CPU
+    # time -- during the next round's load_split
+    prefer_passive_openmp()
     if args.quick:
         args.n, args.repeats, args.ref_repeats = 200, 1, 1
         args.split_n, args.split_repeats = 300, 1
