@@ -1,9 +1,9 @@
 /* Whole splits in one call: read + decode + crop + resize + normalise a list of PPM files
  * straight into one preallocated array, on the shared thread pool.
  *
- * Every image is one pool task with per-thread scratch (file buffer, decode buffer, resize
- * buffers) reused across images. Each task writes only its own output slot, so the output is
- * identical for any thread count. 8-bit P6 files are resampled in place from the file buffer.
+ * A pool task is a run of up to 64 consecutive images, with per-thread scratch (file buffer,
+ * decode buffer, resize buffers) reused across images. Each image writes only its own output
+ * slot, so the output is identical for any thread count. 8-bit P6 files are resampled in place from the file buffer.
  * Per image, one pass: open, fstat (non-regular files and files over the limit are refused
  * before reading), read, decode, crop, resize, normalise into the caller's array; optionally
  * the uint8 rows are fed to a sha256 in row order as they complete (the split checksum).
