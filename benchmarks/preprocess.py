@@ -21,7 +21,8 @@ Split section (issue 15: loading at the I/O floor): a GTSRB *test split* of ``--
 temporary folder -- sizes and ROIs drawn from the original annotations of the shared training
 split (mean about 51x51, like the official test split), pixels the shared 32x32 files upsampled
 to those sizes (synthetic images from :mod:`neonsign.synth` when the shared data is absent).
-Timed side by side, in interleaved rounds so load drift on a shared machine hits all alike:
+Timed side by side: the first three in interleaved rounds so load drift on a shared machine hits
+them alike, the two references in rounds of their own afterwards (see ``bench_split``):
 
 * ``open-read``: one Python thread that opens and reads every file (the I/O floor);
 * ``load_split-1thread`` / ``load_split-2threads``: ``neonsign.data.load_split(root, "test")``
@@ -283,15 +284,22 @@ def bench_split(args: argparse.Namespace, workdir: Path, have_torch: bool) -> di
         if name in loader:
             loader[name].append(out[2].seconds)  # type: ignore[index]
 
-    for fn in (*fast.values(), *slow.values()):
+    for fn in fast.values():
         fn()  # warm-up: page cache, pool threads, imports
     load_before = os.getloadavg()[0]
-    for r in range(args.split_repeats):  # interleaved rounds: drift hits every method alike
+    # The goal's methods in interleaved rounds, so drift hits them alike; the slow references
+    # in rounds of their own afterwards: run between them, they slowed whatever came next
+    # that allocates much (measured: load_split right after them at 1.5-2.5x its usual time,
+    # most likely the kernel finding huge pages for its fresh output after their hundreds of
+    # MB of short-lived allocations), while open-read, which allocates little, was untouched.
+    for _ in range(args.split_repeats):
         for name, fn in fast.items():
             timed_once(name, fn)
-        if r < args.ref_repeats:
-            for name, fn in slow.items():
-                timed_once(name, fn)
+    for fn in slow.values():
+        fn()  # warm-up
+    for _ in range(args.ref_repeats):
+        for name, fn in slow.items():
+            timed_once(name, fn)
     figures = {
         k: {
             "median_s": statistics.median(v),
