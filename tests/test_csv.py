@@ -144,3 +144,61 @@ def test_random_rows_parse_or_raise(tail):
     for r in rows:
         x1, y1, x2, y2 = r.roi
         assert 0 <= x1 <= x2 < r.width and 0 <= y1 <= y2 < r.height
+
+
+def _table_rows(table: pp.AnnotationTable, prefix: str) -> list[Annotation]:
+    """The rows of a column table as Annotations (file names without the prefix)."""
+    assert all(p.startswith(prefix) for p in table.paths)
+    classes = [None] * len(table.paths) if table.class_ids is None else table.class_ids.tolist()
+    return [
+        Annotation(p[len(prefix) :], w, h, tuple(r), c)
+        for p, w, h, r, c in zip(
+            table.paths,
+            table.widths.tolist(),
+            table.heights.tolist(),
+            table.rois.tolist(),
+            classes,
+            strict=True,
+        )
+    ]
+
+
+@pytest.mark.parametrize("text", [TRAIN, TEST, TRAIN.replace("\n", "\r\n"), "\ufeff" + TEST])
+def test_annotation_table_equals_rows(tmp_path, text):
+    """read_annotation_table (issue 15: the split listing by column) holds exactly the rows of
+    read_annotations, the file names behind the prefix, a non-ASCII name included."""
+    f = tmp_path / "GT-x.csv"
+    row = "b\u00e9.ppm;7;8;0;1;6;7" + (";42\n" if "ClassId" in text else "\n")
+    f.write_bytes((text + row).encode())
+    prefix = str(tmp_path) + "/"
+    table = pp.read_annotation_table(f, prefix)
+    rows = pp.read_annotations(f)
+    assert _table_rows(table, prefix) == rows and rows[-1].filename == "b\u00e9.ppm"
+    assert table.rois.shape == (len(rows), 4) and table.rois.dtype == table.widths.dtype == "int64"
+    assert (table.class_ids is None) == ("ClassId" not in text)
+
+
+@pytest.mark.parametrize("text,line,fragment", BAD)
+def test_annotation_table_refuses_what_rows_refuse(tmp_path, text, line, fragment):
+    f = tmp_path / "GT-00042.csv"
+    f.write_bytes(text.encode())
+    with pytest.raises(errors.AnnotationError) as info:
+        pp.read_annotation_table(f, "x/")
+    assert "GT-00042.csv" in str(info.value) and fragment in str(info.value)
+    with pytest.raises(errors.NeonsignTypeError, match="prefix"):
+        pp.read_annotation_table(f, b"x/")  # type: ignore[arg-type]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="0123456789;-\r\n.ab", max_size=80))
+def test_random_rows_table_matches_rows(tail):
+    data = (TRAIN + tail).encode()
+    try:
+        rows = pp.parse_annotations(data, "fuzz.csv")
+    except errors.AnnotationError as exc:
+        with pytest.raises(errors.AnnotationError, match=str(exc).split(":")[0]):
+            pp._core.csv_columns(data, "fuzz.csv", "")
+        return
+    paths, numbers, has_class = pp._core.csv_columns(data, "fuzz.csv", "")
+    assert has_class and paths == [r.filename for r in rows]
+    assert numbers.tolist() == [[r.width, r.height, *r.roi, r.class_id] for r in rows]

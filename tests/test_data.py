@@ -357,6 +357,41 @@ def test_missing_file_listed_in_csv(synth_root: Path, tmp_path: Path) -> None:
     assert [Path(p) for _, p, _ in meta.errors] == [gone]
 
 
+def test_class_folder_and_csv_that_differ_are_listed_row_by_row(
+    synth_root: Path, tmp_path: Path
+) -> None:
+    """A class folder whose CSV lists every image once, in order, is listed by column; one that
+    differs (a file the CSV does not name, a name listed twice) row by row -- both give every
+    file once, in name order, a listed row's CSV values (the last, for a name listed twice),
+    a header-sized whole-image row for the unlisted file, and its track (None off-pattern)."""
+    root = tmp_path / "r"
+    shutil.copytree(synth_root / "Final_Training", root / "Final_Training")
+    _, _, before = data.load_split(root, "train", dtype="uint8")
+    folder = root / "Final_Training" / "Images" / "00002"
+    first = sorted(folder.glob("*.ppm"))[0]
+    shutil.copy(first, folder / "zz_extra.ppm")  # on disk only: sorts last in its class
+    csv_path = folder / "GT-00002.csv"
+    lines = csv_path.read_text().splitlines()
+    name, w, h, *_, cls = lines[1].split(";")
+    lines.append(f"{name};{w};{h};0;0;1;1;{cls}")  # listed twice: the last row counts
+    csv_path.write_text("\n".join(lines) + "\n")
+    _, _, after = data.load_split(root, "train", dtype="uint8")
+
+    extra = after.paths.strings().index(str(folder / "zz_extra.ppm"))
+    keep = np.delete(np.arange(len(after)), extra)
+    assert [after.paths[i] for i in keep] == list(before.paths)
+    assert after.track_ids[extra] is None and after.labels[extra] == 2
+    assert tuple(after.rois[extra]) == (-1, -1, -1, -1)
+    with Image.open(first) as im:
+        assert (after.widths[extra], after.heights[extra]) == im.size
+    dup = after.paths.strings().index(str(folder / name))
+    np.testing.assert_array_equal(after.rois[dup], [0, 0, 1, 1])
+    rest = keep[keep != dup]
+    np.testing.assert_array_equal(after.rois[rest], np.delete(before.rois, dup, axis=0))
+    np.testing.assert_array_equal(after.labels[keep], before.labels)
+    assert [after.track_ids[i] for i in keep] == list(before.track_ids)
+
+
 def _rewrite_csv(path: Path, old: str, new: str) -> None:
     path.write_text(path.read_text().replace(old, new, 1))
 
@@ -378,6 +413,19 @@ def test_csv_filename_escaping_its_folder(synth_root: Path, tmp_path: Path) -> N
     shutil.copy(synth_root / "GT-final_test.csv", csv_path)
     _rewrite_csv(csv_path, "00000.ppm", "../../../etc/passwd")
     with pytest.raises(AnnotationError, match="not a plain file name"):
+        data.load_split(tmp_path, "test")
+
+
+def test_test_csv_class_out_of_range_names_row(synth_root: Path, tmp_path: Path) -> None:
+    """The test listing checks ClassId by column (NumPy): the first bad row is named."""
+    shutil.copytree(synth_root / "Final_Test", tmp_path / "Final_Test")
+    csv_path = tmp_path / "GT-final_test.csv"
+    lines = (synth_root / "GT-final_test.csv").read_text().splitlines()
+    for row in (3, 5):
+        lines[row] = lines[row].rsplit(";", 1)[0] + ";43"
+    csv_path.write_text("\n".join(lines) + "\n")
+    name = lines[3].split(";")[0]
+    with pytest.raises(AnnotationError, match=rf"row 3 \({name}\) ClassId 43 is outside 0..42"):
         data.load_split(tmp_path, "test")
 
 

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import resource
 import shutil
@@ -28,7 +29,12 @@ from PIL import Image
 
 from neonsign import data
 from neonsign import preprocess as pp
-from neonsign.errors import NeonsignIsADirectoryError, NeonsignOSError, NeonsignValueError
+from neonsign.errors import (
+    NeonsignIsADirectoryError,
+    NeonsignOSError,
+    NeonsignTypeError,
+    NeonsignValueError,
+)
 from pillow_ref import assert_matches_pillow
 
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
@@ -87,6 +93,52 @@ def test_load_images_and_uint8_is_both_loads_in_one(tmp_path: Path) -> None:
     assert not u8[5].any() and not res.images[5].any() and u8[4].any()
     same, u8_too = pp.load_images_and_uint8(paths[:3], dtype="uint8")
     assert u8_too is same.images
+
+
+def _random_ppms(folder: Path, n: int, seed: int) -> list[Path]:
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        h, w = (int(v) for v in rng.integers(6, 70, 2))
+        p = folder / f"{i:04d}.ppm"
+        p.write_bytes(
+            b"P6\n%d %d\n255\n" % (w, h) + rng.integers(0, 256, h * w * 3, np.uint8).tobytes()
+        )
+        paths.append(p)
+    return paths
+
+
+@pytest.mark.parametrize("dtype", ["float32", "uint8"])
+def test_digest_hashed_by_the_workers_equals_hashlib(
+    tmp_path: Path, dtype: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """load_images_and_digest (the split checksum, hashed in row order by the loader's threads
+    as rows complete) is plain sha256(prefix + uint8 rows + suffix) -- hashlib's value -- for
+    any thread count (4 threads on 2 cores: rows complete far out of order), with failed rows
+    (zeros) in the middle, and equal to its hashlib fallback for CPUs without SHA instructions."""
+    import neonsign
+
+    paths = _random_ppms(tmp_path, 400, seed=11)
+    for bad in (0, 57, 58, 399):
+        paths[bad].write_bytes(b"P6\n9 9\n255\n\x00")  # truncated: a zero row
+    prefix, suffix = b"tag;n=400;", np.arange(400, dtype="<i8").tobytes()
+    kwargs: dict[str, Any] = dict(prefix=prefix, suffix=suffix, size=12, dtype=dtype, skip_bad=True)
+    before = neonsign.get_threads()
+    digests = []
+    try:
+        neonsign.set_threads(4)
+        for threads in (1, 2, 4):
+            res, u8, digest = pp.load_images_and_digest(paths, threads=threads, **kwargs)
+            assert [i for i, _, _ in res.errors] == [0, 57, 58, 399] and not u8[57].any()
+            assert digest == hashlib.sha256(prefix + u8.tobytes() + suffix).hexdigest()
+            digests.append(digest)
+    finally:
+        neonsign.set_threads(before)
+    monkeypatch.setattr(pp, "_HARDWARE_SHA256", False)
+    _, _, fallback = pp.load_images_and_digest(paths, **kwargs)
+    assert digests == [fallback] * 3
+    with pytest.raises(NeonsignTypeError, match="bytes"):
+        pp.load_images_and_digest(paths, prefix="tag")  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@
 #include "core/loader.h"
 #include "core/png.h"
 #include "core/ppm.h"
+#include "core/sha256.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* PPM                                                                                          */
@@ -199,6 +200,69 @@ static PyObject *py_csv_parse(PyObject *module, PyObject *const *args, Py_ssize_
     PyBuffer_Release(&view);
     if (!list) return NULL;
     return Py_BuildValue("(NO)", list, has_class ? Py_True : Py_False);
+}
+
+/* The columns of a parsed CSV: `prefix` + each file name (a list of str) and an int64 (n, 7)
+ * array of width, height, x1, y1, x2, y2, class_id (-1 without a ClassId column). */
+static PyObject *annotation_columns(const Py_buffer *view, const ns_annotations *ann,
+                                    PyObject *prefix) {
+    npy_intp dims[2] = {(npy_intp)ann->count, 7};
+    PyArrayObject *numbers = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_INT64);
+    PyObject *paths = numbers ? PyList_New((Py_ssize_t)ann->count) : NULL;
+    if (!paths) {
+        Py_XDECREF(numbers);
+        return NULL;
+    }
+    int64_t *num = PyArray_DATA(numbers);
+    for (size_t i = 0; i < ann->count; i++) {
+        const ns_annotation *a = &ann->rows[i];
+        PyObject *name = PyUnicode_DecodeUTF8((const char *)view->buf + a->name_offset,
+                                              (Py_ssize_t)a->name_len, "surrogateescape");
+        PyObject *path = name ? PyUnicode_Concat(prefix, name) : NULL;
+        Py_XDECREF(name);
+        if (!path) {
+            Py_DECREF(paths);
+            Py_DECREF(numbers);
+            return NULL;
+        }
+        PyList_SET_ITEM(paths, (Py_ssize_t)i, path);
+        int64_t *row = num + 7 * i;
+        row[0] = a->width, row[1] = a->height, row[2] = a->x1, row[3] = a->y1;
+        row[4] = a->x2, row[5] = a->y2, row[6] = a->class_id;
+    }
+    return Py_BuildValue("(NNO)", paths, numbers, ann->has_class ? Py_True : Py_False);
+}
+
+static const char *const csv_columns_args[] = {"data", "source", "prefix", NULL};
+static const ns_argspec csv_columns_spec = NS_ARGSPEC("csv_columns", csv_columns_args, 3);
+
+/* csv_parse by column: no Python object per row but the path, for whole splits. */
+static PyObject *py_csv_columns(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames) {
+    ns_state *st = ns_state_of_module(module);
+    PyObject *a[3];
+    const char *source;
+    Py_buffer view;
+    if (!ns_parse_args(st, &csv_columns_spec, args, nargs, kwnames, a) ||
+        !ns_conv_str(st, a[1], "source", &source))
+        return NULL;
+    if (!PyUnicode_Check(a[2]))
+        return ns_raise(st, "NeonsignTypeError", "prefix must be a str, not %s",
+                        Py_TYPE(a[2])->tp_name);
+    if (!ns_conv_buffer(st, a[0], "data", &view)) return NULL;
+    ns_annotations ann;
+    ns_error err;
+    ns_error_clear(&err);
+    ns_status status;
+    Py_BEGIN_ALLOW_THREADS status = ns_csv_parse(view.buf, (size_t)view.len, source, &ann, &err);
+    Py_END_ALLOW_THREADS if (status != NS_OK) {
+        PyBuffer_Release(&view);
+        return ns_raise_error_ex(st, &err, "AnnotationError", NULL);
+    }
+    PyObject *result = annotation_columns(&view, &ann, a[2]);
+    ns_annotations_free(&ann);
+    PyBuffer_Release(&view);
+    return result;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -488,9 +552,9 @@ static int load_paths(ns_state *st, load_job *job) {
 }
 
 static const char *const load_images_args[] = {
-    "paths",   "rois",       "height",     "width",          "layout",
-    "mean",    "std",        "max_pixels", "max_file_bytes", "skip_bad",
-    "threads", "keep_uint8", "out",        "out_uint8",      NULL};
+    "paths", "rois",       "height",         "width",         "layout",  "mean",
+    "std",   "max_pixels", "max_file_bytes", "skip_bad",      "threads", "keep_uint8",
+    "out",   "out_uint8",  "digest_prefix",  "digest_suffix", NULL};
 static const ns_argspec load_images_spec = NS_ARGSPEC("load_images", load_images_args, 11);
 
 /* For a float32 load with keep_uint8: the (n, h, w, 3) uint8 array the resizes are kept in
@@ -513,15 +577,50 @@ static int load_side_output(ns_state *st, PyObject *keep, PyObject *given, load_
     return 1;
 }
 
+/* digest_prefix / digest_suffix: with a prefix, the loader's workers compute sha256(prefix +
+ * the uint8 rows + suffix) as the rows complete (the uint8 array must then exist). */
+typedef struct {
+    int want;
+    Py_buffer prefix, suffix; /* suffix.buf NULL when omitted */
+    ns_sha256 hash;
+} load_digest;
+
+static int digest_begin(ns_state *st, PyObject *prefix, PyObject *suffix, load_digest *d) {
+    if (!prefix || prefix == Py_None) return 1;
+    if (!ns_conv_buffer(st, prefix, "digest_prefix", &d->prefix)) return 0;
+    d->want = 1;
+    if (suffix && suffix != Py_None && !ns_conv_buffer(st, suffix, "digest_suffix", &d->suffix))
+        return 0;
+    ns_sha256_init(&d->hash);
+    ns_sha256_update(&d->hash, d->prefix.buf, (size_t)d->prefix.len);
+    return 1;
+}
+
+/* The digest's 32 bytes once the rows are in (a new reference), or None without a digest. */
+static PyObject *digest_end(load_digest *d) {
+    if (!d->want) return Py_NewRef(Py_None);
+    if (d->suffix.buf) ns_sha256_update(&d->hash, d->suffix.buf, (size_t)d->suffix.len);
+    uint8_t out[32];
+    ns_sha256_final(&d->hash, out);
+    return PyBytes_FromStringAndSize((const char *)out, sizeof out);
+}
+
+static void digest_release(load_digest *d) {
+    if (d->prefix.buf) PyBuffer_Release(&d->prefix);
+    if (d->suffix.buf) PyBuffer_Release(&d->suffix);
+}
+
 static PyObject *py_load_images(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                                 PyObject *kwnames) {
     ns_state *st = ns_state_of_module(module);
-    PyObject *a[14];
+    PyObject *a[16];
     ns_load_request req;
     memset(&req, 0, sizeof req);
     if (!ns_parse_args(st, &load_images_spec, args, nargs, kwnames, a)) return NULL;
     PyObject *result = NULL;
     load_job job = {NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL};
+    load_digest digest;
+    memset(&digest, 0, sizeof digest);
     if (!(job.paths_tuple = paths_snapshot(st, a[0]))) return NULL;
     job.n = PyTuple_GET_SIZE(job.paths_tuple);
     req.count = (size_t)job.n;
@@ -532,7 +631,14 @@ static PyObject *py_load_images(PyObject *module, PyObject *const *args, Py_ssiz
     job.images = load_output(st, &req, job.n, a[12]);
     npy_intp okdim = job.n;
     job.ok = job.images ? (PyArrayObject *)PyArray_SimpleNew(1, &okdim, NPY_BOOL) : NULL;
-    if (!job.ok || !load_side_output(st, a[11], a[13], &job, &req)) goto done;
+    if (!job.ok || !load_side_output(st, a[11], a[13], &job, &req) ||
+        !digest_begin(st, a[14], a[15], &digest))
+        goto done;
+    if (digest.want && req.layout == NS_LAYOUT_F32_NCHW && !job.images_u8) {
+        ns_raise(st, "NeonsignValueError", "a float32 load with a digest needs keep_uint8");
+        goto done;
+    }
+    req.digest = digest.want ? &digest.hash : NULL;
     if (req.skip_bad && !(job.messages = PyMem_Calloc((size_t)job.n + 1, sizeof(char *)))) {
         PyErr_NoMemory();
         goto done;
@@ -555,10 +661,22 @@ static PyObject *py_load_images(PyObject *module, PyObject *const *args, Py_ssiz
     }
     PyObject *errors = load_errors(&req, job.n);
     PyObject *side = job.images_u8 ? (PyObject *)job.images_u8 : Py_None;
-    if (errors) result = Py_BuildValue("(OONO)", job.images, job.ok, errors, side);
+    PyObject *hash = errors ? digest_end(&digest) : NULL;
+    if (hash)
+        result = Py_BuildValue("(OONON)", job.images, job.ok, errors, side, hash);
+    else
+        Py_XDECREF(errors);
 done:
+    digest_release(&digest);
     load_cleanup(&job);
     return result;
+}
+
+static PyObject *py_sha256_accelerated(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                                       PyObject *kwnames) {
+    (void)args;
+    if (!ns_no_args(ns_state_of_module(module), "sha256_accelerated", nargs, kwnames)) return NULL;
+    return PyBool_FromLong(ns_sha256_accelerated());
 }
 
 static PyObject *py_resize_simd(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
@@ -569,6 +687,9 @@ static PyObject *py_resize_simd(PyObject *module, PyObject *const *args, Py_ssiz
 }
 
 PyMethodDef ns_preprocess_methods[] = {
+    {"sha256_accelerated", FASTCALL_KW(py_sha256_accelerated),
+     "sha256_accelerated() -> bool\n\nWhether load_images' digest uses hardware SHA "
+     "instructions (else hashlib is faster)."},
     {"resize_simd", FASTCALL_KW(py_resize_simd),
      "resize_simd() -> str\n\nSIMD used by the resizer's transposes (neon, ssse3 or none)."},
     {"ppm_decode", FASTCALL_KW(py_ppm_decode),
@@ -583,6 +704,9 @@ PyMethodDef ns_preprocess_methods[] = {
     {"csv_parse", FASTCALL_KW(py_csv_parse),
      "csv_parse(data, source) -> (rows, has_class)\n\nrows: (name, w, h, (x1, y1, x2, y2), cls); "
      "`source` names the file in errors."},
+    {"csv_columns", FASTCALL_KW(py_csv_columns),
+     "csv_columns(data, source, prefix) -> (paths, numbers, has_class)\n\npaths: prefix + "
+     "each file name; numbers: int64 (n, 7) width, height, x1, y1, x2, y2, class_id (-1: none)."},
     {"resize", FASTCALL_KW(py_resize),
      "resize(image, height, width, roi=None) -> uint8 (height, width, 3)\n\nimage: uint8 (H, W, "
      "3); roi: (x1, y1, x2, y2) inclusive."},
@@ -590,10 +714,13 @@ PyMethodDef ns_preprocess_methods[] = {
      "normalize(images, mean, std) -> float32 (N, 3, H, W)\n\nimages: uint8 (N, H, W, 3)."},
     {"load_images", FASTCALL_KW(py_load_images),
      "load_images(paths, rois, height, width, layout, mean, std, max_pixels, max_file_bytes, "
-     "skip_bad, threads, keep_uint8, out, out_uint8) -> (images, ok, errors, images_u8)\n\n"
+     "skip_bad, threads, keep_uint8, out, out_uint8, digest_prefix, digest_suffix) -> (images, "
+     "ok, errors, images_u8, digest)\n\n"
      "images_u8: with keep_uint8 and the float32 layout, the uint8 (N, H, W, 3) resizes the "
      "float32 images were normalised from (filled in the same pass); else None. out / "
-     "out_uint8: None, or the caller's arrays to fill (exact dtype and shape, C-contiguous)."},
+     "out_uint8: None, or the caller's arrays to fill (exact dtype and shape, C-contiguous). "
+     "digest: with digest_prefix, sha256(prefix + the uint8 rows in order + digest_suffix) "
+     "computed by the workers as rows complete (float32 needs keep_uint8); else None."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -41,6 +41,12 @@ typedef struct {
     atomic_size_t first_bad; /* lowest failing index so far (count if none) */
     ns_error first_err;      /* error of first_bad; guarded by lock */
     atomic_flag lock;
+    /* req->digest, fed in row order: done[i] is set once row i is written, rows [0, hashed)
+     * are in the hash, and whichever worker holds hash_lock feeds it the next done rows */
+    atomic_uchar *done;
+    atomic_size_t hashed;
+    atomic_flag hash_lock;
+    size_t rows_per_task; /* consecutive rows per pool task */
 } load_ctx;
 
 /* The crop of req's ROI i inside a width x height image: origin (*x0, *y0), size *w x *h. */
@@ -124,8 +130,40 @@ static void zero_slot(const ns_load_request *req, size_t i) {
     if (req->out_u8 && req->layout == NS_LAYOUT_F32_NCHW) memset(req->out_u8 + i * plane, 0, plane);
 }
 
-static void load_task(void *vctx, size_t i, int worker) {
-    load_ctx *ctx = vctx;
+/* The uint8 row i that the digest covers. */
+static const uint8_t *digest_row(const ns_load_request *req, size_t i, size_t plane) {
+    const uint8_t *u8 = req->layout == NS_LAYOUT_U8_NHWC ? req->out : req->out_u8;
+    return u8 + i * plane;
+}
+
+/* Feed the digest every row from `hashed` on that is done, in order; rows that finish while
+ * another worker holds the lock are left to it. All accesses are sequentially consistent, so a
+ * worker that finds the lock taken after marking its row done cannot be missed: the holder
+ * checks done[] again after releasing the lock (and ns_load_images drains any rest). */
+static void digest_rows(load_ctx *ctx) {
+    const ns_load_request *req = ctx->req;
+    const size_t plane = req->out_h * req->out_w * 3;
+    for (;;) {
+        size_t next = atomic_load(&ctx->hashed);
+        if (next >= req->count || !atomic_load(&ctx->done[next])) return;
+        if (atomic_flag_test_and_set(&ctx->hash_lock)) return;
+        next = atomic_load(&ctx->hashed);
+        for (; next < req->count && atomic_load(&ctx->done[next]); next++)
+            ns_sha256_update(req->digest, digest_row(req, next, plane), plane);
+        atomic_store(&ctx->hashed, next);
+        atomic_flag_clear(&ctx->hash_lock);
+    }
+}
+
+/* Row i is final (loaded, or zeroed after a failure). */
+static void row_done(load_ctx *ctx, size_t i) {
+    if (!ctx->done) return;
+    atomic_store(&ctx->done[i], 1);
+    digest_rows(ctx);
+}
+
+/* Row i, start to end (its output, ok flag, message and digest turn). */
+static void load_row(load_ctx *ctx, size_t i, int worker) {
     const ns_load_request *req = ctx->req;
     ns_error err;
     ns_error_clear(&err);
@@ -152,10 +190,12 @@ static void load_task(void *vctx, size_t i, int worker) {
         st = load_one(ctx, ws, i, &err);
     if (st == NS_OK) {
         req->ok[i] = 1;
+        row_done(ctx, i);
         return;
     }
     req->ok[i] = 0;
     zero_slot(req, i);
+    row_done(ctx, i);
     if (req->skip_bad && req->messages) req->messages[i] = strdup(err.msg); /* NULL if OOM */
     /* remember the lowest failing index and its error */
     while (atomic_flag_test_and_set_explicit(&ctx->lock, memory_order_acquire)) {}
@@ -164,6 +204,27 @@ static void load_task(void *vctx, size_t i, int worker) {
         ctx->first_err = err;
     }
     atomic_flag_clear_explicit(&ctx->lock, memory_order_release);
+}
+
+/* Pool task t: rows [t * rows_per_task, ...). Consecutive rows per task keep each thread's
+ * writes in its own stretch of the output (measured on 2 cores, 12,630 rows: 6-7 % less CPU
+ * and wall time than one row per task, from fewer shared cache lines in ok[] and done[], fewer
+ * faults of one fresh huge page by both threads at once and fewer hand-outs). */
+static void load_task(void *vctx, size_t task, int worker) {
+    load_ctx *ctx = vctx;
+    const size_t first = task * ctx->rows_per_task, count = ctx->req->count;
+    const size_t end = count - first < ctx->rows_per_task ? count : first + ctx->rows_per_task;
+    for (size_t i = first; i < end; i++) load_row(ctx, i, worker);
+}
+
+/* Rows per pool task: up to 64, but at least 16 tasks per thread, so that threads that start
+ * late or run slow (a shared machine) still get an even share. */
+static size_t rows_per_task(ns_pool *pool, const ns_load_request *req) {
+    size_t threads = (size_t)ns_pool_threads(pool);
+    if (req->max_threads > 0 && (size_t)req->max_threads < threads)
+        threads = (size_t)req->max_threads;
+    size_t rows = req->count / (16 * threads);
+    return rows < 1 ? 1 : rows > 64 ? 64 : rows;
 }
 
 ns_status ns_load_images(ns_pool *pool, const ns_load_request *req, ns_error *err) {
@@ -186,17 +247,27 @@ ns_status ns_load_images(ns_pool *pool, const ns_load_request *req, ns_error *er
         ns_mul_overflow(plane, req->count, &total) || ns_mul_overflow(total, sizeof(float), &total))
         return ns_set_error(err, NS_ERR_LIMIT, "load_images: output of %zu images is too large",
                             req->count);
+    if (req->digest && req->layout == NS_LAYOUT_F32_NCHW && !req->out_u8)
+        return ns_set_error(err, NS_ERR_INVALID, "load_images: a digest needs the uint8 output");
     if (req->messages)
         for (size_t i = 0; i < req->count; i++) req->messages[i] = NULL;
     if (req->count == 0) return NS_OK;
 
     load_ctx *ctx = calloc(1, sizeof *ctx);
+    if (ctx && req->digest && !(ctx->done = calloc(req->count, sizeof *ctx->done))) {
+        free(ctx);
+        ctx = NULL;
+    }
     if (!ctx) return ns_set_error(err, NS_ERR_NOMEM, "load_images: cannot allocate its context");
     ctx->req = req;
     ns_normalize_lut(req->mean, req->std, ctx->lut);
     atomic_init(&ctx->first_bad, req->count);
     atomic_flag_clear(&ctx->lock);
-    ns_pool_run(pool, load_task, ctx, req->count, req->max_threads);
+    atomic_init(&ctx->hashed, 0);
+    atomic_flag_clear(&ctx->hash_lock);
+    ctx->rows_per_task = rows_per_task(pool, req);
+    ns_pool_run(pool, load_task, ctx, (req->count - 1) / ctx->rows_per_task + 1, req->max_threads);
+    if (ctx->done) digest_rows(ctx); /* every row is done now: feeds whatever is left */
 
     ns_status st = NS_OK;
     size_t bad = atomic_load(&ctx->first_bad);
@@ -213,6 +284,7 @@ ns_status ns_load_images(ns_pool *pool, const ns_load_request *req, ns_error *er
         ns_dir_cache_close(&ctx->scratch[t]->dir);
         free(ctx->scratch[t]);
     }
+    free(ctx->done);
     free(ctx);
     return st;
 }

@@ -1,11 +1,12 @@
 /* Whole splits in one call: read + decode + crop + resize + normalise a list of PPM files
  * straight into one preallocated array, on the shared thread pool.
  *
- * Every image is one pool task with per-thread scratch (file buffer, decode buffer, resize
- * buffers) reused across images. Each task writes only its own output slot, so the output is
- * identical for any thread count. 8-bit P6 files are resampled in place from the file buffer.
+ * A pool task is a run of up to 64 consecutive images, with per-thread scratch (file buffer,
+ * decode buffer, resize buffers) reused across images. Each image writes only its own output
+ * slot, so the output is identical for any thread count. 8-bit P6 files are resampled in place from the file buffer.
  * Per image, one pass: open, fstat (non-regular files and files over the limit are refused
- * before reading), read, decode, crop, resize, normalise into the caller's array.
+ * before reading), read, decode, crop, resize, normalise into the caller's array; optionally
+ * the uint8 rows are fed to a sha256 in row order as they complete (the split checksum).
  */
 #ifndef NS_LOADER_H
 #define NS_LOADER_H
@@ -15,6 +16,7 @@
 
 #include "common.h"
 #include "pool.h"
+#include "sha256.h"
 
 typedef enum ns_layout {
     NS_LAYOUT_U8_NHWC = 0,  /* uint8 (N, H, W, 3) */
@@ -46,6 +48,11 @@ typedef struct ns_load_request {
     uint8_t *ok;           /* count flags, set to 1 for images that loaded */
     char **messages;       /* NULL or count pointers set to NULL; failures get a malloc'd
                                  * message (free with free()) when skip_bad */
+    ns_sha256 *digest;     /* NULL, or a hash (already fed any prefix) that receives the uint8
+                            * (N, H, W, 3) rows -- out_u8, or out for NS_LAYOUT_U8_NHWC -- in
+                            * row order, failed (zero) rows included, hashed by the worker
+                            * threads as rows complete; it requires that uint8 array. Its state
+                            * is unspecified when the call fails. */
 } ns_load_request;
 
 /* Load every image of req. Without skip_bad returns the error of the lowest-index failing image

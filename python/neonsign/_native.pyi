@@ -54,6 +54,9 @@ def ppm_read(
 def csv_parse(
     data: Buffer, source: str
 ) -> tuple[list[tuple[str, int, int, tuple[int, int, int, int], int | None]], bool]: ...
+def csv_columns(
+    data: Buffer, source: str, prefix: str
+) -> tuple[list[str], npt.NDArray[np.int64], bool]: ...
 def resize(
     image: npt.NDArray[np.uint8],
     height: int,
@@ -78,12 +81,16 @@ def load_images(
     keep_uint8: bool = False,
     out: npt.NDArray[np.float32] | npt.NDArray[np.uint8] | None = None,
     out_uint8: npt.NDArray[np.uint8] | None = None,
+    digest_prefix: Buffer | None = None,
+    digest_suffix: Buffer | None = None,
 ) -> tuple[
     npt.NDArray[np.float32] | npt.NDArray[np.uint8],
     npt.NDArray[np.bool_],
     list[tuple[int, str]],
     npt.NDArray[np.uint8] | None,
+    bytes | None,
 ]: ...
+def sha256_accelerated() -> bool: ...
 
 # ---- profiler -------------------------------------------------------------------------------
 def prof_now_ns() -> int: ...

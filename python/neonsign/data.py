@@ -39,7 +39,7 @@ from .errors import (
     NeonsignValueError,
     file_errors,
 )
-from .preprocess import DEFAULT_MEAN, DEFAULT_STD, Annotation, ImageF32, ImageU8
+from .preprocess import DEFAULT_MEAN, DEFAULT_STD, ImageF32, ImageU8
 
 __all__ = [
     "CLASS_NAMES",
@@ -239,7 +239,8 @@ class SplitMeta:
         class_counts: int64 (43,) images per class.
         errors: ``(row, path, message)`` of each file that failed to load (only with
             ``skip_bad=True``; those rows are all zeros).
-        seconds: wall time of the C loader call (read, decode, crop, resize), for throughput.
+        seconds: wall time of the C loader call (read, decode, crop, resize, normalise, and the
+            checksum its threads hash alongside), for throughput.
     """
 
     split: str
@@ -401,8 +402,21 @@ def find_split(root: str | Path, split: str = "train") -> SplitSpec:
 
 @dataclass
 class _Listing:
-    """The rows of a split as plain lists (strings, ints): building them costs about a
-    microsecond per image, so listing stays well below the cost of loading."""
+    """The rows of a split column by column: paths as ``str`` (what the C loader reads), the
+    numbers as int64 arrays (``rois`` (N, 4), ``_NO_ROI`` rows for files without one)."""
+
+    paths: list[str]
+    labels: NDArray[np.int64]
+    tracks: list[int | None]
+    widths: NDArray[np.int64]
+    heights: NDArray[np.int64]
+    rois: NDArray[np.int64]
+
+
+@dataclass
+class _RowBuilder:
+    """A :class:`_Listing` built row by row (the training split's per-folder walk): plain
+    lists while adding, about a microsecond per image, arrays once at the end."""
 
     paths: list[str] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
@@ -427,11 +441,15 @@ class _Listing:
         self.heights.append(h)
         self.rois.append(_NO_ROI if roi is None else roi)
 
-
-def _plain_name(name: str, csv_path: Path) -> str:
-    if not name or "/" in name or os.sep in name or name in (".", ".."):
-        raise AnnotationError(f"{csv_path}: Filename {name!r} is not a plain file name")
-    return name
+    def listing(self) -> _Listing:
+        return _Listing(
+            paths=self.paths,
+            labels=np.array(self.labels, dtype=np.int64),
+            tracks=self.tracks,
+            widths=np.array(self.widths, dtype=np.int64),
+            heights=np.array(self.heights, dtype=np.int64),
+            rois=np.array(self.rois, dtype=np.int64).reshape(-1, 4),
+        )
 
 
 def _header_size(path: str) -> tuple[int, int]:
@@ -448,64 +466,114 @@ def _header_size(path: str) -> tuple[int, int]:
 
 
 def _list_train(spec: SplitSpec) -> _Listing:
-    out = _Listing()
-    for class_dir in spec.class_dirs:
-        label = int(class_dir.name)
-        if label >= NUM_CLASSES:
-            raise DatasetNotFoundError(
-                f"{class_dir}: class folder {class_dir.name} is outside 00000..{NUM_CLASSES - 1:05d}"
+    """Every class folder's rows (see :func:`_list_class`), class by class."""
+    parts = [_list_class(class_dir) for class_dir in spec.class_dirs]
+    if not parts:
+        return _RowBuilder().listing()
+    return _Listing(
+        paths=[p for part in parts for p in part.paths],
+        labels=np.concatenate([part.labels for part in parts]),
+        tracks=[t for part in parts for t in part.tracks],
+        widths=np.concatenate([part.widths for part in parts]),
+        heights=np.concatenate([part.heights for part in parts]),
+        rois=np.concatenate([part.rois for part in parts]),
+    )
+
+
+def _list_class(class_dir: Path) -> _Listing:
+    """One training class folder's rows, in file-name order: every ``.ppm`` in it and every
+    file its CSV names (a listed file that is missing is reported by the loader, naming it).
+
+    In the usual case -- the CSV lists every image of the folder once, in order -- the rows are
+    the CSV's columns as they are (no Python object per row but its path and track); otherwise
+    row by row, files without a CSV row sized from their header.
+    """
+    label = int(class_dir.name)
+    if label >= NUM_CLASSES:
+        raise DatasetNotFoundError(
+            f"{class_dir}: class folder {class_dir.name} is outside 00000..{NUM_CLASSES - 1:05d}"
+        )
+    csv_path = class_dir / f"GT-{class_dir.name}.csv"
+    with file_errors("look for the annotation file", csv_path):
+        has_csv = csv_path.is_file()
+    folder = str(class_dir) + os.sep
+    table = preprocess.read_annotation_table(csv_path, folder) if has_csv else None
+    listed = [p[len(folder) :] for p in table.paths] if table is not None else []
+    if table is not None and table.class_ids is not None:
+        wrong = np.flatnonzero(table.class_ids != label)
+        if wrong.size:
+            row = int(wrong[0])
+            raise AnnotationError(
+                f"{csv_path}: {listed[row]} has ClassId {table.class_ids[row]} but lies in class "
+                f"folder {class_dir.name}"
             )
-        csv_path = class_dir / f"GT-{class_dir.name}.csv"
-        annotations: dict[str, Annotation] = {}
-        with file_errors("look for the annotation file", csv_path):
-            has_csv = csv_path.is_file()
-        if has_csv:
-            for ann in preprocess.read_annotations(csv_path):
-                name = _plain_name(ann.filename, csv_path)
-                if ann.class_id is not None and int(ann.class_id) != label:
-                    raise AnnotationError(
-                        f"{csv_path}: {name} has ClassId {ann.class_id} but lies in class folder "
-                        f"{class_dir.name}"
-                    )
-                annotations[name] = ann
-        with file_errors("list the class folder", class_dir):
-            names = {n for n in os.listdir(class_dir) if n[-4:].lower() == ".ppm"}
-        names.update(annotations)  # listed files that are missing are reported by the loader
-        folder = str(class_dir) + os.sep
-        for name in sorted(names):
-            m = _TRAIN_FILE_RE.match(name)
-            track = int(m.group(1)) if m else None
-            path = folder + name
-            known = annotations.get(name)
-            if known is not None:
-                out.add(path, label, track, known.width, known.height, known.roi)
-            else:
-                w, h = _header_size(path)
-                out.add(path, label, track, w, h, None)
-    return out
+    with file_errors("list the class folder", class_dir):
+        on_disk = [n for n in os.listdir(class_dir) if n[-4:].lower() == ".ppm"]
+    names = sorted(set(on_disk).union(listed))
+    tracks = _track_ids(names)
+    if table is not None and names == listed:
+        return _Listing(
+            paths=table.paths,
+            labels=np.full(len(names), label, dtype=np.int64),
+            tracks=tracks,
+            widths=np.ascontiguousarray(table.widths),
+            heights=np.ascontiguousarray(table.heights),
+            rois=np.ascontiguousarray(table.rois),
+        )
+    out = _RowBuilder()
+    row_of = {name: i for i, name in enumerate(listed)}  # a name listed twice: its last row
+    for name, track in zip(names, tracks, strict=True):
+        path = folder + name
+        i = row_of.get(name)
+        if table is not None and i is not None:
+            x1, y1, x2, y2 = (int(v) for v in table.rois[i])
+            out.add(
+                path, label, track, int(table.widths[i]), int(table.heights[i]), (x1, y1, x2, y2)
+            )
+        else:
+            w, h = _header_size(path)
+            out.add(path, label, track, w, h, None)
+    return out.listing()
+
+
+_ALL_TRAIN_NAMES_RE = re.compile(r"(?:\d{5}_\d{5}\.ppm\n)*", re.IGNORECASE)
+
+
+def _track_ids(names: list[str]) -> list[int | None]:
+    """``TTTTT`` of each ``TTTTT_IIIII.ppm`` name, None for other names. When every name has
+    that form (GTSRB's folders) one regex pass over all of them checks it and NumPy reads the
+    digits: a twentieth of the cost of a match per name."""
+    joined = "\n".join(names) + "\n"
+    if not _ALL_TRAIN_NAMES_RE.fullmatch(joined):
+        return [int(m.group(1)) if (m := _TRAIN_FILE_RE.match(n)) else None for n in names]
+    digits = np.frombuffer(joined.encode("ascii"), np.uint8).reshape(-1, 16)[:, :5] - ord("0")
+    return (digits.astype(np.int64) @ np.array([10000, 1000, 100, 10, 1])).tolist()  # type: ignore[no-any-return]
 
 
 def _list_test(spec: SplitSpec) -> _Listing:
     csv_path = spec.labels_csv
     assert csv_path is not None  # find_split guarantees it for the test split
-    anns = preprocess.read_annotations(csv_path)
-    if anns and anns[0].class_id is None:
-        raise AnnotationError(f"{csv_path}: has no ClassId column (an unlabelled test list?)")
-    for row, ann in enumerate(anns):
-        _plain_name(ann.filename, csv_path)
-        if not 0 <= cast(int, ann.class_id) < NUM_CLASSES:
-            raise AnnotationError(
-                f"{csv_path}: row {row + 1} ({ann.filename}) ClassId {ann.class_id} is outside "
-                f"0..{NUM_CLASSES - 1}"
-            )
-    folder = str(spec.images_dir) + os.sep
-    return _Listing(  # column by column: one list comprehension each, no per-row calls
-        paths=[folder + a.filename for a in anns],
-        labels=[cast(int, a.class_id) for a in anns],
-        tracks=[None] * len(anns),
-        widths=[a.width for a in anns],
-        heights=[a.height for a in anns],
-        rois=[a.roi for a in anns],
+    # by column, checked with NumPy: no Python object per row but its path (the C parser has
+    # already refused names with path separators, '.', '..' and bad numbers)
+    table = preprocess.read_annotation_table(csv_path, str(spec.images_dir) + os.sep)
+    if table.class_ids is None:
+        if table.paths:
+            raise AnnotationError(f"{csv_path}: has no ClassId column (an unlabelled test list?)")
+        return _RowBuilder().listing()
+    bad = np.flatnonzero((table.class_ids < 0) | (table.class_ids >= NUM_CLASSES))
+    if bad.size:
+        row = int(bad[0])
+        raise AnnotationError(
+            f"{csv_path}: row {row + 1} ({os.path.basename(table.paths[row])}) ClassId "
+            f"{table.class_ids[row]} is outside 0..{NUM_CLASSES - 1}"
+        )
+    return _Listing(
+        paths=table.paths,
+        labels=np.ascontiguousarray(table.class_ids),
+        tracks=[None] * len(table.paths),
+        widths=np.ascontiguousarray(table.widths),
+        heights=np.ascontiguousarray(table.heights),
+        rois=np.ascontiguousarray(table.rois),
     )
 
 
@@ -527,21 +595,22 @@ def split_checksum(
     Covers, in this order: a version tag with the image size and the roi flag, the number of
     images, the uint8 (N, H, W, 3) pixels in C order after decoding/cropping/resizing, and the
     int64 little-endian labels. It does not cover file names, the original files' bytes, or the
-    float normalisation (mean/std), and it changes with row order.
+    float normalisation (mean/std), and it changes with row order. :func:`load_split` gets
+    the same digest from its loader threads, which hash the rows as they load them.
     """
     if images_u8.dtype != np.uint8 or images_u8.ndim != 4:
         raise NeonsignValueError(
             f"checksum needs uint8 (N,H,W,3) images, got {images_u8.dtype} {images_u8.shape}"
         )
-    h = _checksum_start(size, roi, images_u8.shape[0])
+    h = hashlib.sha256(_checksum_tag(size, roi, images_u8.shape[0]))
     h.update(np.ascontiguousarray(images_u8).data)
     h.update(np.ascontiguousarray(labels, dtype="<i8").data)
     return h.hexdigest()
 
 
-def _checksum_start(size: int, roi: bool, n: int) -> hashlib._Hash:
-    """The sha256 of :func:`split_checksum` with its version tag fed in."""
-    return hashlib.sha256(f"neonsign-split-v1;size={size};roi={int(roi)};n={n};".encode())
+def _checksum_tag(size: int, roi: bool, n: int) -> bytes:
+    """The version tag :func:`split_checksum` starts with."""
+    return f"neonsign-split-v1;size={size};roi={int(roi)};n={n};".encode()
 
 
 @overload
@@ -622,10 +691,11 @@ def load_split(
         uint8 decode at ``size``/``roi`` and the labels, so it does not depend on ``dtype``,
         ``mean``/``std`` or the thread count.
 
-    Every image goes through one C pass (:func:`neonsign.preprocess.load_images_and_uint8`:
+    Every image goes through one C pass (:func:`neonsign.preprocess.load_images_and_digest`:
     open, fstat, read, decode, crop, resize, normalise into the output array) with the GIL
     released; for float32 the same pass leaves the uint8 resize the checksum covers in a side
-    array, so nothing is decoded twice and no NumPy pass runs over the images. A FIFO, a
+    array, and the loader's threads hash those rows in row order as they complete, so nothing
+    is decoded twice, no NumPy pass runs over the images and no hashing pass follows. A FIFO, a
     device (e.g. a symlink to ``/dev/zero``) or a directory named like an image is refused
     before anything is read from it (an error naming it, or a skipped row with ``skip_bad``).
 
@@ -650,12 +720,8 @@ def load_split(
     if not listing.paths:
         raise DatasetNotFoundError(f"the GTSRB {split} split at {spec.images_dir} holds no images")
 
-    paths = listing.paths
-    labels = np.array(listing.labels, dtype=np.int64)
-    tracks = listing.tracks
-    widths = np.array(listing.widths, dtype=np.int64)
-    heights = np.array(listing.heights, dtype=np.int64)
-    rois = np.array(listing.rois, dtype=np.int64).reshape(-1, 4)
+    paths, tracks = listing.paths, listing.tracks
+    labels, widths, heights, rois = listing.labels, listing.widths, listing.heights, listing.rois
     keep = _subset(len(paths), limit)
     if keep is not None:
         paths = [paths[i] for i in keep]
@@ -663,8 +729,12 @@ def load_split(
         labels, widths, heights, rois = labels[keep], widths[keep], heights[keep], rois[keep]
 
     t0 = time.perf_counter()
-    result, images_u8 = preprocess.load_images_and_uint8(
+    # the checksum is hashed by the loader's threads as rows complete (see split_checksum for
+    # what it covers; load_images_and_digest for how): no serial pass after the load
+    result, _, checksum = preprocess.load_images_and_digest(
         paths,
+        prefix=_checksum_tag(size, roi, len(paths)),
+        suffix=np.ascontiguousarray(labels, dtype="<i8").tobytes(),
         rois=rois if roi else None,
         size=size,
         dtype=dtype,
@@ -674,10 +744,6 @@ def load_split(
         skip_bad=skip_bad,
     )
     seconds = time.perf_counter() - t0
-    # sha256 runs after the load, not beside it: on two cores a hashing thread would only take
-    # CPU from the loader threads (measured: no gain), and OpenSSL's SHA-NI hashes the uint8
-    # decode at about 1.7 us per 32x32 image
-    checksum = split_checksum(images_u8, labels, size=size, roi=roi)
     images = result.images
 
     meta = SplitMeta(

@@ -10,7 +10,7 @@
  * - files that are not regular (a FIFO nobody writes, a symlink to /dev/zero, a directory) are
  *   refused before anything is allocated or read, without blocking.
  *
- * sources: common.c pool.c buf.c fileio.c ppm.c csv.c resize.c loader.c
+ * sources: common.c pool.c buf.c fileio.c ppm.c csv.c resize.c sha256.c loader.c
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>

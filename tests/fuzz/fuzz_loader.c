@@ -1,10 +1,11 @@
 /* libFuzzer target: the whole-split loader (read + decode + crop + resize + normalise) on a
  * fuzzed file with a fuzzed ROI and output size.
  *
- * sources: common.c pool.c buf.c fileio.c ppm.c resize.c loader.c
+ * sources: common.c pool.c buf.c fileio.c ppm.c resize.c sha256.c loader.c
  *
  * Input: flags byte (bit 0: float32 NCHW else uint8 NHWC; bit 1: use the ROI; bit 2: skip_bad;
- * bit 3: with float32, also the uint8 side output, exact-size, checked against the floats),
+ * bit 3: with float32, also the uint8 side output, exact-size, checked against the floats;
+ * bit 4: the in-order digest, checked against one sha256 of the uint8 rows),
  * out_h and out_w bytes (+1), four little-endian int16 ROI corners, then the file contents,
  * written to a temporary file that the loader reads twice (two images, the second with the
  * whole image). The output is an exact-size allocation.
@@ -64,9 +65,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!req.out) return 0;
     const size_t plane = req.out_h * req.out_w * 3;
     if (f32 && (data[0] >> 3) & 1 && !(req.out_u8 = malloc(2 * plane))) abort();
+    ns_sha256 digest;
+    ns_sha256_init(&digest);
+    ns_sha256_update(&digest, "prefix", 6);
+    if ((data[0] >> 4) & 1) req.digest = &digest;
+    const int digest_refused = req.digest && f32 && !req.out_u8; /* no uint8 rows to hash */
     ns_error err;
     ns_status st = ns_load_images(NULL, &req, &err);
-    if (st != NS_OK && (skip_bad || err.msg[0] == '\0')) abort();
+    if (digest_refused != (st == NS_ERR_INVALID)) abort();
+    if (st != NS_OK && ((skip_bad && !digest_refused) || err.msg[0] == '\0')) abort();
+    if (req.digest && st == NS_OK) { /* the rows, hashed in order: one sha256 of them */
+        ns_sha256 once;
+        uint8_t a[32], b[32];
+        ns_sha256_init(&once);
+        ns_sha256_update(&once, "prefix", 6);
+        ns_sha256_update(&once, f32 ? (const void *)req.out_u8 : req.out, 2 * plane);
+        ns_sha256_final(&once, a);
+        ns_sha256_final(&digest, b);
+        if (memcmp(a, b, 32) != 0) abort();
+    }
     if (req.out_u8 && st == NS_OK) { /* loaded floats are the side output, normalised */
         float lut[3 * 256];
         ns_normalize_lut(req.mean, req.std, lut);
@@ -79,8 +96,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         abort();
     }
     free(req.out_u8);
-    for (int i = 0; i < 2; i++) {
-        if (skip_bad && !ok[i] && !messages[i]) abort(); /* failures carry a message */
+    for (int i = 0; i < 2; i++) { /* failures carry a message (a refused call loads nothing) */
+        if (skip_bad && !digest_refused && !ok[i] && !messages[i]) abort();
         free(messages[i]);
     }
     free(req.out);
