@@ -56,8 +56,8 @@ static inline v4f sample(const float *img, int h, int w, float ix, float iy) {
     int dx = x0 + 1 < w ? 4 : 0, dy = y0 + 1 < h ? w * 4 : 0;
     float we = ix - (float)x0, ww = 1.0f - we, ws = iy - (float)y0, wn = 1.0f - ws;
     const float *a = img + (y0 * w + x0) * 4, *c = a + dy;
-    return load4(a) * splat(wn * ww) + load4(a + dx) * splat(wn * we) +
-           load4(c) * splat(ws * ww) + load4(c + dx) * splat(ws * we);
+    return load4(a) * splat(wn * ww) + load4(a + dx) * splat(wn * we) + load4(c) * splat(ws * ww) +
+           load4(c + dx) * splat(ws * we);
 }
 
 /* Row i's input coordinates, clipped: ix[j], iy[j] for the w output pixels (a loop the compiler
