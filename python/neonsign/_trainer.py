@@ -1,8 +1,9 @@
 """The PyTorch training loop behind :mod:`neonsign.train` (imports torch; private).
 
-Data arrive once as uint8 NHWC arrays; every batch is gathered from them, augmented in torch
-(random affine via ``affine_grid``/``grid_sample``, brightness/contrast jitter) and normalised,
-so no per-item Python or Pillow work happens during an epoch. The forward/backward pass runs
+Data arrive once as uint8 NHWC arrays; every batch is gathered from them, augmented (random
+affine with ``affine_grid``/``grid_sample``'s semantics, brightness/contrast jitter) and
+normalised in one C pass (``_native.augment``; the draws come from torch), so no per-item
+Python or Pillow work happens during an epoch. The forward/backward pass runs
 under bfloat16 autocast where the CPU has native bf16 (``TrainConfig.bf16``; weights stay
 float32). With ``torch.distributed`` initialised, each rank trains on a disjoint shard of every epoch's permutation under
 DistributedDataParallel and validation counts are summed over ranks.
@@ -234,7 +235,8 @@ def prepare_batch(
     are :func:`_draw`'s; the resampling (``affine_grid`` + ``grid_sample``, bilinear, border),
     the per-image mean, the jitter and clamp and the normalisation run in one C pass on this
     thread (``_native.augment``, GIL released), writing NHWC float32, which is the
-    channels_last layout of the NCHW tensor returned: about 4x faster than the PyTorch ops.
+    channels_last layout of the NCHW tensor returned: 2-3x faster than the PyTorch ops
+    (docs/training.md, issue 18).
     """
     if not cfg.augment:
         return _prepare_batch_torch(u8, gen, cfg, mean, std)
