@@ -6,14 +6,16 @@ glibc's default allocator behaviour); "after_default_malloc" is the training loo
 (:func:`neonsign._trainer.prepare_batch`, the cheaper dropout mask of
 :func:`neonsign._trainer._add_dropout`) under the default allocator; "after" is that step as
 :func:`neonsign._trainer.fit` runs it, with :func:`neonsign._trainer.keep_freed_memory` (no
-page faults per step). The allocator setting is process-wide, so every kind runs in a process
+page faults per step). "after_torch_prepare" is "after" with the batch preparation in PyTorch ops
+(:func:`neonsign._trainer._prepare_batch_torch`, as before the C augmentation kernel), to time
+that kernel alone. The allocator setting is process-wide, so every kind runs in a process
 of its own (spawned once, fed one round at a time). Same TrafficSignNet initialisation, batch,
 thread count and precision choice; the kinds alternate in every round so that the load of a
 shared machine hits all alike. Medians over all timed steps; page faults per step are counted
 (``getrusage``).
 
 Usage: python benchmarks/train_step.py [--steps N] [--rounds R] [--threads T] [--bf16|--no-bf16]
-[--out FILE] (default benchmarks/results/train_step.json).
+[--kinds K,K,...] [--out FILE] (default benchmarks/results/train_step.json).
 """
 
 from __future__ import annotations
@@ -33,12 +35,18 @@ import torch
 import torch.nn.functional as F
 
 import neonsign
-from neonsign._trainer import _add_dropout, keep_freed_memory, prepare_batch, resolve_precision
+from neonsign._trainer import (
+    _add_dropout,
+    _prepare_batch_torch,
+    keep_freed_memory,
+    prepare_batch,
+    resolve_precision,
+)
 from neonsign.model import TrafficSignNet
 from neonsign.train import TrainConfig
 
 PHASES = ("augment", "forward", "backward", "optimizer")
-KINDS = ("before", "after_default_malloc", "after")
+KINDS = ("before", "after_default_malloc", "after_torch_prepare", "after")
 
 
 def before_prepare(u8: torch.Tensor, gen: torch.Generator, cfg: TrainConfig) -> torch.Tensor:
@@ -93,6 +101,8 @@ def make_step(kind: str, cfg: TrainConfig, bf16: bool):
         t0 = time.perf_counter()
         if kind == "before":
             x = before_prepare(u8, gen, cfg)
+        elif kind == "after_torch_prepare":
+            x = _prepare_batch_torch(u8, gen, cfg, mean, std)
         else:
             x = prepare_batch(u8, gen, cfg, mean, std)
         t1 = time.perf_counter()
@@ -114,7 +124,7 @@ def _worker(conn, kind: str, threads: int, bf16: bool, steps: int) -> None:
     """One kind's own process: ``steps`` training steps per round number received; sends back
     the per-phase ms and the page faults (the parent drops round 0, the warm-up). None ends it."""
     torch.set_num_threads(threads)
-    if kind == "after":
+    if kind in ("after", "after_torch_prepare"):
         keep_freed_memory()
     cfg = TrainConfig(threads=threads)
     data = torch.randint(0, 256, (4096, 32, 32, 3), dtype=torch.uint8)
@@ -138,14 +148,14 @@ def run_rounds(args: argparse.Namespace, bf16: bool) -> tuple[dict, dict]:
     page faults per timed step) per kind."""
     ctx = mp.get_context("spawn")
     procs = {}
-    for kind in KINDS:
+    for kind in args.kinds:
         conn, child = ctx.Pipe()
         proc = ctx.Process(target=_worker, args=(child, kind, args.threads, bf16, args.steps))
         proc.start()
         child.close()
         procs[kind] = (conn, proc)
-    times = {k: {p: [] for p in PHASES} for k in KINDS}
-    faults = dict.fromkeys(KINDS, 0)
+    times = {k: {p: [] for p in PHASES} for k in args.kinds}
+    faults = dict.fromkeys(args.kinds, 0)
     try:
         for conn, _ in procs.values():
             conn.recv()  # ready
@@ -174,7 +184,14 @@ def main() -> int:
     ap.add_argument(
         "--out", default=str(Path(__file__).resolve().parent / "results" / "train_step.json")
     )
+    ap.add_argument(
+        "--kinds", default=",".join(KINDS), help=f"comma-separated subset of {', '.join(KINDS)}"
+    )
     args = ap.parse_args()
+    asked = set(args.kinds.split(","))
+    if not asked or not asked <= set(KINDS):
+        ap.error(f"--kinds: choose among {', '.join(KINDS)}")
+    args.kinds = [k for k in KINDS if k in asked]  # in KINDS order
     torch.set_num_threads(args.threads)
     cfg = TrainConfig(threads=args.threads)
     precision = resolve_precision(args.bf16, cfg.batch_size, args.threads)
@@ -189,6 +206,7 @@ def main() -> int:
         "steps_per_kind": args.steps * args.rounds,
         "load_average_end": os.getloadavg()[0],
     }
+    res["kinds"] = args.kinds
     for kind, phases in times.items():
         med = {p: statistics.median(v) for p, v in phases.items()}
         totals = [sum(t) for t in zip(*phases.values(), strict=True)]
@@ -197,28 +215,27 @@ def main() -> int:
             "step_median_ms": statistics.median(totals),
             "page_faults_per_step": faults[kind],
         }
-    for kind in KINDS[1:]:
-        res[f"speedup_step_{kind}"] = res["before"]["step_median_ms"] / res[kind]["step_median_ms"]
-    res["speedup_step_allocator"] = (
-        res["after_default_malloc"]["step_median_ms"] / res["after"]["step_median_ms"]
-    )
+    ratios = {  # name: (slower kind, faster kind), reported when both ran
+        **{f"speedup_step_{k}": ("before", k) for k in KINDS[1:]},
+        "speedup_step_allocator": ("after_default_malloc", "after"),
+        "speedup_step_c_augment": ("after_torch_prepare", "after"),
+    }
+    for name, (slow, fast) in ratios.items():
+        if slow in res and fast in res:
+            res[name] = res[slow]["step_median_ms"] / res[fast]["step_median_ms"]
     print(
         f"precision {precision}, {args.threads} thread(s), batch {cfg.batch_size}; median ms; "
         f"load {res['load_average_end']:.1f}"
     )
     print(f"{'step':<21}" + "".join(f"{p:>11}" for p in PHASES) + f"{'step':>11}{'faults':>9}")
-    for kind in KINDS:
+    for kind in args.kinds:
         med = res[kind]["median_ms"]
         print(
             f"{kind:<21}"
             + "".join(f"{med[p]:>11.2f}" for p in PHASES)
             + f"{res[kind]['step_median_ms']:>11.2f}{res[kind]['page_faults_per_step']:>9.0f}"
         )
-    print(
-        f"vs before: after_default_malloc {res['speedup_step_after_default_malloc']:.2f}x, "
-        f"after {res['speedup_step_after']:.2f}x; allocator setting alone "
-        f"{res['speedup_step_allocator']:.2f}x"
-    )
+    print(", ".join(f"{name} {res[name]:.2f}x" for name in ratios if name in res))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n")

@@ -180,8 +180,11 @@ def test_not_a_state_dict_pth(tmp_path):
         artifacts.import_pth(pth, tmp_path / "m2")
 
 
-def test_pool_before_relu_matches_the_learning_path_order_bit_for_bit():
-    """forward() pools before the ReLU (faster); outputs and gradients equal relu-then-pool."""
+@pytest.mark.parametrize("bf16", [False, True])
+def test_pool_before_relu_matches_the_learning_path_order_bit_for_bit(bf16):
+    """forward() pools before the ReLU (faster); outputs and gradients equal relu-then-pool, in
+    float32 and as training runs it (channels_last, under bfloat16 autocast: max and relu are
+    exact in any dtype, and a window whose max is <= 0 gets no gradient in either order)."""
     import torch.nn.functional as F
 
     from neonsign.model import TrafficSignNet
@@ -189,13 +192,17 @@ def test_pool_before_relu_matches_the_learning_path_order_bit_for_bit():
     torch.manual_seed(0)
     m = TrafficSignNet()
     x = torch.randn(8, 3, 32, 32)
+    if bf16:
+        m = m.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
 
     def learning_path(x: torch.Tensor) -> torch.Tensor:
         x = F.max_pool2d(F.relu(m.conv1(x)), 2)
         x = F.max_pool2d(F.relu(m.conv2(x)), 2)
         return m.fc2(F.relu(m.fc1(torch.flatten(x, 1))))
 
-    ours, ref = m(x), learning_path(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        ours, ref = m(x), learning_path(x)
     assert torch.equal(ours, ref)
     g_ours = torch.autograd.grad(ours.square().sum(), list(m.parameters()))
     g_ref = torch.autograd.grad(ref.square().sum(), list(m.parameters()))

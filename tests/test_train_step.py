@@ -1,5 +1,5 @@
-"""The training step's pieces (issue 18): the fused batch preparation against PyTorch's own
-affine_grid/grid_sample augmentation, and the per-phase clock of benchmarks/train.py."""
+"""The training step's pieces (issue 18): the fused batch preparation (the C augmentation
+kernel and its PyTorch form) against PyTorch's own affine_grid/grid_sample augmentation, and the per-phase clock of benchmarks/train.py."""
 
 from __future__ import annotations
 
@@ -68,6 +68,106 @@ def test_prepare_batch_is_the_reference_augmentation(augment, mean, std):
     lo = ((0 - torch.tensor(mean)) / torch.tensor(std)).view(1, -1, 1, 1)
     hi = ((1 - torch.tensor(mean)) / torch.tensor(std)).view(1, -1, 1, 1)
     assert torch.all(got >= lo - 1e-5) and torch.all(got <= hi + 1e-5)
+
+
+def _torch_augment(u8, theta, bright, contrast, mean, std):
+    """The C kernel's transform in PyTorch's own ops: ``F.affine_grid`` + ``F.grid_sample``
+    (bilinear, border, align_corners=False) on 0..255, the jitter around each image's mean,
+    clamp, normalise."""
+    x = u8.permute(0, 3, 1, 2).to(torch.float32)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    y = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    b, c = bright.view(-1, 1, 1, 1), contrast.view(-1, 1, 1, 1)
+    mu = y.mean(dim=(1, 2, 3), keepdim=True)
+    y = ((y - mu) * c + mu * b).div(255.0).clamp(0.0, 1.0)
+    return (y - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
+
+
+@pytest.mark.parametrize("h, w", [(32, 32), (17, 23), (48, 8), (1, 5), (1, 1)])
+@pytest.mark.parametrize("spread", [0.3, 1.0, 4.0])
+def test_c_augment_is_grid_sample(h, w, spread):
+    """``_native.augment`` (issue 18: the batch preparation in one C pass) against PyTorch's
+    affine_grid/grid_sample path on random batches: thetas from near-identity to large
+    rotations, scalings and translations that sample far outside the image (the border
+    clamp), brightness/contrast factors that drive the clamp to 0 and 1."""
+    from neonsign import _native
+
+    g = torch.Generator().manual_seed(h * 100 + w + int(spread * 10))
+    n = 19
+    u8 = torch.randint(0, 256, (n, h, w, 3), dtype=torch.uint8, generator=g)
+    theta = torch.eye(2, 3).expand(n, 2, 3) + spread * torch.randn(n, 2, 3, generator=g)
+    bright = 0.2 + 1.6 * torch.rand(n, generator=g)
+    contrast = 0.2 + 1.6 * torch.rand(n, generator=g)
+    mean, std = (0.3, 0.4, 0.5), (0.2, 0.25, 0.3)
+    got = _native.augment(
+        u8.numpy(), theta.contiguous().numpy(), bright.numpy(), contrast.numpy(), mean, std
+    )
+    assert got.dtype == np.float32 and got.shape == (n, h, w, 3)
+    want = _torch_augment(u8, theta, bright, contrast, mean, std)
+    torch.testing.assert_close(torch.from_numpy(got).permute(0, 3, 1, 2), want, atol=1e-4, rtol=0)
+
+
+def test_c_augment_identity_and_far_border():
+    """The identity map reproduces the image (normalised); a translation far outside the image
+    fills it with its nearest border pixels (border padding), as grid_sample does."""
+    from neonsign import _native
+
+    u8 = torch.randint(0, 256, (2, 9, 7, 3), dtype=torch.uint8, generator=torch.Generator())
+    ident = torch.eye(2, 3).expand(2, 2, 3).contiguous()
+    ones = np.ones(2, np.float32)
+    got = _native.augment(u8.numpy(), ident.numpy(), ones, ones, (0, 0, 0), (1, 1, 1))
+    np.testing.assert_allclose(got, u8.numpy() / 255.0, atol=1e-5)
+    far = ident.clone()
+    far[:, 0, 2], far[:, 1, 2] = 50.0, -50.0  # right of and above the image: its top-right pixel
+    got = _native.augment(u8.numpy(), far.numpy(), ones, ones, (0, 0, 0), (1, 1, 1))
+    corner = u8.numpy()[:, :1, -1:, :] / 255.0
+    np.testing.assert_allclose(got, np.broadcast_to(corner, got.shape), atol=1e-5)
+
+
+def test_c_augment_rejects_bad_arguments_and_survives_non_finite_maps():
+    """Shapes, dtypes and std are checked with neonsign errors naming the argument; NaN or
+    infinite maps sample the border (no crash, no read outside the image)."""
+    from neonsign import _native
+    from neonsign.errors import NeonsignTypeError, NeonsignValueError
+
+    u8 = np.zeros((3, 8, 8, 3), np.uint8)
+    theta = np.zeros((3, 2, 3), np.float32)
+    f = np.ones(3, np.float32)
+    m, s = (0.5,) * 3, (0.5,) * 3
+    with pytest.raises(NeonsignValueError, match="theta"):
+        _native.augment(u8, theta[:2], f, f, m, s)
+    with pytest.raises(NeonsignValueError, match="theta"):
+        _native.augment(u8, theta.astype(np.float64), f, f, m, s)
+    with pytest.raises(NeonsignValueError, match="contrast"):
+        _native.augment(u8, theta, f, f[:2], m, s)
+    with pytest.raises(NeonsignValueError, match="images"):
+        _native.augment(u8.astype(np.float32), theta, f, f, m, s)
+    with pytest.raises(NeonsignTypeError, match="bright"):
+        _native.augment(u8, theta, [1.0] * 3, f, m, s)
+    with pytest.raises(NeonsignValueError, match="std"):
+        _native.augment(u8, theta, f, f, m, (0.5, 0.0, 0.5))
+    odd = np.array([[[np.nan, 0, 0], [0, 1, 0]], [[np.inf, 0, -np.inf], [0, 1, 0]]] * 2)
+    got = _native.augment(u8[:2] + 7, odd[:2].astype(np.float32), f[:2], f[:2], m, s)
+    np.testing.assert_allclose(got, (7 / 255 - 0.5) / 0.5, atol=1e-5)
+    assert _native.augment(u8[:0], theta[:0], f[:0], f[:0], m, s).shape == (0, 8, 8, 3)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_prepare_batch_is_its_pytorch_form(seed):
+    """The training loop's batch preparation (the C kernel) against its PyTorch form with the
+    same draws, on the default recipe's ranges and on wider ones."""
+    from neonsign._trainer import _prepare_batch_torch
+
+    u8 = torch.randint(
+        0, 256, (64, 32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)
+    )
+    wide = dict(rotation=180.0, scale=(0.3, 2.0), translate=0.6, brightness=0.9, contrast=0.9)
+    for cfg in (TrainConfig(), TrainConfig(**wide)):
+        m, s = torch.tensor(cfg.mean), torch.tensor(cfg.std)
+        got = prepare_batch(u8, torch.Generator().manual_seed(seed), cfg, m, s)
+        want = _prepare_batch_torch(u8, torch.Generator().manual_seed(seed), cfg, m, s)
+        assert got.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize("h, w", [(32, 32), (17, 23), (1, 5)])

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/augment.h"
 #include "core/csv.h"
 #include "core/fileio.h"
 #include "core/loader.h"
@@ -396,6 +397,52 @@ static PyObject *py_normalize(PyObject *module, PyObject *const *args, Py_ssize_
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Training augmentation                                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+static const char *const augment_args[] = {"images", "theta", "bright", "contrast",
+                                           "mean",   "std",   NULL};
+static const ns_argspec augment_spec = NS_ARGSPEC("augment", augment_args, 6);
+
+static PyObject *py_augment(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames) {
+    ns_state *st = ns_state_of_module(module);
+    PyObject *a[6];
+    PyArrayObject *img, *theta, *bright, *contrast;
+    ns_augment_params p;
+    if (!ns_parse_args(st, &augment_spec, args, nargs, kwnames, a) ||
+        !(img = ns_check_rgb(st, a[0], "images", 4)))
+        return NULL;
+    npy_intp n = PyArray_DIM(img, 0), h = PyArray_DIM(img, 1), w = PyArray_DIM(img, 2);
+    npy_intp theta_shape[3] = {n, 2, 3}, factor_shape[1] = {n};
+    if (!(theta = ns_check_f32(st, a[1], "theta", 3, theta_shape, "NeonsignValueError")) ||
+        !(bright = ns_check_f32(st, a[2], "bright", 1, factor_shape, "NeonsignValueError")) ||
+        !(contrast = ns_check_f32(st, a[3], "contrast", 1, factor_shape, "NeonsignValueError")) ||
+        !ns_conv_triple(st, a[4], "mean", p.mean) || !ns_conv_triple(st, a[5], "std", p.std) ||
+        !check_std(st, p.std))
+        return NULL;
+    if ((size_t)h * (size_t)w > ((size_t)1 << 28))
+        return ns_raise(st, "NeonsignValueError", "images of %zdx%zd pixels are too large", h, w);
+    npy_intp dims[4] = {n, h, w, 3};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(4, dims, NPY_FLOAT32);
+    if (!out) return NULL;
+    float *scratch = PyMem_RawMalloc(ns_augment_scratch_floats((size_t)h, (size_t)w) * 4);
+    if (!scratch) {
+        Py_DECREF(out);
+        return PyErr_NoMemory();
+    }
+    p.theta = PyArray_DATA(theta);
+    p.bright = PyArray_DATA(bright);
+    p.contrast = PyArray_DATA(contrast);
+    const uint8_t *src = PyArray_DATA(img);
+    float *dst = PyArray_DATA(out);
+    /* the caller references the arguments for the whole call: safe without the GIL */
+    Py_BEGIN_ALLOW_THREADS ns_augment_u8c3(src, (size_t)n, (size_t)h, (size_t)w, &p, scratch, dst);
+    Py_END_ALLOW_THREADS PyMem_RawFree(scratch);
+    return (PyObject *)out;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Whole-split loader                                                                           */
 /* ------------------------------------------------------------------------------------------ */
 
@@ -712,6 +759,12 @@ PyMethodDef ns_preprocess_methods[] = {
      "3); roi: (x1, y1, x2, y2) inclusive."},
     {"normalize", FASTCALL_KW(py_normalize),
      "normalize(images, mean, std) -> float32 (N, 3, H, W)\n\nimages: uint8 (N, H, W, 3)."},
+    {"augment", FASTCALL_KW(py_augment),
+     "augment(images, theta, bright, contrast, mean, std) -> float32 (N, H, W, 3)\n\nThe "
+     "training augmentation in one pass on the calling thread: images uint8 (N, H, W, 3) "
+     "resampled through theta float32 (N, 2, 3) (affine_grid + grid_sample bilinear, border, "
+     "align_corners=False), brightness/contrast float32 (N,) around each image's mean, clamped "
+     "to [0, 1], normalised by mean/std; NHWC (a channels_last NCHW tensor to PyTorch)."},
     {"load_images", FASTCALL_KW(py_load_images),
      "load_images(paths, rois, height, width, layout, mean, std, max_pixels, max_file_bytes, "
      "skip_bad, threads, keep_uint8, out, out_uint8, digest_prefix, digest_suffix) -> (images, "

@@ -66,6 +66,14 @@ def resize(
 def normalize(
     images: npt.NDArray[np.uint8], mean: Sequence[float], std: Sequence[float]
 ) -> npt.NDArray[np.float32]: ...
+def augment(
+    images: npt.NDArray[np.uint8],
+    theta: npt.NDArray[np.float32],
+    bright: npt.NDArray[np.float32],
+    contrast: npt.NDArray[np.float32],
+    mean: Sequence[float],
+    std: Sequence[float],
+) -> npt.NDArray[np.float32]: ...
 def load_images(
     paths: Sequence[str | bytes | PathLike[str] | PathLike[bytes]],
     rois: npt.NDArray[np.int64] | None,

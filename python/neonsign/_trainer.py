@@ -1,8 +1,9 @@
 """The PyTorch training loop behind :mod:`neonsign.train` (imports torch; private).
 
-Data arrive once as uint8 NHWC arrays; every batch is gathered from them, augmented in torch
-(random affine via ``affine_grid``/``grid_sample``, brightness/contrast jitter) and normalised,
-so no per-item Python or Pillow work happens during an epoch. The forward/backward pass runs
+Data arrive once as uint8 NHWC arrays; every batch is gathered from them, augmented (random
+affine with ``affine_grid``/``grid_sample``'s semantics, brightness/contrast jitter) and
+normalised in one C pass (``_native.augment``; the draws come from torch), so no per-item
+Python or Pillow work happens during an epoch. The forward/backward pass runs
 under bfloat16 autocast where the CPU has native bf16 (``TrainConfig.bf16``; weights stay
 float32). With ``torch.distributed`` initialised, each rank trains on a disjoint shard of every epoch's permutation under
 DistributedDataParallel and validation counts are summed over ranks.
@@ -26,6 +27,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from . import _native
 from ._precision import PrecisionChoice, bf16_supported, choose_precision
 from .artifacts import NUM_CLASSES
 from .errors import NeonsignValueError
@@ -228,10 +230,41 @@ def prepare_batch(
     """The network's input for a uint8 (B, H, W, 3) batch: normalised float32 (B, 3, H, W)
     channels_last, augmented when ``cfg.augment``.
 
-    Equal (to float rounding) to ``(augment_batch(u8 / 255) - mean) / std`` made channels_last,
-    in fewer passes over the batch: resampled once in 0..255, the jitter and the 1/255 one
-    per-image multiply-add, the clamp, then the normalisation written straight into a
-    channels_last tensor (no separate conversion, division or layout copy).
+    Equal (to float rounding) to ``(augment_batch(u8 / 255) - mean) / std`` made channels_last
+    (:func:`_prepare_batch_torch`, the PyTorch form kept as its reference). The random draws
+    are :func:`_draw`'s; the resampling (``affine_grid`` + ``grid_sample``, bilinear, border),
+    the per-image mean, the jitter and clamp and the normalisation run in one C pass on this
+    thread (``_native.augment``, GIL released), writing NHWC float32, which is the
+    channels_last layout of the NCHW tensor returned: 2-3x faster than the PyTorch ops
+    (docs/training.md, issue 18).
+    """
+    if not cfg.augment:
+        return _prepare_batch_torch(u8, gen, cfg, mean, std)
+    d = _draw(u8.shape[0], gen, cfg)
+    out = _native.augment(
+        u8.contiguous().numpy(),
+        d.theta.numpy(),
+        d.bright.reshape(-1).numpy(),
+        d.contrast.reshape(-1).numpy(),
+        mean.tolist(),
+        std.tolist(),
+    )
+    return torch.from_numpy(out).permute(0, 3, 1, 2)
+
+
+def _prepare_batch_torch(
+    u8: torch.Tensor,
+    gen: torch.Generator,
+    cfg: TrainConfig,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+) -> torch.Tensor:
+    """:func:`prepare_batch` in PyTorch ops (its reference, and its path without augmentation).
+
+    In fewer passes than :func:`augment_batch` then a normalisation: resampled once in 0..255,
+    the jitter and the 1/255 one per-image multiply-add, the clamp, then the normalisation
+    written straight into a channels_last tensor (no separate conversion, division or layout
+    copy).
     """
     m, s = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
     out = torch.empty(u8.shape[0], u8.shape[3], u8.shape[1], u8.shape[2])

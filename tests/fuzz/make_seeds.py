@@ -76,6 +76,19 @@ def main(out: Path) -> None:
     ):
         resize[f"r{i}"] = bytes(hdr) + bytes(rng.randrange(256) for _ in range(64))
     corpora["fuzz_resize"] = resize
+    # augment: w, h, n bytes, per image 8 float32 (theta, bright, contrast), then pixels
+    augment = {}
+    for i, (hdr, maps) in enumerate(
+        [
+            ((31, 31, 0), [(1, 0, 0, 0, 1, 0, 1, 1)]),
+            ((4, 40, 2), [(0.9, -0.4, 0.2, 0.4, 0.9, -0.1, 1.3, 0.7)] * 3),
+            ((0, 0, 1), [(3, 2, -9, 5, -7, 40, 0, 2)] * 2),
+            ((17, 3, 1), [(float("nan"), 0, float("inf"), 0, 1, -float("inf"), 1e30, -1)] * 2),
+        ]
+    ):
+        floats = b"".join(struct.pack("<8f", *m) for m in maps)
+        augment[f"a{i}"] = bytes(hdr) + floats + bytes(rng.randrange(256) for _ in range(64))
+    corpora["fuzz_augment"] = augment
     # weights: selector byte then float32 bytes, repeated by the target
     weights = {}
     for i, scale in enumerate([0.05, 1.0, 1e30]):
