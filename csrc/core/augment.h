@@ -5,8 +5,9 @@
  * padding_mode="border", align_corners=False) on 0..255 values (in float32), the mean of the
  * resampled image, the brightness/contrast jitter y * c / 255 + mean * (b - c) / 255 clamped to
  * [0, 1], and the per-channel normalisation (y - mean[ch]) / std[ch], written as float32 NHWC
- * (a channels_last NCHW tensor to PyTorch). Scalar C on the calling thread: the kernel is its
- * own reference and is tested against PyTorch's path (tests/test_train_step.py).
+ * (a channels_last NCHW tensor to PyTorch). Portable C with GCC/Clang 4-float vector types (SSE
+ * on x86-64, NEON on AArch64; no intrinsics), on the calling thread; PyTorch's path is its
+ * reference (tests/test_train_step.py).
  */
 #ifndef NS_AUGMENT_H
 #define NS_AUGMENT_H
