@@ -219,8 +219,8 @@ def _headers(scope: Scope) -> tuple[int | None, bytes]:
 
 
 async def _read_body(receive: Receive) -> bytes | None:
-    """The whole request body (the guard outside counts it against the upload limit), or None
-    if the client disconnected."""
+    """The whole request body (its declared length is within the upload limit), or None if the
+    client disconnected."""
     chunks = []
     while True:
         message = await receive()
