@@ -160,9 +160,7 @@ class PredictFastPath:
             err = ApiError(500, "internal_error", f"{type(exc).__name__}: {exc}")
             status, answer = err.status, error_body(err)
         await _respond(send, status, answer)
-        metrics = self.service.metrics
-        metrics.child(metrics.requests, "POST", path, str(status)).inc()
-        metrics.child(metrics.request_latency, path).observe(time.perf_counter() - start)
+        self.service.metrics.request("POST", path, status, time.perf_counter() - start)
 
     async def _answer(self, path: str, blobs: list[bytes], text: str | None) -> tuple[int, bytes]:
         """``(status, JSON body)`` of a predict request the fast path reads."""

@@ -75,9 +75,8 @@ class RequestGuard:
         finally:
             route = scope.get("route")
             name = getattr(route, "path", None) or "unmatched"
-            m = self.metrics
-            m.child(m.requests, scope.get("method", ""), name, str(exchange.status)).inc()
-            m.child(m.request_latency, name).observe(time.perf_counter() - start)
+            seconds = time.perf_counter() - start
+            self.metrics.request(scope.get("method", ""), name, exchange.status, seconds)
 
     async def _too_large(self, exchange: _Exchange, exc: BodyTooLarge) -> None:
         """Answer 413 unless a response has already started (then the connection just ends)."""

@@ -65,6 +65,12 @@ class Metrics:
             found = self._children[key] = metric.labels(*values)
         return found
 
+    def request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """One HTTP request answered: ``neonsign_http_requests`` and its latency by route
+        (the request guard and the predict fast path both count here)."""
+        self.child(self.requests, method, route, str(status)).inc()
+        self.child(self.request_latency, route).observe(seconds)
+
     def _inference_metrics(self, r: CollectorRegistry) -> None:
         self.inference_latency = Histogram(
             "neonsign_inference_duration_seconds",
