@@ -67,6 +67,7 @@ fi
 tests=("$@")
 if [ ${#tests[@]} -eq 0 ]; then
     tests=(tests/test_ppm.py tests/test_png_fast.py tests/test_csv.py tests/test_resize.py
+           tests/test_trainops_numpy.py
            tests/test_loader.py tests/test_load_fused.py
            tests/test_engine.py tests/test_kernels.py tests/test_properties.py tests/test_limits.py
            tests/test_serve.py)

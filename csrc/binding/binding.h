@@ -189,6 +189,9 @@ PyArrayObject *ns_check_rgb(ns_state *st, PyObject *obj, const char *name, int n
  * not an ndarray at all). Borrowed. */
 PyArrayObject *ns_check_f32(ns_state *st, PyObject *obj, const char *what, int ndim,
                             const npy_intp *shape, const char *cls);
+/* The same for any dtype (NPY_* typenum), and writeable when `writeable`. Borrowed. */
+PyArrayObject *ns_check_array(ns_state *st, PyObject *obj, const char *what, int typenum, int ndim,
+                              const npy_intp *shape, int writeable, const char *cls);
 
 /* A (kernel-independent) tuple of str from a C array. */
 PyObject *ns_str_tuple(const char *const *items, size_t n);
@@ -200,6 +203,7 @@ extern PyMethodDef ns_core_methods[];
 extern PyMethodDef ns_preprocess_methods[];
 extern PyMethodDef ns_profiler_methods[];
 extern PyMethodDef ns_engine_methods[];
+extern PyMethodDef ns_trainops_methods[];
 
 /* Exec hooks: add the subsystem's types and constants to the module. -1 on error. */
 int ns_preprocess_exec(PyObject *module, ns_state *st);

@@ -438,16 +438,19 @@ static void format_shape(char *buf, size_t size, int ndim, const npy_intp *shape
     if (len < size) snprintf(buf + len, size - len, ")");
 }
 
-PyArrayObject *ns_check_f32(ns_state *st, PyObject *obj, const char *what, int ndim,
-                            const npy_intp *shape, const char *cls) {
+PyArrayObject *ns_check_array(ns_state *st, PyObject *obj, const char *what, int typenum, int ndim,
+                              const npy_intp *shape, int writeable, const char *cls) {
     if (!PyArray_Check(obj)) {
         ns_raise(st, "NeonsignTypeError", "%s must be a numpy.ndarray, got %s", what,
                  Py_TYPE(obj)->tp_name);
         return NULL;
     }
     PyArrayObject *a = (PyArrayObject *)obj;
-    if (PyArray_TYPE(a) != NPY_FLOAT32) {
-        ns_raise(st, cls, "%s must have dtype float32, got %S", what, (PyObject *)PyArray_DESCR(a));
+    if (PyArray_TYPE(a) != typenum) {
+        PyArray_Descr *want = PyArray_DescrFromType(typenum);
+        ns_raise(st, cls, "%s must have dtype %S, got %S", what, (PyObject *)want,
+                 (PyObject *)PyArray_DESCR(a));
+        Py_XDECREF(want);
         return NULL;
     }
     int bad = PyArray_NDIM(a) != ndim;
@@ -464,5 +467,14 @@ PyArrayObject *ns_check_f32(ns_state *st, PyObject *obj, const char *what, int n
         ns_raise(st, cls, "%s must be C-contiguous and aligned", what);
         return NULL;
     }
+    if (writeable && !PyArray_ISWRITEABLE(a)) {
+        ns_raise(st, cls, "%s must be writeable", what);
+        return NULL;
+    }
     return a;
+}
+
+PyArrayObject *ns_check_f32(ns_state *st, PyObject *obj, const char *what, int ndim,
+                            const npy_intp *shape, const char *cls) {
+    return ns_check_array(st, obj, what, NPY_FLOAT32, ndim, shape, 0, cls);
 }

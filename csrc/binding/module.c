@@ -138,7 +138,8 @@ static int module_exec(PyObject *module) {
     st->errors = PyImport_ImportModule("neonsign.errors");
     if (!st->errors) return -1;
     if (PyModule_AddStringConstant(module, "__version__", NS_VERSION) < 0) return -1;
-    PyMethodDef *tables[] = {ns_preprocess_methods, ns_profiler_methods, ns_engine_methods};
+    PyMethodDef *tables[] = {ns_preprocess_methods, ns_profiler_methods, ns_engine_methods,
+                             ns_trainops_methods};
     for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
         if (PyModule_AddFunctions(module, tables[i]) < 0) return -1;
     if (ns_preprocess_exec(module, st) < 0) return -1;

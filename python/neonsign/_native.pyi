@@ -74,6 +74,21 @@ def augment(
     mean: Sequence[float],
     std: Sequence[float],
 ) -> npt.NDArray[np.float32]: ...
+def trainops_kernels() -> tuple[str, ...]: ...
+def pool2_relu(
+    x: npt.NDArray[np.float32] | npt.NDArray[np.uint16],
+    y: npt.NDArray[np.float32] | npt.NDArray[np.uint16],
+    arg: npt.NDArray[np.uint8],
+    nchw: bool = False,
+    kernel: str | None = None,
+) -> None: ...
+def pool2_relu_backward(
+    grad_y: npt.NDArray[np.float32] | npt.NDArray[np.uint16],
+    arg: npt.NDArray[np.uint8],
+    grad_x: npt.NDArray[np.float32] | npt.NDArray[np.uint16],
+    nchw: bool = False,
+    kernel: str | None = None,
+) -> None: ...
 def load_images(
     paths: Sequence[str | bytes | PathLike[str] | PathLike[bytes]],
     rois: npt.NDArray[np.int64] | None,

@@ -29,6 +29,7 @@ from torch import nn
 
 from . import _native
 from ._precision import PrecisionChoice, bf16_supported, choose_precision
+from ._trainops import FusedTrafficSignNet
 from .artifacts import NUM_CLASSES
 from .errors import NeonsignValueError
 from .model import TrafficSignNet
@@ -437,7 +438,8 @@ def _optimisation(cfg: TrainConfig, world: int, total_steps: int, precision: str
     """A fresh TrafficSignNet (initialised from torch's global RNG), AdamW, the one-cycle
     schedule over ``total_steps`` and the label-smoothed loss."""
     # channels_last: oneDNN's convolutions train about 1.3x faster in NHWC on CPU
-    net_module = TrafficSignNet()
+    # TrafficSignNet with the fused C pooling + ReLU in training mode (neonsign._trainops)
+    net_module = FusedTrafficSignNet()
     if cfg.dropout > 0:
         _add_dropout(net_module, cfg.dropout)
     model: nn.Module = net_module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub omits memory_format

@@ -143,7 +143,8 @@ if [ $# -eq 0 ]; then
     explicit=0
     set -- tests/test_package.py tests/test_native.py tests/test_ppm.py tests/test_png_fast.py \
         tests/test_csv.py tests/test_resize.py tests/test_loader.py tests/test_kernels.py \
-        tests/test_engine.py tests/test_int8_kernels.py tests/test_augment_numpy.py
+        tests/test_engine.py tests/test_int8_kernels.py tests/test_augment_numpy.py \
+        tests/test_trainops_numpy.py
 fi
 run_pytest() {  # $1: extra PYTHONPATH entry; $CPU: qemu CPU model, $INT8: its expected int8 kernel
     QEMU_LD_PREFIX="$SYSROOT" QEMU_CPU="${CPU:-max}" \
@@ -159,7 +160,8 @@ CPU=neoverse-n1 INT8=dotprod run_pytest "$NP2" tests/test_int8_kernels.py
 # test_package) without the slowest whole-network cases, unless tests were named explicitly.
 if [ "$explicit" = 0 ]; then
     set -- tests/test_package.py tests/test_native.py tests/test_ppm.py tests/test_png_fast.py \
-        tests/test_csv.py tests/test_loader.py tests/test_kernels.py tests/test_augment_numpy.py
+        tests/test_csv.py tests/test_loader.py tests/test_kernels.py tests/test_augment_numpy.py \
+        tests/test_trainops_numpy.py
 fi
 log "pytest under qemu-aarch64, Debian's NumPy 1.24"
 run_pytest "$NP1" "$@"

@@ -1,0 +1,161 @@
+/* Training-step kernels (csrc/core/trainops.c) for neonsign._trainops' autograd functions.
+ * Outputs are the caller's arrays (views of freshly allocated torch tensors), so no array is
+ * allocated here. float32 arrays are float32 tensors; uint16 arrays are the bits of bfloat16
+ * tensors (NumPy has no bfloat16). */
+#include "binding.h"
+
+#include <string.h>
+
+#include "core/trainops.h"
+
+/* The element type of x (float32 or uint16 = bfloat16 bits); -1 with an error otherwise. */
+static int tensor_dtype(ns_state *st, PyObject *x, const char *what, ns_tdtype *dt, int *typenum) {
+    if (!PyArray_Check(x)) {
+        ns_raise(st, "NeonsignTypeError", "%s must be a numpy.ndarray, got %s", what,
+                 Py_TYPE(x)->tp_name);
+        return -1;
+    }
+    int t = PyArray_TYPE((PyArrayObject *)x);
+    if (t != NPY_FLOAT32 && t != NPY_UINT16) {
+        ns_raise(st, "NeonsignValueError",
+                 "%s must have dtype float32 or uint16 (bfloat16 bits), got %S", what,
+                 (PyObject *)PyArray_DESCR((PyArrayObject *)x));
+        return -1;
+    }
+    *dt = t == NPY_FLOAT32 ? NS_TD_F32 : NS_TD_BF16;
+    *typenum = t;
+    return 0;
+}
+
+/* The input's (n, h, w, c) (NHWC, h, w >= 2) and the output shapes it implies. */
+typedef struct pool_shapes {
+    npy_intp n, h, w, c;
+    npy_intp x[4], y[4], arg[4];
+} pool_shapes;
+
+static int pool_shapes_of(ns_state *st, npy_intp n, npy_intp h, npy_intp w, npy_intp c, int nchw,
+                          pool_shapes *s) {
+    if (h < 2 || w < 2) {
+        ns_raise(st, "NeonsignValueError", "2x2 pooling needs at least 2x2 pixels, got %zdx%zd", h,
+                 w);
+        return -1;
+    }
+    npy_intp oh = h / 2, ow = w / 2;
+    *s = (pool_shapes){n, h, w, c, {n, h, w, c}, {n, oh, ow, c}, {n, oh, ow, c}};
+    if (nchw) {
+        s->y[1] = c;
+        s->y[2] = oh;
+        s->y[3] = ow;
+    }
+    return 0;
+}
+
+/* A kernel name (see trainops_kernels()) -> its index; -1 with an error if unknown here. */
+static int kernel_index(ns_state *st, PyObject *name, int *out) {
+    const char *s;
+    if (!ns_conv_str(st, name, "kernel", &s)) return -1;
+    for (int k = 0; ns_trainops_kernel_name(k); k++)
+        if (strcmp(ns_trainops_kernel_name(k), s) == 0 && ns_trainops_kernel_supported(k)) {
+            *out = k;
+            return 0;
+        }
+    ns_raise(st, "NeonsignValueError",
+             "kernel %R is not one this CPU runs (see trainops_kernels())", name);
+    return -1;
+}
+
+static PyObject *py_trainops_kernels(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                                     PyObject *kwnames) {
+    if (!ns_no_args(ns_state_of_module(module), "trainops_kernels", nargs, kwnames)) return NULL;
+    const char *names[8];
+    size_t n = 0;
+    for (int k = 0; ns_trainops_kernel_name(k) && n < 8; k++)
+        if (ns_trainops_kernel_supported(k)) names[n++] = ns_trainops_kernel_name(k);
+    return ns_str_tuple(names, n);
+}
+
+static const char *const fwd_args[] = {"x", "y", "arg", "nchw", "kernel", NULL};
+static const ns_argspec fwd_spec = NS_ARGSPEC("pool2_relu", fwd_args, 3);
+
+static PyObject *py_pool2_relu(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames) {
+    ns_state *st = ns_state_of_module(module);
+    PyObject *a[5];
+    ns_tdtype dt;
+    int typenum, nchw = 0, kernel = -1;
+    if (!ns_parse_args(st, &fwd_spec, args, nargs, kwnames, a) ||
+        tensor_dtype(st, a[0], "x", &dt, &typenum) < 0 ||
+        (a[3] && !ns_conv_bool(st, a[3], "nchw", &nchw)) ||
+        (a[4] && a[4] != Py_None && kernel_index(st, a[4], &kernel) < 0))
+        return NULL;
+    PyArrayObject *x = (PyArrayObject *)a[0];
+    if (PyArray_NDIM(x) != 4)
+        return ns_raise(st, "NeonsignValueError", "x must be (N, H, W, C), got %d dimensions",
+                        PyArray_NDIM(x));
+    pool_shapes s;
+    npy_intp any[4] = {-1, -1, -1, -1};
+    if (!ns_check_array(st, a[0], "x", typenum, 4, any, 0, "NeonsignValueError") ||
+        pool_shapes_of(st, PyArray_DIM(x, 0), PyArray_DIM(x, 1), PyArray_DIM(x, 2),
+                       PyArray_DIM(x, 3), nchw, &s) < 0 ||
+        !ns_check_array(st, a[1], "y", typenum, 4, s.y, 1, "NeonsignValueError") ||
+        !ns_check_array(st, a[2], "arg", NPY_UINT8, 4, s.arg, 1, "NeonsignValueError"))
+        return NULL;
+    const void *xp = PyArray_DATA(x);
+    void *yp = PyArray_DATA((PyArrayObject *)a[1]);
+    uint8_t *ap = PyArray_DATA((PyArrayObject *)a[2]);
+    /* the caller references the arrays for the whole call: safe without the GIL */
+    Py_BEGIN_ALLOW_THREADS ns_pool2_relu_fwd(dt, xp, (size_t)s.n, (size_t)s.h, (size_t)s.w,
+                                             (size_t)s.c, yp, nchw, ap, kernel);
+    Py_END_ALLOW_THREADS Py_RETURN_NONE;
+}
+
+static const char *const bwd_args[] = {"grad_y", "arg", "grad_x", "nchw", "kernel", NULL};
+static const ns_argspec bwd_spec = NS_ARGSPEC("pool2_relu_backward", bwd_args, 3);
+
+static PyObject *py_pool2_relu_backward(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                                        PyObject *kwnames) {
+    ns_state *st = ns_state_of_module(module);
+    PyObject *a[5];
+    ns_tdtype dt;
+    int typenum, nchw = 0, kernel = -1;
+    if (!ns_parse_args(st, &bwd_spec, args, nargs, kwnames, a) ||
+        tensor_dtype(st, a[2], "grad_x", &dt, &typenum) < 0 ||
+        (a[3] && !ns_conv_bool(st, a[3], "nchw", &nchw)) ||
+        (a[4] && a[4] != Py_None && kernel_index(st, a[4], &kernel) < 0))
+        return NULL;
+    PyArrayObject *gx = (PyArrayObject *)a[2];
+    if (PyArray_NDIM(gx) != 4)
+        return ns_raise(st, "NeonsignValueError", "grad_x must be (N, H, W, C), got %d dimensions",
+                        PyArray_NDIM(gx));
+    pool_shapes s;
+    npy_intp any[4] = {-1, -1, -1, -1};
+    if (!ns_check_array(st, a[2], "grad_x", typenum, 4, any, 1, "NeonsignValueError") ||
+        pool_shapes_of(st, PyArray_DIM(gx, 0), PyArray_DIM(gx, 1), PyArray_DIM(gx, 2),
+                       PyArray_DIM(gx, 3), nchw, &s) < 0 ||
+        !ns_check_array(st, a[0], "grad_y", typenum, 4, s.y, 0, "NeonsignValueError") ||
+        !ns_check_array(st, a[1], "arg", NPY_UINT8, 4, s.arg, 0, "NeonsignValueError"))
+        return NULL;
+    const void *gyp = PyArray_DATA((PyArrayObject *)a[0]);
+    const uint8_t *ap = PyArray_DATA((PyArrayObject *)a[1]);
+    void *gxp = PyArray_DATA(gx);
+    Py_BEGIN_ALLOW_THREADS ns_pool2_relu_bwd(dt, gyp, nchw, ap, (size_t)s.n, (size_t)s.h,
+                                             (size_t)s.w, (size_t)s.c, gxp, kernel);
+    Py_END_ALLOW_THREADS Py_RETURN_NONE;
+}
+
+PyMethodDef ns_trainops_methods[] = {
+    {"trainops_kernels", FASTCALL_KW(py_trainops_kernels),
+     "trainops_kernels() -> tuple of str\n\nThe pool2_relu kernels this CPU runs, the scalar "
+     "reference 'ref' first and the one used by default last."},
+    {"pool2_relu", FASTCALL_KW(py_pool2_relu),
+     "pool2_relu(x, y, arg, nchw=False, kernel=None) -> None\n\nrelu(max_pool2d(x, 2)) of "
+     "x (N, H, W, C) NHWC, float32 or uint16 (bfloat16 bits), into y (N, H//2, W//2, C), or "
+     "(N, C, H//2, W//2) with nchw; arg uint8 (N, H//2, W//2, C) receives each maximum's "
+     "window position (0-3) or 255 (no gradient). kernel: a name of trainops_kernels() (None: "
+     "the last, the fastest)."},
+    {"pool2_relu_backward", FASTCALL_KW(py_pool2_relu_backward),
+     "pool2_relu_backward(grad_y, arg, grad_x, nchw=False, kernel=None) -> None\n\nThe "
+     "gradient of pool2_relu: grad_y (layout of y) and the forward's arg into grad_x "
+     "(N, H, W, C), every element written."},
+    {NULL, NULL, 0, NULL},
+};
