@@ -3,8 +3,8 @@
 "before" is the step as it was (uint8 -> float /255, ``F.affine_grid`` + ``F.grid_sample``,
 jitter, a separate normalisation and channels_last copy; ``F.dropout`` before fc1 and fc2;
 glibc's default allocator behaviour); "after_default_malloc" is the training loop's step now
-(:func:`neonsign._trainer.prepare_batch`, the cheaper dropout mask of
-:func:`neonsign._trainer._add_dropout`) under the default allocator; "after" is that step as
+(:func:`neonsign._trainer.prepare_batch`, :class:`neonsign._trainops.FusedTrafficSignNet`'s
+fused C pooling and cheaper dropout masks) under the default allocator; "after" is that step as
 :func:`neonsign._trainer.fit` runs it, with :func:`neonsign._trainer.keep_freed_memory` (no
 page faults per step). "after_torch_prepare" is "after" with the batch preparation in PyTorch ops
 (:func:`neonsign._trainer._prepare_batch_torch`, as before the C augmentation kernel), to time
@@ -36,12 +36,12 @@ import torch.nn.functional as F
 
 import neonsign
 from neonsign._trainer import (
-    _add_dropout,
     _prepare_batch_torch,
     keep_freed_memory,
     prepare_batch,
     resolve_precision,
 )
+from neonsign._trainops import FusedTrafficSignNet
 from neonsign.model import TrafficSignNet
 from neonsign.train import TrainConfig
 
@@ -89,8 +89,11 @@ def before_dropout(model: TrafficSignNet, p: float) -> None:
 def make_step(kind: str, cfg: TrainConfig, bf16: bool):
     """A closure running one training step of ``kind`` (see :data:`KINDS`) on a batch."""
     torch.manual_seed(0)
-    model = TrafficSignNet()
-    (before_dropout if kind == "before" else _add_dropout)(model, cfg.dropout)
+    if kind == "before":
+        model = TrafficSignNet()
+        before_dropout(model, cfg.dropout)
+    else:  # the training loop's model: fused C pooling (+ dropout), neonsign._trainops
+        model = FusedTrafficSignNet(dropout=cfg.dropout)
     model = model.to(memory_format=torch.channels_last).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, fused=True)
     crit = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)

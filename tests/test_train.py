@@ -377,19 +377,22 @@ def test_dropout_regularises_training_only():
     """``dropout`` masks the inputs of fc1 and fc2 in training mode only: the state_dict keys
     and shapes stay TrafficSignNet's, eval-mode outputs equal a plain TrafficSignNet's with the
     same weights, and a run with dropout still learns and is reproducible."""
-    from neonsign._trainer import _add_dropout
+    from neonsign._trainops import FusedTrafficSignNet
     from neonsign.model import TrafficSignNet
 
     torch.manual_seed(0)
-    plain, dropped = TrafficSignNet(), TrafficSignNet()
+    plain, dropped = TrafficSignNet(), FusedTrafficSignNet(dropout=0.5)
     dropped.load_state_dict(plain.state_dict())
-    _add_dropout(dropped, 0.5)
     assert {k: v.shape for k, v in dropped.state_dict().items()} == artifacts.STATE_DICT_SHAPES
-    x = torch.randn(8, 3, 32, 32)
-    with torch.no_grad():
-        assert torch.equal(dropped.eval()(x), plain.eval()(x))
-        dropped.train()
-        assert not torch.equal(dropped(x), plain(x))  # masks differ from the identity
+    for x in (
+        torch.randn(8, 3, 32, 32),  # PyTorch's ops
+        torch.randn(8, 3, 32, 32).contiguous(memory_format=torch.channels_last),  # the C kernels
+    ):
+        with torch.no_grad():
+            assert torch.equal(dropped.eval()(x), plain.eval()(x))
+            dropped.train()
+            plain.train()
+            assert not torch.equal(dropped(x), plain(x))  # masks differ from the identity
     images, labels = _templates(12)
     tr, va = _split(labels)
     cfg = TrainConfig(**{**QUICK, "dropout": 0.3})

@@ -100,3 +100,36 @@ def test_fused_net_trains_exactly_like_trafficsignnet(bf16: bool) -> None:
     fused.eval()
     with torch.no_grad():
         assert torch.equal(plain(x), fused(x))
+
+
+@pytest.mark.parametrize("kernel", _native.trainops_kernels())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("nchw", [False, True])
+def test_fused_dropout_has_dropouts_law(monkeypatch, kernel, dtype, nchw) -> None:
+    """``pool2_relu(x, p=p)``: survivors are relu(max_pool2d(x)) scaled by 1 / (1 - p) as torch
+    scales them in that dtype, a fraction p of the outputs is zero, the gradient flows through
+    the survivors only (scaled alike), the mask is the seed's (the same on every kernel) and a
+    seeded run repeats its masks."""
+    monkeypatch.setattr(_trainops, "KERNEL", kernel)
+    p = 0.3
+    x = torch.randn(64, 64, 13, 13).abs().add_(0.1).to(dtype)  # all positive: ReLU keeps all
+    x = x.contiguous(memory_format=torch.channels_last)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    torch.manual_seed(3)
+    got = pool2_relu(a, nchw, p=p)
+    base = F.relu(F.max_pool2d(b, 2))
+    keep = (got != 0).to(dtype)
+    want = base * keep * (1.0 / (1.0 - p))
+    assert torch.equal(got, want)
+    frac = 1.0 - float(keep.float().mean())
+    assert abs(frac - p) < 0.01, frac  # 173,056 outputs: the standard error is 0.0011
+    grad = torch.randn(got.shape, generator=torch.Generator().manual_seed(5)).to(dtype)
+    got.backward(grad)
+    want.backward(grad)
+    assert torch.equal(a.grad, b.grad)
+    torch.manual_seed(3)
+    again = pool2_relu(x, nchw, p=p)
+    assert torch.equal(again, got.detach())
+    monkeypatch.setattr(_trainops, "KERNEL", "ref")
+    torch.manual_seed(3)
+    assert torch.equal(pool2_relu(x, nchw, p=p), got.detach())

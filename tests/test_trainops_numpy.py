@@ -150,3 +150,44 @@ def test_bad_arguments_are_clear_errors() -> None:
         gx = x.copy()
         gx.flags.writeable = False
         _native.pool2_relu_backward(y, arg, gx)
+
+
+def _mix32(x: np.ndarray) -> np.ndarray:
+    """lowbias32, the kernel's mixer, in uint32 arithmetic (wrapping multiplies)."""
+    x = x ^ (x >> np.uint32(16))
+    x = x * np.uint32(0x7FEB352D)
+    x = x ^ (x >> np.uint32(15))
+    x = x * np.uint32(0x846CA68B)
+    return x ^ (x >> np.uint32(16))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2**40 + 12345, 2**64 - 1])
+@pytest.mark.parametrize("p", [0.0, 0.3, 0.5, 0.999])
+def test_dropout_keep_is_the_seeds_hash(seed: int, p: float) -> None:
+    n = 100_003  # not a multiple of any vector width
+    i = np.arange(n, dtype=np.uint32)
+    lo, hi = np.uint32(seed & 0xFFFFFFFF), np.uint32(seed >> 32)
+    with np.errstate(over="ignore"):
+        bits = _mix32(_mix32(i + lo) ^ hi)
+    want = (bits >= np.uint32(int(p * 2**32))).astype(np.uint8)
+    for kernel in KERNELS:
+        np.testing.assert_array_equal(_native.dropout_keep(seed, p, n, kernel), want, kernel)
+    assert abs(1 - want.mean() - p) < 0.01
+
+
+def test_pool2_relu_drops_where_the_mask_says() -> None:
+    x = np.abs(special_input((4, 30, 30, 32), 9)) + 1  # positive, finite or inf: ReLU keeps all
+    x[np.isnan(x)] = 1
+    want, want_arg = reference(x)
+    keep = _native.dropout_keep(7, 0.3, want.size).reshape(want.shape)
+    for kernel in KERNELS:
+        y, arg = np.empty_like(want), np.empty(want.shape, np.uint8)
+        _native.pool2_relu(x, y, arg, False, kernel, 0.3, 7)
+        np.testing.assert_array_equal(y, np.where(keep == 1, want, 0), kernel)
+        np.testing.assert_array_equal(arg, np.where(keep == 1, want_arg, NO_GRAD), kernel)
+    with pytest.raises(NeonsignValueError, match=r"dropout must be in \[0, 1\)"):
+        _native.pool2_relu(x, y, arg, dropout=1.0)
+    with pytest.raises(NeonsignTypeError, match="dropout must be a float"):
+        _native.pool2_relu(x, y, arg, dropout="0.3")
+    with pytest.raises(NeonsignValueError, match="seed"):
+        _native.pool2_relu(x, y, arg, dropout=0.3, seed=-1)

@@ -74,19 +74,38 @@ static PyObject *py_trainops_kernels(PyObject *module, PyObject *const *args, Py
     return ns_str_tuple(names, n);
 }
 
-static const char *const fwd_args[] = {"x", "y", "arg", "nchw", "kernel", NULL};
+/* dropout: a float in [0, 1) ("dropout"); 0 with an error otherwise. */
+static int conv_dropout(ns_state *st, PyObject *obj, double *p) {
+    double v = PyFloat_AsDouble(obj);
+    if (v == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        ns_raise(st, "NeonsignTypeError", "dropout must be a float, not %s", Py_TYPE(obj)->tp_name);
+        return 0;
+    }
+    if (!(v >= 0.0 && v < 1.0)) {
+        ns_raise(st, "NeonsignValueError", "dropout must be in [0, 1), got %R", obj);
+        return 0;
+    }
+    *p = v;
+    return 1;
+}
+
+static const char *const fwd_args[] = {"x", "y", "arg", "nchw", "kernel", "dropout", "seed", NULL};
 static const ns_argspec fwd_spec = NS_ARGSPEC("pool2_relu", fwd_args, 3);
 
 static PyObject *py_pool2_relu(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                                PyObject *kwnames) {
     ns_state *st = ns_state_of_module(module);
-    PyObject *a[5];
+    PyObject *a[7];
     ns_tdtype dt;
     int typenum, nchw = 0, kernel = -1;
+    double p = 0.0;
+    unsigned long long seed = 0;
     if (!ns_parse_args(st, &fwd_spec, args, nargs, kwnames, a) ||
         tensor_dtype(st, a[0], "x", &dt, &typenum) < 0 ||
         (a[3] && !ns_conv_bool(st, a[3], "nchw", &nchw)) ||
-        (a[4] && a[4] != Py_None && kernel_index(st, a[4], &kernel) < 0))
+        (a[4] && a[4] != Py_None && kernel_index(st, a[4], &kernel) < 0) ||
+        (a[5] && !conv_dropout(st, a[5], &p)) || (a[6] && !ns_conv_u64(st, a[6], "seed", &seed)))
         return NULL;
     PyArrayObject *x = (PyArrayObject *)a[0];
     if (PyArray_NDIM(x) != 4)
@@ -103,9 +122,13 @@ static PyObject *py_pool2_relu(PyObject *module, PyObject *const *args, Py_ssize
     const void *xp = PyArray_DATA(x);
     void *yp = PyArray_DATA((PyArrayObject *)a[1]);
     uint8_t *ap = PyArray_DATA((PyArrayObject *)a[2]);
+    size_t count = (size_t)PyArray_SIZE((PyArrayObject *)a[2]);
+    if (p > 0.0 && count > UINT32_MAX)
+        return ns_raise(st, "NeonsignValueError", "dropout masks at most 2^32 outputs");
     /* the caller references the arrays for the whole call: safe without the GIL */
-    Py_BEGIN_ALLOW_THREADS ns_pool2_relu_fwd(dt, xp, (size_t)s.n, (size_t)s.h, (size_t)s.w,
-                                             (size_t)s.c, yp, nchw, ap, kernel);
+    Py_BEGIN_ALLOW_THREADS if (p > 0.0) ns_dropout_keep(seed, p, count, ap, kernel);
+    ns_pool2_relu_fwd(dt, xp, (size_t)s.n, (size_t)s.h, (size_t)s.w, (size_t)s.c, yp, nchw, ap,
+                      p > 0.0, kernel);
     Py_END_ALLOW_THREADS Py_RETURN_NONE;
 }
 
@@ -143,16 +166,46 @@ static PyObject *py_pool2_relu_backward(PyObject *module, PyObject *const *args,
     Py_END_ALLOW_THREADS Py_RETURN_NONE;
 }
 
+static const char *const keep_args[] = {"seed", "p", "n", "kernel", NULL};
+static const ns_argspec keep_spec = NS_ARGSPEC("dropout_keep", keep_args, 3);
+
+static PyObject *py_dropout_keep(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                                 PyObject *kwnames) {
+    ns_state *st = ns_state_of_module(module);
+    PyObject *a[4];
+    unsigned long long seed;
+    double p;
+    size_t n;
+    int kernel = -1;
+    if (!ns_parse_args(st, &keep_spec, args, nargs, kwnames, a) ||
+        !ns_conv_u64(st, a[0], "seed", &seed) || !conv_dropout(st, a[1], &p) ||
+        !ns_conv_size(st, a[2], "n", 0, &n) ||
+        (a[3] && a[3] != Py_None && kernel_index(st, a[3], &kernel) < 0))
+        return NULL;
+    if (n > UINT32_MAX) return ns_raise(st, "NeonsignValueError", "n must be < 2^32");
+    npy_intp dims[1] = {(npy_intp)n};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(1, dims, NPY_UINT8);
+    if (!out) return NULL;
+    uint8_t *keep = PyArray_DATA(out);
+    Py_BEGIN_ALLOW_THREADS ns_dropout_keep(seed, p, n, keep, kernel);
+    Py_END_ALLOW_THREADS return (PyObject *)out;
+}
+
 PyMethodDef ns_trainops_methods[] = {
+    {"dropout_keep", FASTCALL_KW(py_dropout_keep),
+     "dropout_keep(seed, p, n, kernel=None) -> uint8 (n,)\n\nThe keep mask pool2_relu's dropout "
+     "uses: 1 with probability 1 - p, a hash of (seed, index)."},
     {"trainops_kernels", FASTCALL_KW(py_trainops_kernels),
      "trainops_kernels() -> tuple of str\n\nThe pool2_relu kernels this CPU runs, the scalar "
      "reference 'ref' first and the one used by default last."},
     {"pool2_relu", FASTCALL_KW(py_pool2_relu),
-     "pool2_relu(x, y, arg, nchw=False, kernel=None) -> None\n\nrelu(max_pool2d(x, 2)) of "
+     "pool2_relu(x, y, arg, nchw=False, kernel=None, dropout=0.0, seed=0) -> "
+     "None\n\nrelu(max_pool2d(x, 2)) of "
      "x (N, H, W, C) NHWC, float32 or uint16 (bfloat16 bits), into y (N, H//2, W//2, C), or "
      "(N, C, H//2, W//2) with nchw; arg uint8 (N, H//2, W//2, C) receives each maximum's "
      "window position (0-3) or 255 (no gradient). kernel: a name of trainops_kernels() (None: "
-     "the last, the fastest)."},
+     "the last, the fastest). dropout p > 0: outputs where dropout_keep(seed, p, arg.size) is 0 "
+     "are 0 with no gradient too (the 1 / (1 - p) scale is the caller's)."},
     {"pool2_relu_backward", FASTCALL_KW(py_pool2_relu_backward),
      "pool2_relu_backward(grad_y, arg, grad_x, nchw=False, kernel=None) -> None\n\nThe "
      "gradient of pool2_relu: grad_y (layout of y) and the forward's arg into grad_x "

@@ -53,7 +53,7 @@ static inline size_t out_index(int nchw, size_t b, size_t i, size_t j, size_t ch
  * are -inf), then the ReLU. x[at] is the window's top-left element of this channel; the next
  * column's is `col` elements on, the next row's `row`. */
 static inline void pool_one(ns_tdtype dt, const void *x, size_t at, size_t col, size_t row,
-                            float *out, uint8_t *arg) {
+                            float *out, uint8_t *arg, int drop) {
     float m = -INFINITY;
     unsigned a = 0;
     const size_t offs[4] = {0, col, row, row + col};
@@ -65,13 +65,13 @@ static inline void pool_one(ns_tdtype dt, const void *x, size_t at, size_t col, 
         }
     }
     /* threshold_backward passes no gradient where relu's output is <= 0 (not for NaN) */
-    int dead = m <= 0.0f;
+    int dead = m <= 0.0f || (drop && !*arg); /* *arg: the keep mask on entry when drop */
     *out = dead ? 0.0f : m;
     *arg = dead ? NS_POOL_NO_GRAD : (uint8_t)a;
 }
 
-void ns_pool2_relu_fwd_ref(ns_tdtype dt, const void *x, size_t n, size_t h, size_t w, size_t c,
-                           void *y, int nchw_out, uint8_t *arg) {
+static void fwd_ref(ns_tdtype dt, const void *x, size_t n, size_t h, size_t w, size_t c, void *y,
+                    int nchw_out, uint8_t *arg, int drop) {
     size_t oh = h / 2, ow = w / 2;
     for (size_t b = 0; b < n; b++)
         for (size_t ch = 0; ch < c; ch++)
@@ -80,13 +80,13 @@ void ns_pool2_relu_fwd_ref(ns_tdtype dt, const void *x, size_t n, size_t h, size
                     float v;
                     size_t at = ((b * h + 2 * i) * w + 2 * j) * c + ch;
                     size_t o = ((b * oh + i) * ow + j) * c + ch;
-                    pool_one(dt, x, at, c, w * c, &v, &arg[o]);
+                    pool_one(dt, x, at, c, w * c, &v, &arg[o], drop);
                     store_el(dt, y, out_index(nchw_out, b, i, j, ch, oh, ow, c), v);
                 }
 }
 
-void ns_pool2_relu_bwd_ref(ns_tdtype dt, const void *gy, int nchw_in, const uint8_t *arg, size_t n,
-                           size_t h, size_t w, size_t c, void *gx) {
+static void bwd_ref(ns_tdtype dt, const void *gy, int nchw_in, const uint8_t *arg, size_t n,
+                    size_t h, size_t w, size_t c, void *gx) {
     size_t oh = h / 2, ow = w / 2, es = el_size(dt);
     memset(gx, 0, n * h * w * c * es);
     for (size_t b = 0; b < n; b++)
@@ -99,6 +99,28 @@ void ns_pool2_relu_bwd_ref(ns_tdtype dt, const void *gy, int nchw_in, const uint
                     size_t from = out_index(nchw_in, b, i, j, ch, oh, ow, c);
                     memcpy((char *)gx + to * es, (const char *)gy + from * es, es);
                 }
+}
+
+/* ---- dropout ---------------------------------------------------------------------------- */
+
+/* lowbias32 (Chris Wellons' integer hash search): a 32-bit mixer with good avalanche. */
+static inline uint32_t mix32(uint32_t x) {
+    x ^= x >> 16;
+    x *= 0x7feb352dU;
+    x ^= x >> 15;
+    x *= 0x846ca68bU;
+    x ^= x >> 16;
+    return x;
+}
+
+/* The random 32 bits of element i under the seed (lo, hi): two rounds keyed by each half. */
+static inline uint32_t dropout_hash(uint32_t i, uint32_t lo, uint32_t hi) {
+    return mix32(mix32(i + lo) ^ hi);
+}
+
+static void keep_ref(uint64_t seed, uint32_t threshold, size_t n, uint8_t *keep) {
+    for (size_t i = 0; i < n; i++)
+        keep[i] = dropout_hash((uint32_t)i, (uint32_t)seed, (uint32_t)(seed >> 32)) >= threshold;
 }
 
 /* ---- optimised ------------------------------------------------------------------------- */
@@ -164,7 +186,8 @@ void ns_pool2_relu_bwd_ref(ns_tdtype dt, const void *gy, int nchw_in, const uint
 #endif
 
 typedef void (*fwd_fn)(ns_tdtype, const void *, size_t, size_t, size_t, size_t, void *, int,
-                       uint8_t *);
+                       uint8_t *, int);
+typedef void (*keep_fn)(uint64_t, uint32_t, size_t, uint8_t *);
 typedef void (*bwd_fn)(ns_tdtype, const void *, int, const uint8_t *, size_t, size_t, size_t,
                        size_t, void *);
 
@@ -173,12 +196,13 @@ static const struct {
     const char *name;
     fwd_fn fwd;
     bwd_fn bwd;
+    keep_fn keep;
 } kernels[] = {
-    {"ref", ns_pool2_relu_fwd_ref, ns_pool2_relu_bwd_ref},
-    {"v16", fwd_v16, bwd_v16},
+    {"ref", fwd_ref, bwd_ref, keep_ref},
+    {"v16", fwd_v16, bwd_v16, keep_v16},
 #ifdef NS_TO_WIDE
-    {"avx2", fwd_v32, bwd_v32},
-    {"avx512", fwd_v64, bwd_v64},
+    {"avx2", fwd_v32, bwd_v32, keep_v32},
+    {"avx512", fwd_v64, bwd_v64, keep_v64},
 #endif
 };
 #define NKERNELS (sizeof kernels / sizeof kernels[0])
@@ -211,8 +235,15 @@ static int pick(int kernel) {
 }
 
 void ns_pool2_relu_fwd(ns_tdtype dt, const void *x, size_t n, size_t h, size_t w, size_t c, void *y,
-                       int nchw_out, uint8_t *arg, int kernel) {
-    kernels[pick(kernel)].fwd(dt, x, n, h, w, c, y, nchw_out, arg);
+                       int nchw_out, uint8_t *arg, int drop, int kernel) {
+    kernels[pick(kernel)].fwd(dt, x, n, h, w, c, y, nchw_out, arg, drop);
+}
+
+void ns_dropout_keep(uint64_t seed, double p, size_t n, uint8_t *keep, int kernel) {
+    /* keep when 32 random bits >= p * 2^32: probability 1 - p to within 2^-32 */
+    double t = p * 4294967296.0;
+    uint32_t threshold = !(t > 0.0) ? 0 : t >= 4294967295.0 ? UINT32_MAX : (uint32_t)t;
+    kernels[pick(kernel)].keep(seed, threshold, n, keep);
 }
 
 void ns_pool2_relu_bwd(ns_tdtype dt, const void *gy, int nchw_in, const uint8_t *arg, size_t n,

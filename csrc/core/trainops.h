@@ -33,25 +33,26 @@ typedef enum ns_tdtype { NS_TD_F32 = 0, NS_TD_BF16 = 1 } ns_tdtype;
 
 /* x: (n, h, w, c) NHWC, h, w >= 2; y: (n, h / 2, w / 2, c) NHWC, or (n, c, h / 2, w / 2) NCHW
  * when nchw_out (the flattened input of a following linear layer); arg: (n, h / 2, w / 2, c)
- * bytes, the window position of each output's maximum (0..3, row-major) or NS_POOL_NO_GRAD. */
+ * bytes, the window position of each output's maximum (0..3, row-major) or NS_POOL_NO_GRAD.
+ * drop: arg holds a keep mask on entry (ns_dropout_keep; 0 = dropped), and dropped outputs are
+ * 0 with no gradient, like those the ReLU zeroes (dropout without its 1 / (1 - p) scale, which
+ * the caller applies). */
 void ns_pool2_relu_fwd(ns_tdtype dt, const void *x, size_t n, size_t h, size_t w, size_t c, void *y,
-                       int nchw_out, uint8_t *arg, int kernel);
+                       int nchw_out, uint8_t *arg, int drop, int kernel);
+
+/* keep[i] = 1 with probability 1 - p, else 0, for i < n (< 2^32): a counter-based hash of
+ * (seed, i), so the mask depends only on the seed, never on the kernel. */
+void ns_dropout_keep(uint64_t seed, double p, size_t n, uint8_t *keep, int kernel);
 
 /* gy: the gradient of y (layout as y: NCHW when nchw_in); arg: the forward's; gx: the gradient
  * of x, (n, h, w, c) NHWC, every element written. */
 void ns_pool2_relu_bwd(ns_tdtype dt, const void *gy, int nchw_in, const uint8_t *arg, size_t n,
                        size_t h, size_t w, size_t c, void *gx, int kernel);
 
-/* `kernel` of the two: an index of ns_trainops_kernel_name (0 "ref", 1 "v16", then "avx2" and
+/* `kernel` of the three: an index of ns_trainops_kernel_name (0 "ref", 1 "v16", then "avx2" and
  * "avx512" on x86-64), or -1 (and any unsupported one) for the best this CPU runs. */
 const char *ns_trainops_kernel_name(int kernel); /* NULL past the last */
 int ns_trainops_kernel_supported(int kernel);
 int ns_trainops_best_kernel(void);
-
-/* Scalar references of the two. */
-void ns_pool2_relu_fwd_ref(ns_tdtype dt, const void *x, size_t n, size_t h, size_t w, size_t c,
-                           void *y, int nchw_out, uint8_t *arg);
-void ns_pool2_relu_bwd_ref(ns_tdtype dt, const void *gy, int nchw_in, const uint8_t *arg, size_t n,
-                           size_t h, size_t w, size_t c, void *gx);
 
 #endif /* NS_TRAINOPS_H */

@@ -16,7 +16,8 @@ typedef uint8_t vu8_bf16 __attribute__((vector_size(NS_TO_VB / 2)));
 
 /* float32: F32_LANES channels of one output pixel, compared as floats. */
 static inline NS_TO_TARGET void NS_TO_FN(pool_f32)(const float *x, size_t col, size_t row,
-                                                   float *out, size_t ostride, uint8_t *arg) {
+                                                   float *out, size_t ostride, uint8_t *arg,
+                                                   int drop) {
     const size_t offs[4] = {0, col, row, row + col};
     vf32 m;
     vi32 a = {0};
@@ -29,6 +30,11 @@ static inline NS_TO_TARGET void NS_TO_FN(pool_f32)(const float *x, size_t col, s
         a = (take & k) | (a & ~take);
     }
     vi32 dead = m <= (vf32){0};
+    if (drop) { /* arg holds the keep mask on entry */
+        vu8_f32 keep;
+        memcpy(&keep, arg, sizeof keep);
+        dead |= __builtin_convertvector(keep, vi32) == 0;
+    }
     m = (vf32)((vi32)m & ~dead);
     vu8_f32 bytes = __builtin_convertvector((dead & NS_POOL_NO_GRAD) | (a & ~dead), vu8_f32);
     memcpy(arg, &bytes, sizeof bytes);
@@ -43,7 +49,8 @@ static inline NS_TO_TARGET void NS_TO_FN(pool_f32)(const float *x, size_t col, s
  * and INT16_MAX for NaN. A non-NaN never beats a NaN's key and a NaN always takes (`isnan(v)`),
  * so `key(v) > key(m) || isnan(v)` is the float comparison; the maximum's bits are kept. */
 static inline NS_TO_TARGET void NS_TO_FN(pool_bf16)(const uint16_t *x, size_t col, size_t row,
-                                                    uint16_t *out, size_t ostride, uint8_t *arg) {
+                                                    uint16_t *out, size_t ostride, uint8_t *arg,
+                                                    int drop) {
     const size_t offs[4] = {0, col, row, row + col};
     vi16 m = {0}, mkey = {0}, a = {0};
     for (int k = 0; k < 4; k++) {
@@ -58,6 +65,11 @@ static inline NS_TO_TARGET void NS_TO_FN(pool_bf16)(const uint16_t *x, size_t co
         a = ((int16_t)k & take) | (a & ~take);
     }
     vi16 dead = mkey <= 0;
+    if (drop) { /* arg holds the keep mask on entry */
+        vu8_bf16 keep;
+        memcpy(&keep, arg, sizeof keep);
+        dead |= __builtin_convertvector(keep, vi16) == 0;
+    }
     m &= ~dead;
     vu8_bf16 bytes = __builtin_convertvector((dead & NS_POOL_NO_GRAD) | (a & ~dead), vu8_bf16);
     memcpy(arg, &bytes, sizeof bytes);
@@ -68,7 +80,7 @@ static inline NS_TO_TARGET void NS_TO_FN(pool_bf16)(const uint16_t *x, size_t co
 }
 
 static NS_TO_TARGET void NS_TO_FN(fwd)(ns_tdtype dt, const void *x, size_t n, size_t h, size_t w,
-                                       size_t c, void *y, int nchw_out, uint8_t *arg) {
+                                       size_t c, void *y, int nchw_out, uint8_t *arg, int drop) {
     size_t oh = h / 2, ow = w / 2, row = w * c, lanes = dt == NS_TD_BF16 ? BF16_LANES : F32_LANES;
     size_t cv = c - c % lanes, es = el_size(dt);
     size_t ostride = nchw_out ? oh * ow : 1; /* between channels of y */
@@ -81,17 +93,25 @@ static NS_TO_TARGET void NS_TO_FN(fwd)(ns_tdtype dt, const void *x, size_t n, si
                 for (size_t ch = 0; ch < cv; ch += lanes) {
                     if (dt == NS_TD_BF16)
                         NS_TO_FN(pool_bf16)((const uint16_t *)xp + ch, c, row,
-                                            (uint16_t *)yp + ch * ostride, ostride, arg + o + ch);
+                                            (uint16_t *)yp + ch * ostride, ostride, arg + o + ch,
+                                            drop);
                     else
                         NS_TO_FN(pool_f32)((const float *)xp + ch, c, row,
-                                           (float *)yp + ch * ostride, ostride, arg + o + ch);
+                                           (float *)yp + ch * ostride, ostride, arg + o + ch, drop);
                 }
                 for (size_t ch = cv; ch < c; ch++) {
                     float v;
-                    pool_one(dt, x, at + ch, c, row, &v, &arg[o + ch]);
+                    pool_one(dt, x, at + ch, c, row, &v, &arg[o + ch], drop);
                     store_el(dt, y, out_index(nchw_out, b, i, j, ch, oh, ow, c), v);
                 }
             }
+}
+
+/* ns_dropout_keep's loop, vectorised by the compiler for the instance's target. */
+static NS_TO_TARGET void NS_TO_FN(keep)(uint64_t seed, uint32_t threshold, size_t n,
+                                        uint8_t *restrict keep) {
+    uint32_t lo = (uint32_t)seed, hi = (uint32_t)(seed >> 32);
+    for (size_t i = 0; i < n; i++) keep[i] = dropout_hash((uint32_t)i, lo, hi) >= threshold;
 }
 
 /* The backward moves element bits: the gradients of one output pixel's channels go to the

@@ -81,7 +81,12 @@ def pool2_relu(
     arg: npt.NDArray[np.uint8],
     nchw: bool = False,
     kernel: str | None = None,
+    dropout: float = 0.0,
+    seed: int = 0,
 ) -> None: ...
+def dropout_keep(
+    seed: int, p: float, n: int, kernel: str | None = None
+) -> npt.NDArray[np.uint8]: ...
 def pool2_relu_backward(
     grad_y: npt.NDArray[np.float32] | npt.NDArray[np.uint16],
     arg: npt.NDArray[np.uint8],

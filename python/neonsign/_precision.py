@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ._fileio import atomic_write_text
-from .model import TrafficSignNet
+from ._trainops import FusedTrafficSignNet
 
 __all__ = ["PrecisionChoice", "bf16_supported", "cache_path", "choose_precision"]
 
@@ -90,13 +90,21 @@ def _cpu_id() -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+#: The version of the training step that is timed: bumped when the step changes (2: the fused C
+#: pooling of neonsign._trainops), so that answers cached for another step are measured again.
+_STEP_VERSION = 2
+
+
 def _key(batch_size: int, threads: int) -> str:
-    return f"{_cpu_id()}/threads={threads}/batch={batch_size}/torch={torch.__version__}"
+    return (
+        f"{_cpu_id()}/threads={threads}/batch={batch_size}/torch={torch.__version__}"
+        f"/step={_STEP_VERSION}"
+    )
 
 
 def _time_steps(batch_size: int) -> dict[str, float]:
-    """Median milliseconds of one TrafficSignNet training step (forward, loss, backward, fused
-    AdamW) per precision on a random channels_last batch, the precisions interleaved in rounds
+    """Median milliseconds of one TrafficSignNet training step as the training loop runs it
+    (:class:`FusedTrafficSignNet`: forward, loss, backward, fused AdamW) per precision on a random channels_last batch, the precisions interleaved in rounds
     so that a noisy neighbour slows both alike. Torch's global RNG is left as it was: a run
     that measures initialises its network exactly like one that reads the cache."""
     with torch.random.fork_rng(devices=[]):
@@ -109,7 +117,7 @@ def _time_steps_isolated(batch_size: int) -> dict[str, float]:
         memory_format=torch.channels_last
     )
     y = torch.randint(0, 43, (batch_size,), generator=gen)
-    model = TrafficSignNet().to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub omits memory_format
+    model = FusedTrafficSignNet().to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub omits memory_format
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
 
     def step(bf16: bool) -> None:

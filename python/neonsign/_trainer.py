@@ -32,7 +32,6 @@ from ._precision import PrecisionChoice, bf16_supported, choose_precision
 from ._trainops import FusedTrafficSignNet
 from .artifacts import NUM_CLASSES
 from .errors import NeonsignValueError
-from .model import TrafficSignNet
 
 if TYPE_CHECKING:
     from tqdm.auto import tqdm
@@ -400,28 +399,6 @@ class _Optimisation:
     use_bf16: bool
 
 
-def _add_dropout(model: TrafficSignNet, p: float) -> None:
-    """Dropout (rate ``p``) on the inputs of ``fc1`` and ``fc2`` while training.
-
-    A regulariser of the training run only: forward pre-hooks, so the architecture, the
-    state_dict and the eval-mode outputs stay TrafficSignNet's (the engine, the learning path's
-    ``.pth`` and every backend see the same model). Random masks come from torch's global RNG,
-    seeded with the run. The mask is ``torch.rand >= p`` scaled by 1 / (1 - p), as
-    ``F.dropout`` but about 2x cheaper on CPU, whose ``bernoulli_`` draws element by element
-    (about 1.4 ms per step on fc1's 64 x 2304 input, a few per cent of a training step)."""
-    scale = 1.0 / (1.0 - p)
-
-    def drop(module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        x = args[0]
-        if not module.training or p == 0.0:
-            return args
-        mask = (torch.rand(x.shape) >= p).to(x.dtype).mul_(scale)
-        return (x * mask, *args[1:])
-
-    for layer in (model.fc1, model.fc2):
-        layer.register_forward_pre_hook(drop)
-
-
 def _agreed_precision(cfg: TrainConfig, world: int) -> PrecisionChoice:
     """The run's precision choice; in a distributed run every rank trains in bfloat16 only if
     every rank chose it (each may have measured on its own)."""
@@ -438,10 +415,8 @@ def _optimisation(cfg: TrainConfig, world: int, total_steps: int, precision: str
     """A fresh TrafficSignNet (initialised from torch's global RNG), AdamW, the one-cycle
     schedule over ``total_steps`` and the label-smoothed loss."""
     # channels_last: oneDNN's convolutions train about 1.3x faster in NHWC on CPU
-    # TrafficSignNet with the fused C pooling + ReLU in training mode (neonsign._trainops)
-    net_module = FusedTrafficSignNet()
-    if cfg.dropout > 0:
-        _add_dropout(net_module, cfg.dropout)
+    # TrafficSignNet with the fused C pooling + ReLU (+ dropout) in training mode
+    net_module = FusedTrafficSignNet(dropout=cfg.dropout)
     model: nn.Module = net_module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub omits memory_format
     net: nn.Module = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     # fused: one kernel for all parameters' AdamW update (CPU-fused since torch 2.4)
