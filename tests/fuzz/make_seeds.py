@@ -89,6 +89,14 @@ def main(out: Path) -> None:
         floats = b"".join(struct.pack("<8f", *m) for m in maps)
         augment[f"a{i}"] = bytes(hdr) + floats + bytes(rng.randrange(256) for _ in range(64))
     corpora["fuzz_augment"] = augment
+    # trainops: n, h, w, c, flags (bf16, nchw, dropout), an 8-byte seed, then element bytes
+    trainops = {}
+    specials = struct.pack("<6f", 0.0, -0.0, float("inf"), -float("inf"), float("nan"), 1.5)
+    for i, hdr in enumerate([(1, 28, 28, 31), (0, 11, 11, 63), (2, 5, 6, 36), (1, 0, 1, 0)]):
+        for flags in range(8):
+            body = specials + bytes(rng.randrange(256) for _ in range(96))
+            trainops[f"t{i}_{flags}"] = bytes((*hdr, flags)) + bytes(range(i, i + 8)) + body
+    corpora["fuzz_trainops"] = trainops
     # weights: selector byte then float32 bytes, repeated by the target
     weights = {}
     for i, scale in enumerate([0.05, 1.0, 1e30]):
