@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from . import _native
 from .model import TrafficSignNet
@@ -89,6 +90,7 @@ class _Pool2ReLU(torch.autograd.Function):
         return y
 
     @staticmethod
+    @once_differentiable  # the gradient's own gradient is not needed in training
     def backward(ctx: Any, grad_y: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (arg,) = ctx.saved_tensors
         n, c, h, w = ctx.shape
