@@ -1,4 +1,4 @@
-"""Training step before/after issue 18 part 3, side by side: per-phase milliseconds.
+"""Training step before/after issue 18 parts 3-4, side by side: per-phase milliseconds.
 
 "before" is the step as it was (uint8 -> float /255, ``F.affine_grid`` + ``F.grid_sample``,
 jitter, a separate normalisation and channels_last copy; ``F.dropout`` before fc1 and fc2;
@@ -8,7 +8,9 @@ fused C pooling and cheaper dropout masks) under the default allocator; "after" 
 :func:`neonsign._trainer.fit` runs it, with :func:`neonsign._trainer.keep_freed_memory` (no
 page faults per step). "after_torch_prepare" is "after" with the batch preparation in PyTorch ops
 (:func:`neonsign._trainer._prepare_batch_torch`, as before the C augmentation kernel), to time
-that kernel alone. The allocator setting is process-wide, so every kind runs in a process
+that kernel alone; "after_torch_pool" is "after" with a plain TrafficSignNet (PyTorch's
+max_pool2d and ReLU, both dropouts as ``torch.rand >= p`` masks, as before the fused C pooling
+of :mod:`neonsign._trainops`), to time the pooling kernels alone. The allocator setting is process-wide, so every kind runs in a process
 of its own (spawned once, fed one round at a time). Same TrafficSignNet initialisation, batch,
 thread count and precision choice; the kinds alternate in every round so that the load of a
 shared machine hits all alike. Medians over all timed steps; page faults per step are counted
@@ -41,12 +43,12 @@ from neonsign._trainer import (
     prepare_batch,
     resolve_precision,
 )
-from neonsign._trainops import FusedTrafficSignNet
+from neonsign._trainops import FusedTrafficSignNet, dropout
 from neonsign.model import TrafficSignNet
 from neonsign.train import TrainConfig
 
 PHASES = ("augment", "forward", "backward", "optimizer")
-KINDS = ("before", "after_default_malloc", "after_torch_prepare", "after")
+KINDS = ("before", "after_default_malloc", "after_torch_prepare", "after_torch_pool", "after")
 
 
 def before_prepare(u8: torch.Tensor, gen: torch.Generator, cfg: TrainConfig) -> torch.Tensor:
@@ -86,12 +88,25 @@ def before_dropout(model: TrafficSignNet, p: float) -> None:
         layer.register_forward_pre_hook(drop)
 
 
+def rand_dropout(model: TrafficSignNet, p: float) -> None:
+    """``torch.rand >= p`` dropout pre-hooks on fc1 and fc2 (before the fused C pooling)."""
+
+    def drop(module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        return (dropout(args[0], p) if module.training else args[0], *args[1:])
+
+    for layer in (model.fc1, model.fc2):
+        layer.register_forward_pre_hook(drop)
+
+
 def make_step(kind: str, cfg: TrainConfig, bf16: bool):
     """A closure running one training step of ``kind`` (see :data:`KINDS`) on a batch."""
     torch.manual_seed(0)
     if kind == "before":
         model = TrafficSignNet()
         before_dropout(model, cfg.dropout)
+    elif kind == "after_torch_pool":
+        model = TrafficSignNet()
+        rand_dropout(model, cfg.dropout)
     else:  # the training loop's model: fused C pooling (+ dropout), neonsign._trainops
         model = FusedTrafficSignNet(dropout=cfg.dropout)
     model = model.to(memory_format=torch.channels_last).train()
@@ -127,7 +142,7 @@ def _worker(conn, kind: str, threads: int, bf16: bool, steps: int) -> None:
     """One kind's own process: ``steps`` training steps per round number received; sends back
     the per-phase ms and the page faults (the parent drops round 0, the warm-up). None ends it."""
     torch.set_num_threads(threads)
-    if kind in ("after", "after_torch_prepare"):
+    if kind in ("after", "after_torch_prepare", "after_torch_pool"):
         keep_freed_memory()
     cfg = TrainConfig(threads=threads)
     data = torch.randint(0, 256, (4096, 32, 32, 3), dtype=torch.uint8)
@@ -222,6 +237,7 @@ def main() -> int:
         **{f"speedup_step_{k}": ("before", k) for k in KINDS[1:]},
         "speedup_step_allocator": ("after_default_malloc", "after"),
         "speedup_step_c_augment": ("after_torch_prepare", "after"),
+        "speedup_step_c_pool": ("after_torch_pool", "after"),
     }
     for name, (slow, fast) in ratios.items():
         if slow in res and fast in res:
