@@ -50,6 +50,32 @@ static int pool_shapes_of(ns_state *st, npy_intp n, npy_intp h, npy_intp w, npy_
     return 0;
 }
 
+/* The three arrays of a pooling call: `full` (N, H, W, C), `half` (the pooled layout: NHWC, or
+ * NCHW with nchw) and `arg` (N, H/2, W/2, C) uint8. In the forward the half array and arg are
+ * written (full_written 0); in the backward the full array is (full_written 1). Sets *dt and
+ * *s; 0 with an error naming the array otherwise. */
+static int check_pool_arrays(ns_state *st, PyObject *full, const char *full_name, PyObject *half,
+                             const char *half_name, PyObject *arg, int nchw, int full_written,
+                             ns_tdtype *dt, pool_shapes *s) {
+    int typenum;
+    if (tensor_dtype(st, full, full_name, dt, &typenum) < 0) return 0;
+    PyArrayObject *f = (PyArrayObject *)full;
+    if (PyArray_NDIM(f) != 4) {
+        ns_raise(st, "NeonsignValueError", "%s must be (N, H, W, C), got %d dimensions", full_name,
+                 PyArray_NDIM(f));
+        return 0;
+    }
+    npy_intp any[4] = {-1, -1, -1, -1};
+    return ns_check_array(st, full, full_name, typenum, 4, any, full_written,
+                          "NeonsignValueError") &&
+           pool_shapes_of(st, PyArray_DIM(f, 0), PyArray_DIM(f, 1), PyArray_DIM(f, 2),
+                          PyArray_DIM(f, 3), nchw, s) == 0 &&
+           ns_check_array(st, half, half_name, typenum, 4, s->y, !full_written,
+                          "NeonsignValueError") &&
+           ns_check_array(st, arg, "arg", NPY_UINT8, 4, s->arg, !full_written,
+                          "NeonsignValueError");
+}
+
 /* A kernel name (see trainops_kernels()) -> its index; -1 with an error if unknown here. */
 static int kernel_index(ns_state *st, PyObject *name, int *out) {
     const char *s;
@@ -98,28 +124,17 @@ static PyObject *py_pool2_relu(PyObject *module, PyObject *const *args, Py_ssize
     ns_state *st = ns_state_of_module(module);
     PyObject *a[7];
     ns_tdtype dt;
-    int typenum, nchw = 0, kernel = -1;
+    pool_shapes s;
+    int nchw = 0, kernel = -1;
     double p = 0.0;
     unsigned long long seed = 0;
     if (!ns_parse_args(st, &fwd_spec, args, nargs, kwnames, a) ||
-        tensor_dtype(st, a[0], "x", &dt, &typenum) < 0 ||
         (a[3] && !ns_conv_bool(st, a[3], "nchw", &nchw)) ||
         (a[4] && a[4] != Py_None && kernel_index(st, a[4], &kernel) < 0) ||
-        (a[5] && !conv_dropout(st, a[5], &p)) || (a[6] && !ns_conv_u64(st, a[6], "seed", &seed)))
+        (a[5] && !conv_dropout(st, a[5], &p)) || (a[6] && !ns_conv_u64(st, a[6], "seed", &seed)) ||
+        !check_pool_arrays(st, a[0], "x", a[1], "y", a[2], nchw, 0, &dt, &s))
         return NULL;
-    PyArrayObject *x = (PyArrayObject *)a[0];
-    if (PyArray_NDIM(x) != 4)
-        return ns_raise(st, "NeonsignValueError", "x must be (N, H, W, C), got %d dimensions",
-                        PyArray_NDIM(x));
-    pool_shapes s;
-    npy_intp any[4] = {-1, -1, -1, -1};
-    if (!ns_check_array(st, a[0], "x", typenum, 4, any, 0, "NeonsignValueError") ||
-        pool_shapes_of(st, PyArray_DIM(x, 0), PyArray_DIM(x, 1), PyArray_DIM(x, 2),
-                       PyArray_DIM(x, 3), nchw, &s) < 0 ||
-        !ns_check_array(st, a[1], "y", typenum, 4, s.y, 1, "NeonsignValueError") ||
-        !ns_check_array(st, a[2], "arg", NPY_UINT8, 4, s.arg, 1, "NeonsignValueError"))
-        return NULL;
-    const void *xp = PyArray_DATA(x);
+    const void *xp = PyArray_DATA((PyArrayObject *)a[0]);
     void *yp = PyArray_DATA((PyArrayObject *)a[1]);
     uint8_t *ap = PyArray_DATA((PyArrayObject *)a[2]);
     size_t count = (size_t)PyArray_SIZE((PyArrayObject *)a[2]);
@@ -140,27 +155,16 @@ static PyObject *py_pool2_relu_backward(PyObject *module, PyObject *const *args,
     ns_state *st = ns_state_of_module(module);
     PyObject *a[5];
     ns_tdtype dt;
-    int typenum, nchw = 0, kernel = -1;
-    if (!ns_parse_args(st, &bwd_spec, args, nargs, kwnames, a) ||
-        tensor_dtype(st, a[2], "grad_x", &dt, &typenum) < 0 ||
-        (a[3] && !ns_conv_bool(st, a[3], "nchw", &nchw)) ||
-        (a[4] && a[4] != Py_None && kernel_index(st, a[4], &kernel) < 0))
-        return NULL;
-    PyArrayObject *gx = (PyArrayObject *)a[2];
-    if (PyArray_NDIM(gx) != 4)
-        return ns_raise(st, "NeonsignValueError", "grad_x must be (N, H, W, C), got %d dimensions",
-                        PyArray_NDIM(gx));
     pool_shapes s;
-    npy_intp any[4] = {-1, -1, -1, -1};
-    if (!ns_check_array(st, a[2], "grad_x", typenum, 4, any, 1, "NeonsignValueError") ||
-        pool_shapes_of(st, PyArray_DIM(gx, 0), PyArray_DIM(gx, 1), PyArray_DIM(gx, 2),
-                       PyArray_DIM(gx, 3), nchw, &s) < 0 ||
-        !ns_check_array(st, a[0], "grad_y", typenum, 4, s.y, 0, "NeonsignValueError") ||
-        !ns_check_array(st, a[1], "arg", NPY_UINT8, 4, s.arg, 0, "NeonsignValueError"))
+    int nchw = 0, kernel = -1;
+    if (!ns_parse_args(st, &bwd_spec, args, nargs, kwnames, a) ||
+        (a[3] && !ns_conv_bool(st, a[3], "nchw", &nchw)) ||
+        (a[4] && a[4] != Py_None && kernel_index(st, a[4], &kernel) < 0) ||
+        !check_pool_arrays(st, a[2], "grad_x", a[0], "grad_y", a[1], nchw, 1, &dt, &s))
         return NULL;
     const void *gyp = PyArray_DATA((PyArrayObject *)a[0]);
     const uint8_t *ap = PyArray_DATA((PyArrayObject *)a[1]);
-    void *gxp = PyArray_DATA(gx);
+    void *gxp = PyArray_DATA((PyArrayObject *)a[2]);
     Py_BEGIN_ALLOW_THREADS ns_pool2_relu_bwd(dt, gyp, nchw, ap, (size_t)s.n, (size_t)s.h,
                                              (size_t)s.w, (size_t)s.c, gxp, kernel);
     Py_END_ALLOW_THREADS Py_RETURN_NONE;

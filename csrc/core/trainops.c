@@ -125,64 +125,24 @@ static void keep_ref(uint64_t seed, uint32_t threshold, size_t n, uint8_t *keep)
 
 /* ---- optimised ------------------------------------------------------------------------- */
 
-/* Generic vectors of each target's native width: the vector types are declared per instance, so
- * each instance lives in its own block scope via a wrapper of typedef names. */
-#define vf32           vf32_16
-#define vi32           vi32_16
-#define vi16           vi16_16
-#define vu8_f32        vu8_f32_16
-#define vu8_bf16       vu8_bf16_16
+/* One instance of trainops_impl.h per native vector width. */
 #define NS_TO_VB       16
 #define NS_TO_FN(name) name##_v16
 #define NS_TO_TARGET
 #include "trainops_impl.h"
-#undef vf32
-#undef vi32
-#undef vi16
-#undef vu8_f32
-#undef vu8_bf16
-#undef NS_TO_VB
-#undef NS_TO_FN
-#undef NS_TO_TARGET
 
 /* x86-64 with GCC/Clang: AVX2 and AVX-512 instances too, chosen by CPUID at run time. */
 #if defined(__x86_64__) && defined(__GNUC__)
 #define NS_TO_WIDE     1
-#define vf32           vf32_32
-#define vi32           vi32_32
-#define vi16           vi16_32
-#define vu8_f32        vu8_f32_32
-#define vu8_bf16       vu8_bf16_32
 #define NS_TO_VB       32
 #define NS_TO_FN(name) name##_v32
 #define NS_TO_TARGET   __attribute__((target("avx2")))
 #include "trainops_impl.h"
-#undef vf32
-#undef vi32
-#undef vi16
-#undef vu8_f32
-#undef vu8_bf16
-#undef NS_TO_VB
-#undef NS_TO_FN
-#undef NS_TO_TARGET
 
-#define vf32           vf32_64
-#define vi32           vi32_64
-#define vi16           vi16_64
-#define vu8_f32        vu8_f32_64
-#define vu8_bf16       vu8_bf16_64
 #define NS_TO_VB       64
 #define NS_TO_FN(name) name##_v64
 #define NS_TO_TARGET   __attribute__((target("avx512f,avx512bw,avx512vl")))
 #include "trainops_impl.h"
-#undef vf32
-#undef vi32
-#undef vi16
-#undef vu8_f32
-#undef vu8_bf16
-#undef NS_TO_VB
-#undef NS_TO_FN
-#undef NS_TO_TARGET
 #endif
 
 typedef void (*fwd_fn)(ns_tdtype, const void *, size_t, size_t, size_t, size_t, void *, int,

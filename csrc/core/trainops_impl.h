@@ -3,9 +3,16 @@
  *   NS_TO_VB          vector bytes: 16 (SSE2/NEON), 32 (AVX2), 64 (AVX-512)
  *   NS_TO_FN(name)    the instance's name for `name`
  *   NS_TO_TARGET      its function attributes (a target ISA, or nothing)
+ * (all three are undefined again at the end, ready for the next instance).
  * GCC/Clang generic vectors of the target's native width (wider ones than the ISA has are split
  * badly). The backward moves element bits only; the forward compares (see pool_bf16). */
 
+/* the instance's vector types */
+#define vf32     NS_TO_FN(vf32)
+#define vi32     NS_TO_FN(vi32)
+#define vi16     NS_TO_FN(vi16)
+#define vu8_f32  NS_TO_FN(vu8_f32)
+#define vu8_bf16 NS_TO_FN(vu8_bf16)
 typedef float vf32 __attribute__((vector_size(NS_TO_VB)));
 typedef int32_t vi32 __attribute__((vector_size(NS_TO_VB)));
 typedef int16_t vi16 __attribute__((vector_size(NS_TO_VB)));
@@ -184,3 +191,11 @@ static NS_TO_TARGET void NS_TO_FN(bwd)(ns_tdtype dt, const void *gy, int nchw_in
 
 #undef F32_LANES
 #undef BF16_LANES
+#undef vf32
+#undef vi32
+#undef vi16
+#undef vu8_f32
+#undef vu8_bf16
+#undef NS_TO_VB
+#undef NS_TO_FN
+#undef NS_TO_TARGET
