@@ -44,16 +44,29 @@ def reference(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         take = (v > m) | np.isnan(v)
         m = np.where(take, v, m)
         arg[take] = k
-    dead = m <= 0  # False for NaN
-    return np.where(dead, np.float32(0), m), np.where(dead, np.uint8(NO_GRAD), arg)
+    dead = m <= 0  # no gradient (False for NaN); relu zeroes only m < 0: -0.0 stays -0.0
+    return np.where(m < 0, np.float32(0), m), np.where(dead, np.uint8(NO_GRAD), arg)
 
 
 def reference_backward(gy: np.ndarray, arg: np.ndarray, h: int, w: int) -> np.ndarray:
+    """The gradient added into zeros (PyTorch's scatter): a -0.0 gradient lands as +0.0; any arg
+    value other than 0-3 passes none."""
     n, oh, ow, c = arg.shape
     gx = np.zeros((n, h, w, c), gy.dtype)
+    sign = gy.dtype.type(1 << (8 * gy.itemsize - 1))
+    bits = gy.view(np.uint16 if gy.itemsize == 2 else np.uint32)
+    g = np.where(bits == sign, gy.dtype.type(0), gy)
     for k, (di, dj) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
-        gx[:, di : 2 * oh : 2, dj : 2 * ow : 2, :] = np.where(arg == k, gy, 0)
+        gx[:, di : 2 * oh : 2, dj : 2 * ow : 2, :] = np.where(arg == k, g, 0)
     return gx
+
+
+def assert_same_bits(got: np.ndarray, want: np.ndarray, err_msg: str = "") -> None:
+    """Bit for bit (so -0.0 != +0.0), except that any NaN matches any NaN."""
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=err_msg)
+    u = np.uint16 if got.itemsize == 2 else np.uint32
+    ok = ~np.isnan(want)
+    np.testing.assert_array_equal(got.view(u)[ok], want.view(u)[ok], err_msg=err_msg)
 
 
 def special_input(shape: tuple[int, ...], seed: int) -> np.ndarray:
@@ -84,6 +97,7 @@ def test_every_kernel_equals_the_transcription(shape, dtype, nchw) -> None:
     n, h, w, c = shape
     rng = np.random.default_rng(1)
     gy_nhwc = rng.standard_normal(want.shape).astype(np.float32)
+    gy_nhwc[rng.random(want.shape) < 0.1] = -0.0  # lands as +0.0
     gy_nhwc = to_bf16_bits(gy_nhwc) if dtype == "bfloat16" else gy_nhwc
     want_gx = reference_backward(gy_nhwc, want_arg, h, w)
     for kernel in KERNELS:
@@ -95,12 +109,15 @@ def test_every_kernel_equals_the_transcription(shape, dtype, nchw) -> None:
         got = bf16_to_f32(y) if dtype == "bfloat16" else y
         if nchw:
             got = got.transpose(0, 2, 3, 1)
-        np.testing.assert_array_equal(got, want, err_msg=kernel)  # NaN == NaN here
+        assert_same_bits(got, want, err_msg=kernel)
         np.testing.assert_array_equal(arg, want_arg, err_msg=kernel)
         gy = np.ascontiguousarray(gy_nhwc.transpose(0, 3, 1, 2)) if nchw else gy_nhwc
         gx = np.full(shape, 99, el)
         _native.pool2_relu_backward(gy, arg, gx, nchw, kernel)
-        np.testing.assert_array_equal(gx, want_gx, err_msg=kernel)
+        if dtype == "bfloat16":
+            assert_same_bits(bf16_to_f32(gx), bf16_to_f32(want_gx), err_msg=kernel)
+        else:
+            assert_same_bits(gx, want_gx, err_msg=kernel)
 
 
 def test_kernel_list_and_default() -> None:
@@ -191,3 +208,28 @@ def test_pool2_relu_drops_where_the_mask_says() -> None:
         _native.pool2_relu(x, y, arg, dropout="0.3")
     with pytest.raises(NeonsignValueError, match="seed"):
         _native.pool2_relu(x, y, arg, dropout=0.3, seed=-1)
+
+
+def test_backward_passes_no_gradient_for_any_other_arg_value() -> None:
+    """arg values other than 0-3 (255 is the kernels' own) route no gradient, on every kernel:
+    a corrupt arg array can never write outside the window or the array."""
+    rng = np.random.default_rng(4)
+    for dtype in (np.float32, np.uint16):
+        gy = np.ones((2, 3, 3, 37), dtype)
+        arg = rng.integers(0, 256, gy.shape).astype(np.uint8)
+        want = reference_backward(gy, arg, 7, 6)
+        assert want.any()
+        for kernel in KERNELS:
+            gx = np.full((2, 7, 6, 37), 9, dtype)
+            _native.pool2_relu_backward(gy, arg, gx, False, kernel)
+            np.testing.assert_array_equal(gx, want, err_msg=kernel)
+
+
+def test_byte_swapped_arrays_are_refused() -> None:
+    x = np.zeros((2, 4, 4, 3), ">f4")
+    y = np.zeros((2, 2, 2, 3), np.float32)
+    arg = np.zeros((2, 2, 2, 3), np.uint8)
+    with pytest.raises(NeonsignValueError, match="x must have dtype"):
+        _native.pool2_relu(x, y, arg)
+    with pytest.raises(NeonsignValueError, match="y must have dtype"):
+        _native.pool2_relu(x.astype(np.float32), y.astype(">f4"), arg)

@@ -446,7 +446,7 @@ PyArrayObject *ns_check_array(ns_state *st, PyObject *obj, const char *what, int
         return NULL;
     }
     PyArrayObject *a = (PyArrayObject *)obj;
-    if (PyArray_TYPE(a) != typenum) {
+    if (PyArray_TYPE(a) != typenum || !PyArray_ISNOTSWAPPED(a)) {
         PyArray_Descr *want = PyArray_DescrFromType(typenum);
         ns_raise(st, cls, "%s must have dtype %S, got %S", what, (PyObject *)want,
                  (PyObject *)PyArray_DESCR(a));

@@ -1,12 +1,18 @@
-/* See trainops.h. The optimised kernels work on 4 channels at a time with GCC/Clang vector
- * types (SSE on x86-64, NEON on AArch64, scalar code elsewhere): the forward compares as
- * float32 (bfloat16 widened by a 16-bit shift, exact) and writes back the chosen input's bits;
- * the backward only moves bits (the gradient of an output is copied to one position or zero),
- * so it is the same code for both dtypes at their element sizes. Remaining channels (c % 4) go
- * through the scalar path the references use. */
+/* See trainops.h. The scalar references are here; the optimised kernels are trainops_impl.h,
+ * instantiated below at each native vector width (16 bytes everywhere; 32 and 64 on x86-64,
+ * chosen by CPUID). They work on a vector of channels of one output pixel at a time: the
+ * forward compares float32 as floats and bfloat16 through int16 keys (no widening) and writes
+ * back the chosen input's bits; the backward only moves bits (the gradient of an output is
+ * copied to one position, zeros elsewhere), the same code for both dtypes at their element
+ * sizes. Channels past the last whole vector go through the scalar path the references use.
+ *
+ * Zeros and NaNs as PyTorch has them: relu(-0.0) is -0.0 (only values < 0 become +0), the
+ * gradient of a -0.0 is +0.0 (PyTorch adds it into a zeroed buffer), and a NaN stays a NaN
+ * (its payload may differ from PyTorch's, which can rewrite it). */
 #include "trainops.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -64,9 +70,10 @@ static inline void pool_one(ns_tdtype dt, const void *x, size_t at, size_t col, 
             a = k;
         }
     }
-    /* threshold_backward passes no gradient where relu's output is <= 0 (not for NaN) */
-    int dead = m <= 0.0f || (drop && !*arg); /* *arg: the keep mask on entry when drop */
-    *out = dead ? 0.0f : m;
+    /* threshold_backward passes no gradient where relu's output is <= 0 (not for NaN); relu
+     * zeroes values < 0 (-0.0 stays); *arg: the keep mask on entry when drop */
+    int dropped = drop && !*arg, dead = m <= 0.0f || dropped;
+    *out = m < 0.0f || dropped ? 0.0f : m;
     *arg = dead ? NS_POOL_NO_GRAD : (uint8_t)a;
 }
 
@@ -94,9 +101,11 @@ static void bwd_ref(ns_tdtype dt, const void *gy, int nchw_in, const uint8_t *ar
             for (size_t j = 0; j < ow; j++)
                 for (size_t ch = 0; ch < c; ch++) {
                     uint8_t a = arg[((b * oh + i) * ow + j) * c + ch];
-                    if (a == NS_POOL_NO_GRAD) continue;
+                    if (a > 3) continue; /* NS_POOL_NO_GRAD, or any other non-position */
                     size_t to = ((b * h + 2 * i + a / 2) * w + 2 * j + a % 2) * c + ch;
                     size_t from = out_index(nchw_in, b, i, j, ch, oh, ow, c);
+                    float g = load_el(dt, gy, from);
+                    if (g == 0.0f) continue; /* 0 + -0.0 is +0.0: leave the zero */
                     memcpy((char *)gx + to * es, (const char *)gy + from * es, es);
                 }
 }
@@ -171,7 +180,9 @@ int ns_trainops_kernel_supported(int k) {
     if (k < 0 || (size_t)k >= NKERNELS) return 0;
 #ifdef NS_TO_WIDE
     if (k == 2) return __builtin_cpu_supports("avx2");
-    if (k == 3) return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+    if (k == 3)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl");
 #endif
     return 1;
 }
@@ -181,13 +192,14 @@ const char *ns_trainops_kernel_name(int k) {
 }
 
 int ns_trainops_best_kernel(void) {
-    static int best = -1; /* idempotent: a race computes the same value */
-    if (best < 0) {
-        int k = (int)NKERNELS - 1;
+    static atomic_int best = -1; /* computed once; a race stores the same value */
+    int k = atomic_load_explicit(&best, memory_order_relaxed);
+    if (k < 0) {
+        k = (int)NKERNELS - 1;
         while (!ns_trainops_kernel_supported(k)) k--;
-        best = k;
+        atomic_store_explicit(&best, k, memory_order_relaxed);
     }
-    return best;
+    return k;
 }
 
 static int pick(int kernel) {

@@ -10,8 +10,10 @@
  * the maximum is chosen in row-major order by `v > max || isnan(v)` (the first of equal maxima,
  * the last NaN), and the gradient of an output goes to that position unless the ReLU output has
  * none (threshold_backward: an output <= 0). Rows and columns that no window covers (odd sizes)
- * get zero gradient. bfloat16 values are uint16 bit patterns; they are compared as float32 and
- * copied, never rounded, so both dtypes are exact.
+ * get zero gradient. As in PyTorch, relu(-0.0) is -0.0 and a -0.0 gradient lands as +0.0 (added
+ * into zeros); a NaN stays a NaN, its payload the input's (PyTorch may rewrite it). bfloat16
+ * values are uint16 bit patterns, compared as floats and copied, never rounded, so both dtypes
+ * are exact.
  *
  * Portable C with GCC/Clang generic vectors of the target's native width (no intrinsics):
  * 16 bytes everywhere (SSE2, NEON), and on x86-64 also AVX2 and AVX-512 instances picked by
@@ -44,8 +46,9 @@ void ns_pool2_relu_fwd(ns_tdtype dt, const void *x, size_t n, size_t h, size_t w
  * (seed, i), so the mask depends only on the seed, never on the kernel. */
 void ns_dropout_keep(uint64_t seed, double p, size_t n, uint8_t *keep, int kernel);
 
-/* gy: the gradient of y (layout as y: NCHW when nchw_in); arg: the forward's; gx: the gradient
- * of x, (n, h, w, c) NHWC, every element written. */
+/* gy: the gradient of y (layout as y: NCHW when nchw_in); arg: the forward's (any value other
+ * than 0-3 routes no gradient); gx: the gradient of x, (n, h, w, c) NHWC, every element
+ * written. */
 void ns_pool2_relu_bwd(ns_tdtype dt, const void *gy, int nchw_in, const uint8_t *arg, size_t n,
                        size_t h, size_t w, size_t c, void *gx, int kernel);
 

@@ -36,13 +36,16 @@ static inline NS_TO_TARGET void NS_TO_FN(pool_f32)(const float *x, size_t col, s
         m = (vf32)(((vi32)v & take) | ((vi32)m & ~take));
         a = (take & k) | (a & ~take);
     }
-    vi32 dead = m <= (vf32){0};
+    /* no gradient where relu's output is <= 0; relu zeroes values < 0 (-0.0 stays) */
+    vi32 dead = m <= (vf32){0}, zero = m < (vf32){0};
     if (drop) { /* arg holds the keep mask on entry */
         vu8_f32 keep;
         memcpy(&keep, arg, sizeof keep);
-        dead |= __builtin_convertvector(keep, vi32) == 0;
+        vi32 dropped = __builtin_convertvector(keep, vi32) == 0;
+        dead |= dropped;
+        zero |= dropped;
     }
-    m = (vf32)((vi32)m & ~dead);
+    m = (vf32)((vi32)m & ~zero);
     vu8_f32 bytes = __builtin_convertvector((dead & NS_POOL_NO_GRAD) | (a & ~dead), vu8_f32);
     memcpy(arg, &bytes, sizeof bytes);
     if (ostride == 1)
@@ -71,13 +74,15 @@ static inline NS_TO_TARGET void NS_TO_FN(pool_bf16)(const uint16_t *x, size_t co
         mkey = (key & take) | (mkey & ~take);
         a = ((int16_t)k & take) | (a & ~take);
     }
-    vi16 dead = mkey <= 0;
-    if (drop) { /* arg holds the keep mask on entry */
+    vi16 dead = mkey <= 0, zero = mkey < 0; /* as pool_f32 (the key of -0.0 is 0) */
+    if (drop) {                             /* arg holds the keep mask on entry */
         vu8_bf16 keep;
         memcpy(&keep, arg, sizeof keep);
-        dead |= __builtin_convertvector(keep, vi16) == 0;
+        vi16 dropped = __builtin_convertvector(keep, vi16) == 0;
+        dead |= dropped;
+        zero |= dropped;
     }
-    m &= ~dead;
+    m &= ~zero;
     vu8_bf16 bytes = __builtin_convertvector((dead & NS_POOL_NO_GRAD) | (a & ~dead), vu8_bf16);
     memcpy(arg, &bytes, sizeof bytes);
     if (ostride == 1)
@@ -123,9 +128,10 @@ static NS_TO_TARGET void NS_TO_FN(keep)(uint64_t seed, uint32_t threshold, size_
 
 /* The backward moves element bits: the gradients of one output pixel's channels go to the
  * window's four input pixels t0, t1 (top row) and b0, b1 (bottom row), per element size.
- * g: the gradients, channel stride gs (1 for NHWC); a: the arg bytes. Vectors of 64 bytes of
- * elements for contiguous gradients, element by element for the rest. */
-#define DEFINE_SCATTER(NAME, T, VT, VU8, LANES)                                                    \
+ * g: the gradients, channel stride gs (1 for NHWC); a: the arg bytes (any value > 3: no
+ * gradient). Vectors of NS_TO_VB bytes for contiguous gradients, element by element for the
+ * rest. */
+#define DEFINE_SCATTER(NAME, T, VT, VU8, LANES, SIGN)                                              \
     static inline NS_TO_TARGET void NAME(const T *restrict g, size_t gs,                           \
                                          const uint8_t *restrict a, size_t c, T *restrict t0,      \
                                          T *restrict t1, T *restrict b0, T *restrict b1) {         \
@@ -137,24 +143,27 @@ static NS_TO_TARGET void NS_TO_FN(keep)(uint64_t seed, uint32_t threshold, size_
                 memcpy(&v, g + ch, sizeof v);                                                      \
                 memcpy(&kb, a + ch, sizeof kb);                                                    \
                 k = __builtin_convertvector(kb, VT);                                               \
+                v &= ~(v == (SIGN)); /* -0.0 -> +0.0, as PyTorch's 0 + g */                        \
                 VT r0 = v & (k == 0), r1 = v & (k == 1), r2 = v & (k == 2), r3 = v & (k == 3);     \
                 memcpy(t0 + ch, &r0, sizeof v);                                                    \
                 memcpy(t1 + ch, &r1, sizeof v);                                                    \
                 memcpy(b0 + ch, &r2, sizeof v);                                                    \
                 memcpy(b1 + ch, &r3, sizeof v);                                                    \
             }                                                                                      \
-        for (; ch < c; ch++) {                                                                     \
-            T v = g[ch * gs];                                                                      \
+        for (; ch < c; ch++) { /* element bits through memcpy: no aliasing of float data */        \
+            T v, zero = 0;                                                                         \
+            memcpy(&v, g + ch * gs, sizeof v);                                                     \
+            if (v == (T)(SIGN)) v = 0;                                                             \
             unsigned k = a[ch];                                                                    \
-            t0[ch] = k == 0 ? v : 0;                                                               \
-            t1[ch] = k == 1 ? v : 0;                                                               \
-            b0[ch] = k == 2 ? v : 0;                                                               \
-            b1[ch] = k == 3 ? v : 0;                                                               \
+            memcpy(t0 + ch, k == 0 ? &v : &zero, sizeof v);                                        \
+            memcpy(t1 + ch, k == 1 ? &v : &zero, sizeof v);                                        \
+            memcpy(b0 + ch, k == 2 ? &v : &zero, sizeof v);                                        \
+            memcpy(b1 + ch, k == 3 ? &v : &zero, sizeof v);                                        \
         }                                                                                          \
     }
 
-DEFINE_SCATTER(NS_TO_FN(scatter_u16), uint16_t, vi16, vu8_bf16, BF16_LANES)
-DEFINE_SCATTER(NS_TO_FN(scatter_u32), uint32_t, vi32, vu8_f32, F32_LANES)
+DEFINE_SCATTER(NS_TO_FN(scatter_u16), uint16_t, vi16, vu8_bf16, BF16_LANES, INT16_MIN)
+DEFINE_SCATTER(NS_TO_FN(scatter_u32), uint32_t, vi32, vu8_f32, F32_LANES, INT32_MIN)
 #undef DEFINE_SCATTER
 
 static NS_TO_TARGET void NS_TO_FN(bwd)(ns_tdtype dt, const void *gy, int nchw_in,

@@ -103,8 +103,9 @@ def _key(batch_size: int, threads: int) -> str:
 
 
 def _time_steps(batch_size: int) -> dict[str, float]:
-    """Median milliseconds of one TrafficSignNet training step as the training loop runs it
-    (:class:`FusedTrafficSignNet`: forward, loss, backward, fused AdamW) per precision on a random channels_last batch, the precisions interleaved in rounds
+    """Median milliseconds of one TrafficSignNet training step with the training loop's model
+    (:class:`FusedTrafficSignNet`, without dropout: forward, loss, backward, fused AdamW) per
+    precision on a random channels_last batch, the precisions interleaved in rounds
     so that a noisy neighbour slows both alike. Torch's global RNG is left as it was: a run
     that measures initialises its network exactly like one that reads the cache."""
     with torch.random.fork_rng(devices=[]):

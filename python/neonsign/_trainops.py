@@ -4,9 +4,9 @@ kernel each way.
 PyTorch's CPU ``max_pool2d`` on channels_last tensors and its backward (which zero-fills the
 whole input gradient, then scatters) took about a quarter of a bfloat16 training step on the
 development machine; ``_native.pool2_relu`` / ``pool2_relu_backward`` (csrc/core/trainops.c)
-do each in one memory-bound pass. The results are PyTorch's bit for bit (same maximum on ties
-and NaN, same gradients: tests/test_trainops.py), so training with them is the same
-computation, only faster.
+do each in one memory-bound pass. The results are PyTorch's bit for bit (same maximum on ties,
+-0.0 and NaN, same gradients; a NaN's payload aside: tests/test_trainops.py), so training with
+them is the same computation, only faster.
 
 :class:`FusedTrafficSignNet` is TrafficSignNet (same parameters, names and state_dict) whose
 training-mode forward uses them; its eval-mode forward is TrafficSignNet's own, as every
@@ -42,12 +42,13 @@ def _np(t: torch.Tensor) -> npt.NDArray[Any]:
 
 
 def _fusable(x: torch.Tensor) -> bool:
-    """Whether the C kernel takes ``x``: a CPU float32/bfloat16 (N, C, H, W) tensor laid out
-    channels_last, at least 2x2."""
+    """Whether the C kernel takes ``x``: a non-empty CPU float32/bfloat16 (N, C, H, W) tensor
+    laid out channels_last, at least 2x2."""
     return (
         x.device.type == "cpu"
         and x.dtype in _FUSED_DTYPES
         and x.dim() == 4
+        and x.numel() > 0
         and x.shape[2] >= 2
         and x.shape[3] >= 2
         and x.is_contiguous(memory_format=torch.channels_last)
@@ -109,10 +110,13 @@ def pool2_relu(x: torch.Tensor, nchw: bool = False, p: float = 0.0) -> torch.Ten
     """``F.relu(F.max_pool2d(x, 2))``, then dropout of rate ``p`` (the training law of
     ``F.dropout``), by the C kernels when ``x`` suits them (channels_last float32 or bfloat16
     on the CPU), else by PyTorch's ops; without dropout the same values and gradients bit for
-    bit. ``nchw``: return the result contiguous in NCHW order (``flatten(1)`` is then free)."""
+    bit (NaN payloads aside). ``nchw``: return the result contiguous in NCHW order (``flatten(1)`` is then free)."""
     if _fusable(x):
         y: torch.Tensor = _Pool2ReLU.apply(x, nchw, p)  # type: ignore[no-untyped-call]
-        return y * (1.0 / (1.0 - p)) if p > 0.0 else y
+        if p == 0.0:
+            return y
+        # F.dropout's scale: 1 / (1 - p) rounded to the tensor's dtype, then the product
+        return y * torch.tensor(1.0 / (1.0 - p), dtype=y.dtype)
     y = dropout(F.relu(F.max_pool2d(x, 2)), p)
     return y.contiguous() if nchw else y
 

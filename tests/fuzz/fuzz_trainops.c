@@ -7,7 +7,8 @@
  * (bit 0 bfloat16, bit 1 NCHW output, bit 2 dropout), an 8-byte seed, then the input's element
  * bytes (repeated to fill; NaNs, infinities, zeros of both signs included). Every buffer is an
  * exact-size allocation, so ASan sees any access outside it. Each instance's output, arg bytes
- * and input gradient must equal the reference's bit for bit.
+ * and input gradient must equal the reference's bit for bit, and so must its gradient for arg
+ * bytes taken from the input (any value).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -41,6 +42,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         ns_pool2_relu_bwd(dt, y, nchw, arg, n, h, w, c, gx, k);
         if (memcmp(y, y_ref, out * es) || memcmp(arg, arg_ref, out) || memcmp(gx, gx_ref, in * es))
             abort();
+    }
+    /* the backward with arg bytes from the input (any value; > 3 routes no gradient) */
+    for (size_t i = 0; i < out; i++) arg_ref[i] = size ? data[(i * 7) % size] : (uint8_t)i;
+    ns_pool2_relu_bwd(dt, y_ref, nchw, arg_ref, n, h, w, c, gx_ref, 0);
+    for (int k = 1; ns_trainops_kernel_name(k); k++) {
+        if (!ns_trainops_kernel_supported(k)) continue;
+        memset(gx, 0x5A, in * es);
+        ns_pool2_relu_bwd(dt, y_ref, nchw, arg_ref, n, h, w, c, gx, k);
+        if (memcmp(gx, gx_ref, in * es)) abort();
     }
 done:
     free(x), free(gx_ref), free(gx), free(y_ref), free(y), free(arg_ref), free(arg);
