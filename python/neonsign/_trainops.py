@@ -1,10 +1,11 @@
 """Fused training ops for TrafficSignNet (issue 18): 2x2 max-pooling + ReLU (+ dropout) as one C
 kernel each way.
 
-PyTorch's CPU ``max_pool2d`` on channels_last tensors and its backward (which zero-fills the
-whole input gradient, then scatters) took about a quarter of a bfloat16 training step on the
-development machine; ``_native.pool2_relu`` / ``pool2_relu_backward`` (csrc/core/trainops.c)
-do each in one memory-bound pass. The results are PyTorch's bit for bit (same maximum on ties,
+PyTorch's CPU ``max_pool2d`` on channels_last tensors, its int64 indices, the ReLU, the
+backward's zero fill of the whole input gradient and fc1's dropout mask cost 2.3 of 14.9 ms
+of a bfloat16 training step on the development machine (``benchmarks/train_step.py --kinds
+after_torch_pool,after``); ``_native.pool2_relu`` / ``pool2_relu_backward``
+(csrc/core/trainops.c) do each pooling in one memory-bound pass. The results are PyTorch's bit for bit (same maximum on ties,
 -0.0 and NaN, same gradients; a NaN's payload aside: tests/test_trainops.py), so training with
 them is the same computation, only faster.
 
@@ -110,7 +111,8 @@ def pool2_relu(x: torch.Tensor, nchw: bool = False, p: float = 0.0) -> torch.Ten
     """``F.relu(F.max_pool2d(x, 2))``, then dropout of rate ``p`` (the training law of
     ``F.dropout``), by the C kernels when ``x`` suits them (channels_last float32 or bfloat16
     on the CPU), else by PyTorch's ops; without dropout the same values and gradients bit for
-    bit (NaN payloads aside). ``nchw``: return the result contiguous in NCHW order (``flatten(1)`` is then free)."""
+    bit (NaN payloads aside). ``nchw``: return the result contiguous in NCHW order
+    (``flatten(1)`` is then free)."""
     if _fusable(x):
         y: torch.Tensor = _Pool2ReLU.apply(x, nchw, p)  # type: ignore[no-untyped-call]
         if p == 0.0:
