@@ -10,8 +10,9 @@ page faults per step). "after_torch_prepare" is "after" with the batch preparati
 (:func:`neonsign._trainer._prepare_batch_torch`, as before the C augmentation kernel), to time
 that kernel alone; "after_torch_pool" is "after" with a plain TrafficSignNet (PyTorch's
 max_pool2d and ReLU, both dropouts as ``torch.rand >= p`` masks, as before the fused C pooling
-of :mod:`neonsign._trainops`), to time the pooling kernels alone. The allocator setting is process-wide, so every kind runs in a process
-of its own (spawned once, fed one round at a time). Same TrafficSignNet initialisation, batch,
+of :mod:`neonsign._trainops`), to time the pooling kernels alone. The allocator setting is
+process-wide, so every kind runs in a process of its own (spawned once, fed one round at a
+time). Same TrafficSignNet initialisation, batch,
 thread count and precision choice; the kinds alternate in every round so that the load of a
 shared machine hits all alike. Medians over all timed steps; page faults per step are counted
 (``getrusage``).
