@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import platform
 import resource
 import shutil
 import threading
@@ -27,7 +28,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from neonsign import data
+from neonsign import _native, data
 from neonsign import preprocess as pp
 from neonsign.errors import (
     NeonsignIsADirectoryError,
@@ -139,6 +140,24 @@ def test_digest_hashed_by_the_workers_equals_hashlib(
     assert digests == [fallback] * 3
     with pytest.raises(NeonsignTypeError, match="bytes"):
         pp.load_images_and_digest(paths, prefix="tag")  # type: ignore[arg-type]
+
+
+def test_hardware_sha256_wherever_the_cpu_has_sha_instructions() -> None:
+    """load_images_and_digest hashes in the loader's threads (the C block function, not hashlib
+    after the load) wherever the CPU has SHA instructions: SHA-NI on x86-64, SHA2 on AArch64.
+    tools/arm/test.sh names the block function qemu's CPU model must get
+    (NEONSIGN_EXPECT_SHA256, as tests/c/test_sha256.c reads it); elsewhere /proc/cpuinfo says."""
+    want = os.environ.get("NEONSIGN_EXPECT_SHA256")
+    if not want:
+        flag = {"x86_64": ("flags", "sha_ni", "shani"), "aarch64": ("Features", "sha2", "armv8")}
+        if platform.machine() not in flag or not os.path.exists("/proc/cpuinfo"):
+            pytest.skip("no expectation for this CPU (set NEONSIGN_EXPECT_SHA256)")
+        field, name, kernel = flag[platform.machine()]
+        with open("/proc/cpuinfo") as f:
+            line = next((ln for ln in f if ln.split(":")[0].strip() == field), ":")
+        want = kernel if name in line.split(":", 1)[1].split() else "scalar"
+    assert _native.sha256_accelerated() is (want != "scalar")
+    assert pp._HARDWARE_SHA256 is (want != "scalar")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -103,24 +103,98 @@ static int cpu_has_shani(void) {
 }
 #endif
 
-int ns_sha256_accelerated(void) {
-    static atomic_int known = -1; /* computed once; racing first calls agree */
+/* AArch64 with the SHA2 instructions of the Crypto Extension, on Linux (HWCAP_SHA2 says whether
+ * the CPU has them); the rest of the file stays baseline Armv8-A. GCC enables the extension per
+ * function as "+crypto" (AES and SHA2: GCC 12's arm_neon.h has no "+sha2" for these intrinsics),
+ * clang as "crypto"; clang declares the intrinsics for such functions only from clang 16 on
+ * (before, only when the whole file targets SHA2, which defines __ARM_FEATURE_SHA2). */
+#if defined(__aarch64__) && defined(__linux__) && defined(__GNUC__) &&                             \
+    (!defined(__clang__) || __clang_major__ >= 16 || defined(__ARM_FEATURE_SHA2))
+#include <arm_neon.h>
+#include <sys/auxv.h>
+
+#ifdef __clang__
+#define TARGET_SHA2 __attribute__((target("crypto")))
+#else
+#define TARGET_SHA2 __attribute__((target("+crypto")))
+#endif
+
+#ifndef HWCAP_SHA2
+#define HWCAP_SHA2 (1 << 6) /* Linux arch/arm64/include/uapi/asm/hwcap.h */
+#endif
+
+/* The state stays in natural order as two vectors, ABCD and EFGH. Four rounds take one vector
+ * of message words plus constants: sha256h updates ABCD and sha256h2 EFGH (each from both old
+ * halves); su0/su1 extend the message schedule four words at a time. */
+TARGET_SHA2 static void blocks_armv8(uint32_t state[8], const uint8_t *data, size_t blocks) {
+    uint32x4_t abcd = vld1q_u32(&state[0]), efgh = vld1q_u32(&state[4]);
+    for (; blocks; blocks--, data += 64) {
+        const uint32x4_t abcd0 = abcd, efgh0 = efgh;
+        uint32x4_t w[4];
+        for (int i = 0; i < 4; i++)
+            w[i] = vreinterpretq_u32_u8(vrev32q_u8(vld1q_u8(data + 16 * i)));
+#pragma GCC unroll 16
+        for (int g = 0; g < 16; g++) {
+            uint32x4_t *m = &w[g & 3]; /* words 4g.., the others 4g+4.., 4g+8.., 4g+12.. */
+            const uint32x4_t wk = vaddq_u32(*m, vld1q_u32(&K[4 * g]));
+            if (g < 12)
+                *m = vsha256su1q_u32(vsha256su0q_u32(*m, w[(g + 1) & 3]), w[(g + 2) & 3],
+                                     w[(g + 3) & 3]); /* now words 4g+16.. */
+            const uint32x4_t prev = abcd;
+            abcd = vsha256hq_u32(abcd, efgh, wk);
+            efgh = vsha256h2q_u32(efgh, prev, wk);
+        }
+        abcd = vaddq_u32(abcd, abcd0);
+        efgh = vaddq_u32(efgh, efgh0);
+    }
+    vst1q_u32(&state[0], abcd);
+    vst1q_u32(&state[4], efgh);
+}
+
+static int cpu_has_sha2(void) {
+    return (getauxval(AT_HWCAP) & HWCAP_SHA2) != 0;
+}
+#else
+static void blocks_armv8(uint32_t state[8], const uint8_t *data, size_t blocks) {
+    (void)state, (void)data, (void)blocks;
+}
+static int cpu_has_sha2(void) {
+    return 0;
+}
+#endif
+
+enum { HW_NONE, HW_SHANI, HW_ARMV8 };
+
+/* Which block function this CPU runs (HW_*); computed once, racing first calls agree. */
+static int hardware(void) {
+    static atomic_int known = -1;
     int v = atomic_load_explicit(&known, memory_order_relaxed);
     if (v < 0) {
-        v = cpu_has_shani();
+        v = cpu_has_shani() ? HW_SHANI : cpu_has_sha2() ? HW_ARMV8 : HW_NONE;
         atomic_store_explicit(&known, v, memory_order_relaxed);
     }
     return v;
 }
 
+int ns_sha256_accelerated(void) {
+    return hardware() != HW_NONE;
+}
+
 int ns_sha256_blocks_shani(uint32_t state[8], const uint8_t *data, size_t blocks) {
-    if (!ns_sha256_accelerated()) return 0;
+    if (hardware() != HW_SHANI) return 0;
     blocks_shani(state, data, blocks);
     return 1;
 }
 
+int ns_sha256_blocks_armv8(uint32_t state[8], const uint8_t *data, size_t blocks) {
+    if (hardware() != HW_ARMV8) return 0;
+    blocks_armv8(state, data, blocks);
+    return 1;
+}
+
 static void blocks(uint32_t state[8], const uint8_t *data, size_t n) {
-    if (!ns_sha256_blocks_shani(state, data, n)) ns_sha256_blocks_ref(state, data, n);
+    if (!ns_sha256_blocks_shani(state, data, n) && !ns_sha256_blocks_armv8(state, data, n))
+        ns_sha256_blocks_ref(state, data, n);
 }
 
 void ns_sha256_init(ns_sha256 *h) {

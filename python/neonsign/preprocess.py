@@ -653,8 +653,9 @@ def load_images_and_uint8(
 
 
 _HARDWARE_SHA256 = _core.sha256_accelerated()
-"""Whether the loader's own sha256 uses SHA instructions (x86 SHA-NI); without them OpenSSL
-(hashlib) hashes faster than the portable C, so :func:`load_images_and_digest` uses it."""
+"""Whether the loader's own sha256 uses SHA instructions (x86-64 SHA-NI, AArch64 SHA2); without
+them OpenSSL (hashlib) hashes faster than the portable C, so :func:`load_images_and_digest` uses
+it."""
 
 
 def load_images_and_digest(

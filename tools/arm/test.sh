@@ -8,7 +8,7 @@
 #
 # Usage: bash tools/arm/test.sh [pytest args...]   (default: the kernel, engine and preprocessing
 #        tests; torch-only tests skip themselves since PyTorch is not in the arm64 root). The C
-#        micro-kernel tester runs first, always.
+#        micro-kernel and sha256 testers run first, always.
 # Caches the arm64 root in tools/arm/.sysroot and the wheels in tools/arm/.build (git-ignored).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -135,6 +135,21 @@ for pair in max:i8mm neoverse-n1:dotprod; do
     grep -qx "int8 best: $want" <<<"$out" || { echo "-cpu $cpu picked the wrong int8 kernel" >&2; exit 1; }
 done
 
+# 5c. The sha256 tester (the loader's checksum): the Armv8 SHA2 block function against the
+# scalar reference and known digests. Every qemu CPU model has SHA2 (HWCAP_SHA2), so the Armv8
+# function must be the one selected (NEONSIGN_EXPECT_SHA256; the pytest run below checks the
+# same through the binding). Built like the extension: baseline Armv8-A, SHA2 per function.
+stest=tests/c/test_sha256.c
+mapfile -t ssources < <(sed -n 's/^ \* sources://p' "$stest" | tr ' ' '\n' | sed '/^$/d; s|^|csrc/core/|')
+SEXE="$BUILD/test_sha256"
+log "compiling $stest for aarch64"
+aarch64-linux-gnu-gcc -std=c11 -O2 -pthread -Wall -Wextra -Wno-unused-parameter \
+    --sysroot="$SYSROOT" -Icsrc -Icsrc/core -Itests/c "$stest" "${ssources[@]}" -lm -o "$SEXE"
+for cpu in max neoverse-n1; do
+    log "$stest under qemu-aarch64 -cpu $cpu (expects the armv8 block function)"
+    NEONSIGN_EXPECT_SHA256=armv8 QEMU_LD_PREFIX="$SYSROOT" qemu-aarch64 -cpu "$cpu" "$SEXE"
+done
+
 # 6. Run the tests as aarch64 under qemu, with NumPy 2 and then NumPy 1.24.
 # Default: the tests of code that is compiled per ISA (C core, kernels, engine). Pure-Python
 # layers are covered by the x86-64 run; emulation is 10-50x slower.
@@ -144,11 +159,13 @@ if [ $# -eq 0 ]; then
     set -- tests/test_package.py tests/test_native.py tests/test_ppm.py tests/test_png_fast.py \
         tests/test_csv.py tests/test_resize.py tests/test_loader.py tests/test_kernels.py \
         tests/test_engine.py tests/test_int8_kernels.py tests/test_augment_numpy.py \
-        tests/test_trainops_numpy.py
+        tests/test_trainops_numpy.py \
+        tests/test_load_fused.py::test_digest_hashed_by_the_workers_equals_hashlib \
+        tests/test_load_fused.py::test_hardware_sha256_wherever_the_cpu_has_sha_instructions
 fi
 run_pytest() {  # $1: extra PYTHONPATH entry; $CPU: qemu CPU model, $INT8: its expected int8 kernel
     QEMU_LD_PREFIX="$SYSROOT" QEMU_CPU="${CPU:-max}" \
-    QEMU_SET_ENV="LD_LIBRARY_PATH=/usr/lib/aarch64-linux-gnu/blas:/usr/lib/aarch64-linux-gnu/lapack,PYTHONPATH=$SITE:$1,NEONSIGN_EMULATED=qemu-aarch64,PYTHONDONTWRITEBYTECODE=1,NEONSIGN_EXPECT_INT8_KERNEL=${INT8:-i8mm}" \
+    QEMU_SET_ENV="LD_LIBRARY_PATH=/usr/lib/aarch64-linux-gnu/blas:/usr/lib/aarch64-linux-gnu/lapack,PYTHONPATH=$SITE:$1,NEONSIGN_EMULATED=qemu-aarch64,PYTHONDONTWRITEBYTECODE=1,NEONSIGN_EXPECT_INT8_KERNEL=${INT8:-i8mm},NEONSIGN_EXPECT_SHA256=armv8" \
         qemu-aarch64 "$SYSROOT/usr/bin/python$PYVER" -m pytest -p no:cacheprovider -q "${@:2}"
 }
 log "pytest under qemu-aarch64 -cpu max, NumPy $NUMPY_VERSION"
