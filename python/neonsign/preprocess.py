@@ -647,9 +647,7 @@ def load_images_and_uint8(
         out=out,
         out_uint8=out_uint8,
     )
-    if u8 is None:  # the uint8 layout: the images are the resizes
-        u8 = cast(ImageU8, result.images)
-    return result, u8
+    return result, _uint8_rows(result, u8)
 
 
 _HARDWARE_SHA256 = _core.sha256_accelerated()
@@ -681,21 +679,6 @@ def load_images_and_digest(
     """
     if not isinstance(prefix, bytes) or not isinstance(suffix, bytes):
         raise NeonsignTypeError("prefix and suffix must be bytes")
-    if not _HARDWARE_SHA256:
-        result, u8 = load_images_and_uint8(
-            paths,
-            rois=rois,
-            size=size,
-            dtype=dtype,
-            mean=mean,
-            std=std,
-            threads=threads,
-            skip_bad=skip_bad,
-        )
-        h = hashlib.sha256(prefix)
-        h.update(np.ascontiguousarray(u8).data)
-        h.update(suffix)
-        return result, u8, h.hexdigest()
     result, side, digest = _load(
         paths,
         rois,
@@ -706,10 +689,21 @@ def load_images_and_digest(
         threads,
         skip_bad,
         keep_uint8=True,
-        digest=(prefix, suffix),
+        digest=(prefix, suffix) if _HARDWARE_SHA256 else None,
     )
-    assert digest is not None  # the binding returns one whenever a prefix is given
-    return result, (cast(ImageU8, result.images) if side is None else side), digest.hex()
+    u8 = _uint8_rows(result, side)
+    if digest is None:  # no SHA instructions: OpenSSL after the load beats the portable C
+        h = hashlib.sha256(prefix)
+        h.update(np.ascontiguousarray(u8).data)
+        h.update(suffix)
+        return result, u8, h.hexdigest()
+    return result, u8, digest.hex()
+
+
+def _uint8_rows(result: LoadResult, side: ImageU8 | None) -> ImageU8:
+    """The uint8 resizes of a load with ``keep_uint8``: the side array of a float32 load, else
+    the images themselves (the uint8 layout)."""
+    return cast(ImageU8, result.images) if side is None else side
 
 
 def _load(
