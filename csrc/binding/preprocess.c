@@ -166,6 +166,23 @@ static PyObject *annotation_row(const Py_buffer *view, const ns_annotation *a) {
                          cls);
 }
 
+/* Parse the CSV in the bytes-like `data` (`source` names it in errors) without the GIL: 1 with
+ * *view held and *ann filled (release both), or 0 with AnnotationError or the buffer's error. */
+static int parse_csv_buffer(ns_state *st, PyObject *data, const char *source, Py_buffer *view,
+                            ns_annotations *ann) {
+    if (!ns_conv_buffer(st, data, "data", view)) return 0;
+    ns_error err;
+    ns_error_clear(&err);
+    ns_status status;
+    Py_BEGIN_ALLOW_THREADS status = ns_csv_parse(view->buf, (size_t)view->len, source, ann, &err);
+    Py_END_ALLOW_THREADS if (status != NS_OK) {
+        PyBuffer_Release(view);
+        ns_raise_error_ex(st, &err, "AnnotationError", NULL);
+        return 0;
+    }
+    return 1;
+}
+
 static const char *const csv_parse_args[] = {"data", "source", NULL};
 static const ns_argspec csv_parse_spec = NS_ARGSPEC("csv_parse", csv_parse_args, 2);
 
@@ -175,18 +192,11 @@ static PyObject *py_csv_parse(PyObject *module, PyObject *const *args, Py_ssize_
     PyObject *a[2];
     const char *source;
     Py_buffer view;
-    if (!ns_parse_args(st, &csv_parse_spec, args, nargs, kwnames, a) ||
-        !ns_conv_str(st, a[1], "source", &source) || !ns_conv_buffer(st, a[0], "data", &view))
-        return NULL;
     ns_annotations ann;
-    ns_error err;
-    ns_error_clear(&err);
-    ns_status status;
-    Py_BEGIN_ALLOW_THREADS status = ns_csv_parse(view.buf, (size_t)view.len, source, &ann, &err);
-    Py_END_ALLOW_THREADS if (status != NS_OK) {
-        PyBuffer_Release(&view);
-        return ns_raise_error_ex(st, &err, "AnnotationError", NULL);
-    }
+    if (!ns_parse_args(st, &csv_parse_spec, args, nargs, kwnames, a) ||
+        !ns_conv_str(st, a[1], "source", &source) ||
+        !parse_csv_buffer(st, a[0], source, &view, &ann))
+        return NULL;
     PyObject *list = PyList_New((Py_ssize_t)ann.count);
     for (size_t i = 0; list && i < ann.count; i++) {
         PyObject *row = annotation_row(&view, &ann.rows[i]);
@@ -250,16 +260,8 @@ static PyObject *py_csv_columns(PyObject *module, PyObject *const *args, Py_ssiz
     if (!PyUnicode_Check(a[2]))
         return ns_raise(st, "NeonsignTypeError", "prefix must be a str, not %s",
                         Py_TYPE(a[2])->tp_name);
-    if (!ns_conv_buffer(st, a[0], "data", &view)) return NULL;
     ns_annotations ann;
-    ns_error err;
-    ns_error_clear(&err);
-    ns_status status;
-    Py_BEGIN_ALLOW_THREADS status = ns_csv_parse(view.buf, (size_t)view.len, source, &ann, &err);
-    Py_END_ALLOW_THREADS if (status != NS_OK) {
-        PyBuffer_Release(&view);
-        return ns_raise_error_ex(st, &err, "AnnotationError", NULL);
-    }
+    if (!parse_csv_buffer(st, a[0], source, &view, &ann)) return NULL;
     PyObject *result = annotation_columns(&view, &ann, a[2]);
     ns_annotations_free(&ann);
     PyBuffer_Release(&view);
